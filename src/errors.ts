@@ -1,0 +1,156 @@
+/**
+ * Every error tenant-fleet throws extends {@link FleetError} and carries a stable
+ * string `code`. Callers branch on the class or the code, never on message text.
+ *
+ * Messages say what was expected and what was got, and never contain a secret:
+ * connection URLs are passed through {@link redactUrl} before they reach a message.
+ */
+
+/** The stable codes of every {@link FleetError} subclass. */
+export type FleetErrorCode =
+  | 'VALIDATION'
+  | 'UNKNOWN_TENANT'
+  | 'TENANT_INACTIVE'
+  | 'ACQUIRE_TIMEOUT'
+  | 'POOL_CAPACITY'
+  | 'TENANT_UNAVAILABLE'
+  | 'SECRET_RESOLUTION'
+  | 'CONFIG'
+  | 'CLOSED';
+
+/** Base class of every error tenant-fleet throws. */
+export class FleetError extends Error {
+  /** Stable, machine-readable code; see {@link FleetErrorCode}. */
+  readonly code: FleetErrorCode;
+
+  constructor(code: FleetErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** Input that breaks a rule: a bad slug, weight, schema name, job payload… */
+export class ValidationError extends FleetError {
+  /** The field that was rejected, e.g. `slug` or `weight`. */
+  readonly field: string;
+
+  constructor(field: string, message: string, options?: { cause?: unknown }) {
+    super('VALIDATION', message, options);
+    this.field = field;
+  }
+}
+
+/** No org with this slug exists in the registry. */
+export class UnknownTenantError extends FleetError {
+  readonly slug: string;
+
+  constructor(slug: string) {
+    super('UNKNOWN_TENANT', `Expected a registered tenant, got unknown slug ${JSON.stringify(slug)}`);
+    this.slug = slug;
+  }
+}
+
+/** The org exists but has been deactivated. */
+export class TenantInactiveError extends FleetError {
+  readonly slug: string;
+
+  constructor(slug: string) {
+    super('TENANT_INACTIVE', `Expected an active tenant, got deactivated tenant ${JSON.stringify(slug)}`);
+    this.slug = slug;
+  }
+}
+
+/** A connection could not be lent within `acquireTimeoutMs`. */
+export class AcquireTimeoutError extends FleetError {
+  readonly slug: string;
+  readonly timeoutMs: number;
+
+  constructor(slug: string, timeoutMs: number, detail = '') {
+    super(
+      'ACQUIRE_TIMEOUT',
+      `Expected a connection for tenant ${JSON.stringify(slug)} within ${timeoutMs} ms, got none${detail ? ` (${detail})` : ''}`,
+    );
+    this.slug = slug;
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** Every cached pool is busy, so no pool could be built for a new tenant in time. */
+export class PoolCapacityError extends FleetError {
+  readonly slug: string;
+  readonly maxCachedPools: number;
+
+  constructor(slug: string, maxCachedPools: number, timeoutMs: number) {
+    super(
+      'POOL_CAPACITY',
+      `Expected a free place among ${maxCachedPools} cached pools for tenant ${JSON.stringify(slug)} within ${timeoutMs} ms, got none: every cached pool is in use`,
+    );
+    this.slug = slug;
+    this.maxCachedPools = maxCachedPools;
+  }
+}
+
+/** The tenant's database refused connections repeatedly; it fails fast until `retryAt`. */
+export class TenantUnavailableError extends FleetError {
+  readonly slug: string;
+  /** Epoch milliseconds when the next connection attempt is allowed. */
+  readonly retryAt: number;
+
+  constructor(slug: string, failures: number, retryAt: number, options?: { cause?: unknown }) {
+    super(
+      'TENANT_UNAVAILABLE',
+      `Expected tenant ${JSON.stringify(slug)}'s database to accept connections, got ${failures} failures in a row; failing fast until ${new Date(retryAt).toISOString()}`,
+      options,
+    );
+    this.slug = slug;
+    this.retryAt = retryAt;
+  }
+}
+
+/** A secret reference (`env://`, `file://` …) could not be resolved. */
+export class SecretResolutionError extends FleetError {
+  /** The reference with any password redacted. */
+  readonly reference: string;
+
+  constructor(reference: string, message: string, options?: { cause?: unknown }) {
+    super('SECRET_RESOLUTION', message, options);
+    this.reference = redactUrl(reference);
+  }
+}
+
+/** An option or configuration value is out of range or of the wrong type. */
+export class ConfigError extends FleetError {
+  /** The option that was rejected, e.g. `maxConnections`. */
+  readonly option: string;
+
+  constructor(option: string, message: string, options?: { cause?: unknown }) {
+    super('CONFIG', message, options);
+    this.option = option;
+  }
+}
+
+/** The resource was used after `close()`. */
+export class ClosedError extends FleetError {
+  constructor(what: string) {
+    super('CLOSED', `Expected an open ${what}, got one that is closed`);
+  }
+}
+
+/**
+ * Replaces the password of every `scheme://user:password@host` URL in `text` with `***`.
+ * Used on every message and log line that may carry a connection string.
+ */
+export function redactUrl(text: string): string {
+  return text.replace(/([a-z][a-z0-9+.-]*:\/\/[^:/?#@\s]*:)([^\s/]*)@/gi, '$1***@');
+}
+
+/** Describes a value for an error message: its JSON form when short, else its type. */
+export function describe(value: unknown): string {
+  if (value === undefined) return 'undefined';
+  if (typeof value === 'number' || typeof value === 'boolean' || value === null) return String(value);
+  if (typeof value === 'string')
+    return value.length > 80 ? `a string of ${value.length} characters` : JSON.stringify(value);
+  if (Array.isArray(value)) return `an array of ${value.length}`;
+  return typeof value;
+}

@@ -1,0 +1,29 @@
+// The public API of tenant-fleet: explicit named exports, nothing else.
+// Each block below belongs to one layer of DESIGN.md.
+
+// errors
+export {
+  AcquireTimeoutError,
+  ClosedError,
+  ConfigError,
+  FleetError,
+  type FleetErrorCode,
+  PoolCapacityError,
+  SecretResolutionError,
+  TenantInactiveError,
+  TenantUnavailableError,
+  UnknownTenantError,
+  ValidationError,
+} from './errors.js';
+// tenancy: drivers
+export type { Backend, RawConnection, Row } from './tenancy/drivers/driver.js';
+// tenancy: orgs
+export {
+  type Org,
+  type OrgInput,
+  type OrgPatch,
+  type StorageMode,
+  validateSchemaName,
+  validateSlug,
+} from './tenancy/org.js';
+export type { TenantConnection } from './tenancy/tenant-connection.js';

@@ -1,0 +1,76 @@
+import { ConfigError, redactUrl } from '../../errors.js';
+
+/** The database servers tenant-fleet talks to. */
+export type Backend = 'postgres' | 'mysql' | 'sqlite';
+
+/** A row as a driver returns it. */
+export type Row = Record<string, unknown>;
+
+/**
+ * One raw connection to one database, the same shape for every backend.
+ * Placeholders stay each driver's own: `$1` on Postgres, `?` on MySQL and SQLite.
+ */
+export interface RawConnection {
+  readonly backend: Backend;
+  /** Runs one statement; resolves to its rows (an empty array for statements without rows). */
+  query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<R[]>;
+  /** Runs a script of several statements without parameters (migrations, DDL). */
+  exec(sql: string): Promise<void>;
+  /** Resolves when the connection answers a trivial query. */
+  ping(): Promise<void>;
+  /** Closes the connection; idempotent, never rejects. */
+  close(): Promise<void>;
+  /**
+   * Registers a callback for errors raised while the connection sits idle (the server
+   * killed it, the network dropped). The driver always listens, so such an error never
+   * crashes the process; after one, `alive` is false.
+   */
+  onError(listener: (err: Error) => void): void;
+  /** False once the connection errored or was closed. */
+  readonly alive: boolean;
+}
+
+/** Options every driver's `connect` takes. */
+export interface ConnectOptions {
+  /** Give up opening the connection after this long. @default 10_000 */
+  connectTimeoutMs?: number;
+}
+
+const SCHEMES: Record<string, Backend> = {
+  'postgres:': 'postgres',
+  'postgresql:': 'postgres',
+  'mysql:': 'mysql',
+  'mariadb:': 'mysql',
+  'sqlite:': 'sqlite',
+};
+
+/** The backend a connection URL names by its scheme; {@link ConfigError} for any other scheme. */
+export function backendOf(url: string): Backend {
+  const scheme = /^([a-z][a-z0-9+.-]*:)/i.exec(url)?.[1]?.toLowerCase();
+  const backend = scheme ? SCHEMES[scheme] : undefined;
+  if (!backend) {
+    throw new ConfigError(
+      'url',
+      `Expected a database URL starting with postgres://, postgresql://, mysql://, mariadb:// or sqlite:, got ${scheme ? `scheme ${JSON.stringify(scheme)}` : JSON.stringify(redactUrl(url.slice(0, 40)))}`,
+    );
+  }
+  return backend;
+}
+
+/** The file path of a `sqlite:PATH` URL (`sqlite:./a.db`, `sqlite:/abs/a.db`, `sqlite:///abs/a.db`). */
+export function sqlitePath(url: string): string {
+  const rest = url.replace(/^sqlite:/i, '');
+  const path = rest.startsWith('//') ? rest.slice(2) : rest;
+  if (path === '') throw new ConfigError('url', 'Expected a file path after "sqlite:", got an empty one');
+  return decodeURIComponent(path);
+}
+
+/**
+ * Makes a driver error safe to show: its message loses any URL password. The error is
+ * rethrown as is otherwise, so callers can still read the server's error code.
+ */
+export function scrubError(err: unknown): Error {
+  const error = err instanceof Error ? err : new Error(String(err));
+  error.message = redactUrl(error.message);
+  return error;
+}

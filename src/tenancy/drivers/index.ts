@@ -1,0 +1,20 @@
+import type { ConnectOptions, RawConnection } from './driver.js';
+import { backendOf } from './driver.js';
+import { connectMysql } from './mysql.js';
+import { connectPostgres } from './pg.js';
+import { connectSqlite } from './sqlite.js';
+
+/** Opens one raw connection to `url`, the driver chosen by the URL's scheme. */
+export function connect(url: string, options: ConnectOptions = {}): Promise<RawConnection> {
+  switch (backendOf(url)) {
+    case 'postgres':
+      return connectPostgres(url, options);
+    case 'mysql':
+      return connectMysql(url, options);
+    case 'sqlite':
+      return connectSqlite(url, options);
+  }
+}
+
+export type { Backend, ConnectOptions, RawConnection, Row } from './driver.js';
+export { backendOf, sqlitePath } from './driver.js';

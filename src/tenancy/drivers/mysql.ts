@@ -1,0 +1,110 @@
+import mysql from 'mysql2/promise';
+import type { ConnectOptions, RawConnection, Row } from './driver.js';
+import { scrubError } from './driver.js';
+
+/** Opens one mysql2 connection to `url` (`mysql://` or `mariadb://`). */
+export async function connectMysql(url: string, options: ConnectOptions = {}): Promise<RawConnection> {
+  let connection: mysql.Connection;
+  try {
+    connection = await mysql.createConnection({
+      uri: url.replace(/^mariadb:/i, 'mysql:'),
+      connectTimeout: options.connectTimeoutMs ?? 10_000,
+      multipleStatements: false,
+      dateStrings: false,
+      supportBigNumbers: true,
+    });
+  } catch (err) {
+    throw scrubError(err);
+  }
+  const listeners: Array<(err: Error) => void> = [];
+  let alive = true;
+  // mysql2 emits 'error' on the connection for fatal errors while idle; listen always.
+  connection.on('error', (err: Error) => {
+    alive = false;
+    const safe = scrubError(err);
+    for (const listener of listeners) listener(safe);
+  });
+  connection.on('end', () => {
+    alive = false;
+  });
+  let closing: Promise<void> | undefined;
+  const conn: RawConnection = {
+    backend: 'mysql',
+    get alive() {
+      return alive;
+    },
+    async query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<R[]> {
+      try {
+        const [rows] = await connection.query(sql, params as unknown[] | undefined);
+        return Array.isArray(rows) ? (rows as R[]) : [];
+      } catch (err) {
+        if ((err as { fatal?: boolean }).fatal) alive = false;
+        throw scrubError(err);
+      }
+    },
+    async exec(sql: string): Promise<void> {
+      // Scripts run statement by statement, so a connection never needs multipleStatements
+      // (which would widen what an injected string could do).
+      for (const statement of splitSqlScript(sql)) await conn.query(statement);
+    },
+    async ping(): Promise<void> {
+      try {
+        await connection.ping();
+      } catch (err) {
+        alive = false;
+        throw scrubError(err);
+      }
+    },
+    close(): Promise<void> {
+      alive = false;
+      closing ??= connection.end().catch(() => connection.destroy());
+      return closing;
+    },
+    onError(listener) {
+      listeners.push(listener);
+    },
+  };
+  return conn;
+}
+
+/**
+ * Splits a SQL script on semicolons that end a statement, leaving semicolons inside
+ * quotes and comments alone. Enough for migration files; not a SQL parser.
+ */
+export function splitSqlScript(sql: string): string[] {
+  const statements: string[] = [];
+  let current = '';
+  let quote: string | null = null;
+  for (let i = 0; i < sql.length; i++) {
+    const ch = sql[i]!;
+    const next = sql[i + 1];
+    if (quote) {
+      current += ch;
+      if (ch === '\\' && quote !== '`') {
+        current += next ?? '';
+        i++;
+      } else if (ch === quote) quote = null;
+      continue;
+    }
+    if (ch === '-' && next === '-') {
+      const end = sql.indexOf('\n', i);
+      i = end === -1 ? sql.length : end;
+      current += '\n';
+      continue;
+    }
+    if (ch === '/' && next === '*') {
+      const end = sql.indexOf('*/', i + 2);
+      i = end === -1 ? sql.length : end + 1;
+      continue;
+    }
+    if (ch === "'" || ch === '"' || ch === '`') quote = ch;
+    if (ch === ';') {
+      if (current.trim()) statements.push(current.trim());
+      current = '';
+      continue;
+    }
+    current += ch;
+  }
+  if (current.trim()) statements.push(current.trim());
+  return statements;
+}
