@@ -1,0 +1,30 @@
+/**
+ * `npm run bench -- <name> [<name> …]`: runs bench/<name>.ts, each of which prints one
+ * JSON document. With no name, lists the benchmarks.
+ */
+import { readdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const available = readdirSync(here)
+  .filter((file) => file.endsWith('.ts') && !['run.ts', 'harness.ts'].includes(file))
+  .map((file) => file.replace(/\.ts$/, ''));
+
+const names = process.argv.slice(2).filter((arg) => !arg.startsWith('-'));
+if (names.length === 0) {
+  console.error(`usage: npm run bench -- <${available.join('|')}> …`);
+  process.exit(2);
+}
+for (const name of names) {
+  if (!available.includes(name)) {
+    console.error(`Expected a benchmark name among ${available.join(', ')}, got ${JSON.stringify(name)}`);
+    process.exit(2);
+  }
+}
+for (const name of names) {
+  const module = (await import(pathToFileURL(`${here}/${name}.ts`).href)) as { main(): Promise<unknown> };
+  const result = await module.main();
+  console.log(JSON.stringify({ benchmark: name, ...(result as object) }, null, 2));
+}
+process.exit(0);

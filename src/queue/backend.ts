@@ -1,0 +1,139 @@
+/**
+ * The contract every queue engine (memory, BullMQ, pg-boss) fulfils. A logical queue
+ * (e.g. `reports`) is partitioned by tenant: each engine keeps one partition per
+ * (queue, tenant) plus an index of the tenants that have jobs ready, so the fleet
+ * worker can pick tenants fairly and fetch from exactly the partition it picked.
+ *
+ * Engines know nothing of tenancy (orgs, pools): the fleet checks tenants before it
+ * enqueues, and the worker decides which tenant to fetch from.
+ */
+
+/** The engines tenant-fleet ships. */
+export type EngineName = 'memory' | 'bullmq' | 'pgboss';
+
+/** How a failed job waits before its next attempt. */
+export interface BackoffOptions {
+  /** @default 'exponential' */
+  type: 'exponential' | 'fixed';
+  /** Base delay: the wait before attempt 2; exponential doubles it for each attempt after. */
+  delayMs: number;
+}
+
+/** Per-job options, the same on every engine. */
+export interface JobOptions {
+  /** Idempotency key: a second enqueue with the same id (in the same partition) is a no-op. */
+  jobId?: string;
+  /** Run no earlier than this many milliseconds from now. @default 0 */
+  delayMs?: number;
+  /** Within one tenant's partition: 1 is the highest priority; unset runs after prioritised jobs as FIFO. */
+  priority?: number;
+  /** Attempts in all, the first included. @default 1 */
+  attempts?: number;
+  /** @default { type: 'exponential', delayMs: 1000 } when attempts > 1 */
+  backoff?: BackoffOptions;
+  /** Groups jobs for progress reporting (`batchProgress`); set by scheduler fan-outs. */
+  batchId?: string;
+}
+
+/** One job to enqueue. */
+export interface EnqueueJob<Data = unknown> extends JobOptions {
+  /** The tenant's slug (the fleet has checked it exists and is active). */
+  tenant: string;
+  /** The job's name within the queue, e.g. `render`. */
+  name: string;
+  data: Data;
+}
+
+/**
+ * A job handed to one worker, which now holds its lock. The engine-specific handle
+ * that `complete`/`fail`/`extendLocks` need travels in `lease`.
+ */
+export interface ActiveJob<Data = unknown> {
+  readonly id: string;
+  readonly queue: string;
+  readonly tenant: string;
+  readonly name: string;
+  readonly data: Data;
+  /** 1 on the first run, 2 on the first retry… */
+  readonly attempt: number;
+  /** Attempts in all, the first included. */
+  readonly maxAttempts: number;
+  /** Epoch milliseconds when the job was enqueued. */
+  readonly enqueuedAt: number;
+  readonly batchId: string | null;
+  /** Engine-private: the lock token and whatever else the engine needs. */
+  readonly lease: unknown;
+}
+
+/** What became of a failed job. */
+export type FailOutcome = 'retrying' | 'failed';
+
+/** Job counts of one partition. */
+export interface JobCounts {
+  waiting: number;
+  active: number;
+  delayed: number;
+  completed: number;
+  failed: number;
+}
+
+/** Progress of a batch (a fan-out): `pending = total − completed − failed`. */
+export interface BatchProgress {
+  total: number;
+  completed: number;
+  failed: number;
+  pending: number;
+}
+
+/** The contract of a queue engine. */
+export interface TenantQueueBackend {
+  readonly engine: EngineName;
+
+  /** Adds one job to the (queue, tenant) partition; resolves to its id. */
+  enqueue<Data>(queue: string, job: EnqueueJob<Data>): Promise<string>;
+  /** Adds many jobs at once, in as few round trips as the engine allows; ids in order. */
+  enqueueBulk<Data>(queue: string, jobs: readonly EnqueueJob<Data>[]): Promise<string[]>;
+
+  /**
+   * The tenants of `queue` that may have a job ready now. A hint, kept cheap: a tenant
+   * listed here may turn out empty on `fetch`, but a tenant with a ready job is never
+   * left out for longer than the engine's poll interval.
+   */
+  readyTenants(queue: string): Promise<string[]>;
+  /**
+   * Resolves when a job may have become ready in `queue` (an enqueue, a delay elapsed,
+   * a retry), after `timeoutMs` at the latest, or at once when `signal` aborts.
+   */
+  waitForReady(queue: string, timeoutMs: number, signal?: AbortSignal): Promise<void>;
+
+  /**
+   * Takes the next ready job of one tenant's partition and locks it for `lockDurationMs`
+   * on behalf of `workerId`; null when the partition has nothing ready (or is at its
+   * fleet-wide concurrency cap).
+   */
+  fetch(queue: string, tenant: string, workerId: string, lockDurationMs: number): Promise<ActiveJob | null>;
+  /** Marks an active job completed with its result. */
+  complete(job: ActiveJob, result: unknown): Promise<void>;
+  /**
+   * Marks an active job failed. It is retried with its backoff while attempts remain,
+   * unless `unrecoverable`; the error's message and stack are kept.
+   */
+  fail(job: ActiveJob, error: Error, options?: { unrecoverable?: boolean }): Promise<FailOutcome>;
+  /** Extends the locks of jobs this worker holds; resolves to the ids whose lock was lost. */
+  extendLocks(jobs: readonly ActiveJob[], lockDurationMs: number): Promise<string[]>;
+  /**
+   * Puts back jobs whose lock expired (their worker died) so they run again; resolves
+   * to how many it moved. Workers call it periodically.
+   */
+  recoverStalled(queue: string): Promise<number>;
+
+  /** Caps the jobs of one tenant running at once across the whole fleet; null lifts it. */
+  setTenantConcurrency(queue: string, tenant: string, max: number | null): Promise<void>;
+  /** Job counts of one partition. */
+  counts(queue: string, tenant: string): Promise<JobCounts>;
+  /** Progress of the jobs enqueued with this `batchId`. */
+  batchProgress(batchId: string): Promise<BatchProgress>;
+
+  /** Closes the engine's connections; idempotent. */
+  close(): Promise<void>;
+}
