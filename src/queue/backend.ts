@@ -77,6 +77,35 @@ export interface JobCounts {
   failed: number;
 }
 
+/** Where a job is in its life. */
+export type JobState = 'waiting' | 'delayed' | 'active' | 'completed' | 'failed';
+
+/**
+ * A read-only view of one job, for inspection (tests, dashboard). Finished jobs are
+ * kept only up to an engine-specific bound, so an old finished job may read as null.
+ */
+export interface JobInfo<Data = unknown> {
+  readonly id: string;
+  readonly queue: string;
+  readonly tenant: string;
+  readonly name: string;
+  readonly data: Data;
+  readonly state: JobState;
+  /** Attempts that ended in a failure so far. */
+  readonly attemptsMade: number;
+  readonly maxAttempts: number;
+  readonly priority: number | null;
+  /** Epoch milliseconds when the job was enqueued. */
+  readonly enqueuedAt: number;
+  /** Epoch milliseconds when it completed or finally failed; null before. */
+  readonly finishedAt: number | null;
+  readonly batchId: string | null;
+  /** The handler's result once completed; null before. */
+  readonly result: unknown;
+  /** The last failure's message and stack; null if it never failed. */
+  readonly error: { message: string; stack: string | null } | null;
+}
+
 /** Progress of a batch (a fan-out): `pending = total − completed − failed`. */
 export interface BatchProgress {
   total: number;
@@ -131,6 +160,8 @@ export interface TenantQueueBackend {
   setTenantConcurrency(queue: string, tenant: string, max: number | null): Promise<void>;
   /** Job counts of one partition. */
   counts(queue: string, tenant: string): Promise<JobCounts>;
+  /** One job of a partition, or null when unknown (or trimmed after finishing). */
+  getJob(queue: string, tenant: string, id: string): Promise<JobInfo | null>;
   /** Progress of the jobs enqueued with this `batchId`. */
   batchProgress(batchId: string): Promise<BatchProgress>;
 
