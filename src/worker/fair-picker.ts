@@ -1,0 +1,245 @@
+/**
+ * Weighted deficit round robin (Shreedhar & Varghese, 1995) over the tenants that have
+ * jobs ready. Every job costs 1; a tenant's quantum is its weight, so on its turn a
+ * tenant of weight 3 is picked three times before the turn passes on, and two
+ * backlogged tenants of weights 3 and 1 are picked 3:1 in every window of picks.
+ *
+ * Only *eligible* tenants sit in the round: ready, under their per-process cap and not
+ * blocked (their connection pool could not lend). A tenant leaves the round when it
+ * stops being eligible and rejoins at the tail when it is eligible again, so skipping
+ * costs nothing per pick and no tenant waits more than one round (the sum of the
+ * weights of the others) once it is eligible: nobody starves.
+ *
+ * Pure and synchronous: no I/O, no timers, no randomness. The worker tells it what
+ * happened (ready, empty, started, finished, blocked) and asks whom to serve next.
+ */
+import { describe, ValidationError } from '../errors.js';
+
+/** What the picker needs to know about one tenant. */
+export interface PickerTenant {
+  readonly slug: string;
+  /** Fair-share weight, an integer ≥ 1 (the org's `weight`). */
+  readonly weight: number;
+  /** Jobs of this tenant this process may run at once, ≥ 1. */
+  readonly cap: number;
+}
+
+interface TenantState {
+  slug: string;
+  weight: number;
+  cap: number;
+  /** Picks handed out and not yet finished (fetching or running). */
+  running: number;
+  /** Picks left in the current turn. */
+  deficit: number;
+  ready: boolean;
+  blocked: boolean;
+  /** Whether the state sits in the round (the linked list below). */
+  inRound: boolean;
+  prev: TenantState | null;
+  next: TenantState | null;
+}
+
+/** A snapshot of one tenant, for tests and stats. */
+export interface PickerTenantStats {
+  slug: string;
+  weight: number;
+  cap: number;
+  running: number;
+  ready: boolean;
+  blocked: boolean;
+}
+
+export class FairPicker {
+  readonly #tenants = new Map<string, TenantState>();
+  // The round: a doubly linked list, so removal from the middle and rotation are O(1).
+  #head: TenantState | null = null;
+  #tail: TenantState | null = null;
+  #size = 0;
+
+  /**
+   * Adds a tenant or updates its weight and cap. A new tenant starts not ready: call
+   * {@link markReady} once it has jobs.
+   */
+  upsert(tenant: PickerTenant): void {
+    checkPositiveInteger('weight', tenant.slug, tenant.weight);
+    checkPositiveInteger('cap', tenant.slug, tenant.cap);
+    const state = this.#tenants.get(tenant.slug);
+    if (state === undefined) {
+      this.#tenants.set(tenant.slug, {
+        slug: tenant.slug,
+        weight: tenant.weight,
+        cap: tenant.cap,
+        running: 0,
+        deficit: 0,
+        ready: false,
+        blocked: false,
+        inRound: false,
+        prev: null,
+        next: null,
+      });
+      return;
+    }
+    state.weight = tenant.weight;
+    state.cap = tenant.cap;
+    state.deficit = Math.min(state.deficit, state.weight);
+    this.#sync(state);
+  }
+
+  /** Forgets a tenant (deactivated, deleted). Its running picks are forgotten too. */
+  remove(slug: string): void {
+    const state = this.#tenants.get(slug);
+    if (state === undefined) return;
+    if (state.inRound) this.#unlink(state);
+    this.#tenants.delete(slug);
+  }
+
+  has(slug: string): boolean {
+    return this.#tenants.has(slug);
+  }
+
+  /** The tenant may have jobs ready. Unknown slugs are ignored (upsert them first). */
+  markReady(slug: string): void {
+    const state = this.#tenants.get(slug);
+    if (state === undefined || state.ready) return;
+    state.ready = true;
+    this.#sync(state);
+  }
+
+  /**
+   * The tenant had nothing to fetch. It leaves the round and, as in DRR, loses what is
+   * left of its turn: an idle tenant does not bank credit for a later burst.
+   */
+  markEmpty(slug: string): void {
+    const state = this.#tenants.get(slug);
+    if (state === undefined) return;
+    state.ready = false;
+    state.deficit = 0;
+    this.#sync(state);
+  }
+
+  /** The tenant's pool cannot lend now: skip it until {@link unblock}. It keeps its turn. */
+  block(slug: string): void {
+    const state = this.#tenants.get(slug);
+    if (state === undefined || state.blocked) return;
+    state.blocked = true;
+    this.#sync(state);
+  }
+
+  unblock(slug: string): void {
+    const state = this.#tenants.get(slug);
+    if (state === undefined || !state.blocked) return;
+    state.blocked = false;
+    this.#sync(state);
+  }
+
+  /** Unblocks every tenant (a connection was given back somewhere; try again). */
+  unblockAll(): void {
+    for (const state of this.#tenants.values()) {
+      if (!state.blocked) continue;
+      state.blocked = false;
+      this.#sync(state);
+    }
+  }
+
+  /**
+   * The next tenant to serve, counted as running until {@link finish}; null when no
+   * tenant is eligible.
+   */
+  pick(): string | null {
+    const state = this.#head;
+    if (state === null) return null;
+    // A fresh turn: the tenant gets its quantum. Deficits are whole numbers (cost 1).
+    if (state.deficit < 1) state.deficit += state.weight;
+    state.deficit -= 1;
+    state.running += 1;
+    if (state.running >= state.cap) {
+      // At its cap: out of the round until a pick finishes; it keeps what is left of its turn.
+      this.#unlink(state);
+    } else if (state.deficit < 1) {
+      this.#rotate(state);
+    }
+    return state.slug;
+  }
+
+  /** A pick of `slug` finished (the job settled, or there was nothing to fetch). */
+  finish(slug: string): void {
+    const state = this.#tenants.get(slug);
+    if (state === undefined || state.running === 0) return;
+    state.running -= 1;
+    this.#sync(state);
+  }
+
+  /** Picks of `slug` handed out and not finished. */
+  running(slug: string): number {
+    return this.#tenants.get(slug)?.running ?? 0;
+  }
+
+  /** Whether some tenant can be picked now. */
+  get hasEligible(): boolean {
+    return this.#head !== null;
+  }
+
+  /** How many tenants sit in the round now. */
+  get eligibleCount(): number {
+    return this.#size;
+  }
+
+  stats(): PickerTenantStats[] {
+    return [...this.#tenants.values()].map(({ slug, weight, cap, running, ready, blocked }) => ({
+      slug,
+      weight,
+      cap,
+      running,
+      ready,
+      blocked,
+    }));
+  }
+
+  #eligible(state: TenantState): boolean {
+    return state.ready && !state.blocked && state.running < state.cap;
+  }
+
+  /** Puts the state in the round, or takes it out, to match its eligibility. */
+  #sync(state: TenantState): void {
+    const eligible = this.#eligible(state);
+    if (eligible && !state.inRound) this.#append(state);
+    else if (!eligible && state.inRound) this.#unlink(state);
+  }
+
+  #append(state: TenantState): void {
+    state.prev = this.#tail;
+    state.next = null;
+    if (this.#tail === null) this.#head = state;
+    else this.#tail.next = state;
+    this.#tail = state;
+    state.inRound = true;
+    this.#size += 1;
+  }
+
+  #unlink(state: TenantState): void {
+    if (state.prev === null) this.#head = state.next;
+    else state.prev.next = state.next;
+    if (state.next === null) this.#tail = state.prev;
+    else state.next.prev = state.prev;
+    state.prev = null;
+    state.next = null;
+    state.inRound = false;
+    this.#size -= 1;
+  }
+
+  #rotate(state: TenantState): void {
+    if (this.#tail === state) return;
+    this.#unlink(state);
+    this.#append(state);
+  }
+}
+
+function checkPositiveInteger(field: string, slug: string, value: number): void {
+  if (!Number.isInteger(value) || value < 1) {
+    throw new ValidationError(
+      field,
+      `Expected \`${field}\` of tenant ${JSON.stringify(slug)} to be an integer ≥ 1, got ${describe(value)}`,
+    );
+  }
+}

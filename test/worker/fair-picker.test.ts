@@ -1,0 +1,192 @@
+import { describe, expect, it } from 'vitest';
+import { ValidationError } from '../../src/errors.js';
+import { FairPicker } from '../../src/worker/fair-picker.js';
+
+/** Picks `n` times, finishing each pick at once (a backlogged tenant never runs dry). */
+function drain(picker: FairPicker, n: number): string[] {
+  const order: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const slug = picker.pick();
+    if (slug === null) break;
+    order.push(slug);
+    picker.finish(slug);
+  }
+  return order;
+}
+
+function count(order: readonly string[], slug: string): number {
+  return order.filter((s) => s === slug).length;
+}
+
+describe('FairPicker', () => {
+  it('picks two backlogged tenants of weights 3 and 1 exactly 3:1 in every window of 4', () => {
+    const picker = new FairPicker();
+    picker.upsert({ slug: 'heavy', weight: 3, cap: 100 });
+    picker.upsert({ slug: 'light', weight: 1, cap: 100 });
+    picker.markReady('heavy');
+    picker.markReady('light');
+    const order = drain(picker, 4000);
+    expect(order).toHaveLength(4000);
+    for (let start = 0; start + 4 <= order.length; start += 4) {
+      const window = order.slice(start, start + 4);
+      expect(count(window, 'heavy')).toBe(3);
+      expect(count(window, 'light')).toBe(1);
+    }
+    // Any window of 400 consecutive picks, wherever it starts, is 300:100 give or take one turn.
+    for (let start = 0; start + 400 <= order.length; start += 37) {
+      const window = order.slice(start, start + 400);
+      expect(count(window, 'heavy')).toBeGreaterThanOrEqual(299);
+      expect(count(window, 'heavy')).toBeLessThanOrEqual(301);
+    }
+  });
+
+  it('keeps the 3:1 ratio while picks overlap (several running at once, finished out of order)', () => {
+    const picker = new FairPicker();
+    picker.upsert({ slug: 'heavy', weight: 3, cap: 8 });
+    picker.upsert({ slug: 'light', weight: 1, cap: 8 });
+    picker.markReady('heavy');
+    picker.markReady('light');
+    const running: string[] = [];
+    const order: string[] = [];
+    for (let i = 0; i < 8; i++) {
+      const slug = picker.pick()!;
+      running.push(slug);
+      order.push(slug);
+    }
+    for (let i = 0; i < 4000; i++) {
+      // Finish a deterministic, shuffled one of the eight running, then fill the slot.
+      const done = running.splice((i * 5) % running.length, 1)[0]!;
+      picker.finish(done);
+      const slug = picker.pick()!;
+      running.push(slug);
+      order.push(slug);
+    }
+    for (let start = 0; start + 400 <= order.length; start += 50) {
+      const heavy = count(order.slice(start, start + 400), 'heavy');
+      expect(heavy / (400 - heavy)).toBeGreaterThanOrEqual(2.7);
+      expect(heavy / (400 - heavy)).toBeLessThanOrEqual(3.3);
+    }
+  });
+
+  it('does not starve a late tenant: it is served within one round of joining', () => {
+    const picker = new FairPicker();
+    picker.upsert({ slug: 'noisy', weight: 5, cap: 100 });
+    picker.markReady('noisy');
+    expect(drain(picker, 100)).toEqual(Array(100).fill('noisy'));
+    const quiet = Array.from({ length: 20 }, (_, i) => `quiet-${i}`);
+    for (const slug of quiet) {
+      picker.upsert({ slug, weight: 1, cap: 100 });
+      picker.markReady(slug);
+    }
+    // One round is noisy's 5 plus each quiet tenant's 1: every quiet tenant within 25 picks.
+    const round = drain(picker, 25);
+    for (const slug of quiet) expect(round).toContain(slug);
+    expect(count(round, 'noisy')).toBe(5);
+  });
+
+  it('skips a tenant at its cap and takes it back when a pick finishes', () => {
+    const picker = new FairPicker();
+    picker.upsert({ slug: 'capped', weight: 4, cap: 2 });
+    picker.upsert({ slug: 'other', weight: 1, cap: 100 });
+    picker.markReady('capped');
+    picker.markReady('other');
+    expect([picker.pick(), picker.pick()]).toEqual(['capped', 'capped']);
+    expect(picker.running('capped')).toBe(2);
+    // At its cap: only `other` is served, however many times we ask.
+    expect([picker.pick(), picker.pick(), picker.pick()]).toEqual(['other', 'other', 'other']);
+    picker.finish('capped');
+    // Back in the round, at the tail, with what was left of its turn.
+    expect(picker.pick()).toBe('other');
+    expect(picker.pick()).toBe('capped');
+    expect(picker.running('capped')).toBe(2);
+    expect(picker.pick()).toBe('other');
+  });
+
+  it('returns null when every ready tenant is at its cap, and when none is ready', () => {
+    const picker = new FairPicker();
+    expect(picker.pick()).toBeNull();
+    picker.upsert({ slug: 'a', weight: 1, cap: 1 });
+    expect(picker.pick()).toBeNull();
+    picker.markReady('a');
+    expect(picker.pick()).toBe('a');
+    expect(picker.pick()).toBeNull();
+    expect(picker.hasEligible).toBe(false);
+    picker.finish('a');
+    expect(picker.hasEligible).toBe(true);
+  });
+
+  it('skips a blocked tenant (its pool cannot lend) until it is unblocked', () => {
+    const picker = new FairPicker();
+    for (const slug of ['a', 'b', 'c']) {
+      picker.upsert({ slug, weight: 1, cap: 100 });
+      picker.markReady(slug);
+    }
+    picker.block('b');
+    expect(drain(picker, 6)).toEqual(['a', 'c', 'a', 'c', 'a', 'c']);
+    picker.unblock('b');
+    expect(drain(picker, 3)).toEqual(['a', 'c', 'b']);
+    picker.block('a');
+    picker.block('c');
+    picker.unblockAll();
+    expect(drain(picker, 3)).toEqual(['b', 'a', 'c']);
+  });
+
+  it('drops an empty tenant from the round and forgets the rest of its turn', () => {
+    const picker = new FairPicker();
+    picker.upsert({ slug: 'a', weight: 3, cap: 100 });
+    picker.upsert({ slug: 'b', weight: 1, cap: 100 });
+    picker.markReady('a');
+    picker.markReady('b');
+    expect(picker.pick()).toBe('a');
+    picker.finish('a');
+    picker.markEmpty('a');
+    expect(drain(picker, 3)).toEqual(['b', 'b', 'b']);
+    picker.markReady('a');
+    // A fresh turn of 3, not 3 plus the 2 it had left.
+    expect(drain(picker, 8)).toEqual(['b', 'a', 'a', 'a', 'b', 'a', 'a', 'a']);
+  });
+
+  it('is deterministic: the same calls give the same picks', () => {
+    const run = () => {
+      const picker = new FairPicker();
+      for (let i = 0; i < 50; i++) {
+        picker.upsert({ slug: `t${i}`, weight: (i % 4) + 1, cap: (i % 3) + 1 });
+        picker.markReady(`t${i}`);
+      }
+      const order: string[] = [];
+      for (let i = 0; i < 500; i++) {
+        const slug = picker.pick();
+        if (slug === null) break;
+        order.push(slug);
+        if (i % 3 === 0) picker.finish(slug);
+        if (i % 7 === 0) picker.markEmpty(slug);
+        if (i % 11 === 0) picker.markReady(`t${i % 50}`);
+      }
+      return order;
+    };
+    expect(run()).toEqual(run());
+  });
+
+  it('applies a new weight and cap on upsert, and forgets a removed tenant', () => {
+    const picker = new FairPicker();
+    picker.upsert({ slug: 'a', weight: 1, cap: 100 });
+    picker.upsert({ slug: 'b', weight: 1, cap: 100 });
+    picker.markReady('a');
+    picker.markReady('b');
+    expect(drain(picker, 4)).toEqual(['a', 'b', 'a', 'b']);
+    picker.upsert({ slug: 'a', weight: 2, cap: 100 });
+    expect(drain(picker, 6)).toEqual(['a', 'a', 'b', 'a', 'a', 'b']);
+    picker.remove('b');
+    expect(picker.has('b')).toBe(false);
+    expect(drain(picker, 3)).toEqual(['a', 'a', 'a']);
+    picker.upsert({ slug: 'a', weight: 2, cap: 1 });
+    expect(picker.pick()).toBe('a');
+    expect(picker.pick()).toBeNull();
+  });
+
+  it('rejects a weight or cap that is not an integer ≥ 1', () => {
+    const picker = new FairPicker();
+    expect(() => picker.upsert({ slug: 'a', weight: 0, cap: 1 })).toThrow(ValidationError);
+    expect(() => picker.upsert({ slug: 'a', weight: 1, cap: 1.5 })).toThrow(/Expected `cap` of tenant "a"/);
+  });
+});
