@@ -15,6 +15,25 @@ export {
   UnknownTenantError,
   ValidationError,
 } from './errors.js';
+// queue
+export type {
+  ActiveJob,
+  BackoffOptions,
+  BatchProgress,
+  EngineName,
+  EnqueueJob,
+  FailOutcome,
+  JobCounts,
+  JobInfo,
+  JobOptions,
+  JobState,
+  TenantQueueBackend,
+} from './queue/backend.js';
+export {
+  MemoryBackend,
+  type MemoryBackendOptions,
+  type ResolvedMemoryBackendOptions,
+} from './queue/memory.js';
 // tenancy: drivers
 export type { Backend, RawConnection, Row } from './tenancy/drivers/driver.js';
 // tenancy: orgs

@@ -1,0 +1,138 @@
+/**
+ * Validation and normalisation of what callers hand to a queue engine, shared by every
+ * engine so that the same input is accepted or rejected the same way everywhere.
+ */
+import { describe, ValidationError } from '../errors.js';
+import type { BackoffOptions, EnqueueJob } from './backend.js';
+
+/** The highest priority number a job may carry (BullMQ's own limit, minus one slot we keep). */
+export const MAX_PRIORITY = 2_097_151;
+
+/** Queue names end up in Redis keys and BullMQ queue names (`<queue>.<tenant>`). */
+const QUEUE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+/** Tenants are slugs; this is a superset of the slug rule that keeps keys unambiguous. */
+const TENANT_KEY = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
+/** No `:` (BullMQ key separator) and not all digits (BullMQ's own numeric ids). */
+const JOB_ID = /^(?!\d+$)[^:\s]{1,128}$/;
+
+/** A job ready to be stored: options resolved, data serialised once. */
+export interface NormalisedJob {
+  tenant: string;
+  name: string;
+  /** The data as JSON text (what every engine stores). */
+  json: string;
+  jobId: string | null;
+  delayMs: number;
+  priority: number | null;
+  attempts: number;
+  backoff: BackoffOptions;
+  batchId: string | null;
+}
+
+/** Throws unless `queue` can name a logical queue. */
+export function checkQueueName(queue: unknown): string {
+  if (typeof queue !== 'string' || !QUEUE_NAME.test(queue))
+    throw new ValidationError(
+      'queue',
+      `Expected \`queue\` to match ${QUEUE_NAME} (letters, digits, _ and -), got ${describe(queue)}`,
+    );
+  return queue;
+}
+
+/** Throws unless `tenant` can name a partition. */
+export function checkTenant(tenant: unknown): string {
+  if (typeof tenant !== 'string' || !TENANT_KEY.test(tenant))
+    throw new ValidationError('tenant', `Expected \`tenant\` to be a tenant slug, got ${describe(tenant)}`);
+  return tenant;
+}
+
+function checkInteger(field: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max)
+    throw new ValidationError(
+      field,
+      `Expected \`${field}\` to be an integer from ${min} to ${max}, got ${describe(value)}`,
+    );
+  return value;
+}
+
+/** Serialises `data` to JSON, or throws a `ValidationError` saying why it cannot be stored. */
+export function serialiseData(data: unknown, maxDataBytes: number): string {
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(data);
+  } catch (error) {
+    throw new ValidationError('data', `Expected JSON-serialisable \`data\`, got ${describe(data)}`, {
+      cause: error,
+    });
+  }
+  if (json === undefined)
+    throw new ValidationError('data', `Expected JSON-serialisable \`data\`, got ${describe(data)}`);
+  const bytes = Buffer.byteLength(json);
+  if (bytes > maxDataBytes)
+    throw new ValidationError(
+      'data',
+      `Expected \`data\` of at most ${maxDataBytes} bytes as JSON, got ${bytes} bytes`,
+    );
+  return json;
+}
+
+/** Checks one job and resolves its options; throws `ValidationError` on bad input. */
+export function normaliseJob(job: EnqueueJob<unknown>, maxDataBytes: number): NormalisedJob {
+  if (typeof job !== 'object' || job === null)
+    throw new ValidationError('job', `Expected a job object, got ${describe(job)}`);
+  const tenant = checkTenant(job.tenant);
+  if (typeof job.name !== 'string' || job.name.length === 0 || job.name.length > 128)
+    throw new ValidationError(
+      'name',
+      `Expected \`name\` to be 1 to 128 characters, got ${describe(job.name)}`,
+    );
+  const json = serialiseData(job.data, maxDataBytes);
+  if (job.jobId !== undefined && (typeof job.jobId !== 'string' || !JOB_ID.test(job.jobId)))
+    throw new ValidationError(
+      'jobId',
+      `Expected \`jobId\` to be 1 to 128 characters without ':' or spaces and not all digits, got ${describe(job.jobId)}`,
+    );
+  const attempts = job.attempts === undefined ? 1 : checkInteger('attempts', job.attempts, 1, 1_000);
+  const delayMs = job.delayMs === undefined ? 0 : checkInteger('delayMs', job.delayMs, 0);
+  const priority =
+    job.priority === undefined ? null : checkInteger('priority', job.priority, 1, MAX_PRIORITY);
+  if (job.batchId !== undefined && (typeof job.batchId !== 'string' || !/^[^\s]{1,200}$/.test(job.batchId)))
+    throw new ValidationError(
+      'batchId',
+      `Expected \`batchId\` to be 1 to 200 characters, got ${describe(job.batchId)}`,
+    );
+  let backoff: BackoffOptions = { type: 'exponential', delayMs: 1000 };
+  if (job.backoff !== undefined) {
+    const type = job.backoff?.type ?? 'exponential';
+    if (type !== 'exponential' && type !== 'fixed')
+      throw new ValidationError('backoff.type', `Expected 'exponential' or 'fixed', got ${describe(type)}`);
+    backoff = { type, delayMs: checkInteger('backoff.delayMs', job.backoff?.delayMs, 0) };
+  }
+  return {
+    tenant,
+    name: job.name,
+    json,
+    jobId: job.jobId ?? null,
+    delayMs,
+    priority,
+    attempts,
+    backoff,
+    batchId: job.batchId ?? null,
+  };
+}
+
+/** The wait before the next attempt, after `attemptsMade` failed attempts (≥ 1). */
+export function backoffDelay(backoff: BackoffOptions, attemptsMade: number): number {
+  if (backoff.type === 'fixed') return backoff.delayMs;
+  return Math.round(2 ** (attemptsMade - 1) * backoff.delayMs);
+}
+
+/** Throws unless `lockDurationMs` is a usable lock duration. */
+export function checkLockDuration(lockDurationMs: unknown): number {
+  return checkInteger('lockDurationMs', lockDurationMs, 1, 24 * 3_600_000);
+}
+
+/** Throws unless `max` is a tenant concurrency cap (or null to lift it). */
+export function checkConcurrency(max: unknown): number | null {
+  return max === null ? null : checkInteger('max', max, 1, 1_000_000);
+}

@@ -1,0 +1,328 @@
+/**
+ * The contract of `TenantQueueBackend`, written once and run over every engine.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ClosedError, ValidationError } from '../../src/errors.js';
+import type { ActiveJob, TenantQueueBackend } from '../../src/queue/backend.js';
+import { uniqueName } from '../support/services.js';
+import { type EngineHarness, engines } from './engines.js';
+
+const LOCK = 30_000;
+
+/** Polls `fn` until it returns non-null; the loop bound keeps a broken engine from hanging. */
+async function eventually<T>(fn: () => Promise<T | null>, what: string, tries = 400): Promise<T> {
+  for (let i = 0; i < tries; i++) {
+    const value = await fn();
+    if (value !== null) return value;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error(`gave up waiting for ${what}`);
+}
+
+async function drain(backend: TenantQueueBackend, queue: string, tenant: string): Promise<ActiveJob[]> {
+  const jobs: ActiveJob[] = [];
+  for (
+    let job = await backend.fetch(queue, tenant, 'w', LOCK);
+    job;
+    job = await backend.fetch(queue, tenant, 'w', LOCK)
+  )
+    jobs.push(job);
+  return jobs;
+}
+
+describe.each(engines)('$name engine', (engine) => {
+  let harness: EngineHarness;
+  let backend: TenantQueueBackend;
+  let queue: string;
+
+  beforeEach(async () => {
+    harness = await engine.open();
+    backend = harness.backend;
+    queue = uniqueName('q');
+  });
+  afterEach(async () => {
+    await harness.cleanup();
+  });
+
+  it('enqueues, fetches and completes a job', async () => {
+    const data = { n: 1, nested: { list: [1, 2] } };
+    const id = await backend.enqueue(queue, { tenant: 'acme', name: 'render', data });
+    data.nested.list.push(3); // the caller's later mutation must not leak in
+    expect(await backend.readyTenants(queue)).toEqual(['acme']);
+    expect(await backend.counts(queue, 'acme')).toEqual({
+      waiting: 1,
+      active: 0,
+      delayed: 0,
+      completed: 0,
+      failed: 0,
+    });
+
+    const job = await backend.fetch(queue, 'acme', 'w1', LOCK);
+    expect(job).toMatchObject({
+      id,
+      queue,
+      tenant: 'acme',
+      name: 'render',
+      attempt: 1,
+      maxAttempts: 1,
+      batchId: null,
+    });
+    expect(job?.data).toEqual({ n: 1, nested: { list: [1, 2] } });
+    expect(await backend.counts(queue, 'acme')).toMatchObject({ waiting: 0, active: 1 });
+    expect(await backend.fetch(queue, 'acme', 'w1', LOCK)).toBeNull();
+
+    await backend.complete(job!, { ok: true });
+    expect(await backend.counts(queue, 'acme')).toEqual({
+      waiting: 0,
+      active: 0,
+      delayed: 0,
+      completed: 1,
+      failed: 0,
+    });
+    expect(await backend.getJob(queue, 'acme', id)).toMatchObject({
+      state: 'completed',
+      result: { ok: true },
+    });
+    expect(await backend.fetch(queue, 'other', 'w1', LOCK)).toBeNull();
+  });
+
+  it('treats a repeated jobId in the same partition as a no-op', async () => {
+    const a = await backend.enqueue(queue, { tenant: 'acme', name: 'n', data: 1, jobId: 'tick-1' });
+    const b = await backend.enqueue(queue, { tenant: 'acme', name: 'n', data: 2, jobId: 'tick-1' });
+    const c = await backend.enqueue(queue, { tenant: 'beta', name: 'n', data: 3, jobId: 'tick-1' });
+    expect([a, b, c]).toEqual(['tick-1', 'tick-1', 'tick-1']);
+    expect((await backend.counts(queue, 'acme')).waiting).toBe(1);
+    expect((await backend.counts(queue, 'beta')).waiting).toBe(1);
+    expect((await backend.fetch(queue, 'acme', 'w', LOCK))?.data).toBe(1);
+  });
+
+  it('enqueues in bulk, keeping order within each partition', async () => {
+    const jobs = Array.from({ length: 30 }, (_, i) => ({
+      tenant: i % 2 ? 'odd' : 'even',
+      name: 'n',
+      data: i,
+    }));
+    const ids = await backend.enqueueBulk(queue, jobs);
+    expect(new Set(ids).size).toBe(30);
+    expect((await backend.readyTenants(queue)).sort()).toEqual(['even', 'odd']);
+    const even = await drain(backend, queue, 'even');
+    expect(even.map((job) => job.data)).toEqual(jobs.filter((j) => j.tenant === 'even').map((j) => j.data));
+    expect(even.map((job) => job.id)).toEqual(ids.filter((_, i) => i % 2 === 0));
+  });
+
+  it('rejects a bad bulk as a whole, with a ValidationError naming the field', async () => {
+    const bad = backend.enqueueBulk(queue, [
+      { tenant: 'acme', name: 'n', data: 1 },
+      { tenant: 'acme', name: 'n', data: { big: 1n } as unknown },
+    ]);
+    await expect(bad).rejects.toBeInstanceOf(ValidationError);
+    await expect(bad).rejects.toMatchObject({ field: 'data' });
+    await expect(
+      backend.enqueue(queue, { tenant: 'acme', name: 'n', data: 1, attempts: 0 }),
+    ).rejects.toMatchObject({
+      field: 'attempts',
+    });
+    await expect(backend.enqueue('bad:queue', { tenant: 'acme', name: 'n', data: 1 })).rejects.toMatchObject({
+      field: 'queue',
+    });
+    expect((await backend.counts(queue, 'acme')).waiting).toBe(0);
+  });
+
+  it('holds a delayed job back until it is due, then wakes waiters', async () => {
+    await backend.enqueue(queue, { tenant: 'acme', name: 'later', data: 'later', delayMs: 400 });
+    expect(await backend.counts(queue, 'acme')).toMatchObject({ waiting: 0, delayed: 1 });
+    await backend.enqueue(queue, { tenant: 'acme', name: 'now', data: 'now' });
+    const first = await backend.fetch(queue, 'acme', 'w', LOCK);
+    expect(first?.data).toBe('now');
+    expect(await backend.fetch(queue, 'acme', 'w', LOCK)).toBeNull();
+    // Longer than the test timeout: only the delay elapsing can wake this.
+    await backend.waitForReady(queue, 600_000);
+    const later = await eventually(() => backend.fetch(queue, 'acme', 'w', LOCK), 'the delayed job');
+    expect(later.data).toBe('later');
+  });
+
+  it('runs priority 1 first, then higher numbers, then unprioritised jobs in FIFO order', async () => {
+    await backend.enqueueBulk(queue, [
+      { tenant: 'acme', name: 'n', data: 'a' },
+      { tenant: 'acme', name: 'n', data: 'c', priority: 5 },
+      { tenant: 'acme', name: 'n', data: 'b' },
+      { tenant: 'acme', name: 'n', data: 'd', priority: 1 },
+      { tenant: 'acme', name: 'n', data: 'e', priority: 5 },
+    ]);
+    expect((await drain(backend, queue, 'acme')).map((job) => job.data)).toEqual(['d', 'c', 'e', 'a', 'b']);
+  });
+
+  it('retries with backoff, then fails keeping message and stack', async () => {
+    const id = await backend.enqueue(queue, {
+      tenant: 'acme',
+      name: 'flaky',
+      data: null,
+      attempts: 3,
+      backoff: { type: 'exponential', delayMs: 50 },
+    });
+    for (const attempt of [1, 2, 3]) {
+      const job = await eventually(() => backend.fetch(queue, 'acme', 'w', LOCK), `attempt ${attempt}`);
+      expect(job.attempt).toBe(attempt);
+      const outcome = await backend.fail(job, new Error(`boom ${attempt}`));
+      expect(outcome).toBe(attempt < 3 ? 'retrying' : 'failed');
+      if (attempt < 3) expect(await backend.counts(queue, 'acme')).toMatchObject({ delayed: 1, active: 0 });
+    }
+    expect(await backend.counts(queue, 'acme')).toEqual({
+      waiting: 0,
+      active: 0,
+      delayed: 0,
+      completed: 0,
+      failed: 1,
+    });
+    const info = await backend.getJob(queue, 'acme', id);
+    expect(info).toMatchObject({ state: 'failed', attemptsMade: 3, maxAttempts: 3 });
+    expect(info?.error?.message).toBe('boom 3');
+    expect(info?.error?.stack).toContain('boom 3');
+  });
+
+  it('stops retrying an unrecoverable failure', async () => {
+    const id = await backend.enqueue(queue, { tenant: 'acme', name: 'n', data: null, attempts: 5 });
+    const job = await backend.fetch(queue, 'acme', 'w', LOCK);
+    expect(await backend.fail(job!, new Error('bad input'), { unrecoverable: true })).toBe('failed');
+    expect(await backend.getJob(queue, 'acme', id)).toMatchObject({ state: 'failed', attemptsMade: 1 });
+    expect(await backend.fetch(queue, 'acme', 'w', LOCK)).toBeNull();
+  });
+
+  it('hands a job out again once its lock expired, and ignores the stale holder', async () => {
+    const id = await backend.enqueue(queue, { tenant: 'acme', name: 'n', data: null });
+    const dead = await backend.fetch(queue, 'acme', 'dead-worker', 150);
+    expect(dead).not.toBeNull();
+    const again = await eventually(async () => {
+      await backend.recoverStalled(queue);
+      return backend.fetch(queue, 'acme', 'live-worker', LOCK);
+    }, 'the stalled job to come back');
+    expect(again.id).toBe(id);
+    expect(await backend.extendLocks([dead!], LOCK)).toEqual([id]);
+    await backend.complete(dead!, 'stale'); // changes nothing: the live worker holds the job
+    expect(await backend.counts(queue, 'acme')).toMatchObject({ active: 1, completed: 0 });
+    expect(await backend.extendLocks([again], LOCK)).toEqual([]);
+    await backend.complete(again, 'fresh');
+    expect(await backend.getJob(queue, 'acme', id)).toMatchObject({ state: 'completed', result: 'fresh' });
+  });
+
+  it('keeps a job whose lock is extended', async () => {
+    await backend.enqueue(queue, { tenant: 'acme', name: 'n', data: null });
+    const job = await backend.fetch(queue, 'acme', 'w', 300);
+    for (let i = 0; i < 8; i++) {
+      expect(await backend.extendLocks([job!], 300)).toEqual([]);
+      await backend.recoverStalled(queue);
+      await new Promise((resolve) => setTimeout(resolve, 60));
+    }
+    expect(await backend.counts(queue, 'acme')).toMatchObject({ active: 1, waiting: 0 });
+    await backend.complete(job!, null);
+  });
+
+  it('caps a tenant’s running jobs across every handle on the store', async () => {
+    const peer = await harness.peer();
+    await backend.setTenantConcurrency(queue, 'acme', 2);
+    await backend.enqueueBulk(
+      queue,
+      Array.from({ length: 5 }, (_, i) => ({ tenant: 'acme', name: 'n', data: i })),
+    );
+    await backend.enqueue(queue, { tenant: 'beta', name: 'n', data: 'b' });
+    const a = await backend.fetch(queue, 'acme', 'w1', LOCK);
+    const b = await peer.fetch(queue, 'acme', 'w2', LOCK);
+    expect([a?.data, b?.data]).toEqual([0, 1]);
+    expect(await backend.fetch(queue, 'acme', 'w1', LOCK)).toBeNull();
+    expect(await peer.fetch(queue, 'acme', 'w2', LOCK)).toBeNull();
+    expect((await backend.fetch(queue, 'beta', 'w1', LOCK))?.data).toBe('b');
+    await backend.complete(a!, null);
+    expect((await peer.fetch(queue, 'acme', 'w2', LOCK))?.data).toBe(2);
+    expect(await backend.fetch(queue, 'acme', 'w1', LOCK)).toBeNull();
+    await backend.setTenantConcurrency(queue, 'acme', null);
+    expect((await backend.fetch(queue, 'acme', 'w1', LOCK))?.data).toBe(3);
+    expect(await backend.counts(queue, 'acme')).toMatchObject({ active: 3, waiting: 1, completed: 1 });
+  });
+
+  it('reports batch progress', async () => {
+    const batchId = uniqueName('batch');
+    await backend.enqueueBulk(
+      queue,
+      ['a', 'b', 'c'].map((tenant) => ({
+        tenant,
+        name: 'fan',
+        data: null,
+        batchId,
+        jobId: `${batchId}-${tenant}`,
+      })),
+    );
+    await backend.enqueue(queue, { tenant: 'a', name: 'fan', data: null, batchId, jobId: `${batchId}-a` });
+    expect(await backend.batchProgress(batchId)).toEqual({ total: 3, completed: 0, failed: 0, pending: 3 });
+    await backend.complete((await backend.fetch(queue, 'a', 'w', LOCK))!, null);
+    await backend.fail((await backend.fetch(queue, 'b', 'w', LOCK))!, new Error('no'));
+    expect(await backend.batchProgress(batchId)).toEqual({ total: 3, completed: 1, failed: 1, pending: 1 });
+    expect(await backend.batchProgress(uniqueName('none'))).toEqual({
+      total: 0,
+      completed: 0,
+      failed: 0,
+      pending: 0,
+    });
+  });
+
+  it('lists ready tenants and wakes waiters on enqueue and on abort', async () => {
+    expect(await backend.readyTenants(queue)).toEqual([]);
+    // Longer than the test timeout: only the enqueue can wake this in time.
+    const woken = backend.waitForReady(queue, 600_000);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await backend.enqueue(queue, { tenant: 'acme', name: 'n', data: null });
+    await woken;
+    expect(await backend.readyTenants(queue)).toEqual(['acme']);
+    await drain(backend, queue, 'acme');
+    expect(await backend.readyTenants(queue)).toEqual([]);
+
+    const controller = new AbortController();
+    const aborted = backend.waitForReady(queue, 600_000, controller.signal);
+    controller.abort();
+    await aborted;
+  });
+
+  it('never loses readiness while producers race a draining consumer', async () => {
+    const total = engine.name === 'memory' ? 10_000 : 1_500;
+    const tenants = ['t0', 't1', 't2'];
+    let produced = 0;
+    const producer = (async () => {
+      for (let i = 0; i < total; i++) {
+        await backend.enqueue(queue, { tenant: tenants[i % 3]!, name: 'n', data: i });
+        produced += 1;
+        if (i % 7 === 0) await new Promise((resolve) => setImmediate(resolve));
+      }
+    })();
+    let completed = 0;
+    for (;;) {
+      const done = produced === total;
+      const ready = await backend.readyTenants(queue);
+      if (ready.length === 0) {
+        if (done) break;
+        await backend.waitForReady(queue, 20);
+        continue;
+      }
+      for (const tenant of ready) {
+        // One job at a time, so the partition is emptied right as producers add more.
+        const job = await backend.fetch(queue, tenant, 'w', LOCK);
+        if (job) {
+          await backend.complete(job, null);
+          completed += 1;
+        }
+      }
+    }
+    await producer;
+    // Any job left waiting here was enqueued without its tenant being listed as ready.
+    const counts = await Promise.all(tenants.map((tenant) => backend.counts(queue, tenant)));
+    expect(counts.map((c) => c.waiting)).toEqual([0, 0, 0]);
+    expect(completed).toBe(total);
+  });
+
+  it('closes idempotently and refuses use afterwards', async () => {
+    const first = backend.close();
+    expect(backend.close()).toBe(first);
+    await first;
+    await expect(backend.enqueue(queue, { tenant: 'acme', name: 'n', data: null })).rejects.toBeInstanceOf(
+      ClosedError,
+    );
+  });
+});
