@@ -51,7 +51,7 @@ export function backendOf(url: string): Backend {
   if (!backend) {
     throw new ConfigError(
       'url',
-      `Expected a database URL starting with postgres://, postgresql://, mysql://, mariadb:// or sqlite:, got ${scheme ? `scheme ${JSON.stringify(scheme)}` : JSON.stringify(redactUrl(url.slice(0, 40)))}`,
+      `Expected a database URL starting with postgres://, postgresql://, mysql://, mariadb:// or sqlite:, got ${scheme ? `scheme ${JSON.stringify(scheme)}` : 'a value without a scheme'}`,
     );
   }
   return backend;

@@ -11,6 +11,9 @@ export async function connectMysql(url: string, options: ConnectOptions = {}): P
       connectTimeout: options.connectTimeoutMs ?? 10_000,
       multipleStatements: false,
       dateStrings: false,
+      // DATETIME has no zone: read and write it as UTC so a Date round-trips the same
+      // whatever the process's TZ (the default, 'local', shifts it between machines).
+      timezone: 'Z',
       supportBigNumbers: true,
     });
   } catch (err) {
