@@ -15,6 +15,8 @@ export {
   UnknownTenantError,
   ValidationError,
 } from './errors.js';
+// logging (redacts URL passwords)
+export { createLogger, type Logger, type LoggerOptions } from './logger.js';
 // queue
 export type {
   ActiveJob,
@@ -45,4 +47,22 @@ export {
   validateSchemaName,
   validateSlug,
 } from './tenancy/org.js';
+// tenancy: registry and secrets
+export {
+  type OrgCountOptions,
+  type OrgListOptions,
+  OrgRegistry,
+  type OrgRegistryOptions,
+  type ResolvedOrgRegistryOptions,
+} from './tenancy/registry.js';
+export type { ProvisionResult } from './tenancy/registry-provision.js';
+export {
+  ChainSecretsResolver,
+  type ChainSecretsResolverOptions,
+  defaultSecretsResolver,
+  EnvSecretsResolver,
+  FileSecretsResolver,
+  LiteralSecretsResolver,
+  type SecretsResolver,
+} from './tenancy/secrets.js';
 export type { TenantConnection } from './tenancy/tenant-connection.js';
