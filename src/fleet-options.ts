@@ -1,0 +1,126 @@
+import type { Redis } from 'ioredis';
+import { ConfigError, describe } from './errors.js';
+import type { Logger } from './logger.js';
+import type { TenantQueueBackend } from './queue/backend.js';
+import type { OrgRegistry } from './tenancy/registry.js';
+import type { ConnectionLender } from './worker/fleet-worker.js';
+
+/** What a fleet borrows tenant connections from: a `TenantPools` (closed by the fleet only if it opened them). */
+export interface FleetPools extends ConnectionLender {
+  close(): Promise<void>;
+}
+
+/** Options of {@link Fleet.open}. */
+export interface FleetOptions {
+  /**
+   * The queue engine to open: `bullmq` (Redis; needs `redis`) or `memory` (this process
+   * only). Ignored when `backend` is given.
+   * @default 'bullmq' when `redis` is given, else 'memory'
+   */
+  engine?: 'bullmq' | 'memory';
+  /** A ready engine instance instead of `engine`; the fleet closes it on `close()`. */
+  backend?: TenantQueueBackend;
+  /**
+   * Redis for the `bullmq` engine: a URL (the engine opens and closes its connections)
+   * or an ioredis instance (shared, and left open on close).
+   */
+  redis?: string | Redis;
+  /**
+   * Key prefix of every Redis key and BullMQ queue of the fleet.
+   * @default 'fleet'
+   */
+  prefix?: string;
+  /**
+   * The org registry, or its URL (then the fleet opens it, and closes it on `close()`).
+   * Enqueue checks tenants here; workers read weights and caps here.
+   */
+  registry: OrgRegistry | string;
+  /**
+   * The tenant pools that workers borrow `ctx.db` from. Without them, workers must run
+   * with `borrowConnection: false`.
+   */
+  pools?: FleetPools;
+  /** Where the fleet and its workers log. @default silent */
+  logger?: Logger;
+  /**
+   * Largest job `data` accepted by `enqueue`, in bytes of JSON.
+   * @default 524_288 (512 KiB)
+   */
+  maxDataBytes?: number;
+}
+
+/** {@link FleetOptions} with every default applied. */
+export interface ResolvedFleetOptions {
+  engine: 'bullmq' | 'memory';
+  backend: TenantQueueBackend | undefined;
+  redis: string | Redis | undefined;
+  prefix: string;
+  registry: OrgRegistry | string;
+  pools: FleetPools | undefined;
+  logger: Logger | undefined;
+  maxDataBytes: number;
+}
+
+const DEFAULTS = {
+  prefix: 'fleet',
+  maxDataBytes: 512 * 1024,
+} satisfies Partial<ResolvedFleetOptions>;
+
+/** Applies the defaults and checks every option; {@link ConfigError} names the first bad one. */
+export function resolveFleetOptions(options: FleetOptions): ResolvedFleetOptions {
+  if (typeof options !== 'object' || options === null) {
+    throw new ConfigError('options', `Expected fleet options to be an object, got ${describe(options)}`);
+  }
+  const engine = options.engine ?? (options.redis !== undefined ? 'bullmq' : 'memory');
+  if (engine !== 'bullmq' && engine !== 'memory') {
+    throw new ConfigError(
+      'engine',
+      `Expected \`engine\` to be 'bullmq' or 'memory', got ${describe(engine)}`,
+    );
+  }
+  if (options.backend === undefined && engine === 'bullmq' && options.redis === undefined) {
+    throw new ConfigError(
+      'redis',
+      "Expected `redis` (a URL or an ioredis instance) for engine 'bullmq', got none",
+    );
+  }
+  if (options.redis !== undefined && typeof options.redis !== 'string' && typeof options.redis !== 'object') {
+    throw new ConfigError(
+      'redis',
+      `Expected \`redis\` to be a URL or an ioredis instance, got ${describe(options.redis)}`,
+    );
+  }
+  const prefix = options.prefix ?? DEFAULTS.prefix;
+  if (typeof prefix !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/.test(prefix)) {
+    throw new ConfigError(
+      'prefix',
+      `Expected \`prefix\` to be 1–64 letters, digits, _ or -, got ${describe(prefix)}`,
+    );
+  }
+  if (
+    typeof options.registry !== 'string' &&
+    (typeof options.registry !== 'object' || options.registry === null)
+  ) {
+    throw new ConfigError(
+      'registry',
+      `Expected \`registry\` to be an OrgRegistry or its URL, got ${describe(options.registry)}`,
+    );
+  }
+  const maxDataBytes = options.maxDataBytes ?? DEFAULTS.maxDataBytes;
+  if (!Number.isInteger(maxDataBytes) || maxDataBytes < 1) {
+    throw new ConfigError(
+      'maxDataBytes',
+      `Expected \`maxDataBytes\` to be an integer ≥ 1, got ${describe(maxDataBytes)}`,
+    );
+  }
+  return {
+    engine,
+    backend: options.backend,
+    redis: options.redis,
+    prefix,
+    registry: options.registry,
+    pools: options.pools,
+    logger: options.logger,
+    maxDataBytes,
+  };
+}

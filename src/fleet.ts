@@ -1,0 +1,200 @@
+import pino from 'pino';
+import { ClosedError, describe, TenantInactiveError, ValidationError } from './errors.js';
+import { type FleetOptions, type FleetPools, resolveFleetOptions } from './fleet-options.js';
+import type { Logger } from './logger.js';
+import type { BatchProgress, EnqueueJob, JobCounts, JobInfo, TenantQueueBackend } from './queue/backend.js';
+import { checkQueueName, checkTenant, normaliseJob } from './queue/job-input.js';
+import { MemoryBackend } from './queue/memory.js';
+import { OrgRegistry } from './tenancy/registry.js';
+import { FleetWorker } from './worker/fleet-worker.js';
+import type { JobHandler } from './worker/job-context.js';
+import type { FleetWorkerOptions } from './worker/worker-options.js';
+
+/** One job to enqueue: its tenant, name, data and options. */
+export type FleetJob<Data = unknown> = EnqueueJob<Data>;
+
+/**
+ * The fleet: one queue engine, the org registry and the tenant pools, wired together.
+ * It checks tenants at enqueue (a job of an unknown or deactivated tenant is refused,
+ * never stored) and makes the workers that pull fairly across tenants.
+ *
+ * ```ts
+ * await using fleet = await Fleet.open({ redis: 'redis://127.0.0.1:6379', registry, pools });
+ * await fleet.enqueue('reports', { tenant: 'acme', name: 'render', data: { id: 7 } });
+ * fleet.worker('reports', async (job, ctx) => ctx.db!.query('select 1'));
+ * ```
+ */
+export class Fleet implements AsyncDisposable {
+  /** The queue engine. */
+  readonly backend: TenantQueueBackend;
+  /** The org registry enqueue checks tenants against. */
+  readonly registry: OrgRegistry;
+  /** The tenant pools workers borrow `ctx.db` from, if any. */
+  readonly pools: FleetPools | undefined;
+  readonly logger: Logger;
+  readonly maxDataBytes: number;
+
+  readonly #workers = new Set<FleetWorker<never, unknown>>();
+  readonly #ownsRegistry: boolean;
+  #closed: Promise<void> | undefined;
+
+  private constructor(
+    backend: TenantQueueBackend,
+    registry: OrgRegistry,
+    ownsRegistry: boolean,
+    pools: FleetPools | undefined,
+    logger: Logger,
+    maxDataBytes: number,
+  ) {
+    this.backend = backend;
+    this.registry = registry;
+    this.#ownsRegistry = ownsRegistry;
+    this.pools = pools;
+    this.logger = logger;
+    this.maxDataBytes = maxDataBytes;
+  }
+
+  /** Opens the engine (and the registry when given its URL). {@link ConfigError} on bad options. */
+  static async open(options: FleetOptions): Promise<Fleet> {
+    const resolved = resolveFleetOptions(options);
+    const logger = resolved.logger ?? pino({ level: 'silent' });
+    const ownsRegistry = typeof resolved.registry === 'string';
+    const registry =
+      typeof resolved.registry === 'string'
+        ? await OrgRegistry.open(resolved.registry, { logger })
+        : resolved.registry;
+    let backend: TenantQueueBackend;
+    try {
+      backend = resolved.backend ?? (await openEngine(resolved.engine, resolved.redis, resolved.prefix));
+    } catch (error) {
+      if (ownsRegistry) await registry.close().catch(() => {});
+      throw error;
+    }
+    return new Fleet(backend, registry, ownsRegistry, resolved.pools, logger, resolved.maxDataBytes);
+  }
+
+  /**
+   * Adds one job to the tenant's partition of `queue`; resolves to its id. Throws
+   * `UnknownTenantError` / `TenantInactiveError` for a tenant that cannot run jobs, and
+   * `ValidationError` for bad input (`data` not JSON or over `maxDataBytes`, a bad name,
+   * queue or option).
+   */
+  async enqueue<Data>(queue: string, job: FleetJob<Data>): Promise<string> {
+    const [id] = await this.enqueueBulk(queue, [job]);
+    return id!;
+  }
+
+  /**
+   * Adds many jobs in as few round trips as the engine allows; ids in order. Every job is
+   * checked first: if any is bad, none is written.
+   */
+  async enqueueBulk<Data>(queue: string, jobs: readonly FleetJob<Data>[]): Promise<string[]> {
+    this.#checkOpen();
+    checkQueueName(queue);
+    if (!Array.isArray(jobs))
+      throw new ValidationError('jobs', `Expected an array of jobs, got ${describe(jobs)}`);
+    if (jobs.length === 0) return [];
+    const tenants = new Set<string>();
+    jobs.forEach((job, index) => {
+      try {
+        tenants.add(normaliseJob(job, this.maxDataBytes).tenant);
+      } catch (error) {
+        if (!(error instanceof ValidationError) || jobs.length === 1) throw error;
+        throw new ValidationError(error.field, `Job ${index} of ${jobs.length}: ${error.message}`, {
+          cause: error,
+        });
+      }
+    });
+    await Promise.all([...tenants].map((slug) => this.#checkTenant(slug)));
+    return this.backend.enqueueBulk(queue, jobs);
+  }
+
+  /**
+   * Makes a worker for `queue` that runs `handler` for each job with a {@link JobContext}
+   * (the tenant's org, a borrowed connection to its data, an abort signal). It starts at
+   * once unless `autorun: false`; `fleet.close()` closes it.
+   */
+  worker<Data = unknown, Result = unknown>(
+    queue: string,
+    handler: JobHandler<Data, Result>,
+    options: FleetWorkerOptions = {},
+  ): FleetWorker<Data, Result> {
+    this.#checkOpen();
+    checkQueueName(queue);
+    const worker = new FleetWorker<Data, Result>(
+      { backend: this.backend, orgs: this.registry, pools: this.pools, logger: this.logger },
+      queue,
+      handler,
+      options,
+    );
+    const tracked = worker as unknown as FleetWorker<never, unknown>;
+    this.#workers.add(tracked);
+    worker.once('closed', () => this.#workers.delete(tracked));
+    return worker;
+  }
+
+  /** Job counts of one tenant's partition of `queue`. */
+  counts(queue: string, tenant: string): Promise<JobCounts> {
+    this.#checkOpen();
+    return this.backend.counts(checkQueueName(queue), checkTenant(tenant));
+  }
+
+  /** One job of a tenant's partition, or null (unknown, or trimmed after finishing). */
+  job(queue: string, tenant: string, id: string): Promise<JobInfo | null> {
+    this.#checkOpen();
+    return this.backend.getJob(checkQueueName(queue), checkTenant(tenant), id);
+  }
+
+  /** Progress of the jobs enqueued with this `batchId` (a scheduler fan-out). */
+  batch(batchId: string): Promise<BatchProgress> {
+    this.#checkOpen();
+    return this.backend.batchProgress(batchId);
+  }
+
+  /**
+   * Closes the workers this fleet made (each with its own shutdown deadline), then the
+   * engine, then the registry if the fleet opened it. Pools given to the fleet stay
+   * open: whoever made them closes them. Idempotent.
+   */
+  close(): Promise<void> {
+    this.#closed ??= this.#close();
+    return this.#closed;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  async #close(): Promise<void> {
+    const steps: Array<[string, () => Promise<unknown>]> = [
+      ['workers', () => Promise.all([...this.#workers].map((worker) => worker.close()))],
+      ['engine', () => this.backend.close()],
+    ];
+    if (this.#ownsRegistry) steps.push(['registry', () => this.registry.close()]);
+    for (const [step, run] of steps) {
+      try {
+        await run();
+      } catch (error) {
+        this.logger.error({ err: error, step }, 'fleet close step failed');
+      }
+    }
+  }
+
+  async #checkTenant(slug: string): Promise<void> {
+    const org = await this.registry.get(slug);
+    if (!org.active) throw new TenantInactiveError(slug);
+  }
+
+  #checkOpen(): void {
+    if (this.#closed !== undefined) throw new ClosedError('Fleet');
+  }
+}
+
+async function openEngine(
+  engine: 'bullmq' | 'memory',
+  _redis: FleetOptions['redis'],
+  _prefix: string,
+): Promise<TenantQueueBackend> {
+  if (engine === 'memory') return new MemoryBackend();
+  throw new Error('bullmq engine: not wired yet');
+}

@@ -1,0 +1,432 @@
+import { EventEmitter } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pino, { type Logger } from 'pino';
+import { ClosedError, ConfigError, describe } from '../errors.js';
+import type { ActiveJob, TenantQueueBackend } from '../queue/backend.js';
+import type { Org } from '../tenancy/org.js';
+import type { TenantConnection } from '../tenancy/tenant-connection.js';
+import { FairPicker } from './fair-picker.js';
+import { createJobContext, type JobHandler, toError } from './job-context.js';
+import { LockKeeper } from './lock-keeper.js';
+import { TenantDirectory } from './tenant-directory.js';
+import { isUnrecoverable } from './unrecoverable-error.js';
+import {
+  type FleetWorkerOptions,
+  type ResolvedFleetWorkerOptions,
+  resolveFleetWorkerOptions,
+} from './worker-options.js';
+
+/** Where the worker reads orgs: an `OrgRegistry` fits. */
+export interface OrgSource {
+  /** The org, or `UnknownTenantError`. */
+  get(slug: string): Promise<Org>;
+}
+
+/** Where the worker borrows tenant connections: a `TenantPools` fits. */
+export interface ConnectionLender {
+  /** A connection lent without waiting for a slot, or null when the pool cannot lend now. */
+  tryAcquire(org: Org): Promise<TenantConnection | null> | TenantConnection | null;
+}
+
+/** What a worker runs on. */
+export interface FleetWorkerDeps {
+  backend: TenantQueueBackend;
+  orgs: OrgSource;
+  /** Required when `borrowConnection` is on. */
+  pools?: ConnectionLender | undefined;
+  logger?: Logger | undefined;
+}
+
+/** Options of {@link FleetWorker.close}. */
+export interface CloseOptions {
+  /** How long running jobs may take to finish before they are aborted. @default the worker's `shutdownTimeoutMs` */
+  timeoutMs?: number;
+}
+
+/** The events of a {@link FleetWorker}, one payload object each. */
+export interface FleetWorkerEventMap {
+  'job:active': [{ job: ActiveJob; tenant: Org }];
+  'job:completed': [{ job: ActiveJob; result: unknown; durationMs: number }];
+  /** The attempt failed and the engine will run the job again after its backoff. */
+  'job:retrying': [{ job: ActiveJob; error: Error }];
+  /** The job failed for good: attempts exhausted or an `UnrecoverableError`. */
+  'job:failed': [{ job: ActiveJob; error: Error; unrecoverable: boolean }];
+  /** The job was aborted and left for the engine to hand out again. */
+  'job:aborted': [{ job: ActiveJob; reason: 'shutdown' | 'lock-lost' }];
+  /** A tenant with jobs is not served: deactivated or unknown to the registry. */
+  'tenant:skipped': [{ tenant: string; reason: 'inactive' | 'unknown' | 'error' }];
+  /** Something failed that the worker survives (an engine call, a registry read). */
+  error: [{ error: Error; during: string }];
+  /** `close()` has finished. */
+  closed: [];
+}
+
+interface RunningJob {
+  readonly job: ActiveJob;
+  readonly controller: AbortController;
+  db: TenantConnection | undefined;
+  /** close() gave up waiting: the connection is back, the lock left to expire. */
+  abandoned: boolean;
+  lockLost: boolean;
+}
+
+// How long the worker rests after an engine call failed, so a Redis outage is not a busy loop.
+const ERROR_BACKOFF_MS = 250;
+// While every slot is busy, readiness is re-read at most this often (each enqueue wakes it).
+const BUSY_REFRESH_GAP_MS = 20;
+
+/**
+ * Pulls the jobs of one logical queue fairly across tenants: while a slot is free it
+ * asks the {@link FairPicker} for a tenant, borrows a connection to that tenant's data
+ * *first* (without waiting: a pool that cannot lend makes the tenant skipped for now),
+ * then fetches one job of that tenant, runs the handler and completes or fails the job.
+ * A connection is never held while a job waits, and a job never waits on a connection.
+ *
+ * Each slot is its own async loop; the picker is synchronous, so slots interleave
+ * deterministically on the event loop. One more loop keeps the picker's view of ready
+ * tenants fresh from the engine.
+ */
+export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<FleetWorkerEventMap> {
+  /** The logical queue this worker pulls from. */
+  readonly queue: string;
+  readonly options: Readonly<ResolvedFleetWorkerOptions>;
+
+  readonly #backend: TenantQueueBackend;
+  readonly #pools: ConnectionLender | undefined;
+  readonly #logger: Logger;
+  readonly #handler: JobHandler<Data, Result>;
+  readonly #picker = new FairPicker();
+  readonly #tenants: TenantDirectory;
+  readonly #running = new Map<string, RunningJob>();
+  readonly #locks: LockKeeper;
+  readonly #stop = new AbortController();
+  #wakers: Array<() => void> = [];
+  #loops: Promise<void>[] = [];
+  #timers: NodeJS.Timeout[] = [];
+  #unblockTimer: NodeJS.Timeout | undefined;
+  #started = false;
+  #closing = false;
+  #closed: Promise<void> | undefined;
+
+  constructor(
+    deps: FleetWorkerDeps,
+    queue: string,
+    handler: JobHandler<Data, Result>,
+    options: FleetWorkerOptions = {},
+  ) {
+    super();
+    if (typeof handler !== 'function') {
+      throw new ConfigError('handler', `Expected the job handler to be a function, got ${describe(handler)}`);
+    }
+    this.options = Object.freeze(resolveFleetWorkerOptions(options));
+    if (this.options.borrowConnection && deps.pools === undefined) {
+      throw new ConfigError(
+        'borrowConnection',
+        'Expected `pools` to lend tenant connections when `borrowConnection` is true, got none (pass pools, or borrowConnection: false)',
+      );
+    }
+    this.queue = queue;
+    this.#backend = deps.backend;
+    this.#pools = deps.pools;
+    this.#handler = handler;
+    this.#logger = (deps.logger ?? pino({ level: 'silent' })).child({
+      queue,
+      workerId: this.options.workerId,
+    });
+    this.#tenants = new TenantDirectory({
+      backend: deps.backend,
+      orgs: deps.orgs,
+      picker: this.#picker,
+      queue,
+      perTenantConcurrency: this.options.perTenantConcurrency,
+      orgRefreshMs: this.options.orgRefreshMs,
+      onSkip: (tenant, reason) => this.emit('tenant:skipped', { tenant, reason }),
+      onError: (error, during) => this.#error(error, during),
+    });
+    this.#locks = new LockKeeper(
+      deps.backend,
+      this.options.lockDurationMs,
+      (ids) => this.#lockLost(ids),
+      (error) => this.#error(error, 'extendLocks'),
+    );
+    if (this.options.autorun) this.run();
+  }
+
+  /** This worker's identity in locks and logs. */
+  get id(): string {
+    return this.options.workerId;
+  }
+
+  /** Jobs running now. */
+  get runningCount(): number {
+    return this.#running.size;
+  }
+
+  /** Whether `close()` has been called. */
+  get closing(): boolean {
+    return this.#closing;
+  }
+
+  /** Starts pulling jobs (done by the constructor unless `autorun: false`). */
+  run(): void {
+    if (this.#closing) throw new ClosedError('FleetWorker');
+    if (this.#started) return;
+    this.#started = true;
+    this.#locks.start();
+    this.#loops.push(this.#refreshLoop());
+    for (let i = 0; i < this.options.concurrency; i++) this.#loops.push(this.#slotLoop());
+    this.#every(this.options.stalledIntervalMs, () => this.#recoverStalled());
+    this.#every(this.options.orgRefreshMs, () => this.#tenants.refresh().then(() => this.#wake()));
+    void this.#recoverStalled();
+  }
+
+  /**
+   * Stops fetching, lets running jobs finish for up to `timeoutMs`, then aborts the
+   * rest through their `ctx.signal` and leaves them to the engine: their lock is not
+   * renewed, so it expires and the job runs again (attempts are not used up). Every
+   * borrowed connection is given back. Idempotent: later calls get the same promise.
+   */
+  close(options: CloseOptions = {}): Promise<void> {
+    this.#closed ??= this.#close(options.timeoutMs ?? this.options.shutdownTimeoutMs);
+    return this.#closed;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  async #close(timeoutMs: number): Promise<void> {
+    this.#closing = true;
+    this.#stop.abort();
+    for (const timer of this.#timers) clearInterval(timer);
+    clearTimeout(this.#unblockTimer);
+    for (const wake of this.#wakers.splice(0)) wake();
+    const loops = Promise.allSettled(this.#loops);
+    let deadline: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([
+      loops.then(() => false),
+      new Promise<boolean>((resolve) => {
+        deadline = setTimeout(() => resolve(true), timeoutMs);
+      }),
+    ]);
+    clearTimeout(deadline);
+    if (timedOut) {
+      for (const entry of this.#running.values()) this.#abandon(entry, 'shutdown');
+    }
+    try {
+      await this.#locks.stop();
+    } catch (error) {
+      this.#error(error, 'close');
+    }
+    this.#logger.debug({ abandoned: timedOut }, 'worker closed');
+    this.emit('closed');
+  }
+
+  /** Gives up on a running job: abort its handler, give its connection back, leave its lock to expire. */
+  #abandon(entry: RunningJob, reason: 'shutdown' | 'lock-lost'): void {
+    if (entry.abandoned) return;
+    entry.abandoned = true;
+    this.#locks.delete(entry.job);
+    this.#running.delete(entry.job.id);
+    entry.controller.abort(new Error(`Job ${entry.job.id} aborted: ${reason}`));
+    // The handler may still hold the connection: destroy it rather than lend it on.
+    entry.db?.release(new Error(`job aborted (${reason})`));
+    entry.db = undefined;
+    this.emit('job:aborted', { job: entry.job, reason });
+  }
+
+  #lockLost(ids: readonly string[]): void {
+    for (const id of ids) {
+      const entry = this.#running.get(id);
+      if (entry === undefined) continue;
+      entry.lockLost = true;
+      this.#logger.warn({ jobId: id, tenant: entry.job.tenant }, 'lost the lock of a running job');
+      this.#abandon(entry, 'lock-lost');
+    }
+  }
+
+  async #slotLoop(): Promise<void> {
+    while (!this.#closing) {
+      const slug = this.#picker.pick();
+      if (slug === null) {
+        await new Promise<void>((resolve) => this.#wakers.push(resolve));
+        continue;
+      }
+      // Chain the wake-up: another idle slot takes the next eligible tenant.
+      if (this.#picker.hasEligible) this.#wakeOne();
+      await this.#serve(slug);
+    }
+  }
+
+  /** One pick: borrow, fetch, run, settle. Never throws. */
+  async #serve(slug: string): Promise<void> {
+    const org = this.#tenants.org(slug);
+    if (org === undefined) {
+      this.#picker.finish(slug);
+      return;
+    }
+    let db: TenantConnection | undefined;
+    if (this.options.borrowConnection) {
+      const lent = await this.#borrow(org);
+      if (lent === null) {
+        this.#picker.finish(slug);
+        this.#picker.block(slug);
+        this.#scheduleUnblock();
+        return;
+      }
+      db = lent;
+    }
+    let job: ActiveJob | null;
+    try {
+      job = await this.#backend.fetch(this.queue, slug, this.options.workerId, this.options.lockDurationMs);
+    } catch (error) {
+      this.#giveBack(db);
+      this.#picker.finish(slug);
+      this.#error(error, 'fetch');
+      await sleep(ERROR_BACKOFF_MS, undefined, { signal: this.#stop.signal }).catch(() => {});
+      return;
+    }
+    if (job === null) {
+      this.#giveBack(db);
+      this.#picker.markEmpty(slug);
+      this.#picker.finish(slug);
+      return;
+    }
+    // The tenant had a job, so it may have more: undo a markEmpty another slot raced in.
+    this.#picker.markReady(slug);
+    await this.#run(job as ActiveJob<Data>, org, db);
+    this.#picker.finish(slug);
+    this.#wake();
+  }
+
+  async #borrow(org: Org): Promise<TenantConnection | null> {
+    try {
+      return (await this.#pools!.tryAcquire(org)) ?? null;
+    } catch (error) {
+      // An unavailable tenant database is skipped like a busy pool; the error is reported.
+      this.#error(error, `tryAcquire ${org.slug}`);
+      return null;
+    }
+  }
+
+  #giveBack(db: TenantConnection | undefined, error?: Error): void {
+    if (db === undefined) return;
+    try {
+      db.release(error);
+    } catch (releaseError) {
+      this.#error(releaseError, 'release');
+    }
+    // A connection came back: a tenant skipped for its pool may be able to borrow now.
+    this.#picker.unblockAll();
+  }
+
+  async #run(job: ActiveJob<Data>, org: Org, db: TenantConnection | undefined): Promise<void> {
+    const entry: RunningJob = {
+      job,
+      controller: new AbortController(),
+      db,
+      abandoned: false,
+      lockLost: false,
+    };
+    this.#running.set(job.id, entry);
+    this.#locks.add(job);
+    const started = performance.now();
+    if (this.listenerCount('job:active') > 0) this.emit('job:active', { job, tenant: org });
+    let result: Result | undefined;
+    let failure: Error | undefined;
+    try {
+      const ctx = createJobContext(job, org, db, entry.controller.signal, this.#logger);
+      result = await this.#handler(job, ctx);
+    } catch (thrown) {
+      failure = toError(thrown);
+    }
+    // Abandoned (close timed out, or the lock was lost): the job is someone else's now.
+    if (entry.abandoned) return;
+    this.#locks.delete(job);
+    this.#running.delete(job.id);
+    this.#giveBack(entry.db, failure);
+    entry.db = undefined;
+    try {
+      if (failure === undefined) {
+        await this.#backend.complete(job, result);
+        this.emit('job:completed', { job, result, durationMs: performance.now() - started });
+        return;
+      }
+      const unrecoverable = isUnrecoverable(failure);
+      const outcome = await this.#backend.fail(job, failure, { unrecoverable });
+      if (outcome === 'retrying') this.emit('job:retrying', { job, error: failure });
+      else this.emit('job:failed', { job, error: failure, unrecoverable });
+    } catch (error) {
+      this.#error(error, failure === undefined ? 'complete' : 'fail');
+    }
+  }
+
+  /** Keeps the picker's ready set in step with the engine. */
+  async #refreshLoop(): Promise<void> {
+    const signal = this.#stop.signal;
+    while (!this.#closing) {
+      const started = Date.now();
+      // Listen before asking, so an enqueue that lands while we ask still wakes us.
+      const ready = this.#backend
+        .waitForReady(this.queue, this.options.pollIntervalMs, signal)
+        .catch((error) => {
+          if (!signal.aborted) this.#error(error, 'waitForReady');
+        });
+      try {
+        const slugs = await this.#backend.readyTenants(this.queue);
+        await this.#tenants.admit(slugs);
+        this.#wake();
+      } catch (error) {
+        this.#error(error, 'readyTenants');
+        await sleep(ERROR_BACKOFF_MS, undefined, { signal }).catch(() => {});
+      }
+      await ready;
+      // Busy (no idle slot): new tenants matter, but not at the rate of every enqueue.
+      const gap = BUSY_REFRESH_GAP_MS - (Date.now() - started);
+      if (this.#wakers.length === 0 && gap > 0 && !this.#closing) {
+        await sleep(gap, undefined, { signal }).catch(() => {});
+      }
+    }
+  }
+
+  async #recoverStalled(): Promise<void> {
+    if (this.#closing) return;
+    try {
+      const moved = await this.#backend.recoverStalled(this.queue);
+      if (moved > 0) this.#logger.info({ moved }, 'put back jobs whose lock expired');
+    } catch (error) {
+      this.#error(error, 'recoverStalled');
+    }
+  }
+
+  #scheduleUnblock(): void {
+    if (this.#unblockTimer !== undefined || this.#closing) return;
+    this.#unblockTimer = setTimeout(() => {
+      this.#unblockTimer = undefined;
+      this.#picker.unblockAll();
+      this.#wake();
+    }, this.options.poolRetryMs);
+  }
+
+  /** Wakes an idle slot if a tenant can be picked; that slot wakes the next (see #slotLoop). */
+  #wake(): void {
+    if (this.#picker.hasEligible) this.#wakeOne();
+  }
+
+  #wakeOne(): void {
+    this.#wakers.shift()?.();
+  }
+
+  #every(ms: number, fn: () => unknown): void {
+    const timer = setInterval(fn, ms);
+    timer.unref();
+    this.#timers.push(timer);
+  }
+
+  #error(thrown: unknown, during: string): void {
+    const error = toError(thrown);
+    this.#logger.error({ err: error, during }, 'worker error');
+    // An `error` event with no listener would throw: only emit to someone listening.
+    if (this.listenerCount('error') > 0) this.emit('error', { error, during });
+  }
+}

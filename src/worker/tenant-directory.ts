@@ -1,0 +1,117 @@
+import { UnknownTenantError } from '../errors.js';
+import type { TenantQueueBackend } from '../queue/backend.js';
+import type { Org } from '../tenancy/org.js';
+import type { FairPicker } from './fair-picker.js';
+
+/** What the directory reads orgs from (an `OrgRegistry` fits). */
+interface OrgReader {
+  get(slug: string): Promise<Org>;
+}
+
+export interface TenantDirectoryOptions {
+  backend: TenantQueueBackend;
+  orgs: OrgReader;
+  picker: FairPicker;
+  queue: string;
+  perTenantConcurrency: number;
+  orgRefreshMs: number;
+  onSkip: (tenant: string, reason: 'inactive' | 'unknown' | 'error') => void;
+  onError: (error: unknown, during: string) => void;
+}
+
+// Registry reads in flight at once when many new tenants show up together.
+const LOAD_CONCURRENCY = 32;
+
+/**
+ * The worker's view of the tenants it serves: which orgs are known (with their weight
+ * and caps), which are skipped (deactivated or unknown) and until when, and which
+ * fleet-wide caps this worker has already set on the engine.
+ *
+ * A tenant becomes pickable only once its org is loaded and its fleet-wide cap set, so
+ * no job of a capped tenant is fetched before the engine knows the cap.
+ */
+export class TenantDirectory {
+  readonly #o: TenantDirectoryOptions;
+  readonly #known = new Map<string, Org>();
+  /** Skipped slugs and when to look them up again (epoch ms). */
+  readonly #skipped = new Map<string, number>();
+  /** The fleet-wide cap last set on the engine per tenant. */
+  readonly #capsSet = new Map<string, number | null>();
+
+  constructor(options: TenantDirectoryOptions) {
+    this.#o = options;
+  }
+
+  /** The org of a pickable tenant. */
+  org(slug: string): Org | undefined {
+    return this.#known.get(slug);
+  }
+
+  /** Loads the orgs of tenants seen for the first time, then marks every known one ready. */
+  async admit(slugs: readonly string[]): Promise<void> {
+    const now = Date.now();
+    const fresh = slugs.filter((slug) => !this.#known.has(slug) && (this.#skipped.get(slug) ?? 0) <= now);
+    if (fresh.length > 0) await this.#loadAll(fresh);
+    for (const slug of slugs) this.#o.picker.markReady(slug);
+  }
+
+  /** Reads every known org again so a new weight, cap or deactivation takes effect. */
+  async refresh(): Promise<void> {
+    await this.#loadAll([...this.#known.keys()]);
+  }
+
+  async #loadAll(slugs: readonly string[]): Promise<void> {
+    let next = 0;
+    const lane = async () => {
+      while (next < slugs.length) await this.#load(slugs[next++]!);
+    };
+    await Promise.all(Array.from({ length: Math.min(LOAD_CONCURRENCY, slugs.length) }, lane));
+  }
+
+  async #load(slug: string): Promise<void> {
+    let org: Org;
+    try {
+      org = await this.#o.orgs.get(slug);
+    } catch (error) {
+      const unknown = error instanceof UnknownTenantError;
+      if (!unknown) this.#o.onError(error, `registry.get ${slug}`);
+      this.#skip(slug, unknown ? 'unknown' : 'error');
+      return;
+    }
+    if (!org.active) {
+      this.#skip(slug, 'inactive');
+      return;
+    }
+    try {
+      await this.#applyFleetCap(org);
+    } catch (error) {
+      this.#o.onError(error, `setTenantConcurrency ${slug}`);
+      this.#skip(slug, 'error');
+      return;
+    }
+    const wasSkipped = this.#skipped.delete(slug);
+    this.#known.set(slug, org);
+    const processCap = Math.min(this.#o.perTenantConcurrency, org.maxConcurrency ?? Number.POSITIVE_INFINITY);
+    this.#o.picker.upsert({ slug, weight: org.weight, cap: processCap });
+    if (wasSkipped) this.#o.picker.markReady(slug);
+  }
+
+  #skip(slug: string, reason: 'inactive' | 'unknown' | 'error'): void {
+    const firstTime = !this.#skipped.has(slug) || this.#known.has(slug);
+    this.#known.delete(slug);
+    this.#o.picker.remove(slug);
+    this.#skipped.set(slug, Date.now() + this.#o.orgRefreshMs);
+    if (firstTime) this.#o.onSkip(slug, reason);
+  }
+
+  /**
+   * The org's `maxConcurrency` is a fleet-wide cap, kept by the engine (on BullMQ, the
+   * partition queue's global concurrency). Set once per tenant and again on change; the
+   * first sighting sets it even when null, to lift a cap an earlier config left behind.
+   */
+  async #applyFleetCap(org: Org): Promise<void> {
+    if (this.#capsSet.has(org.slug) && this.#capsSet.get(org.slug) === org.maxConcurrency) return;
+    await this.#o.backend.setTenantConcurrency(this.#o.queue, org.slug, org.maxConcurrency);
+    this.#capsSet.set(org.slug, org.maxConcurrency);
+  }
+}

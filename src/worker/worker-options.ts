@@ -1,0 +1,149 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { ConfigError, describe } from '../errors.js';
+
+/** Options of a {@link FleetWorker}. */
+export interface FleetWorkerOptions {
+  /**
+   * Jobs this worker runs at once, over all tenants.
+   * @default 32
+   */
+  concurrency?: number;
+  /**
+   * Jobs of one tenant this worker runs at once. The org's `maxConcurrency`, when set,
+   * lowers it and also caps the tenant across the whole fleet.
+   * @default 4
+   */
+  perTenantConcurrency?: number;
+  /**
+   * Borrow a connection to the tenant's database (`ctx.db`) for each job. Needs the
+   * fleet's `pools`. A tenant whose pool cannot lend right now is skipped, not waited on.
+   * @default true
+   */
+  borrowConnection?: boolean;
+  /**
+   * How long a fetched job stays locked to this worker without renewal; the lock is
+   * renewed every `lockDurationMs / 2` while the handler runs. A worker that dies loses
+   * its lock after this long and the job runs again elsewhere.
+   * @default 30_000
+   */
+  lockDurationMs?: number;
+  /**
+   * How often the worker puts back jobs whose lock expired (their worker died).
+   * @default lockDurationMs
+   */
+  stalledIntervalMs?: number;
+  /**
+   * How long `close()` lets running jobs finish before it aborts them through
+   * `ctx.signal` and leaves them to be retried.
+   * @default 30_000
+   */
+  shutdownTimeoutMs?: number;
+  /**
+   * The longest the worker waits for a sign of new jobs before it asks the engine
+   * again which tenants are ready (also how soon a tenant at its fleet-wide cap is
+   * retried).
+   * @default 1_000
+   */
+  pollIntervalMs?: number;
+  /**
+   * How long a tenant whose pool could not lend is skipped before it is tried again
+   * (any connection this worker gives back retries it sooner).
+   * @default 25
+   */
+  poolRetryMs?: number;
+  /**
+   * How often the orgs of known tenants are read again, so that a new weight, cap or
+   * deactivation takes effect.
+   * @default 5_000
+   */
+  orgRefreshMs?: number;
+  /**
+   * This worker's identity in locks and logs.
+   * @default `<hostname>:<pid>:<random>`
+   */
+  workerId?: string;
+  /**
+   * Start pulling jobs at once; with false, call `run()`.
+   * @default true
+   */
+  autorun?: boolean;
+}
+
+/** {@link FleetWorkerOptions} with every default applied. */
+export interface ResolvedFleetWorkerOptions {
+  concurrency: number;
+  perTenantConcurrency: number;
+  borrowConnection: boolean;
+  lockDurationMs: number;
+  stalledIntervalMs: number;
+  shutdownTimeoutMs: number;
+  pollIntervalMs: number;
+  poolRetryMs: number;
+  orgRefreshMs: number;
+  workerId: string;
+  autorun: boolean;
+}
+
+const DEFAULTS = {
+  concurrency: 32,
+  perTenantConcurrency: 4,
+  borrowConnection: true,
+  lockDurationMs: 30_000,
+  shutdownTimeoutMs: 30_000,
+  pollIntervalMs: 1_000,
+  poolRetryMs: 25,
+  orgRefreshMs: 5_000,
+  autorun: true,
+} satisfies Omit<ResolvedFleetWorkerOptions, 'workerId' | 'stalledIntervalMs'>;
+
+const INTEGER_OPTIONS = [
+  ['concurrency', 1],
+  ['perTenantConcurrency', 1],
+  ['lockDurationMs', 100],
+  ['stalledIntervalMs', 10],
+  ['shutdownTimeoutMs', 0],
+  ['pollIntervalMs', 1],
+  ['poolRetryMs', 1],
+  ['orgRefreshMs', 10],
+] as const;
+
+/** Applies the defaults and checks every option; {@link ConfigError} names the first bad one. */
+export function resolveFleetWorkerOptions(options: FleetWorkerOptions = {}): ResolvedFleetWorkerOptions {
+  if (typeof options !== 'object' || options === null) {
+    throw new ConfigError('options', `Expected worker options to be an object, got ${describe(options)}`);
+  }
+  for (const [name, min] of INTEGER_OPTIONS) {
+    const value = options[name];
+    if (value === undefined) continue;
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
+      throw new ConfigError(name, `Expected \`${name}\` to be an integer ≥ ${min}, got ${describe(value)}`);
+    }
+  }
+  for (const name of ['borrowConnection', 'autorun'] as const) {
+    const value = options[name];
+    if (value !== undefined && typeof value !== 'boolean') {
+      throw new ConfigError(name, `Expected \`${name}\` to be a boolean, got ${describe(value)}`);
+    }
+  }
+  if (options.workerId !== undefined && (typeof options.workerId !== 'string' || options.workerId === '')) {
+    throw new ConfigError(
+      'workerId',
+      `Expected \`workerId\` to be a non-empty string, got ${describe(options.workerId)}`,
+    );
+  }
+  const lockDurationMs = options.lockDurationMs ?? DEFAULTS.lockDurationMs;
+  return {
+    concurrency: options.concurrency ?? DEFAULTS.concurrency,
+    perTenantConcurrency: options.perTenantConcurrency ?? DEFAULTS.perTenantConcurrency,
+    borrowConnection: options.borrowConnection ?? DEFAULTS.borrowConnection,
+    lockDurationMs,
+    stalledIntervalMs: options.stalledIntervalMs ?? lockDurationMs,
+    shutdownTimeoutMs: options.shutdownTimeoutMs ?? DEFAULTS.shutdownTimeoutMs,
+    pollIntervalMs: options.pollIntervalMs ?? DEFAULTS.pollIntervalMs,
+    poolRetryMs: options.poolRetryMs ?? DEFAULTS.poolRetryMs,
+    orgRefreshMs: options.orgRefreshMs ?? DEFAULTS.orgRefreshMs,
+    workerId: options.workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
+    autorun: options.autorun ?? DEFAULTS.autorun,
+  };
+}

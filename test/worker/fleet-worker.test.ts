@@ -1,0 +1,307 @@
+/**
+ * The FleetWorker and Fleet behaviour of issue 4, written once and run over every queue
+ * engine: enqueue checks, the handler's context, retries, delays and priorities, caps
+ * and graceful close.
+ */
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { ConfigError, TenantInactiveError, UnknownTenantError, ValidationError } from '../../src/errors.js';
+import type { ActiveJob } from '../../src/queue/backend.js';
+import { UnrecoverableError } from '../../src/worker/unrecoverable-error.js';
+import { engines } from '../queue/engines.js';
+import { type FleetFixture, gate, openFleet, openRegistry, type RegistryFixture, until } from './support.js';
+
+let reg: RegistryFixture;
+beforeAll(async () => {
+  reg = await openRegistry();
+});
+afterAll(async () => {
+  await reg?.cleanup();
+});
+
+describe.each(engines)('FleetWorker on the $name engine', (engine) => {
+  let fx: FleetFixture;
+  beforeEach(async () => {
+    fx = await openFleet(engine, reg.registry);
+  });
+  afterEach(async () => {
+    await fx.cleanup();
+  });
+
+  it('refuses jobs of unknown or deactivated tenants and bad input, writing nothing', async () => {
+    const { fleet, queue } = fx;
+    const [acme, gone] = await reg.addTenants(2);
+    await reg.registry.deactivate(gone!);
+    await expect(fleet.enqueue(queue, { tenant: 'no-such-tenant', name: 'n', data: {} })).rejects.toThrow(
+      UnknownTenantError,
+    );
+    await expect(fleet.enqueue(queue, { tenant: gone!, name: 'n', data: {} })).rejects.toThrow(
+      TenantInactiveError,
+    );
+    const bigint = fleet.enqueue(queue, { tenant: acme!, name: 'n', data: { n: 1n } });
+    await expect(bigint).rejects.toMatchObject({ field: 'data' });
+    const huge = fleet.enqueue(queue, { tenant: acme!, name: 'n', data: 'x'.repeat(fleet.maxDataBytes) });
+    await expect(huge).rejects.toThrow(/at most 524288 bytes/);
+    await expect(fleet.enqueue('bad queue!', { tenant: acme!, name: 'n', data: {} })).rejects.toMatchObject({
+      field: 'queue',
+    });
+    await expect(fleet.enqueue(queue, { tenant: acme!, name: '', data: {} })).rejects.toThrow(
+      ValidationError,
+    );
+    // One bad job in a bulk: nothing of the bulk is written.
+    const bulk = fleet.enqueueBulk<unknown>(queue, [
+      { tenant: acme!, name: 'ok', data: 1 },
+      { tenant: acme!, name: 'ok', data: () => 1 },
+    ]);
+    await expect(bulk).rejects.toThrow(/Job 1 of 2/);
+    const mixed = fleet.enqueueBulk(queue, [
+      { tenant: acme!, name: 'ok', data: 1 },
+      { tenant: gone!, name: 'ok', data: 1 },
+    ]);
+    await expect(mixed).rejects.toThrow(TenantInactiveError);
+    expect(await fleet.counts(queue, acme!)).toMatchObject({ waiting: 0, delayed: 0 });
+    expect(() => fleet.worker(queue, async () => {}, { concurrency: 0, borrowConnection: false })).toThrow(
+      ConfigError,
+    );
+    expect(() => fleet.worker(queue, async () => {})).toThrow(/Expected `pools`/);
+  });
+
+  it('runs each job with its tenant, attempt and signal, and completes it with its result', async () => {
+    const { fleet, queue } = fx;
+    const tenants = await reg.addTenants(3, { weight: 2 });
+    const seen: Array<{ tenant: string; slug: string; attempt: number; aborted: boolean; n: number }> = [];
+    for (const tenant of tenants) {
+      await fleet.enqueueBulk(
+        queue,
+        [1, 2].map((n) => ({ tenant, name: 'render', data: { n } })),
+      );
+    }
+    const worker = fleet.worker<{ n: number }>(
+      queue,
+      async (job, ctx) => {
+        seen.push({
+          tenant: job.tenant,
+          slug: ctx.tenant.slug,
+          attempt: ctx.attempt,
+          aborted: ctx.signal.aborted,
+          n: job.data.n,
+        });
+        ctx.log.debug('ran');
+        return { doubled: job.data.n * 2 };
+      },
+      { borrowConnection: false, concurrency: 4 },
+    );
+    const completed: ActiveJob[] = [];
+    worker.on('job:completed', ({ job }) => completed.push(job));
+    await until(() => completed.length === 6, 'six completions');
+    expect(seen.every((s) => s.tenant === s.slug && s.attempt === 1 && !s.aborted)).toBe(true);
+    expect(seen.map((s) => `${s.tenant}:${s.n}`).sort()).toEqual(
+      tenants.flatMap((t) => [`${t}:1`, `${t}:2`]).sort(),
+    );
+    for (const tenant of tenants) {
+      expect(await fleet.counts(queue, tenant)).toMatchObject({
+        waiting: 0,
+        active: 0,
+        completed: 2,
+        failed: 0,
+      });
+    }
+    const first = completed[0]!;
+    expect((await fleet.job(queue, first.tenant, first.id))?.result).toEqual({
+      doubled: (first.data as { n: number }).n * 2,
+    });
+    await worker.close();
+    expect(worker.runningCount).toBe(0);
+  });
+
+  it('retries with backoff, then fails keeping the error and stack; UnrecoverableError stops at once', async () => {
+    const { fleet, queue } = fx;
+    const [tenant] = await reg.addTenants(1);
+    const attempts = new Map<string, number[]>();
+    const retryId = await fleet.enqueue(queue, {
+      tenant: tenant!,
+      name: 'flaky',
+      data: 'retry',
+      attempts: 3,
+      backoff: { type: 'exponential', delayMs: 20 },
+    });
+    const fatalId = await fleet.enqueue(queue, {
+      tenant: tenant!,
+      name: 'fatal',
+      data: 'fatal',
+      attempts: 5,
+    });
+    const oddId = await fleet.enqueue(queue, { tenant: tenant!, name: 'odd', data: 'odd', attempts: 1 });
+    const worker = fleet.worker<string>(
+      queue,
+      async (job, ctx) => {
+        attempts.set(job.id, [...(attempts.get(job.id) ?? []), ctx.attempt]);
+        if (job.data === 'fatal') throw new UnrecoverableError('the record is gone');
+        if (job.data === 'odd') throw 'a string, not an Error';
+        throw new Error(`boom on attempt ${ctx.attempt}`);
+      },
+      { borrowConnection: false },
+    );
+    const retrying: string[] = [];
+    const failed: Array<{ id: string; unrecoverable: boolean; message: string }> = [];
+    worker.on('job:retrying', ({ job }) => retrying.push(job.id));
+    worker.on('job:failed', ({ job, error, unrecoverable }) =>
+      failed.push({ id: job.id, unrecoverable, message: error.message }),
+    );
+    await until(() => failed.length === 3, 'three final failures');
+    expect(attempts.get(retryId)).toEqual([1, 2, 3]);
+    expect(attempts.get(fatalId)).toEqual([1]);
+    expect(retrying).toEqual([retryId, retryId]);
+    expect(failed.find((f) => f.id === fatalId)).toMatchObject({ unrecoverable: true });
+    const retried = await fleet.job(queue, tenant!, retryId);
+    expect(retried).toMatchObject({ state: 'failed', attemptsMade: 3 });
+    expect(retried?.error?.message).toBe('boom on attempt 3');
+    expect(retried?.error?.stack).toContain('fleet-worker.test.ts');
+    const odd = await fleet.job(queue, tenant!, oddId);
+    expect(odd?.error?.message).toBe('Expected the handler to throw an Error, got "a string, not an Error"');
+    expect(await fleet.counts(queue, tenant!)).toMatchObject({
+      failed: 3,
+      completed: 0,
+      waiting: 0,
+      delayed: 0,
+    });
+  });
+
+  it('runs a tenant’s jobs by priority, then FIFO, and a delayed job only once due', async () => {
+    const { fleet, queue } = fx;
+    const [tenant] = await reg.addTenants(1);
+    const order: string[] = [];
+    await fleet.enqueue(queue, { tenant: tenant!, name: 'later', data: 'delayed', delayMs: 400 });
+    for (const [data, priority] of [
+      ['fifo-1', undefined],
+      ['p3', 3],
+      ['p1', 1],
+      ['fifo-2', undefined],
+      ['p2', 2],
+    ] as const) {
+      await fleet.enqueue(queue, { tenant: tenant!, name: 'n', data, ...(priority ? { priority } : {}) });
+    }
+    const worker = fleet.worker<string>(queue, async (job) => void order.push(job.data), {
+      borrowConnection: false,
+      concurrency: 1,
+    });
+    await until(() => order.length === 6, 'six jobs');
+    expect(order).toEqual(['p1', 'p2', 'p3', 'fifo-1', 'fifo-2', 'delayed']);
+    await worker.close();
+  });
+
+  it('never runs more of one tenant at once than perTenantConcurrency or the org’s maxConcurrency', async () => {
+    const { fleet, queue } = fx;
+    const [capped, open] = await reg.addTenants(2);
+    await reg.registry.update(capped!, { maxConcurrency: 2 });
+    const live = new Map<string, number>();
+    const peak = new Map<string, number>();
+    for (const tenant of [capped!, open!]) {
+      await fleet.enqueueBulk(
+        queue,
+        Array.from({ length: 40 }, (_, i) => ({ tenant, name: 'n', data: i })),
+      );
+    }
+    let done = 0;
+    const worker = fleet.worker(
+      queue,
+      async (job) => {
+        live.set(job.tenant, (live.get(job.tenant) ?? 0) + 1);
+        peak.set(job.tenant, Math.max(peak.get(job.tenant) ?? 0, live.get(job.tenant)!));
+        await new Promise((resolve) => setTimeout(resolve, 2));
+        live.set(job.tenant, live.get(job.tenant)! - 1);
+        done += 1;
+      },
+      { borrowConnection: false, concurrency: 16, perTenantConcurrency: 5 },
+    );
+    await until(() => done === 80, 'eighty jobs');
+    expect(peak.get(capped!)).toBe(2);
+    expect(peak.get(open!)).toBe(5);
+    await worker.close();
+  });
+
+  it('leaves the jobs of a deactivated tenant waiting, and serves the others', async () => {
+    const { fleet, queue } = fx;
+    const [active, paused] = await reg.addTenants(2);
+    await fleet.enqueue(queue, { tenant: paused!, name: 'n', data: 'p' });
+    await fleet.enqueue(queue, { tenant: active!, name: 'n', data: 'a' });
+    await reg.registry.deactivate(paused!);
+    const ran: string[] = [];
+    const skipped: string[] = [];
+    const worker = fleet.worker(queue, async (job) => void ran.push(job.tenant), {
+      borrowConnection: false,
+      autorun: false,
+    });
+    worker.on('tenant:skipped', ({ tenant, reason }) => skipped.push(`${tenant}:${reason}`));
+    worker.run();
+    await until(() => ran.length === 1 && skipped.length === 1, 'the active job and the skip');
+    expect(ran).toEqual([active]);
+    expect(skipped).toEqual([`${paused}:inactive`]);
+    expect(await fleet.counts(queue, paused!)).toMatchObject({ waiting: 1, active: 0 });
+    await worker.close();
+  });
+
+  it('close() waits for running jobs, then stops fetching', async () => {
+    const { fleet, queue } = fx;
+    const [tenant] = await reg.addTenants(1);
+    await fleet.enqueueBulk(
+      queue,
+      Array.from({ length: 5 }, (_, i) => ({ tenant: tenant!, name: 'n', data: i })),
+    );
+    const release = gate();
+    let started = 0;
+    let finished = 0;
+    const worker = fleet.worker(
+      queue,
+      async () => {
+        started += 1;
+        await release.promise;
+        finished += 1;
+      },
+      { borrowConnection: false, concurrency: 2, perTenantConcurrency: 2 },
+    );
+    await until(() => started === 2, 'two running');
+    const closing = worker.close();
+    expect(worker.close()).toBe(closing);
+    release.open();
+    await closing;
+    expect({ started, finished }).toEqual({ started: 2, finished: 2 });
+    expect(await fleet.counts(queue, tenant!)).toMatchObject({ completed: 2, waiting: 3, active: 0 });
+  });
+
+  it('close() past its deadline aborts running jobs through ctx.signal and leaves them to run again', async () => {
+    const { fleet, queue } = fx;
+    const [tenant] = await reg.addTenants(1);
+    const id = await fleet.enqueue(queue, { tenant: tenant!, name: 'slow', data: 'x', attempts: 1 });
+    const aborted: string[] = [];
+    let running = false;
+    const first = fleet.worker(
+      queue,
+      (job, ctx) =>
+        new Promise((_, reject) => {
+          running = true;
+          ctx.signal.addEventListener('abort', () => {
+            aborted.push(job.id);
+            reject(ctx.signal.reason);
+          });
+        }),
+      { borrowConnection: false, lockDurationMs: 200, stalledIntervalMs: 50 },
+    );
+    const abortedEvents: string[] = [];
+    first.on('job:aborted', ({ job, reason }) => abortedEvents.push(`${job.id}:${reason}`));
+    await until(() => running, 'the job to start');
+    await first.close({ timeoutMs: 50 });
+    expect(aborted).toEqual([id]);
+    expect(abortedEvents).toEqual([`${id}:shutdown`]);
+    // Not failed (attempts: 1 would have made that final): still active until its lock expires.
+    expect(await fleet.counts(queue, tenant!)).toMatchObject({ failed: 0, completed: 0 });
+    const attempts: number[] = [];
+    const second = fleet.worker(queue, async (_job, ctx) => void attempts.push(ctx.attempt), {
+      borrowConnection: false,
+      lockDurationMs: 200,
+      stalledIntervalMs: 50,
+    });
+    await until(async () => (await fleet.counts(queue, tenant!)).completed === 1, 'the job to run again');
+    expect(attempts).toEqual([1]);
+    await second.close();
+  });
+});
