@@ -3,7 +3,8 @@
  * (Postgres, MySQL) or SQLite file. Every step is idempotent: provisioning twice, or from
  * two processes at once, leaves one schema or database and no error.
  */
-import { existsSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { ConfigError, describe, redactUrl } from '../errors.js';
 import type { Backend } from './drivers/driver.js';
 import { backendOf, sqlitePath } from './drivers/driver.js';
@@ -29,10 +30,13 @@ export async function provisionSchema(conn: RawConnection, schemaName: string): 
   const existing = await conn.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema]);
   if (existing.length > 0) return false;
   try {
-    await conn.query(`CREATE SCHEMA IF NOT EXISTS ${quotePgIdent(schema)}`);
+    // No IF NOT EXISTS: when two processes race past the check above, exactly one
+    // must learn it created the schema; the other gets duplicate_schema (or, mid-race,
+    // pg_namespace's unique index) and reports it as existing.
+    await conn.query(`CREATE SCHEMA ${quotePgIdent(schema)}`);
   } catch (err) {
-    // Two processes racing past IF NOT EXISTS: the loser hits pg_namespace's unique index.
-    if ((err as { code?: string }).code !== '23505') throw err;
+    const code = (err as { code?: string }).code;
+    if (code !== '42P06' && code !== '23505') throw err;
     return false;
   }
   return true;
@@ -102,7 +106,13 @@ async function provisionMysqlDatabase(url: string, options: ConnectOptions): Pro
       name,
     ]);
     if (existing.length > 0) return [name, false];
-    await conn.query(`CREATE DATABASE IF NOT EXISTS ${quoteMysqlIdent(name)}`);
+    try {
+      await conn.query(`CREATE DATABASE ${quoteMysqlIdent(name)}`);
+    } catch (err) {
+      // ER_DB_CREATE_EXISTS: another process created it since the check.
+      if ((err as { code?: string }).code !== 'ER_DB_CREATE_EXISTS') throw err;
+      return [name, false];
+    }
     return [name, true];
   });
 }
@@ -112,10 +122,18 @@ async function provisionSqliteFile(url: string, options: ConnectOptions): Promis
   if (path === ':memory:') {
     throw new ConfigError('databaseUrl', 'Expected a SQLite file path for a tenant database, got ":memory:"');
   }
-  const existed = existsSync(path);
-  // Opening creates the file (and its folder) and switches it to WAL.
+  mkdirSync(dirname(path), { recursive: true });
+  let created = true;
+  try {
+    // An exclusive create, so of two racing provisioners exactly one reports `created`.
+    closeSync(openSync(path, 'wx'));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    created = false;
+  }
+  // Opening switches the (empty or existing) file to WAL.
   await withConnection(url, options, async () => {});
-  return [path, !existed];
+  return [path, created];
 }
 
 /**

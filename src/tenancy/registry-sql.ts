@@ -132,6 +132,8 @@ const sqlite: Dialect = {
   begin: 'BEGIN IMMEDIATE',
   forUpdate: '',
   async migrate(conn) {
+    // `query` waits for the write lock without blocking the thread; the script then runs
+    // while this connection holds it.
     await conn.query('BEGIN IMMEDIATE');
     try {
       await conn.exec(SQLITE_DDL);

@@ -1,0 +1,109 @@
+/**
+ * The three registry backends as test fixtures: each can make a fresh, empty store (its
+ * own Postgres or MySQL database, or a SQLite file in a temp folder) and a tenant database
+ * on the same server, check that one exists, and drop them again.
+ */
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { type Backend, connect, type RawConnection } from '../../src/tenancy/drivers/index.js';
+import { MYSQL_URL, PG_URL, tempDir, uniqueName, withDatabase } from '../support/services.js';
+
+/** A fresh, empty database for one registry. */
+export interface Store {
+  readonly url: string;
+  drop(): Promise<void>;
+}
+
+export interface BackendCase {
+  readonly name: Backend;
+  /** A new empty database (or SQLite file) with a unique name. */
+  createStore(): Promise<Store>;
+  /** The URL a tenant database called `name` would have on this backend's server. */
+  tenantUrl(name: string): string;
+  tenantExists(name: string): Promise<boolean>;
+  dropTenant(name: string): Promise<void>;
+  /** Closes the admin connection. */
+  close(): Promise<void>;
+}
+
+function lazyAdmin(url: string): { get(): Promise<RawConnection>; close(): Promise<void> } {
+  let admin: Promise<RawConnection> | undefined;
+  return {
+    get: () => {
+      admin ??= connect(url);
+      return admin;
+    },
+    close: async () => {
+      if (admin) await (await admin).close();
+    },
+  };
+}
+
+export function postgresCase(): BackendCase {
+  const admin = lazyAdmin(PG_URL);
+  const exists = async (name: string) =>
+    (await (await admin.get()).query('SELECT 1 FROM pg_database WHERE datname = $1', [name])).length > 0;
+  const drop = async (name: string) => {
+    await (await admin.get()).query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+  };
+  return {
+    name: 'postgres',
+    async createStore() {
+      const name = uniqueName('fleet_reg');
+      await (await admin.get()).query(`CREATE DATABASE "${name}"`);
+      return { url: withDatabase(PG_URL, name), drop: () => drop(name) };
+    },
+    tenantUrl: (name) => withDatabase(PG_URL, name),
+    tenantExists: exists,
+    dropTenant: drop,
+    close: admin.close,
+  };
+}
+
+export function mysqlCase(): BackendCase {
+  const admin = lazyAdmin(MYSQL_URL);
+  const exists = async (name: string) =>
+    (
+      await (
+        await admin.get()
+      ).query('SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?', [name])
+    ).length > 0;
+  const drop = async (name: string) => {
+    await (await admin.get()).query(`DROP DATABASE IF EXISTS \`${name}\``);
+  };
+  return {
+    name: 'mysql',
+    async createStore() {
+      const name = uniqueName('fleet_reg');
+      await (await admin.get()).query(`CREATE DATABASE \`${name}\``);
+      return { url: withDatabase(MYSQL_URL, name), drop: () => drop(name) };
+    },
+    tenantUrl: (name) => withDatabase(MYSQL_URL, name),
+    tenantExists: exists,
+    dropTenant: drop,
+    close: admin.close,
+  };
+}
+
+export function sqliteCase(): BackendCase {
+  const dir = tempDir('tenant-fleet-registry-');
+  const file = (name: string) => join(dir, `${name}.db`);
+  return {
+    name: 'sqlite',
+    async createStore() {
+      const path = file(uniqueName('fleet_reg'));
+      return {
+        url: `sqlite:${path}`,
+        drop: async () => {
+          for (const suffix of ['', '-wal', '-shm']) rmSync(`${path}${suffix}`, { force: true });
+        },
+      };
+    },
+    tenantUrl: (name) => `sqlite:${file(name)}`,
+    tenantExists: async (name) => existsSync(file(name)),
+    dropTenant: async (name) => {
+      for (const suffix of ['', '-wal', '-shm']) rmSync(`${file(name)}${suffix}`, { force: true });
+    },
+    close: async () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
