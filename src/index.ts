@@ -15,6 +15,9 @@ export {
   UnknownTenantError,
   ValidationError,
 } from './errors.js';
+// fleet: composition of engine, registry, pools and workers
+export { Fleet, type FleetJob } from './fleet.js';
+export type { FleetOptions, FleetPools, ResolvedFleetOptions } from './fleet-options.js';
 // logging (redacts URL passwords)
 export { createLogger, type Logger, type LoggerOptions } from './logger.js';
 // queue
@@ -66,3 +69,19 @@ export {
   type SecretsResolver,
 } from './tenancy/secrets.js';
 export type { TenantConnection } from './tenancy/tenant-connection.js';
+// worker: fair pulling across tenants, the handler's context
+export {
+  type CloseOptions,
+  type ConnectionLender,
+  FleetWorker,
+  type FleetWorkerDeps,
+  type FleetWorkerEventMap,
+  type OrgSource,
+} from './worker/fleet-worker.js';
+export type { JobContext, JobHandler } from './worker/job-context.js';
+export { UnrecoverableError } from './worker/unrecoverable-error.js';
+export {
+  type FleetWorkerOptions,
+  type ResolvedFleetWorkerOptions,
+  resolveFleetWorkerOptions,
+} from './worker/worker-options.js';
