@@ -123,6 +123,20 @@ function validateDatabaseUrl(mode: StorageMode, url: unknown): string | null {
   return url;
 }
 
+// A slug may start with a digit, a schema name may not: when the default derived from the
+// slug is what fails, say so rather than blame a schemaName the caller never gave.
+function validateOrgSchemaName(slug: string, schemaName: string | null | undefined): string {
+  if (schemaName != null) return validateSchemaName(schemaName);
+  const derived = defaultSchemaName(slug);
+  if (!SCHEMA_NAME_PATTERN.test(derived)) {
+    throw new ValidationError(
+      'schemaName',
+      `Expected a \`schemaName\` for slug ${JSON.stringify(slug)} in schema mode (its default, ${JSON.stringify(derived)}, must start with a letter or '_'), got none`,
+    );
+  }
+  return derived;
+}
+
 /** The fields of an org as validated, before the registry stamps `createdAt`. */
 export type ValidatedOrg = Omit<Org, 'createdAt'>;
 
@@ -137,8 +151,7 @@ export function validateOrgInput(input: OrgInput): ValidatedOrg {
   const slug = validateSlug(input.slug);
   const storageMode = validateStorageMode(input.storageMode ?? 'schema');
   const databaseUrl = validateDatabaseUrl(storageMode, input.databaseUrl);
-  const schemaName =
-    storageMode === 'schema' ? validateSchemaName(input.schemaName ?? defaultSchemaName(slug)) : null;
+  const schemaName = storageMode === 'schema' ? validateOrgSchemaName(slug, input.schemaName) : null;
   if (storageMode === 'database' && input.schemaName != null) {
     throw new ValidationError(
       'schemaName',

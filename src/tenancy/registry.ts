@@ -141,7 +141,12 @@ export class OrgRegistry implements AsyncDisposable {
     }
     const backend = backendOf(url);
     const registry = new OrgRegistry(url, backend, resolveOrgRegistryOptions(options));
-    await registry.#run((conn) => conn.ping());
+    try {
+      await registry.#run((conn) => conn.ping());
+    } catch (err) {
+      await registry.close();
+      throw err;
+    }
     return registry;
   }
 

@@ -3,7 +3,7 @@
  * SQLite registry, each in a database (or file) of its own, created for this run and
  * dropped after it.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -33,6 +33,12 @@ describe.each(cases)('OrgRegistry on a %s registry', (_name, makeCase) => {
   let store: Store;
   let registry: OrgRegistry;
   const tenantDatabases: string[] = [];
+  const tempDirs: string[] = [];
+  const scratch = () => {
+    const dir = tempDir();
+    tempDirs.push(dir);
+    return dir;
+  };
 
   // Schema mode needs a Postgres registry; elsewhere an org lives in a database of its own.
   const storage = (): Partial<OrgInput> =>
@@ -71,6 +77,7 @@ describe.each(cases)('OrgRegistry on a %s registry', (_name, makeCase) => {
     await registry?.close();
     for (const name of tenantDatabases) await backend.dropTenant(name);
     await store?.drop();
+    for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
     await backend.close();
   });
 
@@ -368,7 +375,7 @@ describe.each(cases)('OrgRegistry on a %s registry', (_name, makeCase) => {
     });
 
     it('an unreadable file:// reference', async () => {
-      const dir = tempDir();
+      const dir = scratch();
       const missing = join(dir, 'no-such-secret');
       for (const ref of [`file://${missing}`, `file://${dir}`]) {
         const org = await registry.add({ slug: slug('file'), storageMode: 'database', databaseUrl: ref });
@@ -379,7 +386,7 @@ describe.each(cases)('OrgRegistry on a %s registry', (_name, makeCase) => {
     });
 
     it('an unsupported URL scheme, for the registry and for a tenant database', async () => {
-      const file = join(tempDir(), 'registry.db');
+      const file = join(scratch(), 'registry.db');
       for (const url of [`sqlite3:${file}`, 'redis://127.0.0.1:6379', 'http://app:s3cret@db/x', file]) {
         const err = await rejection(() => OrgRegistry.open(url), ConfigError);
         expect(err.message).not.toContain('s3cret');
