@@ -4,8 +4,11 @@ import { connectMysql } from './mysql.js';
 import { connectPostgres } from './pg.js';
 import { connectSqlite } from './sqlite.js';
 
-/** Opens one raw connection to `url`, the driver chosen by the URL's scheme. */
-export function connect(url: string, options: ConnectOptions = {}): Promise<RawConnection> {
+/**
+ * Opens one raw connection to `url`, the driver chosen by the URL's scheme. Async, so an
+ * unsupported scheme rejects the promise (a `ConfigError`) rather than throwing.
+ */
+export async function connect(url: string, options: ConnectOptions = {}): Promise<RawConnection> {
   switch (backendOf(url)) {
     case 'postgres':
       return connectPostgres(url, options);
