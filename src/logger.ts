@@ -103,6 +103,9 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     name: resolved.name,
     ...(resolved.base !== undefined ? { base: resolved.base } : {}),
     serializers: {
+      // `formatters.log` has already serialized and redacted every error; pino's own
+      // `err` serializer would serialize that plain object again and call it an `Object`.
+      err: (err: unknown) => err,
       // Applied by pino to the final message, after `%s` interpolation.
       msg: (msg: unknown) => (typeof msg === 'string' ? redactUrl(msg) : redactValue(msg)),
     },
