@@ -35,6 +35,12 @@ export type {
   TenantQueueBackend,
 } from './queue/backend.js';
 export {
+  BullMqBackend,
+  type BullMqBackendEventMap,
+  type BullMqBackendOptions,
+  type ResolvedBullMqBackendOptions,
+} from './queue/bullmq.js';
+export {
   MemoryBackend,
   type MemoryBackendOptions,
   type ResolvedMemoryBackendOptions,

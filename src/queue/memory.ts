@@ -17,6 +17,7 @@ import type {
   JobInfo,
   TenantQueueBackend,
 } from './backend.js';
+import { getOrCreate } from './get-or-create.js';
 import {
   backoffDelay,
   checkConcurrency,
@@ -25,7 +26,7 @@ import {
   checkTenant,
   normaliseJob,
 } from './job-input.js';
-import { getOrCreate, type JobRecord, MemoryPartition } from './memory-partition.js';
+import { type JobRecord, MemoryPartition } from './memory-partition.js';
 import { MinHeap } from './min-heap.js';
 
 /** Options of {@link MemoryBackend}. */

@@ -2,8 +2,11 @@
  * The queue engines the conformance suite runs over, each opened on names of its own
  * (a random Redis prefix) and cleaned up afterwards, the way kysely loops over dialects.
  */
+import { Redis } from 'ioredis';
 import type { TenantQueueBackend } from '../../src/queue/backend.js';
+import { BullMqBackend, type BullMqBackendOptions } from '../../src/queue/bullmq.js';
 import { MemoryBackend } from '../../src/queue/memory.js';
+import { REDIS_URL, uniqueName } from '../support/services.js';
 
 /** One engine under test. */
 export interface EngineHarness {
@@ -32,5 +35,53 @@ export const memoryEngine: EngineCase = {
   },
 };
 
+/** Deletes every key under `prefix` (SCAN, never KEYS, on a shared server). */
+export async function deletePrefix(prefix: string): Promise<void> {
+  const redis = new Redis(REDIS_URL);
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) await redis.unlink(...keys);
+    } while (cursor !== '0');
+  } finally {
+    await redis.quit();
+  }
+}
+
+/** A BullMQ engine on its own random prefix, with a short stalled interval for tests. */
+export function openBullMq(options: Partial<BullMqBackendOptions> = {}): {
+  prefix: string;
+  open(extra?: Partial<BullMqBackendOptions>): BullMqBackend;
+} {
+  const prefix = options.prefix ?? uniqueName('fleettest');
+  return {
+    prefix,
+    open: (extra = {}) =>
+      new BullMqBackend({ connection: REDIS_URL, stalledIntervalMs: 100, ...options, ...extra, prefix }),
+  };
+}
+
+export const bullMqEngine: EngineCase = {
+  name: 'bullmq',
+  async open() {
+    const store = openBullMq();
+    const handles = [store.open()];
+    return {
+      backend: handles[0]!,
+      peer: async () => {
+        const peer = store.open();
+        handles.push(peer);
+        return peer;
+      },
+      cleanup: async () => {
+        await Promise.all(handles.map((handle) => handle.close()));
+        await deletePrefix(store.prefix);
+      },
+    };
+  },
+};
+
 /** Every engine the conformance suite covers. */
-export const engines: EngineCase[] = [memoryEngine];
+export const engines: EngineCase[] = [memoryEngine, bullMqEngine];

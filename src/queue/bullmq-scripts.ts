@@ -1,0 +1,101 @@
+/**
+ * The few Lua scripts the BullMQ engine adds beside BullMQ's own. Each one reads and
+ * writes the ready index together with a partition's BullMQ keys in one atomic step,
+ * which is what keeps readiness from being lost when producers and consumers race.
+ *
+ * Key layout (prefix `P`, logical queue `Q`, partition `Q.T` is a BullMQ queue):
+ *   P:Q:ready           ZSET tenant → epoch ms from which it may have a job ready
+ *   P:Q:active-tenants  SET  tenants whose partition may hold active jobs
+ *   P:#batch:<id>       HASH total / completed / failed
+ * BullMQ's own keys are P:Q.T:wait, :prioritized, :delayed, :active, … ; `#` cannot
+ * appear in a queue name, so the batch keys never meet a queue's.
+ */
+import type { ChainableCommander, Redis } from 'ioredis';
+
+/**
+ * After a fetch found nothing: keep the tenant listed if its partition still has a
+ * waiting job, move its score to the first delayed job's due time if it has one, and
+ * only otherwise remove it. A concurrent enqueue re-adds the tenant in the same MULTI
+ * as the job, so whichever runs first, the index ends up right.
+ */
+const SETTLE_READY = `
+-- KEYS: ready, wait, prioritized, delayed, paused   ARGV: tenant
+if redis.call('LLEN', KEYS[2]) > 0 or redis.call('ZCARD', KEYS[3]) > 0 or redis.call('LLEN', KEYS[5]) > 0 then
+  return 1
+end
+local first = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+if first[2] then
+  redis.call('ZADD', KEYS[1], math.floor(tonumber(first[2]) / 4096), ARGV[1])
+  return 2
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+return 0`;
+
+/**
+ * Run after each stalled sweep of a partition (and so also after a process died
+ * between moving a job and announcing it): lists the tenant as ready when it has
+ * waiting or delayed jobs, and forgets it as "active" once nothing is active or
+ * suspected stalled any more.
+ */
+const RECONCILE = `
+-- KEYS: ready, wait, prioritized, delayed, paused, active, stalled, activeTenants   ARGV: tenant, now
+if redis.call('LLEN', KEYS[2]) > 0 or redis.call('ZCARD', KEYS[3]) > 0 or redis.call('LLEN', KEYS[5]) > 0 then
+  redis.call('ZADD', KEYS[1], 'LT', ARGV[2], ARGV[1])
+else
+  local first = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+  if first[2] then
+    redis.call('ZADD', KEYS[1], 'LT', math.floor(tonumber(first[2]) / 4096), ARGV[1])
+  end
+end
+if redis.call('LLEN', KEYS[6]) == 0 and redis.call('SCARD', KEYS[7]) == 0 then
+  redis.call('SREM', KEYS[8], ARGV[1])
+  return 0
+end
+return 1`;
+
+/** Counts a job into its batch once, however often the same jobId is enqueued. */
+const BATCH_ADD = `
+-- KEYS: job hash, batch hash
+if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('HSETNX', KEYS[1], 'fleetBatchCounted', 1) == 0 then
+  return 0
+end
+redis.call('HINCRBY', KEYS[2], 'total', 1)
+return 1`;
+
+/** Counts a finished job into its batch once (idempotent: a marker on the job hash). */
+const BATCH_SETTLE = `
+-- KEYS: job hash, batch hash   ARGV: 'completed' | 'failed'
+if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('HSETNX', KEYS[1], 'fleetBatchSettled', 1) == 0 then
+  return 0
+end
+redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+return 1`;
+
+/** The scripts as ioredis commands (on the client and on its MULTIs). */
+export interface FleetCommands {
+  fleetSettleReady(...args: (string | number)[]): Promise<number>;
+  fleetReconcile(...args: (string | number)[]): Promise<number>;
+  fleetBatchAdd(...args: (string | number)[]): Promise<number>;
+  fleetBatchSettle(...args: (string | number)[]): Promise<number>;
+}
+
+/** A MULTI carrying the fleet commands besides the usual ones. */
+export type FleetMulti = ChainableCommander & {
+  [K in keyof FleetCommands]: (...args: (string | number)[]) => FleetMulti;
+};
+
+const SCRIPTS: Record<keyof FleetCommands, { numberOfKeys: number; lua: string }> = {
+  fleetSettleReady: { numberOfKeys: 5, lua: SETTLE_READY },
+  fleetReconcile: { numberOfKeys: 8, lua: RECONCILE },
+  fleetBatchAdd: { numberOfKeys: 2, lua: BATCH_ADD },
+  fleetBatchSettle: { numberOfKeys: 2, lua: BATCH_SETTLE },
+};
+
+/** Defines the scripts on `redis` (once) and returns it typed with them. */
+export function withFleetCommands(redis: Redis): Redis & FleetCommands {
+  const commands = redis as Redis & FleetCommands;
+  for (const [name, definition] of Object.entries(SCRIPTS))
+    if (typeof (commands as unknown as Record<string, unknown>)[name] !== 'function')
+      redis.defineCommand(name, definition);
+  return commands;
+}

@@ -1,0 +1,360 @@
+/**
+ * The Redis engine, on BullMQ: one BullMQ queue per (queue, tenant) partition, a ready
+ * index of tenants in Redis, and a bounded number of Redis connections per process:
+ *
+ * - one command connection shared by every partition's BullMQ objects (the caller's
+ *   ioredis instance when one is passed in, else one the engine opens), and
+ * - one subscriber connection, opened by the first `waitForReady`.
+ *
+ * So one engine holds at most 2 connections of its own, whatever the number of tenants.
+ */
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { Job, UnrecoverableError } from 'bullmq';
+import { Redis } from 'ioredis';
+import { ClosedError, describe, redactUrl, ValidationError } from '../errors.js';
+import type {
+  ActiveJob,
+  BatchProgress,
+  EnqueueJob,
+  FailOutcome,
+  JobCounts,
+  JobInfo,
+  TenantQueueBackend,
+} from './backend.js';
+import {
+  type BullMqLease,
+  batchOf,
+  isLostLock,
+  toActiveJob,
+  toBullJobJson,
+  toJobInfo,
+} from './bullmq-jobs.js';
+import { extendLocks, recoverStalled } from './bullmq-locks.js';
+import {
+  type BullMqBackendOptions,
+  type ResolvedBullMqBackendOptions,
+  resolveBullMqBackendOptions,
+} from './bullmq-options.js';
+import { PartitionCache, partitionName } from './bullmq-partitions.js';
+import { ReadyIndex } from './bullmq-ready-index.js';
+import { type FleetCommands, type FleetMulti, withFleetCommands } from './bullmq-scripts.js';
+import {
+  checkConcurrency,
+  checkLockDuration,
+  checkQueueName,
+  checkTenant,
+  normaliseJob,
+} from './job-input.js';
+
+export type { BullMqBackendOptions, ResolvedBullMqBackendOptions } from './bullmq-options.js';
+
+/** Events of {@link BullMqBackend}. */
+export interface BullMqBackendEventMap {
+  /** A Redis or BullMQ error outside any call (e.g. a dropped connection); the engine carries on. */
+  'redis:error': [{ error: Error }];
+}
+
+/** A {@link TenantQueueBackend} on Redis through BullMQ. */
+export class BullMqBackend extends EventEmitter<BullMqBackendEventMap> implements TenantQueueBackend {
+  readonly engine = 'bullmq' as const;
+  readonly options: ResolvedBullMqBackendOptions;
+
+  readonly #redis: Redis & FleetCommands;
+  readonly #ownsConnection: boolean;
+  readonly #partitions: PartitionCache;
+  readonly #index: ReadyIndex;
+  #closePromise: Promise<void> | null = null;
+
+  constructor(options: BullMqBackendOptions) {
+    super();
+    this.options = resolveBullMqBackendOptions(options);
+    const { connection, clientName } = this.options;
+    this.#ownsConnection = typeof connection === 'string';
+    const redis =
+      typeof connection === 'string'
+        ? // maxRetriesPerRequest null: during an outage or CLIENT PAUSE, commands wait instead of failing.
+          new Redis(connection, { connectionName: clientName, maxRetriesPerRequest: null })
+        : connection;
+    const onError = (error: Error): void => {
+      error.message = redactUrl(error.message);
+      this.emit('redis:error', { error });
+    };
+    if (this.#ownsConnection) redis.on('error', onError);
+    this.#redis = withFleetCommands(redis);
+    this.#partitions = new PartitionCache(redis, this.options, onError);
+    this.#index = new ReadyIndex(this.#redis, this.options.prefix, () => {
+      const subscriber = redis.duplicate({ connectionName: `${clientName}:sub`, maxRetriesPerRequest: null });
+      subscriber.on('error', onError);
+      return subscriber;
+    });
+  }
+
+  async enqueue<Data>(queue: string, job: EnqueueJob<Data>): Promise<string> {
+    const [id] = await this.enqueueBulk(queue, [job]);
+    return id!;
+  }
+
+  /**
+   * Adds every job, its tenant's ready-index entry, its batch count and the wake-up
+   * message in one MULTI: a reader never sees a job without its tenant listed.
+   */
+  async enqueueBulk<Data>(queue: string, jobs: readonly EnqueueJob<Data>[]): Promise<string[]> {
+    this.#checkOpen();
+    checkQueueName(queue);
+    if (!Array.isArray(jobs))
+      throw new ValidationError('jobs', `Expected an array of jobs, got ${describe(jobs)}`);
+    const normalised = jobs.map((job) => normaliseJob(job, this.options.maxDataBytes));
+    if (normalised.length === 0) return [];
+    const now = Date.now();
+    const keep = { completed: this.options.keepCompleted, failed: this.options.keepFailed };
+    const multi = (
+      await this.#partitions.backend(queue, normalised[0]!.tenant).client
+    ).multi() as unknown as FleetMulti;
+    const readyAt = new Map<string, number>();
+    const addIndexes: number[] = [];
+    let commands = 0;
+    for (const job of normalised) {
+      const backend = this.#partitions.backend(queue, job.tenant);
+      // Queued synchronously on the MULTI; the promise it returns settles with exec.
+      backend
+        .addJobToTransaction(multi as never, toBullJobJson(job, now, keep) as never, job.jobId ?? '')
+        .catch(() => {
+          // Its outcome is read from the MULTI's results below.
+        });
+      addIndexes.push(commands++);
+      if (job.batchId !== null) {
+        const batchKey = this.#index.batchKey(job.batchId);
+        if (job.jobId === null) multi.hincrby(batchKey, 'total', 1);
+        else multi.fleetBatchAdd(backend.toKey(job.jobId), batchKey);
+        commands++;
+      }
+      readyAt.set(
+        job.tenant,
+        Math.min(readyAt.get(job.tenant) ?? Number.POSITIVE_INFINITY, now + job.delayMs),
+      );
+    }
+    for (const [tenant, at] of readyAt) this.#index.announceIn(multi, queue, tenant, at);
+    this.#index.publishIn(multi, queue);
+    const results = (await multi.exec()) ?? [];
+    return addIndexes.map((i) => {
+      const [error, id] = results[i] ?? [new Error('missing MULTI result'), null];
+      if (error) throw error;
+      if (typeof id === 'number' && id < 0) throw new Error(`BullMQ refused the job (code ${id})`);
+      return String(id);
+    });
+  }
+
+  async readyTenants(queue: string): Promise<string[]> {
+    this.#checkOpen();
+    return this.#index.readyTenants(checkQueueName(queue));
+  }
+
+  waitForReady(queue: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    this.#checkOpen();
+    return this.#index.waitForReady(checkQueueName(queue), timeoutMs, signal);
+  }
+
+  async fetch(
+    queue: string,
+    tenant: string,
+    workerId: string,
+    lockDurationMs: number,
+  ): Promise<ActiveJob | null> {
+    this.#checkOpen();
+    checkQueueName(queue);
+    checkTenant(tenant);
+    checkLockDuration(lockDurationMs);
+    return this.#partitions.use(queue, tenant, async (partition) => {
+      const { worker } = partition;
+      // Read by BullMQ's moveToActive when it takes the lock.
+      worker.opts.lockDuration = lockDurationMs;
+      for (;;) {
+        const token = `${workerId}:${randomUUID()}`;
+        const job = await worker.getNextJob(token, { block: false });
+        if (!job) {
+          await this.#index.settle(queue, tenant, this.#partitions.keys(queue, tenant));
+          return null;
+        }
+        if (job.deferredFailure) {
+          // BullMQ's stalled sweep marks a job that stalled too often to fail on its next fetch.
+          await job.moveToFailed(new UnrecoverableError(job.deferredFailure), token, false);
+          await this.#settleBatch(queue, tenant, job, 'failed');
+          continue;
+        }
+        const firstHeld = partition.held === 0;
+        this.#partitions.hold(partition);
+        // After moveToActive, so a sweep cannot drop the tenant before its job is visible.
+        if (firstHeld) await this.#redis.sadd(this.#index.activeTenantsKey(queue), tenant);
+        return toActiveJob(queue, tenant, job, token);
+      }
+    });
+  }
+
+  async complete(job: ActiveJob, result: unknown): Promise<void> {
+    this.#checkOpen();
+    try {
+      JSON.stringify(result);
+    } catch (error) {
+      throw new ValidationError('result', `Expected a JSON-serialisable result, got ${describe(result)}`, {
+        cause: error,
+      });
+    }
+    const { token, job: bullJob } = job.lease as BullMqLease;
+    try {
+      await bullJob.moveToCompleted(result ?? null, token, false);
+    } catch (error) {
+      // The lock was lost: the job is (or will be) run again by whoever holds it now.
+      if (isLostLock(error)) return;
+      throw error;
+    } finally {
+      this.#release(job);
+    }
+    await this.#settleBatch(job.queue, job.tenant, bullJob, 'completed');
+  }
+
+  async fail(job: ActiveJob, error: Error, options: { unrecoverable?: boolean } = {}): Promise<FailOutcome> {
+    this.#checkOpen();
+    const { token, job: bullJob } = job.lease as BullMqLease;
+    let cause = error instanceof Error ? error : new Error(String(error));
+    const unrecoverable = options.unrecoverable === true || cause.name === 'UnrecoverableError';
+    const final = unrecoverable || bullJob.attemptsMade + 1 >= (bullJob.opts.attempts ?? 1);
+    if (unrecoverable && !(cause instanceof UnrecoverableError)) {
+      // BullMQ stops retrying on this class; the message and stack stay the handler's.
+      const wrapped = new UnrecoverableError(cause.message);
+      wrapped.stack = cause.stack ?? wrapped.stack;
+      cause = wrapped;
+    }
+    try {
+      await bullJob.moveToFailed(cause, token, false);
+    } catch (failure) {
+      if (isLostLock(failure)) return 'retrying';
+      throw failure;
+    } finally {
+      this.#release(job);
+    }
+    if (final) {
+      await this.#settleBatch(job.queue, job.tenant, bullJob, 'failed');
+      return 'failed';
+    }
+    await this.#index.announce(job.queue, job.tenant);
+    return 'retrying';
+  }
+
+  async extendLocks(jobs: readonly ActiveJob[], lockDurationMs: number): Promise<string[]> {
+    this.#checkOpen();
+    checkLockDuration(lockDurationMs);
+    return extendLocks(this.#partitions, jobs, lockDurationMs);
+  }
+
+  async recoverStalled(queue: string): Promise<number> {
+    this.#checkOpen();
+    return recoverStalled(this.#partitions, this.#index, this.#redis, checkQueueName(queue));
+  }
+
+  /** BullMQ's own per-queue global concurrency of the tenant's partition. */
+  async setTenantConcurrency(queue: string, tenant: string, max: number | null): Promise<void> {
+    this.#checkOpen();
+    const cap = checkConcurrency(max);
+    const backend = this.#partitions.backend(checkQueueName(queue), checkTenant(tenant));
+    if (cap === null) await backend.removeQueueMetaFields(['concurrency']);
+    else await backend.setQueueMeta({ concurrency: cap });
+    await this.#index.publish(queue);
+  }
+
+  async counts(queue: string, tenant: string): Promise<JobCounts> {
+    this.#checkOpen();
+    const backend = this.#partitions.backend(checkQueueName(queue), checkTenant(tenant));
+    const types = ['wait', 'prioritized', 'active', 'delayed', 'completed', 'failed'] as const;
+    const [wait, prioritized, active, delayed, completed, failed] = (await backend.getCounts([...types])).map(
+      (n) => Number(n) || 0,
+    );
+    return {
+      waiting: wait! + prioritized!,
+      active: active!,
+      delayed: delayed!,
+      completed: completed!,
+      failed: failed!,
+    };
+  }
+
+  async getJob(queue: string, tenant: string, id: string): Promise<JobInfo | null> {
+    this.#checkOpen();
+    const backend = this.#partitions.backend(checkQueueName(queue), checkTenant(tenant));
+    const [json, state] = await Promise.all([backend.getJobData(id), backend.getState(id)]);
+    if (!json) return null;
+    // Job.fromJSON needs only the queue's naming helpers to decode a stored job.
+    const queueLike = {
+      name: partitionName(queue, tenant),
+      qualifiedName: backend.qualifiedName,
+      toKey: backend.toKey.bind(backend),
+      opts: {},
+      backend,
+    };
+    return toJobInfo(queue, tenant, Job.fromJSON(queueLike as never, json, id), state);
+  }
+
+  async batchProgress(batchId: string): Promise<BatchProgress> {
+    this.#checkOpen();
+    const hash = await this.#redis.hgetall(this.#index.batchKey(batchId));
+    const total = Number(hash.total ?? 0);
+    const completed = Number(hash.completed ?? 0);
+    const failed = Number(hash.failed ?? 0);
+    return { total, completed, failed, pending: total - completed - failed };
+  }
+
+  /** Closes the Workers, the subscriber and (if the engine opened it) the connection; idempotent. */
+  close(): Promise<void> {
+    this.#closePromise ??= this.#close();
+    return this.#closePromise;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  async #close(): Promise<void> {
+    const steps = [
+      () => this.#partitions.close(),
+      () => this.#index.close(),
+      async () => {
+        if (this.#ownsConnection) await this.#redis.quit();
+      },
+    ];
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), this.options.closeTimeoutMs);
+    });
+    const work = (async () => {
+      for (const step of steps) {
+        try {
+          await step();
+        } catch (error) {
+          this.emit('redis:error', { error: error as Error });
+        }
+      }
+    })();
+    const outcome = await Promise.race([work, deadline]);
+    clearTimeout(timer);
+    if (outcome === 'timeout') {
+      this.#index.disconnect();
+      if (this.#ownsConnection) this.#redis.disconnect();
+    }
+  }
+
+  #checkOpen(): void {
+    if (this.#closePromise) throw new ClosedError('BullMqBackend');
+  }
+
+  #release(job: ActiveJob): void {
+    const partition = this.#partitions.cached(job.queue, job.tenant);
+    if (partition) this.#partitions.release(partition);
+  }
+
+  async #settleBatch(queue: string, tenant: string, job: Job, field: 'completed' | 'failed'): Promise<void> {
+    const batchId = batchOf(job);
+    if (batchId === null) return;
+    const jobKey = this.#partitions.backend(queue, tenant).toKey(job.id!);
+    await this.#redis.fleetBatchSettle(jobKey, this.#index.batchKey(batchId), field);
+  }
+}
