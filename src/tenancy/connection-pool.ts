@@ -1,0 +1,480 @@
+/**
+ * One pool of raw connections to one database: a tenant's own database in database mode,
+ * or the registry database shared by every schema-mode tenant. Every connection it opens
+ * is paid for with a slot of the global {@link ConnectionBudget}, and the slot is given
+ * back only once the connection has finished closing.
+ *
+ * The pool never lends a connection it knows is broken: dead ones (killed by the server,
+ * errored while idle) and ones past their lifetime are closed at checkout or release, and
+ * one idle for a while is pinged before it is lent, so a caller does not see the error of
+ * a connection that died in the pool.
+ */
+import { ClosedError } from '../errors.js';
+import { type BudgetMember, type ConnectionBudget, type IdleSlot, MemberRequests } from './budget.js';
+import type { Backend, RawConnection } from './drivers/driver.js';
+import type { StorageMode } from './org.js';
+import { PoolConnector } from './pool-connector.js';
+import type {
+  CloseReason,
+  ConnectionPoolOptions,
+  PoolCounts,
+  PooledConnection,
+  PoolHooks,
+  WaitOptions,
+} from './pool-types.js';
+import { WaitQueue } from './wait-queue.js';
+
+export type { CloseReason, PooledConnection, PoolHooks } from './pool-types.js';
+
+/**
+ * A connection idle for longer than this is pinged before it is lent. Below it the check
+ * costs more than it saves (HikariCP's `aliveBypassWindowMs` makes the same trade); above
+ * it, the server may have dropped the connection without the 'error' event reaching us yet.
+ */
+const VALIDATE_AFTER_IDLE_MS = 1_000;
+
+/** Attempts at lending a working connection before the last error is passed on. */
+const MAX_CHECKOUT_ATTEMPTS = 3;
+
+/** One database's pool of raw connections, inside the global budget. */
+export class ConnectionPool implements BudgetMember {
+  readonly slug: string | null;
+  readonly mode: StorageMode;
+  readonly backend: Backend;
+  /** Epoch milliseconds of the last checkout or release. */
+  lastUsedAt = Date.now();
+  maxConnections: number;
+  readonly #options: ConnectionPoolOptions;
+  readonly #budget: ConnectionBudget;
+  readonly #hooks: PoolHooks;
+  // Most recently used last: checkout pops the warmest connection and leaves the coldest
+  // at the front to time out (the budget keeps its own global LRU for reclaim).
+  readonly #idle: PooledConnection[] = [];
+  readonly #busy = new Set<PooledConnection>();
+  // When a waiter leaves (timeout, abort), a slot asked for on its behalf is no longer
+  // needed: withdraw it, so it neither leaks nor delays another pool's waiter.
+  readonly #waiters = new WaitQueue<PooledConnection>(() => {
+    this.#dropSurplusRequests();
+    this.#checkSettled();
+  });
+  // Slot requests queued at the budget on behalf of waiters; at most one per waiter.
+  readonly #requests: MemberRequests;
+  readonly #connector: PoolConnector;
+  #connecting = 0;
+  // Of #connecting, the connects made for queued waiters (not for tryAcquire or warm).
+  #connectingForWaiters = 0;
+  #closing = 0;
+  #closed = false;
+  #drained: { promise: Promise<void>; resolve(): void } | undefined;
+
+  constructor(options: ConnectionPoolOptions) {
+    this.#options = options;
+    this.slug = options.slug;
+    this.mode = options.mode;
+    this.backend = options.backend;
+    this.maxConnections = options.maxConnections;
+    this.#budget = options.budget;
+    this.#hooks = options.hooks;
+    this.#requests = new MemberRequests(options.budget, this);
+    this.#connector = new PoolConnector(options.resolveUrl, options.connectTimeoutMs);
+  }
+
+  /** Nothing lent, nobody waiting, nothing being opened: eviction would hurt nobody. */
+  get settled(): boolean {
+    return this.#busy.size === 0 && this.#waiters.length === 0 && this.#connecting === 0;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Lends a connection, waiting in FIFO order behind earlier callers when none is free. */
+  async acquire(options: WaitOptions): Promise<PooledConnection> {
+    if (this.#closed) throw new ClosedError('connection pool');
+    let lastError: unknown;
+    for (let attempt = 0; attempt < MAX_CHECKOUT_ATTEMPTS; attempt++) {
+      // Only take an idle connection directly when nobody queued earlier: FIFO.
+      const conn = (this.#waiters.length === 0 ? this.#popIdle() : undefined) ?? (await this.#wait(options));
+      try {
+        await this.#prepare(conn, options.schema ?? null);
+        return conn;
+      } catch (err) {
+        lastError = err;
+        // The connection broke between checkout and use; it is closed and the caller gets
+        // another one. Its error is passed on only if that keeps happening.
+        this.#destroy(conn, 'dead');
+      }
+    }
+    throw lastError;
+  }
+
+  /**
+   * Lends a connection without waiting for a slot: an idle one, or a new one opened with a
+   * free slot or one reclaimed from another pool's idle connection. Null when the pool is
+   * at its maximum, has callers queued, or the budget has nothing to give.
+   */
+  async tryAcquire(schema: string | null): Promise<PooledConnection | null> {
+    if (this.#closed) throw new ClosedError('connection pool');
+    for (let attempt = 0; attempt < MAX_CHECKOUT_ATTEMPTS; attempt++) {
+      if (this.#waiters.length > 0) return null;
+      let conn = this.#popIdle();
+      if (!conn) {
+        if (this.#total() >= this.maxConnections) return null;
+        this.#hooks.checkConnect(this);
+        // Count the attempt before the await so concurrent callers respect the maximum.
+        this.#connecting++;
+        let slot = false;
+        try {
+          slot = await this.#budget.tryTake(this);
+        } finally {
+          this.#connecting--;
+        }
+        if (!slot) return null;
+        try {
+          conn = await this.#connectWithSlot();
+        } catch (err) {
+          this.#hooks.onConnect(this, err);
+          throw err;
+        }
+        this.#hooks.onConnect(this, undefined);
+        this.#markBusy(conn);
+      }
+      try {
+        await this.#prepare(conn, schema);
+        return conn;
+      } catch {
+        this.#destroy(conn, 'dead');
+      }
+    }
+    return null;
+  }
+
+  /** Gives a lent connection back; with an error it is closed instead. Idempotent. */
+  release(conn: PooledConnection, err?: unknown): void {
+    if (conn.state !== 'busy' || !this.#busy.has(conn)) return;
+    this.#busy.delete(conn);
+    this.#budget.countInUse(-1);
+    this.lastUsedAt = Date.now();
+    if (err !== undefined) {
+      this.#destroy(conn, 'released-with-error');
+      this.#pump();
+      this.#checkSettled();
+      return;
+    }
+    conn.state = 'idle';
+    this.#checkin(conn);
+  }
+
+  /**
+   * Opens connections up to `count` with free budget slots only (no reclaim, no waiting),
+   * for prewarm and the minimum. Resolves to how many were opened; rejects with the first
+   * connect error.
+   */
+  async warm(count: number): Promise<number> {
+    let opened = 0;
+    const attempts: Promise<void>[] = [];
+    this.#hooks.checkConnect(this);
+    // #connectWithSlot counts itself in #total() synchronously, before its first await.
+    while (!this.#closed && this.#total() < Math.min(count, this.maxConnections)) {
+      if (!this.#budget.tryTakeFree()) break;
+      attempts.push(
+        this.#connectWithSlot().then(
+          (conn) => {
+            this.#hooks.onConnect(this, undefined);
+            opened++;
+            conn.state = 'idle';
+            this.#checkin(conn);
+          },
+          (err: unknown) => {
+            this.#hooks.onConnect(this, err);
+            throw err;
+          },
+        ),
+      );
+    }
+    await Promise.all(attempts);
+    return opened;
+  }
+
+  /** Tops the pool up to its minimum from free budget slots, in the background. */
+  ensureMinimum(): void {
+    if (this.#closed || this.#total() >= this.#options.minConnections) return;
+    this.warm(this.#options.minConnections).catch(() => {
+      // A failed top-up was already counted by the circuit breaker; the next one retries.
+    });
+  }
+
+  /** Closes idle connections past the idle timeout (above the minimum) or their lifetime. */
+  sweep(now: number, idleTimeoutMs: number): void {
+    for (const conn of [...this.#idle]) {
+      if (now - conn.createdAt >= this.#options.maxLifetimeMs) this.#recycle(conn);
+      else if (
+        now - conn.idleSince >= idleTimeoutMs &&
+        this.#busy.size + this.#idle.length > this.#options.minConnections
+      )
+        this.#destroy(conn, 'idle-timeout');
+    }
+    this.ensureMinimum();
+  }
+
+  /** BudgetMember: closes an idle connection whose slot goes to another pool. */
+  async surrender(slot: IdleSlot): Promise<void> {
+    const conn = slot as PooledConnection;
+    const index = this.#idle.indexOf(conn);
+    if (index !== -1) this.#idle.splice(index, 1);
+    conn.state = 'closing';
+    this.#closing++;
+    try {
+      await conn.raw.close();
+    } finally {
+      this.#closing--;
+      this.#hooks.onClose(this, 'reclaim');
+      this.#checkDrained();
+    }
+  }
+
+  /** Forgets the resolved URL, so the next connection resolves the secret again. */
+  forgetUrl(): void {
+    this.#connector.forgetUrl();
+  }
+
+  counts(): PoolCounts {
+    return {
+      open: this.#busy.size + this.#idle.length + this.#connecting,
+      inUse: this.#busy.size,
+      idle: this.#idle.length,
+      waiting: this.#waiters.length,
+    };
+  }
+
+  /**
+   * Stops the pool: waiters get `ClosedError`, idle connections close now, lent ones when
+   * they are released (or now, with `force`). Resolves once every connection is closed.
+   */
+  close(reason: CloseReason, force = false): Promise<void> {
+    this.#closed = true;
+    this.#requests.cancelAll();
+    this.#waiters.rejectAll(new ClosedError('connection pool'));
+    for (const conn of [...this.#idle]) this.#destroy(conn, reason);
+    if (force) for (const conn of [...this.#busy]) this.#destroy(conn, reason);
+    if (!this.#drained) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => {
+        resolve = r;
+      });
+      this.#drained = { promise, resolve };
+    }
+    this.#checkDrained();
+    return this.#drained.promise;
+  }
+
+  // Busy, idle, being opened, or asked of the budget: what counts against the pool's max.
+  // Closing connections do not: their slot is already on its way elsewhere.
+  #total(): number {
+    return this.#busy.size + this.#idle.length + this.#connecting + this.#requests.length;
+  }
+
+  #popIdle(): PooledConnection | undefined {
+    const now = Date.now();
+    for (let conn = this.#idle.pop(); conn; conn = this.#idle.pop()) {
+      this.#budget.removeIdle(conn);
+      if (!conn.raw.alive) this.#destroy(conn, 'dead');
+      else if (now - conn.createdAt >= this.#options.maxLifetimeMs) this.#recycle(conn);
+      else {
+        this.#markBusy(conn);
+        return conn;
+      }
+    }
+    // Anything closed above may leave waiters needing a fresh connection.
+    if (this.#waiters.length > 0) this.#pump();
+    return undefined;
+  }
+
+  #markBusy(conn: PooledConnection): void {
+    conn.state = 'busy';
+    this.#busy.add(conn);
+    this.#budget.countInUse(1);
+    this.lastUsedAt = Date.now();
+  }
+
+  // Runs before a connection is handed over: the ping of a long-idle connection, and in
+  // schema mode the switch of search_path. The switch runs on *every* checkout, whoever
+  // had the connection before: a job may have changed search_path itself, so remembering
+  // the last schema set would not prove what the connection sees now.
+  async #prepare(conn: PooledConnection, schema: string | null): Promise<void> {
+    if (Date.now() - conn.idleSince > VALIDATE_AFTER_IDLE_MS) await conn.raw.ping();
+    if (schema !== null) await conn.raw.query(`SET search_path TO ${quoteIdent(schema)}, public`);
+  }
+
+  #wait(options: WaitOptions): Promise<PooledConnection> {
+    const waiting = this.#waiters.wait(options);
+    this.#pump();
+    return waiting;
+  }
+
+  // Serves waiters from idle connections, then asks the budget for one slot per waiter
+  // that no idle connection, connection being opened, or earlier request will serve.
+  #pump(): void {
+    if (this.#closed) return;
+    while (this.#waiters.length > 0 && this.#idle.length > 0) {
+      const conn = this.#popIdle();
+      if (!conn) break;
+      this.#waiters.shift()?.resolve(conn);
+    }
+    while (
+      this.#waiters.length > this.#connectingForWaiters + this.#requests.length &&
+      this.#total() < this.maxConnections
+    ) {
+      try {
+        this.#hooks.checkConnect(this);
+      } catch (err) {
+        this.#waiters.rejectAll(err as Error);
+        this.#checkSettled();
+        return;
+      }
+      this.#requests.add(() => this.#onSlot());
+    }
+  }
+
+  // A slot asked for a waiter arrived. That waiter may have been served by a released
+  // connection meanwhile, or left: then the slot goes straight back.
+  #onSlot(): void {
+    if (this.#closed || this.#waiters.length <= this.#connectingForWaiters) {
+      this.#budget.free();
+      this.#checkSettled();
+      return;
+    }
+    this.#connectForWaiter();
+  }
+
+  #dropSurplusRequests(): void {
+    this.#requests.trimTo(Math.max(0, this.#waiters.length - this.#connectingForWaiters));
+  }
+
+  async #connectForWaiter(): Promise<void> {
+    let conn: PooledConnection;
+    this.#connectingForWaiters++;
+    try {
+      conn = await this.#connectWithSlot();
+    } catch (err) {
+      this.#connectingForWaiters--;
+      // The connect was for the oldest waiter; it gets the error. When the circuit breaker
+      // has just opened, the other waiters fail fast with TenantUnavailableError too.
+      const fatal = this.#hooks.onConnect(this, err);
+      this.#waiters.shift()?.reject(err as Error);
+      if (fatal) this.#waiters.rejectAll(fatal);
+      this.#pump();
+      this.#checkSettled();
+      return;
+    }
+    this.#connectingForWaiters--;
+    this.#hooks.onConnect(this, undefined);
+    conn.state = 'idle';
+    this.#checkin(conn);
+  }
+
+  // Opens one connection with a slot the caller already holds. On failure the slot is
+  // given back before the error is thrown.
+  async #connectWithSlot(): Promise<PooledConnection> {
+    this.#connecting++;
+    let raw: RawConnection;
+    try {
+      raw = await this.#connector.open();
+    } catch (err) {
+      this.#connecting--;
+      this.#budget.free();
+      this.#checkDrained();
+      throw err;
+    }
+    this.#connecting--;
+    const now = Date.now();
+    const conn: PooledConnection = { raw, member: this, createdAt: now, idleSince: now, state: 'busy' };
+    // The driver always listens for errors; this only makes sure an idle connection that
+    // died leaves the pool at once instead of at its next checkout.
+    raw.onError((err) => {
+      if (conn.state === 'idle') this.#destroy(conn, 'dead');
+      this.#hooks.onConnectionError(this, err);
+    });
+    this.#hooks.onOpen(this);
+    if (this.#closed) {
+      this.#destroy(conn, 'close');
+      throw new ClosedError('connection pool');
+    }
+    return conn;
+  }
+
+  // A connection that is free again (released or newly opened) goes, in this order of
+  // preference: to this pool's oldest waiter; closed, if some other pool is waiting for a
+  // slot (so the slot moves to where it is needed); or parked idle.
+  #checkin(conn: PooledConnection): void {
+    // Checked in counts as used: a connection passed straight from one caller to the next
+    // is known to be working and needs no ping.
+    conn.idleSince = Date.now();
+    if (this.#closed || !conn.raw.alive) {
+      this.#destroy(conn, this.#closed ? 'close' : 'dead');
+    } else if (Date.now() - conn.createdAt >= this.#options.maxLifetimeMs) {
+      this.#recycle(conn);
+    } else {
+      const waiter = this.#waiters.shift();
+      if (waiter) {
+        this.#markBusy(conn);
+        waiter.resolve(conn);
+        this.#dropSurplusRequests();
+        return;
+      }
+      if (this.#budget.hasWaiters) {
+        this.#destroy(conn, 'handover');
+      } else {
+        conn.state = 'idle';
+        this.#idle.push(conn);
+        this.#budget.addIdle(conn);
+      }
+    }
+    this.#pump();
+    this.#checkSettled();
+  }
+
+  #recycle(conn: PooledConnection): void {
+    // A rotated secret is picked up by the replacement.
+    this.forgetUrl();
+    this.#destroy(conn, 'lifetime');
+  }
+
+  // Closes a connection; its budget slot is freed only once the close has completed.
+  #destroy(conn: PooledConnection, reason: CloseReason): void {
+    if (conn.state === 'closing') return;
+    if (conn.state === 'idle') {
+      const index = this.#idle.indexOf(conn);
+      if (index !== -1) this.#idle.splice(index, 1);
+      this.#budget.removeIdle(conn);
+    } else if (this.#busy.delete(conn)) {
+      this.#budget.countInUse(-1);
+    }
+    conn.state = 'closing';
+    this.#closing++;
+    conn.raw.close().finally(() => {
+      this.#closing--;
+      this.#budget.free();
+      this.#hooks.onClose(this, reason);
+      this.#checkDrained();
+    });
+  }
+
+  #checkSettled(): void {
+    if (!this.#closed && this.settled) this.#hooks.onSettled(this);
+  }
+
+  #checkDrained(): void {
+    if (
+      this.#drained &&
+      this.#busy.size + this.#idle.length + this.#connecting + this.#closing === 0 &&
+      this.#requests.length === 0
+    )
+      this.#drained.resolve();
+  }
+}
+
+/** A Postgres identifier in double quotes, inner quotes doubled. */
+export function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}

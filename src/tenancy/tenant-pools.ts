@@ -1,0 +1,535 @@
+/**
+ * TenantPools: one object per process that lends connections to tenants' data.
+ *
+ * - Pools are built lazily, on a tenant's first acquire, and cached in LRU order up to
+ *   `maxCachedPools`; a pool with nothing lent and nobody waiting is evictable, the least
+ *   recently used first. A pool in use is never evicted: a new tenant waits for a place.
+ * - Every connection of every pool is paid for from one {@link ConnectionBudget}, so the
+ *   process never holds more than `maxConnections` connections, however many tenants.
+ * - Schema-mode tenants share one pool on the registry database; each checkout switches
+ *   `search_path` to the tenant's schema.
+ */
+import { EventEmitter } from 'node:events';
+import {
+  AcquireTimeoutError,
+  ClosedError,
+  ConfigError,
+  describe,
+  PoolCapacityError,
+  TenantInactiveError,
+  ValidationError,
+} from '../errors.js';
+import { ConnectionBudget } from './budget.js';
+import { CircuitBreaker } from './circuit-breaker.js';
+import {
+  type CloseReason,
+  ConnectionPool,
+  type PooledConnection,
+  type PoolHooks,
+} from './connection-pool.js';
+import { backendOf } from './drivers/driver.js';
+import type { Org } from './org.js';
+import {
+  type ResolvedTenantPoolsOptions,
+  resolveTenantPoolsOptions,
+  type TenantPoolsOptions,
+} from './pool-options.js';
+import {
+  type EvictReason,
+  type PoolEventInfo,
+  type TenantPoolsEventMap,
+  type TenantPoolsStats,
+  WaitSampler,
+  zeroCounters,
+} from './pool-stats.js';
+import { type PrewarmReport, runPrewarm } from './prewarm.js';
+import { OrgRegistry } from './registry.js';
+import type { SecretsResolver } from './secrets.js';
+import { Lease, type TenantConnection } from './tenant-connection.js';
+
+/** The breaker key of the shared schema-mode pool (a slug can never contain a space). */
+const SCHEMA_POOL_KEY = 'schema pool';
+
+/** Options of `acquire`. */
+export interface AcquireOptions {
+  /** Ends the wait with the signal's reason; no slot is kept for an aborted acquire. */
+  signal?: AbortSignal;
+}
+
+interface CapacityWaiter {
+  resolve(): void;
+  reject(err: Error): void;
+}
+
+interface Target {
+  org: Org;
+  pool: ConnectionPool;
+  schema: string | null;
+}
+
+/**
+ * The lazy, LRU-evicting, budgeted registry of per-tenant connection pools.
+ *
+ * ```ts
+ * await using pools = await TenantPools.open({ registry, maxConnections: 50 });
+ * await pools.withTenant('acme', (db) => db.query('select count(*) from invoices'));
+ * ```
+ */
+export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements AsyncDisposable {
+  /** The registry the tenants are looked up in. */
+  readonly registry: OrgRegistry;
+  /** The options in force, defaults filled in. */
+  readonly options: ResolvedTenantPoolsOptions;
+  readonly #ownsRegistry: boolean;
+  readonly #secrets: SecretsResolver;
+  readonly #budget: ConnectionBudget;
+  readonly #breaker: CircuitBreaker;
+  // Insertion order is recency: a used pool is deleted and set again, so the first entry
+  // is always the least recently used one.
+  readonly #pools = new Map<string, { pool: ConnectionPool; org: Org }>();
+  // Pools taken out of the cache that still have connections lent; close() waits for them.
+  readonly #retired = new Set<ConnectionPool>();
+  #shared: ConnectionPool | undefined;
+  readonly #capacityWaiters: CapacityWaiter[] = [];
+  readonly #counters = zeroCounters();
+  readonly #waits = new WaitSampler();
+  readonly #sweeper: NodeJS.Timeout;
+  #lastPrewarm: PrewarmReport | undefined;
+  #closing: Promise<void> | undefined;
+
+  private constructor(options: ResolvedTenantPoolsOptions, registry: OrgRegistry, ownsRegistry: boolean) {
+    super();
+    this.options = options;
+    this.registry = registry;
+    this.#ownsRegistry = ownsRegistry;
+    this.#secrets = options.secrets ?? registry.secrets;
+    this.#budget = new ConnectionBudget(options.maxConnections);
+    this.#breaker = new CircuitBreaker(options.failureThreshold, options.failureCooldownMs);
+    // Often enough that a connection outlives its timeout by at most a second (or half
+    // the timeout when that is shorter), rarely enough to cost nothing.
+    const every = Math.max(
+      5,
+      Math.min(1000, Math.floor(Math.min(options.idleTimeoutMs, options.maxLifetimeMs) / 2)),
+    );
+    this.#sweeper = setInterval(() => this.#sweep(), every);
+    this.#sweeper.unref();
+  }
+
+  /**
+   * Validates the options ({@link ConfigError}), opens the registry when given its URL, and
+   * prewarms when `prewarm: true`.
+   */
+  static async open(options: TenantPoolsOptions): Promise<TenantPools> {
+    const resolved = resolveTenantPoolsOptions(options);
+    const owns = typeof resolved.registry === 'string';
+    const registry =
+      typeof resolved.registry === 'string'
+        ? await OrgRegistry.open(resolved.registry, {
+            ...(resolved.secrets ? { secrets: resolved.secrets } : {}),
+            connectTimeoutMs: resolved.connectTimeoutMs,
+          })
+        : resolved.registry;
+    const pools = new TenantPools(resolved, registry, owns);
+    if (resolved.prewarm) {
+      try {
+        await pools.prewarm();
+      } catch (err) {
+        await pools.close();
+        throw err;
+      }
+    }
+    return pools;
+  }
+
+  /** The report of the last `prewarm()`, if one ran. */
+  get lastPrewarm(): PrewarmReport | undefined {
+    return this.#lastPrewarm;
+  }
+
+  /**
+   * Lends a connection to the tenant's data, waiting in FIFO order when its pool or the
+   * budget is full. Throws {@link UnknownTenantError}, {@link TenantInactiveError},
+   * {@link TenantUnavailableError}, {@link AcquireTimeoutError} (after `acquireTimeoutMs`),
+   * {@link PoolCapacityError} (every cached pool busy that long), {@link ClosedError}, or
+   * the signal's reason.
+   */
+  async acquire(slugOrOrg: string | Org, options: AcquireOptions = {}): Promise<TenantConnection> {
+    this.#assertOpen();
+    const started = performance.now();
+    const deadline = Date.now() + this.options.acquireTimeoutMs;
+    const { signal } = options;
+    signal?.throwIfAborted();
+    const target = await this.#target(slugOrOrg, { deadline, signal });
+    if (target === null) throw new ClosedError('TenantPools');
+    const { org, pool, schema } = target;
+    this.#breaker.check(this.#breakerKey(pool), org.slug);
+    const conn = await pool.acquire({
+      signal,
+      deadline,
+      schema,
+      timeoutError: () => this.#timedOut(new AcquireTimeoutError(org.slug, this.options.acquireTimeoutMs)),
+    });
+    return this.#lend(target, conn, started);
+  }
+
+  /**
+   * Lends a connection only if that needs no waiting for a slot: an idle one, or a new one
+   * within the budget or by reclaiming another pool's idle connection. Resolves to null
+   * otherwise (pool at its maximum, callers queued, budget exhausted, no cache place).
+   * Still throws for an unknown, inactive or unavailable tenant.
+   */
+  async tryAcquire(slugOrOrg: string | Org): Promise<TenantConnection | null> {
+    this.#assertOpen();
+    const started = performance.now();
+    const target = await this.#target(slugOrOrg, null);
+    if (target === null) return null;
+    this.#breaker.check(this.#breakerKey(target.pool), target.org.slug);
+    const conn = await target.pool.tryAcquire(target.schema);
+    return conn === null ? null : this.#lend(target, conn, started);
+  }
+
+  /**
+   * Runs `fn` with a connection and gives it back afterwards. When `fn` throws, the
+   * connection is closed rather than reused (it may be inside a broken transaction).
+   */
+  async withTenant<T>(
+    slugOrOrg: string | Org,
+    fn: (db: TenantConnection) => Promise<T> | T,
+    options: AcquireOptions = {},
+  ): Promise<T> {
+    const db = await this.acquire(slugOrOrg, options);
+    let result: T;
+    try {
+      result = await fn(db);
+    } catch (err) {
+      db.release(err);
+      throw err;
+    }
+    db.release();
+    return result;
+  }
+
+  /**
+   * Opens connections for active tenants ahead of demand, `prewarmConcurrency` at a time,
+   * inside the budget and without evicting a pool. See {@link PrewarmReport}.
+   */
+  async prewarm(): Promise<PrewarmReport> {
+    this.#assertOpen();
+    const target = Math.max(1, this.options.perTenantMinConnections);
+    const report = await runPrewarm(
+      {
+        activeOrgs: () => this.#activeOrgs(),
+        freePlaces: () => Math.max(0, this.options.maxCachedPools - this.#pools.size),
+        freeSlots: () => {
+          const budget = this.#budget.snapshot();
+          return budget.waiting > 0 ? 0 : budget.max - budget.open;
+        },
+        slotsPerTenant: () => target,
+        isCached: (slug) => this.#pools.has(slug),
+        warm: async (org) => {
+          const found = this.#targetFor(org, 'cached-only');
+          // Acquires took the place planned for this tenant in the meantime.
+          if (found === null) return false;
+          const { pool } = found;
+          this.#breaker.check(this.#breakerKey(pool), org.slug);
+          return (await pool.warm(pool.mode === 'schema' ? 1 : target)) > 0 || pool.counts().open > 0;
+        },
+        onFailure: (org, error) => this.#report(org.slug, error as Error, 'prewarm failed'),
+      },
+      this.options.prewarmConcurrency,
+    );
+    this.#lastPrewarm = report;
+    this.options.logger?.info({ ...report }, 'tenant pools prewarmed');
+    return report;
+  }
+
+  /**
+   * Drops the tenant's pool: idle connections close now, lent ones when released, and the
+   * next acquire builds a new pool (re-reading the org and re-resolving its secret). Also
+   * forgets the tenant's connect failures.
+   */
+  async invalidate(slug: string): Promise<void> {
+    this.#assertOpen();
+    if (typeof slug !== 'string') {
+      throw new ValidationError('slug', `Expected a tenant slug, got ${describe(slug)}`);
+    }
+    this.#breaker.reset(slug);
+    if (this.#pools.has(slug)) this.#evict(slug, 'invalidate');
+  }
+
+  /** Budget, every pool, counters and acquire-wait percentiles, right now. */
+  stats(): TenantPoolsStats {
+    const pools = [...this.#pools.values()].map((entry) => entry.pool);
+    if (this.#shared) pools.unshift(this.#shared);
+    return {
+      budget: this.#budget.snapshot(),
+      pools: pools.map((pool) => ({
+        slug: pool.slug,
+        mode: pool.mode,
+        backend: pool.backend,
+        ...pool.counts(),
+        lastUsedAt: pool.lastUsedAt,
+      })),
+      counters: { ...this.#counters, reclaims: this.#budget.reclaims },
+      acquireWaitMs: this.#waits.summary(),
+    };
+  }
+
+  /**
+   * Closes every pool. Waiters get {@link ClosedError} at once; lent connections are
+   * closed when released, or after `closeTimeoutMs` regardless. Closes the registry when
+   * TenantPools opened it. Idempotent.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown();
+    return this.#closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  async #shutdown(): Promise<void> {
+    clearInterval(this.#sweeper);
+    for (const waiter of this.#capacityWaiters.splice(0)) waiter.reject(new ClosedError('TenantPools'));
+    const pools = [...this.#pools.values()].map((entry) => entry.pool);
+    if (this.#shared) pools.push(this.#shared);
+    pools.push(...this.#retired);
+    const drained = Promise.all(pools.map((pool) => pool.close('close').catch(() => {})));
+    this.#budget.close();
+    let timer: NodeJS.Timeout | undefined;
+    const late = await Promise.race([
+      drained.then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), this.options.closeTimeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (late) {
+      this.options.logger?.warn('tenant pools: closing connections still lent after closeTimeoutMs');
+      for (const pool of pools) pool.close('close', true).catch(() => {});
+      await drained;
+    }
+    if (this.#ownsRegistry) {
+      try {
+        await this.registry.close();
+      } catch (err) {
+        this.#report(null, err as Error, 'closing the registry failed');
+      }
+    }
+  }
+
+  #assertOpen(): void {
+    if (this.#closing) throw new ClosedError('TenantPools');
+  }
+
+  #lend(target: Target, conn: PooledConnection, started: number): TenantConnection {
+    this.#counters.acquires++;
+    this.#waits.record(performance.now() - started);
+    return new Lease(target.pool, conn, target.org.slug, target.pool.backend, target.schema);
+  }
+
+  #timedOut<E extends Error>(error: E & { slug: string }): E {
+    this.#counters.timeouts++;
+    this.emit('acquire:timeout', { slug: error.slug, timeoutMs: this.options.acquireTimeoutMs, error });
+    return error;
+  }
+
+  async #org(slugOrOrg: string | Org): Promise<Org> {
+    let org: Org;
+    if (typeof slugOrOrg === 'string') org = await this.registry.get(slugOrOrg);
+    else if (typeof slugOrOrg === 'object' && slugOrOrg !== null && typeof slugOrOrg.slug === 'string')
+      org = slugOrOrg;
+    else throw new ValidationError('slug', `Expected a tenant slug or an Org, got ${describe(slugOrOrg)}`);
+    if (!org.active) throw new TenantInactiveError(org.slug);
+    return org;
+  }
+
+  // The pool (and schema) an acquire goes to. With `wait`, a new tenant waits for a place
+  // in the cache when every cached pool is busy; without, it gets null.
+  async #target(
+    slugOrOrg: string | Org,
+    wait: { deadline: number; signal: AbortSignal | undefined } | null,
+  ): Promise<Target | null> {
+    const org = await this.#org(slugOrOrg);
+    for (;;) {
+      this.#assertOpen();
+      const target = this.#targetFor(org, 'evict');
+      if (target) return target;
+      if (!wait) return null;
+      await this.#waitForPlace(org.slug, wait.deadline, wait.signal);
+    }
+  }
+
+  // Synchronous on purpose: between finding a place and taking it nothing may interleave.
+  #targetFor(org: Org, room: 'evict' | 'cached-only'): Target | null {
+    if (org.storageMode === 'schema') {
+      if (this.registry.backend !== 'postgres') {
+        throw new ConfigError(
+          'storageMode',
+          `Expected schema-mode tenants on a Postgres registry, got tenant ${JSON.stringify(org.slug)} on a ${this.registry.backend} registry`,
+        );
+      }
+      this.#shared ??= this.#buildPool(org, null);
+      return { org, pool: this.#shared, schema: org.schemaName };
+    }
+    const entry = this.#pools.get(org.slug);
+    if (entry) {
+      if (entry.org.databaseUrl !== org.databaseUrl || entry.org.storageMode !== org.storageMode) {
+        // The org was moved to another database: new connections must go there.
+        this.#evict(org.slug, 'config-change');
+      } else {
+        this.#pools.delete(org.slug);
+        this.#pools.set(org.slug, entry);
+        entry.pool.maxConnections = this.#poolMax(org);
+        return { org, pool: entry.pool, schema: null };
+      }
+    }
+    // Prewarm never evicts: it only fills free places.
+    if (this.#pools.size >= this.options.maxCachedPools && (room === 'cached-only' || !this.#evictOne()))
+      return null;
+    const pool = this.#buildPool(org, org.slug);
+    this.#pools.set(org.slug, { pool, org });
+    return { org, pool, schema: null };
+  }
+
+  // Evicts the least recently used pool nobody is using; false when every pool is busy.
+  #evictOne(): boolean {
+    for (const [slug, entry] of this.#pools) {
+      if (entry.pool.settled) {
+        this.#evict(slug, 'lru');
+        return true;
+      }
+    }
+    return false;
+  }
+
+  #evict(slug: string, reason: EvictReason): void {
+    const entry = this.#pools.get(slug);
+    if (!entry) return;
+    this.#pools.delete(slug);
+    this.#counters.poolEvictions++;
+    this.emit('pool:evict', { ...this.#info(entry.pool), reason });
+    const { pool } = entry;
+    this.#retired.add(pool);
+    pool
+      .close('evict')
+      .catch(() => {})
+      .finally(() => this.#retired.delete(pool));
+    // The place is free now: the oldest tenant waiting for one takes it.
+    this.#capacityWaiters.shift()?.resolve();
+  }
+
+  #waitForPlace(slug: string, deadline: number, signal: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const leave = (err: Error) => {
+        const index = this.#capacityWaiters.indexOf(waiter);
+        if (index !== -1) this.#capacityWaiters.splice(index, 1);
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        reject(err);
+      };
+      const onAbort = () => leave(signal?.reason as Error);
+      const timer = setTimeout(
+        () =>
+          leave(
+            this.#timedOut(
+              new PoolCapacityError(slug, this.options.maxCachedPools, this.options.acquireTimeoutMs),
+            ),
+          ),
+        Math.max(0, deadline - Date.now()),
+      );
+      const waiter: CapacityWaiter = {
+        resolve: () => {
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+        reject: leave,
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#capacityWaiters.push(waiter);
+    });
+  }
+
+  #poolMax(org: Org): number {
+    return Math.min(org.maxConnections ?? this.options.perTenantMaxConnections, this.options.maxConnections);
+  }
+
+  #buildPool(org: Org, slug: string | null): ConnectionPool {
+    const shared = slug === null;
+    const ref = org.databaseUrl;
+    const pool = new ConnectionPool({
+      slug,
+      mode: shared ? 'schema' : 'database',
+      backend: shared ? this.registry.backend : backendOf(ref ?? ''),
+      maxConnections: shared ? this.options.schemaPoolMaxConnections : this.#poolMax(org),
+      minConnections: Math.min(
+        this.options.perTenantMinConnections,
+        shared ? this.options.schemaPoolMaxConnections : this.#poolMax(org),
+      ),
+      maxLifetimeMs: this.options.maxLifetimeMs,
+      connectTimeoutMs: this.options.connectTimeoutMs,
+      budget: this.#budget,
+      resolveUrl: shared ? async () => this.registry.databaseUrl : () => this.#secrets.resolve(ref as string),
+      hooks: this.#hooks,
+    });
+    this.emit('pool:create', this.#info(pool));
+    return pool;
+  }
+
+  #breakerKey(pool: ConnectionPool): string {
+    return pool.slug ?? SCHEMA_POOL_KEY;
+  }
+
+  #info(pool: ConnectionPool): PoolEventInfo {
+    return { slug: pool.slug, mode: pool.mode, backend: pool.backend };
+  }
+
+  readonly #hooks: PoolHooks = {
+    checkConnect: (pool) => this.#breaker.check(this.#breakerKey(pool)),
+    onConnect: (pool, error) => {
+      if (error === undefined) {
+        this.#counters.connects++;
+        this.#breaker.succeeded(this.#breakerKey(pool));
+        return undefined;
+      }
+      this.#counters.connectFailures++;
+      this.options.logger?.warn({ slug: pool.slug, err: error }, 'tenant connection failed');
+      return this.#breaker.failed(this.#breakerKey(pool), error);
+    },
+    onOpen: (pool) => this.emit('connection:open', this.#info(pool)),
+    onClose: (pool, reason: CloseReason) => {
+      if (reason === 'lifetime') this.#counters.recycles++;
+      this.emit('connection:close', { ...this.#info(pool), reason });
+    },
+    onConnectionError: (pool, error) => this.#report(pool.slug, error, 'tenant connection errored'),
+    onSettled: (pool) => {
+      // A pool nobody uses any more is a place for a tenant waiting for one.
+      if (this.#capacityWaiters.length === 0 || this.#pools.get(pool.slug ?? '')?.pool !== pool) return;
+      this.#evict(pool.slug as string, 'lru');
+    },
+  };
+
+  #report(slug: string | null, error: Error, message: string): void {
+    this.options.logger?.warn({ slug, err: error }, message);
+    // An 'error' event nobody listens to would throw, and crash the process.
+    if (this.listenerCount('error') > 0) this.emit('error', { slug, error });
+  }
+
+  async #activeOrgs(): Promise<Org[]> {
+    const orgs: Org[] = [];
+    for (;;) {
+      const after = orgs.at(-1)?.slug;
+      const page = await this.registry.list({ active: true, limit: 500, ...(after ? { after } : {}) });
+      orgs.push(...page);
+      if (page.length < 500) return orgs;
+    }
+  }
+
+  #sweep(): void {
+    const now = Date.now();
+    for (const { pool } of this.#pools.values()) pool.sweep(now, this.options.idleTimeoutMs);
+    this.#shared?.sweep(now, this.options.idleTimeoutMs);
+  }
+}
