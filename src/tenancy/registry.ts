@@ -1,5 +1,5 @@
 import { ClosedError, ConfigError, describe, UnknownTenantError, ValidationError } from '../errors.js';
-import type { Logger } from '../logger.js';
+
 import { backendOf } from './drivers/driver.js';
 import { type Backend, connect, type RawConnection } from './drivers/index.js';
 import {
@@ -11,76 +11,24 @@ import {
   validateOrgInput,
   validateSlug,
 } from './org.js';
+import {
+  type OrgCountOptions,
+  type OrgListOptions,
+  type OrgRegistryOptions,
+  type ResolvedOrgRegistryOptions,
+  resolveOrgRegistryOptions,
+  validateListOptions,
+} from './registry-options.js';
 import { type ProvisionResult, provisionDatabase, provisionSchema } from './registry-provision.js';
 import { type Dialect, dialectFor, ORG_COLUMNS, ORGS_TABLE, orgToParams, rowToOrg } from './registry-sql.js';
-import { defaultSecretsResolver, type SecretsResolver } from './secrets.js';
+import type { SecretsResolver } from './secrets.js';
 
-/** Options of {@link OrgRegistry.open}. */
-export interface OrgRegistryOptions {
-  /** Resolves an org's `databaseUrl` reference when provisioning. @default defaultSecretsResolver() */
-  secrets?: SecretsResolver;
-  /**
-   * How long `get` / `find` may answer from memory. Every change made through this
-   * registry forgets the cache at once; changes made by other processes show after at
-   * most this long. 0 turns the cache off.
-   * @default 2000
-   */
-  cacheTtlMs?: number;
-  /** Gives up opening a connection (registry or provisioning) after this long. @default 10_000 */
-  connectTimeoutMs?: number;
-  /** Where migrations and provisioning are logged. @default no logging */
-  logger?: Logger;
-}
-
-/** {@link OrgRegistryOptions} with every default filled in. */
-export interface ResolvedOrgRegistryOptions {
-  secrets: SecretsResolver;
-  cacheTtlMs: number;
-  connectTimeoutMs: number;
-  logger: Logger | undefined;
-}
-
-const DEFAULTS = {
-  cacheTtlMs: 2000,
-  connectTimeoutMs: 10_000,
-} satisfies Partial<ResolvedOrgRegistryOptions>;
-
-function nonNegativeInteger(option: string, value: unknown, min: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
-    throw new ConfigError(option, `Expected \`${option}\` to be an integer ≥ ${min}, got ${describe(value)}`);
-  }
-  return value;
-}
-
-/** Validates {@link OrgRegistryOptions} and fills in the defaults. */
-export function resolveOrgRegistryOptions(options: OrgRegistryOptions = {}): ResolvedOrgRegistryOptions {
-  return {
-    secrets: options.secrets ?? defaultSecretsResolver(),
-    cacheTtlMs: nonNegativeInteger('cacheTtlMs', options.cacheTtlMs ?? DEFAULTS.cacheTtlMs, 0),
-    connectTimeoutMs: nonNegativeInteger(
-      'connectTimeoutMs',
-      options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
-      1,
-    ),
-    logger: options.logger,
-  };
-}
-
-/** Filters and keyset paging of {@link OrgRegistry.list}. */
-export interface OrgListOptions {
-  /** Only active (true) or only deactivated (false) orgs. @default both */
-  active?: boolean;
-  /** Only orgs whose slug sorts after this one: the last slug of the previous page. */
-  after?: string;
-  /** At most this many orgs. @default all */
-  limit?: number;
-}
-
-/** Filter of {@link OrgRegistry.count}. */
-export interface OrgCountOptions {
-  /** Count only active (true) or only deactivated (false) orgs. @default both */
-  active?: boolean;
-}
+export type {
+  OrgCountOptions,
+  OrgListOptions,
+  OrgRegistryOptions,
+  ResolvedOrgRegistryOptions,
+} from './registry-options.js';
 
 interface CacheEntry {
   expiresAt: number;
@@ -142,7 +90,7 @@ export class OrgRegistry implements AsyncDisposable {
     const backend = backendOf(url);
     const registry = new OrgRegistry(url, backend, resolveOrgRegistryOptions(options));
     try {
-      await registry.#run((conn) => conn.ping());
+      await registry.#run((conn) => conn.ping(), true);
     } catch (err) {
       await registry.close();
       throw err;
@@ -204,7 +152,7 @@ export class OrgRegistry implements AsyncDisposable {
     const cached = this.#cache.get(slug);
     if (cached && cached.expiresAt > now && !this.#closing) return cached.value;
     const generation = this.#generation;
-    const value = this.#run((conn) => this.#select(conn, slug, false));
+    const value = this.#run((conn) => this.#select(conn, slug, false), true);
     if (this.#options.cacheTtlMs > 0) {
       this.#cache.set(slug, { expiresAt: now + this.#options.cacheTtlMs, value });
       value.then(
@@ -239,7 +187,7 @@ export class OrgRegistry implements AsyncDisposable {
       params.push(limit);
       sql += ` LIMIT ${d.param(params.length)}`;
     }
-    const rows = await this.#run((conn) => conn.query(sql, params));
+    const rows = await this.#run((conn) => conn.query(sql, params), true);
     return rows.map(rowToOrg);
   }
 
@@ -247,7 +195,7 @@ export class OrgRegistry implements AsyncDisposable {
   async count(options: OrgCountOptions = {}): Promise<number> {
     const { active } = validateListOptions({ active: options.active });
     const sql = `SELECT COUNT(*) AS n FROM ${ORGS_TABLE}${active === undefined ? '' : ` WHERE active = ${this.#dialect.param(1)}`}`;
-    const rows = await this.#run((conn) => conn.query(sql, active === undefined ? [] : [active]));
+    const rows = await this.#run((conn) => conn.query(sql, active === undefined ? [] : [active]), true);
     return Number(rows[0]?.n ?? 0);
   }
 
@@ -297,7 +245,7 @@ export class OrgRegistry implements AsyncDisposable {
    * resolver and creates that database on its server (or the SQLite file). Idempotent.
    */
   async provision(slug: string): Promise<ProvisionResult> {
-    const org = await this.#run((conn) => this.#select(conn, validateSlug(slug), false));
+    const org = await this.#run((conn) => this.#select(conn, validateSlug(slug), false), true);
     if (org === null) throw new UnknownTenantError(slug);
     const log = this.#options.logger;
     if (org.storageMode === 'schema') {
@@ -325,8 +273,14 @@ export class OrgRegistry implements AsyncDisposable {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#cache.clear();
-      // Let queued statements finish (they never reject the tail), then close.
-      await this.#tail;
+      // Let queued statements finish (they never reject the tail), up to the deadline;
+      // closing the connection then fails whatever is still running.
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.#options.closeTimeoutMs);
+      });
+      await Promise.race([this.#tail, deadline]);
+      clearTimeout(timer);
       const connection = this.#connection;
       this.#connection = undefined;
       if (connection) await connection.then((conn) => conn.close()).catch(() => {});
@@ -391,30 +345,23 @@ export class OrgRegistry implements AsyncDisposable {
     }
   }
 
-  #run<T>(fn: (conn: RawConnection) => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` on the connection after everything queued before it. A `read` that failed
+   * because the connection died while idle (server restart, killed session) runs once
+   * more on a fresh one; a write does not, since it may have committed before the loss.
+   */
+  #run<T>(fn: (conn: RawConnection) => Promise<T>, read = false): Promise<T> {
     if (this.#closing) return Promise.reject(new ClosedError('OrgRegistry'));
-    const result = this.#tail.then(async () => fn(await this.#conn()));
+    const result = this.#tail.then(async () => {
+      const conn = await this.#conn();
+      try {
+        return await fn(conn);
+      } catch (err) {
+        if (!read || conn.alive) throw err;
+        return fn(await this.#conn());
+      }
+    });
     this.#tail = result.catch(() => {});
     return result;
   }
-}
-
-function validateListOptions(options: OrgListOptions): OrgListOptions {
-  if (typeof options !== 'object' || options === null) {
-    throw new ValidationError('options', `Expected an options object, got ${describe(options)}`);
-  }
-  const { active, after, limit } = options;
-  if (active !== undefined && typeof active !== 'boolean') {
-    throw new ValidationError('active', `Expected \`active\` to be a boolean, got ${describe(active)}`);
-  }
-  if (after !== undefined && typeof after !== 'string') {
-    throw new ValidationError(
-      'after',
-      `Expected \`after\` to be the last slug of the previous page, got ${describe(after)}`,
-    );
-  }
-  if (limit !== undefined && (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1)) {
-    throw new ValidationError('limit', `Expected \`limit\` to be an integer ≥ 1, got ${describe(limit)}`);
-  }
-  return { active, after, limit };
 }

@@ -11,6 +11,8 @@ import { MYSQL_URL, PG_URL, tempDir, uniqueName, withDatabase } from '../support
 /** A fresh, empty database for one registry. */
 export interface Store {
   readonly url: string;
+  /** Ends every server session connected to this store (as a restart would); returns how many. */
+  killSessions(): Promise<number>;
   drop(): Promise<void>;
 }
 
@@ -51,7 +53,14 @@ export function postgresCase(): BackendCase {
     async createStore() {
       const name = uniqueName('fleet_reg');
       await (await admin.get()).query(`CREATE DATABASE "${name}"`);
-      return { url: withDatabase(PG_URL, name), drop: () => drop(name) };
+      const killSessions = async () => {
+        const rows = await (await admin.get()).query(
+          'SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()',
+          [name],
+        );
+        return rows.length;
+      };
+      return { url: withDatabase(PG_URL, name), killSessions, drop: () => drop(name) };
     },
     tenantUrl: (name) => withDatabase(PG_URL, name),
     tenantExists: exists,
@@ -76,7 +85,16 @@ export function mysqlCase(): BackendCase {
     async createStore() {
       const name = uniqueName('fleet_reg');
       await (await admin.get()).query(`CREATE DATABASE \`${name}\``);
-      return { url: withDatabase(MYSQL_URL, name), drop: () => drop(name) };
+      const killSessions = async () => {
+        const conn = await admin.get();
+        const rows = await conn.query<{ id: number }>(
+          'SELECT ID AS id FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()',
+          [name],
+        );
+        for (const row of rows) await conn.query(`KILL ${Number(row.id)}`).catch(() => {});
+        return rows.length;
+      };
+      return { url: withDatabase(MYSQL_URL, name), killSessions, drop: () => drop(name) };
     },
     tenantUrl: (name) => withDatabase(MYSQL_URL, name),
     tenantExists: exists,
@@ -94,6 +112,8 @@ export function sqliteCase(): BackendCase {
       const path = file(uniqueName('fleet_reg'));
       return {
         url: `sqlite:${path}`,
+        // A SQLite file has no server and no sessions to end.
+        killSessions: async () => 0,
         drop: async () => {
           for (const suffix of ['', '-wal', '-shm']) rmSync(`${path}${suffix}`, { force: true });
         },

@@ -315,6 +315,36 @@ describe.each(cases)('OrgRegistry on a %s registry', (_name, makeCase) => {
     await rejection(() => r.add({ slug: slug(), ...storage() }), ClosedError);
   });
 
+  it('rejects bad list, count and open options with a typed error naming the option', async () => {
+    for (const [options, field] of [
+      [{ limit: 0 }, 'limit'],
+      [{ limit: 2.5 }, 'limit'],
+      [{ after: 5 }, 'after'],
+      [{ active: 'yes' }, 'active'],
+    ] as const) {
+      const err = await rejection(() => registry.list(options as never), ValidationError);
+      expect(err.field).toBe(field);
+    }
+    expect((await rejection(() => registry.count({ active: 1 } as never), ValidationError)).field).toBe(
+      'active',
+    );
+    for (const options of [{ cacheTtlMs: -1 }, { connectTimeoutMs: 0 }, { closeTimeoutMs: 1.5 }]) {
+      const err = await rejection(() => OrgRegistry.open(store.url, options), ConfigError);
+      expect(err.option).toBe(Object.keys(options)[0]);
+    }
+  });
+
+  it('replaces a connection the server ended, without the next read seeing an error', async () => {
+    const org = await registry.add({ slug: slug('revive'), ...storage() });
+    const count = await registry.count();
+    const killed = await store.killSessions();
+    if (backend.name !== 'sqlite') expect(killed).toBeGreaterThanOrEqual(1);
+    expect(await registry.count()).toBe(count);
+    expect(await registry.get(org.slug)).toEqual(org);
+    await registry.update(org.slug, { weight: 2 });
+    expect((await registry.get(org.slug)).weight).toBe(2);
+  });
+
   describe('bad input: a typed error and nothing written', () => {
     it.each([
       ['upper case', 'Acme'],

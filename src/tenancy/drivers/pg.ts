@@ -39,6 +39,7 @@ export async function connectPostgres(url: string, options: ConnectOptions = {})
         const result = await client.query(sql, params as unknown[] | undefined);
         return (result.rows ?? []) as R[];
       } catch (err) {
+        if (isConnectionLost(err)) alive = false;
         throw scrubError(err);
       }
     },
@@ -46,6 +47,7 @@ export async function connectPostgres(url: string, options: ConnectOptions = {})
       try {
         await client.query(sql);
       } catch (err) {
+        if (isConnectionLost(err)) alive = false;
         throw scrubError(err);
       }
     },
@@ -62,4 +64,16 @@ export async function connectPostgres(url: string, options: ConnectOptions = {})
     },
   };
   return conn;
+}
+
+/**
+ * True when a failed query means the connection itself is gone, so `alive` must turn
+ * false at once rather than when the socket's 'end' event arrives: the server ended the
+ * session (SQLSTATE class 08, or 57P0x after `pg_terminate_backend` or a shutdown), or
+ * the error is not the server's answer at all (a reset socket, "Connection terminated").
+ */
+function isConnectionLost(err: unknown): boolean {
+  if (!(err instanceof pg.DatabaseError)) return true;
+  const code = err.code ?? '';
+  return code.startsWith('08') || code.startsWith('57P');
 }
