@@ -84,8 +84,8 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
   readonly #secrets: SecretsResolver;
   readonly #budget: ConnectionBudget;
   readonly #breaker: CircuitBreaker;
-  // Insertion order is recency: a used pool is deleted and set again, so the first entry
-  // is always the least recently used one.
+  // Database-mode pools by slug. Recency is each pool's lastUsedAt (checkout or release),
+  // so a pool lent for an hour and released a moment ago counts as recently used.
   readonly #pools = new Map<string, { pool: ConnectionPool; org: Org }>();
   // Pools taken out of the cache that still have connections lent; close() waits for them.
   readonly #retired = new Set<ConnectionPool>();
@@ -379,8 +379,6 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
         // The org was moved to another database: new connections must go there.
         this.#evict(org.slug, 'config-change');
       } else {
-        this.#pools.delete(org.slug);
-        this.#pools.set(org.slug, entry);
         entry.pool.maxConnections = this.#poolMax(org);
         return { org, pool: entry.pool, schema: null };
       }
@@ -394,14 +392,15 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
   }
 
   // Evicts the least recently used pool nobody is using; false when every pool is busy.
+  // A linear scan, run only when the cache is full and a new tenant arrives.
   #evictOne(): boolean {
-    for (const [slug, entry] of this.#pools) {
-      if (entry.pool.settled) {
-        this.#evict(slug, 'lru');
-        return true;
-      }
+    let victim: ConnectionPool | undefined;
+    for (const { pool } of this.#pools.values()) {
+      if (pool.settled && (!victim || pool.lastUsedAt < victim.lastUsedAt)) victim = pool;
     }
-    return false;
+    if (!victim) return false;
+    this.#evict(victim.slug as string, 'lru');
+    return true;
   }
 
   #evict(slug: string, reason: EvictReason): void {

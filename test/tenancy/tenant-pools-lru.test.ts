@@ -1,0 +1,122 @@
+/**
+ * The LRU of pools: with maxCachedPools full, a new tenant evicts the least recently used
+ * pool nobody is using and its connections close; a pool with a connection lent or a
+ * waiter is never evicted; when every pool is busy the new tenant waits, then gets
+ * PoolCapacityError (issue 3, item 5).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PoolCapacityError } from '../../src/errors.js';
+import { TenantPools } from '../../src/tenancy/tenant-pools.js';
+import { type PgWorld, pgWorld, slugs } from './pools-fixture.js';
+
+let world: PgWorld;
+let tenantDb: { name: string; url: string };
+
+beforeAll(async () => {
+  world = await pgWorld();
+  tenantDb = await world.createDatabase('tp_lru');
+});
+afterAll(async () => {
+  await world.cleanup();
+});
+
+async function tenants(prefix: string, n: number): Promise<string[]> {
+  const names = slugs(prefix, n);
+  await world.addOrgs(names.map((slug) => ({ slug, storageMode: 'database', databaseUrl: tenantDb.url })));
+  return names;
+}
+
+async function until(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 2));
+}
+
+function open(extra: { acquireTimeoutMs?: number } = {}) {
+  return TenantPools.open({ registry: world.registry, maxCachedPools: 3, maxConnections: 10, ...extra });
+}
+
+const cached = (pools: TenantPools) => pools.stats().pools.map((p) => p.slug);
+
+describe('LRU of pools', () => {
+  it('evicts the least recently used idle pool and closes its connections', async () => {
+    const [a, b, c, d] = await tenants('lru', 4);
+    const pools = await open();
+    const evicted: string[] = [];
+    const closed: string[] = [];
+    pools.on('pool:evict', (e) => evicted.push(`${e.slug} ${e.reason}`));
+    pools.on('connection:close', (e) => closed.push(`${e.slug} ${e.reason}`));
+    for (const slug of [a, b, c]) {
+      await pools.withTenant(slug!, (db) => db.query('select 1'));
+      // lastUsedAt has millisecond resolution: keep the order unambiguous.
+      await new Promise((resolve) => setTimeout(resolve, 3));
+    }
+    // Using a again makes b the least recently used.
+    await pools.withTenant(a!, (db) => db.query('select 1'));
+    await pools.withTenant(d!, (db) => db.query('select 1'));
+    expect(evicted).toEqual([`${b} lru`]);
+    await until(() => closed.length === 1);
+    expect(closed).toEqual([`${b} evict`]);
+    expect(cached(pools).sort()).toEqual([a, c, d].sort());
+    expect(pools.stats().counters.poolEvictions).toBe(1);
+    expect(await world.serverConnections(tenantDb.name)).toBe(3);
+    await pools.close();
+  });
+
+  it('never evicts a pool with a connection lent or a caller waiting', async () => {
+    const [a, b, c, d, e] = await tenants('busy', 5);
+    const pools = await TenantPools.open({
+      registry: world.registry,
+      maxCachedPools: 3,
+      maxConnections: 10,
+      perTenantMaxConnections: 1,
+    });
+    const evicted: string[] = [];
+    pools.on('pool:evict', (ev) => evicted.push(ev.slug as string));
+    const heldA = await pools.acquire(a!); // a: oldest, but lent
+    const heldB = await pools.acquire(b!); // b: lent, and someone waits for it
+    const waitingB = pools.acquire(b!);
+    await until(() => pools.stats().pools.find((p) => p.slug === b)?.waiting === 1);
+    await pools.withTenant(c!, (db) => db.query('select 1'));
+    await pools.withTenant(d!, (db) => db.query('select 1'));
+    expect(evicted).toEqual([c]);
+    // lastUsedAt has millisecond resolution: keep the order unambiguous.
+    await new Promise((resolve) => setTimeout(resolve, 3));
+    heldB.release();
+    (await waitingB).release();
+    // b was released last, so d is now the least recently used idle pool; a is still lent.
+    await pools.withTenant(e!, (db) => db.query('select 1'));
+    expect(evicted).toEqual([c, d]);
+    expect(cached(pools).sort()).toEqual([a, b, e].sort());
+    heldA.release();
+    await pools.close();
+  });
+
+  it('makes a new tenant wait while every pool is busy, then PoolCapacityError', async () => {
+    const [a, b, c, d] = await tenants('full', 4);
+    const pools = await open({ acquireTimeoutMs: 150 });
+    const held = await Promise.all([a, b, c].map((slug) => pools.acquire(slug!)));
+    const error = await pools.acquire(d!).catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(PoolCapacityError);
+    expect((error as PoolCapacityError).code).toBe('POOL_CAPACITY');
+    expect(cached(pools)).not.toContain(d);
+    expect(pools.stats().counters.timeouts).toBe(1);
+    for (const db of held) db.release();
+    await pools.close();
+  });
+
+  it('lets a new tenant waiting for a place have the first pool released', async () => {
+    const [a, b, c, d] = await tenants('room', 4);
+    const pools = await open();
+    const held = await Promise.all([a, b, c].map((slug) => pools.acquire(slug!)));
+    const waiting = pools.acquire(d!);
+    // Give the acquire time to queue (it gets the same answer if it has not yet).
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    held[1]!.release();
+    const got = await waiting;
+    expect(got.slug).toBe(d);
+    expect(cached(pools).sort()).toEqual([a, c, d].sort());
+    got.release();
+    held[0]!.release();
+    held[2]!.release();
+    await pools.close();
+  });
+});

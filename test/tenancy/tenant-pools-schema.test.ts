@@ -1,0 +1,83 @@
+/**
+ * Schema mode on Postgres: tenants share one pool on the registry database and every
+ * checkout sets `search_path` to the tenant's quoted schema, so interleaved jobs of two
+ * tenants on a single connection each see only their own rows (issue 3, item 6).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect } from '../../src/tenancy/drivers/index.js';
+import { TenantPools } from '../../src/tenancy/tenant-pools.js';
+import { type PgWorld, pgWorld, slugs } from './pools-fixture.js';
+
+let world: PgWorld;
+let a: string;
+let b: string;
+
+beforeAll(async () => {
+  world = await pgWorld();
+  [a, b] = slugs('sch', 2) as [string, string];
+  // b's schema is a reserved word: it only works if the identifier is quoted.
+  await world.addOrgs([
+    { slug: a, storageMode: 'schema' },
+    { slug: b, storageMode: 'schema', schemaName: 'order' },
+  ]);
+  await world.registry.provision(a);
+  await world.registry.provision(b);
+  const schemaA = a.replaceAll('-', '_');
+  const conn = await connect(world.registry.databaseUrl);
+  try {
+    for (const [schema, owner] of [
+      [schemaA, 'A'],
+      ['order', 'B'],
+    ] as const) {
+      await conn.exec(`CREATE TABLE "${schema}".items (owner text NOT NULL)`);
+      await conn.query(`INSERT INTO "${schema}".items (owner) VALUES ($1), ($1)`, [owner]);
+    }
+  } finally {
+    await conn.close();
+  }
+});
+afterAll(async () => {
+  await world.cleanup();
+});
+
+describe('schema mode', () => {
+  it('shows each tenant only its own rows, 1,000 interleaved jobs on one shared connection', async () => {
+    const pools = await TenantPools.open({
+      registry: world.registry,
+      maxConnections: 2,
+      schemaPoolMaxConnections: 1,
+    });
+    const seen = await Promise.all(
+      Array.from({ length: 1000 }, (_, i) => {
+        const slug = i % 2 === 0 ? a : b;
+        return pools.withTenant(slug, async (db) => {
+          const rows = await db.query<{ owner: string }>('SELECT owner FROM items');
+          return { slug, schema: db.schema, owners: rows.map((row) => row.owner) };
+        });
+      }),
+    );
+    for (const job of seen) {
+      expect(job.owners).toEqual(job.slug === a ? ['A', 'A'] : ['B', 'B']);
+      expect(job.schema).toBe(job.slug === a ? a.replaceAll('-', '_') : 'order');
+    }
+    const stats = pools.stats();
+    expect(stats.pools).toHaveLength(1);
+    expect(stats.pools[0]).toMatchObject({ slug: null, mode: 'schema', backend: 'postgres' });
+    expect(stats.counters.connects).toBe(1);
+    expect(await world.serverConnections(world.registryDb)).toBe(1);
+    await pools.close();
+  });
+
+  it('resets search_path on every checkout, whatever the previous job set', async () => {
+    const pools = await TenantPools.open({ registry: world.registry, schemaPoolMaxConnections: 1 });
+    await pools.withTenant(b, async (db) => {
+      await db.query('SET search_path TO public');
+    });
+    const path = await pools.withTenant(b, (db) => db.query<{ search_path: string }>('SHOW search_path'));
+    expect(path[0]?.search_path).toBe('"order", public');
+    const owners = await pools.withTenant(a, (db) => db.query<{ owner: string }>('SELECT owner FROM items'));
+    expect(owners.map((row) => row.owner)).toEqual(['A', 'A']);
+    expect(pools.stats().counters.connects).toBe(1);
+    await pools.close();
+  });
+});
