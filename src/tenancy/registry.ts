@@ -155,15 +155,12 @@ export class OrgRegistry implements AsyncDisposable {
     const value = this.#run((conn) => this.#select(conn, slug, false), true);
     if (this.#options.cacheTtlMs > 0) {
       this.#cache.set(slug, { expiresAt: now + this.#options.cacheTtlMs, value });
-      value.then(
-        () => {
-          // A change landed while this lookup ran: its answer may be stale, drop it.
-          if (generation !== this.#generation) this.#cache.delete(slug);
-        },
-        () => {
-          if (this.#cache.get(slug)?.value === value) this.#cache.delete(slug);
-        },
-      );
+      const drop = () => {
+        if (this.#cache.get(slug)?.value === value) this.#cache.delete(slug);
+      };
+      // A change landed while this lookup ran: its answer may be stale, so it must not
+      // stay cached (a newer entry, made after the change, is left alone).
+      value.then(() => generation !== this.#generation && drop(), drop);
     }
     return value;
   }
@@ -193,7 +190,7 @@ export class OrgRegistry implements AsyncDisposable {
 
   /** How many orgs there are, optionally only active or inactive ones. */
   async count(options: OrgCountOptions = {}): Promise<number> {
-    const { active } = validateListOptions({ active: options.active });
+    const { active } = validateListOptions(options);
     const sql = `SELECT COUNT(*) AS n FROM ${ORGS_TABLE}${active === undefined ? '' : ` WHERE active = ${this.#dialect.param(1)}`}`;
     const rows = await this.#run((conn) => conn.query(sql, active === undefined ? [] : [active]), true);
     return Number(rows[0]?.n ?? 0);
@@ -240,9 +237,10 @@ export class OrgRegistry implements AsyncDisposable {
   }
 
   /**
-   * Creates the org's storage: `CREATE SCHEMA IF NOT EXISTS "<schema>"` on the registry
+   * Creates the org's storage unless it exists: the quoted schema on the registry
    * database in schema mode; in database mode, resolves `databaseUrl` through the secrets
-   * resolver and creates that database on its server (or the SQLite file). Idempotent.
+   * resolver and creates that database on its server (or the SQLite file). Idempotent,
+   * also across processes: of several racing calls exactly one reports `created: true`.
    */
   async provision(slug: string): Promise<ProvisionResult> {
     const org = await this.#run((conn) => this.#select(conn, validateSlug(slug), false), true);
@@ -335,6 +333,8 @@ export class OrgRegistry implements AsyncDisposable {
       if (conn?.alive) return conn;
       await conn?.close();
     }
+    // Past close()'s deadline a straggler must not open a connection nobody will close.
+    if (this.#closing) throw new ClosedError('OrgRegistry');
     const opening = connect(this.databaseUrl, { connectTimeoutMs: this.#options.connectTimeoutMs });
     this.#connection = opening;
     try {
