@@ -208,11 +208,13 @@ describe.each(engines)('$name engine', (engine) => {
 
   it('keeps a job whose lock is extended', async () => {
     await backend.enqueue(queue, { tenant: 'acme', name: 'n', data: null });
-    const job = await backend.fetch(queue, 'acme', 'w', 300);
-    for (let i = 0; i < 8; i++) {
-      expect(await backend.extendLocks([job!], 300)).toEqual([]);
+    // Each extension is 1 s; the loop runs ~2.5 s with an extension every ~100 ms, so
+    // only the extensions keep the job from being swept (the sweeps run every 100 ms).
+    const job = await backend.fetch(queue, 'acme', 'w', 1000);
+    for (let i = 0; i < 25; i++) {
+      expect(await backend.extendLocks([job!], 1000)).toEqual([]);
       await backend.recoverStalled(queue);
-      await new Promise((resolve) => setTimeout(resolve, 60));
+      await new Promise((resolve) => setTimeout(resolve, 100));
     }
     expect(await backend.counts(queue, 'acme')).toMatchObject({ active: 1, waiting: 0 });
     await backend.complete(job!, null);
