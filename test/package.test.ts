@@ -5,7 +5,8 @@
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, expectTypeOf, it } from 'vitest';
+import type { Org, OrgListOptions, OrgRegistry, SecretsResolver } from '../src/index.js';
 import { tempDir } from './support/services.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -15,12 +16,16 @@ const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
 const entry = join(root, pkg.exports['.'].import);
 const types = join(root, pkg.exports['.'].types);
 
-async function importBuilt(): Promise<typeof import('../src/index.js')> {
-  if (!existsSync(entry)) {
+function requireBuilt(file: string): void {
+  if (!existsSync(file)) {
     throw new Error(
-      `Expected the built package entry at ${entry}, got no such file: run \`npm run build\` first (\`npm test\` does)`,
+      `Expected the built package file ${file}, got no such file: run \`npm run build\` first (\`npm test\` does)`,
     );
   }
+}
+
+async function importBuilt(): Promise<typeof import('../src/index.js')> {
+  requireBuilt(entry);
   return import(pathToFileURL(entry).href);
 }
 
@@ -30,7 +35,7 @@ describe('the built package', () => {
 
   it('points package.json at dist/src/index.js with its declarations', () => {
     expect(pkg.exports['.'].import).toBe('./dist/src/index.js');
-    expect(existsSync(types)).toBe(true);
+    requireBuilt(types);
     const declarations = readFileSync(types, 'utf8');
     expect(declarations).toMatch(/\bOrgRegistry\b/);
     expect(declarations).toMatch(/\bFleetError\b/);
@@ -57,5 +62,19 @@ describe('the built package', () => {
     expect(error).toBeInstanceOf(Error);
     expect(error.code).toBe('CONFIG');
     expect(error.name).toBe('FleetError');
+  });
+});
+
+describe('the public types', () => {
+  it('give the registry the signatures TenantPools and the scheduler rely on', () => {
+    expectTypeOf<OrgRegistry['get']>().toEqualTypeOf<(slug: string) => Promise<Org>>();
+    expectTypeOf<OrgRegistry['find']>().toEqualTypeOf<(slug: string) => Promise<Org | null>>();
+    expectTypeOf<OrgRegistry['list']>().parameter(0).toEqualTypeOf<OrgListOptions | undefined>();
+    expectTypeOf<OrgListOptions>().toEqualTypeOf<{ active?: boolean; after?: string; limit?: number }>();
+    expectTypeOf<OrgRegistry['backend']>().toEqualTypeOf<'postgres' | 'mysql' | 'sqlite'>();
+    expectTypeOf<OrgRegistry['databaseUrl']>().toEqualTypeOf<string>();
+    expectTypeOf<OrgRegistry['secrets']>().toEqualTypeOf<SecretsResolver>();
+    expectTypeOf<Org['createdAt']>().toEqualTypeOf<Date>();
+    expectTypeOf<Org['active']>().toEqualTypeOf<boolean>();
   });
 });
