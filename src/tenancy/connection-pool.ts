@@ -76,7 +76,7 @@ export class ConnectionPool implements BudgetMember {
     this.#budget = options.budget;
     this.#hooks = options.hooks;
     this.#requests = new MemberRequests(options.budget, this);
-    this.#connector = new PoolConnector(options.resolveUrl, options.connectTimeoutMs);
+    this.#connector = new PoolConnector(options.url, options.resolveUrl, options.connectTimeoutMs);
   }
 
   /** Nothing lent, nobody waiting, nothing being opened: eviction would hurt nobody. */

@@ -14,7 +14,12 @@ export class PoolConnector {
   // connect retries the resolver instead of repeating a cached error.
   #url: Promise<string> | undefined;
 
-  constructor(resolveUrl: () => Promise<string>, connectTimeoutMs: number) {
+  /**
+   * @param url the URL resolved when the pool was built
+   * @param resolveUrl resolves it again, once the pool forgets it
+   */
+  constructor(url: string, resolveUrl: () => Promise<string>, connectTimeoutMs: number) {
+    this.#url = Promise.resolve(url);
     this.#resolveUrl = resolveUrl;
     this.#connectTimeoutMs = connectTimeoutMs;
   }

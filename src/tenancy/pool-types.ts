@@ -56,7 +56,9 @@ export interface ConnectionPoolOptions {
   maxLifetimeMs: number;
   connectTimeoutMs: number;
   budget: ConnectionBudget;
-  /** Resolves the connection URL (the secret); called again after a lifetime recycle. */
+  /** The connection URL, resolved when the pool was built. */
+  url: string;
+  /** Resolves the connection URL (the secret) again, after a lifetime recycle. */
   resolveUrl(): Promise<string>;
   hooks: PoolHooks;
 }

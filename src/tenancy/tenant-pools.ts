@@ -227,7 +227,8 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
         slotsPerTenant: () => target,
         isCached: (slug) => this.#pools.has(slug),
         warm: async (org) => {
-          const found = this.#targetFor(org, 'cached-only');
+          const found =
+            this.#cachedTarget(org) ?? this.#newTarget(org, await this.#resolveSecret(org), 'cached-only');
           // Acquires took the place planned for this tenant in the meantime.
           if (found === null) return false;
           const { pool } = found;
@@ -345,24 +346,33 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
     return org;
   }
 
-  // The pool (and schema) an acquire goes to. With `wait`, a new tenant waits for a place
-  // in the cache when every cached pool is busy; without, it gets null.
+  // The pool (and schema) an acquire goes to. A new tenant's secret is resolved first
+  // (its backend is only known from the resolved URL); with `wait`, it then waits for a
+  // place in the cache when every cached pool is busy, without `wait` it gets null.
   async #target(
     slugOrOrg: string | Org,
     wait: { deadline: number; signal: AbortSignal | undefined } | null,
   ): Promise<Target | null> {
     const org = await this.#org(slugOrOrg);
+    let url: string | undefined;
     for (;;) {
       this.#assertOpen();
-      const target = this.#targetFor(org, 'evict');
-      if (target) return target;
+      const cached = this.#cachedTarget(org);
+      if (cached) return cached;
+      if (url === undefined) {
+        url = await this.#resolveSecret(org);
+        // Another caller may have built the pool meanwhile: look again.
+        continue;
+      }
+      const built = this.#newTarget(org, url, 'evict');
+      if (built) return built;
       if (!wait) return null;
       await this.#waitForPlace(org.slug, wait.deadline, wait.signal);
     }
   }
 
-  // Synchronous on purpose: between finding a place and taking it nothing may interleave.
-  #targetFor(org: Org, room: 'evict' | 'cached-only'): Target | null {
+  // The shared schema-mode pool, or the tenant's cached pool; null when it has none.
+  #cachedTarget(org: Org): Target | null {
     if (org.storageMode === 'schema') {
       if (this.registry.backend !== 'postgres') {
         throw new ConfigError(
@@ -370,25 +380,43 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
           `Expected schema-mode tenants on a Postgres registry, got tenant ${JSON.stringify(org.slug)} on a ${this.registry.backend} registry`,
         );
       }
-      this.#shared ??= this.#buildPool(org, null);
+      this.#shared ??= this.#buildPool(org, null, this.registry.databaseUrl);
       return { org, pool: this.#shared, schema: org.schemaName };
     }
     const entry = this.#pools.get(org.slug);
-    if (entry) {
-      if (entry.org.databaseUrl !== org.databaseUrl || entry.org.storageMode !== org.storageMode) {
-        // The org was moved to another database: new connections must go there.
-        this.#evict(org.slug, 'config-change');
-      } else {
-        entry.pool.maxConnections = this.#poolMax(org);
-        return { org, pool: entry.pool, schema: null };
-      }
+    if (!entry) return null;
+    if (entry.org.databaseUrl !== org.databaseUrl || entry.org.storageMode !== org.storageMode) {
+      // The org was moved to another database: new connections must go there.
+      this.#evict(org.slug, 'config-change');
+      return null;
     }
-    // Prewarm never evicts: it only fills free places.
+    entry.pool.maxConnections = this.#poolMax(org);
+    return { org, pool: entry.pool, schema: null };
+  }
+
+  // Synchronous on purpose: between finding a place and taking it nothing may interleave.
+  // Prewarm passes 'cached-only': it fills free places and never evicts.
+  #newTarget(org: Org, url: string, room: 'evict' | 'cached-only'): Target | null {
     if (this.#pools.size >= this.options.maxCachedPools && (room === 'cached-only' || !this.#evictOne()))
       return null;
-    const pool = this.#buildPool(org, org.slug);
+    const pool = this.#buildPool(org, org.slug, url);
     this.#pools.set(org.slug, { pool, org });
     return { org, pool, schema: null };
+  }
+
+  // Resolves a database-mode org's secret. A failure counts like a refused connection:
+  // a tenant whose secret is gone fails fast behind the circuit breaker too.
+  async #resolveSecret(org: Org): Promise<string> {
+    this.#breaker.check(org.slug);
+    try {
+      const url = await this.#secrets.resolve(org.databaseUrl as string);
+      backendOf(url);
+      return url;
+    } catch (err) {
+      this.#counters.connectFailures++;
+      this.#breaker.failed(org.slug, err);
+      throw err;
+    }
   }
 
   // Evicts the least recently used pool nobody is using; false when every pool is busy.
@@ -455,13 +483,13 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
     return Math.min(org.maxConnections ?? this.options.perTenantMaxConnections, this.options.maxConnections);
   }
 
-  #buildPool(org: Org, slug: string | null): ConnectionPool {
+  #buildPool(org: Org, slug: string | null, url: string): ConnectionPool {
     const shared = slug === null;
     const ref = org.databaseUrl;
     const pool = new ConnectionPool({
       slug,
       mode: shared ? 'schema' : 'database',
-      backend: shared ? this.registry.backend : backendOf(ref ?? ''),
+      backend: backendOf(url),
       maxConnections: shared ? this.options.schemaPoolMaxConnections : this.#poolMax(org),
       minConnections: Math.min(
         this.options.perTenantMinConnections,
@@ -470,6 +498,7 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
       maxLifetimeMs: this.options.maxLifetimeMs,
       connectTimeoutMs: this.options.connectTimeoutMs,
       budget: this.#budget,
+      url,
       resolveUrl: shared ? async () => this.registry.databaseUrl : () => this.#secrets.resolve(ref as string),
       hooks: this.#hooks,
     });

@@ -134,7 +134,7 @@ describe('circuit breaker', () => {
       await expect(pools.acquire(broken)).rejects.not.toBeInstanceOf(TenantUnavailableError);
     await expect(pools.acquire(broken)).rejects.toBeInstanceOf(TenantUnavailableError);
     await new Promise((resolve) => setTimeout(resolve, 150));
-    const retried = await pools.acquire(broken).catch((err: unknown) => err as Error);
+    const retried = (await pools.acquire(broken).catch((err: unknown) => err)) as Error;
     expect(retried).not.toBeInstanceOf(TenantUnavailableError);
     expect(retried.message).not.toContain('secret');
     await expect(pools.acquire(broken)).rejects.toBeInstanceOf(TenantUnavailableError);
