@@ -138,11 +138,15 @@ export class ClosedError extends FleetError {
 }
 
 /**
- * Replaces the password of every `scheme://user:password@host` URL in `text` with `***`.
- * Used on every message and log line that may carry a connection string.
+ * Replaces the password of every `scheme://user:password@host` URL in `text` with `***`,
+ * and the value of every `password=` parameter (`postgres://db/x?password=…`, or a
+ * libpq `key=value` string). Used on every message and log line that may carry a
+ * connection string.
  */
 export function redactUrl(text: string): string {
-  return text.replace(/([a-z][a-z0-9+.-]*:\/\/[^:/?#@\s]*:)([^\s/]*)@/gi, '$1***@');
+  return text
+    .replace(/([a-z][a-z0-9+.-]*:\/\/[^:/?#@\s]*:)([^\s/]*)@/gi, '$1***@')
+    .replace(/((?:^|[?&;\s])password=)([^&;\s]*)/gi, '$1***');
 }
 
 /** Describes a value for an error message: its JSON form when short, else its type. */

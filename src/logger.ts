@@ -39,6 +39,9 @@ export function resolveLoggerOptions(options: LoggerOptions = {}): ResolvedLogge
   };
 }
 
+// Fields whose value is a secret in itself, whatever it looks like.
+const SECRET_KEY = /^(?:password|passwd|pwd)$/i;
+
 // Deeper than this, objects are left to the line-level pass below.
 const MAX_DEPTH = 12;
 
@@ -61,7 +64,10 @@ export function redactValue(value: unknown, depth = 0, seen = new WeakSet<object
     if (typeof toJSON === 'function') return redactValue(toJSON.call(value), depth + 1, seen);
     if (value instanceof Map || value instanceof Set) return value;
     const copy: Record<string, unknown> = {};
-    for (const [key, item] of Object.entries(value)) copy[key] = redactValue(item, depth + 1, seen);
+    for (const [key, item] of Object.entries(value)) {
+      // A driver config object (`{ host, user, password }`) carries the secret bare.
+      copy[key] = SECRET_KEY.test(key) && item != null ? '***' : redactValue(item, depth + 1, seen);
+    }
     return copy;
   } finally {
     seen.delete(value);
@@ -87,14 +93,17 @@ function redactError(err: Error, depth: number, seen: WeakSet<object>): Record<s
 // A last pass over the finished JSON line, for anything a custom serializer produced.
 // The password may not contain `"` or `\` here so the pattern never spans two JSON strings.
 function redactLine(line: string): string {
-  return line.replace(/([a-z][a-z0-9+.-]*:\/\/[^:/?#@\s"\\]*:)([^\s/"\\]*)@/gi, '$1***@');
+  return line
+    .replace(/([a-z][a-z0-9+.-]*:\/\/[^:/?#@\s"\\]*:)([^\s/"\\]*)@/gi, '$1***@')
+    .replace(/([?&;\s"]password=)([^&;\s"\\]*)/gi, '$1***');
 }
 
 /**
  * Creates the pino logger tenant-fleet components log to. The password of any
- * connection URL (`postgres://app:***@db/x`) is redacted wherever it appears: in the
- * message (format arguments included), in any field however deeply nested, in child
- * bindings, and in serialized errors (message, stack, causes and own fields).
+ * connection URL (`postgres://app:***@db/x`, `?password=…`) is redacted wherever it
+ * appears: in the message (format arguments included), in any field however deeply
+ * nested, in child bindings, and in serialized errors (message, stack, causes and own
+ * fields). A field named `password` (as in a driver config object) is redacted whole.
  */
 export function createLogger(options: LoggerOptions = {}): Logger {
   const resolved = resolveLoggerOptions(options);

@@ -106,6 +106,25 @@ describe('createLogger', () => {
     expect(wrapped!.context).toEqual({ attempt: 2 });
   });
 
+  it('redacts password= parameters and fields named password', () => {
+    const out = capture();
+    out.logger.info(
+      {
+        dsn: `postgres://db.internal/acme?sslmode=require&password=${PASSWORD}`,
+        libpq: `host=db user=app password=${PASSWORD} dbname=acme`,
+        config: { host: 'db', user: 'app', password: PASSWORD, port: 5432 },
+      },
+      `connecting with password=${PASSWORD}`,
+    );
+    expect(out.text()).not.toContain(PASSWORD);
+    expect(out.lines()[0]).toMatchObject({
+      msg: 'connecting with password=***',
+      dsn: 'postgres://db.internal/acme?sslmode=require&password=***',
+      libpq: 'host=db user=app password=*** dbname=acme',
+      config: { host: 'db', user: 'app', password: '***', port: 5432 },
+    });
+  });
+
   it('keeps values that carry no password as they are', () => {
     const out = capture();
     out.logger.info({ url: 'postgres://app@db/acme', n: 5, ok: true, when: new Date(0) }, 'plain');
