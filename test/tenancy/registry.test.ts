@@ -3,8 +3,11 @@
  * SQLite registry, each in a database (or file) of its own, created for this run and
  * dropped after it.
  */
+import { once } from 'node:events';
 import { existsSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import { join } from 'node:path';
+import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ClosedError,
@@ -300,6 +303,25 @@ describe.each(cases)('OrgRegistry on a %s registry', (_name, makeCase) => {
       await conn.close();
     }
   }
+
+  it('a tenant server that refuses connections fails provision without showing the password', async () => {
+    const server = net.createServer().listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const { port } = server.address() as net.AddressInfo;
+    server.close();
+    await once(server, 'close');
+    for (const scheme of ['postgres', 'mysql']) {
+      const org = await registry.add({
+        slug: slug('refused'),
+        storageMode: 'database',
+        databaseUrl: `${scheme}://app:pw-S3cret-77@127.0.0.1:${port}/tenant`,
+      });
+      const err = await rejection(() => registry.provision(org.slug), Error);
+      expect(err.message).toMatch(/ECONNREFUSED/);
+      for (const text of [err.message, String(err.stack), inspect(err)])
+        expect(text).not.toContain('pw-S3cret-77');
+    }
+  });
 
   it('provision throws UnknownTenantError for an unregistered slug', async () => {
     await rejection(() => registry.provision(slug('ghost')), UnknownTenantError);
