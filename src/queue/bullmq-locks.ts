@@ -48,10 +48,9 @@ export async function extendLocks(
 export async function recoverStalled(
   partitions: PartitionCache,
   index: ReadyIndex,
-  redis: { smembers(key: string): Promise<string[]> },
   queue: string,
 ): Promise<number> {
-  const tenants = await redis.smembers(index.activeTenantsKey(queue));
+  const tenants = await index.activeTenants(queue);
   let moved = 0;
   for (let i = 0; i < tenants.length; i += SWEEP_CONCURRENCY) {
     const counts = await Promise.all(

@@ -19,7 +19,8 @@ export interface BullMqBackendOptions {
   /**
    * BullMQ Worker objects (one per partition) kept in memory; the least recently used
    * ones beyond this are closed. Partitions with jobs this process holds are never closed.
-   * @default 256
+   * About 10 KB each; a Worker is rebuilt (≈0.2 ms of CPU) when an evicted tenant returns.
+   * @default 1024
    */
   maxCachedPartitions?: number;
   /** Least time between two stalled-job sweeps of one partition, fleet-wide. @default 5000 */
@@ -42,7 +43,7 @@ export type ResolvedBullMqBackendOptions = Required<BullMqBackendOptions>;
 const DEFAULTS = {
   prefix: 'fleet',
   clientName: 'tenant-fleet',
-  maxCachedPartitions: 256,
+  maxCachedPartitions: 1024,
   stalledIntervalMs: 5000,
   maxStalledCount: 1,
   keepCompleted: 100,

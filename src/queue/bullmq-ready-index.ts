@@ -10,6 +10,9 @@ import type { Redis } from 'ioredis';
 import type { FleetCommands, FleetMulti } from './bullmq-scripts.js';
 import { getOrCreate } from './get-or-create.js';
 
+/** How long a partition stays on the sweep list after a fetch announced it, idle or not. */
+const ACTIVE_GRACE_MS = 60_000;
+
 /** The BullMQ keys of one partition that the index scripts read. */
 export interface PartitionKeys {
   wait: string;
@@ -91,6 +94,20 @@ export class ReadyIndex {
     );
   }
 
+  /**
+   * Records, before a fetch's moveToActive goes out on the same connection, that the
+   * partition may get active jobs, so that stalled sweeps visit it. Not awaited by the
+   * caller: ioredis sends commands in call order, so it reaches Redis first anyway.
+   */
+  markActive(queue: string, tenant: string): Promise<unknown> {
+    return this.#redis.zadd(this.activeTenantsKey(queue), Date.now(), tenant);
+  }
+
+  /** Tenants whose partitions may hold active jobs. */
+  activeTenants(queue: string): Promise<string[]> {
+    return this.#redis.zrange(this.activeTenantsKey(queue), 0, -1);
+  }
+
   /** Re-lists a partition with jobs and forgets it as active once idle; see RECONCILE. */
   async reconcile(queue: string, tenant: string, keys: PartitionKeys): Promise<void> {
     await this.#redis.fleetReconcile(
@@ -104,6 +121,7 @@ export class ReadyIndex {
       this.activeTenantsKey(queue),
       tenant,
       Date.now(),
+      ACTIVE_GRACE_MS,
     );
   }
 

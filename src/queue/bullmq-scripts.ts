@@ -5,7 +5,7 @@
  *
  * Key layout (prefix `P`, logical queue `Q`, partition `Q.T` is a BullMQ queue):
  *   P:Q:ready           ZSET tenant → epoch ms from which it may have a job ready
- *   P:Q:active-tenants  SET  tenants whose partition may hold active jobs
+ *   P:Q:active-tenants  ZSET tenant → when a fetch last found it idle in this process
  *   P:#batch:<id>       HASH total / completed / failed
  * BullMQ's own keys are P:Q.T:wait, :prioritized, :delayed, :active, … ; `#` cannot
  * appear in a queue name, so the batch keys never meet a queue's.
@@ -35,10 +35,11 @@ return 0`;
  * Run after each stalled sweep of a partition (and so also after a process died
  * between moving a job and announcing it): lists the tenant as ready when it has
  * waiting or delayed jobs, and forgets it as "active" once nothing is active or
- * suspected stalled any more.
+ * suspected stalled and no fetch announced it within the grace period. The grace
+ * covers the moment between a fetch's announcement and its moveToActive.
  */
 const RECONCILE = `
--- KEYS: ready, wait, prioritized, delayed, paused, active, stalled, activeTenants   ARGV: tenant, now
+-- KEYS: ready, wait, prioritized, delayed, paused, active, stalled, activeTenants   ARGV: tenant, now, graceMs
 if redis.call('LLEN', KEYS[2]) > 0 or redis.call('ZCARD', KEYS[3]) > 0 or redis.call('LLEN', KEYS[5]) > 0 then
   redis.call('ZADD', KEYS[1], 'LT', ARGV[2], ARGV[1])
 else
@@ -47,8 +48,10 @@ else
     redis.call('ZADD', KEYS[1], 'LT', math.floor(tonumber(first[2]) / 4096), ARGV[1])
   end
 end
-if redis.call('LLEN', KEYS[6]) == 0 and redis.call('SCARD', KEYS[7]) == 0 then
-  redis.call('SREM', KEYS[8], ARGV[1])
+local announced = tonumber(redis.call('ZSCORE', KEYS[8], ARGV[1]) or '0')
+if redis.call('LLEN', KEYS[6]) == 0 and redis.call('SCARD', KEYS[7]) == 0
+    and announced < tonumber(ARGV[2]) - tonumber(ARGV[3]) then
+  redis.call('ZREM', KEYS[8], ARGV[1])
   return 0
 end
 return 1`;

@@ -169,6 +169,8 @@ export class BullMqBackend extends EventEmitter<BullMqBackendEventMap> implement
       const { worker } = partition;
       // Read by BullMQ's moveToActive when it takes the lock.
       worker.opts.lockDuration = lockDurationMs;
+      if (partition.held === 0)
+        this.#index.markActive(queue, tenant).catch((error: Error) => this.emit('redis:error', { error }));
       for (;;) {
         const token = `${workerId}:${randomUUID()}`;
         const job = await worker.getNextJob(token, { block: false });
@@ -182,10 +184,7 @@ export class BullMqBackend extends EventEmitter<BullMqBackendEventMap> implement
           await this.#settleBatch(queue, tenant, job, 'failed');
           continue;
         }
-        const firstHeld = partition.held === 0;
         this.#partitions.hold(partition);
-        // After moveToActive, so a sweep cannot drop the tenant before its job is visible.
-        if (firstHeld) await this.#redis.sadd(this.#index.activeTenantsKey(queue), tenant);
         return toActiveJob(queue, tenant, job, token);
       }
     });
@@ -249,7 +248,7 @@ export class BullMqBackend extends EventEmitter<BullMqBackendEventMap> implement
 
   async recoverStalled(queue: string): Promise<number> {
     this.#checkOpen();
-    return recoverStalled(this.#partitions, this.#index, this.#redis, checkQueueName(queue));
+    return recoverStalled(this.#partitions, this.#index, checkQueueName(queue));
   }
 
   /** BullMQ's own per-queue global concurrency of the tenant's partition. */
