@@ -1,0 +1,64 @@
+/**
+ * Opens what the fleet-running commands need, from the configuration: the registry,
+ * the tenant pools (with the global connection budget) and the fleet on its engine;
+ * and closes them in reverse order, each step on its own.
+ */
+import { Fleet } from '../fleet.js';
+import type { Logger } from '../logger.js';
+import type { OrgRegistry } from '../tenancy/registry.js';
+import { TenantPools } from '../tenancy/tenant-pools.js';
+import type { FleetConfig } from './config.js';
+import { openRegistry } from './context.js';
+
+/** A fleet and what it runs on; `close()` closes them all, idempotently. */
+export interface FleetHandle extends AsyncDisposable {
+  readonly config: FleetConfig;
+  readonly logger: Logger;
+  readonly registry: OrgRegistry;
+  readonly pools: TenantPools;
+  readonly fleet: Fleet;
+  close(): Promise<void>;
+}
+
+/** Opens registry, pools and fleet as `config` says. */
+export async function openFleet(config: FleetConfig, logger: Logger): Promise<FleetHandle> {
+  const steps: Array<[string, () => Promise<unknown>]> = [];
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      for (const [step, run] of steps.reverse()) {
+        try {
+          await run();
+        } catch (err) {
+          logger.error({ err, step }, 'close step failed');
+        }
+      }
+    })();
+    return closing;
+  };
+  try {
+    const registry = await openRegistry(config, logger);
+    steps.push(['registry', () => registry.close()]);
+    const pools = await TenantPools.open({
+      registry,
+      maxConnections: config.maxConnections,
+      ...(config.maxCachedPools ? { maxCachedPools: config.maxCachedPools } : {}),
+      ...(config.acquireTimeoutMs ? { acquireTimeoutMs: config.acquireTimeoutMs } : {}),
+      logger,
+    });
+    steps.push(['pools', () => pools.close()]);
+    const fleet = await Fleet.open({
+      engine: config.engine,
+      ...(config.engine === 'bullmq' ? { redis: config.redisUrl } : {}),
+      prefix: config.prefix,
+      registry,
+      pools,
+      logger,
+    });
+    steps.push(['fleet', () => fleet.close()]);
+    return { config, logger, registry, pools, fleet, close, [Symbol.asyncDispose]: close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

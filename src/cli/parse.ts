@@ -1,0 +1,45 @@
+/** Value parsers for command-line flags: a bad value is a usage error (exit code 2). */
+import { InvalidArgumentError } from 'commander';
+
+/** An integer ≥ `min`. */
+export function integer(min: number): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!/^-?\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min) {
+      throw new InvalidArgumentError(`expected an integer ≥ ${min}, got ${JSON.stringify(value)}.`);
+    }
+    return n;
+  };
+}
+
+/** An integer ≥ 1, or `none` for null (clears a per-org override). */
+export function integerOrNone(value: string): number | null {
+  if (value === 'none' || value === 'null') return null;
+  return integer(1)(value);
+}
+
+/** A JSON value. */
+export function json(value: string): unknown {
+  try {
+    return JSON.parse(value);
+  } catch (err) {
+    throw new InvalidArgumentError(
+      `expected JSON, got ${JSON.stringify(value)} (${(err as Error).message}).`,
+    );
+  }
+}
+
+/** One of `choices`. */
+export function oneOf<T extends string>(choices: readonly T[]): (value: string) => T {
+  return (value) => {
+    if (!choices.includes(value as T)) {
+      throw new InvalidArgumentError(`expected one of ${choices.join(', ')}, got ${JSON.stringify(value)}.`);
+    }
+    return value as T;
+  };
+}
+
+/** Collects a repeatable flag's values. */
+export function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}

@@ -1,0 +1,75 @@
+/** The `tenant-fleet` program: global flags and one command group per file. */
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command } from 'commander';
+import { demoCommand } from './demo.js';
+import { enqueueCommand } from './enqueue.js';
+import { migrateCommand } from './migrate.js';
+import { orgsCommand, provisionCommand } from './orgs.js';
+import { prewarmCommand } from './prewarm.js';
+import { schedulerCommand } from './scheduler.js';
+import { workerCommand } from './worker.js';
+
+/** Builds the program; `main.ts` parses `process.argv` with it, tests may parse their own. */
+export function buildProgram(): Command {
+  const program = new Command('tenant-fleet')
+    .description(
+      'A background-job worker fleet for multi-tenant SaaS: fair per-tenant queues, budgeted tenant pools.',
+    )
+    .version(packageVersion())
+    .option(
+      '-c, --config <path>',
+      'config file (default: fleet.config.json, .js, .mjs or .ts in the working directory)',
+    )
+    .option(
+      '--registry-url <url>',
+      'the registry database: postgres://, mysql:// or sqlite:PATH (env FLEET_REGISTRY_URL)',
+    )
+    .option('--engine <engine>', 'queue engine: bullmq or memory (env FLEET_ENGINE)')
+    .option('--redis-url <url>', 'Redis for the bullmq engine (env FLEET_REDIS_URL)')
+    .option('--prefix <prefix>', 'key prefix of the fleet on Redis (env FLEET_PREFIX)')
+    .option(
+      '--max-connections <n>',
+      'global database connection budget per process (env FLEET_MAX_CONNECTIONS)',
+    )
+    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (env FLEET_LOG_LEVEL)')
+    .addHelpText(
+      'after',
+      '\nConfiguration: flags, then FLEET_* environment variables, then the config file, then defaults.\nExit codes: 0 ok, 1 failed, 2 bad flag, argument or configuration.',
+    );
+  program
+    .addCommand(workerCommand())
+    .addCommand(schedulerCommand())
+    .addCommand(orgsCommand())
+    .addCommand(provisionCommand())
+    .addCommand(migrateCommand())
+    .addCommand(prewarmCommand())
+    .addCommand(enqueueCommand())
+    .addCommand(demoCommand());
+  configureAll(program);
+  return program;
+}
+
+// Commands added with addCommand do not inherit settings: apply them to the whole tree.
+function configureAll(command: Command): void {
+  command.exitOverride().showHelpAfterError('(run with --help for usage)');
+  for (const sub of command.commands) configureAll(sub);
+}
+
+function packageVersion(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {
+        name?: string;
+        version?: string;
+      };
+      if (pkg.name === 'tenant-fleet' && pkg.version) return pkg.version;
+    } catch {
+      // Not here: look one folder up.
+    }
+    dir = dirname(dir);
+  }
+  return '0.0.0';
+}

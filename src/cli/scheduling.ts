@@ -1,0 +1,69 @@
+/** Starts the configured fan-out schedules on a fleet, with the state store its engine calls for. */
+import { Redis } from 'ioredis';
+import { RedisScheduleStore } from '../scheduler/redis-state-store.js';
+import { Scheduler } from '../scheduler/scheduler.js';
+import { SqlScheduleStore } from '../scheduler/sql-state-store.js';
+import type { ScheduleStateStore } from '../scheduler/state-store.js';
+import { requireRegistryUrl, type ScheduleConfig } from './config.js';
+import type { FleetHandle } from './open-fleet.js';
+
+/** A running scheduler and what it holds; `close()` stops it and releases its store. */
+export interface RunningSchedules {
+  readonly scheduler: Scheduler;
+  close(): Promise<void>;
+}
+
+/**
+ * The store for last ticks: Redis (next to the jobs) on the bullmq engine, the registry
+ * database on the memory engine, so a restarted process still knows what it missed.
+ */
+function storeFor(handle: FleetHandle): { store: ScheduleStateStore; release: () => Promise<void> } {
+  const { config } = handle;
+  if (config.engine === 'bullmq') {
+    const redis = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 3 });
+    const store = new RedisScheduleStore({ redis, prefix: config.prefix });
+    return { store, release: async () => void (await redis.quit().catch(() => redis.disconnect())) };
+  }
+  const store = new SqlScheduleStore({ url: requireRegistryUrl(config) });
+  return { store, release: () => store.close() };
+}
+
+/** Registers every schedule (catching up missed ticks first) and arms their timers. */
+export async function startSchedules(
+  handle: FleetHandle,
+  schedules: readonly ScheduleConfig[],
+  pageSize?: number,
+): Promise<RunningSchedules> {
+  const { store, release } = storeFor(handle);
+  const scheduler = new Scheduler(handle.fleet, {
+    store,
+    logger: handle.logger,
+    ...(pageSize ? { pageSize } : {}),
+  });
+  let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= (async () => {
+      await scheduler.close();
+      await release();
+    })();
+    return closing;
+  };
+  try {
+    for (const schedule of schedules) {
+      const info = await scheduler.fanOut(schedule);
+      handle.logger.info(
+        {
+          schedule: info.id,
+          cron: info.cron,
+          queue: info.queue,
+          nextTick: info.nextTick?.toISOString() ?? null,
+        },
+        'schedule armed',
+      );
+    }
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return { scheduler, close };
+}

@@ -1,0 +1,368 @@
+/**
+ * The cron scheduler: `fanOut({ id, cron, queue, name, data })` fans one job out to every
+ * active tenant at each tick of `cron` (croner patterns: 5 fields, or 6 with seconds).
+ *
+ * Ticks are the pattern's own instants, not the moment a timer fired, so every scheduler
+ * process computes the same tick, the same batch id and the same job ids: running two
+ * schedulers enqueues each tenant's job once per tick. Each schedule's last handled tick
+ * is kept in a {@link ScheduleStateStore}; after downtime, `catchUp: 'latest'` runs one
+ * fan-out for the most recent missed tick and `'none'` skips what was missed.
+ */
+import { EventEmitter } from 'node:events';
+import { Cron } from 'croner';
+import type { Logger } from 'pino';
+import { ClosedError, ConfigError, describe, ValidationError } from '../errors.js';
+import {
+  type FanOutJob,
+  type FanOutResult,
+  type FanOutTarget,
+  fanOutBatchId,
+  fanOutTick,
+} from './fan-out.js';
+import { MemoryScheduleStore, type ScheduleStateStore } from './state-store.js';
+
+/** What happens to ticks missed while no scheduler ran. */
+export type CatchUpPolicy = 'latest' | 'none';
+
+/** One schedule: what to fan out, and when. */
+export interface FanOutOptions extends FanOutJob {
+  /** Stable name of the schedule: job and batch ids derive from it. Letters, digits, `-`, `_`. */
+  id: string;
+  /** A croner pattern: `0 3 * * *`, or 6 fields with seconds first (`*\/10 * * * * *`). */
+  cron: string;
+  /** IANA time zone the pattern is read in. @default the process's time zone */
+  timezone?: string;
+  /** @default 'latest' */
+  catchUp?: CatchUpPolicy;
+}
+
+/** Options of {@link Scheduler}. */
+export interface SchedulerOptions {
+  /** Where last ticks are kept. @default a new {@link MemoryScheduleStore} */
+  store?: ScheduleStateStore;
+  /** Tenants read and enqueued per page. @default 500 */
+  pageSize?: number;
+  /** @default no logging */
+  logger?: Pick<Logger, 'info' | 'warn' | 'error'>;
+  /** How long `close()` waits for a running fan-out. @default 30_000 */
+  closeTimeoutMs?: number;
+}
+
+/** {@link SchedulerOptions} with every default filled in. */
+export interface ResolvedSchedulerOptions {
+  store: ScheduleStateStore;
+  pageSize: number;
+  logger: Pick<Logger, 'info' | 'warn' | 'error'> | null;
+  closeTimeoutMs: number;
+}
+
+const DEFAULTS = { pageSize: 500, closeTimeoutMs: 30_000 } satisfies Partial<ResolvedSchedulerOptions>;
+
+/** Fills in the defaults of {@link SchedulerOptions} and checks the numbers. */
+export function resolveSchedulerOptions(options: SchedulerOptions = {}): ResolvedSchedulerOptions {
+  const pageSize = options.pageSize ?? DEFAULTS.pageSize;
+  if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 10_000) {
+    throw new ConfigError(
+      'pageSize',
+      `Expected \`pageSize\` to be an integer from 1 to 10000, got ${describe(pageSize)}`,
+    );
+  }
+  const closeTimeoutMs = options.closeTimeoutMs ?? DEFAULTS.closeTimeoutMs;
+  if (!Number.isFinite(closeTimeoutMs) || closeTimeoutMs < 0) {
+    throw new ConfigError(
+      'closeTimeoutMs',
+      `Expected \`closeTimeoutMs\` to be a number ≥ 0, got ${describe(closeTimeoutMs)}`,
+    );
+  }
+  return {
+    store: options.store ?? new MemoryScheduleStore(),
+    pageSize,
+    logger: options.logger ?? null,
+    closeTimeoutMs,
+  };
+}
+
+/** Why a tick was not fanned out. */
+export type SkipReason = 'catch-up-none' | 'already-handled';
+
+/** The scheduler's events, one payload object each. */
+export interface SchedulerEventMap {
+  'fanout:done': [FanOutResult];
+  'fanout:skip': [{ scheduleId: string; tick: Date; batchId: string; reason: SkipReason }];
+  'fanout:error': [{ scheduleId: string; tick: Date; batchId: string; error: Error }];
+  [key: string]: unknown[];
+}
+
+/** A registered schedule as the scheduler reports it. */
+export interface ScheduleInfo {
+  id: string;
+  cron: string;
+  queue: string;
+  /** The next tick the timer waits for, or null when the pattern has no more. */
+  nextTick: Date | null;
+}
+
+interface Registered {
+  options: FanOutOptions & { catchUp: CatchUpPolicy };
+  cron: Cron;
+  nextTick: Date | null;
+  timer: NodeJS.Timeout | undefined;
+  // Ticks of one schedule run one after another.
+  chain: Promise<unknown>;
+}
+
+// Timers longer than this re-check the clock first: setTimeout cannot wait more than
+// ~24.8 days, and a long sleep should not drift across clock changes.
+const MAX_SLEEP_MS = 60 * 60 * 1000;
+const SCHEDULE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$/;
+
+/**
+ * Fans jobs out to every active tenant on cron schedules. Constructed from a fleet (or any
+ * `{ registry, enqueueBulk }`); `fleet.scheduler()` makes one.
+ */
+export class Scheduler extends EventEmitter<SchedulerEventMap> implements AsyncDisposable {
+  readonly #target: FanOutTarget;
+  readonly #options: ResolvedSchedulerOptions;
+  readonly #schedules = new Map<string, Registered>();
+  readonly #abort = new AbortController();
+  #closing: Promise<void> | undefined;
+
+  constructor(target: FanOutTarget, options: SchedulerOptions = {}) {
+    super();
+    this.#target = target;
+    this.#options = resolveSchedulerOptions(options);
+  }
+
+  /** The state store the scheduler records ticks in. */
+  get store(): ScheduleStateStore {
+    return this.#options.store;
+  }
+
+  /**
+   * Registers a schedule and arms its timer. First applies the catch-up policy to ticks
+   * missed since the last recorded one, and resolves once that is done. A schedule never
+   * seen before records the most recent tick as its starting point, without running it.
+   */
+  async fanOut(options: FanOutOptions): Promise<ScheduleInfo> {
+    if (this.#closing) throw new ClosedError('scheduler');
+    const resolved = validateFanOut(options);
+    if (this.#schedules.has(resolved.id)) {
+      throw new ValidationError(
+        'id',
+        `Expected a schedule id not yet registered, got ${describe(resolved.id)} twice`,
+      );
+    }
+    const entry: Registered = {
+      options: resolved,
+      cron: makeCron(resolved),
+      nextTick: null,
+      timer: undefined,
+      chain: Promise.resolve(),
+    };
+    this.#schedules.set(resolved.id, entry);
+    await this.#enqueue(entry, () => this.#catchUp(entry, new Date()));
+    this.#arm(entry, new Date());
+    return this.#info(entry);
+  }
+
+  /**
+   * Fans schedule `scheduleId` out for the tick at `at` now, whatever the clock says
+   * (tests, manual reruns). Skips it when the store already has this tick or a later one.
+   */
+  async tick(scheduleId: string, at: Date): Promise<FanOutResult | null> {
+    if (this.#closing) throw new ClosedError('scheduler');
+    const entry = this.#schedules.get(scheduleId);
+    if (!entry) {
+      throw new ValidationError(
+        'scheduleId',
+        `Expected a registered schedule id, got ${describe(scheduleId)}`,
+      );
+    }
+    return this.#enqueue(entry, () => this.#runTick(entry, at));
+  }
+
+  /** The registered schedules and their next ticks. */
+  schedules(): ScheduleInfo[] {
+    return [...this.#schedules.values()].map((entry) => this.#info(entry));
+  }
+
+  /** Stops every timer and waits (up to `closeTimeoutMs`) for running fan-outs; idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      for (const entry of this.#schedules.values()) {
+        clearTimeout(entry.timer);
+        entry.cron.stop();
+      }
+      const running = Promise.allSettled([...this.#schedules.values()].map((entry) => entry.chain));
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<'timeout'>((resolve) => {
+        timer = setTimeout(() => resolve('timeout'), this.#options.closeTimeoutMs);
+      });
+      const outcome = await Promise.race([running, deadline]);
+      clearTimeout(timer);
+      // Past the deadline, abort the fan-out between pages; its tick stays unrecorded,
+      // so the next start catches it up (and re-enqueuing it is idempotent).
+      if (outcome === 'timeout') this.#abort.abort(new ClosedError('scheduler'));
+    })();
+    return this.#closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  #info(entry: Registered): ScheduleInfo {
+    const { id, cron, queue } = entry.options;
+    return { id, cron, queue, nextTick: entry.nextTick };
+  }
+
+  #enqueue<T>(entry: Registered, step: () => Promise<T>): Promise<T> {
+    const run = entry.chain.then(step, step);
+    entry.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  async #catchUp(entry: Registered, now: Date): Promise<void> {
+    const { id, catchUp } = entry.options;
+    const latest = entry.cron.previousRuns(1, now)[0];
+    if (!latest) return;
+    const last = await this.#options.store.lastTick(id);
+    if (last === null) {
+      // A schedule seen for the first time starts here: later downtime is measured from it.
+      await this.#options.store.recordTick(id, latest);
+      return;
+    }
+    if (last.getTime() >= latest.getTime()) return;
+    if (catchUp === 'none') {
+      await this.#options.store.recordTick(id, latest);
+      this.emit('fanout:skip', {
+        scheduleId: id,
+        tick: latest,
+        batchId: fanOutBatchId(id, latest),
+        reason: 'catch-up-none',
+      });
+      this.#options.logger?.info(
+        { schedule: id, tick: latest.toISOString() },
+        'missed tick skipped (catchUp: none)',
+      );
+      return;
+    }
+    this.#options.logger?.info(
+      { schedule: id, tick: latest.toISOString(), last: last.toISOString() },
+      'catching up the latest missed tick',
+    );
+    await this.#runTick(entry, latest).catch(() => undefined);
+  }
+
+  async #runTick(entry: Registered, tick: Date): Promise<FanOutResult | null> {
+    const { id } = entry.options;
+    const batchId = fanOutBatchId(id, tick);
+    try {
+      const last = await this.#options.store.lastTick(id);
+      if (last !== null && last.getTime() >= tick.getTime()) {
+        this.emit('fanout:skip', { scheduleId: id, tick, batchId, reason: 'already-handled' });
+        return null;
+      }
+      const result = await fanOutTick(
+        this.#target,
+        id,
+        entry.options,
+        tick,
+        this.#options.pageSize,
+        this.#abort.signal,
+      );
+      await this.#options.store.recordTick(id, tick);
+      this.#options.logger?.info(
+        { schedule: id, tick: tick.toISOString(), batchId, enqueued: result.enqueued, pages: result.pages },
+        'fan-out enqueued',
+      );
+      this.emit('fanout:done', result);
+      return result;
+    } catch (err) {
+      const error = err instanceof Error ? err : new Error(String(err));
+      this.#options.logger?.error(
+        { schedule: id, tick: tick.toISOString(), batchId, err: error },
+        'fan-out failed',
+      );
+      this.emit('fanout:error', { scheduleId: id, tick, batchId, error });
+      throw error;
+    }
+  }
+
+  // Waits for the next tick after `from`. A tick that comes due while the previous one is
+  // still fanning out runs right after it; ticks left behind by a stall (a suspended
+  // process) follow the catch-up policy instead of running one by one.
+  #arm(entry: Registered, from: Date): void {
+    if (this.#closing) return;
+    const next = entry.cron.nextRun(from);
+    entry.nextTick = next;
+    if (!next) return;
+    const wait = Math.max(0, Math.min(next.getTime() - Date.now(), MAX_SLEEP_MS));
+    entry.timer = setTimeout(() => {
+      if (this.#closing) return;
+      if (Date.now() < next.getTime()) {
+        this.#arm(entry, from);
+        return;
+      }
+      void this.#enqueue(entry, async () => {
+        await this.#runTick(entry, next).catch(() => undefined);
+        const now = new Date();
+        const following = entry.cron.nextRun(next);
+        if (following && following.getTime() < now.getTime() - 1000) {
+          await this.#catchUp(entry, now);
+          this.#arm(entry, now);
+        } else {
+          this.#arm(entry, next);
+        }
+      });
+    }, wait);
+  }
+}
+
+function validateFanOut(options: FanOutOptions): FanOutOptions & { catchUp: CatchUpPolicy } {
+  if (typeof options !== 'object' || options === null) {
+    throw new ValidationError('fanOut', `Expected fan-out options, got ${describe(options)}`);
+  }
+  if (typeof options.id !== 'string' || !SCHEDULE_ID.test(options.id)) {
+    throw new ValidationError(
+      'id',
+      `Expected \`id\` to be 1–100 letters, digits, '-' or '_', got ${describe(options.id)}`,
+    );
+  }
+  for (const field of ['queue', 'name'] as const) {
+    if (typeof options[field] !== 'string' || options[field] === '') {
+      throw new ValidationError(
+        field,
+        `Expected \`${field}\` to be a non-empty string, got ${describe(options[field])}`,
+      );
+    }
+  }
+  const catchUp = options.catchUp ?? 'latest';
+  if (catchUp !== 'latest' && catchUp !== 'none') {
+    throw new ValidationError(
+      'catchUp',
+      `Expected \`catchUp\` to be 'latest' or 'none', got ${describe(catchUp)}`,
+    );
+  }
+  return { ...options, catchUp };
+}
+
+function makeCron(options: FanOutOptions): Cron {
+  let cron: Cron;
+  try {
+    cron = new Cron(options.cron, {
+      paused: true,
+      ...(options.timezone ? { timezone: options.timezone } : {}),
+    });
+    // A bad time zone only shows when a run is computed.
+    cron.nextRun();
+  } catch (err) {
+    const field = options.timezone && !/pattern/i.test((err as Error).message) ? 'timezone' : 'cron';
+    const got = field === 'cron' ? options.cron : options.timezone;
+    throw new ValidationError(
+      field,
+      `Expected \`${field}\` to be ${field === 'cron' ? 'a cron pattern of 5 or 6 fields' : 'an IANA time zone'}, got ${describe(got)} (${(err as Error).message})`,
+    );
+  }
+  return cron;
+}
