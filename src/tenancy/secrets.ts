@@ -152,7 +152,10 @@ export class ChainSecretsResolver implements SecretsResolver {
       file: new FileSecretsResolver(),
       ...options.schemes,
     };
-    this.#schemes = new Map(Object.entries(schemes).map(([scheme, r]) => [scheme.toLowerCase(), r]));
+    // Accept `vault`, `vault:` and `vault://` alike as the key.
+    this.#schemes = new Map(
+      Object.entries(schemes).map(([scheme, r]) => [scheme.toLowerCase().replace(/:?\/*$/, ''), r]),
+    );
     this.#fallback = options.fallback ?? new LiteralSecretsResolver();
   }
 

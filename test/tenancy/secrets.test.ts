@@ -143,6 +143,8 @@ describe('ChainSecretsResolver', () => {
     };
     const chain = new ChainSecretsResolver({ schemes: { vault }, fallback: refuse });
     expect(await chain.resolve('vault://acme')).toBe('postgres://app@vault/acme');
+    const spelled = new ChainSecretsResolver({ schemes: { 'VAULT://': vault } });
+    expect(await spelled.resolve('vault://acme')).toBe('postgres://app@vault/acme');
     const err = await failure(chain, SECRET);
     expect(err.reference).toBe('postgres://app:***@db.internal:5432/acme');
   });
