@@ -9,6 +9,7 @@
  * hand its place to a tenant that would otherwise have been skipped.
  */
 import type { Org } from './org.js';
+import type { OrgRegistry } from './registry.js';
 
 /** What `TenantPools.prewarm()` did. */
 export interface PrewarmReport {
@@ -89,4 +90,15 @@ export async function runPrewarm(target: PrewarmTarget, concurrency: number): Pr
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, planned.length) }, runner));
   return report;
+}
+
+/** Every active org of the registry in slug order, read a page at a time. */
+export async function activeOrgs(registry: OrgRegistry, pageSize = 500): Promise<Org[]> {
+  const orgs: Org[] = [];
+  for (;;) {
+    const after = orgs.at(-1)?.slug;
+    const page = await registry.list({ active: true, limit: pageSize, ...(after ? { after } : {}) });
+    orgs.push(...page);
+    if (page.length < pageSize) return orgs;
+  }
 }

@@ -21,44 +21,26 @@ import {
 } from '../errors.js';
 import { ConnectionBudget } from './budget.js';
 import { CircuitBreaker } from './circuit-breaker.js';
-import {
-  type CloseReason,
-  ConnectionPool,
-  type PooledConnection,
-  type PoolHooks,
-} from './connection-pool.js';
+import { ConnectionPool, type PooledConnection, type PoolHooks } from './connection-pool.js';
 import { backendOf } from './drivers/driver.js';
 import type { Org } from './org.js';
+import { PoolCache } from './pool-cache.js';
+import { breakerKey, PoolMonitor, poolInfo } from './pool-monitor.js';
 import {
   type ResolvedTenantPoolsOptions,
   resolveTenantPoolsOptions,
   type TenantPoolsOptions,
 } from './pool-options.js';
-import {
-  type EvictReason,
-  type PoolEventInfo,
-  type TenantPoolsEventMap,
-  type TenantPoolsStats,
-  WaitSampler,
-  zeroCounters,
-} from './pool-stats.js';
-import { type PrewarmReport, runPrewarm } from './prewarm.js';
+import type { TenantPoolsEventMap, TenantPoolsStats } from './pool-stats.js';
+import { activeOrgs, type PrewarmReport, runPrewarm } from './prewarm.js';
 import { OrgRegistry } from './registry.js';
 import type { SecretsResolver } from './secrets.js';
 import { Lease, type TenantConnection } from './tenant-connection.js';
-
-/** The breaker key of the shared schema-mode pool (a slug can never contain a space). */
-const SCHEMA_POOL_KEY = 'schema pool';
 
 /** Options of `acquire`. */
 export interface AcquireOptions {
   /** Ends the wait with the signal's reason; no slot is kept for an aborted acquire. */
   signal?: AbortSignal;
-}
-
-interface CapacityWaiter {
-  resolve(): void;
-  reject(err: Error): void;
 }
 
 interface Target {
@@ -84,15 +66,10 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
   readonly #secrets: SecretsResolver;
   readonly #budget: ConnectionBudget;
   readonly #breaker: CircuitBreaker;
-  // Database-mode pools by slug. Recency is each pool's lastUsedAt (checkout or release),
-  // so a pool lent for an hour and released a moment ago counts as recently used.
-  readonly #pools = new Map<string, { pool: ConnectionPool; org: Org }>();
-  // Pools taken out of the cache that still have connections lent; close() waits for them.
-  readonly #retired = new Set<ConnectionPool>();
+  readonly #pools: PoolCache;
   #shared: ConnectionPool | undefined;
-  readonly #capacityWaiters: CapacityWaiter[] = [];
-  readonly #counters = zeroCounters();
-  readonly #waits = new WaitSampler();
+  readonly #monitor: PoolMonitor;
+  readonly #hooks: PoolHooks;
   readonly #sweeper: NodeJS.Timeout;
   #lastPrewarm: PrewarmReport | undefined;
   #closing: Promise<void> | undefined;
@@ -105,12 +82,19 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
     this.#secrets = options.secrets ?? registry.secrets;
     this.#budget = new ConnectionBudget(options.maxConnections);
     this.#breaker = new CircuitBreaker(options.failureThreshold, options.failureCooldownMs);
+    this.#monitor = new PoolMonitor(this, this.#breaker, options.logger);
+    this.#pools = new PoolCache(options.maxCachedPools, (pool, reason) => {
+      this.#monitor.counters.poolEvictions++;
+      this.emit('pool:evict', { ...poolInfo(pool), reason });
+    });
     // Often enough that a connection outlives its timeout by at most a second (or half
     // the timeout when that is shorter), rarely enough to cost nothing.
     const every = Math.max(
       5,
       Math.min(1000, Math.floor(Math.min(options.idleTimeoutMs, options.maxLifetimeMs) / 2)),
     );
+    // A pool nobody uses any more is a place for a tenant waiting for one.
+    this.#hooks = this.#monitor.hooks((pool) => this.#pools.settled(pool));
     this.#sweeper = setInterval(() => this.#sweep(), every);
     this.#sweeper.unref();
   }
@@ -162,7 +146,7 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
     const target = await this.#target(slugOrOrg, { deadline, signal });
     if (target === null) throw new ClosedError('TenantPools');
     const { org, pool, schema } = target;
-    this.#breaker.check(this.#breakerKey(pool), org.slug);
+    this.#breaker.check(breakerKey(pool), org.slug);
     const conn = await pool.acquire({
       signal,
       deadline,
@@ -183,7 +167,7 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
     const started = performance.now();
     const target = await this.#target(slugOrOrg, null);
     if (target === null) return null;
-    this.#breaker.check(this.#breakerKey(target.pool), target.org.slug);
+    this.#breaker.check(breakerKey(target.pool), target.org.slug);
     const conn = await target.pool.tryAcquire(target.schema);
     return conn === null ? null : this.#lend(target, conn, started);
   }
@@ -218,8 +202,8 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
     const target = Math.max(1, this.options.perTenantMinConnections);
     const report = await runPrewarm(
       {
-        activeOrgs: () => this.#activeOrgs(),
-        freePlaces: () => Math.max(0, this.options.maxCachedPools - this.#pools.size),
+        activeOrgs: () => activeOrgs(this.registry),
+        freePlaces: () => this.#pools.free,
         freeSlots: () => {
           const budget = this.#budget.snapshot();
           return budget.waiting > 0 ? 0 : budget.max - budget.open;
@@ -232,10 +216,10 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
           // Acquires took the place planned for this tenant in the meantime.
           if (found === null) return false;
           const { pool } = found;
-          this.#breaker.check(this.#breakerKey(pool), org.slug);
+          this.#breaker.check(breakerKey(pool), org.slug);
           return (await pool.warm(pool.mode === 'schema' ? 1 : target)) > 0 || pool.counts().open > 0;
         },
-        onFailure: (org, error) => this.#report(org.slug, error as Error, 'prewarm failed'),
+        onFailure: (org, error) => this.#monitor.report(org.slug, error as Error, 'prewarm failed'),
       },
       this.options.prewarmConcurrency,
     );
@@ -255,12 +239,12 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
       throw new ValidationError('slug', `Expected a tenant slug, got ${describe(slug)}`);
     }
     this.#breaker.reset(slug);
-    if (this.#pools.has(slug)) this.#evict(slug, 'invalidate');
+    this.#pools.evict(slug, 'invalidate');
   }
 
   /** Budget, every pool, counters and acquire-wait percentiles, right now. */
   stats(): TenantPoolsStats {
-    const pools = [...this.#pools.values()].map((entry) => entry.pool);
+    const pools = this.#pools.pools();
     if (this.#shared) pools.unshift(this.#shared);
     return {
       budget: this.#budget.snapshot(),
@@ -271,8 +255,8 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
         ...pool.counts(),
         lastUsedAt: pool.lastUsedAt,
       })),
-      counters: { ...this.#counters, reclaims: this.#budget.reclaims },
-      acquireWaitMs: this.#waits.summary(),
+      counters: { ...this.#monitor.counters, reclaims: this.#budget.reclaims },
+      acquireWaitMs: this.#monitor.waits.summary(),
     };
   }
 
@@ -292,10 +276,9 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
 
   async #shutdown(): Promise<void> {
     clearInterval(this.#sweeper);
-    for (const waiter of this.#capacityWaiters.splice(0)) waiter.reject(new ClosedError('TenantPools'));
-    const pools = [...this.#pools.values()].map((entry) => entry.pool);
+    this.#pools.rejectWaiters(new ClosedError('TenantPools'));
+    const pools = this.#pools.allPools();
     if (this.#shared) pools.push(this.#shared);
-    pools.push(...this.#retired);
     const drained = Promise.all(pools.map((pool) => pool.close('close').catch(() => {})));
     this.#budget.close();
     let timer: NodeJS.Timeout | undefined;
@@ -315,7 +298,7 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
       try {
         await this.registry.close();
       } catch (err) {
-        this.#report(null, err as Error, 'closing the registry failed');
+        this.#monitor.report(null, err as Error, 'closing the registry failed');
       }
     }
   }
@@ -325,15 +308,12 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
   }
 
   #lend(target: Target, conn: PooledConnection, started: number): TenantConnection {
-    this.#counters.acquires++;
-    this.#waits.record(performance.now() - started);
+    this.#monitor.lent(started);
     return new Lease(target.pool, conn, target.org.slug, target.pool.backend, target.schema);
   }
 
-  #timedOut<E extends Error>(error: E & { slug: string }): E {
-    this.#counters.timeouts++;
-    this.emit('acquire:timeout', { slug: error.slug, timeoutMs: this.options.acquireTimeoutMs, error });
-    return error;
+  #timedOut<E extends Error & { slug: string }>(error: E): E {
+    return this.#monitor.timedOut(error, this.options.acquireTimeoutMs);
   }
 
   async #org(slugOrOrg: string | Org): Promise<Org> {
@@ -367,7 +347,14 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
       const built = this.#newTarget(org, url, 'evict');
       if (built) return built;
       if (!wait) return null;
-      await this.#waitForPlace(org.slug, wait.deadline, wait.signal);
+      await this.#pools.waitForPlace({
+        deadline: wait.deadline,
+        signal: wait.signal,
+        timeoutError: () =>
+          this.#timedOut(
+            new PoolCapacityError(org.slug, this.options.maxCachedPools, this.options.acquireTimeoutMs),
+          ),
+      });
     }
   }
 
@@ -387,7 +374,7 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
     if (!entry) return null;
     if (entry.org.databaseUrl !== org.databaseUrl || entry.org.storageMode !== org.storageMode) {
       // The org was moved to another database: new connections must go there.
-      this.#evict(org.slug, 'config-change');
+      this.#pools.evict(org.slug, 'config-change');
       return null;
     }
     entry.pool.maxConnections = this.#poolMax(org);
@@ -397,10 +384,9 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
   // Synchronous on purpose: between finding a place and taking it nothing may interleave.
   // Prewarm passes 'cached-only': it fills free places and never evicts.
   #newTarget(org: Org, url: string, room: 'evict' | 'cached-only'): Target | null {
-    if (this.#pools.size >= this.options.maxCachedPools && (room === 'cached-only' || !this.#evictOne()))
-      return null;
+    if (!this.#pools.makeRoom(room === 'evict')) return null;
     const pool = this.#buildPool(org, org.slug, url);
-    this.#pools.set(org.slug, { pool, org });
+    this.#pools.add(org.slug, { pool, org });
     return { org, pool, schema: null };
   }
 
@@ -413,70 +399,9 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
       backendOf(url);
       return url;
     } catch (err) {
-      this.#counters.connectFailures++;
-      this.#breaker.failed(org.slug, err);
+      this.#monitor.secretFailed(org.slug, err);
       throw err;
     }
-  }
-
-  // Evicts the least recently used pool nobody is using; false when every pool is busy.
-  // A linear scan, run only when the cache is full and a new tenant arrives.
-  #evictOne(): boolean {
-    let victim: ConnectionPool | undefined;
-    for (const { pool } of this.#pools.values()) {
-      if (pool.settled && (!victim || pool.lastUsedAt < victim.lastUsedAt)) victim = pool;
-    }
-    if (!victim) return false;
-    this.#evict(victim.slug as string, 'lru');
-    return true;
-  }
-
-  #evict(slug: string, reason: EvictReason): void {
-    const entry = this.#pools.get(slug);
-    if (!entry) return;
-    this.#pools.delete(slug);
-    this.#counters.poolEvictions++;
-    this.emit('pool:evict', { ...this.#info(entry.pool), reason });
-    const { pool } = entry;
-    this.#retired.add(pool);
-    pool
-      .close('evict')
-      .catch(() => {})
-      .finally(() => this.#retired.delete(pool));
-    // The place is free now: the oldest tenant waiting for one takes it.
-    this.#capacityWaiters.shift()?.resolve();
-  }
-
-  #waitForPlace(slug: string, deadline: number, signal: AbortSignal | undefined): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const leave = (err: Error) => {
-        const index = this.#capacityWaiters.indexOf(waiter);
-        if (index !== -1) this.#capacityWaiters.splice(index, 1);
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        reject(err);
-      };
-      const onAbort = () => leave(signal?.reason as Error);
-      const timer = setTimeout(
-        () =>
-          leave(
-            this.#timedOut(
-              new PoolCapacityError(slug, this.options.maxCachedPools, this.options.acquireTimeoutMs),
-            ),
-          ),
-        Math.max(0, deadline - Date.now()),
-      );
-      const waiter: CapacityWaiter = {
-        resolve: () => {
-          clearTimeout(timer);
-          signal?.removeEventListener('abort', onAbort);
-          resolve();
-        },
-        reject: leave,
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.#capacityWaiters.push(waiter);
-    });
   }
 
   #poolMax(org: Org): number {
@@ -502,62 +427,13 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
       resolveUrl: shared ? async () => this.registry.databaseUrl : () => this.#secrets.resolve(ref as string),
       hooks: this.#hooks,
     });
-    this.emit('pool:create', this.#info(pool));
+    this.emit('pool:create', poolInfo(pool));
     return pool;
-  }
-
-  #breakerKey(pool: ConnectionPool): string {
-    return pool.slug ?? SCHEMA_POOL_KEY;
-  }
-
-  #info(pool: ConnectionPool): PoolEventInfo {
-    return { slug: pool.slug, mode: pool.mode, backend: pool.backend };
-  }
-
-  readonly #hooks: PoolHooks = {
-    checkConnect: (pool) => this.#breaker.check(this.#breakerKey(pool)),
-    onConnect: (pool, error) => {
-      if (error === undefined) {
-        this.#counters.connects++;
-        this.#breaker.succeeded(this.#breakerKey(pool));
-        return undefined;
-      }
-      this.#counters.connectFailures++;
-      this.options.logger?.warn({ slug: pool.slug, err: error }, 'tenant connection failed');
-      return this.#breaker.failed(this.#breakerKey(pool), error);
-    },
-    onOpen: (pool) => this.emit('connection:open', this.#info(pool)),
-    onClose: (pool, reason: CloseReason) => {
-      if (reason === 'lifetime') this.#counters.recycles++;
-      this.emit('connection:close', { ...this.#info(pool), reason });
-    },
-    onConnectionError: (pool, error) => this.#report(pool.slug, error, 'tenant connection errored'),
-    onSettled: (pool) => {
-      // A pool nobody uses any more is a place for a tenant waiting for one.
-      if (this.#capacityWaiters.length === 0 || this.#pools.get(pool.slug ?? '')?.pool !== pool) return;
-      this.#evict(pool.slug as string, 'lru');
-    },
-  };
-
-  #report(slug: string | null, error: Error, message: string): void {
-    this.options.logger?.warn({ slug, err: error }, message);
-    // An 'error' event nobody listens to would throw, and crash the process.
-    if (this.listenerCount('error') > 0) this.emit('error', { slug, error });
-  }
-
-  async #activeOrgs(): Promise<Org[]> {
-    const orgs: Org[] = [];
-    for (;;) {
-      const after = orgs.at(-1)?.slug;
-      const page = await this.registry.list({ active: true, limit: 500, ...(after ? { after } : {}) });
-      orgs.push(...page);
-      if (page.length < 500) return orgs;
-    }
   }
 
   #sweep(): void {
     const now = Date.now();
-    for (const { pool } of this.#pools.values()) pool.sweep(now, this.options.idleTimeoutMs);
+    for (const pool of this.#pools.pools()) pool.sweep(now, this.options.idleTimeoutMs);
     this.#shared?.sweep(now, this.options.idleTimeoutMs);
   }
 }

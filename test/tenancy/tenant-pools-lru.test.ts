@@ -93,7 +93,9 @@ describe('LRU of pools', () => {
   it('makes a new tenant wait while every pool is busy, then PoolCapacityError', async () => {
     const [a, b, c, d] = await tenants('full', 4);
     const pools = await open({ acquireTimeoutMs: 150 });
-    const held = await Promise.all([a, b, c].map((slug) => pools.acquire(slug!)));
+    // tryAcquire never waits, so the short acquireTimeoutMs only applies to d.
+    const held = await Promise.all([a, b, c].map(async (slug) => (await pools.tryAcquire(slug!))!));
+    expect(held.map((db) => db.slug)).toEqual([a, b, c]);
     const error = await pools.acquire(d!).catch((err: unknown) => err);
     expect(error).toBeInstanceOf(PoolCapacityError);
     expect((error as PoolCapacityError).code).toBe('POOL_CAPACITY');

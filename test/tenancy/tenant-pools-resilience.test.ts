@@ -128,12 +128,12 @@ describe('circuit breaker', () => {
     const pools = await TenantPools.open({
       registry: world.registry,
       failureThreshold: 2,
-      failureCooldownMs: 100,
+      failureCooldownMs: 1000,
     });
     for (let i = 0; i < 2; i++)
       await expect(pools.acquire(broken)).rejects.not.toBeInstanceOf(TenantUnavailableError);
     await expect(pools.acquire(broken)).rejects.toBeInstanceOf(TenantUnavailableError);
-    await new Promise((resolve) => setTimeout(resolve, 150));
+    await new Promise((resolve) => setTimeout(resolve, 1100));
     const retried = (await pools.acquire(broken).catch((err: unknown) => err)) as Error;
     expect(retried).not.toBeInstanceOf(TenantUnavailableError);
     expect(retried.message).not.toContain('secret');

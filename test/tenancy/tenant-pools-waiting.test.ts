@@ -85,7 +85,8 @@ describe('waiting for a connection', () => {
     });
     const timeouts: string[] = [];
     pools.on('acquire:timeout', (e) => timeouts.push(e.slug));
-    const held = await pools.acquire(a!);
+    // tryAcquire never waits, so the short acquireTimeoutMs only applies to b.
+    const held = (await pools.tryAcquire(a!))!;
     const error = await pools.acquire(b!).catch((err: unknown) => err);
     expect(error).toBeInstanceOf(AcquireTimeoutError);
     expect((error as AcquireTimeoutError).code).toBe('ACQUIRE_TIMEOUT');
