@@ -75,6 +75,20 @@ export {
   type SecretsResolver,
 } from './tenancy/secrets.js';
 export type { TenantConnection } from './tenancy/tenant-connection.js';
+// tenancy: TenantPools (budgeted, LRU-evicting per-tenant connection pools)
+export type { BudgetSnapshot } from './tenancy/budget.js';
+export type { CloseReason } from './tenancy/connection-pool.js';
+export type { ResolvedTenantPoolsOptions, TenantPoolsOptions } from './tenancy/pool-options.js';
+export type {
+  EvictReason,
+  PoolCounters,
+  PoolEventInfo,
+  PoolStats,
+  TenantPoolsEventMap,
+  TenantPoolsStats,
+} from './tenancy/pool-stats.js';
+export type { PrewarmReport } from './tenancy/prewarm.js';
+export { type AcquireOptions, TenantPools } from './tenancy/tenant-pools.js';
 // worker: fair pulling across tenants, the handler's context
 export {
   type CloseOptions,
