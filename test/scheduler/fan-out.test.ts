@@ -107,7 +107,9 @@ describe('fan-out on the memory engine', () => {
     await a.fanOut(schedule);
     await b.fanOut(schedule);
     const skips: string[] = [];
-    b.on('fanout:skip', ({ reason }) => skips.push(reason));
+    b.on('fanout:skip', ({ reason }) => {
+      skips.push(reason);
+    });
     const tick = new Date('2030-01-05T03:00:00Z');
     expect(await a.tick(schedule.id, tick)).not.toBeNull();
     expect(await b.tick(schedule.id, tick)).toBeNull();
@@ -193,7 +195,9 @@ describe('fan-out on the memory engine', () => {
     await addTenants(4);
     await using scheduler = new Scheduler(fleet);
     const done: Array<{ tick: Date; enqueued: number }> = [];
-    scheduler.on('fanout:done', ({ tick, enqueued }) => done.push({ tick, enqueued }));
+    scheduler.on('fanout:done', ({ tick, enqueued }) => {
+      done.push({ tick, enqueued });
+    });
     await scheduler.fanOut({ ...schedule, id: 'every-second', cron: '* * * * * *' });
     await until(() => done.length >= 2, 'two ticks');
     await scheduler.close();
@@ -217,7 +221,9 @@ describe('catch-up after downtime', () => {
     await store.recordTick(everyMinute.id, lastRun);
     await using scheduler = new Scheduler(fleet, { store });
     const done: Date[] = [];
-    scheduler.on('fanout:done', ({ tick }) => done.push(tick));
+    scheduler.on('fanout:done', ({ tick }) => {
+      done.push(tick);
+    });
     await scheduler.fanOut(everyMinute);
     // The tick the catch-up chose is the latest one due when fanOut ran (it may be a
     // minute later than `latest` if the clock turned a minute meanwhile).
@@ -239,7 +245,9 @@ describe('catch-up after downtime', () => {
     await store.recordTick(everyMinute.id, new Date(Date.now() - 60 * 60_000));
     await using scheduler = new Scheduler(fleet, { store });
     const skipped: Date[] = [];
-    scheduler.on('fanout:skip', ({ tick, reason }) => reason === 'catch-up-none' && skipped.push(tick));
+    scheduler.on('fanout:skip', ({ tick, reason }) => {
+      if (reason === 'catch-up-none') skipped.push(tick);
+    });
     await scheduler.fanOut({ ...everyMinute, catchUp: 'none' });
     expect(skipped).toHaveLength(1);
     for (const slug of slugs) expect((await fleet.counts(queue, slug)).waiting).toBe(0);
