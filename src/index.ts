@@ -45,6 +45,9 @@ export {
   type MemoryBackendOptions,
   type ResolvedMemoryBackendOptions,
 } from './queue/memory.js';
+// tenancy: TenantPools, the budgeted, LRU-evicting per-tenant connection pools
+export type { BudgetSnapshot } from './tenancy/budget.js';
+export type { CloseReason } from './tenancy/connection-pool.js';
 // tenancy: drivers
 export type { Backend, RawConnection, Row } from './tenancy/drivers/driver.js';
 // tenancy: orgs
@@ -56,6 +59,17 @@ export {
   validateSchemaName,
   validateSlug,
 } from './tenancy/org.js';
+// tenancy: TenantPools options, stats and prewarm report
+export type { ResolvedTenantPoolsOptions, TenantPoolsOptions } from './tenancy/pool-options.js';
+export type {
+  EvictReason,
+  PoolCounters,
+  PoolEventInfo,
+  PoolStats,
+  TenantPoolsEventMap,
+  TenantPoolsStats,
+} from './tenancy/pool-stats.js';
+export type { PrewarmReport } from './tenancy/prewarm.js';
 // tenancy: registry and secrets
 export {
   type OrgCountOptions,
@@ -75,19 +89,7 @@ export {
   type SecretsResolver,
 } from './tenancy/secrets.js';
 export type { TenantConnection } from './tenancy/tenant-connection.js';
-// tenancy: TenantPools (budgeted, LRU-evicting per-tenant connection pools)
-export type { BudgetSnapshot } from './tenancy/budget.js';
-export type { CloseReason } from './tenancy/connection-pool.js';
-export type { ResolvedTenantPoolsOptions, TenantPoolsOptions } from './tenancy/pool-options.js';
-export type {
-  EvictReason,
-  PoolCounters,
-  PoolEventInfo,
-  PoolStats,
-  TenantPoolsEventMap,
-  TenantPoolsStats,
-} from './tenancy/pool-stats.js';
-export type { PrewarmReport } from './tenancy/prewarm.js';
+// tenancy: TenantPools itself
 export { type AcquireOptions, TenantPools } from './tenancy/tenant-pools.js';
 // worker: fair pulling across tenants, the handler's context
 export {
