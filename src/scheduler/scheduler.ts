@@ -90,7 +90,6 @@ export interface SchedulerEventMap {
   'fanout:done': [FanOutResult];
   'fanout:skip': [{ scheduleId: string; tick: Date; batchId: string; reason: SkipReason }];
   'fanout:error': [{ scheduleId: string; tick: Date; batchId: string; error: Error }];
-  [key: string]: unknown[];
 }
 
 /** A registered schedule as the scheduler reports it. */

@@ -37,7 +37,6 @@ export interface PrewarmSummary {
 export interface StartupEventMap {
   'startup:done': [StartupResult];
   'prewarm:report': [PrewarmSummary];
-  [key: string]: unknown[];
 }
 
 /** Options of {@link runStartupJobs}. */
