@@ -41,11 +41,16 @@ import { ReadyIndex } from './bullmq-ready-index.js';
 import { type FleetCommands, type FleetMulti, withFleetCommands } from './bullmq-scripts.js';
 import {
   checkConcurrency,
+  checkJobId,
   checkLockDuration,
   checkQueueName,
   checkTenant,
+  type NormalisedJob,
   normaliseJob,
 } from './job-input.js';
+
+/** Jobs per MULTI in `enqueueBulk`: keeps each EXEC short for the other clients. */
+const MULTI_CHUNK = 500;
 
 export type { BullMqBackendOptions, ResolvedBullMqBackendOptions } from './bullmq-options.js';
 
@@ -96,8 +101,9 @@ export class BullMqBackend extends EventEmitter<BullMqBackendEventMap> implement
   }
 
   /**
-   * Adds every job, its tenant's ready-index entry, its batch count and the wake-up
-   * message in one MULTI: a reader never sees a job without its tenant listed.
+   * Adds the jobs in MULTIs of up to 500: each carries its jobs, their tenants'
+   * ready-index entries, batch counts and the wake-up message, so a reader never sees a
+   * job without its tenant listed. Everything is validated before anything is sent.
    */
   async enqueueBulk<Data>(queue: string, jobs: readonly EnqueueJob<Data>[]): Promise<string[]> {
     this.#checkOpen();
@@ -105,23 +111,26 @@ export class BullMqBackend extends EventEmitter<BullMqBackendEventMap> implement
     if (!Array.isArray(jobs))
       throw new ValidationError('jobs', `Expected an array of jobs, got ${describe(jobs)}`);
     const normalised = jobs.map((job) => normaliseJob(job, this.options.maxDataBytes));
-    if (normalised.length === 0) return [];
+    const ids: string[] = [];
+    for (let i = 0; i < normalised.length; i += MULTI_CHUNK)
+      ids.push(...(await this.#enqueueChunk(queue, normalised.slice(i, i + MULTI_CHUNK))));
+    return ids;
+  }
+
+  async #enqueueChunk(queue: string, jobs: NormalisedJob[]): Promise<string[]> {
     const now = Date.now();
     const keep = { completed: this.options.keepCompleted, failed: this.options.keepFailed };
-    const multi = (
-      await this.#partitions.backend(queue, normalised[0]!.tenant).client
-    ).multi() as unknown as FleetMulti;
+    const client = await this.#partitions.backend(queue, jobs[0]!.tenant).client;
+    const multi = client.multi() as unknown as FleetMulti;
     const readyAt = new Map<string, number>();
     const addIndexes: number[] = [];
     let commands = 0;
-    for (const job of normalised) {
+    for (const job of jobs) {
       const backend = this.#partitions.backend(queue, job.tenant);
-      // Queued synchronously on the MULTI; the promise it returns settles with exec.
+      // Queued synchronously on the MULTI; its outcome is read from exec's results.
       backend
         .addJobToTransaction(multi as never, toBullJobJson(job, now, keep) as never, job.jobId ?? '')
-        .catch(() => {
-          // Its outcome is read from the MULTI's results below.
-        });
+        .catch(() => {});
       addIndexes.push(commands++);
       if (job.batchId !== null) {
         const batchKey = this.#index.batchKey(job.batchId);
@@ -129,10 +138,8 @@ export class BullMqBackend extends EventEmitter<BullMqBackendEventMap> implement
         else multi.fleetBatchAdd(backend.toKey(job.jobId), batchKey);
         commands++;
       }
-      readyAt.set(
-        job.tenant,
-        Math.min(readyAt.get(job.tenant) ?? Number.POSITIVE_INFINITY, now + job.delayMs),
-      );
+      const at = now + job.delayMs;
+      readyAt.set(job.tenant, Math.min(readyAt.get(job.tenant) ?? at, at));
     }
     for (const [tenant, at] of readyAt) this.#index.announceIn(multi, queue, tenant, at);
     this.#index.publishIn(multi, queue);
@@ -150,7 +157,7 @@ export class BullMqBackend extends EventEmitter<BullMqBackendEventMap> implement
     return this.#index.readyTenants(checkQueueName(queue));
   }
 
-  waitForReady(queue: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+  async waitForReady(queue: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     this.#checkOpen();
     return this.#index.waitForReady(checkQueueName(queue), timeoutMs, signal);
   }
@@ -280,6 +287,7 @@ export class BullMqBackend extends EventEmitter<BullMqBackendEventMap> implement
   async getJob(queue: string, tenant: string, id: string): Promise<JobInfo | null> {
     this.#checkOpen();
     const backend = this.#partitions.backend(checkQueueName(queue), checkTenant(tenant));
+    checkJobId(id);
     const [json, state] = await Promise.all([backend.getJobData(id), backend.getState(id)]);
     if (!json) return null;
     // Job.fromJSON needs only the queue's naming helpers to decode a stored job.

@@ -127,6 +127,16 @@ export function backoffDelay(backoff: BackoffOptions, attemptsMade: number): num
   return Math.round(2 ** (attemptsMade - 1) * backoff.delayMs);
 }
 
+/** Throws unless `id` can name a job (auto-generated ids included). */
+export function checkJobId(id: unknown): string {
+  if (typeof id !== 'string' || !/^[^:\s]{1,128}$/.test(id))
+    throw new ValidationError(
+      'id',
+      `Expected a job id of 1 to 128 characters without ':' or spaces, got ${describe(id)}`,
+    );
+  return id;
+}
+
 /** Throws unless `lockDurationMs` is a usable lock duration. */
 export function checkLockDuration(lockDurationMs: unknown): number {
   return checkInteger('lockDurationMs', lockDurationMs, 1, 24 * 3_600_000);

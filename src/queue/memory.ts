@@ -21,6 +21,7 @@ import { getOrCreate } from './get-or-create.js';
 import {
   backoffDelay,
   checkConcurrency,
+  checkJobId,
   checkLockDuration,
   checkQueueName,
   checkTenant,
@@ -137,10 +138,10 @@ export class MemoryBackend implements TenantQueueBackend {
     return [...(this.#ready.get(checkQueueName(queue)) ?? [])];
   }
 
-  waitForReady(queue: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+  async waitForReady(queue: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     this.#checkOpen();
     checkQueueName(queue);
-    if (signal?.aborted) return Promise.resolve();
+    if (signal?.aborted) return;
     return new Promise((resolve) => {
       const waiters = getOrCreate(this.#waiters, queue, () => new Set<() => void>());
       const done = (): void => {
@@ -283,7 +284,9 @@ export class MemoryBackend implements TenantQueueBackend {
 
   async getJob(queue: string, tenant: string, id: string): Promise<JobInfo | null> {
     this.#checkOpen();
-    const record = this.#partition(checkQueueName(queue), checkTenant(tenant), false)?.jobs.get(id);
+    const record = this.#partition(checkQueueName(queue), checkTenant(tenant), false)?.jobs.get(
+      checkJobId(id),
+    );
     if (!record) return null;
     return {
       id: record.id,

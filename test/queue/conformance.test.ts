@@ -84,6 +84,7 @@ describe.each(engines)('$name engine', (engine) => {
       result: { ok: true },
     });
     expect(await backend.fetch(queue, 'other', 'w1', LOCK)).toBeNull();
+    expect(await backend.getJob(queue, 'acme', 'no-such-job')).toBeNull();
   });
 
   it('treats a repeated jobId in the same partition as a no-op', async () => {
@@ -109,6 +110,17 @@ describe.each(engines)('$name engine', (engine) => {
     const even = await drain(backend, queue, 'even');
     expect(even.map((job) => job.data)).toEqual(jobs.filter((j) => j.tenant === 'even').map((j) => j.data));
     expect(even.map((job) => job.id)).toEqual(ids.filter((_, i) => i % 2 === 0));
+
+    // More jobs than one round trip carries (the BullMQ engine sends MULTIs of 500).
+    const big = await backend.enqueueBulk(
+      queue,
+      Array.from({ length: 1_100 }, (_, i) => ({ tenant: 'big', name: 'n', data: i })),
+    );
+    expect(new Set(big).size).toBe(1_100);
+    expect((await backend.counts(queue, 'big')).waiting).toBe(1_100);
+    const firstThree = [];
+    for (let i = 0; i < 3; i++) firstThree.push((await backend.fetch(queue, 'big', 'w', LOCK))?.data);
+    expect(firstThree).toEqual([0, 1, 2]);
   });
 
   it('rejects a bad bulk as a whole, with a ValidationError naming the field', async () => {
@@ -204,6 +216,21 @@ describe.each(engines)('$name engine', (engine) => {
     expect(await backend.extendLocks([again], LOCK)).toEqual([]);
     await backend.complete(again, 'fresh');
     expect(await backend.getJob(queue, 'acme', id)).toMatchObject({ state: 'completed', result: 'fresh' });
+  });
+
+  it('fails a job that stalled more often than allowed', async () => {
+    const id = await backend.enqueue(queue, { tenant: 'acme', name: 'n', data: null, attempts: 5 });
+    let runs = 0;
+    for (let i = 0; i < 400 && (await backend.counts(queue, 'acme')).failed === 0; i++) {
+      await backend.recoverStalled(queue);
+      if (await backend.fetch(queue, 'acme', 'doomed-worker', 100)) runs += 1;
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    // The first run plus one re-run (maxStalledCount 1), then failed for good.
+    expect(runs).toBe(2);
+    const info = await backend.getJob(queue, 'acme', id);
+    expect(info?.state).toBe('failed');
+    expect(info?.error?.message).toContain('stalled');
   });
 
   it('keeps a job whose lock is extended', async () => {
@@ -327,5 +354,7 @@ describe.each(engines)('$name engine', (engine) => {
     await expect(backend.enqueue(queue, { tenant: 'acme', name: 'n', data: null })).rejects.toBeInstanceOf(
       ClosedError,
     );
+    await expect(backend.waitForReady(queue, 10)).rejects.toBeInstanceOf(ClosedError);
+    await expect(backend.fetch(queue, 'acme', 'w', LOCK)).rejects.toBeInstanceOf(ClosedError);
   });
 });
