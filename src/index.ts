@@ -1,6 +1,8 @@
 // The public API of tenant-fleet: explicit named exports, nothing else.
 // Each block below belongs to one layer of DESIGN.md.
 
+// cli: handler files for `tenant-fleet worker --handlers`
+export { defineHandlers, type Handlers } from './cli/define-handlers.js';
 // errors
 export {
   AcquireTimeoutError,
@@ -45,6 +47,53 @@ export {
   type MemoryBackendOptions,
   type ResolvedMemoryBackendOptions,
 } from './queue/memory.js';
+// scheduler: cron fan-out, catch-up state, startup jobs, tenant migrations
+export {
+  applyMigrations,
+  type MigrationConnection,
+  MigrationFailedError,
+  type TenantMigrationOutcome,
+} from './scheduler/apply-migrations.js';
+export {
+  type FanOutJob,
+  type FanOutRegistry,
+  type FanOutResult,
+  type FanOutTarget,
+  fanOutBatchId,
+  fanOutJobId,
+} from './scheduler/fan-out.js';
+export { loadMigrations, type Migration } from './scheduler/migration-files.js';
+export { RedisScheduleStore, type RedisScheduleStoreOptions } from './scheduler/redis-state-store.js';
+export {
+  type CatchUpPolicy,
+  type FanOutOptions,
+  type ResolvedSchedulerOptions,
+  resolveSchedulerOptions,
+  type ScheduleInfo,
+  Scheduler,
+  type SchedulerEventMap,
+  type SchedulerOptions,
+  type SkipReason,
+} from './scheduler/scheduler.js';
+export { SqlScheduleStore, type SqlScheduleStoreOptions } from './scheduler/sql-state-store.js';
+export {
+  type PrewarmSummary,
+  prewarmJob,
+  runStartupJobs,
+  type StartupEventMap,
+  type StartupJob,
+  type StartupMode,
+  type StartupOptions,
+  type StartupResult,
+  StartupRun,
+} from './scheduler/startup.js';
+export { MemoryScheduleStore, type ScheduleStateStore } from './scheduler/state-store.js';
+export {
+  type MigrateTenantsOptions,
+  type MigrationReport,
+  migrateTenants,
+  type TenantMigrationFailure,
+} from './scheduler/tenant-migrations.js';
 // tenancy: TenantPools, the budgeted, LRU-evicting per-tenant connection pools
 export type { BudgetSnapshot } from './tenancy/budget.js';
 export type { CloseReason } from './tenancy/connection-pool.js';
