@@ -2,13 +2,12 @@ import type { Redis } from 'ioredis';
 import { ConfigError, describe } from './errors.js';
 import type { Logger } from './logger.js';
 import type { TenantQueueBackend } from './queue/backend.js';
+import type { TenantPoolsOptions } from './tenancy/pool-options.js';
 import type { OrgRegistry } from './tenancy/registry.js';
-import type { ConnectionLender } from './worker/fleet-worker.js';
+import { TenantPools } from './tenancy/tenant-pools.js';
 
-/** What a fleet borrows tenant connections from: a `TenantPools` (closed by the fleet only if it opened them). */
-export interface FleetPools extends ConnectionLender {
-  close(): Promise<void>;
-}
+/** Options of the pools a fleet opens itself: those of `TenantPools.open`, on the fleet's registry. */
+export type FleetPoolsOptions = Omit<TenantPoolsOptions, 'registry'>;
 
 /** Options of {@link Fleet.open}. */
 export interface FleetOptions {
@@ -36,10 +35,11 @@ export interface FleetOptions {
    */
   registry: OrgRegistry | string;
   /**
-   * The tenant pools that workers borrow `ctx.db` from. Without them, workers must run
-   * with `borrowConnection: false`.
+   * The tenant pools that workers borrow `ctx.db` from: a `TenantPools` (left open on
+   * close), or options to open one on the fleet's registry (closed on close). Without
+   * pools, workers must run with `borrowConnection: false`.
    */
-  pools?: FleetPools;
+  pools?: TenantPools | FleetPoolsOptions;
   /** Where the fleet and its workers log. @default silent */
   logger?: Logger;
   /**
@@ -56,7 +56,7 @@ export interface ResolvedFleetOptions {
   redis: string | Redis | undefined;
   prefix: string;
   registry: OrgRegistry | string;
-  pools: FleetPools | undefined;
+  pools: TenantPools | FleetPoolsOptions | undefined;
   logger: Logger | undefined;
   maxDataBytes: number;
 }
@@ -104,6 +104,18 @@ export function resolveFleetOptions(options: FleetOptions): ResolvedFleetOptions
     throw new ConfigError(
       'registry',
       `Expected \`registry\` to be an OrgRegistry or its URL, got ${describe(options.registry)}`,
+    );
+  }
+  if (options.pools !== undefined && (typeof options.pools !== 'object' || options.pools === null)) {
+    throw new ConfigError(
+      'pools',
+      `Expected \`pools\` to be a TenantPools or its options, got ${describe(options.pools)}`,
+    );
+  }
+  if (options.pools !== undefined && !(options.pools instanceof TenantPools) && 'registry' in options.pools) {
+    throw new ConfigError(
+      'pools',
+      'Expected pool options without `registry` (the fleet passes its own), got one',
     );
   }
   const maxDataBytes = options.maxDataBytes ?? DEFAULTS.maxDataBytes;

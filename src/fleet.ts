@@ -1,11 +1,13 @@
 import pino from 'pino';
 import { ClosedError, describe, TenantInactiveError, ValidationError } from './errors.js';
-import { type FleetOptions, type FleetPools, resolveFleetOptions } from './fleet-options.js';
+import { type FleetOptions, resolveFleetOptions } from './fleet-options.js';
 import type { Logger } from './logger.js';
 import type { BatchProgress, EnqueueJob, JobCounts, JobInfo, TenantQueueBackend } from './queue/backend.js';
+import { BullMqBackend } from './queue/bullmq.js';
 import { checkQueueName, checkTenant, normaliseJob } from './queue/job-input.js';
 import { MemoryBackend } from './queue/memory.js';
 import { OrgRegistry } from './tenancy/registry.js';
+import { TenantPools } from './tenancy/tenant-pools.js';
 import { FleetWorker } from './worker/fleet-worker.js';
 import type { JobHandler } from './worker/job-context.js';
 import type { FleetWorkerOptions } from './worker/worker-options.js';
@@ -30,19 +32,21 @@ export class Fleet implements AsyncDisposable {
   /** The org registry enqueue checks tenants against. */
   readonly registry: OrgRegistry;
   /** The tenant pools workers borrow `ctx.db` from, if any. */
-  readonly pools: FleetPools | undefined;
+  readonly pools: TenantPools | undefined;
   readonly logger: Logger;
   readonly maxDataBytes: number;
 
   readonly #workers = new Set<FleetWorker<never, unknown>>();
   readonly #ownsRegistry: boolean;
+  readonly #ownsPools: boolean;
   #closed: Promise<void> | undefined;
 
   private constructor(
     backend: TenantQueueBackend,
     registry: OrgRegistry,
     ownsRegistry: boolean,
-    pools: FleetPools | undefined,
+    pools: TenantPools | undefined,
+    ownsPools: boolean,
     logger: Logger,
     maxDataBytes: number,
   ) {
@@ -50,27 +54,38 @@ export class Fleet implements AsyncDisposable {
     this.registry = registry;
     this.#ownsRegistry = ownsRegistry;
     this.pools = pools;
+    this.#ownsPools = ownsPools;
     this.logger = logger;
     this.maxDataBytes = maxDataBytes;
   }
 
-  /** Opens the engine (and the registry when given its URL). {@link ConfigError} on bad options. */
+  /**
+   * Opens the engine, and the registry and pools when given their URL or options.
+   * {@link ConfigError} on bad options; whatever was opened is closed again on failure.
+   */
   static async open(options: FleetOptions): Promise<Fleet> {
     const resolved = resolveFleetOptions(options);
     const logger = resolved.logger ?? pino({ level: 'silent' });
     const ownsRegistry = typeof resolved.registry === 'string';
-    const registry =
-      typeof resolved.registry === 'string'
-        ? await OrgRegistry.open(resolved.registry, { logger })
-        : resolved.registry;
-    let backend: TenantQueueBackend;
+    const ownsPools = resolved.pools !== undefined && !(resolved.pools instanceof TenantPools);
+    let registry: OrgRegistry | undefined;
+    let pools: TenantPools | undefined;
     try {
-      backend = resolved.backend ?? (await openEngine(resolved.engine, resolved.redis, resolved.prefix));
+      registry =
+        typeof resolved.registry === 'string'
+          ? await OrgRegistry.open(resolved.registry, { logger })
+          : resolved.registry;
+      pools =
+        resolved.pools === undefined || resolved.pools instanceof TenantPools
+          ? resolved.pools
+          : await TenantPools.open({ logger, ...resolved.pools, registry });
+      const backend = resolved.backend ?? openEngine(resolved.engine, resolved.redis, resolved.prefix);
+      return new Fleet(backend, registry, ownsRegistry, pools, ownsPools, logger, resolved.maxDataBytes);
     } catch (error) {
-      if (ownsRegistry) await registry.close().catch(() => {});
+      if (ownsPools) await pools?.close().catch(() => {});
+      if (ownsRegistry) await registry?.close().catch(() => {});
       throw error;
     }
-    return new Fleet(backend, registry, ownsRegistry, resolved.pools, logger, resolved.maxDataBytes);
   }
 
   /**
@@ -153,8 +168,8 @@ export class Fleet implements AsyncDisposable {
 
   /**
    * Closes the workers this fleet made (each with its own shutdown deadline), then the
-   * engine, then the registry if the fleet opened it. Pools given to the fleet stay
-   * open: whoever made them closes them. Idempotent.
+   * engine, then the pools and the registry if the fleet opened them. Pools and a
+   * registry given to the fleet stay open: whoever made them closes them. Idempotent.
    */
   close(): Promise<void> {
     this.#closed ??= this.#close();
@@ -170,6 +185,10 @@ export class Fleet implements AsyncDisposable {
       ['workers', () => Promise.all([...this.#workers].map((worker) => worker.close()))],
       ['engine', () => this.backend.close()],
     ];
+    if (this.#ownsPools && this.pools) {
+      const pools = this.pools;
+      steps.push(['pools', () => pools.close()]);
+    }
     if (this.#ownsRegistry) steps.push(['registry', () => this.registry.close()]);
     for (const [step, run] of steps) {
       try {
@@ -190,11 +209,12 @@ export class Fleet implements AsyncDisposable {
   }
 }
 
-async function openEngine(
+function openEngine(
   engine: 'bullmq' | 'memory',
-  _redis: FleetOptions['redis'],
-  _prefix: string,
-): Promise<TenantQueueBackend> {
+  redis: FleetOptions['redis'],
+  prefix: string,
+): TenantQueueBackend {
   if (engine === 'memory') return new MemoryBackend();
-  throw new Error('bullmq engine: not wired yet');
+  // resolveFleetOptions has checked that bullmq comes with `redis`.
+  return new BullMqBackend({ connection: redis!, prefix });
 }

@@ -19,7 +19,7 @@ export {
 } from './errors.js';
 // fleet: composition of engine, registry, pools and workers
 export { Fleet, type FleetJob } from './fleet.js';
-export type { FleetOptions, FleetPools, ResolvedFleetOptions } from './fleet-options.js';
+export type { FleetOptions, FleetPoolsOptions, ResolvedFleetOptions } from './fleet-options.js';
 // logging (redacts URL passwords)
 export { createLogger, type Logger, type LoggerOptions } from './logger.js';
 // queue

@@ -6,22 +6,27 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError, TenantInactiveError, UnknownTenantError, ValidationError } from '../../src/errors.js';
 import type { ActiveJob } from '../../src/queue/backend.js';
+import { TenantPools } from '../../src/tenancy/tenant-pools.js';
+import { FleetWorker } from '../../src/worker/fleet-worker.js';
 import { UnrecoverableError } from '../../src/worker/unrecoverable-error.js';
 import { engines } from '../queue/engines.js';
 import { type FleetFixture, gate, openFleet, openRegistry, type RegistryFixture, until } from './support.js';
 
 let reg: RegistryFixture;
+let pools: TenantPools;
 beforeAll(async () => {
   reg = await openRegistry();
+  pools = await TenantPools.open({ registry: reg.registry, maxConnections: 6, schemaPoolMaxConnections: 6 });
 });
 afterAll(async () => {
+  await pools?.close();
   await reg?.cleanup();
 });
 
 describe.each(engines)('FleetWorker on the $name engine', (engine) => {
   let fx: FleetFixture;
   beforeEach(async () => {
-    fx = await openFleet(engine, reg.registry);
+    fx = await openFleet(engine, reg.registry, pools);
   });
   afterEach(async () => {
     await fx.cleanup();
@@ -59,10 +64,12 @@ describe.each(engines)('FleetWorker on the $name engine', (engine) => {
     ]);
     await expect(mixed).rejects.toThrow(TenantInactiveError);
     expect(await fleet.counts(queue, acme!)).toMatchObject({ waiting: 0, delayed: 0 });
+    expect(
+      () => new FleetWorker({ backend: fleet.backend, orgs: reg.registry }, queue, async () => {}),
+    ).toThrow(/Expected `pools`/);
     expect(() => fleet.worker(queue, async () => {}, { concurrency: 0, borrowConnection: false })).toThrow(
       ConfigError,
     );
-    expect(() => fleet.worker(queue, async () => {})).toThrow(/Expected `pools`/);
   });
 
   it('runs each job with its tenant, attempt and signal, and completes it with its result', async () => {
@@ -111,6 +118,45 @@ describe.each(engines)('FleetWorker on the $name engine', (engine) => {
     });
     await worker.close();
     expect(worker.runningCount).toBe(0);
+  });
+
+  it('lends each handler a connection to its own tenant’s schema, and takes every one back', async () => {
+    const { fleet, queue } = fx;
+    const tenants = await reg.addTenants(4);
+    for (const tenant of tenants) {
+      const org = await reg.registry.get(tenant);
+      await pools.withTenant(tenant, (db) =>
+        db.query(`create table if not exists "${org.schemaName}".marks (v text)`),
+      );
+      await fleet.enqueueBulk(
+        queue,
+        [1, 2, 3].map((n) => ({ tenant, name: 'mark', data: `${tenant}#${n}` })),
+      );
+    }
+    const mismatches: string[] = [];
+    let done = 0;
+    const worker = fleet.worker<string>(
+      queue,
+      async (job, ctx) => {
+        const [row] = await ctx.db!.query<{ schema: string }>('select current_schema() as schema');
+        if (row?.schema !== ctx.tenant.schemaName || ctx.db!.slug !== job.tenant) mismatches.push(job.id);
+        // Unqualified: lands in whatever schema the connection's search_path names.
+        await ctx.db!.query('insert into marks (v) values ($1)', [job.data]);
+        done += 1;
+      },
+      { concurrency: 6, perTenantConcurrency: 2 },
+    );
+    await until(() => done === 12, 'twelve jobs');
+    await worker.close();
+    expect(mismatches).toEqual([]);
+    for (const tenant of tenants) {
+      const org = await reg.registry.get(tenant);
+      const rows = await pools.withTenant(tenant, (db) =>
+        db.query<{ v: string }>(`select v from "${org.schemaName}".marks order by v`),
+      );
+      expect(rows.map((r) => r.v)).toEqual([1, 2, 3].map((n) => `${tenant}#${n}`));
+    }
+    expect(pools.stats().budget.inUse).toBe(0);
   });
 
   it('retries with backoff, then fails keeping the error and stack; UnrecoverableError stops at once', async () => {
@@ -257,7 +303,7 @@ describe.each(engines)('FleetWorker on the $name engine', (engine) => {
         await release.promise;
         finished += 1;
       },
-      { borrowConnection: false, concurrency: 2, perTenantConcurrency: 2 },
+      { concurrency: 2, perTenantConcurrency: 2 },
     );
     await until(() => started === 2, 'two running');
     const closing = worker.close();
@@ -265,6 +311,7 @@ describe.each(engines)('FleetWorker on the $name engine', (engine) => {
     release.open();
     await closing;
     expect({ started, finished }).toEqual({ started: 2, finished: 2 });
+    expect(pools.stats().budget.inUse).toBe(0);
     expect(await fleet.counts(queue, tenant!)).toMatchObject({ completed: 2, waiting: 3, active: 0 });
   });
 
@@ -284,12 +331,14 @@ describe.each(engines)('FleetWorker on the $name engine', (engine) => {
             reject(ctx.signal.reason);
           });
         }),
-      { borrowConnection: false, lockDurationMs: 200, stalledIntervalMs: 50 },
+      { lockDurationMs: 200, stalledIntervalMs: 50 },
     );
     const abortedEvents: string[] = [];
     first.on('job:aborted', ({ job, reason }) => abortedEvents.push(`${job.id}:${reason}`));
     await until(() => running, 'the job to start');
+    expect(pools.stats().budget.inUse).toBe(1);
     await first.close({ timeoutMs: 50 });
+    expect(pools.stats().budget.inUse).toBe(0);
     expect(aborted).toEqual([id]);
     expect(abortedEvents).toEqual([`${id}:shutdown`]);
     // Not failed (attempts: 1 would have made that final): still active until its lock expires.

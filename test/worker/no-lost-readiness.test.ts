@@ -64,10 +64,12 @@ describe.each(engines)('readiness on the $name engine', (engine) => {
     expect(enqueued).toHaveLength(ITERATIONS);
     expect([...completed].sort()).toEqual([...enqueued].sort());
     for (const tenant of tenants) {
+      // Not `completed`: engines keep a bounded number of finished jobs (BullMQ: keepCompleted).
       expect(await fx.fleet.counts(fx.queue, tenant)).toMatchObject({
         waiting: 0,
         active: 0,
-        completed: ITERATIONS / PRODUCERS,
+        delayed: 0,
+        failed: 0,
       });
     }
   });

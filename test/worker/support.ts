@@ -4,9 +4,9 @@
  * without putting a timing into an assertion.
  */
 import { Fleet } from '../../src/fleet.js';
-import type { FleetPools } from '../../src/fleet-options.js';
 import type { OrgInput } from '../../src/tenancy/org.js';
 import { OrgRegistry } from '../../src/tenancy/registry.js';
+import type { TenantPools } from '../../src/tenancy/tenant-pools.js';
 import type { EngineCase, EngineHarness } from '../queue/engines.js';
 import { uniqueName } from '../support/services.js';
 import { postgresCase, type Store } from '../tenancy/backends.js';
@@ -59,7 +59,7 @@ export interface FleetFixture {
 export async function openFleet(
   engine: EngineCase,
   registry: OrgRegistry,
-  pools?: FleetPools,
+  pools?: TenantPools,
 ): Promise<FleetFixture> {
   const harness = await engine.open();
   const fleet = await Fleet.open({ backend: harness.backend, registry, ...(pools ? { pools } : {}) });

@@ -1,0 +1,164 @@
+/**
+ * Noisy neighbour (issue 4): tenant `noisy` enqueues `BENCH_NOISY` jobs (100,000 by
+ * default), then 20 quiet tenants enqueue 10 each; no-op jobs, concurrency 8.
+ *
+ * Baseline: raw BullMQ, every job on one FIFO queue, one Worker. Subject: a FleetWorker
+ * on the BullMQ engine. For each run: the quiet jobs' time in queue (from enqueue to the
+ * handler starting) p50/p99, and Jain's fairness index among the backlogged tenants,
+ * over the completions made while every tenant still had jobs waiting (1 is perfectly
+ * even, 1/21 is one tenant taking everything). The interleaved ratio compares how fast
+ * the quiet tenants' 200 jobs are done (quiet jobs per second until the last one ends).
+ */
+import { Queue, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import { Fleet } from '../src/fleet.js';
+import { BullMqBackend } from '../src/queue/bullmq.js';
+import { benchRegistry, deleteKeys, REDIS_URL, rawEnqueue, redisOptions, unique } from './fleet-setup.js';
+import { interleave, machine, percentile, type Sample } from './harness.js';
+
+const NOISY = Number(process.env.BENCH_NOISY ?? 100_000);
+const PAIRS = Number(process.env.BENCH_PAIRS ?? 5);
+const QUIET_TENANTS = 20;
+const QUIET_JOBS = 10;
+const CONCURRENCY = 8;
+
+interface RunStats {
+  waits: number[];
+  jain: number;
+}
+
+/** Jain's index over the completions made before the first tenant ran out of jobs. */
+function jainWhileBacklogged(order: readonly string[], totals: ReadonlyMap<string, number>): number {
+  const counts = new Map<string, number>([...totals.keys()].map((t) => [t, 0]));
+  for (const tenant of order) {
+    const n = counts.get(tenant)! + 1;
+    counts.set(tenant, n);
+    if (n === totals.get(tenant)) break;
+  }
+  const xs = [...counts.values()];
+  const sum = xs.reduce((a, b) => a + b, 0);
+  const squares = xs.reduce((a, b) => a + b * b, 0);
+  return (sum * sum) / (xs.length * squares);
+}
+
+function totals(): Map<string, number> {
+  const map = new Map<string, number>([['noisy', NOISY]]);
+  for (let q = 0; q < QUIET_TENANTS; q++) map.set(`quiet${q}`, QUIET_JOBS);
+  return map;
+}
+
+export async function main() {
+  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+  // The registry's tenants t0000… stand for noisy (t0000) and quiet0… (t0001…).
+  const { registry, slugs, drop } = await benchRegistry(QUIET_TENANTS + 1, 0);
+  const slugOf = (name: string) => (name === 'noisy' ? slugs[0]! : slugs[1 + Number(name.slice(5))]!);
+  const nameOf = new Map([...totals().keys()].map((name) => [slugOf(name), name]));
+  const runs: { raw: RunStats[]; fleet: RunStats[] } = { raw: [], fleet: [] };
+
+  const rawRun = async (): Promise<Sample> => {
+    const prefix = unique('bench_fifo');
+    const queue = new Queue('bench', { connection: redis, prefix });
+    await rawEnqueue(queue, NOISY, () => ({ tenant: 'noisy' }));
+    for (let q = 0; q < QUIET_TENANTS; q++)
+      await rawEnqueue(queue, QUIET_JOBS, () => ({ tenant: `quiet${q}` }));
+    const order: string[] = [];
+    const waits: number[] = [];
+    let quietDone = 0;
+    let finish!: () => void;
+    const finished = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    const started = performance.now();
+    const worker = new Worker(
+      'bench',
+      async (job) => {
+        const tenant = (job.data as { tenant: string }).tenant;
+        order.push(tenant);
+        if (tenant !== 'noisy') {
+          waits.push(Date.now() - job.timestamp);
+          if (++quietDone === QUIET_TENANTS * QUIET_JOBS) finish();
+        }
+      },
+      { connection: redisOptions(), prefix, concurrency: CONCURRENCY, removeOnComplete: { count: 100 } },
+    );
+    await finished;
+    const ms = performance.now() - started;
+    await worker.close();
+    await queue.close();
+    await deleteKeys(redis, prefix);
+    runs.raw.push({ waits, jain: jainWhileBacklogged(order, totals()) });
+    return { ops: QUIET_TENANTS * QUIET_JOBS, ms };
+  };
+
+  const fleetRun = async (): Promise<Sample> => {
+    const prefix = unique('bench_fair');
+    const fleet = await Fleet.open({
+      backend: new BullMqBackend({ connection: REDIS_URL, prefix }),
+      registry,
+    });
+    const queue = 'bench';
+    for (let start = 0; start < NOISY; start += 1000) {
+      const size = Math.min(1000, NOISY - start);
+      await fleet.enqueueBulk(
+        queue,
+        Array.from({ length: size }, () => ({ tenant: slugOf('noisy'), name: 'noop', data: {} })),
+      );
+    }
+    for (let q = 0; q < QUIET_TENANTS; q++) {
+      await fleet.enqueueBulk(
+        queue,
+        Array.from({ length: QUIET_JOBS }, () => ({ tenant: slugOf(`quiet${q}`), name: 'noop', data: {} })),
+      );
+    }
+    const order: string[] = [];
+    const waits: number[] = [];
+    let quietDone = 0;
+    let finish!: () => void;
+    const finished = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    const started = performance.now();
+    const worker = fleet.worker(
+      queue,
+      async (job) => {
+        const name = nameOf.get(job.tenant)!;
+        order.push(name);
+        if (name !== 'noisy') {
+          waits.push(Date.now() - job.enqueuedAt);
+          if (++quietDone === QUIET_TENANTS * QUIET_JOBS) finish();
+        }
+      },
+      { concurrency: CONCURRENCY, borrowConnection: false },
+    );
+    await finished;
+    const ms = performance.now() - started;
+    await worker.close();
+    await fleet.close();
+    await deleteKeys(redis, prefix);
+    runs.fleet.push({ waits, jain: jainWhileBacklogged(order, totals()) });
+    return { ops: QUIET_TENANTS * QUIET_JOBS, ms };
+  };
+
+  let comparison: Awaited<ReturnType<typeof interleave>>;
+  try {
+    comparison = await interleave(PAIRS, rawRun, fleetRun);
+  } finally {
+    await drop();
+    redis.disconnect();
+  }
+  const summary = (list: RunStats[]) => ({
+    quietWaitMsP50: list.map((r) => percentile(r.waits, 0.5)),
+    quietWaitMsP99: list.map((r) => percentile(r.waits, 0.99)),
+    jainIndex: list.map((r) => Number(r.jain.toFixed(3))),
+  });
+  return {
+    machine: machine(),
+    noisyJobs: NOISY,
+    quietTenants: QUIET_TENANTS,
+    quietJobsEach: QUIET_JOBS,
+    concurrency: CONCURRENCY,
+    rawFifoBullmq: summary(runs.raw),
+    tenantFleet: summary(runs.fleet),
+    quietJobsPerSecond: comparison,
+  };
+}
