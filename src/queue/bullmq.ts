@@ -95,6 +95,11 @@ export class BullMqBackend extends EventEmitter<BullMqBackendEventMap> implement
     });
   }
 
+  /** BullMQ Worker objects cached right now (bounded by `maxCachedPartitions` plus those in use). */
+  get cachedPartitions(): number {
+    return this.#partitions.cachedWorkers;
+  }
+
   async enqueue<Data>(queue: string, job: EnqueueJob<Data>): Promise<string> {
     const [id] = await this.enqueueBulk(queue, [job]);
     return id!;

@@ -1,0 +1,77 @@
+/**
+ * What only the BullMQ engine has: its bounded cache of per-partition Workers (which
+ * must never close a Worker under a job this process holds) and its option checks.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { ConfigError } from '../../src/errors.js';
+import type { ActiveJob } from '../../src/queue/backend.js';
+import { BullMqBackend } from '../../src/queue/bullmq.js';
+import { REDIS_URL } from '../support/services.js';
+import { deletePrefix, openBullMq } from './engines.js';
+
+const LOCK = 30_000;
+
+describe('BullMqBackend', () => {
+  const cleanups: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0)) await cleanup();
+  });
+
+  it('keeps at most maxCachedPartitions idle Workers, never evicting one whose jobs it holds', async () => {
+    const store = openBullMq({ maxCachedPartitions: 4 });
+    const backend = store.open();
+    cleanups.push(async () => {
+      await backend.close();
+      await deletePrefix(store.prefix);
+    });
+    const tenants = Array.from({ length: 12 }, (_, i) => `t${i}`);
+    await backend.enqueueBulk(
+      'q',
+      tenants.flatMap((tenant) => [
+        { tenant, name: 'n', data: 1, attempts: 2, backoff: { type: 'fixed' as const, delayMs: 0 } },
+        { tenant, name: 'n', data: 2 },
+      ]),
+    );
+    const held: ActiveJob[] = [];
+    for (const tenant of tenants) held.push((await backend.fetch('q', tenant, 'w', LOCK))!);
+    // Every partition holds a job, so none may be evicted yet.
+    expect(backend.cachedPartitions).toBe(12);
+    // Settling each job goes through its own partition's Worker, evicted only afterwards.
+    for (const [i, job] of held.entries()) {
+      if (i % 2 === 0) await backend.complete(job, null);
+      else expect(await backend.fail(job, new Error('again'))).toBe('retrying');
+    }
+    expect(backend.cachedPartitions).toBe(4);
+    // Evicted partitions come back on demand, with their state in Redis.
+    for (const tenant of tenants) {
+      for (
+        let job = await backend.fetch('q', tenant, 'w', LOCK);
+        job;
+        job = await backend.fetch('q', tenant, 'w', LOCK)
+      )
+        await backend.complete(job, null);
+      expect(await backend.counts('q', tenant)).toEqual({
+        waiting: 0,
+        active: 0,
+        delayed: 0,
+        completed: 2,
+        failed: 0,
+      });
+    }
+    expect(backend.cachedPartitions).toBeLessThanOrEqual(4);
+  });
+
+  it('rejects bad options with a ConfigError naming the option', () => {
+    const attempt = (options: object) => () =>
+      new BullMqBackend({ connection: REDIS_URL, ...options } as ConstructorParameters<
+        typeof BullMqBackend
+      >[0]);
+    expect(attempt({ connection: 'http://example.com' })).toThrow(ConfigError);
+    expect(attempt({ connection: 42 })).toThrow(/connection/);
+    expect(attempt({ prefix: 'a:b' })).toThrow(expect.objectContaining({ option: 'prefix' }));
+    expect(attempt({ maxCachedPartitions: 0 })).toThrow(
+      expect.objectContaining({ option: 'maxCachedPartitions' }),
+    );
+    expect(attempt({ keepCompleted: 1.5 })).toThrow(expect.objectContaining({ option: 'keepCompleted' }));
+  });
+});
