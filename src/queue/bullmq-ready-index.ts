@@ -30,6 +30,8 @@ export class ReadyIndex {
   readonly #openSubscriber: () => Redis;
   #subscriber: Redis | null = null;
   readonly #subscribed = new Map<string, Promise<unknown>>();
+  /** Queues whose SUBSCRIBE has been confirmed. */
+  readonly #listening = new Set<string>();
   readonly #waiters = new Map<string, Set<() => void>>();
 
   constructor(redis: Redis & FleetCommands, prefix: string, openSubscriber: () => Redis) {
@@ -139,10 +141,19 @@ export class ReadyIndex {
     waiters.add(wake);
     signal?.addEventListener('abort', wake, { once: true });
     let timer: NodeJS.Timeout | undefined;
+    // A message published before our SUBSCRIBE is in place is not delivered: a waiter
+    // that arrived that early checks the index itself once subscribed.
+    const early = !this.#listening.has(queue);
     try {
       let dueIn = Number.POSITIVE_INFINITY;
       try {
         await this.#subscribe(queue);
+        if (
+          early &&
+          (await this.#redis.zrangebyscore(this.readyKey(queue), '-inf', Date.now(), 'LIMIT', 0, 1)).length >
+            0
+        )
+          return;
         const next = await this.#redis.zrangebyscore(
           this.readyKey(queue),
           `(${Date.now()}`,
@@ -200,10 +211,13 @@ export class ReadyIndex {
         this.#subscriber = subscriber;
       }
       // Cached, and forgotten on failure so that the next wait retries.
-      subscribing = this.#subscriber.subscribe(this.channel(queue)).catch((error: unknown) => {
-        this.#subscribed.delete(queue);
-        throw error;
-      });
+      subscribing = this.#subscriber.subscribe(this.channel(queue)).then(
+        () => this.#listening.add(queue),
+        (error: unknown) => {
+          this.#subscribed.delete(queue);
+          throw error;
+        },
+      );
       this.#subscribed.set(queue, subscribing);
     }
     return subscribing;

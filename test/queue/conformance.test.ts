@@ -235,11 +235,11 @@ describe.each(engines)('$name engine', (engine) => {
 
   it('keeps a job whose lock is extended', async () => {
     await backend.enqueue(queue, { tenant: 'acme', name: 'n', data: null });
-    // Each extension is 1 s; the loop runs ~2.5 s with an extension every ~100 ms, so
+    // Each extension is 2 s; the loop runs over 3 s with an extension every ~100 ms, so
     // only the extensions keep the job from being swept (the sweeps run every 100 ms).
-    const job = await backend.fetch(queue, 'acme', 'w', 1000);
-    for (let i = 0; i < 25; i++) {
-      expect(await backend.extendLocks([job!], 1000)).toEqual([]);
+    const job = await backend.fetch(queue, 'acme', 'w', 2000);
+    for (let i = 0; i < 30; i++) {
+      expect(await backend.extendLocks([job!], 2000)).toEqual([]);
       await backend.recoverStalled(queue);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
