@@ -33,6 +33,8 @@ interface TenantState {
   /** Picks left in the current turn. */
   deficit: number;
   ready: boolean;
+  /** Counts readiness signals, so a fetch that started before one cannot undo it. */
+  readyEpoch: number;
   blocked: boolean;
   /** Whether the state sits in the round (the linked list below). */
   inRound: boolean;
@@ -73,6 +75,7 @@ export class FairPicker {
         running: 0,
         deficit: 0,
         ready: false,
+        readyEpoch: 0,
         blocked: false,
         inRound: false,
         prev: null,
@@ -98,21 +101,39 @@ export class FairPicker {
     return this.#tenants.has(slug);
   }
 
-  /** The tenant may have jobs ready. Unknown slugs are ignored (upsert them first). */
+  /**
+   * The tenant may have jobs ready. Every call counts as a new signal (see
+   * {@link readyEpoch}), even when the tenant is already marked ready. Unknown slugs are
+   * ignored (upsert them first).
+   */
   markReady(slug: string): void {
     const state = this.#tenants.get(slug);
-    if (state === undefined || state.ready) return;
+    if (state === undefined) return;
+    state.readyEpoch += 1;
+    if (state.ready) return;
     state.ready = true;
     this.#sync(state);
   }
 
   /**
-   * The tenant had nothing to fetch. It leaves the round and, as in DRR, loses what is
-   * left of its turn: an idle tenant does not bank credit for a later burst.
+   * The number of readiness signals the tenant has had. Read it before a fetch and pass
+   * it to {@link markEmpty}: a signal that arrived while the fetch was in flight (a job
+   * enqueued just after the engine found the partition empty) then keeps the tenant
+   * ready instead of being lost.
    */
-  markEmpty(slug: string): void {
+  readyEpoch(slug: string): number {
+    return this.#tenants.get(slug)?.readyEpoch ?? 0;
+  }
+
+  /**
+   * The tenant had nothing to fetch. It leaves the round and, as in DRR, loses what is
+   * left of its turn: an idle tenant does not bank credit for a later burst. With
+   * `sinceEpoch`, a readiness signal after that epoch wins and the tenant stays ready.
+   */
+  markEmpty(slug: string, sinceEpoch?: number): void {
     const state = this.#tenants.get(slug);
     if (state === undefined) return;
+    if (sinceEpoch !== undefined && state.readyEpoch !== sinceEpoch) return;
     state.ready = false;
     state.deficit = 0;
     this.#sync(state);

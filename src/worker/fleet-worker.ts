@@ -276,6 +276,8 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
       }
       db = lent;
     }
+    // Read before fetching: a readiness signal during the fetch must survive a null.
+    const epoch = this.#picker.readyEpoch(slug);
     let job: ActiveJob | null;
     try {
       job = await this.#backend.fetch(this.queue, slug, this.options.workerId, this.options.lockDurationMs);
@@ -288,7 +290,7 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     }
     if (job === null) {
       this.#giveBack(db);
-      this.#picker.markEmpty(slug);
+      this.#picker.markEmpty(slug, epoch);
       this.#picker.finish(slug);
       return;
     }

@@ -146,6 +146,25 @@ describe('FairPicker', () => {
     expect(drain(picker, 8)).toEqual(['b', 'a', 'a', 'a', 'b', 'a', 'a', 'a']);
   });
 
+  it('keeps a tenant ready when a readiness signal arrived while its fetch was in flight', () => {
+    const picker = new FairPicker();
+    picker.upsert({ slug: 'a', weight: 1, cap: 100 });
+    picker.markReady('a');
+    // A fetch starts; while it is in flight a job is enqueued and the signal comes in.
+    const before = picker.readyEpoch('a');
+    expect(picker.pick()).toBe('a');
+    picker.markReady('a');
+    // The fetch found nothing (it ran before the enqueue): the signal must not be lost.
+    picker.markEmpty('a', before);
+    picker.finish('a');
+    expect(picker.pick()).toBe('a');
+    // Without a new signal, the next empty fetch does take it out.
+    const again = picker.readyEpoch('a');
+    picker.markEmpty('a', again);
+    picker.finish('a');
+    expect(picker.pick()).toBeNull();
+  });
+
   it('is deterministic: the same calls give the same picks', () => {
     const run = () => {
       const picker = new FairPicker();

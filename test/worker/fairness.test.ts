@@ -4,7 +4,11 @@
  * completions, and a tenant whose pool cannot lend does not stall the others.
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { connect } from '../../src/tenancy/drivers/index.js';
+import { TenantPools } from '../../src/tenancy/tenant-pools.js';
+import { FleetWorker } from '../../src/worker/fleet-worker.js';
 import { engines } from '../queue/engines.js';
+import { PG_URL, uniqueName, withDatabase } from '../support/services.js';
 import { type FleetFixture, openFleet, openRegistry, type RegistryFixture, until } from './support.js';
 
 let reg: RegistryFixture;
@@ -77,6 +81,52 @@ describe.each(engines)('fairness on the $name engine', (engine) => {
     }
     expect(Math.min(...ratios)).toBeGreaterThanOrEqual(2.7);
     expect(Math.max(...ratios)).toBeLessThanOrEqual(3.3);
+  });
+  it('keeps serving other tenants while one tenant’s pool is saturated, and never holds a job for a connection', async () => {
+    const admin = await connect(PG_URL);
+    const database = uniqueName('fw_sat');
+    await admin.query(`CREATE DATABASE "${database}"`);
+    const pools = await TenantPools.open({ registry: reg.registry, maxConnections: 4 });
+    try {
+      const [saturated] = await reg.addTenants(
+        1,
+        { storageMode: 'database', databaseUrl: withDatabase(PG_URL, database), maxConnections: 1 },
+        'sat',
+      );
+      const others = await reg.addTenants(2, {}, 'free');
+      // The saturated tenant's jobs come first and its pool's only connection is taken.
+      for (const tenant of [saturated!, ...others]) {
+        await fx.fleet.enqueueBulk(
+          fx.queue,
+          Array.from({ length: 5 }, (_, i) => ({ tenant, name: 'q', data: i })),
+        );
+      }
+      const held = await pools.acquire(saturated!);
+      const done: string[] = [];
+      // One slot: had it waited for the saturated pool, nobody else would ever run.
+      const worker = new FleetWorker(
+        { backend: fx.fleet.backend, orgs: reg.registry, pools },
+        fx.queue,
+        async (_job, ctx) => {
+          await ctx.db!.query('select 1');
+          done.push(ctx.tenant.slug);
+        },
+        { concurrency: 1, poolRetryMs: 5 },
+      );
+      await until(() => done.length === 10, 'the other tenants’ ten jobs');
+      expect(done.filter((t) => t === saturated)).toEqual([]);
+      // Nothing of the saturated tenant was fetched and left waiting for a connection.
+      expect(await fx.fleet.counts(fx.queue, saturated!)).toMatchObject({ waiting: 5, active: 0 });
+      held.release();
+      await until(() => done.length === 15, 'the saturated tenant’s jobs once its connection is back');
+      expect(done.slice(10)).toEqual(Array(5).fill(saturated));
+      await worker.close();
+      expect(pools.stats().budget.inUse).toBe(0);
+    } finally {
+      await pools.close();
+      await admin.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
+      await admin.close();
+    }
   });
 });
 
