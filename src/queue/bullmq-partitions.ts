@@ -25,6 +25,9 @@ export interface WorkerPartition {
   held: number;
 }
 
+/** Per-minute throughput points kept per partition: one hour. */
+const METRICS_DATA_POINTS = 60;
+
 /** A BullMQ backend factory that never opens a blocking connection of its own. */
 const nonBlockingFactory: BackendFactory<RedisQueueBackend> = (name, opts, options) =>
   createRedisBackend(name, opts, { ...options, withBlockingConnection: false });
@@ -149,6 +152,9 @@ export class PartitionCache {
           skipVersionCheck: true,
           maxStalledCount: this.#options.maxStalledCount,
           stalledInterval: this.#options.stalledIntervalMs,
+          // BullMQ's metrics: an exact finished count, bumped in the same script that
+          // finishes the job, plus per-minute throughput (bull-board, Queue.getMetrics).
+          metrics: { maxDataPoints: METRICS_DATA_POINTS },
         },
         nonBlockingFactory,
       );

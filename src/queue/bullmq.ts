@@ -273,19 +273,26 @@ export class BullMqBackend extends EventEmitter<BullMqBackendEventMap> implement
     await this.#index.publish(queue);
   }
 
+  /**
+   * Waiting, active and delayed as BullMQ holds them now; completed and failed are the
+   * exact totals BullMQ's metrics count as it finishes each job (finished job bodies
+   * themselves are trimmed to `keepCompleted` / `keepFailed`).
+   */
   async counts(queue: string, tenant: string): Promise<JobCounts> {
     this.#checkOpen();
     const backend = this.#partitions.backend(checkQueueName(queue), checkTenant(tenant));
-    const types = ['wait', 'prioritized', 'active', 'delayed', 'completed', 'failed'] as const;
-    const [wait, prioritized, active, delayed, completed, failed] = (await backend.getCounts([...types])).map(
-      (n) => Number(n) || 0,
-    );
+    const [current, completed, failed] = await Promise.all([
+      backend.getCounts(['wait', 'prioritized', 'active', 'delayed']),
+      this.#redis.hget(backend.toKey('metrics:completed'), 'count'),
+      this.#redis.hget(backend.toKey('metrics:failed'), 'count'),
+    ]);
+    const [wait, prioritized, active, delayed] = current.map((n) => Number(n) || 0);
     return {
       waiting: wait! + prioritized!,
       active: active!,
       delayed: delayed!,
-      completed: completed!,
-      failed: failed!,
+      completed: Number(completed ?? 0),
+      failed: Number(failed ?? 0),
     };
   }
 

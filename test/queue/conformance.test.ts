@@ -269,6 +269,27 @@ describe.each(engines)('$name engine', (engine) => {
     expect(await backend.counts(queue, 'acme')).toMatchObject({ active: 3, waiting: 1, completed: 1 });
   });
 
+  it('counts every finished job though it keeps only the newest bodies (default 100)', async () => {
+    const ids = await backend.enqueueBulk(
+      queue,
+      Array.from({ length: 115 }, (_, i) => ({ tenant: 'acme', name: 'n', data: i })),
+    );
+    const jobs = await drain(backend, queue, 'acme');
+    expect(jobs).toHaveLength(115);
+    for (const job of jobs.slice(0, 105)) await backend.complete(job, job.data);
+    for (const job of jobs.slice(105)) await backend.fail(job, new Error('no'));
+    expect(await backend.counts(queue, 'acme')).toEqual({
+      waiting: 0,
+      active: 0,
+      delayed: 0,
+      completed: 105,
+      failed: 10,
+    });
+    expect(await backend.getJob(queue, 'acme', ids[0]!)).toBeNull();
+    expect(await backend.getJob(queue, 'acme', ids[104]!)).toMatchObject({ state: 'completed', result: 104 });
+    expect(await backend.getJob(queue, 'acme', ids[114]!)).toMatchObject({ state: 'failed' });
+  });
+
   it('reports batch progress', async () => {
     const batchId = uniqueName('batch');
     await backend.enqueueBulk(
