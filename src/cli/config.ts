@@ -58,7 +58,8 @@ const configSchema = z
     maxConnections: z.int().min(1).default(20),
     maxCachedPools: z.int().min(1).optional(),
     acquireTimeoutMs: z.int().min(1).optional(),
-    logLevel: z.enum(logLevels).default('info'),
+    /** @default 'info' for long-running commands (worker, scheduler), 'warn' for one-shot ones */
+    logLevel: z.enum(logLevels).optional(),
     worker: workerSchema.default(() => workerSchema.parse({})),
     schedules: z.array(scheduleSchema).default([]),
   })

@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import pino from 'pino';
 import { createLogger, type Logger } from '../logger.js';
-import { OrgRegistry } from '../tenancy/registry.js';
+import type { OrgRegistry } from '../tenancy/registry.js';
 import { type FleetConfig, loadConfig, requireRegistryUrl } from './config.js';
 
 /** The flags every command takes (see `program.ts`). */
@@ -37,10 +37,17 @@ export async function configFor(command: Command): Promise<FleetConfig> {
   return config;
 }
 
-/** A logger on standard error, written synchronously so no line is lost at exit. */
-export function cliLogger(config: FleetConfig, name = 'tenant-fleet'): Logger {
+/**
+ * A logger on standard error, written synchronously so no line is lost at exit. Without a
+ * configured level, one-shot commands log warnings only and long-running ones `info`.
+ */
+export function cliLogger(
+  config: FleetConfig,
+  fallback: 'info' | 'warn' = 'warn',
+  name = 'tenant-fleet',
+): Logger {
   return createLogger({
-    level: config.logLevel,
+    level: config.logLevel ?? fallback,
     name,
     destination: pino.destination({ dest: 2, sync: true }),
   });
@@ -48,6 +55,8 @@ export function cliLogger(config: FleetConfig, name = 'tenant-fleet'): Logger {
 
 /** Opens the registry the configuration names and makes sure its table exists. */
 export async function openRegistry(config: FleetConfig, logger: Logger): Promise<OrgRegistry> {
+  // Loaded on demand: `--help` and usage errors should not pay for every database driver.
+  const { OrgRegistry } = await import('../tenancy/registry.js');
   const registry = await OrgRegistry.open(requireRegistryUrl(config), { logger });
   try {
     await registry.migrate();

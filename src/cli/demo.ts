@@ -12,9 +12,7 @@ import { loadConfig } from './config.js';
 import { cliLogger, type GlobalFlags, print } from './context.js';
 import { DEMO_TABLE, DEMO_TENANTS, demoPaths, NOISY_TENANT, seedDemoTenants } from './demo-setup.js';
 import { DEMO_QUEUE, DemoStats, demoHandler, enqueueWelcomeJobs, generateTraffic } from './demo-traffic.js';
-import { openFleet } from './open-fleet.js';
 import { integer } from './parse.js';
-import { startSchedules } from './scheduling.js';
 import { waitForShutdown } from './shutdown.js';
 
 interface DemoFlags {
@@ -51,7 +49,9 @@ export function demoCommand(): Command {
           logLevel: globals.logLevel ?? process.env.FLEET_LOG_LEVEL ?? 'warn',
         },
       });
-      const logger = cliLogger(config, 'tenant-fleet-demo');
+      const logger = cliLogger(config, 'warn', 'tenant-fleet-demo');
+      const { openFleet } = await import('./open-fleet.js');
+      const { startSchedules } = await import('./scheduling.js');
       const handle = await openFleet(config, logger);
       const { fleet, pools, registry } = handle;
       let statsTimer: NodeJS.Timeout | undefined;

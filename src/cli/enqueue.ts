@@ -1,7 +1,6 @@
 /** `tenant-fleet enqueue <queue> <tenant> <name>`: add one job. */
 import { Command } from 'commander';
 import { ConfigError } from '../errors.js';
-import { Fleet } from '../fleet.js';
 import { cliLogger, configFor, openRegistry, print } from './context.js';
 import { integer, json } from './parse.js';
 
@@ -36,6 +35,7 @@ export function enqueueCommand(): Command {
       const logger = cliLogger(config);
       const registry = await openRegistry(config, logger);
       try {
+        const { Fleet } = await import('../fleet.js');
         const fleet = await Fleet.open({
           engine: 'bullmq',
           redis: config.redisUrl,

@@ -28,7 +28,8 @@ async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
-const code = await main(process.argv);
+// A command may set a failing exit code of its own (migrate with a failed tenant).
+const code = (await main(process.argv)) || Number(process.exitCode ?? 0);
 process.exitCode = code;
 // Whatever a library left open (a timer, a socket) must not keep a finished command alive.
 setTimeout(() => process.exit(code), 2000).unref();

@@ -3,7 +3,6 @@ import { Command } from 'commander';
 import { loadMigrations } from '../scheduler/migration-files.js';
 import { migrateTenants } from '../scheduler/tenant-migrations.js';
 import { cliLogger, configFor, print } from './context.js';
-import { openFleet } from './open-fleet.js';
 import { integer } from './parse.js';
 
 /** The `migrate` command. */
@@ -23,6 +22,7 @@ export function migrateCommand(): Command {
       const config = await configFor(command);
       const migrations = loadMigrations(flags.dir);
       const logger = cliLogger(config);
+      const { openFleet } = await import('./open-fleet.js');
       const handle = await openFleet(config, logger);
       try {
         const report = await migrateTenants(handle.fleet, {

@@ -1,6 +1,5 @@
 /** `tenant-fleet prewarm`: open every active tenant's pool once and report. */
 import { Command } from 'commander';
-import { TenantPools } from '../tenancy/tenant-pools.js';
 import { cliLogger, configFor, openRegistry, print } from './context.js';
 
 /** The `prewarm` command. */
@@ -15,6 +14,7 @@ export function prewarmCommand(): Command {
       const logger = cliLogger(config);
       const registry = await openRegistry(config, logger);
       try {
+        const { TenantPools } = await import('../tenancy/tenant-pools.js');
         const pools = await TenantPools.open({ registry, maxConnections: config.maxConnections, logger });
         try {
           const report = await pools.prewarm();

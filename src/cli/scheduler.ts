@@ -2,9 +2,7 @@
 import { Command } from 'commander';
 import { ConfigError } from '../errors.js';
 import { cliLogger, configFor } from './context.js';
-import { openFleet } from './open-fleet.js';
 import { integer } from './parse.js';
-import { startSchedules } from './scheduling.js';
 import { waitForShutdown } from './shutdown.js';
 
 /** The `scheduler` command. */
@@ -33,7 +31,9 @@ export function schedulerCommand(): Command {
           "Expected engine 'bullmq' for a scheduler process (memory-engine jobs never leave their process), got 'memory'; use `worker --schedules` to run schedules beside a memory-engine worker",
         );
       }
-      const logger = cliLogger(config);
+      const logger = cliLogger(config, 'info');
+      const { openFleet } = await import('./open-fleet.js');
+      const { startSchedules } = await import('./scheduling.js');
       const handle = await openFleet(config, logger);
       try {
         const running = await startSchedules(handle, config.schedules, flags.pageSize);

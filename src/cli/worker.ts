@@ -6,9 +6,8 @@ import type { FleetWorker } from '../worker/fleet-worker.js';
 import { cliLogger, configFor } from './context.js';
 import { handlersOf } from './define-handlers.js';
 import { loadUserModule } from './load-module.js';
-import { openFleet } from './open-fleet.js';
 import { collect, integer, oneOf } from './parse.js';
-import { type RunningSchedules, startSchedules } from './scheduling.js';
+import type { RunningSchedules } from './scheduling.js';
 import { waitForShutdown } from './shutdown.js';
 
 interface WorkerFlags {
@@ -47,7 +46,7 @@ export function workerCommand(): Command {
       // Listen before anything slow starts, so an early Ctrl-C is a graceful stop too.
       const shutdown = waitForShutdown();
       const config = await configFor(command);
-      const logger = cliLogger(config);
+      const logger = cliLogger(config, 'info');
       const module = await loadUserModule(flags.handlers, 'handlers');
       const handlers = handlersOf(module, flags.handlers);
       const queues = flags.queue ?? Object.keys(handlers);
@@ -59,6 +58,8 @@ export function workerCommand(): Command {
           );
         }
       }
+      const { openFleet } = await import('./open-fleet.js');
+      const { startSchedules } = await import('./scheduling.js');
       const handle = await openFleet(config, logger);
       const stop = new AbortController();
       void shutdown.then(() => stop.abort());

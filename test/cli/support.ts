@@ -1,0 +1,83 @@
+/**
+ * Runs the BUILT command (`node dist/src/cli/main.js`, as `npm test` builds it) as a
+ * child process, collecting its output. The waits are bounds against a hang, never
+ * assertions about speed.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+
+/** Throws a clear error when the build is missing. */
+export function requireBuiltCli(): void {
+  if (!existsSync(CLI)) {
+    throw new Error(
+      `Expected the built CLI ${CLI}, got no such file: run \`npm run build\` first (\`npm test\` does)`,
+    );
+  }
+}
+
+/** A running CLI process and what it printed so far. */
+export interface CliProcess {
+  child: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  /** Resolves with the exit code (null if killed by a signal). */
+  exit: Promise<number | null>;
+}
+
+/** Environment for a child: no FLEET_* from the parent, plus `env`. */
+export function childEnv(env: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
+  const clean: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('FLEET_')) clean[key] = value;
+  return { ...clean, ...env };
+}
+
+/** Starts the CLI with `args` in `cwd`. */
+export function startCli(
+  args: readonly string[],
+  options: { cwd?: string; env?: Record<string, string | undefined> } = {},
+): CliProcess {
+  requireBuiltCli();
+  const child = spawn(process.execPath, [CLI, ...args], {
+    cwd: options.cwd ?? ROOT,
+    env: childEnv(options.env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (chunk: Buffer) => {
+    out += chunk.toString();
+  });
+  child.stderr!.on('data', (chunk: Buffer) => {
+    err += chunk.toString();
+  });
+  const exit = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  return { child, stdout: () => out, stderr: () => err, exit };
+}
+
+/** Runs the CLI to completion. */
+export async function runCli(
+  args: readonly string[],
+  options: { cwd?: string; env?: Record<string, string | undefined> } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const run = startCli(args, options);
+  const code = await run.exit;
+  return { code, stdout: run.stdout(), stderr: run.stderr() };
+}
+
+/** Polls `check` until true; the bound only keeps a broken process from hanging the suite. */
+export async function waitFor(
+  check: () => boolean | Promise<boolean>,
+  what: string,
+  tries = 1200,
+): Promise<void> {
+  for (let i = 0; i < tries; i++) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`gave up waiting for ${what}`);
+}
