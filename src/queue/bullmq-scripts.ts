@@ -65,10 +65,17 @@ end
 redis.call('HINCRBY', KEYS[2], 'total', 1)
 return 1`;
 
-/** Counts a finished job into its batch once (idempotent: a marker on the job hash). */
+/**
+ * Counts a finished job into its batch, in the MULTI right after BullMQ's
+ * moveToFinished: only if that call finished it (the job hash holds the `finishedOn`
+ * it was given), and only once (a marker on the job hash).
+ */
 const BATCH_SETTLE = `
--- KEYS: job hash, batch hash   ARGV: 'completed' | 'failed'
-if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('HSETNX', KEYS[1], 'fleetBatchSettled', 1) == 0 then
+-- KEYS: job hash, batch hash   ARGV: 'completed' | 'failed', finishedOn
+if redis.call('HGET', KEYS[1], 'finishedOn') ~= ARGV[2] then
+  return 0
+end
+if redis.call('HSETNX', KEYS[1], 'fleetBatchSettled', 1) == 0 then
   return 0
 end
 redis.call('HINCRBY', KEYS[2], ARGV[1], 1)

@@ -10,7 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { Job, UnrecoverableError } from 'bullmq';
+import { Job, type RedisQueueBackend } from 'bullmq';
 import { Redis } from 'ioredis';
 import { ClosedError, describe, redactUrl, ValidationError } from '../errors.js';
 import type {
@@ -22,14 +22,8 @@ import type {
   JobInfo,
   TenantQueueBackend,
 } from './backend.js';
-import {
-  type BullMqLease,
-  batchOf,
-  isLostLock,
-  toActiveJob,
-  toBullJobJson,
-  toJobInfo,
-} from './bullmq-jobs.js';
+import { completeJob, type FinishContext, failJob } from './bullmq-finish.js';
+import { type BullMqLease, isLostLock, toActiveJob, toBullJobJson, toJobInfo } from './bullmq-jobs.js';
 import { extendLocks, recoverStalled } from './bullmq-locks.js';
 import {
   type BullMqBackendOptions,
@@ -192,8 +186,8 @@ export class BullMqBackend extends EventEmitter<BullMqBackendEventMap> implement
         }
         if (job.deferredFailure) {
           // BullMQ's stalled sweep marks a job that stalled too often to fail on its next fetch.
-          await job.moveToFailed(new UnrecoverableError(job.deferredFailure), token, false);
-          await this.#settleBatch(queue, tenant, job, 'failed');
+          const context = { backend: worker.getBackend() as RedisQueueBackend, batchKey: this.#batchKey };
+          await failJob(context, job, token, new Error(job.deferredFailure));
           continue;
         }
         this.#partitions.hold(partition);
@@ -204,8 +198,9 @@ export class BullMqBackend extends EventEmitter<BullMqBackendEventMap> implement
 
   async complete(job: ActiveJob, result: unknown): Promise<void> {
     this.#checkOpen();
+    let json: string;
     try {
-      JSON.stringify(result);
+      json = JSON.stringify(result) ?? 'null';
     } catch (error) {
       throw new ValidationError('result', `Expected a JSON-serialisable result, got ${describe(result)}`, {
         cause: error,
@@ -213,40 +208,33 @@ export class BullMqBackend extends EventEmitter<BullMqBackendEventMap> implement
     }
     const { token, job: bullJob } = job.lease as BullMqLease;
     try {
-      await bullJob.moveToCompleted(result ?? null, token, false);
-    } catch (error) {
-      // The lock was lost: the job is (or will be) run again by whoever holds it now.
-      if (isLostLock(error)) return;
-      throw error;
+      // 'lost': the job is (or will be) run again by whoever holds it now; nothing to do.
+      await completeJob(this.#finishContext(job), bullJob, token, json);
     } finally {
       this.#release(job);
     }
-    await this.#settleBatch(job.queue, job.tenant, bullJob, 'completed');
   }
 
   async fail(job: ActiveJob, error: Error, options: { unrecoverable?: boolean } = {}): Promise<FailOutcome> {
     this.#checkOpen();
     const { token, job: bullJob } = job.lease as BullMqLease;
-    let cause = error instanceof Error ? error : new Error(String(error));
-    const unrecoverable = options.unrecoverable === true || cause.name === 'UnrecoverableError';
-    const final = unrecoverable || bullJob.attemptsMade + 1 >= (bullJob.opts.attempts ?? 1);
-    if (unrecoverable && !(cause instanceof UnrecoverableError)) {
-      // BullMQ stops retrying on this class; the message and stack stay the handler's.
-      const wrapped = new UnrecoverableError(cause.message);
-      wrapped.stack = cause.stack ?? wrapped.stack;
-      cause = wrapped;
-    }
+    const cause = error instanceof Error ? error : new Error(String(error));
+    const final =
+      options.unrecoverable === true ||
+      cause.name === 'UnrecoverableError' ||
+      bullJob.attemptsMade + 1 >= (bullJob.opts.attempts ?? 1);
     try {
+      if (final) {
+        const outcome = await failJob(this.#finishContext(job), bullJob, token, cause);
+        return outcome === 'lost' ? 'retrying' : 'failed';
+      }
+      // BullMQ's own retry: back off into delayed (or straight back to waiting).
       await bullJob.moveToFailed(cause, token, false);
     } catch (failure) {
       if (isLostLock(failure)) return 'retrying';
       throw failure;
     } finally {
       this.#release(job);
-    }
-    if (final) {
-      await this.#settleBatch(job.queue, job.tenant, bullJob, 'failed');
-      return 'failed';
     }
     await this.#index.announce(job.queue, job.tenant);
     return 'retrying';
@@ -370,10 +358,12 @@ export class BullMqBackend extends EventEmitter<BullMqBackendEventMap> implement
     if (partition) this.#partitions.release(partition);
   }
 
-  async #settleBatch(queue: string, tenant: string, job: Job, field: 'completed' | 'failed'): Promise<void> {
-    const batchId = batchOf(job);
-    if (batchId === null) return;
-    const jobKey = this.#partitions.backend(queue, tenant).toKey(job.id!);
-    await this.#redis.fleetBatchSettle(jobKey, this.#index.batchKey(batchId), field);
+  readonly #batchKey = (batchId: string): string => this.#index.batchKey(batchId);
+
+  /** The job's partition Worker backend (cached while the job is held). */
+  #finishContext(job: ActiveJob): FinishContext {
+    const partition = this.#partitions.cached(job.queue, job.tenant);
+    if (!partition) throw new Error(`no cached partition for held job ${job.queue}.${job.tenant}/${job.id}`);
+    return { backend: partition.worker.getBackend() as RedisQueueBackend, batchKey: this.#batchKey };
   }
 }
