@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError, describe, redactUrl } from '../errors.js';
-import { loadUserModule } from './load-module.js';
+import { defaultExport, loadUserModule } from './load-module.js';
 
 /** The file names looked for in the working directory when `--config` is not given. */
 export const CONFIG_FILE_NAMES = [
@@ -178,8 +178,7 @@ async function readConfigFile(path: string): Promise<Record<string, unknown>> {
       throw new ConfigError('config', `Expected ${path} to be valid JSON, got ${(err as Error).message}`);
     }
   } else {
-    const module = await loadUserModule(path, 'config');
-    value = module.default ?? module;
+    value = defaultExport(await loadUserModule(path, 'config'));
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new ConfigError('config', `Expected ${path} to hold a config object, got ${describe(value)}`);

@@ -12,6 +12,7 @@
  */
 import { ConfigError, describe } from '../errors.js';
 import type { JobHandler } from '../worker/job-context.js';
+import { defaultExport } from './load-module.js';
 
 /** One handler per queue name; `Queues` maps each queue to its jobs' `data` type. */
 export type Handlers<Queues extends Record<string, unknown> = Record<string, unknown>> = {
@@ -44,7 +45,7 @@ export function defineHandlers<Queues extends Record<string, unknown> = Record<s
 
 /** Reads a loaded handlers module: its default export (or the module itself) as queue → handler. */
 export function handlersOf(module: Record<string, unknown>, path: string): Record<string, JobHandler> {
-  const value = (module.default ?? module) as Record<string, unknown>;
+  const value = defaultExport(module) as Record<string, unknown>;
   if (typeof value !== 'object' || value === null) {
     throw new ConfigError(
       'handlers',

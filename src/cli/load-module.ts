@@ -44,3 +44,18 @@ async function importTsx(
     );
   }
 }
+
+/**
+ * The default export of a loaded module, else the module itself. A `.ts` file outside an
+ * ESM package loads as CommonJS, whose `export default` arrives one level deeper.
+ */
+export function defaultExport(module: Record<string, unknown>): unknown {
+  let value: unknown = module.default ?? module;
+  for (let depth = 0; depth < 2; depth++) {
+    if (typeof value !== 'object' || value === null || !('default' in value)) break;
+    const keys = Object.keys(value).filter((key) => key !== '__esModule' && key !== 'module.exports');
+    if (keys.length !== 1) break;
+    value = (value as { default: unknown }).default;
+  }
+  return value;
+}

@@ -1,0 +1,127 @@
+/**
+ * Configuration loading: defaults, a JSON / .mjs / .ts file, FLEET_* environment variables
+ * and flags, each overriding the one before; errors that name the key, its source, what
+ * was expected and what was got, without a URL password.
+ */
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/cli/config.js';
+import { ConfigError } from '../../src/errors.js';
+import { tempDir } from '../support/services.js';
+
+const dirs: string[] = [];
+const fresh = () => {
+  const dir = tempDir('fleet-config-');
+  dirs.push(dir);
+  return dir;
+};
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('loadConfig', () => {
+  it('fills in the defaults when there is nothing', async () => {
+    const { config, file } = await loadConfig({ cwd: fresh(), env: {} });
+    expect(file).toBeNull();
+    expect(config).toMatchObject({
+      engine: 'bullmq',
+      redisUrl: 'redis://127.0.0.1:6379',
+      prefix: 'fleet',
+      maxConnections: 20,
+      worker: { concurrency: 8, startup: 'blocking', prewarm: true, shutdownTimeoutMs: 30_000 },
+      schedules: [],
+    });
+    expect(config.registryUrl).toBeUndefined();
+  });
+
+  it('layers file < environment < flags', async () => {
+    const cwd = fresh();
+    writeFileSync(
+      join(cwd, 'fleet.config.json'),
+      JSON.stringify({
+        registryUrl: 'sqlite:file.db',
+        prefix: 'from-file',
+        maxConnections: 5,
+        engine: 'memory',
+      }),
+    );
+    const { config, file } = await loadConfig({
+      cwd,
+      env: { FLEET_PREFIX: 'from-env', FLEET_MAX_CONNECTIONS: '7' },
+      flags: { maxConnections: '9' },
+    });
+    expect(file).toBe(join(cwd, 'fleet.config.json'));
+    expect(config).toMatchObject({
+      registryUrl: 'sqlite:file.db',
+      engine: 'memory',
+      prefix: 'from-env',
+      maxConnections: 9,
+    });
+  });
+
+  it('reads a .mjs and a .ts config file (default export), with schedules', async () => {
+    const cwd = fresh();
+    writeFileSync(
+      join(cwd, 'fleet.config.mjs'),
+      "export default { registryUrl: 'sqlite:a.db', schedules: [{ id: 'nightly', cron: '0 3 * * *', queue: 'reports', name: 'nightly' }] };",
+    );
+    const mjs = await loadConfig({ cwd, env: {} });
+    expect(mjs.config.schedules).toEqual([
+      { id: 'nightly', cron: '0 3 * * *', queue: 'reports', name: 'nightly', catchUp: 'latest' },
+    ]);
+    writeFileSync(
+      join(cwd, 'custom.ts'),
+      "const maxConnections: number = 3;\nexport default { registryUrl: 'sqlite:b.db', maxConnections };\n",
+    );
+    const ts = await loadConfig({ cwd, env: {}, configPath: 'custom.ts' });
+    expect(ts.config).toMatchObject({ registryUrl: 'sqlite:b.db', maxConnections: 3 });
+  });
+
+  it('names the key, its source, the expectation and the value', async () => {
+    const cwd = fresh();
+    writeFileSync(join(cwd, 'fleet.config.json'), JSON.stringify({ worker: { concurrency: 0 } }));
+    const error = await loadConfig({ cwd, env: {} }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).option).toBe('worker.concurrency');
+    expect((error as ConfigError).message).toMatch(
+      /`worker\.concurrency` \(from .*fleet\.config\.json\).*>=1.*got 0/,
+    );
+
+    const env = await loadConfig({ cwd: fresh(), env: { FLEET_ENGINE: 'kafka' } }).catch((e: unknown) => e);
+    expect((env as ConfigError).message).toMatch(
+      /`engine` \(from env FLEET_ENGINE\).*"memory"|`engine` \(from env FLEET_ENGINE\).*got "kafka"/,
+    );
+    expect((env as ConfigError).message).toMatch(/got "kafka"/);
+
+    const flag = await loadConfig({ cwd: fresh(), env: {}, flags: { maxConnections: 'lots' } }).catch(
+      (e: unknown) => e,
+    );
+    expect((flag as ConfigError).message).toMatch(
+      /`maxConnections` \(from flag --max-connections\).*got "lots"/,
+    );
+  });
+
+  it('never repeats a password from a bad URL', async () => {
+    const error = (await loadConfig({
+      cwd: fresh(),
+      env: { FLEET_REDIS_URL: 'http://user:hunter2@cache:6379' },
+    }).catch((e: unknown) => e)) as ConfigError;
+    expect(error.option).toBe('redisUrl');
+    expect(error.message).not.toContain('hunter2');
+  });
+
+  it('rejects unknown keys, a schedule without a queue, and a missing --config file', async () => {
+    const cwd = fresh();
+    writeFileSync(
+      join(cwd, 'fleet.config.json'),
+      JSON.stringify({ schedules: [{ id: 'x', cron: '* * * * *', name: 'n' }] }),
+    );
+    await expect(loadConfig({ cwd, env: {} })).rejects.toThrow(/`schedules\.0\.queue`/);
+    writeFileSync(join(cwd, 'fleet.config.json'), JSON.stringify({ registyUrl: 'sqlite:x' }));
+    await expect(loadConfig({ cwd, env: {} })).rejects.toThrow(/unknown key `registyUrl`/);
+    await expect(loadConfig({ cwd, env: {}, configPath: 'nope.json' })).rejects.toMatchObject({
+      option: 'config',
+    });
+  });
+});
