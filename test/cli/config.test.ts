@@ -89,10 +89,7 @@ describe('loadConfig', () => {
     );
 
     const env = await loadConfig({ cwd: fresh(), env: { FLEET_ENGINE: 'kafka' } }).catch((e: unknown) => e);
-    expect((env as ConfigError).message).toMatch(
-      /`engine` \(from env FLEET_ENGINE\).*"memory"|`engine` \(from env FLEET_ENGINE\).*got "kafka"/,
-    );
-    expect((env as ConfigError).message).toMatch(/got "kafka"/);
+    expect((env as ConfigError).message).toMatch(/`engine` \(from env FLEET_ENGINE\).*got "kafka"/);
 
     const flag = await loadConfig({ cwd: fresh(), env: {}, flags: { maxConnections: 'lots' } }).catch(
       (e: unknown) => e,
