@@ -67,14 +67,20 @@ async function finishJob(
   const { backend } = context;
   // moveToFinished's ARGV[2] (right after its 14 keys) is the finishedOn timestamp.
   const finishedOn = args[backend.moveToFinishedKeys.length + 1];
-  const multi = (await backend.client).multi() as unknown as FleetMulti;
-  backend.execCommand(multi as never, 'moveToFinished', args);
+  const client = await backend.client;
   const batchId = batchOf(job);
-  if (batchId !== null)
+  let code: unknown;
+  if (batchId === null) {
+    // No batch to count: a plain script call (an ioredis MULTI costs far more CPU to build).
+    code = await backend.execCommand(client, 'moveToFinished', args);
+  } else {
+    const multi = client.multi() as unknown as FleetMulti;
+    backend.execCommand(multi as never, 'moveToFinished', args);
     multi.fleetBatchSettle(backend.toKey(job.id!), context.batchKey(batchId), target, String(finishedOn));
-  const results = (await multi.exec()) ?? [];
-  const [error, code] = results[0] ?? [new Error('missing MULTI result'), null];
-  if (error) throw error;
+    const [error, result] = ((await multi.exec()) ?? [])[0] ?? [new Error('missing MULTI result'), null];
+    if (error) throw error;
+    code = result;
+  }
   if (typeof code === 'number' && code < 0) {
     const refusal = backend.finishedErrors({
       code,
