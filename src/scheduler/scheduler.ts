@@ -159,8 +159,11 @@ export class Scheduler extends EventEmitter<SchedulerEventMap> implements AsyncD
       chain: Promise.resolve(),
     };
     this.#schedules.set(resolved.id, entry);
-    await this.#enqueue(entry, () => this.#catchUp(entry, new Date()));
-    this.#arm(entry, new Date());
+    // One reference instant for both: the catch-up covers ticks up to `now`, the timer
+    // waits for the first one after it (at once if that has passed meanwhile).
+    const now = new Date();
+    await this.#enqueue(entry, () => this.#catchUp(entry, now));
+    this.#arm(entry, now);
     return this.#info(entry);
   }
 
