@@ -13,7 +13,8 @@ import { ClosedError } from '../errors.js';
 import { type BudgetMember, type ConnectionBudget, type IdleSlot, MemberRequests } from './budget.js';
 import type { Backend, RawConnection } from './drivers/driver.js';
 import type { StorageMode } from './org.js';
-import { PoolConnector } from './pool-connector.js';
+import { PoolConnections } from './pool-connections.js';
+import { PoolConnector, prepareCheckout } from './pool-connector.js';
 import type {
   CloseReason,
   ConnectionPoolOptions,
@@ -25,13 +26,6 @@ import type {
 import { WaitQueue } from './wait-queue.js';
 
 export type { CloseReason, PooledConnection, PoolHooks } from './pool-types.js';
-
-/**
- * A connection idle for longer than this is pinged before it is lent. Below it the check
- * costs more than it saves (HikariCP's `aliveBypassWindowMs` makes the same trade); above
- * it, the server may have dropped the connection without the 'error' event reaching us yet.
- */
-const VALIDATE_AFTER_IDLE_MS = 1_000;
 
 /** Attempts at lending a working connection before the last error is passed on. */
 const MAX_CHECKOUT_ATTEMPTS = 3;
@@ -47,10 +41,7 @@ export class ConnectionPool implements BudgetMember {
   readonly #options: ConnectionPoolOptions;
   readonly #budget: ConnectionBudget;
   readonly #hooks: PoolHooks;
-  // Most recently used last: checkout pops the warmest connection and leaves the coldest
-  // at the front to time out (the budget keeps its own global LRU for reclaim).
-  readonly #idle: PooledConnection[] = [];
-  readonly #busy = new Set<PooledConnection>();
+  readonly #conns: PoolConnections;
   // When a waiter leaves (timeout, abort), a slot asked for on its behalf is no longer
   // needed: withdraw it, so it neither leaks nor delays another pool's waiter.
   readonly #waiters = new WaitQueue<PooledConnection>(() => {
@@ -65,6 +56,8 @@ export class ConnectionPool implements BudgetMember {
   #connectingForWaiters = 0;
   #closing = 0;
   #closed = false;
+  // Why the pool was closed ('evict' or 'close'): lent connections close for it on release.
+  #closeReason: CloseReason = 'close';
   #drained: { promise: Promise<void>; resolve(): void } | undefined;
 
   constructor(options: ConnectionPoolOptions) {
@@ -75,17 +68,14 @@ export class ConnectionPool implements BudgetMember {
     this.maxConnections = options.maxConnections;
     this.#budget = options.budget;
     this.#hooks = options.hooks;
+    this.#conns = new PoolConnections(options.budget);
     this.#requests = new MemberRequests(options.budget, this);
     this.#connector = new PoolConnector(options.url, options.resolveUrl, options.connectTimeoutMs);
   }
 
   /** Nothing lent, nobody waiting, nothing being opened: eviction would hurt nobody. */
   get settled(): boolean {
-    return this.#busy.size === 0 && this.#waiters.length === 0 && this.#connecting === 0;
-  }
-
-  get closed(): boolean {
-    return this.#closed;
+    return this.#conns.busy.size === 0 && this.#waiters.length === 0 && this.#connecting === 0;
   }
 
   /** Lends a connection, waiting in FIFO order behind earlier callers when none is free. */
@@ -96,7 +86,8 @@ export class ConnectionPool implements BudgetMember {
       // Only take an idle connection directly when nobody queued earlier: FIFO.
       const conn = (this.#waiters.length === 0 ? this.#popIdle() : undefined) ?? (await this.#wait(options));
       try {
-        await this.#prepare(conn, options.schema ?? null);
+        const preparing = prepareCheckout(conn, options.schema ?? null);
+        if (preparing) await preparing;
         return conn;
       } catch (err) {
         lastError = err;
@@ -140,7 +131,8 @@ export class ConnectionPool implements BudgetMember {
         this.#markBusy(conn);
       }
       try {
-        await this.#prepare(conn, schema);
+        const preparing = prepareCheckout(conn, schema);
+        if (preparing) await preparing;
         return conn;
       } catch {
         this.#destroy(conn, 'dead');
@@ -151,9 +143,7 @@ export class ConnectionPool implements BudgetMember {
 
   /** Gives a lent connection back; with an error it is closed instead. Idempotent. */
   release(conn: PooledConnection, err?: unknown): void {
-    if (conn.state !== 'busy' || !this.#busy.has(conn)) return;
-    this.#busy.delete(conn);
-    this.#budget.countInUse(-1);
+    if (!this.#conns.giveBack(conn)) return;
     this.lastUsedAt = Date.now();
     if (err !== undefined) {
       this.#destroy(conn, 'released-with-error');
@@ -196,8 +186,8 @@ export class ConnectionPool implements BudgetMember {
     return opened;
   }
 
-  /** Tops the pool up to its minimum from free budget slots, in the background. */
-  ensureMinimum(): void {
+  // Tops the pool up to its minimum from free budget slots, in the background.
+  #ensureMinimum(): void {
     if (this.#closed || this.#total() >= this.#options.minConnections) return;
     this.warm(this.#options.minConnections).catch(() => {
       // A failed top-up was already counted by the circuit breaker; the next one retries.
@@ -206,22 +196,20 @@ export class ConnectionPool implements BudgetMember {
 
   /** Closes idle connections past the idle timeout (above the minimum) or their lifetime. */
   sweep(now: number, idleTimeoutMs: number): void {
-    for (const conn of [...this.#idle]) {
+    // Most cached pools hold nothing idle: keep their sweep to a length check.
+    for (const conn of this.#conns.idle.length === 0 ? [] : [...this.#conns.idle]) {
       if (now - conn.createdAt >= this.#options.maxLifetimeMs) this.#recycle(conn);
-      else if (
-        now - conn.idleSince >= idleTimeoutMs &&
-        this.#busy.size + this.#idle.length > this.#options.minConnections
-      )
+      else if (now - conn.idleSince >= idleTimeoutMs && this.#conns.size > this.#options.minConnections)
         this.#destroy(conn, 'idle-timeout');
     }
-    this.ensureMinimum();
+    this.#ensureMinimum();
   }
 
   /** BudgetMember: closes an idle connection whose slot goes to another pool. */
   async surrender(slot: IdleSlot): Promise<void> {
     const conn = slot as PooledConnection;
-    const index = this.#idle.indexOf(conn);
-    if (index !== -1) this.#idle.splice(index, 1);
+    // The budget took it off its own list already; unlink is harmless there.
+    this.#conns.unlink(conn);
     conn.state = 'closing';
     this.#closing++;
     try {
@@ -233,16 +221,11 @@ export class ConnectionPool implements BudgetMember {
     }
   }
 
-  /** Forgets the resolved URL, so the next connection resolves the secret again. */
-  forgetUrl(): void {
-    this.#connector.forgetUrl();
-  }
-
   counts(): PoolCounts {
     return {
-      open: this.#busy.size + this.#idle.length + this.#connecting,
-      inUse: this.#busy.size,
-      idle: this.#idle.length,
+      open: this.#conns.size + this.#connecting,
+      inUse: this.#conns.busy.size,
+      idle: this.#conns.idle.length,
       waiting: this.#waiters.length,
     };
   }
@@ -252,11 +235,12 @@ export class ConnectionPool implements BudgetMember {
    * they are released (or now, with `force`). Resolves once every connection is closed.
    */
   close(reason: CloseReason, force = false): Promise<void> {
+    if (!this.#closed) this.#closeReason = reason;
     this.#closed = true;
     this.#requests.cancelAll();
     this.#waiters.rejectAll(new ClosedError('connection pool'));
-    for (const conn of [...this.#idle]) this.#destroy(conn, reason);
-    if (force) for (const conn of [...this.#busy]) this.#destroy(conn, reason);
+    for (const conn of [...this.#conns.idle]) this.#destroy(conn, reason);
+    if (force) for (const conn of [...this.#conns.busy]) this.#destroy(conn, reason);
     if (!this.#drained) {
       let resolve!: () => void;
       const promise = new Promise<void>((r) => {
@@ -271,13 +255,12 @@ export class ConnectionPool implements BudgetMember {
   // Busy, idle, being opened, or asked of the budget: what counts against the pool's max.
   // Closing connections do not: their slot is already on its way elsewhere.
   #total(): number {
-    return this.#busy.size + this.#idle.length + this.#connecting + this.#requests.length;
+    return this.#conns.size + this.#connecting + this.#requests.length;
   }
 
   #popIdle(): PooledConnection | undefined {
     const now = Date.now();
-    for (let conn = this.#idle.pop(); conn; conn = this.#idle.pop()) {
-      this.#budget.removeIdle(conn);
+    for (let conn = this.#conns.popIdle(); conn; conn = this.#conns.popIdle()) {
       if (!conn.raw.alive) this.#destroy(conn, 'dead');
       else if (now - conn.createdAt >= this.#options.maxLifetimeMs) this.#recycle(conn);
       else {
@@ -291,19 +274,8 @@ export class ConnectionPool implements BudgetMember {
   }
 
   #markBusy(conn: PooledConnection): void {
-    conn.state = 'busy';
-    this.#busy.add(conn);
-    this.#budget.countInUse(1);
+    this.#conns.lend(conn);
     this.lastUsedAt = Date.now();
-  }
-
-  // Runs before a connection is handed over: the ping of a long-idle connection, and in
-  // schema mode the switch of search_path. The switch runs on *every* checkout, whoever
-  // had the connection before: a job may have changed search_path itself, so remembering
-  // the last schema set would not prove what the connection sees now.
-  async #prepare(conn: PooledConnection, schema: string | null): Promise<void> {
-    if (Date.now() - conn.idleSince > VALIDATE_AFTER_IDLE_MS) await conn.raw.ping();
-    if (schema !== null) await conn.raw.query(`SET search_path TO ${quoteIdent(schema)}, public`);
   }
 
   #wait(options: WaitOptions): Promise<PooledConnection> {
@@ -316,7 +288,7 @@ export class ConnectionPool implements BudgetMember {
   // that no idle connection, connection being opened, or earlier request will serve.
   #pump(): void {
     if (this.#closed) return;
-    while (this.#waiters.length > 0 && this.#idle.length > 0) {
+    while (this.#waiters.length > 0 && this.#conns.idle.length > 0) {
       const conn = this.#popIdle();
       if (!conn) break;
       this.#waiters.shift()?.resolve(conn);
@@ -397,7 +369,7 @@ export class ConnectionPool implements BudgetMember {
     });
     this.#hooks.onOpen(this);
     if (this.#closed) {
-      this.#destroy(conn, 'close');
+      this.#destroy(conn, this.#closeReason);
       throw new ClosedError('connection pool');
     }
     return conn;
@@ -411,7 +383,7 @@ export class ConnectionPool implements BudgetMember {
     // is known to be working and needs no ping.
     conn.idleSince = Date.now();
     if (this.#closed || !conn.raw.alive) {
-      this.#destroy(conn, this.#closed ? 'close' : 'dead');
+      this.#destroy(conn, this.#closed ? this.#closeReason : 'dead');
     } else if (Date.now() - conn.createdAt >= this.#options.maxLifetimeMs) {
       this.#recycle(conn);
     } else {
@@ -425,9 +397,7 @@ export class ConnectionPool implements BudgetMember {
       if (this.#budget.hasWaiters) {
         this.#destroy(conn, 'handover');
       } else {
-        conn.state = 'idle';
-        this.#idle.push(conn);
-        this.#budget.addIdle(conn);
+        this.#conns.park(conn);
       }
     }
     this.#pump();
@@ -436,20 +406,14 @@ export class ConnectionPool implements BudgetMember {
 
   #recycle(conn: PooledConnection): void {
     // A rotated secret is picked up by the replacement.
-    this.forgetUrl();
+    this.#connector.forgetUrl();
     this.#destroy(conn, 'lifetime');
   }
 
   // Closes a connection; its budget slot is freed only once the close has completed.
   #destroy(conn: PooledConnection, reason: CloseReason): void {
     if (conn.state === 'closing') return;
-    if (conn.state === 'idle') {
-      const index = this.#idle.indexOf(conn);
-      if (index !== -1) this.#idle.splice(index, 1);
-      this.#budget.removeIdle(conn);
-    } else if (this.#busy.delete(conn)) {
-      this.#budget.countInUse(-1);
-    }
+    this.#conns.unlink(conn);
     conn.state = 'closing';
     this.#closing++;
     conn.raw.close().finally(() => {
@@ -467,14 +431,9 @@ export class ConnectionPool implements BudgetMember {
   #checkDrained(): void {
     if (
       this.#drained &&
-      this.#busy.size + this.#idle.length + this.#connecting + this.#closing === 0 &&
+      this.#conns.size + this.#connecting + this.#closing === 0 &&
       this.#requests.length === 0
     )
       this.#drained.resolve();
   }
-}
-
-/** A Postgres identifier in double quotes, inner quotes doubled. */
-export function quoteIdent(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
 }

@@ -1,6 +1,7 @@
 /**
- * Opening one connection of a pool: resolving the secret (once, and again after a
- * lifetime recycle so a rotated secret is picked up) and calling the driver.
+ * Opening and readying the connections of a pool: resolving the secret (once, and again
+ * after a lifetime recycle so a rotated secret is picked up), calling the driver, and the
+ * checks and `search_path` switch run before each checkout.
  */
 
 import type { RawConnection } from './drivers/driver.js';
@@ -40,4 +41,36 @@ export class PoolConnector {
   forgetUrl(): void {
     this.#url = undefined;
   }
+}
+
+/**
+ * A connection idle for longer than this is pinged before it is lent. Below it the check
+ * costs more than it saves (HikariCP's `aliveBypassWindowMs` makes the same trade); above
+ * it, the server may have dropped the connection without the 'error' event reaching us yet.
+ */
+const VALIDATE_AFTER_IDLE_MS = 1_000;
+
+/**
+ * Readies a connection about to be lent: pings it when it sat idle for a while, and in
+ * schema mode switches `search_path` to the tenant's schema. The switch runs on *every*
+ * checkout, whoever had the connection before: a job may have changed search_path itself,
+ * so remembering the last schema set would prove nothing about what the connection sees.
+ * Returns undefined when there is nothing to do, so the database-mode hit path takes no
+ * extra turn of the event loop.
+ */
+export function prepareCheckout(
+  conn: { readonly raw: RawConnection; readonly idleSince: number },
+  schema: string | null,
+): Promise<unknown> | undefined {
+  const stale = Date.now() - conn.idleSince > VALIDATE_AFTER_IDLE_MS;
+  if (!stale && schema === null) return undefined;
+  return (async () => {
+    if (stale) await conn.raw.ping();
+    if (schema !== null) await conn.raw.query(`SET search_path TO ${quoteIdent(schema)}, public`);
+  })();
+}
+
+/** A Postgres identifier in double quotes, inner quotes doubled. */
+export function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
 }

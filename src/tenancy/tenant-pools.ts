@@ -17,6 +17,7 @@ import {
   describe,
   PoolCapacityError,
   TenantInactiveError,
+  UnknownTenantError,
   ValidationError,
 } from '../errors.js';
 import { ConnectionBudget } from './budget.js';
@@ -143,17 +144,19 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
     const deadline = Date.now() + this.options.acquireTimeoutMs;
     const { signal } = options;
     signal?.throwIfAborted();
-    const target = await this.#target(slugOrOrg, { deadline, signal });
-    if (target === null) throw new ClosedError('TenantPools');
-    const { org, pool, schema } = target;
-    this.#breaker.check(breakerKey(pool), org.slug);
-    const conn = await pool.acquire({
-      signal,
-      deadline,
-      schema,
-      timeoutError: () => this.#timedOut(new AcquireTimeoutError(org.slug, this.options.acquireTimeoutMs)),
+    const lent = await this.#withTarget(slugOrOrg, { deadline, signal }, async (target) => {
+      const { org, pool, schema } = target;
+      this.#breaker.check(breakerKey(pool), org.slug);
+      const conn = await pool.acquire({
+        signal,
+        deadline,
+        schema,
+        timeoutError: () => this.#timedOut(new AcquireTimeoutError(org.slug, this.options.acquireTimeoutMs)),
+      });
+      return this.#lend(target, conn, started);
     });
-    return this.#lend(target, conn, started);
+    // Only a lookup without waiting gives up with null.
+    return lent as TenantConnection;
   }
 
   /**
@@ -165,11 +168,11 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
   async tryAcquire(slugOrOrg: string | Org): Promise<TenantConnection | null> {
     this.#assertOpen();
     const started = performance.now();
-    const target = await this.#target(slugOrOrg, null);
-    if (target === null) return null;
-    this.#breaker.check(breakerKey(target.pool), target.org.slug);
-    const conn = await target.pool.tryAcquire(target.schema);
-    return conn === null ? null : this.#lend(target, conn, started);
+    return this.#withTarget(slugOrOrg, null, async (target) => {
+      this.#breaker.check(breakerKey(target.pool), target.org.slug);
+      const conn = await target.pool.tryAcquire(target.schema);
+      return conn === null ? null : this.#lend(target, conn, started);
+    });
   }
 
   /**
@@ -318,34 +321,44 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
 
   async #org(slugOrOrg: string | Org): Promise<Org> {
     let org: Org;
-    if (typeof slugOrOrg === 'string') org = await this.registry.get(slugOrOrg);
-    else if (typeof slugOrOrg === 'object' && slugOrOrg !== null && typeof slugOrOrg.slug === 'string')
+    if (typeof slugOrOrg === 'string') {
+      const found = await this.registry.find(slugOrOrg);
+      if (found === null) throw new UnknownTenantError(slugOrOrg);
+      org = found;
+    } else if (typeof slugOrOrg === 'object' && slugOrOrg !== null && typeof slugOrOrg.slug === 'string')
       org = slugOrOrg;
     else throw new ValidationError('slug', `Expected a tenant slug or an Org, got ${describe(slugOrOrg)}`);
     if (!org.active) throw new TenantInactiveError(org.slug);
     return org;
   }
 
-  // The pool (and schema) an acquire goes to. A new tenant's secret is resolved first
-  // (its backend is only known from the resolved URL); with `wait`, it then waits for a
-  // place in the cache when every cached pool is busy, without `wait` it gets null.
-  async #target(
+  // Finds the pool (and schema) an acquire goes to and hands it to `use`. A new tenant's
+  // secret is resolved first (its backend is only known from the resolved URL); with
+  // `wait`, it then waits for a place in the cache when every cached pool is busy, without
+  // `wait` the answer is null.
+  //
+  // `use` is called synchronously, in the same turn as the lookup: its checkout (or its
+  // place in the queue) marks the pool busy before any other caller runs. Returning the
+  // pool to an awaiting caller instead would leave a gap in which another tenant could
+  // evict the pool, idle as it still looks, and close it under our feet.
+  async #withTarget<T>(
     slugOrOrg: string | Org,
     wait: { deadline: number; signal: AbortSignal | undefined } | null,
-  ): Promise<Target | null> {
+    use: (target: Target) => Promise<T>,
+  ): Promise<T | null> {
     const org = await this.#org(slugOrOrg);
     let url: string | undefined;
     for (;;) {
       this.#assertOpen();
       const cached = this.#cachedTarget(org);
-      if (cached) return cached;
+      if (cached) return use(cached);
       if (url === undefined) {
         url = await this.#resolveSecret(org);
         // Another caller may have built the pool meanwhile: look again.
         continue;
       }
       const built = this.#newTarget(org, url, 'evict');
-      if (built) return built;
+      if (built) return use(built);
       if (!wait) return null;
       await this.#pools.waitForPlace({
         deadline: wait.deadline,
