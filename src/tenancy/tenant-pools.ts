@@ -214,8 +214,12 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
         slotsPerTenant: () => target,
         isCached: (slug) => this.#pools.has(slug),
         warm: async (org) => {
-          const found =
-            this.#cachedTarget(org) ?? this.#newTarget(org, await this.#resolveSecret(org), 'cached-only');
+          let found = this.#cachedTarget(org);
+          if (!found) {
+            const url = await this.#resolveSecret(org);
+            // An acquire may have built the pool while the secret resolved: use that one.
+            found = this.#cachedTarget(org) ?? this.#newTarget(org, url, 'cached-only');
+          }
           // Acquires took the place planned for this tenant in the meantime.
           if (found === null) return false;
           const { pool } = found;

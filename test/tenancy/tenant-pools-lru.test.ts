@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PoolCapacityError } from '../../src/errors.js';
 import { TenantPools } from '../../src/tenancy/tenant-pools.js';
-import { type PgWorld, pgWorld, slugs } from './pools-fixture.js';
+import { type PgWorld, pgWorld, slugs, sqliteFolder } from './pools-fixture.js';
 
 let world: PgWorld;
 let tenantDb: { name: string; url: string };
@@ -120,5 +120,37 @@ describe('LRU of pools', () => {
     held[0]!.release();
     held[2]!.release();
     await pools.close();
+  });
+
+  it('never lends from a pool evicted between its lookup and the checkout', async () => {
+    // Many callers over more tenants than places: pools are evicted the moment they
+    // settle, so a caller that looked its pool up must check out in the same turn.
+    const files = sqliteFolder();
+    try {
+      const names = slugs('race', 4);
+      await world.addOrgs(
+        names.map((slug) => ({ slug, storageMode: 'database' as const, databaseUrl: files.url(slug) })),
+      );
+      // Orgs rather than slugs: with no registry round trip, callers' continuations
+      // interleave within microtasks, where the gap would be.
+      const orgs = await Promise.all(names.map((slug) => world.registry.get(slug)));
+      const pools = await TenantPools.open({
+        registry: world.registry,
+        maxCachedPools: 2,
+        maxConnections: 4,
+      });
+      const results = await Promise.allSettled(
+        Array.from({ length: 400 }, (_, i) =>
+          pools.withTenant(orgs[i % orgs.length]!, (db) => db.query('select 1 as one')),
+        ),
+      );
+      const failures = results.filter((r) => r.status === 'rejected');
+      expect(failures.map((r) => String((r as PromiseRejectedResult).reason))).toEqual([]);
+      expect(pools.stats().counters.acquires).toBe(400);
+      expect(pools.stats().counters.poolEvictions).toBeGreaterThan(0);
+      await pools.close();
+    } finally {
+      files.remove();
+    }
   });
 });
