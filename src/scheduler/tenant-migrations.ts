@@ -53,6 +53,14 @@ export interface MigrateTenantsOptions {
   pageSize?: number;
   /** How often batch progress is read. @default 200 */
   pollIntervalMs?: number;
+  /**
+   * Stop waiting when the batch has made no progress for this long: a tenant whose
+   * database cannot be reached is skipped by the workers, not failed, so its job would
+   * wait forever. Such tenants are reported as failed with `version: null`; their jobs
+   * stay queued (applying is idempotent, so a late run is harmless).
+   * @default 120_000
+   */
+  stallTimeoutMs?: number;
   /** Called whenever the batch's progress changes. */
   onProgress?: (progress: BatchProgress) => void;
   /** Stops waiting (the jobs already enqueued stay). */
@@ -66,6 +74,7 @@ export interface ResolvedMigrateTenantsOptions {
   concurrency: number;
   pageSize: number;
   pollIntervalMs: number;
+  stallTimeoutMs: number;
   onProgress: ((progress: BatchProgress) => void) | undefined;
   signal: AbortSignal | undefined;
 }
@@ -75,6 +84,7 @@ const DEFAULTS = {
   concurrency: 4,
   pageSize: 500,
   pollIntervalMs: 200,
+  stallTimeoutMs: 120_000,
 } satisfies Partial<ResolvedMigrateTenantsOptions>;
 
 /** Validates {@link MigrateTenantsOptions}, loads `dir`, fills in the defaults. */
@@ -100,6 +110,7 @@ export function resolveMigrateTenantsOptions(options: MigrateTenantsOptions): Re
     concurrency: integer('concurrency', options.concurrency ?? DEFAULTS.concurrency, 1),
     pageSize: integer('pageSize', options.pageSize ?? DEFAULTS.pageSize, 1),
     pollIntervalMs: integer('pollIntervalMs', options.pollIntervalMs ?? DEFAULTS.pollIntervalMs, 1),
+    stallTimeoutMs: integer('stallTimeoutMs', options.stallTimeoutMs ?? DEFAULTS.stallTimeoutMs, 1),
     onProgress: options.onProgress,
     signal: options.signal,
   };
@@ -207,15 +218,18 @@ async function waitForBatch(
   options: ResolvedMigrateTenantsOptions,
 ): Promise<BatchProgress> {
   let last = '';
+  let changedAt = Date.now();
   for (;;) {
     options.signal?.throwIfAborted();
     const progress = await fleet.batch(batchId);
     const key = JSON.stringify(progress);
     if (key !== last) {
       last = key;
+      changedAt = Date.now();
       options.onProgress?.(progress);
     }
     if (progress.total >= expected && progress.pending === 0) return progress;
+    if (Date.now() - changedAt >= options.stallTimeoutMs) return progress;
     await new Promise((resolve) => setTimeout(resolve, options.pollIntervalMs));
   }
 }
@@ -239,8 +253,10 @@ async function fillFromJobs(
       if (results.has(org.slug)) continue;
       const job = await fleet.backend?.getJob(options.queue, org.slug, jobIdOf(org.slug));
       if (!job) continue;
-      if (job.state === 'completed' && job.result && typeof job.result === 'object') {
-        results.set(org.slug, { outcome: job.result as TenantMigrationOutcome });
+      if (job.state === 'completed') {
+        if (job.result && typeof job.result === 'object') {
+          results.set(org.slug, { outcome: job.result as TenantMigrationOutcome });
+        }
       } else if (job.state === 'failed') {
         const version = /^Migration (\d+)_/.exec(job.error?.message ?? '')?.[1];
         results.set(org.slug, {
@@ -248,6 +264,14 @@ async function fillFromJobs(
             tenant: org.slug,
             version: version === undefined ? null : Number(version),
             error: job.error?.message ?? 'failed without a message',
+          },
+        });
+      } else {
+        results.set(org.slug, {
+          failure: {
+            tenant: org.slug,
+            version: null,
+            error: `not run: its job was still ${job.state} after ${options.stallTimeoutMs} ms without progress (is the tenant's database reachable?)`,
           },
         });
       }

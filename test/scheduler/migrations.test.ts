@@ -149,6 +149,39 @@ describe('migrate over 50 tenants of mixed modes and backends', () => {
   });
 });
 
+describe('a tenant whose database cannot be reached', () => {
+  it('is reported as not run once the batch stalls, and the others are migrated', async () => {
+    const home = tempDir('migrations-down-');
+    const reg = await OrgRegistry.open(`sqlite:${join(home, 'registry.db')}`);
+    const tenantPools = await TenantPools.open({ registry: reg, maxConnections: 4 });
+    const local = await Fleet.open({ backend: new MemoryBackend(), registry: reg, pools: tenantPools });
+    try {
+      await reg.migrate();
+      for (const slug of ['ok-1', 'ok-2']) {
+        await reg.add({ slug, storageMode: 'database', databaseUrl: `sqlite:${join(home, `${slug}.db`)}` });
+      }
+      // A file under a regular file: the folder can never be created, so no connection opens.
+      writeFileSync(join(home, 'blocker'), '');
+      await reg.add({
+        slug: 'down',
+        storageMode: 'database',
+        databaseUrl: `sqlite:${join(home, 'blocker', 'x.db')}`,
+      });
+      const report = await migrateTenants(local, { dir, stallTimeoutMs: 5000 });
+      expect(report.migrated.map((m) => m.tenant)).toEqual(['ok-1', 'ok-2']);
+      expect(report.failed).toHaveLength(1);
+      expect(report.failed[0]).toMatchObject({ tenant: 'down', version: null });
+      expect(report.failed[0]!.error).toMatch(/not run/);
+      expect(report.progress).toMatchObject({ total: 3, completed: 2, pending: 1 });
+    } finally {
+      await local.close();
+      await tenantPools.close();
+      await reg.close();
+      rmSync(home, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('migration files', () => {
   it('are read in version order; a badly named or duplicate file is named in the error', () => {
     const files = tempDir('migration-files-');
