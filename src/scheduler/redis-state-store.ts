@@ -18,7 +18,7 @@ export interface RedisScheduleStoreOptions {
   prefix?: string;
 }
 
-/** Keeps each schedule's last tick (epoch ms) at `<prefix>:scheduler:last-tick:<id>`. */
+/** Keeps each schedule's last tick (epoch ms) at `<prefix>:#scheduler:last-tick:<id>` (`#` never occurs in a queue name, so no BullMQ key can meet it). */
 export class RedisScheduleStore implements ScheduleStateStore {
   readonly #redis: Redis;
   readonly #prefix: string;
@@ -29,7 +29,7 @@ export class RedisScheduleStore implements ScheduleStateStore {
   }
 
   #key(scheduleId: string): string {
-    return `${this.#prefix}:scheduler:last-tick:${scheduleId}`;
+    return `${this.#prefix}:#scheduler:last-tick:${scheduleId}`;
   }
 
   async lastTick(scheduleId: string): Promise<Date | null> {

@@ -40,7 +40,7 @@ describe('schedule state stores', () => {
     const redis = new Redis(REDIS_URL);
     try {
       await checkRaiseOnly(new RedisScheduleStore({ redis, prefix }));
-      expect(await redis.keys(`${prefix}:scheduler:last-tick:*`)).toHaveLength(2);
+      expect(await redis.keys(`${prefix}:#scheduler:last-tick:*`)).toHaveLength(2);
     } finally {
       await redis.quit();
       await deletePrefix(prefix);
