@@ -18,7 +18,10 @@ export interface RedisScheduleStoreOptions {
   prefix?: string;
 }
 
-/** Keeps each schedule's last tick (epoch ms) at `<prefix>:#scheduler:last-tick:<id>` (`#` never occurs in a queue name, so no BullMQ key can meet it). */
+/**
+ * Keeps each schedule's last tick (epoch ms) at `<prefix>:#scheduler:last-tick:<id>`:
+ * `#` never occurs in a queue name, so no BullMQ key can meet it.
+ */
 export class RedisScheduleStore implements ScheduleStateStore {
   readonly #redis: Redis;
   readonly #prefix: string;
