@@ -341,12 +341,17 @@ export class MemoryBackend implements TenantQueueBackend {
     );
   }
 
-  /** The job's record and partition if `job`'s lease still holds its lock. */
+  /**
+   * The job's record and partition if `job`'s lease still holds its lock. An expired
+   * lock counts as lost even before a sweep puts the job back, as on Redis, where the
+   * lock key has simply expired.
+   */
   #held(job: ActiveJob): { partition: MemoryPartition; record: JobRecord } | null {
     const partition = this.#partition(job.queue, job.tenant, false);
     const record = partition?.active.get(job.id);
     const lease = job.lease as MemoryLease | undefined;
-    if (!partition || !record || record.lock?.token !== lease?.token) return null;
+    if (!partition || !record?.lock || record.lock.token !== lease?.token) return null;
+    if (record.lock.until <= Date.now()) return null;
     return { partition, record };
   }
 

@@ -233,6 +233,21 @@ describe.each(engines)('$name engine', (engine) => {
     expect(info?.error?.message).toContain('stalled');
   });
 
+  it('treats a lock that expired before a sweep as lost: the late result is dropped and the job runs again', async () => {
+    const id = await backend.enqueue(queue, { tenant: 'acme', name: 'n', data: null });
+    const late = await backend.fetch(queue, 'acme', 'slow-worker', 100);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await backend.extendLocks([late!], LOCK)).toEqual([id]);
+    await backend.complete(late!, 'too late');
+    expect(await backend.counts(queue, 'acme')).toMatchObject({ active: 1, completed: 0 });
+    const again = await eventually(async () => {
+      await backend.recoverStalled(queue);
+      return backend.fetch(queue, 'acme', 'w', LOCK);
+    }, 'the job to run again');
+    await backend.complete(again, 'on time');
+    expect(await backend.getJob(queue, 'acme', id)).toMatchObject({ state: 'completed', result: 'on time' });
+  });
+
   it('keeps a job whose lock is extended', async () => {
     await backend.enqueue(queue, { tenant: 'acme', name: 'n', data: null });
     // Each extension is 2 s; the loop runs over 3 s with an extension every ~100 ms, so
