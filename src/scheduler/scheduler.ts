@@ -162,7 +162,13 @@ export class Scheduler extends EventEmitter<SchedulerEventMap> implements AsyncD
     // One reference instant for both: the catch-up covers ticks up to `now`, the timer
     // waits for the first one after it (at once if that has passed meanwhile).
     const now = new Date();
-    await this.#enqueue(entry, () => this.#catchUp(entry, now));
+    try {
+      await this.#enqueue(entry, () => this.#catchUp(entry, now));
+    } catch (err) {
+      // The store could not be read: leave nothing half-registered, so a retry can register.
+      this.#schedules.delete(resolved.id);
+      throw err;
+    }
     this.#arm(entry, now);
     return this.#info(entry);
   }

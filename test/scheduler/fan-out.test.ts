@@ -267,6 +267,27 @@ describe('catch-up after downtime', () => {
   });
 });
 
+describe('a state store that fails', () => {
+  it('leaves the schedule unregistered so registering again works', async () => {
+    const inner = new MemoryScheduleStore();
+    let failures = 1;
+    const flaky = {
+      lastTick: async (id: string) => {
+        if (failures-- > 0) throw new Error('store unreachable');
+        return inner.lastTick(id);
+      },
+      recordTick: (id: string, tick: Date) => inner.recordTick(id, tick),
+      close: () => inner.close(),
+    };
+    await using scheduler = new Scheduler(fleet, { store: flaky });
+    await expect(scheduler.fanOut(schedule)).rejects.toThrow(/store unreachable/);
+    expect(scheduler.schedules()).toEqual([]);
+    const info = await scheduler.fanOut(schedule);
+    expect(info.id).toBe(schedule.id);
+    expect(scheduler.schedules().map((s) => s.id)).toEqual([schedule.id]);
+  });
+});
+
 describe('validation', () => {
   it('rejects a bad id, cron, time zone or catch-up policy with the field named', async () => {
     await using scheduler = new Scheduler(fleet);
