@@ -113,3 +113,28 @@ export class PoolCache {
     this.#waiters.rejectAll(err);
   }
 }
+
+/**
+ * Closes `pools`: idle connections at once, lent ones when released; after `timeoutMs`
+ * whatever is still lent is closed anyway (`onLate` is told first). Resolves once every
+ * connection is closed.
+ */
+export async function closePools(
+  pools: ConnectionPool[],
+  timeoutMs: number,
+  onLate: () => void,
+): Promise<void> {
+  const drained = Promise.all(pools.map((pool) => pool.close('close').catch(() => {})));
+  let timer: NodeJS.Timeout | undefined;
+  const late = await Promise.race([
+    drained.then(() => false),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), timeoutMs);
+    }),
+  ]);
+  clearTimeout(timer);
+  if (!late) return;
+  onLate();
+  for (const pool of pools) pool.close('close', true).catch(() => {});
+  await drained;
+}

@@ -25,7 +25,7 @@ import { CircuitBreaker } from './circuit-breaker.js';
 import { ConnectionPool, type PooledConnection, type PoolHooks } from './connection-pool.js';
 import { backendOf } from './drivers/driver.js';
 import type { Org } from './org.js';
-import { PoolCache } from './pool-cache.js';
+import { closePools, PoolCache } from './pool-cache.js';
 import { breakerKey, PoolMonitor, poolInfo } from './pool-monitor.js';
 import {
   type ResolvedTenantPoolsOptions,
@@ -286,21 +286,12 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
     this.#pools.rejectWaiters(new ClosedError('TenantPools'));
     const pools = this.#pools.allPools();
     if (this.#shared) pools.push(this.#shared);
-    const drained = Promise.all(pools.map((pool) => pool.close('close').catch(() => {})));
+    // No slot is granted from now on; queued requests are rejected and their pools'
+    // waiters get ClosedError as the pools close.
     this.#budget.close();
-    let timer: NodeJS.Timeout | undefined;
-    const late = await Promise.race([
-      drained.then(() => false),
-      new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(true), this.options.closeTimeoutMs);
-      }),
-    ]);
-    clearTimeout(timer);
-    if (late) {
+    await closePools(pools, this.options.closeTimeoutMs, () => {
       this.options.logger?.warn('tenant pools: closing connections still lent after closeTimeoutMs');
-      for (const pool of pools) pool.close('close', true).catch(() => {});
-      await drained;
-    }
+    });
     if (this.#ownsRegistry) {
       try {
         await this.registry.close();
