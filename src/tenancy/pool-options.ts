@@ -28,11 +28,17 @@ export interface TenantPoolsOptions {
   maxConnections?: number;
   /** Database-mode tenant pools kept in memory; the least recently used idle one goes first. @default 64 */
   maxCachedPools?: number;
-  /** Connections one tenant's pool may hold; an org's own `maxConnections` overrides it. @default 4 */
+  /**
+   * Connections one tenant's pool may hold; an org's own `maxConnections` overrides it.
+   * @default 4 (or `maxConnections` when that is smaller)
+   */
   perTenantMaxConnections?: number;
   /** Connections a pool keeps open once it is used or prewarmed, idle or not. @default 0 */
   perTenantMinConnections?: number;
-  /** Connections of the pool all schema-mode tenants share, inside the budget. @default 10 */
+  /**
+   * Connections of the pool all schema-mode tenants share, inside the budget.
+   * @default 10 (or `maxConnections` when that is smaller)
+   */
   schemaPoolMaxConnections?: number;
   /** How long `acquire` waits for a connection before `AcquireTimeoutError`. @default 30_000 */
   acquireTimeoutMs?: number;
