@@ -47,17 +47,17 @@ export async function generateTraffic(
   burst = 250,
 ): Promise<void> {
   let sequence = 0;
+  const quiet = tenants.filter((t) => t !== NOISY_TENANT);
+  const noisy = tenants.includes(NOISY_TENANT);
   for (let round = 0; !signal.aborted; round++) {
     try {
-      if (round % 4 === 0) {
-        const quiet = tenants.filter((t) => t !== NOISY_TENANT);
+      if (round % 4 === 0 && quiet.length > 0) {
         await fleet.enqueueBulk(
           DEMO_QUEUE,
           quiet.map((tenant) => ({ tenant, name: 'trickle', data: { round } })),
         );
       }
-      const counts = await fleet.counts(DEMO_QUEUE, NOISY_TENANT);
-      if (counts.waiting < backlog) {
+      if (noisy && (await fleet.counts(DEMO_QUEUE, NOISY_TENANT)).waiting < backlog) {
         const jobs = Array.from({ length: burst }, () => ({
           tenant: NOISY_TENANT,
           name: 'flood',
@@ -117,7 +117,7 @@ export class DemoStats {
     return [
       `[stats] ${total.toFixed(0)} jobs/s`,
       `${NOISY_TENANT} ${rate(NOISY_TENANT).toFixed(0)}/s`,
-      `${quiet.length} quiet tenants ${quietRates.reduce((a, b) => a + b, 0).toFixed(1)}/s (min ${Math.min(...quietRates).toFixed(1)}/s; top ${top.join(', ')})`,
+      `${quiet.length} quiet tenants ${quietRates.reduce((a, b) => a + b, 0).toFixed(1)}/s (min ${(quietRates.length > 0 ? Math.min(...quietRates) : 0).toFixed(1)}/s; top ${top.join(', ')})`,
       `served ${this.served()}/${this.#tenants.length} tenants`,
       `failed ${this.#failed}`,
       `pool budget ${budget.open}/${budget.max} open, ${budget.inUse} in use, ${budget.waiting} waiting, ${counters.poolEvictions} evictions, ${counters.reclaims} reclaims`,

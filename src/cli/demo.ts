@@ -59,7 +59,10 @@ export function demoCommand(): Command {
       let flood: Promise<void> | undefined;
       try {
         const { added } = await seedDemoTenants(registry, paths);
-        print(`tenant-fleet demo: ${DEMO_TENANTS.length} tenants (${added} new) in ${paths.dir}`);
+        // A demo tenant deactivated with `tenant-fleet orgs deactivate` sits the demo out.
+        const tenants: string[] = [];
+        for (const slug of DEMO_TENANTS) if ((await registry.get(slug)).active) tenants.push(slug);
+        print(`tenant-fleet demo: ${tenants.length} tenants (${added} new) in ${paths.dir}`);
         const startup = await runStartupJobs([prewarmJob(pools)], {
           mode: 'blocking',
           logger,
@@ -82,8 +85,8 @@ export function demoCommand(): Command {
           perTenantConcurrency: 2,
           shutdownTimeoutMs: 5000,
         });
-        const stats = new DemoStats(worker, DEMO_TENANTS);
-        await enqueueWelcomeJobs(fleet, DEMO_TENANTS);
+        const stats = new DemoStats(worker, tenants);
+        await enqueueWelcomeJobs(fleet, tenants);
         const schedules = await startSchedules(handle, [
           {
             id: 'demo-report',
@@ -95,7 +98,7 @@ export function demoCommand(): Command {
           },
         ]);
         closeSchedules = schedules.close;
-        flood = generateTraffic(fleet, DEMO_TENANTS, stop.signal);
+        flood = generateTraffic(fleet, tenants, stop.signal);
 
         print(
           `  engine: ${config.engine}${config.engine === 'bullmq' ? ` (prefix ${config.prefix})` : ' (in this process)'}`,
@@ -114,7 +117,7 @@ export function demoCommand(): Command {
         statsTimer = setInterval(() => {
           print(stats.line(pools));
           if (stats.allServedOnce())
-            print(`every demo tenant has processed jobs (${DEMO_TENANTS.length}/${DEMO_TENANTS.length})`);
+            print(`every demo tenant has processed jobs (${tenants.length}/${tenants.length})`);
         }, flags.statsInterval);
 
         const signal = await shutdown;
