@@ -126,10 +126,11 @@ export class BullMqBackend extends EventEmitter<BullMqBackendEventMap> implement
     let commands = 0;
     for (const job of jobs) {
       const backend = this.#partitions.backend(queue, job.tenant);
+      // Our own ids rather than BullMQ's per-queue counter, so that an id names one job
+      // across all of a queue's partitions, as it does on the memory engine.
+      const id = job.jobId ?? randomUUID();
       // Queued synchronously on the MULTI; its outcome is read from exec's results.
-      backend
-        .addJobToTransaction(multi as never, toBullJobJson(job, now, keep) as never, job.jobId ?? '')
-        .catch(() => {});
+      backend.addJobToTransaction(multi as never, toBullJobJson(job, now, keep) as never, id).catch(() => {});
       addIndexes.push(commands++);
       if (job.batchId !== null) {
         const batchKey = this.#index.batchKey(job.batchId);

@@ -5,8 +5,12 @@
 import { describe, ValidationError } from '../errors.js';
 import type { BackoffOptions, EnqueueJob } from './backend.js';
 
-/** The highest priority number a job may carry (BullMQ's own limit, minus one slot we keep). */
-export const MAX_PRIORITY = 2_097_151;
+/**
+ * The largest priority number a job may carry. BullMQ scores a prioritised job
+ * `priority · 2³² + counter` in a sorted set of doubles, exact only below 2⁵³, so 2²¹ − 1
+ * is the largest usable priority; that one is kept for jobs enqueued without a priority.
+ */
+export const MAX_PRIORITY = 2_097_150;
 
 /** Queue names end up in Redis keys and BullMQ queue names (`<queue>.<tenant>`). */
 const QUEUE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
