@@ -90,7 +90,7 @@ export async function rawBullmqRun(
   count: number,
   concurrency: number,
   handler: () => Promise<unknown> = async () => {},
-): Promise<{ ops: number; ms: number }> {
+): Promise<{ ops: number; ms: number; failed: number }> {
   const prefix = unique('bench_raw');
   const queue = new Queue('bench', { connection: redis, prefix });
   await rawEnqueue(queue, count);
@@ -106,7 +106,13 @@ export async function rawBullmqRun(
     concurrency,
     removeOnComplete: { count: 100 },
   });
+  // A failed job counts too (and is reported), so a run can never hang on one.
+  let failed = 0;
   worker.on('completed', () => {
+    if (++done === count) finish();
+  });
+  worker.on('failed', () => {
+    failed += 1;
     if (++done === count) finish();
   });
   await finished;
@@ -114,5 +120,5 @@ export async function rawBullmqRun(
   await worker.close();
   await queue.close();
   await deleteKeys(redis, prefix);
-  return { ops: count, ms };
+  return { ops: count - failed, ms, failed };
 }

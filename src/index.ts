@@ -141,14 +141,7 @@ export type { TenantConnection } from './tenancy/tenant-connection.js';
 // tenancy: TenantPools itself
 export { type AcquireOptions, TenantPools } from './tenancy/tenant-pools.js';
 // worker: fair pulling across tenants, the handler's context
-export {
-  type CloseOptions,
-  type ConnectionLender,
-  FleetWorker,
-  type FleetWorkerDeps,
-  type FleetWorkerEventMap,
-  type OrgSource,
-} from './worker/fleet-worker.js';
+export { FleetWorker } from './worker/fleet-worker.js';
 export type { JobContext, JobHandler } from './worker/job-context.js';
 export { UnrecoverableError } from './worker/unrecoverable-error.js';
 export {
@@ -156,3 +149,10 @@ export {
   type ResolvedFleetWorkerOptions,
   resolveFleetWorkerOptions,
 } from './worker/worker-options.js';
+export type {
+  CloseOptions,
+  ConnectionLender,
+  FleetWorkerDeps,
+  FleetWorkerEventMap,
+  OrgSource,
+} from './worker/worker-types.js';

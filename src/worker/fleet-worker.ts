@@ -15,51 +15,7 @@ import {
   type ResolvedFleetWorkerOptions,
   resolveFleetWorkerOptions,
 } from './worker-options.js';
-
-/** Where the worker reads orgs: an `OrgRegistry` fits. */
-export interface OrgSource {
-  /** The org, or `UnknownTenantError`. */
-  get(slug: string): Promise<Org>;
-}
-
-/** Where the worker borrows tenant connections: a `TenantPools` fits. */
-export interface ConnectionLender {
-  /** A connection lent without waiting for a slot, or null when the pool cannot lend now. */
-  tryAcquire(org: Org): Promise<TenantConnection | null> | TenantConnection | null;
-}
-
-/** What a worker runs on. */
-export interface FleetWorkerDeps {
-  backend: TenantQueueBackend;
-  orgs: OrgSource;
-  /** Required when `borrowConnection` is on. */
-  pools?: ConnectionLender | undefined;
-  logger?: Logger | undefined;
-}
-
-/** Options of {@link FleetWorker.close}. */
-export interface CloseOptions {
-  /** How long running jobs may take to finish before they are aborted. @default the worker's `shutdownTimeoutMs` */
-  timeoutMs?: number;
-}
-
-/** The events of a {@link FleetWorker}, one payload object each. */
-export interface FleetWorkerEventMap {
-  'job:active': [{ job: ActiveJob; tenant: Org }];
-  'job:completed': [{ job: ActiveJob; result: unknown; durationMs: number }];
-  /** The attempt failed and the engine will run the job again after its backoff. */
-  'job:retrying': [{ job: ActiveJob; error: Error }];
-  /** The job failed for good: attempts exhausted or an `UnrecoverableError`. */
-  'job:failed': [{ job: ActiveJob; error: Error; unrecoverable: boolean }];
-  /** The job was aborted and left for the engine to hand out again. */
-  'job:aborted': [{ job: ActiveJob; reason: 'shutdown' | 'lock-lost' }];
-  /** A tenant with jobs is not served: deactivated or unknown to the registry. */
-  'tenant:skipped': [{ tenant: string; reason: 'inactive' | 'unknown' | 'error' }];
-  /** Something failed that the worker survives (an engine call, a registry read). */
-  error: [{ error: Error; during: string }];
-  /** `close()` has finished. */
-  closed: [];
-}
+import type { CloseOptions, ConnectionLender, FleetWorkerDeps, FleetWorkerEventMap } from './worker-types.js';
 
 interface RunningJob {
   readonly job: ActiveJob;
@@ -72,6 +28,8 @@ interface RunningJob {
 
 // How long the worker rests after an engine call failed, so a Redis outage is not a busy loop.
 const ERROR_BACKOFF_MS = 250;
+// A tenant with a fleet-wide cap that fetched nothing is looked at again this soon.
+const CAP_RETRY_MS = 50;
 // While every slot is busy, readiness is re-read at most this often (each enqueue wakes it).
 const BUSY_REFRESH_GAP_MS = 20;
 
@@ -104,6 +62,9 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
   #loops: Promise<void>[] = [];
   #timers: NodeJS.Timeout[] = [];
   #unblockTimer: NodeJS.Timeout | undefined;
+  /** Aborting it ends the refresh loop's current wait early (see #refreshSoon). */
+  #kick = new AbortController();
+  #kickTimer: NodeJS.Timeout | undefined;
   #started = false;
   #closing = false;
   #closed: Promise<void> | undefined;
@@ -200,6 +161,7 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     this.#stop.abort();
     for (const timer of this.#timers) clearInterval(timer);
     clearTimeout(this.#unblockTimer);
+    clearTimeout(this.#kickTimer);
     for (const wake of this.#wakers.splice(0)) wake();
     const loops = Promise.allSettled(this.#loops);
     let deadline: NodeJS.Timeout | undefined;
@@ -292,6 +254,9 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
       this.#giveBack(db);
       this.#picker.markEmpty(slug, epoch);
       this.#picker.finish(slug);
+      // Null may mean "at its fleet-wide cap" rather than empty; nobody signals when another
+      // process frees a place, so ask the engine again soon rather than at the next poll.
+      if (org.maxConcurrency !== null) this.#refreshSoon(CAP_RETRY_MS);
       return;
     }
     // The tenant had a job, so it may have more: undo a markEmpty another slot raced in.
@@ -368,9 +333,10 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     const signal = this.#stop.signal;
     while (!this.#closing) {
       const started = Date.now();
+      this.#kick = new AbortController();
       // Listen before asking, so an enqueue that lands while we ask still wakes us.
       const ready = this.#backend
-        .waitForReady(this.queue, this.options.pollIntervalMs, signal)
+        .waitForReady(this.queue, this.options.pollIntervalMs, AbortSignal.any([signal, this.#kick.signal]))
         .catch((error) => {
           if (!signal.aborted) this.#error(error, 'waitForReady');
         });
@@ -399,6 +365,14 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     } catch (error) {
       this.#error(error, 'recoverStalled');
     }
+  }
+
+  #refreshSoon(delayMs: number): void {
+    if (this.#kickTimer !== undefined || this.#closing) return;
+    this.#kickTimer = setTimeout(() => {
+      this.#kickTimer = undefined;
+      this.#kick.abort();
+    }, delayMs);
   }
 
   #scheduleUnblock(): void {

@@ -1,0 +1,50 @@
+/** The types a FleetWorker is built from and the events it emits. */
+import type { Logger } from 'pino';
+import type { ActiveJob, TenantQueueBackend } from '../queue/backend.js';
+import type { Org } from '../tenancy/org.js';
+import type { TenantConnection } from '../tenancy/tenant-connection.js';
+
+/** Where the worker reads orgs: an `OrgRegistry` fits. */
+export interface OrgSource {
+  /** The org, or `UnknownTenantError`. */
+  get(slug: string): Promise<Org>;
+}
+
+/** Where the worker borrows tenant connections: a `TenantPools` fits. */
+export interface ConnectionLender {
+  /** A connection lent without waiting for a slot, or null when the pool cannot lend now. */
+  tryAcquire(org: Org): Promise<TenantConnection | null> | TenantConnection | null;
+}
+
+/** What a worker runs on. */
+export interface FleetWorkerDeps {
+  backend: TenantQueueBackend;
+  orgs: OrgSource;
+  /** Required when `borrowConnection` is on. */
+  pools?: ConnectionLender | undefined;
+  logger?: Logger | undefined;
+}
+
+/** Options of {@link FleetWorker.close}. */
+export interface CloseOptions {
+  /** How long running jobs may take to finish before they are aborted. @default the worker's `shutdownTimeoutMs` */
+  timeoutMs?: number;
+}
+
+/** The events of a {@link FleetWorker}, one payload object each. */
+export interface FleetWorkerEventMap {
+  'job:active': [{ job: ActiveJob; tenant: Org }];
+  'job:completed': [{ job: ActiveJob; result: unknown; durationMs: number }];
+  /** The attempt failed and the engine will run the job again after its backoff. */
+  'job:retrying': [{ job: ActiveJob; error: Error }];
+  /** The job failed for good: attempts exhausted or an `UnrecoverableError`. */
+  'job:failed': [{ job: ActiveJob; error: Error; unrecoverable: boolean }];
+  /** The job was aborted and left for the engine to hand out again. */
+  'job:aborted': [{ job: ActiveJob; reason: 'shutdown' | 'lock-lost' }];
+  /** A tenant with jobs is not served: deactivated or unknown to the registry. */
+  'tenant:skipped': [{ tenant: string; reason: 'inactive' | 'unknown' | 'error' }];
+  /** Something failed that the worker survives (an engine call, a registry read). */
+  error: [{ error: Error; during: string }];
+  /** `close()` has finished. */
+  closed: [];
+}
