@@ -9,6 +9,7 @@
  * fan-out for the most recent missed tick and `'none'` skips what was missed.
  */
 import { EventEmitter } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Cron } from 'croner';
 import type { Logger } from 'pino';
 import { ClosedError, ConfigError, describe, ValidationError } from '../errors.js';
@@ -113,6 +114,8 @@ interface Registered {
 // Timers longer than this re-check the clock first: setTimeout cannot wait more than
 // ~24.8 days, and a long sleep should not drift across clock changes.
 const MAX_SLEEP_MS = 60 * 60 * 1000;
+// Waits before the second and third attempt of a failed fan-out.
+const TICK_RETRY_DELAYS_MS = [1000, 5000];
 const SCHEDULE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$/;
 
 /**
@@ -124,6 +127,8 @@ export class Scheduler extends EventEmitter<SchedulerEventMap> implements AsyncD
   readonly #options: ResolvedSchedulerOptions;
   readonly #schedules = new Map<string, Registered>();
   readonly #abort = new AbortController();
+  // Aborted as soon as close() starts: cuts short the wait before a retry.
+  readonly #stopping = new AbortController();
   #closing: Promise<void> | undefined;
 
   constructor(target: FanOutTarget, options: SchedulerOptions = {}) {
@@ -197,6 +202,7 @@ export class Scheduler extends EventEmitter<SchedulerEventMap> implements AsyncD
   /** Stops every timer and waits (up to `closeTimeoutMs`) for running fan-outs; idempotent. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      this.#stopping.abort();
       for (const entry of this.#schedules.values()) {
         clearTimeout(entry.timer);
         entry.cron.stop();
@@ -297,6 +303,23 @@ export class Scheduler extends EventEmitter<SchedulerEventMap> implements AsyncD
     }
   }
 
+  // A fan-out that failed (registry or engine unreachable) is tried again: re-enqueuing a
+  // tick is idempotent. After the last attempt the tick stays unrecorded, so the next
+  // start's catch-up can still run it.
+  async #runTickWithRetries(entry: Registered, tick: Date): Promise<void> {
+    for (let attempt = 0; attempt < TICK_RETRY_DELAYS_MS.length + 1; attempt++) {
+      try {
+        await this.#runTick(entry, tick);
+        return;
+      } catch {
+        const delay = TICK_RETRY_DELAYS_MS[attempt];
+        if (delay === undefined || this.#stopping.signal.aborted) return;
+        await sleep(delay, undefined, { signal: this.#stopping.signal }).catch(() => undefined);
+        if (this.#stopping.signal.aborted) return;
+      }
+    }
+  }
+
   // Waits for the next tick after `from`. A tick that comes due while the previous one is
   // still fanning out runs right after it; ticks left behind by a stall (a suspended
   // process) follow the catch-up policy instead of running one by one.
@@ -313,7 +336,7 @@ export class Scheduler extends EventEmitter<SchedulerEventMap> implements AsyncD
         return;
       }
       void this.#enqueue(entry, async () => {
-        await this.#runTick(entry, next).catch(() => undefined);
+        await this.#runTickWithRetries(entry, next);
         const now = new Date();
         const following = entry.cron.nextRun(next);
         if (following && following.getTime() < now.getTime() - 1000) {

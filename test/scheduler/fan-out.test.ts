@@ -211,6 +211,38 @@ describe('fan-out on the memory engine', () => {
   });
 });
 
+describe('a fan-out that fails', () => {
+  it('is tried again for the same tick, and enqueues once', async () => {
+    const slugs = await addTenants(3);
+    let failures = 1;
+    const target = {
+      registry,
+      enqueueBulk: async (q: string, jobs: EnqueueJob[]) => {
+        if (failures-- > 0) throw new Error('engine unreachable');
+        return fleet.enqueueBulk(q, jobs);
+      },
+    };
+    await using scheduler = new Scheduler(target);
+    const events: Array<[string, number]> = [];
+    scheduler.on('fanout:error', ({ tick }) => {
+      events.push(['error', tick.getTime()]);
+    });
+    scheduler.on('fanout:done', ({ tick }) => {
+      events.push(['done', tick.getTime()]);
+    });
+    await scheduler.fanOut({ ...schedule, id: 'retried', cron: '* * * * * *' });
+    await until(() => events.some(([what]) => what === 'done'), 'a fan-out after the failure');
+    await scheduler.close();
+    const [first, second] = events;
+    expect(first).toEqual(['error', first![1]]);
+    // The retry is for the tick that failed, not a later one.
+    expect(second).toEqual(['done', first![1]]);
+    for (const slug of slugs) {
+      expect(await fleet.job(queue, slug, fanOutJobId('retried', new Date(first![1]), slug))).not.toBeNull();
+    }
+  });
+});
+
 describe('catch-up after downtime', () => {
   // Daily, so no live tick can fire while a test runs (a minutely one could, at a minute's turn).
   const daily = { ...schedule, id: 'daily' };
