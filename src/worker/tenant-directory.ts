@@ -47,7 +47,11 @@ export class TenantDirectory {
     return this.#known.get(slug);
   }
 
-  /** Loads the orgs of tenants seen for the first time, then marks every known one ready. */
+  /**
+   * Loads the orgs of tenants seen for the first time, then marks every known one ready.
+   * All at once on purpose: marking each as its org arrives let the first-loaded tenant
+   * (often the noisy one) run hundreds of jobs before the others were even pickable.
+   */
   async admit(slugs: readonly string[]): Promise<void> {
     const now = Date.now();
     const fresh = slugs.filter((slug) => !this.#known.has(slug) && (this.#skipped.get(slug) ?? 0) <= now);
