@@ -23,6 +23,8 @@ export interface WorkerPartition {
   pins: number;
   /** Active jobs this process fetched from it and has not settled yet. */
   held: number;
+  /** When this process last announced the partition to the stalled sweeps. */
+  markedAt: number;
 }
 
 /** Per-minute throughput points kept per partition: one hour. */
@@ -160,7 +162,7 @@ export class PartitionCache {
       );
       // A Worker re-emits connection errors; unhandled, an 'error' event would throw.
       worker.on('error', (error) => this.#onError(error));
-      partition = { key, worker, pins: 0, held: 0 };
+      partition = { key, worker, pins: 0, held: 0, markedAt: 0 };
     }
     this.#workers.set(key, partition);
     return partition;

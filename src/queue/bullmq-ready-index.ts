@@ -11,7 +11,7 @@ import type { FleetCommands, FleetMulti } from './bullmq-scripts.js';
 import { getOrCreate } from './get-or-create.js';
 
 /** How long a partition stays on the sweep list after a fetch announced it, idle or not. */
-const ACTIVE_GRACE_MS = 60_000;
+export const ACTIVE_GRACE_MS = 60_000;
 
 /** The BullMQ keys of one partition that the index scripts read. */
 export interface PartitionKeys {

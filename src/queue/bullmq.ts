@@ -31,7 +31,7 @@ import {
   resolveBullMqBackendOptions,
 } from './bullmq-options.js';
 import { PartitionCache, partitionName } from './bullmq-partitions.js';
-import { ReadyIndex } from './bullmq-ready-index.js';
+import { ACTIVE_GRACE_MS, ReadyIndex } from './bullmq-ready-index.js';
 import { type FleetCommands, type FleetMulti, withFleetCommands } from './bullmq-scripts.js';
 import {
   checkConcurrency,
@@ -176,8 +176,15 @@ export class BullMqBackend extends EventEmitter<BullMqBackendEventMap> implement
       const { worker } = partition;
       // Read by BullMQ's moveToActive when it takes the lock.
       worker.opts.lockDuration = lockDurationMs;
-      if (partition.held === 0)
+      // Announce the partition to the stalled sweeps before moveToActive (same connection,
+      // so Redis sees it first): a fresh announcement keeps a sweep from forgetting the
+      // partition between the two. Holding a job already keeps it listed, but only while
+      // that job stays active, so holders re-announce at half the grace period.
+      const now = Date.now();
+      if (partition.held === 0 || now - partition.markedAt > ACTIVE_GRACE_MS / 2) {
+        partition.markedAt = now;
         this.#index.markActive(queue, tenant).catch((error: Error) => this.emit('redis:error', { error }));
+      }
       for (;;) {
         const token = `${workerId}:${randomUUID()}`;
         const job = await worker.getNextJob(token, { block: false });
