@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/errors.js';
 import type { ActiveJob } from '../../src/queue/backend.js';
 import { BullMqBackend } from '../../src/queue/bullmq.js';
+import type { BullMqLease } from '../../src/queue/bullmq-jobs.js';
 import { REDIS_URL } from '../support/services.js';
 import { deletePrefix, openBullMq } from './engines.js';
 
@@ -59,6 +60,35 @@ describe('BullMqBackend', () => {
       });
     }
     expect(backend.cachedPartitions).toBeLessThanOrEqual(4);
+  });
+
+  it('re-lists a tenant whose job was put back by a process that died before announcing it', async () => {
+    const store = openBullMq();
+    const backend = store.open();
+    cleanups.push(async () => {
+      await backend.close();
+      await deletePrefix(store.prefix);
+    });
+    await backend.enqueue('q', {
+      tenant: 'acme',
+      name: 'n',
+      data: null,
+      attempts: 2,
+      backoff: { type: 'fixed', delayMs: 0 },
+    });
+    const job = await backend.fetch('q', 'acme', 'w', LOCK);
+    // The partition holds only the active job now, so an empty fetch unlists the tenant.
+    expect(await backend.fetch('q', 'acme', 'w', LOCK)).toBeNull();
+    expect(await backend.readyTenants('q')).toEqual([]);
+    // A worker retries the job straight through BullMQ and dies before it can announce it.
+    const { job: bullJob, token } = job!.lease as BullMqLease;
+    await bullJob.moveToFailed(new Error('crash'), token, false);
+    expect(await backend.counts('q', 'acme')).toMatchObject({ waiting: 1, active: 0 });
+    expect(await backend.readyTenants('q')).toEqual([]);
+    // Any worker's next sweep repairs the index.
+    await backend.recoverStalled('q');
+    expect(await backend.readyTenants('q')).toEqual(['acme']);
+    expect((await backend.fetch('q', 'acme', 'w', LOCK))?.attempt).toBe(2);
   });
 
   it('rejects bad options with a ConfigError naming the option', () => {
