@@ -6,6 +6,7 @@ import type { BatchProgress, EnqueueJob, JobCounts, JobInfo, TenantQueueBackend 
 import { BullMqBackend } from './queue/bullmq.js';
 import { checkQueueName, checkTenant, normaliseJob } from './queue/job-input.js';
 import { MemoryBackend } from './queue/memory.js';
+import { Scheduler, type SchedulerOptions } from './scheduler/scheduler.js';
 import { OrgRegistry } from './tenancy/registry.js';
 import { TenantPools } from './tenancy/tenant-pools.js';
 import { FleetWorker } from './worker/fleet-worker.js';
@@ -164,6 +165,15 @@ export class Fleet implements AsyncDisposable {
   batch(batchId: string): Promise<BatchProgress> {
     this.#checkOpen();
     return this.backend.batchProgress(batchId);
+  }
+
+  /**
+   * A {@link Scheduler} that fans jobs out to this fleet's active tenants on cron
+   * schedules (`scheduler.fanOut({ id, cron, queue, name, data })`). Close it before the fleet.
+   */
+  scheduler(options: SchedulerOptions = {}): Scheduler {
+    this.#checkOpen();
+    return new Scheduler(this, options);
   }
 
   /**

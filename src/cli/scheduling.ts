@@ -1,7 +1,7 @@
 /** Starts the configured fan-out schedules on a fleet, with the state store its engine calls for. */
 import { Redis } from 'ioredis';
 import { RedisScheduleStore } from '../scheduler/redis-state-store.js';
-import { Scheduler } from '../scheduler/scheduler.js';
+import type { Scheduler } from '../scheduler/scheduler.js';
 import { SqlScheduleStore } from '../scheduler/sql-state-store.js';
 import type { ScheduleStateStore } from '../scheduler/state-store.js';
 import { requireRegistryUrl, type ScheduleConfig } from './config.js';
@@ -35,7 +35,7 @@ export async function startSchedules(
   pageSize?: number,
 ): Promise<RunningSchedules> {
   const { store, release } = storeFor(handle);
-  const scheduler = new Scheduler(handle.fleet, {
+  const scheduler = handle.fleet.scheduler({
     store,
     logger: handle.logger,
     ...(pageSize ? { pageSize } : {}),

@@ -64,7 +64,7 @@ const schedule = {
 describe('fan-out on the memory engine', () => {
   it('enqueues one job per active tenant with ids derived from (id, tick, tenant)', async () => {
     const slugs = await addTenants(5);
-    await using scheduler = new Scheduler(fleet);
+    await using scheduler = fleet.scheduler();
     await scheduler.fanOut(schedule);
     const tick = new Date('2030-01-02T03:00:00Z');
     const result = await scheduler.tick(schedule.id, tick);
