@@ -102,7 +102,8 @@ export class ReadyIndex {
    * caller: ioredis sends commands in call order, so it reaches Redis first anyway.
    */
   markActive(queue: string, tenant: string): Promise<unknown> {
-    return this.#redis.zadd(this.activeTenantsKey(queue), Date.now(), tenant);
+    // GT: a process whose clock lags never moves an announcement back in time.
+    return this.#redis.zadd(this.activeTenantsKey(queue), 'GT', Date.now(), tenant);
   }
 
   /** Tenants whose partitions may hold active jobs. */

@@ -177,11 +177,11 @@ export class BullMqBackend extends EventEmitter<BullMqBackendEventMap> implement
       // Read by BullMQ's moveToActive when it takes the lock.
       worker.opts.lockDuration = lockDurationMs;
       // Announce the partition to the stalled sweeps before moveToActive (same connection,
-      // so Redis sees it first): a fresh announcement keeps a sweep from forgetting the
-      // partition between the two. Holding a job already keeps it listed, but only while
-      // that job stays active, so holders re-announce at half the grace period.
+      // so Redis sees it first). A sweep forgets a partition only when nothing in it is
+      // active and its announcement is older than the grace period, so an announcement
+      // younger than half of it covers every fetch until it is renewed.
       const now = Date.now();
-      if (partition.held === 0 || now - partition.markedAt > ACTIVE_GRACE_MS / 2) {
+      if (now - partition.markedAt > ACTIVE_GRACE_MS / 2) {
         partition.markedAt = now;
         this.#index.markActive(queue, tenant).catch((error: Error) => this.emit('redis:error', { error }));
       }
