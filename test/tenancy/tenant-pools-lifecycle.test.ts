@@ -142,4 +142,27 @@ describe('connection lifecycle', () => {
       delete process.env[variable];
     }
   });
+
+  it('rebuilds the pool when the org moves to another database, closing the old one on release', async () => {
+    const other = await world.createDatabase('tp_move');
+    const slug = await tenant('moved');
+    const pools = await TenantPools.open({ registry: world.registry });
+    const evicted: string[] = [];
+    const closed: string[] = [];
+    pools.on('pool:evict', (e) => evicted.push(e.reason));
+    pools.on('connection:close', (e) => closed.push(e.reason));
+    const lent = await pools.acquire(slug);
+    expect(await currentDatabase(pools, slug)).toBe(tenantDb.name);
+    await world.registry.update(slug, { databaseUrl: other.url });
+    // The registry in these tests does not cache: the next acquire sees the new URL.
+    expect(await currentDatabase(pools, slug)).toBe(other.name);
+    expect(evicted).toEqual(['config-change']);
+    // The old pool's idle connection closed with it; the lent one closes when released.
+    await until(() => closed.length === 1);
+    lent.release();
+    await until(() => closed.length === 2);
+    expect(closed).toEqual(['evict', 'evict']);
+    expect(await world.serverConnections(tenantDb.name)).toBe(0);
+    await pools.close();
+  });
 });

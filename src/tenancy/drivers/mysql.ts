@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import mysql from 'mysql2/promise';
 import type { ConnectOptions, RawConnection, Row } from './driver.js';
 import { scrubError } from './driver.js';
@@ -60,7 +61,7 @@ export async function connectMysql(url: string, options: ConnectOptions = {}): P
     },
     close(): Promise<void> {
       alive = false;
-      closing ??= connection.end().catch(() => connection.destroy());
+      closing ??= closeAndWait(connection);
       return closing;
     },
     onError(listener) {
@@ -68,6 +69,35 @@ export async function connectMysql(url: string, options: ConnectOptions = {}): P
     },
   };
   return conn;
+}
+
+/** How long `close()` waits for the server to drop the socket before destroying it. */
+const CLOSE_WAIT_MS = 2_000;
+
+/**
+ * Ends the connection and resolves once its socket has closed. mysql2's own `end()`
+ * resolves before the QUIT packet is even written, so the server would still count the
+ * connection after `close()` resolved: TenantPools' budget, which frees a slot only once
+ * a connection is closed, must not see it gone before the server does.
+ */
+function closeAndWait(connection: mysql.Connection): Promise<void> {
+  const stream = (connection as unknown as { connection?: { stream?: Socket } }).connection?.stream;
+  return new Promise<void>((resolve) => {
+    if (!stream || stream.destroyed) {
+      connection.destroy();
+      resolve();
+      return;
+    }
+    const timer = setTimeout(() => {
+      connection.destroy();
+      resolve();
+    }, CLOSE_WAIT_MS);
+    stream.once('close', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    connection.end().catch(() => connection.destroy());
+  });
 }
 
 /**
