@@ -144,9 +144,13 @@ export class ClosedError extends FleetError {
  * connection string.
  */
 export function redactUrl(text: string): string {
-  return text
-    .replace(/([a-z][a-z0-9+.-]*:\/\/[^:/?#@\s]*:)([^\s/]*)@/gi, '$1***@')
-    .replace(/((?:^|[?&;\s])password=)([^&;\s]*)/gi, '$1***');
+  return (
+    text
+      // The password runs to the last '@' of the URL (a password may hold '/' or '@'
+      // unencoded); quotes and spaces end the URL, so JSON around it stays intact.
+      .replace(/([a-z][a-z0-9+.-]*:\/\/[^:/?#@\s"'<>]*:)([^\s"'<>]*)@/gi, '$1***@')
+      .replace(/((?:^|[?&;\s])password=)([^&;\s]*)/gi, '$1***')
+  );
 }
 
 /** Describes a value for an error message: its JSON form when short, else its type. */

@@ -72,5 +72,13 @@ export function sqlitePath(url: string): string {
 export function scrubError(err: unknown): Error {
   const error = err instanceof Error ? err : new Error(String(err));
   error.message = redactUrl(error.message);
+  if (error.stack) error.stack = redactUrl(error.stack);
+  // Drivers hang the offending input on the error too (mysql2's ERR_INVALID_URL keeps
+  // the whole URL in `input`): scrub every string property, not just the message.
+  const fields = error as unknown as Record<string, unknown>;
+  for (const key of Object.keys(fields)) {
+    const value = fields[key];
+    if (typeof value === 'string') fields[key] = redactUrl(value);
+  }
   return error;
 }

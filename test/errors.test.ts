@@ -1,0 +1,41 @@
+import { describe, expect, it } from 'vitest';
+import { FleetError, redactUrl, ValidationError } from '../src/errors.js';
+import { connect } from '../src/tenancy/drivers/index.js';
+
+describe('redactUrl', () => {
+  it.each([
+    ['postgres://app:s3cret@db/x', 'postgres://app:***@db/x'],
+    ['mysql://app:Hunter2/xyz@h:3306/d', 'mysql://app:***@h:3306/d'],
+    ['see postgres://u:p@ss@host/db now', 'see postgres://u:***@host/db now'],
+    ['redis://:secret@h:6379', 'redis://:***@h:6379'],
+    ['{"url":"postgres://u:pw@h/db","email":"a@b.c"}', '{"url":"postgres://u:***@h/db","email":"a@b.c"}'],
+    ['postgres://u@h/db and a@b', 'postgres://u@h/db and a@b'],
+    ['host=db password=hunter2 user=app', 'host=db password=*** user=app'],
+  ])('%s', (input, expected) => {
+    expect(redactUrl(input)).toBe(expected);
+  });
+});
+
+describe('driver errors', () => {
+  it('carry no password in any field, even for a URL the driver cannot parse', async () => {
+    // mysql2 keeps the rejected URL in the error's `input`; a '/' in the password makes
+    // it unparseable.
+    const error = await connect('mysql://app:Hunter2/xyz@127.0.0.1:3306/d').then(
+      () => null,
+      (err: unknown) => err as Error,
+    );
+    expect(error).toBeInstanceOf(Error);
+    const everything = JSON.stringify({ ...error, message: error!.message, stack: error!.stack });
+    expect(everything).not.toContain('Hunter2');
+  });
+});
+
+describe('FleetError', () => {
+  it('has a stable code and the subclass name', () => {
+    const error = new ValidationError('slug', 'Expected a slug, got 3');
+    expect(error).toBeInstanceOf(FleetError);
+    expect(error.code).toBe('VALIDATION');
+    expect(error.name).toBe('ValidationError');
+    expect(error.field).toBe('slug');
+  });
+});
