@@ -15,16 +15,13 @@ import {
   type ResolvedFleetWorkerOptions,
   resolveFleetWorkerOptions,
 } from './worker-options.js';
-import type { CloseOptions, ConnectionLender, FleetWorkerDeps, FleetWorkerEventMap } from './worker-types.js';
-
-interface RunningJob {
-  readonly job: ActiveJob;
-  readonly controller: AbortController;
-  db: TenantConnection | undefined;
-  /** close() gave up waiting: the connection is back, the lock left to expire. */
-  abandoned: boolean;
-  lockLost: boolean;
-}
+import type {
+  CloseOptions,
+  ConnectionLender,
+  FleetWorkerDeps,
+  FleetWorkerEventMap,
+  RunningJob,
+} from './worker-types.js';
 
 // How long the worker rests after an engine call failed, so a Redis outage is not a busy loop.
 const ERROR_BACKOFF_MS = 250;
@@ -201,7 +198,6 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     for (const id of ids) {
       const entry = this.#running.get(id);
       if (entry === undefined) continue;
-      entry.lockLost = true;
       this.#logger.warn({ jobId: id, tenant: entry.job.tenant }, 'lost the lock of a running job');
       this.#abandon(entry, 'lock-lost');
     }
@@ -288,13 +284,7 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
   }
 
   async #run(job: ActiveJob<Data>, org: Org, db: TenantConnection | undefined): Promise<void> {
-    const entry: RunningJob = {
-      job,
-      controller: new AbortController(),
-      db,
-      abandoned: false,
-      lockLost: false,
-    };
+    const entry: RunningJob = { job, controller: new AbortController(), db, abandoned: false };
     this.#running.set(job.id, entry);
     this.#locks.add(job);
     const started = performance.now();

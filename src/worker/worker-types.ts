@@ -48,3 +48,12 @@ export interface FleetWorkerEventMap {
   /** `close()` has finished. */
   closed: [];
 }
+
+/** A job a worker is running (internal to the worker). */
+export interface RunningJob {
+  readonly job: ActiveJob;
+  readonly controller: AbortController;
+  db: TenantConnection | undefined;
+  /** close() gave up waiting, or the lock was lost: the connection is back, the job no longer ours. */
+  abandoned: boolean;
+}
