@@ -156,6 +156,7 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
   async #close(timeoutMs: number): Promise<void> {
     this.#closing = true;
     this.#stop.abort();
+    this.#kick.abort();
     for (const timer of this.#timers) clearInterval(timer);
     clearTimeout(this.#unblockTimer);
     clearTimeout(this.#kickTimer);
@@ -326,7 +327,8 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
       this.#kick = new AbortController();
       // Listen before asking, so an enqueue that lands while we ask still wakes us.
       const ready = this.#backend
-        .waitForReady(this.queue, this.options.pollIntervalMs, AbortSignal.any([signal, this.#kick.signal]))
+        // The kick signal is aborted by close() too (one signal, no AbortSignal.any per wait).
+        .waitForReady(this.queue, this.options.pollIntervalMs, this.#kick.signal)
         .catch((error) => {
           if (!signal.aborted) this.#error(error, 'waitForReady');
         });
