@@ -2,9 +2,14 @@
  * Fleet as a composition: what `Fleet.open` opens from URLs and options it also closes,
  * what it is handed stays open, and bad options fail before anything is opened.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest';
 import { ClosedError, ConfigError } from '../../src/errors.js';
 import { Fleet } from '../../src/fleet.js';
+import type { ActiveJob } from '../../src/queue/backend.js';
+import type { Org } from '../../src/tenancy/org.js';
+import type { TenantConnection } from '../../src/tenancy/tenant-connection.js';
+import type { FleetWorker } from '../../src/worker/fleet-worker.js';
+import type { JobContext, JobHandler } from '../../src/worker/job-context.js';
 import { deletePrefix } from '../queue/engines.js';
 import { REDIS_URL, uniqueName } from '../support/services.js';
 import { openRegistry, type RegistryFixture, until } from './support.js';
@@ -86,5 +91,16 @@ describe('Fleet', () => {
     await expect(Fleet.open({ registry: reg.registry, maxDataBytes: 0 })).rejects.toThrow(
       /Expected `maxDataBytes` to be an integer ≥ 1, got 0/,
     );
+  });
+
+  it('types the handler from the worker’s Data and Result (checked by tsc)', () => {
+    expectTypeOf<Parameters<JobHandler<{ n: number }, string>>[0]>().toEqualTypeOf<
+      ActiveJob<{ n: number }>
+    >();
+    expectTypeOf<ReturnType<JobHandler<{ n: number }, string>>>().toEqualTypeOf<Promise<string> | string>();
+    expectTypeOf<JobContext['tenant']>().toEqualTypeOf<Org>();
+    expectTypeOf<JobContext['db']>().toEqualTypeOf<TenantConnection | undefined>();
+    expectTypeOf<JobContext['signal']>().toEqualTypeOf<AbortSignal>();
+    expectTypeOf<Fleet['worker']>().returns.toEqualTypeOf<FleetWorker<unknown, unknown>>();
   });
 });
