@@ -22,8 +22,7 @@ import {
 } from '../errors.js';
 import { ConnectionBudget } from './budget.js';
 import { CircuitBreaker } from './circuit-breaker.js';
-import { ConnectionPool, type PooledConnection, type PoolHooks } from './connection-pool.js';
-import { backendOf } from './drivers/driver.js';
+import type { PooledConnection } from './connection-pool.js';
 import type { Org } from './org.js';
 import { closePools, PoolCache } from './pool-cache.js';
 import { breakerKey, PoolMonitor, poolInfo } from './pool-monitor.js';
@@ -32,22 +31,16 @@ import {
   resolveTenantPoolsOptions,
   type TenantPoolsOptions,
 } from './pool-options.js';
+import { PoolRouter, type Target } from './pool-router.js';
 import type { TenantPoolsEventMap, TenantPoolsStats } from './pool-stats.js';
 import { activeOrgs, type PrewarmReport, runPrewarm } from './prewarm.js';
 import { OrgRegistry } from './registry.js';
-import type { SecretsResolver } from './secrets.js';
 import { Lease, type TenantConnection } from './tenant-connection.js';
 
 /** Options of `acquire`. */
 export interface AcquireOptions {
   /** Ends the wait with the signal's reason; no slot is kept for an aborted acquire. */
   signal?: AbortSignal;
-}
-
-interface Target {
-  org: Org;
-  pool: ConnectionPool;
-  schema: string | null;
 }
 
 /**
@@ -64,13 +57,11 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
   /** The options in force, defaults filled in. */
   readonly options: ResolvedTenantPoolsOptions;
   readonly #ownsRegistry: boolean;
-  readonly #secrets: SecretsResolver;
   readonly #budget: ConnectionBudget;
   readonly #breaker: CircuitBreaker;
   readonly #pools: PoolCache;
-  #shared: ConnectionPool | undefined;
+  readonly #router: PoolRouter;
   readonly #monitor: PoolMonitor;
-  readonly #hooks: PoolHooks;
   readonly #sweeper: NodeJS.Timeout;
   #lastPrewarm: PrewarmReport | undefined;
   #closing: Promise<void> | undefined;
@@ -80,7 +71,6 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
     this.options = options;
     this.registry = registry;
     this.#ownsRegistry = ownsRegistry;
-    this.#secrets = options.secrets ?? registry.secrets;
     this.#budget = new ConnectionBudget(options.maxConnections);
     this.#breaker = new CircuitBreaker(options.failureThreshold, options.failureCooldownMs);
     this.#monitor = new PoolMonitor(this, this.#breaker, options.logger);
@@ -94,8 +84,18 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
       5,
       Math.min(1000, Math.floor(Math.min(options.idleTimeoutMs, options.maxLifetimeMs) / 2)),
     );
-    // A pool nobody uses any more is a place for a tenant waiting for one.
-    this.#hooks = this.#monitor.hooks((pool) => this.#pools.settled(pool));
+    this.#router = new PoolRouter({
+      registry,
+      secrets: options.secrets ?? registry.secrets,
+      options,
+      budget: this.#budget,
+      breaker: this.#breaker,
+      monitor: this.#monitor,
+      cache: this.#pools,
+      // A pool nobody uses any more is a place for a tenant waiting for one.
+      hooks: this.#monitor.hooks((pool) => this.#pools.settled(pool)),
+      onCreate: (pool) => this.emit('pool:create', poolInfo(pool)),
+    });
     this.#sweeper = setInterval(() => this.#sweep(), every);
     this.#sweeper.unref();
   }
@@ -214,11 +214,11 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
         slotsPerTenant: () => target,
         isCached: (slug) => this.#pools.has(slug),
         warm: async (org) => {
-          let found = this.#cachedTarget(org);
+          let found = this.#router.cached(org);
           if (!found) {
-            const url = await this.#resolveSecret(org);
+            const url = await this.#router.resolveSecret(org);
             // An acquire may have built the pool while the secret resolved: use that one.
-            found = this.#cachedTarget(org) ?? this.#newTarget(org, url, 'cached-only');
+            found = this.#router.cached(org) ?? this.#router.build(org, url, false);
           }
           // Acquires took the place planned for this tenant in the meantime.
           if (found === null) return false;
@@ -252,7 +252,8 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
   /** Budget, every pool, counters and acquire-wait percentiles, right now. */
   stats(): TenantPoolsStats {
     const pools = this.#pools.pools();
-    if (this.#shared) pools.unshift(this.#shared);
+    const shared = this.#router.shared;
+    if (shared) pools.unshift(shared);
     return {
       budget: this.#budget.snapshot(),
       pools: pools.map((pool) => ({
@@ -285,7 +286,8 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
     clearInterval(this.#sweeper);
     this.#pools.rejectWaiters(new ClosedError('TenantPools'));
     const pools = this.#pools.allPools();
-    if (this.#shared) pools.push(this.#shared);
+    const shared = this.#router.shared;
+    if (shared) pools.push(shared);
     // No slot is granted from now on; queued requests are rejected and their pools'
     // waiters get ClosedError as the pools close.
     this.#budget.close();
@@ -345,14 +347,14 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
     let url: string | undefined;
     for (;;) {
       this.#assertOpen();
-      const cached = this.#cachedTarget(org);
+      const cached = this.#router.cached(org);
       if (cached) return use(cached);
       if (url === undefined) {
-        url = await this.#resolveSecret(org);
+        url = await this.#router.resolveSecret(org);
         // Another caller may have built the pool meanwhile: look again.
         continue;
       }
-      const built = this.#newTarget(org, url, 'evict');
+      const built = this.#router.build(org, url, true);
       if (built) return use(built);
       if (!wait) return null;
       await this.#pools.waitForPlace({
@@ -366,82 +368,9 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
     }
   }
 
-  // The shared schema-mode pool, or the tenant's cached pool; null when it has none.
-  #cachedTarget(org: Org): Target | null {
-    if (org.storageMode === 'schema') {
-      if (this.registry.backend !== 'postgres') {
-        throw new ConfigError(
-          'storageMode',
-          `Expected schema-mode tenants on a Postgres registry, got tenant ${JSON.stringify(org.slug)} on a ${this.registry.backend} registry`,
-        );
-      }
-      this.#shared ??= this.#buildPool(org, null, this.registry.databaseUrl);
-      return { org, pool: this.#shared, schema: org.schemaName };
-    }
-    const entry = this.#pools.get(org.slug);
-    if (!entry) return null;
-    if (entry.org.databaseUrl !== org.databaseUrl || entry.org.storageMode !== org.storageMode) {
-      // The org was moved to another database: new connections must go there.
-      this.#pools.evict(org.slug, 'config-change');
-      return null;
-    }
-    entry.pool.maxConnections = this.#poolMax(org);
-    return { org, pool: entry.pool, schema: null };
-  }
-
-  // Synchronous on purpose: between finding a place and taking it nothing may interleave.
-  // Prewarm passes 'cached-only': it fills free places and never evicts.
-  #newTarget(org: Org, url: string, room: 'evict' | 'cached-only'): Target | null {
-    if (!this.#pools.makeRoom(room === 'evict')) return null;
-    const pool = this.#buildPool(org, org.slug, url);
-    this.#pools.add(org.slug, { pool, org });
-    return { org, pool, schema: null };
-  }
-
-  // Resolves a database-mode org's secret. A failure counts like a refused connection:
-  // a tenant whose secret is gone fails fast behind the circuit breaker too.
-  async #resolveSecret(org: Org): Promise<string> {
-    this.#breaker.check(org.slug);
-    try {
-      const url = await this.#secrets.resolve(org.databaseUrl as string);
-      backendOf(url);
-      return url;
-    } catch (err) {
-      this.#monitor.secretFailed(org.slug, err);
-      throw err;
-    }
-  }
-
-  #poolMax(org: Org): number {
-    return Math.min(org.maxConnections ?? this.options.perTenantMaxConnections, this.options.maxConnections);
-  }
-
-  #buildPool(org: Org, slug: string | null, url: string): ConnectionPool {
-    const shared = slug === null;
-    const ref = org.databaseUrl;
-    const pool = new ConnectionPool({
-      slug,
-      mode: shared ? 'schema' : 'database',
-      backend: backendOf(url),
-      maxConnections: shared ? this.options.schemaPoolMaxConnections : this.#poolMax(org),
-      minConnections: Math.min(
-        this.options.perTenantMinConnections,
-        shared ? this.options.schemaPoolMaxConnections : this.#poolMax(org),
-      ),
-      maxLifetimeMs: this.options.maxLifetimeMs,
-      connectTimeoutMs: this.options.connectTimeoutMs,
-      budget: this.#budget,
-      url,
-      resolveUrl: shared ? async () => this.registry.databaseUrl : () => this.#secrets.resolve(ref as string),
-      hooks: this.#hooks,
-    });
-    this.emit('pool:create', poolInfo(pool));
-    return pool;
-  }
-
   #sweep(): void {
     const now = Date.now();
     for (const pool of this.#pools.pools()) pool.sweep(now, this.options.idleTimeoutMs);
-    this.#shared?.sweep(now, this.options.idleTimeoutMs);
+    this.#router.shared?.sweep(now, this.options.idleTimeoutMs);
   }
 }
