@@ -113,7 +113,12 @@ export function resolveTenantPoolsOptions(options: TenantPoolsOptions): Resolved
     throw new ConfigError('options', `Expected a TenantPools options object, got ${describe(options)}`);
   }
   const { registry } = options;
-  if (typeof registry !== 'string' && (typeof registry !== 'object' || registry === null)) {
+  const looksLikeRegistry =
+    typeof registry === 'object' &&
+    registry !== null &&
+    typeof (registry as Partial<OrgRegistry>).find === 'function' &&
+    typeof (registry as Partial<OrgRegistry>).list === 'function';
+  if (typeof registry !== 'string' && !looksLikeRegistry) {
     throw new ConfigError(
       'registry',
       `Expected \`registry\` to be an OrgRegistry or its URL, got ${describe(registry)}`,

@@ -52,6 +52,7 @@ describe('options', () => {
     [{ prewarm: 'yes' }, 'prewarm', 'Expected `prewarm` to be a boolean, got "yes"'],
     [{ secrets: {} }, 'secrets', 'SecretsResolver'],
     [{ registry: 42 }, 'registry', 'got 42'],
+    [{ registry: {} }, 'registry', 'Expected `registry` to be an OrgRegistry or its URL, got object'],
   ])('rejects %j with a ConfigError naming %s', (bad, option, message) => {
     const input = { registry: 'postgres://x@localhost/db', ...bad } as never;
     const error = (() => {
