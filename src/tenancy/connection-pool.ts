@@ -124,7 +124,7 @@ export class ConnectionPool implements BudgetMember {
         try {
           conn = await this.#connectWithSlot();
         } catch (err) {
-          this.#hooks.onConnect(this, err);
+          this.#connectFailed(err);
           throw err;
         }
         this.#hooks.onConnect(this, undefined);
@@ -176,7 +176,7 @@ export class ConnectionPool implements BudgetMember {
             this.#checkin(conn);
           },
           (err: unknown) => {
-            this.#hooks.onConnect(this, err);
+            this.#connectFailed(err);
             throw err;
           },
         ),
@@ -332,7 +332,7 @@ export class ConnectionPool implements BudgetMember {
       this.#connectingForWaiters--;
       // The connect was for the oldest waiter; it gets the error. When the circuit breaker
       // has just opened, the other waiters fail fast with TenantUnavailableError too.
-      const fatal = this.#hooks.onConnect(this, err);
+      const fatal = this.#connectFailed(err);
       this.#waiters.shift()?.reject(err as Error);
       if (fatal) this.#waiters.rejectAll(fatal);
       this.#pump();
@@ -422,6 +422,11 @@ export class ConnectionPool implements BudgetMember {
       this.#hooks.onClose(this, reason);
       this.#checkDrained();
     });
+  }
+
+  // A connect failed: the breaker hears of it, unless the pool was merely closed meanwhile.
+  #connectFailed(err: unknown): Error | undefined {
+    return err instanceof ClosedError ? undefined : this.#hooks.onConnect(this, err);
   }
 
   #checkSettled(): void {
