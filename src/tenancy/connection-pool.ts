@@ -145,8 +145,11 @@ export class ConnectionPool implements BudgetMember {
   release(conn: PooledConnection, err?: unknown): void {
     if (!this.#conns.giveBack(conn)) return;
     this.lastUsedAt = Date.now();
-    if (err !== undefined) {
-      this.#destroy(conn, 'released-with-error');
+    // Inside a transaction (open or failed), the next caller's statements would run in it
+    // and a ROLLBACK of theirs would undo their own checkout (search_path): close it.
+    const inTransaction = err === undefined && conn.raw.alive && conn.raw.inTransaction?.() === true;
+    if (err !== undefined || inTransaction) {
+      this.#destroy(conn, inTransaction ? 'in-transaction' : 'released-with-error');
       this.#pump();
       this.#checkSettled();
       return;

@@ -51,22 +51,45 @@ export class PoolConnector {
 const VALIDATE_AFTER_IDLE_MS = 1_000;
 
 /**
+ * Session state one tenant may leave on a shared schema-mode connection that another
+ * tenant could read or be confused by: temp tables (`pg_temp` is searched *before*
+ * search_path, so a temp table shadows the next tenant's table of the same name), cursors
+ * held past their transaction, a `SET ROLE` or session authorization, settings (custom
+ * ones such as `app.tenant`, used by row-level security), LISTENs, advisory locks,
+ * sequence caches. It is what `DISCARD ALL` does, less `DEALLOCATE ALL` (a prepared
+ * statement shows nothing by itself, and node-postgres keeps its own list of the named
+ * ones) and less the transaction-block restriction of DISCARD ALL, so that it runs in the
+ * same round trip as the search_path switch. Connections released inside a transaction
+ * never get here: the pool closes them.
+ */
+const RESET_SESSION =
+  'CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ROLE; RESET ALL; UNLISTEN *; ' +
+  'SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES; ';
+
+/**
  * Readies a connection about to be lent: pings it when it sat idle for a while, and in
  * schema mode switches `search_path` to the tenant's schema. The switch runs on *every*
  * checkout, whoever had the connection before: a job may have changed search_path itself,
  * so remembering the last schema set would prove nothing about what the connection sees.
- * Returns undefined when there is nothing to do, so the database-mode hit path takes no
- * extra turn of the event loop.
+ * When the connection last served another tenant, its session state is reset first
+ * ({@link RESET_SESSION}), in the same round trip. Returns undefined when there is nothing
+ * to do, so the database-mode hit path takes no extra turn of the event loop.
  */
 export function prepareCheckout(
-  conn: { readonly raw: RawConnection; readonly idleSince: number },
+  conn: { readonly raw: RawConnection; readonly idleSince: number; schema?: string | undefined },
   schema: string | null,
 ): Promise<unknown> | undefined {
   const stale = Date.now() - conn.idleSince > VALIDATE_AFTER_IDLE_MS;
   if (!stale && schema === null) return undefined;
   return (async () => {
     if (stale) await conn.raw.ping();
-    if (schema !== null) await conn.raw.query(`SET search_path TO ${quoteIdent(schema)}, public`);
+    if (schema !== null) {
+      const reset = conn.schema !== undefined && conn.schema !== schema ? RESET_SESSION : '';
+      // One simple-protocol message: if any statement fails, none took effect, and the
+      // last tenant stays recorded so the next checkout resets again.
+      await conn.raw.query(`${reset}SET search_path TO ${quoteIdent(schema)}, public`);
+      conn.schema = schema;
+    }
   })();
 }
 

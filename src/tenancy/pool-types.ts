@@ -16,6 +16,7 @@ export type CloseReason =
   | 'handover'
   | 'dead'
   | 'released-with-error'
+  | 'in-transaction'
   | 'evict'
   | 'close';
 
@@ -26,6 +27,8 @@ export interface PooledConnection extends IdleSlot {
   readonly createdAt: number;
   idleSince: number;
   state: 'idle' | 'busy' | 'closing';
+  /** Schema mode: the schema of the tenant the connection last served (undefined: none yet). */
+  schema?: string | undefined;
 }
 
 /** What the owner of a pool (TenantPools) hears from it. */

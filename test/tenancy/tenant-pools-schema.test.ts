@@ -80,4 +80,66 @@ describe('schema mode', () => {
     expect(pools.stats().counters.connects).toBe(1);
     await pools.close();
   });
+
+  it("never lets a tenant read another tenant's temp table or held cursor on the shared connection", async () => {
+    const pools = await TenantPools.open({
+      registry: world.registry,
+      maxConnections: 2,
+      schemaPoolMaxConnections: 1,
+    });
+    try {
+      // pg_temp is searched before search_path: A's temp table would shadow B's items.
+      await pools.withTenant(a, async (db) => {
+        await db.query('CREATE TEMP TABLE items AS SELECT * FROM items');
+        await db.query('BEGIN');
+        await db.query('DECLARE held CURSOR WITH HOLD FOR SELECT owner FROM items');
+        await db.query('COMMIT');
+      });
+      const owners = await pools.withTenant(b, (db) =>
+        db.query<{ owner: string }>('SELECT owner FROM items'),
+      );
+      expect(owners.map((row) => row.owner)).toEqual(['B', 'B']);
+      await pools.withTenant(b, async (db) => {
+        await expect(db.query('FETCH ALL FROM held')).rejects.toThrow(/cursor "held" does not exist/);
+      });
+      // The same connection served both tenants: the state was reset, not the connection replaced.
+      expect(pools.stats().counters.connects).toBe(1);
+    } finally {
+      await pools.close();
+    }
+  });
+
+  it('closes a connection released inside a transaction instead of lending it to the next tenant', async () => {
+    const pools = await TenantPools.open({
+      registry: world.registry,
+      maxConnections: 2,
+      schemaPoolMaxConnections: 1,
+    });
+    const closes: string[] = [];
+    pools.on('connection:close', (event) => closes.push(event.reason));
+    try {
+      const la = await pools.acquire(a);
+      await la.query('BEGIN');
+      await la.query("INSERT INTO items (owner) VALUES ('A-uncommitted')");
+      la.release();
+      const lb = await pools.acquire(b);
+      try {
+        const path = await lb.query<{ search_path: string }>('SHOW search_path');
+        expect(path[0]?.search_path).toBe('"order", public');
+        // Were B inside A's transaction, this ROLLBACK would undo B's search_path too.
+        await lb.query('ROLLBACK').catch(() => {});
+        const owners = await lb.query<{ owner: string }>('SELECT owner FROM items');
+        expect(owners.map((row) => row.owner)).toEqual(['B', 'B']);
+      } finally {
+        lb.release();
+      }
+      const ownersA = await pools.withTenant(a, (db) =>
+        db.query<{ owner: string }>('SELECT owner FROM items'),
+      );
+      expect(ownersA.map((row) => row.owner)).toEqual(['A', 'A']);
+      expect(closes).toContain('in-transaction');
+    } finally {
+      await pools.close();
+    }
+  });
 });

@@ -28,6 +28,12 @@ export interface RawConnection {
   onError(listener: (err: Error) => void): void;
   /** False once the connection errored or was closed. */
   readonly alive: boolean;
+  /**
+   * True while the session is inside a transaction block (open or failed), as the server
+   * last reported it. Only drivers that know it implement it (Postgres); a pool closes a
+   * connection released in that state instead of lending it to another caller.
+   */
+  inTransaction?(): boolean;
 }
 
 /** Options every driver's `connect` takes. */

@@ -62,6 +62,12 @@ export async function connectPostgres(url: string, options: ConnectOptions = {})
     onError(listener) {
       listeners.push(listener);
     },
+    inTransaction(): boolean {
+      // 'I' idle, 'T' in a transaction block, 'E' in a failed one (null before the first
+      // ReadyForQuery, which connect() has already awaited).
+      const status = client.getTransactionStatus();
+      return status === 'T' || status === 'E';
+    },
   };
   return conn;
 }
