@@ -148,7 +148,11 @@ export interface TenantQueueBackend {
    * unless `unrecoverable`; the error's message and stack are kept.
    */
   fail(job: ActiveJob, error: Error, options?: { unrecoverable?: boolean }): Promise<FailOutcome>;
-  /** Extends the locks of jobs this worker holds; resolves to the ids whose lock was lost. */
+  /**
+   * Extends the locks of jobs this worker holds; resolves to the ids whose lock was lost.
+   * A caller's `jobId` is unique only within its partition, so a caller holding jobs of
+   * several tenants passes one partition's jobs per call to tell the answers apart.
+   */
   extendLocks(jobs: readonly ActiveJob[], lockDurationMs: number): Promise<string[]>;
   /**
    * Puts back jobs whose lock expired (their worker died) so they run again; resolves

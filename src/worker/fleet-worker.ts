@@ -7,7 +7,7 @@ import type { Org } from '../tenancy/org.js';
 import type { TenantConnection } from '../tenancy/tenant-connection.js';
 import { FairPicker } from './fair-picker.js';
 import { createJobContext, type JobHandler, toError } from './job-context.js';
-import { LockKeeper } from './lock-keeper.js';
+import { jobKey, LockKeeper } from './lock-keeper.js';
 import { TenantDirectory } from './tenant-directory.js';
 import { isUnrecoverable } from './unrecoverable-error.js';
 import {
@@ -52,6 +52,7 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
   readonly #handler: JobHandler<Data, Result>;
   readonly #picker = new FairPicker();
   readonly #tenants: TenantDirectory;
+  /** Keyed by {@link jobKey}: a caller's jobId is unique only within its tenant's partition. */
   readonly #running = new Map<string, RunningJob>();
   readonly #locks: LockKeeper;
   readonly #stop = new AbortController();
@@ -104,7 +105,7 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     this.#locks = new LockKeeper(
       deps.backend,
       this.options.lockDurationMs,
-      (ids) => this.#lockLost(ids),
+      (jobs) => this.#lockLost(jobs),
       (error) => this.#error(error, 'extendLocks'),
     );
     if (this.options.autorun) this.run();
@@ -187,7 +188,7 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     if (entry.abandoned) return;
     entry.abandoned = true;
     this.#locks.delete(entry.job);
-    this.#running.delete(entry.job.id);
+    this.#running.delete(jobKey(entry.job));
     entry.controller.abort(new Error(`Job ${entry.job.id} aborted: ${reason}`));
     // The handler may still hold the connection: destroy it rather than lend it on.
     entry.db?.release(new Error(`job aborted (${reason})`));
@@ -195,11 +196,11 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     this.emit('job:aborted', { job: entry.job, reason });
   }
 
-  #lockLost(ids: readonly string[]): void {
-    for (const id of ids) {
-      const entry = this.#running.get(id);
-      if (entry === undefined) continue;
-      this.#logger.warn({ jobId: id, tenant: entry.job.tenant }, 'lost the lock of a running job');
+  #lockLost(jobs: readonly ActiveJob[]): void {
+    for (const job of jobs) {
+      const entry = this.#running.get(jobKey(job));
+      if (entry === undefined || entry.job !== job) continue;
+      this.#logger.warn({ jobId: job.id, tenant: job.tenant }, 'lost the lock of a running job');
       this.#abandon(entry, 'lock-lost');
     }
   }
@@ -286,7 +287,7 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
 
   async #run(job: ActiveJob<Data>, org: Org, db: TenantConnection | undefined): Promise<void> {
     const entry: RunningJob = { job, controller: new AbortController(), db, abandoned: false };
-    this.#running.set(job.id, entry);
+    this.#running.set(jobKey(job), entry);
     this.#locks.add(job);
     const started = performance.now();
     if (this.listenerCount('job:active') > 0) this.emit('job:active', { job, tenant: org });
@@ -301,7 +302,7 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     // Abandoned (close timed out, or the lock was lost): the job is someone else's now.
     if (entry.abandoned) return;
     this.#locks.delete(job);
-    this.#running.delete(job.id);
+    this.#running.delete(jobKey(job));
     this.#giveBack(entry.db, failure);
     entry.db = undefined;
     try {
