@@ -4,8 +4,15 @@
  * and graceful close.
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { ConfigError, TenantInactiveError, UnknownTenantError, ValidationError } from '../../src/errors.js';
+import {
+  ClosedError,
+  ConfigError,
+  TenantInactiveError,
+  UnknownTenantError,
+  ValidationError,
+} from '../../src/errors.js';
 import type { ActiveJob } from '../../src/queue/backend.js';
+import type { TenantConnection } from '../../src/tenancy/tenant-connection.js';
 import { TenantPools } from '../../src/tenancy/tenant-pools.js';
 import { FleetWorker } from '../../src/worker/fleet-worker.js';
 import { UnrecoverableError } from '../../src/worker/unrecoverable-error.js';
@@ -321,11 +328,13 @@ describe.each(engines)('FleetWorker on the $name engine', (engine) => {
     const id = await fleet.enqueue(queue, { tenant: tenant!, name: 'slow', data: 'x', attempts: 1 });
     const aborted: string[] = [];
     let running = false;
+    let held: TenantConnection | undefined;
     const first = fleet.worker(
       queue,
       (job, ctx) =>
         new Promise((_, reject) => {
           running = true;
+          held = ctx.db;
           ctx.signal.addEventListener('abort', () => {
             aborted.push(job.id);
             reject(ctx.signal.reason);
@@ -336,9 +345,13 @@ describe.each(engines)('FleetWorker on the $name engine', (engine) => {
     const abortedEvents: string[] = [];
     first.on('job:aborted', ({ job, reason }) => abortedEvents.push(`${job.id}:${reason}`));
     await until(() => running, 'the job to start');
-    // Other slots borrow before they fetch (and find nothing): wait for those to give back.
+    expect(held?.slug).toBe(tenant);
+    // Idle slots borrow before they fetch (and find nothing), so right after the start more
+    // than one connection may be out. Steady state is exactly one: the running job's.
     await until(() => pools.stats().budget.inUse === 1, 'only the running job to hold a connection');
     await first.close({ timeoutMs: 50 });
+    // The handler never settled, yet its connection was taken back (destroyed, not lent on).
+    await expect(held!.query('select 1')).rejects.toThrow(ClosedError);
     expect(pools.stats().budget.inUse).toBe(0);
     expect(aborted).toEqual([id]);
     expect(abortedEvents).toEqual([`${id}:shutdown`]);
