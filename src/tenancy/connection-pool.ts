@@ -54,6 +54,7 @@ export class ConnectionPool implements BudgetMember {
   #connecting = 0;
   // Of #connecting, the connects made for queued waiters (not for tryAcquire or warm).
   #connectingForWaiters = 0;
+  #afterDropQueued = false;
   #closing = 0;
   #closed = false;
   // Why the pool was closed ('evict' or 'close'): lent connections close for it on release.
@@ -106,6 +107,15 @@ export class ConnectionPool implements BudgetMember {
    */
   async tryAcquire(schema: string | null): Promise<PooledConnection | null> {
     if (this.#closed) throw new ClosedError('connection pool');
+    try {
+      return await this.#tryCheckout(schema);
+    } finally {
+      // Whatever it counted while it tried (a connect, a slot asked for) is gone now.
+      this.#afterDrop();
+    }
+  }
+
+  async #tryCheckout(schema: string | null): Promise<PooledConnection | null> {
     for (let attempt = 0; attempt < MAX_CHECKOUT_ATTEMPTS; attempt++) {
       if (this.#waiters.length > 0) return null;
       let conn = this.#popIdle();
@@ -359,6 +369,7 @@ export class ConnectionPool implements BudgetMember {
       this.#connecting--;
       this.#budget.free();
       this.#checkDrained();
+      this.#afterDrop();
       throw err;
     }
     this.#connecting--;
@@ -419,6 +430,7 @@ export class ConnectionPool implements BudgetMember {
     this.#conns.unlink(conn);
     conn.state = 'closing';
     this.#closing++;
+    this.#afterDrop();
     conn.raw.close().finally(() => {
       this.#closing--;
       this.#budget.free();
@@ -434,6 +446,20 @@ export class ConnectionPool implements BudgetMember {
 
   #checkSettled(): void {
     if (!this.#closed && this.settled) this.#hooks.onSettled(this);
+  }
+
+  // The pool's total dropped (a connection closed, a connect failed or was given up):
+  // a waiter that no earlier request covered may need a slot now, and the pool may have
+  // settled for a tenant waiting for a cache place. Run once, after the current call
+  // finished its own bookkeeping (callers destroy from inside #pump and #popIdle).
+  #afterDrop(): void {
+    if (this.#afterDropQueued || this.#closed) return;
+    this.#afterDropQueued = true;
+    queueMicrotask(() => {
+      this.#afterDropQueued = false;
+      this.#pump();
+      this.#checkSettled();
+    });
   }
 
   #checkDrained(): void {

@@ -1,0 +1,98 @@
+/**
+ * Recovery after a connection attempt or a connection goes away: waiters are woken
+ * whenever a pool's total drops, tenants waiting for a cache place are served when a pool
+ * settles that way, and several callers of one new tenant share the place its pool took.
+ * Network failures come from a TCP proxy the test switches (tcp-proxy.ts), at moments the
+ * test chooses: nothing here depends on timing.
+ */
+import { setImmediate as nextMacrotask } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TenantPools } from '../../src/tenancy/tenant-pools.js';
+import { type PgWorld, pgWorld, slugs } from './pools-fixture.js';
+import { type TcpProxy, tcpProxy } from './tcp-proxy.js';
+
+let world: PgWorld;
+let tenantDb: { name: string; url: string };
+let proxy: TcpProxy;
+
+beforeAll(async () => {
+  world = await pgWorld();
+  tenantDb = await world.createDatabase('tp_rec');
+  proxy = await tcpProxy();
+});
+afterAll(async () => {
+  await proxy.close();
+  await world.cleanup();
+});
+
+async function until(condition: () => boolean | Promise<boolean>): Promise<void> {
+  while (!(await condition())) await new Promise((resolve) => setTimeout(resolve, 2));
+}
+
+describe('waking waiters when a pool shrinks', () => {
+  it("serves a waiter once a tryAcquire's connect fails and frees the pool's only place", async () => {
+    const [a] = slugs('strand', 1) as [string];
+    await world.addOrgs([
+      { slug: a, storageMode: 'database', databaseUrl: proxy.url(tenantDb.name), maxConnections: 1 },
+    ]);
+    const pools = await TenantPools.open({
+      registry: world.registry,
+      maxConnections: 4,
+      acquireTimeoutMs: 8_000,
+    });
+    try {
+      proxy.mode = 'hold';
+      const trying = pools.tryAcquire(a);
+      await until(() => proxy.held === 1);
+      const waiting = pools.acquire(a);
+      await until(() => pools.stats().pools.find((p) => p.slug === a)?.waiting === 1);
+      proxy.mode = 'pass';
+      proxy.failHeld();
+      await expect(trying).rejects.toThrow();
+      // The pool's one place is free again: the waiter gets a connection, not a timeout.
+      const db = await waiting;
+      expect(await db.query<{ one: number }>('select 1 as one')).toEqual([{ one: 1 }]);
+      db.release();
+      expect(pools.stats().counters.timeouts).toBe(0);
+    } finally {
+      proxy.mode = 'pass';
+      await pools.close();
+    }
+  });
+
+  it('gives a tenant waiting for a cache place the pool that settles when its last connect fails', async () => {
+    const [a, b] = slugs('cwake', 2) as [string, string];
+    await world.addOrgs([
+      { slug: a, storageMode: 'database', databaseUrl: proxy.url(tenantDb.name), maxConnections: 2 },
+      { slug: b, storageMode: 'database', databaseUrl: tenantDb.url },
+    ]);
+    const orgB = await world.registry.get(b);
+    const pools = await TenantPools.open({
+      registry: world.registry,
+      maxConnections: 4,
+      maxCachedPools: 1,
+      acquireTimeoutMs: 8_000,
+    });
+    try {
+      const held = await pools.acquire(a);
+      proxy.mode = 'hold';
+      const trying = pools.tryAcquire(a);
+      await until(() => proxy.held === 1);
+      // b's lookup and secret need no I/O (an Org and a literal URL): after one macrotask
+      // it waits for a place, a's pool being busy.
+      const waitingB = pools.acquire(orgB);
+      await nextMacrotask();
+      held.release();
+      proxy.mode = 'pass';
+      proxy.failHeld();
+      await expect(trying).rejects.toThrow();
+      const db = await waitingB;
+      expect(await db.query<{ one: number }>('select 1 as one')).toEqual([{ one: 1 }]);
+      db.release();
+      expect(pools.stats().pools.map((p) => p.slug)).toEqual([b]);
+    } finally {
+      proxy.mode = 'pass';
+      await pools.close();
+    }
+  });
+});
