@@ -76,9 +76,14 @@ export class PoolCache {
     return true;
   }
 
-  /** Caches a new pool; the caller made room first. */
+  /**
+   * Caches a new pool; the caller made room first. Every other caller of the same tenant
+   * waiting for a place no longer needs one: they are woken to use this pool (left
+   * waiting, they would take the next freed place too, or evict this very pool).
+   */
   add(slug: string, entry: CacheEntry): void {
     this.#entries.set(slug, entry);
+    for (const waiter of this.#waiters.takeKeyed(slug)) waiter.resolve();
   }
 
   /** Takes a pool out of the cache and closes it (lent connections close when released). */
@@ -97,9 +102,12 @@ export class PoolCache {
     this.#waiters.shift()?.resolve();
   }
 
-  /** Waits until a place may have come free (the caller tries again), or times out. */
-  waitForPlace(spec: WaitSpec): Promise<void> {
-    return this.#waiters.wait(spec);
+  /**
+   * Waits until a place may have come free, or a pool for `slug` was cached (the caller
+   * looks again either way), or times out.
+   */
+  waitForPlace(slug: string, spec: WaitSpec): Promise<void> {
+    return this.#waiters.wait(spec, slug);
   }
 
   /** A pool settled: if a tenant waits for a place, this pool makes it. */

@@ -357,7 +357,7 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
       const built = this.#router.build(org, url, true);
       if (built) return use(built);
       if (!wait) return null;
-      await this.#pools.waitForPlace({
+      await this.#pools.waitForPlace(org.slug, {
         deadline: wait.deadline,
         signal: wait.signal,
         timeoutError: () =>

@@ -21,7 +21,7 @@ export interface WaitSpec {
 
 /** FIFO waiters with deadlines and abort signals. */
 export class WaitQueue<T> {
-  readonly #waiters: Waiter<T>[] = [];
+  readonly #waiters: Array<Waiter<T> & { readonly key: unknown }> = [];
   readonly #onLeave: () => void;
 
   /** @param onLeave called after a waiter left by timeout or abort (not when settled). */
@@ -33,8 +33,11 @@ export class WaitQueue<T> {
     return this.#waiters.length;
   }
 
-  /** Queues a caller; the returned promise settles when it is served, times out or is aborted. */
-  wait(spec: WaitSpec): Promise<T> {
+  /**
+   * Queues a caller; the returned promise settles when it is served, times out or is
+   * aborted. `key` tags the caller for {@link takeKeyed}.
+   */
+  wait(spec: WaitSpec, key?: unknown): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const { signal } = spec;
       if (signal?.aborted) {
@@ -55,7 +58,8 @@ export class WaitQueue<T> {
       };
       const onAbort = () => leave(signal?.reason as Error);
       const timer = setTimeout(() => leave(spec.timeoutError()), Math.max(0, spec.deadline - Date.now()));
-      const waiter: Waiter<T> = {
+      const waiter: Waiter<T> & { readonly key: unknown } = {
+        key,
         resolve: (value) => {
           cleanup();
           resolve(value);
@@ -73,6 +77,19 @@ export class WaitQueue<T> {
   /** Takes the oldest waiter off the queue, for the caller to settle. */
   shift(): Waiter<T> | undefined {
     return this.#waiters.shift();
+  }
+
+  /** Takes every waiter queued with `key` off the queue, oldest first, for the caller to settle. */
+  takeKeyed(key: unknown): Waiter<T>[] {
+    const taken: Waiter<T>[] = [];
+    for (let i = 0; i < this.#waiters.length; ) {
+      const waiter = this.#waiters[i] as Waiter<T> & { readonly key: unknown };
+      if (waiter.key === key) {
+        this.#waiters.splice(i, 1);
+        taken.push(waiter);
+      } else i++;
+    }
+    return taken;
   }
 
   /** Rejects every waiter with `err`. */

@@ -122,6 +122,37 @@ describe('LRU of pools', () => {
     await pools.close();
   });
 
+  it('serves every caller of a new tenant that waited for a place, from the one pool built', async () => {
+    const [a, x] = await tenants('same', 2);
+    const orgX = await world.registry.get(x!);
+    const pools = await TenantPools.open({
+      registry: world.registry,
+      maxCachedPools: 1,
+      maxConnections: 10,
+      acquireTimeoutMs: 8_000,
+    });
+    const evicted: string[] = [];
+    pools.on('pool:evict', (event) => evicted.push(`${event.slug} ${event.reason}`));
+    try {
+      const held = await pools.acquire(a!);
+      // An Org and a literal URL need no I/O: after one macrotask both callers wait.
+      const first = pools.acquire(orgX);
+      const second = pools.acquire(orgX);
+      await new Promise((resolve) => setImmediate(resolve));
+      held.release();
+      const [one, two] = await Promise.all([first, second]);
+      expect([one.slug, two.slug]).toEqual([x, x]);
+      // One place freed, one pool built, both callers served from it; a's pool alone left.
+      expect(evicted).toEqual([`${a} lru`]);
+      expect(cached(pools)).toEqual([x]);
+      expect(pools.stats().counters.timeouts).toBe(0);
+      one.release();
+      two.release();
+    } finally {
+      await pools.close();
+    }
+  });
+
   it('never lends from a pool evicted between its lookup and the checkout', async () => {
     // Many callers over more tenants than places: pools are evicted the moment they
     // settle, so a caller that looked its pool up must check out in the same turn.
