@@ -65,6 +65,12 @@ export interface ActiveJob<Data = unknown> {
   readonly lease: unknown;
 }
 
+/** Options of {@link TenantQueueBackend.complete}. */
+export interface CompleteOptions {
+  /** Take the partition's next ready job too, locked as `fetch(queue, tenant, workerId, lockDurationMs)` would. */
+  fetchNext?: { workerId: string; lockDurationMs: number };
+}
+
 /** What became of a failed job. */
 export type FailOutcome = 'retrying' | 'failed';
 
@@ -141,8 +147,14 @@ export interface TenantQueueBackend {
    * fleet-wide concurrency cap).
    */
   fetch(queue: string, tenant: string, workerId: string, lockDurationMs: number): Promise<ActiveJob | null>;
-  /** Marks an active job completed with its result. */
-  complete(job: ActiveJob, result: unknown): Promise<void>;
+  /**
+   * Marks an active job completed with its result. With `fetchNext`, also takes the next
+   * ready job of the same partition for `fetchNext.workerId` and resolves to it (null
+   * when there is none, as `fetch` would answer), in the same round trip where the
+   * engine allows (BullMQ: one moveToFinished script, as a plain BullMQ Worker does).
+   * Without it, resolves to null.
+   */
+  complete(job: ActiveJob, result: unknown, options?: CompleteOptions): Promise<ActiveJob | null>;
   /**
    * Marks an active job failed. It is retried with its backoff while attempts remain,
    * unless `unrecoverable`; the error's message and stack are kept.

@@ -19,25 +19,30 @@ export interface FinishContext {
 /** The outcome of {@link finishJob}: finished, or the lock was lost to someone else. */
 export type FinishResult = 'finished' | 'lost';
 
-/** Moves an active job to completed with `resultJson`. */
-export function completeJob(
+/**
+ * Moves an active job to completed with `resultJson`. With `fetchNext`, BullMQ's script
+ * also takes the partition's next job (locked with the same token, for the Worker's
+ * `opts.lockDuration`) and `next` carries its raw data as the script returned it.
+ */
+export async function completeJob(
   context: FinishContext,
   job: Job,
   token: string,
   resultJson: string,
-): Promise<FinishResult> {
+  fetchNext = false,
+): Promise<{ outcome: FinishResult; next: unknown }> {
   const args = context.backend.moveToCompletedArgs(
     job,
     resultJson,
     job.opts.removeOnComplete ?? false,
     token,
-    false,
+    fetchNext,
   );
   return finishJob(context, job, args, 'completed');
 }
 
 /** Moves an active job to failed for good, keeping the message and stack. */
-export function failJob(
+export async function failJob(
   context: FinishContext,
   job: Job,
   token: string,
@@ -55,7 +60,7 @@ export function failJob(
       stacktrace: JSON.stringify(stacktrace),
     },
   );
-  return finishJob(context, job, args, 'failed');
+  return (await finishJob(context, job, args, 'failed')).outcome;
 }
 
 async function finishJob(
@@ -63,7 +68,7 @@ async function finishJob(
   job: Job,
   args: (string | number | boolean | Buffer)[],
   target: 'completed' | 'failed',
-): Promise<FinishResult> {
+): Promise<{ outcome: FinishResult; next: unknown }> {
   const { backend } = context;
   // moveToFinished's ARGV[2] (right after its 14 keys) is the finishedOn timestamp.
   const finishedOn = args[backend.moveToFinishedKeys.length + 1];
@@ -88,8 +93,8 @@ async function finishJob(
       command: 'moveToFinished',
       state: 'active',
     });
-    if (isLostLock(refusal)) return 'lost';
+    if (isLostLock(refusal)) return { outcome: 'lost', next: null };
     throw refusal;
   }
-  return 'finished';
+  return { outcome: 'finished', next: code };
 }

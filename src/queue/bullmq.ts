@@ -10,12 +10,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { Job, type RedisQueueBackend } from 'bullmq';
+import { Job, type RedisQueueBackend, raw2NextJobData } from 'bullmq';
 import { Redis } from 'ioredis';
 import { ClosedError, describe, redactUrl, ValidationError } from '../errors.js';
 import type {
   ActiveJob,
   BatchProgress,
+  CompleteOptions,
   EnqueueJob,
   FailOutcome,
   JobCounts,
@@ -30,7 +31,7 @@ import {
   type ResolvedBullMqBackendOptions,
   resolveBullMqBackendOptions,
 } from './bullmq-options.js';
-import { PartitionCache, partitionName } from './bullmq-partitions.js';
+import { PartitionCache, partitionName, type WorkerPartition } from './bullmq-partitions.js';
 import { ACTIVE_GRACE_MS, ReadyIndex } from './bullmq-ready-index.js';
 import { type FleetCommands, type FleetMulti, withFleetCommands } from './bullmq-scripts.js';
 import {
@@ -176,36 +177,68 @@ export class BullMqBackend extends EventEmitter<BullMqBackendEventMap> implement
       const { worker } = partition;
       // Read by BullMQ's moveToActive when it takes the lock.
       worker.opts.lockDuration = lockDurationMs;
-      // Announce the partition to the stalled sweeps before moveToActive (same connection,
-      // so Redis sees it first). A sweep forgets a partition only when nothing in it is
-      // active and its announcement is older than the grace period, so an announcement
-      // younger than half of it covers every fetch until it is renewed.
-      const now = Date.now();
-      if (now - partition.markedAt > ACTIVE_GRACE_MS / 2) {
-        partition.markedAt = now;
-        this.#index.markActive(queue, tenant).catch((error: Error) => this.emit('redis:error', { error }));
-      }
+      this.#markActive(partition, queue, tenant);
       for (;;) {
         const token = `${workerId}:${randomUUID()}`;
-        const job = await worker.getNextJob(token, { block: false });
-        if (!job) {
-          await this.#index.settle(queue, tenant, this.#partitions.keys(queue, tenant));
-          return null;
-        }
-        if (job.deferredFailure) {
-          // BullMQ's stalled sweep marks a job that stalled too often to fail on its next fetch.
-          const context = { backend: worker.getBackend() as RedisQueueBackend, batchKey: this.#batchKey };
-          await failJob(context, job, token, new Error(job.deferredFailure));
-          continue;
-        }
-        this.#partitions.hold(partition);
-        return toActiveJob(queue, tenant, job, token);
+        const job = await this.#taken(
+          partition,
+          queue,
+          tenant,
+          token,
+          await worker.getNextJob(token, { block: false }),
+        );
+        if (job !== 'retry') return job;
       }
     });
   }
 
-  async complete(job: ActiveJob, result: unknown): Promise<void> {
+  /** A partition Worker's answer to a fetch as an ActiveJob (null when none; 'retry' after a deferred failure). */
+  async #taken(
+    partition: WorkerPartition,
+    queue: string,
+    tenant: string,
+    token: string,
+    job: Job | undefined,
+  ): Promise<ActiveJob | null | 'retry'> {
+    if (!job) {
+      await this.#index.settle(queue, tenant, this.#partitions.keys(queue, tenant));
+      return null;
+    }
+    if (job.deferredFailure) {
+      // BullMQ's stalled sweep marks a job that stalled too often to fail on its next fetch.
+      const context = {
+        backend: partition.worker.getBackend() as RedisQueueBackend,
+        batchKey: this.#batchKey,
+      };
+      await failJob(context, job, token, new Error(job.deferredFailure));
+      return 'retry';
+    }
+    this.#partitions.hold(partition);
+    return toActiveJob(queue, tenant, job, token);
+  }
+
+  /**
+   * Announces the partition to the stalled sweeps before a moveToActive goes out on the
+   * same connection (so Redis sees it first). A sweep forgets a partition only when
+   * nothing in it is active and its announcement is older than the grace period, so an
+   * announcement younger than half of it covers every fetch until it is renewed.
+   */
+  #markActive(partition: WorkerPartition, queue: string, tenant: string): void {
+    const now = Date.now();
+    if (now - partition.markedAt <= ACTIVE_GRACE_MS / 2) return;
+    partition.markedAt = now;
+    this.#index.markActive(queue, tenant).catch((error: Error) => this.emit('redis:error', { error }));
+  }
+
+  /**
+   * With `fetchNext`, BullMQ's moveToFinished finishes the job and takes the partition's
+   * next one in the same script, as a plain BullMQ Worker does: one round trip per job
+   * instead of two. The next job is locked with the finished job's token.
+   */
+  async complete(job: ActiveJob, result: unknown, options: CompleteOptions = {}): Promise<ActiveJob | null> {
     this.#checkOpen();
+    const next = options.fetchNext;
+    if (next !== undefined) checkLockDuration(next.lockDurationMs);
     let json: string;
     try {
       json = JSON.stringify(result) ?? 'null';
@@ -215,12 +248,42 @@ export class BullMqBackend extends EventEmitter<BullMqBackendEventMap> implement
       });
     }
     const { token, job: bullJob } = job.lease as BullMqLease;
-    try {
-      // 'lost': the job is (or will be) run again by whoever holds it now; nothing to do.
-      await completeJob(this.#finishContext(job), bullJob, token, json);
-    } finally {
-      this.#release(job);
+    if (next === undefined) {
+      try {
+        // 'lost': the job is (or will be) run again by whoever holds it now; nothing to do.
+        await completeJob(this.#finishContext(job), bullJob, token, json);
+      } finally {
+        this.#release(job);
+      }
+      return null;
     }
+    const { queue, tenant } = job;
+    return this.#partitions.use(queue, tenant, async (partition) => {
+      let finished: Awaited<ReturnType<typeof completeJob>>;
+      try {
+        // Read by moveToFinished when it locks the next job.
+        partition.worker.opts.lockDuration = next.lockDurationMs;
+        this.#markActive(partition, queue, tenant);
+        finished = await completeJob(this.#finishContext(job), bullJob, token, json, true);
+      } finally {
+        this.#partitions.release(partition);
+      }
+      // Refused (lock lost): nothing was taken either, so take the next job the usual way.
+      if (finished.outcome === 'lost') return this.fetch(queue, tenant, next.workerId, next.lockDurationMs);
+      const [data, id] = raw2NextJobData(finished.next as unknown[]);
+      // BullMQ's own decoding of a fetched job (Worker.getNextJob ends the same way).
+      const worker = partition.worker as unknown as {
+        nextJobFromJobData(d: unknown, i: unknown, t: string): Promise<Job | undefined>;
+      };
+      const taken = await this.#taken(
+        partition,
+        queue,
+        tenant,
+        token,
+        data ? await worker.nextJobFromJobData(data, id, token) : undefined,
+      );
+      return taken === 'retry' ? this.fetch(queue, tenant, next.workerId, next.lockDurationMs) : taken;
+    });
   }
 
   async fail(job: ActiveJob, error: Error, options: { unrecoverable?: boolean } = {}): Promise<FailOutcome> {

@@ -11,6 +11,7 @@ import { ClosedError, ConfigError, describe, ValidationError } from '../errors.j
 import type {
   ActiveJob,
   BatchProgress,
+  CompleteOptions,
   EnqueueJob,
   FailOutcome,
   JobCounts,
@@ -190,20 +191,25 @@ export class MemoryBackend implements TenantQueueBackend {
     };
   }
 
-  async complete(job: ActiveJob, result: unknown): Promise<void> {
+  async complete(job: ActiveJob, result: unknown, options: CompleteOptions = {}): Promise<ActiveJob | null> {
     this.#checkOpen();
+    const next = options.fetchNext;
+    if (next !== undefined) checkLockDuration(next.lockDurationMs);
     const held = this.#held(job);
-    if (!held) return;
-    let json: string;
-    try {
-      json = JSON.stringify(result) ?? 'null';
-    } catch (error) {
-      throw new ValidationError('result', `Expected a JSON-serialisable result, got ${describe(result)}`, {
-        cause: error,
-      });
+    if (held) {
+      let json: string;
+      try {
+        json = JSON.stringify(result) ?? 'null';
+      } catch (error) {
+        throw new ValidationError('result', `Expected a JSON-serialisable result, got ${describe(result)}`, {
+          cause: error,
+        });
+      }
+      held.record.result = json;
+      this.#finish(held.partition, held.record, 'completed');
     }
-    held.record.result = json;
-    this.#finish(held.partition, held.record, 'completed');
+    // A lost lock changes nothing of the job, but the next one is still the caller's to take.
+    return next === undefined ? null : this.fetch(job.queue, job.tenant, next.workerId, next.lockDurationMs);
   }
 
   async fail(job: ActiveJob, error: Error, options: { unrecoverable?: boolean } = {}): Promise<FailOutcome> {

@@ -218,7 +218,11 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     }
   }
 
-  /** One pick: borrow, fetch, run, settle. Never throws. */
+  /**
+   * One pick: borrow, fetch, run, settle. While the round would hand the slot the same
+   * tenant again, the job is completed and the next one fetched in one engine call, on
+   * the same borrowed connection. Never throws.
+   */
   async #serve(slug: string): Promise<void> {
     const org = this.#tenants.org(slug);
     if (org === undefined) {
@@ -250,18 +254,25 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     }
     if (job === null) {
       this.#giveBack(db);
-      this.#picker.markEmpty(slug, epoch);
+      this.#fetchedNothing(org, epoch);
       this.#picker.finish(slug);
-      // Null may mean "at its fleet-wide cap" rather than empty; nobody signals when another
-      // process frees a place, so ask the engine again soon rather than at the next poll.
-      if (org.maxConcurrency !== null) this.#refreshSoon(CAP_RETRY_MS);
       return;
     }
     // The tenant had a job, so it may have more: undo a markEmpty another slot raced in.
     this.#picker.markReady(slug);
-    await this.#run(job as ActiveJob<Data>, org, db);
+    // Each run either hands the connection and a fresh pick of the tenant to the next job, or gives both back.
+    for (let next: ActiveJob | null = job; next !== null; )
+      next = await this.#run(next as ActiveJob<Data>, org, db);
     this.#picker.finish(slug);
     this.#wake();
+  }
+
+  /** A fetch found nothing (or the tenant is at its fleet-wide cap). */
+  #fetchedNothing(org: Org, epoch: number): void {
+    this.#picker.markEmpty(org.slug, epoch);
+    // Null may mean "at its fleet-wide cap" rather than empty; nobody signals when another
+    // process frees a place, so ask the engine again soon rather than at the next poll.
+    if (org.maxConcurrency !== null) this.#refreshSoon(CAP_RETRY_MS);
   }
 
   async #borrow(org: Org): Promise<TenantConnection | null> {
@@ -285,7 +296,11 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     this.#picker.unblockAll();
   }
 
-  async #run(job: ActiveJob<Data>, org: Org, db: TenantConnection | undefined): Promise<void> {
+  /**
+   * Runs one job and settles it. Resolves to the tenant's next job when the round stays
+   * on the tenant (the pick and `db` then pass to that job), else to null with `db` back.
+   */
+  async #run(job: ActiveJob<Data>, org: Org, db: TenantConnection | undefined): Promise<ActiveJob | null> {
     const entry: RunningJob = { job, controller: new AbortController(), db, abandoned: false };
     this.#running.set(jobKey(job), entry);
     this.#locks.add(job);
@@ -300,24 +315,46 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
       failure = toError(thrown);
     }
     // Abandoned (close timed out, or the lock was lost): the job is someone else's now.
-    if (entry.abandoned) return;
+    if (entry.abandoned) return null;
     this.#locks.delete(job);
     this.#running.delete(jobKey(job));
-    this.#giveBack(entry.db, failure);
     entry.db = undefined;
+    // The round's next pick for this slot is this tenant again: take it with the completion.
+    // Not for a tenant with a fleet-wide cap: chaining would keep its places in this
+    // process for good, and they are to circulate among the fleet's processes.
+    const again =
+      failure === undefined &&
+      !this.#closing &&
+      org.maxConcurrency === null &&
+      this.#picker.repick(job.tenant);
+    if (!again) this.#giveBack(db, failure);
+    const epoch = this.#picker.readyEpoch(job.tenant);
+    let next: ActiveJob | null = null;
+    let settled = false;
     try {
       if (failure === undefined) {
-        await this.#backend.complete(job, result);
+        const fetchNext = { workerId: this.options.workerId, lockDurationMs: this.options.lockDurationMs };
+        next = await this.#backend.complete(job, result, again ? { fetchNext } : undefined);
+        settled = true;
         this.emit('job:completed', { job, result, durationMs: performance.now() - started });
-        return;
+      } else {
+        const unrecoverable = isUnrecoverable(failure);
+        const outcome = await this.#backend.fail(job, failure, { unrecoverable });
+        if (outcome === 'retrying') this.emit('job:retrying', { job, error: failure });
+        else this.emit('job:failed', { job, error: failure, unrecoverable });
       }
-      const unrecoverable = isUnrecoverable(failure);
-      const outcome = await this.#backend.fail(job, failure, { unrecoverable });
-      if (outcome === 'retrying') this.emit('job:retrying', { job, error: failure });
-      else this.emit('job:failed', { job, error: failure, unrecoverable });
     } catch (error) {
       this.#error(error, failure === undefined ? 'complete' : 'fail');
     }
+    if (!again) return null;
+    if (next === null) {
+      this.#giveBack(db);
+      // Only a completion that went through says the partition had nothing more.
+      if (settled) this.#fetchedNothing(org, epoch);
+      return null;
+    }
+    this.#picker.markReady(job.tenant);
+    return next;
   }
 
   /** Keeps the picker's ready set in step with the engine. */

@@ -1,0 +1,101 @@
+/**
+ * `complete(job, result, { fetchNext })` over every engine: the job is completed and the
+ * partition's next ready job is taken in the same call, locked for the caller, in the
+ * partition's order; null (with the tenant dropped from the ready index) once empty.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ValidationError } from '../../src/errors.js';
+import type { TenantQueueBackend } from '../../src/queue/backend.js';
+import { uniqueName } from '../support/services.js';
+import { type EngineHarness, engines } from './engines.js';
+
+const LOCK = 30_000;
+const next = { fetchNext: { workerId: 'w', lockDurationMs: LOCK } };
+
+describe.each(engines)('complete with fetchNext on the $name engine', (engine) => {
+  let harness: EngineHarness;
+  let backend: TenantQueueBackend;
+  let queue: string;
+  beforeEach(async () => {
+    harness = await engine.open();
+    backend = harness.backend;
+    queue = uniqueName('q');
+  });
+  afterEach(async () => {
+    await harness.cleanup();
+  });
+
+  it('completes the job and hands out the partition’s next ones in order, then null', async () => {
+    for (const [data, priority] of [
+      ['fifo-1', undefined],
+      ['p2', 2],
+      ['p1', 1],
+      ['fifo-2', undefined],
+    ] as const) {
+      await backend.enqueue(queue, { tenant: 'acme', name: 'n', data, ...(priority ? { priority } : {}) });
+    }
+    await backend.enqueue(queue, { tenant: 'other', name: 'n', data: 'other' });
+    let job = await backend.fetch(queue, 'acme', 'w', LOCK);
+    const order: unknown[] = [];
+    while (job !== null) {
+      order.push(job.data);
+      expect(job).toMatchObject({ queue, tenant: 'acme', attempt: 1 });
+      // Locked for us: another fetch does not get it, and its lock can be extended.
+      expect(await backend.counts(queue, 'acme')).toMatchObject({ active: 1 });
+      expect(await backend.extendLocks([job], LOCK)).toEqual([]);
+      job = await backend.complete(job, `done ${job.data}`, next);
+    }
+    expect(order).toEqual(['p1', 'p2', 'fifo-1', 'fifo-2']);
+    expect(await backend.counts(queue, 'acme')).toEqual({
+      waiting: 0,
+      active: 0,
+      delayed: 0,
+      completed: 4,
+      failed: 0,
+    });
+    // The drained tenant left the ready index; the other partition was not touched.
+    expect(await backend.readyTenants(queue)).toEqual(['other']);
+    expect(await backend.counts(queue, 'other')).toMatchObject({ waiting: 1, active: 0 });
+    // Without fetchNext: null, and nothing more is taken.
+    await backend.enqueueBulk(queue, [
+      { tenant: 'acme', name: 'n', data: 'a' },
+      { tenant: 'acme', name: 'n', data: 'b' },
+    ]);
+    const a = await backend.fetch(queue, 'acme', 'w', LOCK);
+    expect(await backend.complete(a!, null)).toBeNull();
+    expect(await backend.counts(queue, 'acme')).toMatchObject({ waiting: 1, active: 0, completed: 5 });
+  });
+
+  it('lets the job taken on completion be failed, retried and finished like any other', async () => {
+    await backend.enqueueBulk(queue, [
+      { tenant: 'acme', name: 'n', data: 1 },
+      { tenant: 'acme', name: 'n', data: 2, attempts: 2, backoff: { type: 'fixed', delayMs: 0 } },
+    ]);
+    const first = await backend.fetch(queue, 'acme', 'w', LOCK);
+    const second = await backend.complete(first!, 'ok', next);
+    expect(second?.data).toBe(2);
+    expect(await backend.fail(second!, new Error('boom'))).toBe('retrying');
+    const again = await backend.fetch(queue, 'acme', 'w', LOCK);
+    expect(again).toMatchObject({ id: second!.id, attempt: 2 });
+    expect(await backend.complete(again!, 'ok', next)).toBeNull();
+    expect(await backend.counts(queue, 'acme')).toMatchObject({ completed: 2, failed: 0, active: 0 });
+    await expect(
+      backend.complete(first!, null, { fetchNext: { workerId: 'w', lockDurationMs: 0 } }),
+    ).rejects.toThrow(ValidationError);
+  });
+
+  it('still takes the next job when the completed one’s lock was lost', async () => {
+    await backend.enqueueBulk(queue, [
+      { tenant: 'acme', name: 'n', data: 'stale' },
+      { tenant: 'acme', name: 'n', data: 'next' },
+    ]);
+    const stale = await backend.fetch(queue, 'acme', 'w', 100);
+    await sleep(300); // let the lock expire (no sweep has run: the job is still listed active)
+    const taken = await backend.complete(stale!, 'late', next);
+    expect(taken?.data).toBe('next');
+    expect(await backend.getJob(queue, 'acme', stale!.id)).toMatchObject({ state: 'active', result: null });
+    expect(await backend.complete(taken!, 'ok')).toBeNull();
+    expect(await backend.counts(queue, 'acme')).toMatchObject({ completed: 1 });
+  });
+});
