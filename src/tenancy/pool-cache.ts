@@ -125,7 +125,8 @@ export class PoolCache {
 /**
  * Closes `pools`: idle connections at once, lent ones when released; after `timeoutMs`
  * whatever is still lent is closed anyway (`onLate` is told first). Resolves once every
- * connection is closed.
+ * connection is closed, or at the latest `timeoutMs` after that (the drivers bound each
+ * close themselves; this only makes sure close() cannot hang on one that does not).
  */
 export async function closePools(
   pools: ConnectionPool[],
@@ -144,5 +145,11 @@ export async function closePools(
   if (!late) return;
   onLate();
   for (const pool of pools) pool.close('close', true).catch(() => {});
-  await drained;
+  await Promise.race([
+    drained,
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    }),
+  ]);
+  clearTimeout(timer);
 }

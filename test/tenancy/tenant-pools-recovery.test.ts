@@ -96,3 +96,56 @@ describe('waking waiters when a pool shrinks', () => {
     }
   });
 });
+
+describe('closing over a silent network', () => {
+  it("frees the slot of a connection whose close never hears back, for another tenant's acquire", async () => {
+    const [a, b] = slugs('hang', 2) as [string, string];
+    await world.addOrgs([
+      { slug: a, storageMode: 'database', databaseUrl: proxy.url(tenantDb.name) },
+      { slug: b, storageMode: 'database', databaseUrl: tenantDb.url },
+    ]);
+    const pools = await TenantPools.open({
+      registry: world.registry,
+      maxConnections: 1,
+      connectTimeoutMs: 500,
+      acquireTimeoutMs: 8_000,
+    });
+    const closes: string[] = [];
+    pools.on('connection:close', (event) => closes.push(`${event.slug} ${event.reason}`));
+    try {
+      await pools.withTenant(a, (db) => db.query('select 1'));
+      // a's database host goes silent: the reclaim of a's idle connection never completes
+      // its goodbye, yet b gets the one slot.
+      proxy.mode = 'freeze';
+      const rows = await pools.withTenant(b, (db) => db.query<{ one: number }>('select 1 as one'));
+      expect(rows).toEqual([{ one: 1 }]);
+      expect(closes).toEqual([`${a} reclaim`]);
+      expect(pools.stats().counters.timeouts).toBe(0);
+    } finally {
+      await pools.close();
+      proxy.mode = 'pass';
+    }
+  });
+
+  it('close() finishes although a lent connection can no longer reach its server', async () => {
+    const [a] = slugs('hangc', 1) as [string];
+    await world.addOrgs([{ slug: a, storageMode: 'database', databaseUrl: proxy.url(tenantDb.name) }]);
+    const pools = await TenantPools.open({
+      registry: world.registry,
+      maxConnections: 2,
+      connectTimeoutMs: 500,
+      closeTimeoutMs: 100,
+    });
+    try {
+      const db = await pools.acquire(a);
+      await db.query('select 1');
+      proxy.mode = 'freeze';
+      await pools.close();
+      // The socket is dropped once the bounded goodbye gives up: the slot comes back.
+      await until(() => pools.stats().budget.open === 0);
+      db.release();
+    } finally {
+      proxy.mode = 'pass';
+    }
+  });
+});

@@ -4,10 +4,13 @@ import { scrubError } from './driver.js';
 
 /** Opens one node-postgres `Client` to `url`. */
 export async function connectPostgres(url: string, options: ConnectOptions = {}): Promise<RawConnection> {
+  const connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
   const client = new pg.Client({
     connectionString: url,
-    connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
+    connectionTimeoutMillis: connectTimeoutMs,
     application_name: 'tenant-fleet',
+    // A peer gone silent (half-open TCP) is noticed by the kernel, not only by a query.
+    keepAlive: true,
   });
   const listeners: Array<(err: Error) => void> = [];
   let alive = true;
@@ -25,7 +28,7 @@ export async function connectPostgres(url: string, options: ConnectOptions = {})
     await client.connect();
   } catch (err) {
     alive = false;
-    await client.end().catch(() => {});
+    await endWithin(client, Math.min(CLOSE_WAIT_MS, connectTimeoutMs));
     throw scrubError(err);
   }
   let closing: Promise<void> | undefined;
@@ -56,7 +59,7 @@ export async function connectPostgres(url: string, options: ConnectOptions = {})
     },
     close(): Promise<void> {
       alive = false;
-      closing ??= client.end().catch(() => {});
+      closing ??= endWithin(client, Math.min(CLOSE_WAIT_MS, connectTimeoutMs));
       return closing;
     },
     onError(listener) {
@@ -70,6 +73,32 @@ export async function connectPostgres(url: string, options: ConnectOptions = {})
     },
   };
   return conn;
+}
+
+/** How long `close()` waits at most for the server to see the goodbye (less when connects time out sooner). */
+const CLOSE_WAIT_MS = 2_000;
+
+/**
+ * Ends the client, and destroys its socket when that has not finished within `ms`: over
+ * a half-open TCP connection `end()` never resolves, and the pool frees the connection's
+ * budget slot only once its close has finished.
+ */
+function endWithin(client: pg.Client, ms: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      const stream = (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection
+        ?.stream;
+      stream?.destroy();
+      resolve();
+    }, ms);
+    client
+      .end()
+      .catch(() => {})
+      .finally(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+  });
 }
 
 /**
