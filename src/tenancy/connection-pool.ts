@@ -74,6 +74,11 @@ export class ConnectionPool implements BudgetMember {
     this.#connector = new PoolConnector(options.url, options.resolveUrl, options.connectTimeoutMs);
   }
 
+  /** True once close() was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   /** Nothing lent, nobody waiting, nothing being opened: eviction would hurt nobody. */
   get settled(): boolean {
     return this.#conns.busy.size === 0 && this.#waiters.length === 0 && this.#connecting === 0;

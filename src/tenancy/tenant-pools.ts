@@ -338,6 +338,9 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
   // place in the queue) marks the pool busy before any other caller runs. Returning the
   // pool to an awaiting caller instead would leave a gap in which another tenant could
   // evict the pool, idle as it still looks, and close it under our feet.
+  //
+  // A pool closed under a caller already in it (invalidate, a config change) sends the
+  // caller back to look again, to the new pool, while TenantPools itself is open.
   async #withTarget<T>(
     slugOrOrg: string | Org,
     wait: { deadline: number; signal: AbortSignal | undefined } | null,
@@ -348,14 +351,23 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
     for (;;) {
       this.#assertOpen();
       const cached = this.#router.cached(org);
-      if (cached) return use(cached);
-      if (url === undefined) {
+      let target: Target | null = cached;
+      if (!target && url === undefined) {
         url = await this.#router.resolveSecret(org);
         // Another caller may have built the pool meanwhile: look again.
         continue;
       }
-      const built = this.#router.build(org, url, true);
-      if (built) return use(built);
+      target ??= this.#router.build(org, url as string, true);
+      if (target) {
+        try {
+          return await use(target);
+        } catch (err) {
+          if (!(err instanceof ClosedError) || this.#closing || !target.pool.closed) throw err;
+          // The new pool resolves the secret afresh (invalidate's purpose).
+          url = undefined;
+          continue;
+        }
+      }
       if (!wait) return null;
       await this.#pools.waitForPlace(org.slug, {
         deadline: wait.deadline,

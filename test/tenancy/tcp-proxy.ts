@@ -19,6 +19,8 @@ export interface TcpProxy {
   readonly held: number;
   /** Resets every held connection (their connects fail). */
   failHeld(): void;
+  /** Starts forwarding every held connection (their connects go through). */
+  passHeld(): void;
   /** A Postgres URL to `database` through the proxy. */
   url(database: string): string;
   close(): Promise<void>;
@@ -38,12 +40,7 @@ export async function tcpProxy(): Promise<TcpProxy> {
       held.delete(socket);
     });
   };
-  const server = net.createServer({ allowHalfOpen: true }, (client) => {
-    track(client);
-    if (mode !== 'pass') {
-      held.add(client);
-      return;
-    }
+  const pipe = (client: net.Socket) => {
     const upstream = net.connect(targetPort, target.hostname);
     track(upstream);
     const forward = (from: net.Socket, to: net.Socket) => {
@@ -59,6 +56,15 @@ export async function tcpProxy(): Promise<TcpProxy> {
     };
     forward(client, upstream);
     forward(upstream, client);
+  };
+  const server = net.createServer({ allowHalfOpen: true }, (client) => {
+    track(client);
+    if (mode !== 'pass') {
+      client.pause();
+      held.add(client);
+      return;
+    }
+    pipe(client);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as net.AddressInfo).port;
@@ -75,6 +81,13 @@ export async function tcpProxy(): Promise<TcpProxy> {
     },
     failHeld() {
       for (const socket of held) socket.resetAndDestroy();
+      held.clear();
+    },
+    passHeld() {
+      for (const socket of held) {
+        pipe(socket);
+        socket.resume();
+      }
       held.clear();
     },
     url(database: string) {

@@ -149,3 +149,36 @@ describe('closing over a silent network', () => {
     }
   });
 });
+
+describe('invalidate while a connect is under way', () => {
+  it('moves the queued acquire to the new pool and does not count the cut-short connect as a failure', async () => {
+    const [a] = slugs('inval', 1) as [string];
+    await world.addOrgs([{ slug: a, storageMode: 'database', databaseUrl: proxy.url(tenantDb.name) }]);
+    const pools = await TenantPools.open({
+      registry: world.registry,
+      failureThreshold: 1,
+      failureCooldownMs: 60_000,
+      acquireTimeoutMs: 8_000,
+    });
+    try {
+      proxy.mode = 'hold';
+      const first = pools.acquire(a);
+      await until(() => proxy.held === 1);
+      proxy.mode = 'pass';
+      // An operator rotates the secret while the first connect is still on its way.
+      await pools.invalidate(a);
+      proxy.passHeld();
+      const db = await first;
+      expect(await db.query<{ one: number }>('select 1 as one')).toEqual([{ one: 1 }]);
+      db.release();
+      // The old pool's connect succeeded on a closed pool: no failure, no open breaker.
+      await until(() => pools.stats().budget.open === 1);
+      expect(pools.stats().counters.connectFailures).toBe(0);
+      const again = await pools.withTenant(a, (conn) => conn.query<{ one: number }>('select 1 as one'));
+      expect(again).toEqual([{ one: 1 }]);
+    } finally {
+      proxy.mode = 'pass';
+      await pools.close();
+    }
+  });
+});
