@@ -36,6 +36,7 @@ import type { TenantPoolsEventMap, TenantPoolsStats } from './pool-stats.js';
 import { activeOrgs, type PrewarmReport, runPrewarm } from './prewarm.js';
 import { OrgRegistry } from './registry.js';
 import { Lease, type TenantConnection } from './tenant-connection.js';
+import { withinDeadline } from './wait-queue.js';
 
 /** Options of `acquire`. */
 export interface AcquireOptions {
@@ -346,14 +347,29 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
     wait: { deadline: number; signal: AbortSignal | undefined } | null,
     use: (target: Target) => Promise<T>,
   ): Promise<T | null> {
-    const org = await this.#org(slugOrOrg);
+    // The lookup and the secret count against the caller's deadline and signal too.
+    const bounded = <R>(work: Promise<R>): Promise<R> =>
+      wait
+        ? withinDeadline(work, {
+            deadline: wait.deadline,
+            signal: wait.signal,
+            timeoutError: () =>
+              this.#timedOut(
+                new AcquireTimeoutError(
+                  typeof slugOrOrg === 'string' ? slugOrOrg : String(slugOrOrg?.slug),
+                  this.options.acquireTimeoutMs,
+                ),
+              ),
+          })
+        : work;
+    const org = await bounded(this.#org(slugOrOrg));
     let url: string | undefined;
     for (;;) {
       this.#assertOpen();
       const cached = this.#router.cached(org);
       let target: Target | null = cached;
       if (!target && url === undefined) {
-        url = await this.#router.resolveSecret(org);
+        url = await bounded(this.#router.resolveSecret(org));
         // Another caller may have built the pool meanwhile: look again.
         continue;
       }

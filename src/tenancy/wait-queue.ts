@@ -97,3 +97,43 @@ export class WaitQueue<T> {
     for (const waiter of this.#waiters.splice(0)) waiter.reject(err);
   }
 }
+
+/**
+ * Settles like `promise`, or rejects at the deadline with `spec.timeoutError()` or on
+ * abort with the signal's reason, whichever comes first. A promise given up on is left to
+ * settle unheard (its rejection handled), for work that cannot be cancelled: a registry
+ * lookup, a secrets backend call.
+ */
+export function withinDeadline<T>(promise: Promise<T>, spec: WaitSpec): Promise<T> {
+  promise.catch(() => {});
+  const { signal } = spec;
+  if (signal?.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const cleanup = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    const onAbort = () => {
+      cleanup();
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(
+      () => {
+        cleanup();
+        reject(spec.timeoutError());
+      },
+      Math.max(0, spec.deadline - Date.now()),
+    );
+    signal?.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        cleanup();
+        resolve(value);
+      },
+      (err: unknown) => {
+        cleanup();
+        reject(err);
+      },
+    );
+  });
+}

@@ -122,4 +122,37 @@ describe('waiting for a connection', () => {
     await pools.close();
     expect(await world.serverConnections(tenantDb.name)).toBe(0);
   });
+
+  it('bounds the secret resolution by acquireTimeoutMs and the signal', async () => {
+    const [a] = slugs('slowsec', 1) as [string];
+    await world.addOrgs([{ slug: a, storageMode: 'database', databaseUrl: 'vault://tenants/slow' }]);
+    let calls = 0;
+    // A secrets backend that never answers.
+    const secrets = {
+      resolve: () => {
+        calls++;
+        return new Promise<string>(() => {});
+      },
+    };
+    const pools = await TenantPools.open({ registry: world.registry, secrets, acquireTimeoutMs: 100 });
+    try {
+      const error = await pools.acquire(a).catch((err: unknown) => err);
+      expect(error).toBeInstanceOf(AcquireTimeoutError);
+      expect(pools.stats().counters.timeouts).toBe(1);
+      const patient = await TenantPools.open({ registry: world.registry, secrets, acquireTimeoutMs: 60_000 });
+      try {
+        const controller = new AbortController();
+        const reason = new Error('job cancelled');
+        const waiting = patient.acquire(a, { signal: controller.signal });
+        await until(() => calls === 2);
+        controller.abort(reason);
+        await expect(waiting).rejects.toBe(reason);
+      } finally {
+        await patient.close();
+      }
+      expect(pools.stats().pools).toEqual([]);
+    } finally {
+      await pools.close();
+    }
+  });
 });
