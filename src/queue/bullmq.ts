@@ -23,8 +23,9 @@ import type {
   JobInfo,
   TenantQueueBackend,
 } from './backend.js';
+import { enqueueChunk } from './bullmq-enqueue.js';
 import { completeJob, type FinishContext, failJob } from './bullmq-finish.js';
-import { type BullMqLease, isLostLock, toActiveJob, toBullJobJson, toJobInfo } from './bullmq-jobs.js';
+import { type BullMqLease, isLostLock, toActiveJob, toJobInfo } from './bullmq-jobs.js';
 import { extendLocks, recoverStalled } from './bullmq-locks.js';
 import {
   type BullMqBackendOptions,
@@ -33,14 +34,13 @@ import {
 } from './bullmq-options.js';
 import { PartitionCache, partitionName, type WorkerPartition } from './bullmq-partitions.js';
 import { ACTIVE_GRACE_MS, ReadyIndex } from './bullmq-ready-index.js';
-import { type FleetCommands, type FleetMulti, withFleetCommands } from './bullmq-scripts.js';
+import { type FleetCommands, withFleetCommands } from './bullmq-scripts.js';
 import {
   checkConcurrency,
   checkJobId,
   checkLockDuration,
   checkQueueName,
   checkTenant,
-  type NormalisedJob,
   normaliseJob,
 } from './job-input.js';
 
@@ -113,44 +113,16 @@ export class BullMqBackend extends EventEmitter<BullMqBackendEventMap> implement
     const normalised = jobs.map((job) => normaliseJob(job, this.options.maxDataBytes));
     const ids: string[] = [];
     for (let i = 0; i < normalised.length; i += MULTI_CHUNK)
-      ids.push(...(await this.#enqueueChunk(queue, normalised.slice(i, i + MULTI_CHUNK))));
+      ids.push(
+        ...(await enqueueChunk(
+          this.#partitions,
+          this.#index,
+          this.options,
+          queue,
+          normalised.slice(i, i + MULTI_CHUNK),
+        )),
+      );
     return ids;
-  }
-
-  async #enqueueChunk(queue: string, jobs: NormalisedJob[]): Promise<string[]> {
-    const now = Date.now();
-    const keep = { completed: this.options.keepCompleted, failed: this.options.keepFailed };
-    const client = await this.#partitions.backend(queue, jobs[0]!.tenant).client;
-    const multi = client.multi() as unknown as FleetMulti;
-    const readyAt = new Map<string, number>();
-    const addIndexes: number[] = [];
-    let commands = 0;
-    for (const job of jobs) {
-      const backend = this.#partitions.backend(queue, job.tenant);
-      // Our own ids rather than BullMQ's per-queue counter, so that an id names one job
-      // across all of a queue's partitions, as it does on the memory engine.
-      const id = job.jobId ?? randomUUID();
-      // Queued synchronously on the MULTI; its outcome is read from exec's results.
-      backend.addJobToTransaction(multi as never, toBullJobJson(job, now, keep) as never, id).catch(() => {});
-      addIndexes.push(commands++);
-      if (job.batchId !== null) {
-        const batchKey = this.#index.batchKey(job.batchId);
-        if (job.jobId === null) multi.hincrby(batchKey, 'total', 1);
-        else multi.fleetBatchAdd(backend.toKey(job.jobId), batchKey);
-        commands++;
-      }
-      const at = now + job.delayMs;
-      readyAt.set(job.tenant, Math.min(readyAt.get(job.tenant) ?? at, at));
-    }
-    for (const [tenant, at] of readyAt) this.#index.announceIn(multi, queue, tenant, at);
-    this.#index.publishIn(multi, queue);
-    const results = (await multi.exec()) ?? [];
-    return addIndexes.map((i) => {
-      const [error, id] = results[i] ?? [new Error('missing MULTI result'), null];
-      if (error) throw error;
-      if (typeof id === 'number' && id < 0) throw new Error(`BullMQ refused the job (code ${id})`);
-      return String(id);
-    });
   }
 
   async readyTenants(queue: string): Promise<string[]> {
@@ -327,8 +299,13 @@ export class BullMqBackend extends EventEmitter<BullMqBackendEventMap> implement
     this.#checkOpen();
     const cap = checkConcurrency(max);
     const backend = this.#partitions.backend(checkQueueName(queue), checkTenant(tenant));
-    if (cap === null) await backend.removeQueueMetaFields(['concurrency']);
-    else await backend.setQueueMeta({ concurrency: cap });
+    if (cap === null) {
+      // Lifting a cap that was not there frees no place: no one needs waking (a worker
+      // lifts on first sight of every uncapped tenant, so this saves a PUBLISH per tenant).
+      if ((await backend.removeQueueMetaFields(['concurrency'])) === 0) return;
+    } else {
+      await backend.setQueueMeta({ concurrency: cap });
+    }
     await this.#index.publish(queue);
   }
 

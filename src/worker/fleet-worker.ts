@@ -336,7 +336,8 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
         const fetchNext = { workerId: this.options.workerId, lockDurationMs: this.options.lockDurationMs };
         next = await this.#backend.complete(job, result, again ? { fetchNext } : undefined);
         settled = true;
-        this.emit('job:completed', { job, result, durationMs: performance.now() - started });
+        if (this.listenerCount('job:completed') > 0)
+          this.emit('job:completed', { job, result, durationMs: performance.now() - started });
       } else {
         const unrecoverable = isUnrecoverable(failure);
         const outcome = await this.#backend.fail(job, failure, { unrecoverable });
