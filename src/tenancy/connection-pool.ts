@@ -318,8 +318,7 @@ export class ConnectionPool implements BudgetMember {
       try {
         this.#hooks.checkConnect(this);
       } catch (err) {
-        this.#waiters.rejectAll(err as Error);
-        this.#checkSettled();
+        this.#rejectWaiters(err as Error);
         return;
       }
       this.#requests.add(() => this.#onSlot());
@@ -337,6 +336,14 @@ export class ConnectionPool implements BudgetMember {
     this.#connectForWaiter();
   }
 
+  // Fails every waiter (the breaker opened) and withdraws the slots asked for them, so the
+  // budget's queue does not keep other pools' waiters behind callers who are gone.
+  #rejectWaiters(err: Error): void {
+    this.#waiters.rejectAll(err);
+    this.#dropSurplusRequests();
+    this.#checkSettled();
+  }
+
   #dropSurplusRequests(): void {
     this.#requests.trimTo(Math.max(0, this.#waiters.length - this.#connectingForWaiters));
   }
@@ -352,7 +359,7 @@ export class ConnectionPool implements BudgetMember {
       // has just opened, the other waiters fail fast with TenantUnavailableError too.
       const fatal = this.#connectFailed(err);
       this.#waiters.shift()?.reject(err as Error);
-      if (fatal) this.#waiters.rejectAll(fatal);
+      if (fatal) this.#rejectWaiters(fatal);
       this.#pump();
       this.#checkSettled();
       return;

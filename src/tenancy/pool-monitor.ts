@@ -61,10 +61,10 @@ export class PoolMonitor {
         this.#logger?.warn({ slug: pool.slug, err: error }, 'tenant connection failed');
         return this.#breaker.failed(breakerKey(pool), error);
       },
-      onOpen: (pool) => this.#events.emit('connection:open', poolInfo(pool)),
+      onOpen: (pool) => this.emit('connection:open', poolInfo(pool)),
       onClose: (pool, reason: CloseReason) => {
         if (reason === 'lifetime') this.counters.recycles++;
-        this.#events.emit('connection:close', { ...poolInfo(pool), reason });
+        this.emit('connection:close', { ...poolInfo(pool), reason });
       },
       onConnectionError: (pool, error) => this.report(pool.slug, error, 'tenant connection errored'),
       onSettled,
@@ -80,7 +80,7 @@ export class PoolMonitor {
   /** Counts and announces an acquire that ran out of time; returns the error to throw. */
   timedOut<E extends Error & { slug: string }>(error: E, timeoutMs: number): E {
     this.counters.timeouts++;
-    this.#events.emit('acquire:timeout', { slug: error.slug, timeoutMs, error });
+    this.emit('acquire:timeout', { slug: error.slug, timeoutMs, error });
     return error;
   }
 
@@ -94,6 +94,23 @@ export class PoolMonitor {
   report(slug: string | null, error: Error, message: string): void {
     this.#logger?.warn({ slug, err: error }, message);
     // An 'error' event nobody listens to would throw, and crash the process.
-    if (this.#events.listenerCount('error') > 0) this.#events.emit('error', { slug, error });
+    if (this.#events.listenerCount('error') > 0) this.emit('error', { slug, error });
+  }
+
+  /**
+   * Emits an event. A listener that throws is logged, never passed on: it would otherwise
+   * break off the pool's bookkeeping half-way (a connection opened but never pooled, a
+   * budget slot never freed) or crash the process from a timer or socket callback.
+   */
+  emit<K extends keyof TenantPoolsEventMap>(name: K, ...args: TenantPoolsEventMap[K]): void {
+    try {
+      (this.#events.emit as (name: K, ...args: TenantPoolsEventMap[K]) => boolean).call(
+        this.#events,
+        name,
+        ...args,
+      );
+    } catch (err) {
+      this.#logger?.warn({ event: name, err }, 'tenant pools: an event listener threw');
+    }
   }
 }

@@ -77,7 +77,7 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
     this.#monitor = new PoolMonitor(this, this.#breaker, options.logger);
     this.#pools = new PoolCache(options.maxCachedPools, (pool, reason) => {
       this.#monitor.counters.poolEvictions++;
-      this.emit('pool:evict', { ...poolInfo(pool), reason });
+      this.#monitor.emit('pool:evict', { ...poolInfo(pool), reason });
     });
     // Often enough that a connection outlives its timeout by at most a second (or half
     // the timeout when that is shorter), rarely enough to cost nothing.
@@ -95,7 +95,7 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
       cache: this.#pools,
       // A pool nobody uses any more is a place for a tenant waiting for one.
       hooks: this.#monitor.hooks((pool) => this.#pools.settled(pool)),
-      onCreate: (pool) => this.emit('pool:create', poolInfo(pool)),
+      onCreate: (pool) => this.#monitor.emit('pool:create', poolInfo(pool)),
     });
     this.#sweeper = setInterval(() => this.#sweep(), every);
     this.#sweeper.unref();

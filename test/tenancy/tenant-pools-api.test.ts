@@ -237,3 +237,28 @@ describe('release and close', () => {
     await pools[Symbol.asyncDispose]();
   });
 });
+
+describe('event listeners', () => {
+  it('a listener that throws neither fails the acquire nor leaks a connection', async () => {
+    const [a, b] = await tenants('listen', 2);
+    const pools = await TenantPools.open({ registry: world.registry, maxConnections: 1 });
+    const fail = () => {
+      throw new Error('listener bug');
+    };
+    for (const name of ['connection:open', 'connection:close', 'pool:create', 'pool:evict'] as const) {
+      pools.on(name, fail);
+    }
+    try {
+      const rows = await pools.withTenant(a!, (db) => db.query<{ one: number }>('select 1 as one'));
+      expect(rows).toEqual([{ one: 1 }]);
+      expect(pools.stats().budget).toMatchObject({ open: 1, inUse: 0, idle: 1 });
+      // The one slot moves to b: a's idle connection is reclaimed (its close event throws too).
+      await pools.withTenant(b!, (db) => db.query('select 1'));
+      expect(pools.stats().budget).toMatchObject({ open: 1, inUse: 0, idle: 1 });
+      expect(await world.serverConnections(tenantDb.name)).toBe(1);
+    } finally {
+      await pools.close();
+    }
+    expect(await world.serverConnections(tenantDb.name)).toBe(0);
+  });
+});

@@ -182,3 +182,42 @@ describe('invalidate while a connect is under way', () => {
     }
   });
 });
+
+describe('circuit breaker opening on queued callers', () => {
+  it('withdraws the slot requests of the callers it fails, so the budget queue holds no one gone', async () => {
+    const [a, b] = slugs('brk', 2) as [string, string];
+    await world.addOrgs([
+      { slug: a, storageMode: 'database', databaseUrl: proxy.url(tenantDb.name) },
+      { slug: b, storageMode: 'database', databaseUrl: tenantDb.url },
+    ]);
+    const pools = await TenantPools.open({
+      registry: world.registry,
+      maxConnections: 3,
+      failureThreshold: 1,
+      failureCooldownMs: 60_000,
+      acquireTimeoutMs: 8_000,
+    });
+    try {
+      const held = [await pools.acquire(b), await pools.acquire(b)];
+      proxy.mode = 'hold';
+      // The first caller's connect takes the free slot; the others ask the budget for one.
+      const first = pools.acquire(a).catch((err: unknown) => err);
+      await until(() => proxy.held === 1);
+      const others = [pools.acquire(a), pools.acquire(a)].map((p) => p.catch((err: unknown) => err));
+      await until(() => pools.stats().budget.waiting === 2);
+      proxy.failHeld();
+      expect(await first).toBeInstanceOf(Error);
+      // The failure opens the breaker: the callers queued behind it fail fast, and the
+      // slots asked for them are withdrawn (the freed slot went to one of them already).
+      for (const result of await Promise.all(others)) {
+        expect(result).toMatchObject({ name: 'TenantUnavailableError' });
+      }
+      expect(pools.stats().budget.waiting).toBe(0);
+      proxy.failHeld();
+      for (const db of held) db.release();
+    } finally {
+      proxy.mode = 'pass';
+      await pools.close();
+    }
+  });
+});
