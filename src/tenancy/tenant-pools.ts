@@ -348,20 +348,10 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
     use: (target: Target) => Promise<T>,
   ): Promise<T | null> {
     // The lookup and the secret count against the caller's deadline and signal too.
+    const slug = typeof slugOrOrg === 'string' ? slugOrOrg : String(slugOrOrg?.slug);
+    const timeoutError = () => this.#timedOut(new AcquireTimeoutError(slug, this.options.acquireTimeoutMs));
     const bounded = <R>(work: Promise<R>): Promise<R> =>
-      wait
-        ? withinDeadline(work, {
-            deadline: wait.deadline,
-            signal: wait.signal,
-            timeoutError: () =>
-              this.#timedOut(
-                new AcquireTimeoutError(
-                  typeof slugOrOrg === 'string' ? slugOrOrg : String(slugOrOrg?.slug),
-                  this.options.acquireTimeoutMs,
-                ),
-              ),
-          })
-        : work;
+      wait ? withinDeadline(work, { ...wait, timeoutError }) : work;
     const org = await bounded(this.#org(slugOrOrg));
     let url: string | undefined;
     for (;;) {
