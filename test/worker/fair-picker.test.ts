@@ -208,4 +208,63 @@ describe('FairPicker', () => {
     expect(() => picker.upsert({ slug: 'a', weight: 0, cap: 1 })).toThrow(ValidationError);
     expect(() => picker.upsert({ slug: 'a', weight: 1, cap: 1.5 })).toThrow(/Expected `cap` of tenant "a"/);
   });
+  it('repick takes the next pick for the same tenant exactly when finish-then-pick would', () => {
+    // Two pickers fed the same events: one finishes and picks, the other repicks.
+    const make = () => {
+      const picker = new FairPicker();
+      picker.upsert({ slug: 'a', weight: 3, cap: 2 });
+      picker.upsert({ slug: 'b', weight: 1, cap: 2 });
+      picker.upsert({ slug: 'c', weight: 2, cap: 1 });
+      for (const slug of ['a', 'b', 'c']) picker.markReady(slug);
+      return picker;
+    };
+    const plain = make();
+    const chained = make();
+    // Four slots' worth of picks in flight, then 2,000 completions in a fixed rotation.
+    const inFlight = [0, 1, 2, 3].map(() => {
+      const a = plain.pick();
+      expect(chained.pick()).toBe(a);
+      return a;
+    });
+    let repicks = 0;
+    for (let i = 0; i < 2000; i++) {
+      const slot = i % inFlight.length;
+      const done = inFlight[slot]!;
+      if (done === null) continue;
+      plain.finish(done);
+      const next = plain.pick();
+      if (chained.repick(done)) {
+        repicks += 1;
+        expect(next).toBe(done);
+      } else {
+        expect(next).not.toBe(done);
+        chained.finish(done);
+        expect(chained.pick()).toBe(next);
+      }
+      inFlight[slot] = next;
+      expect(chained.stats()).toEqual(plain.stats());
+    }
+    // Weighted turns make the same tenant come round again often; different tenants too.
+    expect(repicks).toBeGreaterThan(0);
+    expect(repicks).toBeLessThan(2000);
+  });
+
+  it('repick changes nothing for a tenant the round would not pick next', () => {
+    const picker = new FairPicker();
+    picker.upsert({ slug: 'a', weight: 1, cap: 1 });
+    picker.upsert({ slug: 'b', weight: 1, cap: 1 });
+    picker.markReady('a');
+    picker.markReady('b');
+    expect(picker.pick()).toBe('a');
+    expect(picker.repick('a')).toBe(false);
+    expect(picker.running('a')).toBe(1);
+    picker.markEmpty('b');
+    // Now the round has only a: a finish-then-pick would pick it again.
+    expect(picker.repick('a')).toBe(true);
+    expect(picker.running('a')).toBe(1);
+    expect(picker.repick('unknown')).toBe(false);
+    picker.finish('a');
+    expect(picker.repick('a')).toBe(false);
+    expect(picker.running('a')).toBe(0);
+  });
 });

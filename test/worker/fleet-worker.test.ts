@@ -166,6 +166,33 @@ describe.each(engines)('FleetWorker on the $name engine', (engine) => {
     expect(pools.stats().budget.inUse).toBe(0);
   });
 
+  it('runs a tenant’s jobs back to back on one borrowed connection while the round stays on it', async () => {
+    const { fleet, queue } = fx;
+    const [tenant] = await reg.addTenants(1);
+    await fleet.enqueueBulk(
+      queue,
+      Array.from({ length: 6 }, (_, i) => ({ tenant: tenant!, name: 'n', data: i })),
+    );
+    const leases: unknown[] = [];
+    const schemas: string[] = [];
+    const worker = fleet.worker(
+      queue,
+      async (_job, ctx) => {
+        leases.push(ctx.db);
+        const [row] = await ctx.db!.query<{ schema: string }>('select current_schema() as schema');
+        schemas.push(row!.schema);
+      },
+      { concurrency: 1 },
+    );
+    await until(async () => (await fleet.counts(queue, tenant!)).completed === 6, 'six completions');
+    await worker.close();
+    // The only tenant is always the round's next pick: each completion took the next job,
+    // and the one connection went from job to job, given back once at the end.
+    expect(new Set(leases).size).toBe(1);
+    expect(schemas).toEqual(Array(6).fill((await reg.registry.get(tenant!)).schemaName));
+    expect(pools.stats().budget.inUse).toBe(0);
+  });
+
   it('retries with backoff, then fails keeping the error and stack; UnrecoverableError stops at once', async () => {
     const { fleet, queue } = fx;
     const [tenant] = await reg.addTenants(1);
