@@ -8,6 +8,7 @@ import type { TenantConnection } from '../tenancy/tenant-connection.js';
 import { FairPicker } from './fair-picker.js';
 import { createJobContext, type JobHandler, toError } from './job-context.js';
 import { jobKey, LockKeeper } from './lock-keeper.js';
+import { ReadyRefresher } from './ready-refresher.js';
 import { TenantDirectory } from './tenant-directory.js';
 import { isUnrecoverable } from './unrecoverable-error.js';
 import {
@@ -27,8 +28,6 @@ import type {
 const ERROR_BACKOFF_MS = 250;
 // A tenant with a fleet-wide cap that fetched nothing is looked at again this soon.
 const CAP_RETRY_MS = 50;
-// While every slot is busy, readiness is re-read at most this often (each enqueue wakes it).
-const BUSY_REFRESH_GAP_MS = 20;
 
 /**
  * Pulls the jobs of one logical queue fairly across tenants: while a slot is free it
@@ -60,9 +59,7 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
   #loops: Promise<void>[] = [];
   #timers: NodeJS.Timeout[] = [];
   #unblockTimer: NodeJS.Timeout | undefined;
-  /** Aborting it ends the refresh loop's current wait early (see #refreshSoon). */
-  #kick = new AbortController();
-  #kickTimer: NodeJS.Timeout | undefined;
+  readonly #refresher: ReadyRefresher;
   #started = false;
   #closing = false;
   #closed: Promise<void> | undefined;
@@ -102,6 +99,15 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
       onSkip: (tenant, reason) => this.emit('tenant:skipped', { tenant, reason }),
       onError: (error, during) => this.#error(error, during),
     });
+    this.#refresher = new ReadyRefresher({
+      backend: deps.backend,
+      queue,
+      tenants: this.#tenants,
+      pollIntervalMs: this.options.pollIntervalMs,
+      onReady: () => this.#wake(),
+      hasIdleSlot: () => this.#wakers.length > 0,
+      onError: (error, during) => this.#error(error, during),
+    });
     this.#locks = new LockKeeper(
       deps.backend,
       this.options.lockDurationMs,
@@ -132,7 +138,7 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     if (this.#started) return;
     this.#started = true;
     this.#locks.start();
-    this.#loops.push(this.#refreshLoop());
+    this.#loops.push(this.#refresher.run());
     for (let i = 0; i < this.options.concurrency; i++) this.#loops.push(this.#slotLoop());
     this.#every(this.options.stalledIntervalMs, () => this.#recoverStalled());
     this.#every(this.options.orgRefreshMs, () => this.#tenants.refresh().then(() => this.#wake()));
@@ -157,10 +163,9 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
   async #close(timeoutMs: number): Promise<void> {
     this.#closing = true;
     this.#stop.abort();
-    this.#kick.abort();
+    this.#refresher.stop();
     for (const timer of this.#timers) clearInterval(timer);
     clearTimeout(this.#unblockTimer);
-    clearTimeout(this.#kickTimer);
     for (const wake of this.#wakers.splice(0)) wake();
     const loops = Promise.allSettled(this.#loops);
     let deadline: NodeJS.Timeout | undefined;
@@ -272,7 +277,7 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     this.#picker.markEmpty(org.slug, epoch);
     // Null may mean "at its fleet-wide cap" rather than empty; nobody signals when another
     // process frees a place, so ask the engine again soon rather than at the next poll.
-    if (org.maxConcurrency !== null) this.#refreshSoon(CAP_RETRY_MS);
+    if (org.maxConcurrency !== null) this.#refresher.soon(CAP_RETRY_MS);
   }
 
   async #borrow(org: Org): Promise<TenantConnection | null> {
@@ -358,36 +363,6 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     return next;
   }
 
-  /** Keeps the picker's ready set in step with the engine. */
-  async #refreshLoop(): Promise<void> {
-    const signal = this.#stop.signal;
-    while (!this.#closing) {
-      const started = Date.now();
-      this.#kick = new AbortController();
-      // Listen before asking, so an enqueue that lands while we ask still wakes us.
-      const ready = this.#backend
-        // The kick signal is aborted by close() too (one signal, no AbortSignal.any per wait).
-        .waitForReady(this.queue, this.options.pollIntervalMs, this.#kick.signal)
-        .catch((error) => {
-          if (!signal.aborted) this.#error(error, 'waitForReady');
-        });
-      try {
-        const slugs = await this.#backend.readyTenants(this.queue);
-        await this.#tenants.admit(slugs);
-        this.#wake();
-      } catch (error) {
-        this.#error(error, 'readyTenants');
-        await sleep(ERROR_BACKOFF_MS, undefined, { signal }).catch(() => {});
-      }
-      await ready;
-      // Busy (no idle slot): new tenants matter, but not at the rate of every enqueue.
-      const gap = BUSY_REFRESH_GAP_MS - (Date.now() - started);
-      if (this.#wakers.length === 0 && gap > 0 && !this.#closing) {
-        await sleep(gap, undefined, { signal }).catch(() => {});
-      }
-    }
-  }
-
   async #recoverStalled(): Promise<void> {
     if (this.#closing) return;
     try {
@@ -396,14 +371,6 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     } catch (error) {
       this.#error(error, 'recoverStalled');
     }
-  }
-
-  #refreshSoon(delayMs: number): void {
-    if (this.#kickTimer !== undefined || this.#closing) return;
-    this.#kickTimer = setTimeout(() => {
-      this.#kickTimer = undefined;
-      this.#kick.abort();
-    }, delayMs);
   }
 
   #scheduleUnblock(): void {
