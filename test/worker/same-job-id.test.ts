@@ -8,7 +8,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, onTes
 import { engines } from '../queue/engines.js';
 import { type FleetFixture, gate, openFleet, openRegistry, type RegistryFixture, until } from './support.js';
 
-const LOCK_MS = 400;
+// Renewed every half of it: 500 ms of slack for a loaded machine before a lock could lapse.
+const LOCK_MS = 1_000;
 
 let reg: RegistryFixture;
 beforeAll(async () => {
@@ -59,10 +60,10 @@ describe.each(engines)('the same caller jobId in two tenants on the $name engine
     onTestFinished(() => outlived.open());
     await bothRunning.promise;
     expect(worker.runningCount).toBe(2);
-    // Hold both past three lock terms. A lock that was not extended would expire, the
-    // stalled sweeps (every 50 ms) would hand its job out again, and the handler would
+    // Hold both past two and a half lock terms. A lock that was not extended would expire,
+    // the stalled sweeps (every 50 ms) would hand its job out again, and the handler would
     // see a third run. (The sleep only sets how long the handlers run; nothing is timed.)
-    await sleep(3 * LOCK_MS);
+    await sleep(2.5 * LOCK_MS);
     for (const tenant of tenants) {
       expect(await fleet.counts(queue, tenant)).toMatchObject({ waiting: 0, active: 1, completed: 0 });
     }
