@@ -98,4 +98,19 @@ describe.each(engines)('complete with fetchNext on the $name engine', (engine) =
     expect(await backend.complete(taken!, 'ok')).toBeNull();
     expect(await backend.counts(queue, 'acme')).toMatchObject({ completed: 1 });
   });
+  it('counts each job of a batch once when it is completed with fetchNext', async () => {
+    const batchId = uniqueName('batch');
+    await backend.enqueueBulk(
+      queue,
+      [1, 2, 3].map((data) => ({ tenant: 'acme', name: 'n', data, batchId })),
+    );
+    const seen: unknown[] = [];
+    for (let job = await backend.fetch(queue, 'acme', 'w', LOCK); job !== null; ) {
+      seen.push(job.data);
+      expect(job.batchId).toBe(batchId);
+      job = await backend.complete(job, null, next);
+    }
+    expect(seen).toEqual([1, 2, 3]);
+    expect(await backend.batchProgress(batchId)).toEqual({ total: 3, completed: 3, failed: 0, pending: 0 });
+  });
 });
