@@ -10,7 +10,7 @@
  * a connection that died in the pool.
  */
 import { ClosedError } from '../errors.js';
-import { type BudgetMember, type ConnectionBudget, type IdleSlot, MemberRequests } from './budget.js';
+import type { BudgetMember, ConnectionBudget, IdleSlot } from './budget.js';
 import type { Backend, RawConnection } from './drivers/driver.js';
 import type { StorageMode } from './org.js';
 import { PoolConnections } from './pool-connections.js';
@@ -23,7 +23,7 @@ import type {
   PoolHooks,
   WaitOptions,
 } from './pool-types.js';
-import { WaitQueue } from './wait-queue.js';
+import { PoolWaiters } from './pool-waiters.js';
 
 export type { CloseReason, PooledConnection, PoolHooks } from './pool-types.js';
 
@@ -42,18 +42,10 @@ export class ConnectionPool implements BudgetMember {
   readonly #budget: ConnectionBudget;
   readonly #hooks: PoolHooks;
   readonly #conns: PoolConnections;
-  // When a waiter leaves (timeout, abort), a slot asked for on its behalf is no longer
-  // needed: withdraw it, so it neither leaks nor delays another pool's waiter.
-  readonly #waiters = new WaitQueue<PooledConnection>(() => {
-    this.#dropSurplusRequests();
-    this.#checkSettled();
-  });
-  // Slot requests queued at the budget on behalf of waiters; at most one per waiter.
-  readonly #requests: MemberRequests;
+  // Callers queued for a connection, and the budget slots asked for them.
+  readonly #waiters: PoolWaiters;
   readonly #connector: PoolConnector;
   #connecting = 0;
-  // Of #connecting, the connects made for queued waiters (not for tryAcquire or warm).
-  #connectingForWaiters = 0;
   #afterDropQueued = false;
   #closing = 0;
   #closed = false;
@@ -70,7 +62,26 @@ export class ConnectionPool implements BudgetMember {
     this.#budget = options.budget;
     this.#hooks = options.hooks;
     this.#conns = new PoolConnections(options.budget);
-    this.#requests = new MemberRequests(options.budget, this);
+    this.#waiters = new PoolWaiters(
+      {
+        closed: () => this.#closed,
+        idleCount: () => this.#conns.idle.length,
+        popIdle: () => this.#popIdle(),
+        canGrow: () => this.#total() < this.maxConnections,
+        checkConnect: () => this.#hooks.checkConnect(this),
+        connectWithSlot: () => this.#connectWithSlot(),
+        connectFailed: (err) => this.#connectFailed(err),
+        connected: (conn) => {
+          this.#hooks.onConnect(this, undefined);
+          conn.state = 'idle';
+          this.#checkin(conn);
+        },
+        lend: (conn) => this.#markBusy(conn),
+        checkSettled: () => this.#checkSettled(),
+      },
+      options.budget,
+      this,
+    );
     this.#connector = new PoolConnector(options.url, options.resolveUrl, options.connectTimeoutMs);
   }
 
@@ -90,7 +101,8 @@ export class ConnectionPool implements BudgetMember {
     let lastError: unknown;
     for (let attempt = 0; attempt < MAX_CHECKOUT_ATTEMPTS; attempt++) {
       // Only take an idle connection directly when nobody queued earlier: FIFO.
-      const conn = (this.#waiters.length === 0 ? this.#popIdle() : undefined) ?? (await this.#wait(options));
+      const conn =
+        (this.#waiters.length === 0 ? this.#popIdle() : undefined) ?? (await this.#waiters.wait(options));
       try {
         const preparing = prepareCheckout(conn, options.schema ?? null);
         if (preparing) await preparing;
@@ -165,7 +177,7 @@ export class ConnectionPool implements BudgetMember {
     const inTransaction = err === undefined && conn.raw.alive && conn.raw.inTransaction?.() === true;
     if (err !== undefined || inTransaction) {
       this.#destroy(conn, inTransaction ? 'in-transaction' : 'released-with-error');
-      this.#pump();
+      this.#waiters.pump();
       this.#checkSettled();
       return;
     }
@@ -255,8 +267,7 @@ export class ConnectionPool implements BudgetMember {
   close(reason: CloseReason, force = false): Promise<void> {
     if (!this.#closed) this.#closeReason = reason;
     this.#closed = true;
-    this.#requests.cancelAll();
-    this.#waiters.rejectAll(new ClosedError('connection pool'));
+    this.#waiters.close(new ClosedError('connection pool'));
     for (const conn of [...this.#conns.idle]) this.#destroy(conn, reason);
     if (force) for (const conn of [...this.#conns.busy]) this.#destroy(conn, reason);
     if (!this.#drained) {
@@ -273,7 +284,7 @@ export class ConnectionPool implements BudgetMember {
   // Busy, idle, being opened, or asked of the budget: what counts against the pool's max.
   // Closing connections do not: their slot is already on its way elsewhere.
   #total(): number {
-    return this.#conns.size + this.#connecting + this.#requests.length;
+    return this.#conns.size + this.#connecting + this.#waiters.requested;
   }
 
   #popIdle(): PooledConnection | undefined {
@@ -287,87 +298,13 @@ export class ConnectionPool implements BudgetMember {
       }
     }
     // Anything closed above may leave waiters needing a fresh connection.
-    if (this.#waiters.length > 0) this.#pump();
+    if (this.#waiters.length > 0) this.#waiters.pump();
     return undefined;
   }
 
   #markBusy(conn: PooledConnection): void {
     this.#conns.lend(conn);
     this.lastUsedAt = Date.now();
-  }
-
-  #wait(options: WaitOptions): Promise<PooledConnection> {
-    const waiting = this.#waiters.wait(options);
-    this.#pump();
-    return waiting;
-  }
-
-  // Serves waiters from idle connections, then asks the budget for one slot per waiter
-  // that no idle connection, connection being opened, or earlier request will serve.
-  #pump(): void {
-    if (this.#closed) return;
-    while (this.#waiters.length > 0 && this.#conns.idle.length > 0) {
-      const conn = this.#popIdle();
-      if (!conn) break;
-      this.#waiters.shift()?.resolve(conn);
-    }
-    while (
-      this.#waiters.length > this.#connectingForWaiters + this.#requests.length &&
-      this.#total() < this.maxConnections
-    ) {
-      try {
-        this.#hooks.checkConnect(this);
-      } catch (err) {
-        this.#rejectWaiters(err as Error);
-        return;
-      }
-      this.#requests.add(() => this.#onSlot());
-    }
-  }
-
-  // A slot asked for a waiter arrived. That waiter may have been served by a released
-  // connection meanwhile, or left: then the slot goes straight back.
-  #onSlot(): void {
-    if (this.#closed || this.#waiters.length <= this.#connectingForWaiters) {
-      this.#budget.free();
-      this.#checkSettled();
-      return;
-    }
-    this.#connectForWaiter();
-  }
-
-  // Fails every waiter (the breaker opened) and withdraws the slots asked for them, so the
-  // budget's queue does not keep other pools' waiters behind callers who are gone.
-  #rejectWaiters(err: Error): void {
-    this.#waiters.rejectAll(err);
-    this.#dropSurplusRequests();
-    this.#checkSettled();
-  }
-
-  #dropSurplusRequests(): void {
-    this.#requests.trimTo(Math.max(0, this.#waiters.length - this.#connectingForWaiters));
-  }
-
-  async #connectForWaiter(): Promise<void> {
-    let conn: PooledConnection;
-    this.#connectingForWaiters++;
-    try {
-      conn = await this.#connectWithSlot();
-    } catch (err) {
-      this.#connectingForWaiters--;
-      // The connect was for the oldest waiter; it gets the error. When the circuit breaker
-      // has just opened, the other waiters fail fast with TenantUnavailableError too.
-      const fatal = this.#connectFailed(err);
-      this.#waiters.shift()?.reject(err as Error);
-      if (fatal) this.#rejectWaiters(fatal);
-      this.#pump();
-      this.#checkSettled();
-      return;
-    }
-    this.#connectingForWaiters--;
-    this.#hooks.onConnect(this, undefined);
-    conn.state = 'idle';
-    this.#checkin(conn);
   }
 
   // Opens one connection with a slot the caller already holds. On failure the slot is
@@ -413,20 +350,14 @@ export class ConnectionPool implements BudgetMember {
     } else if (Date.now() - conn.createdAt >= this.#options.maxLifetimeMs) {
       this.#recycle(conn);
     } else {
-      const waiter = this.#waiters.shift();
-      if (waiter) {
-        this.#markBusy(conn);
-        waiter.resolve(conn);
-        this.#dropSurplusRequests();
-        return;
-      }
+      if (this.#waiters.serve(conn)) return;
       if (this.#budget.hasWaiters) {
         this.#destroy(conn, 'handover');
       } else {
         this.#conns.park(conn);
       }
     }
-    this.#pump();
+    this.#waiters.pump();
     this.#checkSettled();
   }
 
@@ -463,13 +394,13 @@ export class ConnectionPool implements BudgetMember {
   // The pool's total dropped (a connection closed, a connect failed or was given up):
   // a waiter that no earlier request covered may need a slot now, and the pool may have
   // settled for a tenant waiting for a cache place. Run once, after the current call
-  // finished its own bookkeeping (callers destroy from inside #pump and #popIdle).
+  // finished its own bookkeeping (callers destroy from inside pump and #popIdle).
   #afterDrop(): void {
     if (this.#afterDropQueued || this.#closed) return;
     this.#afterDropQueued = true;
     queueMicrotask(() => {
       this.#afterDropQueued = false;
-      this.#pump();
+      this.#waiters.pump();
       this.#checkSettled();
     });
   }
@@ -478,7 +409,7 @@ export class ConnectionPool implements BudgetMember {
     if (
       this.#drained &&
       this.#conns.size + this.#connecting + this.#closing === 0 &&
-      this.#requests.length === 0
+      this.#waiters.requested === 0
     )
       this.#drained.resolve();
   }
