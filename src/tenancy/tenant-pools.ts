@@ -64,6 +64,8 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
   readonly #router: PoolRouter;
   readonly #monitor: PoolMonitor;
   readonly #sweeper: NodeJS.Timeout;
+  // Registry answers known settled (a cache hit hands back the same promise): no timer.
+  readonly #answered = new WeakSet<Promise<unknown>>();
   #lastPrewarm: PrewarmReport | undefined;
   #closing: Promise<void> | undefined;
 
@@ -317,10 +319,10 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
     return this.#monitor.timedOut(error, this.options.acquireTimeoutMs);
   }
 
-  async #org(slugOrOrg: string | Org): Promise<Org> {
+  async #org(slugOrOrg: string | Org, bounded: <R>(work: Promise<R>) => Promise<R>): Promise<Org> {
     let org: Org;
     if (typeof slugOrOrg === 'string') {
-      const found = await this.registry.find(slugOrOrg);
+      const found = await bounded(this.registry.find(slugOrOrg));
       if (found === null) throw new UnknownTenantError(slugOrOrg);
       org = found;
     } else if (typeof slugOrOrg === 'object' && slugOrOrg !== null && typeof slugOrOrg.slug === 'string')
@@ -347,12 +349,17 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
     wait: { deadline: number; signal: AbortSignal | undefined } | null,
     use: (target: Target) => Promise<T>,
   ): Promise<T | null> {
-    // The lookup and the secret count against the caller's deadline and signal too.
+    // The lookup and the secret count against the caller's deadline and signal too; an Org
+    // given as such, or a lookup already answered, needs no timer.
     const slug = typeof slugOrOrg === 'string' ? slugOrOrg : String(slugOrOrg?.slug);
     const timeoutError = () => this.#timedOut(new AcquireTimeoutError(slug, this.options.acquireTimeoutMs));
-    const bounded = <R>(work: Promise<R>): Promise<R> =>
-      wait ? withinDeadline(work, { ...wait, timeoutError }) : work;
-    const org = await bounded(this.#org(slugOrOrg));
+    const bounded = <R>(work: Promise<R>): Promise<R> => {
+      if (!wait || this.#answered.has(work)) return work;
+      const answered = () => this.#answered.add(work);
+      work.then(answered, answered);
+      return withinDeadline(work, { ...wait, timeoutError });
+    };
+    const org = await this.#org(slugOrOrg, bounded);
     let url: string | undefined;
     for (;;) {
       this.#assertOpen();
