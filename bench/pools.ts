@@ -5,7 +5,8 @@
  * - churn: 1,000 SQLite-file tenants, Zipf(1.1) access, maxConnections 20, 50 concurrent
  *   acquirers, 200,000 acquires;
  * - memory: heap bytes per cached idle pool with 10,000 tenants.
- * Env: FLEET_BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres).
+ * Env: FLEET_BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres);
+ * POOLS_BENCH=hit runs only the hit-path comparison (`POOLS_BENCH=hit npm run bench -- pools`).
  */
 import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -242,6 +243,7 @@ export async function main() {
   const dir = join(tmpdir(), `tenant-fleet-bench-${suffix()}`);
   try {
     const hit = await hitPath(dir);
+    if (process.env.POOLS_BENCH === 'hit') return { machine: machine(), hit };
     // Every tenant's pool may stay cached: the budget of 20 is the only constraint.
     const churnResult = await churn(dir, 1000);
     // The default cache of 64 pools: new tenants also wait for a pool place (fewer acquires).
