@@ -367,7 +367,9 @@ describe.each(engines)('FleetWorker on the $name engine', (engine) => {
             reject(ctx.signal.reason);
           });
         }),
-      { lockDurationMs: 200, stalledIntervalMs: 50 },
+      // A lock long enough that a loaded machine cannot let it lapse while the job runs
+      // (a lapsed lock hands the job out again: at least once, but not what this test is about).
+      { lockDurationMs: 2_000, stalledIntervalMs: 50 },
     );
     const abortedEvents: string[] = [];
     first.on('job:aborted', ({ job, reason }) => abortedEvents.push(`${job.id}:${reason}`));
