@@ -139,3 +139,20 @@ export function slugs(prefix: string, n: number): string[] {
   const base = uniqueName(prefix).replaceAll('_', '-');
   return Array.from({ length: n }, (_, i) => `${base}-${String(i).padStart(3, '0')}`);
 }
+
+/** Registers `n` database-mode tenants, all on the database at `url`; resolves to their slugs. */
+export async function addDatabaseTenants(
+  world: PgWorld,
+  url: string,
+  prefix: string,
+  n: number,
+): Promise<string[]> {
+  const names = slugs(prefix, n);
+  await world.addOrgs(names.map((slug) => ({ slug, storageMode: 'database', databaseUrl: url })));
+  return names;
+}
+
+/** Polls `condition` every 2 ms until it holds (the test's own timeout bounds the wait). */
+export async function until(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 2));
+}

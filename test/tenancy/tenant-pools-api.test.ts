@@ -12,7 +12,7 @@ import {
 } from '../../src/errors.js';
 import { resolveTenantPoolsOptions } from '../../src/tenancy/pool-options.js';
 import { TenantPools } from '../../src/tenancy/tenant-pools.js';
-import { type PgWorld, pgWorld, slugs } from './pools-fixture.js';
+import { addDatabaseTenants, type PgWorld, pgWorld, slugs, until } from './pools-fixture.js';
 
 let world: PgWorld;
 let tenantDb: { name: string; url: string };
@@ -25,15 +25,7 @@ afterAll(async () => {
   await world.cleanup();
 });
 
-async function tenants(prefix: string, n: number): Promise<string[]> {
-  const names = slugs(prefix, n);
-  await world.addOrgs(names.map((slug) => ({ slug, storageMode: 'database', databaseUrl: tenantDb.url })));
-  return names;
-}
-
-async function until(condition: () => boolean): Promise<void> {
-  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 2));
-}
+const tenants = (prefix: string, n: number) => addDatabaseTenants(world, tenantDb.url, prefix, n);
 
 describe('options', () => {
   it.each([

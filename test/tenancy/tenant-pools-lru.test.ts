@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PoolCapacityError } from '../../src/errors.js';
 import { TenantPools } from '../../src/tenancy/tenant-pools.js';
-import { type PgWorld, pgWorld, slugs, sqliteFolder } from './pools-fixture.js';
+import { addDatabaseTenants, type PgWorld, pgWorld, slugs, sqliteFolder, until } from './pools-fixture.js';
 
 let world: PgWorld;
 let tenantDb: { name: string; url: string };
@@ -20,15 +20,7 @@ afterAll(async () => {
   await world.cleanup();
 });
 
-async function tenants(prefix: string, n: number): Promise<string[]> {
-  const names = slugs(prefix, n);
-  await world.addOrgs(names.map((slug) => ({ slug, storageMode: 'database', databaseUrl: tenantDb.url })));
-  return names;
-}
-
-async function until(condition: () => boolean): Promise<void> {
-  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 2));
-}
+const tenants = (prefix: string, n: number) => addDatabaseTenants(world, tenantDb.url, prefix, n);
 
 function open(extra: { acquireTimeoutMs?: number } = {}) {
   return TenantPools.open({ registry: world.registry, maxCachedPools: 3, maxConnections: 10, ...extra });
