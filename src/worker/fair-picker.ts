@@ -1,8 +1,10 @@
 /**
  * Weighted deficit round robin (Shreedhar & Varghese, 1995) over the tenants that have
- * jobs ready. Every job costs 1; a tenant's quantum is its weight, so on its turn a
+ * jobs ready. Every pick costs 1; a tenant's quantum is its weight, so on its turn a
  * tenant of weight 3 is picked three times before the turn passes on, and two
- * backlogged tenants of weights 3 and 1 are picked 3:1 in every window of picks.
+ * backlogged tenants of weights 3 and 1 are picked 3:1 in every window of picks. (The
+ * worker serves each pick as a run of up to `jobsPerTurn` jobs of the tenant, the same
+ * number for every tenant, so jobs keep the picks' ratio.)
  *
  * Only *eligible* tenants sit in the round: ready, under their per-process cap and not
  * blocked (their connection pool could not lend). A tenant leaves the round when it

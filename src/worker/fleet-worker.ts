@@ -22,6 +22,7 @@ import type {
   FleetWorkerDeps,
   FleetWorkerEventMap,
   RunningJob,
+  Turn,
 } from './worker-types.js';
 
 // How long the worker rests after an engine call failed, so a Redis outage is not a busy loop.
@@ -224,9 +225,10 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
   }
 
   /**
-   * One pick: borrow, fetch, run, settle. While the round would hand the slot the same
-   * tenant again, the job is completed and the next one fetched in one engine call, on
-   * the same borrowed connection. Never throws.
+   * One pick, a turn of up to `jobsPerTurn` jobs of one tenant: borrow, fetch, run,
+   * settle. Within the turn (and while the round would hand the slot the same tenant
+   * again) each job is completed and the next one fetched in one engine call, on the
+   * same borrowed connection. Never throws.
    */
   async #serve(slug: string): Promise<void> {
     const org = this.#tenants.org(slug);
@@ -265,9 +267,10 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     }
     // The tenant had a job, so it may have more: undo a markEmpty another slot raced in.
     this.#picker.markReady(slug);
-    // Each run either hands the connection and a fresh pick of the tenant to the next job, or gives both back.
+    // Each run either hands the connection and the turn to the next job, or gives both back.
+    const turn: Turn = { org, db, served: 0 };
     for (let next: ActiveJob | null = job; next !== null; )
-      next = await this.#run(next as ActiveJob<Data>, org, db);
+      next = await this.#run(next as ActiveJob<Data>, turn);
     this.#picker.finish(slug);
     this.#wake();
   }
@@ -302,10 +305,12 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
   }
 
   /**
-   * Runs one job and settles it. Resolves to the tenant's next job when the round stays
-   * on the tenant (the pick and `db` then pass to that job), else to null with `db` back.
+   * Runs one job of the turn and settles it. Resolves to the tenant's next job when the
+   * turn goes on (the pick and `db` then pass to that job), else to null with `db` back.
    */
-  async #run(job: ActiveJob<Data>, org: Org, db: TenantConnection | undefined): Promise<ActiveJob | null> {
+  async #run(job: ActiveJob<Data>, turn: Turn): Promise<ActiveJob | null> {
+    const { org, db } = turn;
+    turn.served += 1;
     const entry: RunningJob = { job, controller: new AbortController(), db, abandoned: false };
     this.#running.set(jobKey(job), entry);
     this.#locks.add(job);
@@ -324,14 +329,11 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     this.#locks.delete(job);
     this.#running.delete(jobKey(job));
     entry.db = undefined;
-    // The round's next pick for this slot is this tenant again: take it with the completion.
+    // The turn goes on: take the tenant's next job with the completion.
     // Not for a tenant with a fleet-wide cap: chaining would keep its places in this
     // process for good, and they are to circulate among the fleet's processes.
     const again =
-      failure === undefined &&
-      !this.#closing &&
-      org.maxConcurrency === null &&
-      this.#picker.repick(job.tenant);
+      failure === undefined && !this.#closing && org.maxConcurrency === null && this.#continueTurn(turn);
     if (!again) this.#giveBack(db, failure);
     const epoch = this.#picker.readyEpoch(job.tenant);
     let next: ActiveJob | null = null;
@@ -361,6 +363,19 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     }
     this.#picker.markReady(job.tenant);
     return next;
+  }
+
+  /**
+   * Whether the slot serves the turn's tenant once more: while the turn has jobs left,
+   * or, once it is used up, when the round would hand the slot the same tenant again
+   * (then a new turn starts). A tenant the worker forgot (deactivated) ends its turn.
+   */
+  #continueTurn(turn: Turn): boolean {
+    const { slug } = turn.org;
+    if (turn.served < this.options.jobsPerTurn) return this.#picker.has(slug);
+    if (!this.#picker.repick(slug)) return false;
+    turn.served = 0;
+    return true;
   }
 
   async #recoverStalled(): Promise<void> {

@@ -16,6 +16,16 @@ export interface FleetWorkerOptions {
    */
   perTenantConcurrency?: number;
   /**
+   * Jobs a slot runs back to back for the tenant it picked before the tenant's turn
+   * passes on. Each of them after the first is fetched in the same engine call that
+   * completes the one before (one Redis script instead of two on BullMQ) and runs on
+   * the same borrowed connection. A tenant's weight is the number of turns it gets per
+   * round, so two busy tenants of weights 3 and 1 still get 3:1 of the jobs; 1 gives
+   * the finest interleaving of tenants, larger values fewer engine calls per job.
+   * @default 4
+   */
+  jobsPerTurn?: number;
+  /**
    * Borrow a connection to the tenant's database (`ctx.db`) for each job. Needs the
    * fleet's `pools`. A tenant whose pool cannot lend right now is skipped, not waited on.
    * @default true
@@ -74,6 +84,7 @@ export interface FleetWorkerOptions {
 export interface ResolvedFleetWorkerOptions {
   concurrency: number;
   perTenantConcurrency: number;
+  jobsPerTurn: number;
   borrowConnection: boolean;
   lockDurationMs: number;
   stalledIntervalMs: number;
@@ -88,6 +99,7 @@ export interface ResolvedFleetWorkerOptions {
 const DEFAULTS = {
   concurrency: 32,
   perTenantConcurrency: 4,
+  jobsPerTurn: 4,
   borrowConnection: true,
   lockDurationMs: 30_000,
   shutdownTimeoutMs: 30_000,
@@ -100,6 +112,7 @@ const DEFAULTS = {
 const INTEGER_OPTIONS = [
   ['concurrency', 1],
   ['perTenantConcurrency', 1],
+  ['jobsPerTurn', 1],
   ['lockDurationMs', 100],
   ['stalledIntervalMs', 10],
   ['shutdownTimeoutMs', 0],
@@ -136,6 +149,7 @@ export function resolveFleetWorkerOptions(options: FleetWorkerOptions = {}): Res
   return {
     concurrency: options.concurrency ?? DEFAULTS.concurrency,
     perTenantConcurrency: options.perTenantConcurrency ?? DEFAULTS.perTenantConcurrency,
+    jobsPerTurn: options.jobsPerTurn ?? DEFAULTS.jobsPerTurn,
     borrowConnection: options.borrowConnection ?? DEFAULTS.borrowConnection,
     lockDurationMs,
     stalledIntervalMs: options.stalledIntervalMs ?? lockDurationMs,

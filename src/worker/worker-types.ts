@@ -57,3 +57,12 @@ export interface RunningJob {
   /** close() gave up waiting, or the lock was lost: the connection is back, the job no longer ours. */
   abandoned: boolean;
 }
+
+/** A slot's turn with one tenant (internal to the worker): see `jobsPerTurn`. */
+export interface Turn {
+  readonly org: Org;
+  /** The connection the turn borrowed, lent to each of its jobs in turn. */
+  readonly db: TenantConnection | undefined;
+  /** Jobs started in this turn so far. */
+  served: number;
+}

@@ -77,6 +77,9 @@ describe.each(engines)('FleetWorker on the $name engine', (engine) => {
     expect(() => fleet.worker(queue, async () => {}, { concurrency: 0, borrowConnection: false })).toThrow(
       ConfigError,
     );
+    expect(() => fleet.worker(queue, async () => {}, { jobsPerTurn: 1.5, borrowConnection: false })).toThrow(
+      'Expected `jobsPerTurn` to be an integer ≥ 1, got 1.5',
+    );
   });
 
   it('runs each job with its tenant, attempt and signal, and completes it with its result', async () => {
@@ -190,6 +193,43 @@ describe.each(engines)('FleetWorker on the $name engine', (engine) => {
     // and the one connection went from job to job, given back once at the end.
     expect(new Set(leases).size).toBe(1);
     expect(schemas).toEqual(Array(6).fill((await reg.registry.get(tenant!)).schemaName));
+    expect(pools.stats().budget.inUse).toBe(0);
+  });
+
+  it('serves each pick as a turn of jobsPerTurn jobs on one connection, weight turns per round', async () => {
+    const { fleet, queue } = fx;
+    const [heavy] = await reg.addTenants(1, { weight: 2 }, 'turn-heavy');
+    const light = await reg.addTenants(2, {}, 'turn-light');
+    for (const tenant of [heavy!, ...light])
+      await fleet.enqueueBulk(
+        queue,
+        Array.from({ length: 12 }, (_, i) => ({ tenant, name: 'n', data: i })),
+      );
+    const served: { tenant: string; db: unknown }[] = [];
+    const worker = fleet.worker(
+      queue,
+      async (_job, ctx) => {
+        served.push({ tenant: ctx.tenant.slug, db: ctx.db });
+      },
+      { concurrency: 1, jobsPerTurn: 3 },
+    );
+    await until(() => served.length === 36, '36 completions');
+    await worker.close();
+    // Maximal runs of one tenant: a light tenant's run is one turn (3 jobs); the heavy
+    // tenant's two turns per round follow each other (6 jobs), until it runs out.
+    const runs: { tenant: string; dbs: Set<unknown>; length: number }[] = [];
+    for (const { tenant, db } of served) {
+      const last = runs.at(-1);
+      if (last?.tenant === tenant) {
+        last.length += 1;
+        last.dbs.add(db);
+      } else runs.push({ tenant, dbs: new Set([db]), length: 1 });
+    }
+    expect(runs.filter((r) => r.tenant === heavy).map((r) => r.length)).toEqual([6, 6]);
+    for (const tenant of light)
+      expect(runs.filter((r) => r.tenant === tenant).map((r) => r.length)).toEqual([3, 3, 3, 3]);
+    // A run borrowed one connection and lent it to each of its jobs.
+    for (const run of runs) expect(run.dbs.size).toBe(1);
     expect(pools.stats().budget.inUse).toBe(0);
   });
 

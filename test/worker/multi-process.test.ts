@@ -102,11 +102,12 @@ describe('worker processes on one Redis (bullmq engine)', () => {
   it('never runs more than a tenant’s maxConcurrency at once across three processes', async () => {
     const [capped] = await reg.addTenants(1, { maxConcurrency: 2 }, 'mp');
     const jobs = 36;
+    // Jobs only once all three pull: else the first process up could run all 36 alone.
+    await Promise.all([spawnWorker(), spawnWorker(), spawnWorker()]);
     await fleet.enqueueBulk(
       queue,
       Array.from({ length: jobs }, (_, i) => ({ tenant: capped!, name: 'n', data: i })),
     );
-    await Promise.all([spawnWorker(), spawnWorker(), spawnWorker()]);
     await until(async () => (await fleet.counts(queue, capped!)).completed === jobs, 'every job to complete');
     const events = await recorded();
     let live = 0;
