@@ -3,8 +3,9 @@
  * partition job is stored with, the lease an `ActiveJob` carries, and the read-only
  * `JobInfo` view.
  */
-import type { Job, JobsOptions } from 'bullmq';
+import { Job, type JobsOptions, type RedisQueueBackend } from 'bullmq';
 import type { ActiveJob, JobInfo, JobState } from './backend.js';
+import { partitionName } from './bullmq-partitions.js';
 import { MAX_PRIORITY, type NormalisedJob } from './job-input.js';
 
 /** What an `ActiveJob` of this engine carries in `lease`. */
@@ -77,8 +78,28 @@ const STATES: Record<string, JobState> = {
   failed: 'failed',
 };
 
+/** The read-only view of one job of a partition, or null when it is unknown (or trimmed). */
+export async function readJobInfo(
+  backend: RedisQueueBackend,
+  queue: string,
+  tenant: string,
+  id: string,
+): Promise<JobInfo | null> {
+  const [json, state] = await Promise.all([backend.getJobData(id), backend.getState(id)]);
+  if (!json) return null;
+  // Job.fromJSON needs only the queue's naming helpers to decode a stored job.
+  const queueLike = {
+    name: partitionName(queue, tenant),
+    qualifiedName: backend.qualifiedName,
+    toKey: backend.toKey.bind(backend),
+    opts: {},
+    backend,
+  };
+  return toJobInfo(queue, tenant, Job.fromJSON(queueLike as never, json, id), state);
+}
+
 /** The read-only view of a stored BullMQ job. */
-export function toJobInfo(queue: string, tenant: string, job: Job, bullState: string): JobInfo {
+function toJobInfo(queue: string, tenant: string, job: Job, bullState: string): JobInfo {
   const stack = Array.isArray(job.stacktrace) ? job.stacktrace.at(-1) : undefined;
   const priority = job.opts.priority;
   return {

@@ -10,9 +10,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { Job, type RedisQueueBackend, raw2NextJobData } from 'bullmq';
+import { type Job, type RedisQueueBackend, raw2NextJobData } from 'bullmq';
 import { Redis } from 'ioredis';
-import { ClosedError, describe, redactUrl, ValidationError } from '../errors.js';
+import { ClosedError, redactUrl } from '../errors.js';
 import type {
   ActiveJob,
   BatchProgress,
@@ -25,14 +25,14 @@ import type {
 } from './backend.js';
 import { enqueueChunk } from './bullmq-enqueue.js';
 import { completeJob, type FinishContext, failJob } from './bullmq-finish.js';
-import { type BullMqLease, isLostLock, toActiveJob, toJobInfo } from './bullmq-jobs.js';
+import { type BullMqLease, isLostLock, readJobInfo, toActiveJob } from './bullmq-jobs.js';
 import { extendLocks, recoverStalled } from './bullmq-locks.js';
 import {
   type BullMqBackendOptions,
   type ResolvedBullMqBackendOptions,
   resolveBullMqBackendOptions,
 } from './bullmq-options.js';
-import { PartitionCache, partitionName, type WorkerPartition } from './bullmq-partitions.js';
+import { PartitionCache, type WorkerPartition } from './bullmq-partitions.js';
 import { ACTIVE_GRACE_MS, ReadyIndex } from './bullmq-ready-index.js';
 import { type FleetCommands, withFleetCommands } from './bullmq-scripts.js';
 import {
@@ -41,7 +41,8 @@ import {
   checkLockDuration,
   checkQueueName,
   checkTenant,
-  normaliseJob,
+  normaliseJobs,
+  serialiseResult,
 } from './job-input.js';
 
 /** Jobs per MULTI in `enqueueBulk`: keeps each EXEC short for the other clients. */
@@ -107,10 +108,7 @@ export class BullMqBackend extends EventEmitter<BullMqBackendEventMap> implement
    */
   async enqueueBulk<Data>(queue: string, jobs: readonly EnqueueJob<Data>[]): Promise<string[]> {
     this.#checkOpen();
-    checkQueueName(queue);
-    if (!Array.isArray(jobs))
-      throw new ValidationError('jobs', `Expected an array of jobs, got ${describe(jobs)}`);
-    const normalised = jobs.map((job) => normaliseJob(job, this.options.maxDataBytes));
+    const normalised = normaliseJobs(queue, jobs, this.options.maxDataBytes);
     const ids: string[] = [];
     for (let i = 0; i < normalised.length; i += MULTI_CHUNK)
       ids.push(
@@ -211,14 +209,7 @@ export class BullMqBackend extends EventEmitter<BullMqBackendEventMap> implement
     this.#checkOpen();
     const next = options.fetchNext;
     if (next !== undefined) checkLockDuration(next.lockDurationMs);
-    let json: string;
-    try {
-      json = JSON.stringify(result) ?? 'null';
-    } catch (error) {
-      throw new ValidationError('result', `Expected a JSON-serialisable result, got ${describe(result)}`, {
-        cause: error,
-      });
-    }
+    const json = serialiseResult(result);
     const { token, job: bullJob } = job.lease as BullMqLease;
     if (next === undefined) {
       try {
@@ -335,18 +326,7 @@ export class BullMqBackend extends EventEmitter<BullMqBackendEventMap> implement
   async getJob(queue: string, tenant: string, id: string): Promise<JobInfo | null> {
     this.#checkOpen();
     const backend = this.#partitions.backend(checkQueueName(queue), checkTenant(tenant));
-    checkJobId(id);
-    const [json, state] = await Promise.all([backend.getJobData(id), backend.getState(id)]);
-    if (!json) return null;
-    // Job.fromJSON needs only the queue's naming helpers to decode a stored job.
-    const queueLike = {
-      name: partitionName(queue, tenant),
-      qualifiedName: backend.qualifiedName,
-      toKey: backend.toKey.bind(backend),
-      opts: {},
-      backend,
-    };
-    return toJobInfo(queue, tenant, Job.fromJSON(queueLike as never, json, id), state);
+    return readJobInfo(backend, queue, tenant, checkJobId(id));
   }
 
   async batchProgress(batchId: string): Promise<BatchProgress> {

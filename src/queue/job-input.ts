@@ -33,6 +33,32 @@ export interface NormalisedJob {
   batchId: string | null;
 }
 
+/**
+ * Checks the queue name and every job of a bulk before anything is written, so that one
+ * bad job leaves none of the bulk enqueued; returns the jobs normalised, in order.
+ */
+export function normaliseJobs(
+  queue: unknown,
+  jobs: readonly EnqueueJob<unknown>[],
+  maxDataBytes: number,
+): NormalisedJob[] {
+  checkQueueName(queue);
+  if (!Array.isArray(jobs))
+    throw new ValidationError('jobs', `Expected an array of jobs, got ${describe(jobs)}`);
+  return jobs.map((job) => normaliseJob(job, maxDataBytes));
+}
+
+/** A handler's result as the JSON text engines store (`undefined` as `null`). */
+export function serialiseResult(result: unknown): string {
+  try {
+    return JSON.stringify(result) ?? 'null';
+  } catch (error) {
+    throw new ValidationError('result', `Expected a JSON-serialisable result, got ${describe(result)}`, {
+      cause: error,
+    });
+  }
+}
+
 /** Throws unless `queue` can name a logical queue. */
 export function checkQueueName(queue: unknown): string {
   if (typeof queue !== 'string' || !QUEUE_NAME.test(queue))

@@ -7,7 +7,7 @@
  * one comparison. Delayed jobs of every partition share one heap and one timer. The
  * ready index is, per queue, the set of tenants whose partition has a waiting job.
  */
-import { ClosedError, ConfigError, describe, ValidationError } from '../errors.js';
+import { ClosedError } from '../errors.js';
 import type {
   ActiveJob,
   BatchProgress,
@@ -26,45 +26,18 @@ import {
   checkLockDuration,
   checkQueueName,
   checkTenant,
-  normaliseJob,
+  normaliseJobs,
+  serialiseResult,
 } from './job-input.js';
+import {
+  type MemoryBackendOptions,
+  type ResolvedMemoryBackendOptions,
+  resolveMemoryBackendOptions,
+} from './memory-options.js';
 import { type JobRecord, MemoryPartition } from './memory-partition.js';
 import { MinHeap } from './min-heap.js';
 
-/** Options of {@link MemoryBackend}. */
-export interface MemoryBackendOptions {
-  /** Completed jobs whose bodies are kept per partition (counts are always kept). @default 100 */
-  keepCompleted?: number;
-  /** Failed jobs whose bodies (with their error) are kept per partition. @default 1000 */
-  keepFailed?: number;
-  /** Times a job may lose its lock and be put back before it is failed instead. @default 1 */
-  maxStalledCount?: number;
-  /** Largest `data` accepted, in bytes of JSON. @default 524288 */
-  maxDataBytes?: number;
-}
-
-/** {@link MemoryBackendOptions} with every default applied. */
-export type ResolvedMemoryBackendOptions = Required<MemoryBackendOptions>;
-
-const DEFAULTS = {
-  keepCompleted: 100,
-  keepFailed: 1000,
-  maxStalledCount: 1,
-  maxDataBytes: 512 * 1024,
-} satisfies ResolvedMemoryBackendOptions;
-
-/** Applies defaults and checks every option; throws `ConfigError`. */
-export function resolveMemoryBackendOptions(
-  options: MemoryBackendOptions = {},
-): ResolvedMemoryBackendOptions {
-  const resolved = { ...DEFAULTS, ...options };
-  for (const [key, value] of Object.entries(resolved)) {
-    const min = key === 'maxDataBytes' ? 1 : 0;
-    if (typeof value !== 'number' || !Number.isInteger(value) || value < min)
-      throw new ConfigError(key, `Expected \`${key}\` to be an integer ≥ ${min}, got ${describe(value)}`);
-  }
-  return resolved;
-}
+export type { MemoryBackendOptions, ResolvedMemoryBackendOptions } from './memory-options.js';
 
 interface MemoryLease {
   token: string;
@@ -98,11 +71,7 @@ export class MemoryBackend implements TenantQueueBackend {
 
   async enqueueBulk<Data>(queue: string, jobs: readonly EnqueueJob<Data>[]): Promise<string[]> {
     this.#checkOpen();
-    checkQueueName(queue);
-    if (!Array.isArray(jobs))
-      throw new ValidationError('jobs', `Expected an array of jobs, got ${describe(jobs)}`);
-    // Validate everything first so a bad job leaves none of the batch enqueued.
-    const normalised = jobs.map((job) => normaliseJob(job, this.options.maxDataBytes));
+    const normalised = normaliseJobs(queue, jobs, this.options.maxDataBytes);
     const now = Date.now();
     const woken = new Set<string>();
     const ids = normalised.map((job) => {
@@ -197,15 +166,7 @@ export class MemoryBackend implements TenantQueueBackend {
     if (next !== undefined) checkLockDuration(next.lockDurationMs);
     const held = this.#held(job);
     if (held) {
-      let json: string;
-      try {
-        json = JSON.stringify(result) ?? 'null';
-      } catch (error) {
-        throw new ValidationError('result', `Expected a JSON-serialisable result, got ${describe(result)}`, {
-          cause: error,
-        });
-      }
-      held.record.result = json;
+      held.record.result = serialiseResult(result);
       this.#finish(held.partition, held.record, 'completed');
     }
     // A lost lock changes nothing of the job, but the next one is still the caller's to take.

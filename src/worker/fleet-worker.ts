@@ -5,6 +5,7 @@ import { ClosedError, ConfigError, describe } from '../errors.js';
 import type { ActiveJob, TenantQueueBackend } from '../queue/backend.js';
 import type { Org } from '../tenancy/org.js';
 import type { TenantConnection } from '../tenancy/tenant-connection.js';
+import { ConnectionBorrower } from './connection-borrower.js';
 import { FairPicker } from './fair-picker.js';
 import { createJobContext, type JobHandler, toError } from './job-context.js';
 import { jobKey, LockKeeper } from './lock-keeper.js';
@@ -16,14 +17,7 @@ import {
   type ResolvedFleetWorkerOptions,
   resolveFleetWorkerOptions,
 } from './worker-options.js';
-import type {
-  CloseOptions,
-  ConnectionLender,
-  FleetWorkerDeps,
-  FleetWorkerEventMap,
-  RunningJob,
-  Turn,
-} from './worker-types.js';
+import type { CloseOptions, FleetWorkerDeps, FleetWorkerEventMap, RunningJob, Turn } from './worker-types.js';
 
 // How long the worker rests after an engine call failed, so a Redis outage is not a busy loop.
 const ERROR_BACKOFF_MS = 250;
@@ -47,7 +41,8 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
   readonly options: Readonly<ResolvedFleetWorkerOptions>;
 
   readonly #backend: TenantQueueBackend;
-  readonly #pools: ConnectionLender | undefined;
+  /** Set when `borrowConnection` is on. */
+  readonly #borrower: ConnectionBorrower | undefined;
   readonly #logger: Logger;
   readonly #handler: JobHandler<Data, Result>;
   readonly #picker = new FairPicker();
@@ -59,7 +54,6 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
   #wakers: Array<() => void> = [];
   #loops: Promise<void>[] = [];
   #timers: NodeJS.Timeout[] = [];
-  #unblockTimer: NodeJS.Timeout | undefined;
   readonly #refresher: ReadyRefresher;
   #started = false;
   #closing = false;
@@ -76,15 +70,17 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
       throw new ConfigError('handler', `Expected the job handler to be a function, got ${describe(handler)}`);
     }
     this.options = Object.freeze(resolveFleetWorkerOptions(options));
-    if (this.options.borrowConnection && deps.pools === undefined) {
-      throw new ConfigError(
-        'borrowConnection',
-        'Expected `pools` to lend tenant connections when `borrowConnection` is true, got none (pass pools, or borrowConnection: false)',
-      );
-    }
     this.queue = queue;
     this.#backend = deps.backend;
-    this.#pools = deps.pools;
+    this.#borrower = this.options.borrowConnection
+      ? new ConnectionBorrower({
+          pools: deps.pools,
+          picker: this.#picker,
+          poolRetryMs: this.options.poolRetryMs,
+          onUnblocked: () => this.#wake(),
+          onError: (error, during) => this.#error(error, during),
+        })
+      : undefined;
     this.#handler = handler;
     this.#logger = (deps.logger ?? pino({ level: 'silent' })).child({
       queue,
@@ -166,7 +162,7 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     this.#stop.abort();
     this.#refresher.stop();
     for (const timer of this.#timers) clearInterval(timer);
-    clearTimeout(this.#unblockTimer);
+    this.#borrower?.stop();
     for (const wake of this.#wakers.splice(0)) wake();
     const loops = Promise.allSettled(this.#loops);
     let deadline: NodeJS.Timeout | undefined;
@@ -237,12 +233,11 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
       return;
     }
     let db: TenantConnection | undefined;
-    if (this.options.borrowConnection) {
-      const lent = await this.#borrow(org);
+    if (this.#borrower !== undefined) {
+      const lent = await this.#borrower.borrow(org);
       if (lent === null) {
+        // Blocked: the round skips the tenant until a connection comes back.
         this.#picker.finish(slug);
-        this.#picker.block(slug);
-        this.#scheduleUnblock();
         return;
       }
       db = lent;
@@ -283,25 +278,8 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     if (org.maxConcurrency !== null) this.#refresher.soon(CAP_RETRY_MS);
   }
 
-  async #borrow(org: Org): Promise<TenantConnection | null> {
-    try {
-      return (await this.#pools!.tryAcquire(org)) ?? null;
-    } catch (error) {
-      // An unavailable tenant database is skipped like a busy pool; the error is reported.
-      this.#error(error, `tryAcquire ${org.slug}`);
-      return null;
-    }
-  }
-
   #giveBack(db: TenantConnection | undefined, error?: Error): void {
-    if (db === undefined) return;
-    try {
-      db.release(error);
-    } catch (releaseError) {
-      this.#error(releaseError, 'release');
-    }
-    // A connection came back: a tenant skipped for its pool may be able to borrow now.
-    this.#picker.unblockAll();
+    this.#borrower?.giveBack(db, error);
   }
 
   /**
@@ -386,15 +364,6 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     } catch (error) {
       this.#error(error, 'recoverStalled');
     }
-  }
-
-  #scheduleUnblock(): void {
-    if (this.#unblockTimer !== undefined || this.#closing) return;
-    this.#unblockTimer = setTimeout(() => {
-      this.#unblockTimer = undefined;
-      this.#picker.unblockAll();
-      this.#wake();
-    }, this.options.poolRetryMs);
   }
 
   /** Wakes an idle slot if a tenant can be picked; that slot wakes the next (see #slotLoop). */
