@@ -5,8 +5,13 @@
 import { randomBytes } from 'node:crypto';
 import { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { Fleet } from '../src/fleet.js';
+import { BullMqBackend } from '../src/queue/bullmq.js';
 import { connect } from '../src/tenancy/drivers/index.js';
 import { OrgRegistry } from '../src/tenancy/registry.js';
+import type { TenantPools } from '../src/tenancy/tenant-pools.js';
+import type { JobHandler } from '../src/worker/job-context.js';
+import type { FleetWorkerOptions } from '../src/worker/worker-options.js';
 
 /** Where the benchmarks find the services: the environment, or the test defaults. */
 export const PG_URL = process.env.FLEET_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -83,13 +88,14 @@ export async function rawEnqueue(
 
 /**
  * Raw BullMQ: one queue, one Worker with `concurrency`, `count` jobs enqueued first; the
- * time runs from the Worker's creation to the last completion.
+ * time runs from the Worker's creation (right after `onStart`) to the last completion.
  */
 export async function rawBullmqRun(
   redis: Redis,
   count: number,
   concurrency: number,
   handler: () => Promise<unknown> = async () => {},
+  onStart: () => void = () => {},
 ): Promise<{ ops: number; ms: number; failed: number }> {
   const prefix = unique('bench_raw');
   const queue = new Queue('bench', { connection: redis, prefix });
@@ -99,6 +105,7 @@ export async function rawBullmqRun(
   const finished = new Promise<void>((resolve) => {
     finish = resolve;
   });
+  onStart();
   const started = performance.now();
   const worker = new Worker('bench', handler, {
     connection: redisOptions(),
@@ -121,4 +128,72 @@ export async function rawBullmqRun(
   await queue.close();
   await deleteKeys(redis, prefix);
   return { ops: count - failed, ms, failed };
+}
+
+/** One run of {@link fleetBullmqRun}. */
+export interface FleetRunOptions {
+  registry: OrgRegistry;
+  pools: TenantPools;
+  /** The jobs go round the first `tenants` of these. */
+  slugs: readonly string[];
+  tenants: number;
+  jobs: number;
+  concurrency: number;
+  options: FleetWorkerOptions;
+  handler: JobHandler;
+  /** Called after enqueueing, right before the worker is made. */
+  onStart?: () => void;
+}
+
+/**
+ * tenant-fleet on BullMQ: `jobs` jobs spread evenly over `tenants` tenants, enqueued
+ * first; the time runs from the worker's creation (org loading and cap set-up included)
+ * to the last completion.
+ */
+export async function fleetBullmqRun(
+  redis: Redis,
+  run: FleetRunOptions,
+): Promise<{ ops: number; ms: number; tenants: number; failed: number }> {
+  const prefix = unique('bench_fleet');
+  const backend = new BullMqBackend({ connection: REDIS_URL, prefix });
+  const fleet = await Fleet.open({ backend, registry: run.registry, pools: run.pools });
+  const queue = 'bench';
+  for (let start = 0; start < run.jobs; start += 1000) {
+    const size = Math.min(1000, run.jobs - start);
+    await fleet.enqueueBulk(
+      queue,
+      Array.from({ length: size }, (_, k) => ({
+        tenant: run.slugs[(start + k) % run.tenants]!,
+        name: 'noop',
+        data: { i: start + k },
+      })),
+    );
+  }
+  let done = 0;
+  let finish!: () => void;
+  const finished = new Promise<void>((resolve) => {
+    finish = resolve;
+  });
+  run.onStart?.();
+  const started = performance.now();
+  const worker = fleet.worker(queue, run.handler, {
+    concurrency: run.concurrency,
+    perTenantConcurrency: run.concurrency,
+    ...run.options,
+  });
+  // A failed job counts too (and is reported), so a run can never hang on one.
+  let failed = 0;
+  const settle = () => {
+    if (++done === run.jobs) finish();
+  };
+  worker.on('job:completed', settle);
+  worker.on('job:failed', () => {
+    failed += 1;
+    settle();
+  });
+  await finished;
+  const ms = performance.now() - started;
+  await fleet.close();
+  await deleteKeys(redis, prefix);
+  return { ops: run.jobs - failed, ms, tenants: run.tenants, failed };
 }

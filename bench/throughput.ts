@@ -2,7 +2,8 @@
  * Throughput of tenant-fleet on BullMQ against raw BullMQ (issue 4):
  *
  * - no-op jobs, 20,000 in all, concurrency 50: one plain BullMQ queue with one Worker,
- *   against a FleetWorker over 1, 100 and 1,000 tenants (jobs spread evenly);
+ *   against a FleetWorker over 1, 100 and 1,000 tenants (jobs spread evenly), with the
+ *   default `jobsPerTurn` and, at 1,000 tenants, with `jobsPerTurn: 1` as well;
  * - the same with a `select 1` per job on 100 schema-mode tenants: raw BullMQ running it
  *   on a plain pg pool of 20 connections, against the FleetWorker borrowing `ctx.db`
  *   from TenantPools (budget 20, schema pool 20).
@@ -16,11 +17,10 @@
  */
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { Fleet } from '../src/fleet.js';
-import { BullMqBackend } from '../src/queue/bullmq.js';
 import { TenantPools } from '../src/tenancy/tenant-pools.js';
+import type { JobHandler } from '../src/worker/job-context.js';
 import type { FleetWorkerOptions } from '../src/worker/worker-options.js';
-import { benchRegistry, deleteKeys, REDIS_URL, rawBullmqRun, unique } from './fleet-setup.js';
+import { benchRegistry, fleetBullmqRun, REDIS_URL, rawBullmqRun } from './fleet-setup.js';
 import { interleave, machine, type Sample } from './harness.js';
 
 const JOBS = Number(process.env.BENCH_JOBS ?? 20_000);
@@ -49,50 +49,17 @@ export async function main() {
   try {
     /** One fleet run over the first `tenants` tenants. */
     const fleetRun =
-      (tenants: number, options: FleetWorkerOptions, handler: Parameters<Fleet['worker']>[1]) =>
-      async (): Promise<Sample> => {
-        const prefix = unique('bench_fleet');
-        const backend = new BullMqBackend({ connection: REDIS_URL, prefix });
-        const fleet = await Fleet.open({ backend, registry, pools });
-        const queue = 'bench';
-        for (let start = 0; start < JOBS; start += 1000) {
-          const size = Math.min(1000, JOBS - start);
-          await fleet.enqueueBulk(
-            queue,
-            Array.from({ length: size }, (_, k) => ({
-              tenant: slugs[(start + k) % tenants]!,
-              name: 'noop',
-              data: { i: start + k },
-            })),
-          );
-        }
-        let done = 0;
-        let finish!: () => void;
-        const finished = new Promise<void>((resolve) => {
-          finish = resolve;
-        });
-        const started = performance.now();
-        const worker = fleet.worker(queue, handler, {
+      (tenants: number, options: FleetWorkerOptions, handler: JobHandler) => (): Promise<Sample> =>
+        fleetBullmqRun(redis, {
+          registry,
+          pools,
+          slugs,
+          tenants,
+          jobs: JOBS,
           concurrency: CONCURRENCY,
-          perTenantConcurrency: CONCURRENCY,
-          ...options,
+          options,
+          handler,
         });
-        // A failed job counts too (and is reported), so a run can never hang on one.
-        let failed = 0;
-        const settle = () => {
-          if (++done === JOBS) finish();
-        };
-        worker.on('job:completed', settle);
-        worker.on('job:failed', () => {
-          failed += 1;
-          settle();
-        });
-        await finished;
-        const ms = performance.now() - started;
-        await fleet.close();
-        await deleteKeys(redis, prefix);
-        return { ops: JOBS - failed, ms, tenants, failed };
-      };
 
     const noop = async () => {};
     for (const tenants of [1, 100, 1000]) {
@@ -105,6 +72,15 @@ export async function main() {
         ),
       );
     }
+    // The finest interleaving: every job of its own turn, so a change of tenant per job.
+    results.noop_1000_tenants_jobsPerTurn_1 = await report(
+      'noop_1000_tenants_jobsPerTurn_1',
+      interleave(
+        PAIRS,
+        () => rawBullmqRun(redis, JOBS, CONCURRENCY),
+        fleetRun(1000, { borrowConnection: false, jobsPerTurn: 1 }, noop),
+      ),
+    );
 
     const plain = new pg.Pool({ connectionString: registry.databaseUrl, max: DB_CONNECTIONS });
     try {
@@ -113,7 +89,7 @@ export async function main() {
         interleave(
           PAIRS,
           () => rawBullmqRun(redis, JOBS, CONCURRENCY, () => plain.query('select 1')),
-          fleetRun(100, { borrowConnection: true }, (_job, ctx) => ctx.db!.query('select 1')),
+          fleetRun(100, { borrowConnection: true }, async (_job, ctx) => ctx.db!.query('select 1')),
         ),
       );
     } finally {
