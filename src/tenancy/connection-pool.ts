@@ -15,6 +15,7 @@ import type { Backend, RawConnection } from './drivers/driver.js';
 import type { StorageMode } from './org.js';
 import { PoolConnections } from './pool-connections.js';
 import { PoolConnector, prepareCheckout } from './pool-connector.js';
+import { PoolDrain } from './pool-drain.js';
 import type {
   CloseReason,
   ConnectionPoolOptions,
@@ -45,13 +46,10 @@ export class ConnectionPool implements BudgetMember {
   // Callers queued for a connection, and the budget slots asked for them.
   readonly #waiters: PoolWaiters;
   readonly #connector: PoolConnector;
+  // Whether and why the pool was closed, and when it has drained.
+  readonly #drain = new PoolDrain(() => this.#conns.size + this.#connecting + this.#waiters.requested);
   #connecting = 0;
   #afterDropQueued = false;
-  #closing = 0;
-  #closed = false;
-  // Why the pool was closed ('evict' or 'close'): lent connections close for it on release.
-  #closeReason: CloseReason = 'close';
-  #drained: { promise: Promise<void>; resolve(): void } | undefined;
 
   constructor(options: ConnectionPoolOptions) {
     this.#options = options;
@@ -64,7 +62,7 @@ export class ConnectionPool implements BudgetMember {
     this.#conns = new PoolConnections(options.budget);
     this.#waiters = new PoolWaiters(
       {
-        closed: () => this.#closed,
+        closed: () => this.#drain.closed,
         idleCount: () => this.#conns.idle.length,
         popIdle: () => this.#popIdle(),
         canGrow: () => this.#total() < this.maxConnections,
@@ -87,7 +85,7 @@ export class ConnectionPool implements BudgetMember {
 
   /** True once close() was called. */
   get closed(): boolean {
-    return this.#closed;
+    return this.#drain.closed;
   }
 
   /** Nothing lent, nobody waiting, nothing being opened: eviction would hurt nobody. */
@@ -97,7 +95,7 @@ export class ConnectionPool implements BudgetMember {
 
   /** Lends a connection, waiting in FIFO order behind earlier callers when none is free. */
   async acquire(options: WaitOptions): Promise<PooledConnection> {
-    if (this.#closed) throw new ClosedError('connection pool');
+    if (this.#drain.closed) throw new ClosedError('connection pool');
     let lastError: unknown;
     for (let attempt = 0; attempt < MAX_CHECKOUT_ATTEMPTS; attempt++) {
       // Only take an idle connection directly when nobody queued earlier: FIFO.
@@ -123,7 +121,7 @@ export class ConnectionPool implements BudgetMember {
    * at its maximum, has callers queued, or the budget has nothing to give.
    */
   async tryAcquire(schema: string | null): Promise<PooledConnection | null> {
-    if (this.#closed) throw new ClosedError('connection pool');
+    if (this.#drain.closed) throw new ClosedError('connection pool');
     try {
       return await this.#tryCheckout(schema);
     } finally {
@@ -195,7 +193,7 @@ export class ConnectionPool implements BudgetMember {
     const attempts: Promise<void>[] = [];
     this.#hooks.checkConnect(this);
     // #connectWithSlot counts itself in #total() synchronously, before its first await.
-    while (!this.#closed && this.#total() < Math.min(count, this.maxConnections)) {
+    while (!this.#drain.closed && this.#total() < Math.min(count, this.maxConnections)) {
       if (!this.#budget.tryTakeFree()) break;
       attempts.push(
         this.#connectWithSlot().then(
@@ -218,7 +216,7 @@ export class ConnectionPool implements BudgetMember {
 
   // Tops the pool up to its minimum from free budget slots, in the background.
   #ensureMinimum(): void {
-    if (this.#closed || this.#total() >= this.#options.minConnections) return;
+    if (this.#drain.closed || this.#total() >= this.#options.minConnections) return;
     this.warm(this.#options.minConnections).catch(() => {
       // A failed top-up was already counted by the circuit breaker; the next one retries.
     });
@@ -236,19 +234,12 @@ export class ConnectionPool implements BudgetMember {
   }
 
   /** BudgetMember: closes an idle connection whose slot goes to another pool. */
-  async surrender(slot: IdleSlot): Promise<void> {
+  surrender(slot: IdleSlot): Promise<void> {
     const conn = slot as PooledConnection;
     // The budget took it off its own list already; unlink is harmless there.
     this.#conns.unlink(conn);
     conn.state = 'closing';
-    this.#closing++;
-    try {
-      await conn.raw.close();
-    } finally {
-      this.#closing--;
-      this.#hooks.onClose(this, 'reclaim');
-      this.#checkDrained();
-    }
+    return this.#drain.closeConnection(conn.raw, () => this.#hooks.onClose(this, 'reclaim'));
   }
 
   counts(): PoolCounts {
@@ -265,20 +256,11 @@ export class ConnectionPool implements BudgetMember {
    * they are released (or now, with `force`). Resolves once every connection is closed.
    */
   close(reason: CloseReason, force = false): Promise<void> {
-    if (!this.#closed) this.#closeReason = reason;
-    this.#closed = true;
+    this.#drain.close(reason);
     this.#waiters.close(new ClosedError('connection pool'));
     for (const conn of [...this.#conns.idle]) this.#destroy(conn, reason);
     if (force) for (const conn of [...this.#conns.busy]) this.#destroy(conn, reason);
-    if (!this.#drained) {
-      let resolve!: () => void;
-      const promise = new Promise<void>((r) => {
-        resolve = r;
-      });
-      this.#drained = { promise, resolve };
-    }
-    this.#checkDrained();
-    return this.#drained.promise;
+    return this.#drain.drained();
   }
 
   // Busy, idle, being opened, or asked of the budget: what counts against the pool's max.
@@ -317,7 +299,7 @@ export class ConnectionPool implements BudgetMember {
     } catch (err) {
       this.#connecting--;
       this.#budget.free();
-      this.#checkDrained();
+      this.#drain.check();
       this.#afterDrop();
       throw err;
     }
@@ -331,8 +313,8 @@ export class ConnectionPool implements BudgetMember {
       this.#hooks.onConnectionError(this, err);
     });
     this.#hooks.onOpen(this);
-    if (this.#closed) {
-      this.#destroy(conn, this.#closeReason);
+    if (this.#drain.closed) {
+      this.#destroy(conn, this.#drain.reason);
       throw new ClosedError('connection pool');
     }
     return conn;
@@ -345,8 +327,8 @@ export class ConnectionPool implements BudgetMember {
     // Checked in counts as used: a connection passed straight from one caller to the next
     // is known to be working and needs no ping.
     conn.idleSince = Date.now();
-    if (this.#closed || !conn.raw.alive) {
-      this.#destroy(conn, this.#closed ? this.#closeReason : 'dead');
+    if (this.#drain.closed || !conn.raw.alive) {
+      this.#destroy(conn, this.#drain.closed ? this.#drain.reason : 'dead');
     } else if (Date.now() - conn.createdAt >= this.#options.maxLifetimeMs) {
       this.#recycle(conn);
     } else {
@@ -372,13 +354,10 @@ export class ConnectionPool implements BudgetMember {
     if (conn.state === 'closing') return;
     this.#conns.unlink(conn);
     conn.state = 'closing';
-    this.#closing++;
     this.#afterDrop();
-    conn.raw.close().finally(() => {
-      this.#closing--;
+    this.#drain.closeConnection(conn.raw, () => {
       this.#budget.free();
       this.#hooks.onClose(this, reason);
-      this.#checkDrained();
     });
   }
 
@@ -388,7 +367,7 @@ export class ConnectionPool implements BudgetMember {
   }
 
   #checkSettled(): void {
-    if (!this.#closed && this.settled) this.#hooks.onSettled(this);
+    if (!this.#drain.closed && this.settled) this.#hooks.onSettled(this);
   }
 
   // The pool's total dropped (a connection closed, a connect failed or was given up):
@@ -396,21 +375,12 @@ export class ConnectionPool implements BudgetMember {
   // settled for a tenant waiting for a cache place. Run once, after the current call
   // finished its own bookkeeping (callers destroy from inside pump and #popIdle).
   #afterDrop(): void {
-    if (this.#afterDropQueued || this.#closed) return;
+    if (this.#afterDropQueued || this.#drain.closed) return;
     this.#afterDropQueued = true;
     queueMicrotask(() => {
       this.#afterDropQueued = false;
       this.#waiters.pump();
       this.#checkSettled();
     });
-  }
-
-  #checkDrained(): void {
-    if (
-      this.#drained &&
-      this.#conns.size + this.#connecting + this.#closing === 0 &&
-      this.#waiters.requested === 0
-    )
-      this.#drained.resolve();
   }
 }
