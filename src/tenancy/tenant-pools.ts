@@ -33,7 +33,8 @@ import {
 } from './pool-options.js';
 import { PoolRouter, type Target } from './pool-router.js';
 import type { TenantPoolsEventMap, TenantPoolsStats } from './pool-stats.js';
-import { activeOrgs, type PrewarmReport, runPrewarm } from './prewarm.js';
+import { type PrewarmReport, runPrewarm } from './prewarm.js';
+import { prewarmTarget } from './prewarm-target.js';
 import { OrgRegistry } from './registry.js';
 import { Lease, type TenantConnection } from './tenant-connection.js';
 import { withinDeadline } from './wait-queue.js';
@@ -205,34 +206,16 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
    */
   async prewarm(): Promise<PrewarmReport> {
     this.#assertOpen();
-    const target = Math.max(1, this.options.perTenantMinConnections);
-    const report = await runPrewarm(
-      {
-        activeOrgs: () => activeOrgs(this.registry),
-        freePlaces: () => this.#pools.free,
-        freeSlots: () => {
-          const budget = this.#budget.snapshot();
-          return budget.waiting > 0 ? 0 : budget.max - budget.open;
-        },
-        slotsPerTenant: () => target,
-        isCached: (slug) => this.#pools.has(slug),
-        warm: async (org) => {
-          let found = this.#router.cached(org);
-          if (!found) {
-            const url = await this.#router.resolveSecret(org);
-            // An acquire may have built the pool while the secret resolved: use that one.
-            found = this.#router.cached(org) ?? this.#router.build(org, url, false);
-          }
-          // Acquires took the place planned for this tenant in the meantime.
-          if (found === null) return false;
-          const { pool } = found;
-          this.#breaker.check(breakerKey(pool), org.slug);
-          return (await pool.warm(pool.mode === 'schema' ? 1 : target)) > 0 || pool.counts().open > 0;
-        },
-        onFailure: (org, error) => this.#monitor.report(org.slug, error as Error, 'prewarm failed'),
-      },
-      this.options.prewarmConcurrency,
-    );
+    const target = prewarmTarget({
+      registry: this.registry,
+      budget: this.#budget,
+      breaker: this.#breaker,
+      monitor: this.#monitor,
+      cache: this.#pools,
+      router: this.#router,
+      perTenant: Math.max(1, this.options.perTenantMinConnections),
+    });
+    const report = await runPrewarm(target, this.options.prewarmConcurrency);
     this.#lastPrewarm = report;
     this.options.logger?.info({ ...report }, 'tenant pools prewarmed');
     return report;
