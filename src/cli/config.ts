@@ -37,6 +37,7 @@ const workerSchema = z
   .object({
     concurrency: z.int().min(1).default(8),
     perTenantConcurrency: z.int().min(1).optional(),
+    jobsPerTurn: z.int().min(1).optional(),
     shutdownTimeoutMs: z.int().min(0).default(30_000),
     startup: z.enum(['blocking', 'background']).default('blocking'),
     prewarm: z.boolean().default(true),

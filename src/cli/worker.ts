@@ -15,6 +15,7 @@ interface WorkerFlags {
   handlers: string;
   concurrency?: number;
   perTenantConcurrency?: number;
+  jobsPerTurn?: number;
   startup?: StartupMode;
   prewarm: boolean;
   schedules?: boolean;
@@ -35,6 +36,7 @@ export function workerCommand(): Command {
     )
     .option('--concurrency <n>', 'jobs at once per queue (default: worker.concurrency, 8)', integer(1))
     .option('--per-tenant-concurrency <n>', 'jobs of one tenant at once per queue', integer(1))
+    .option('--jobs-per-turn <n>', 'jobs run back to back for a tenant on its turn (default 4)', integer(1))
     .option(
       '--startup <mode>',
       'run startup jobs before fetching (blocking) or beside it (background)',
@@ -74,14 +76,15 @@ export function workerCommand(): Command {
             signal: stop.signal,
           },
         );
+        const perTenantConcurrency = flags.perTenantConcurrency ?? config.worker.perTenantConcurrency;
+        const jobsPerTurn = flags.jobsPerTurn ?? config.worker.jobsPerTurn;
         for (const queue of stop.signal.aborted ? [] : queues) {
           workers.push(
             handle.fleet.worker(queue, handlers[queue]!, {
               concurrency: flags.concurrency ?? config.worker.concurrency,
               shutdownTimeoutMs: config.worker.shutdownTimeoutMs,
-              ...((flags.perTenantConcurrency ?? config.worker.perTenantConcurrency)
-                ? { perTenantConcurrency: flags.perTenantConcurrency ?? config.worker.perTenantConcurrency }
-                : {}),
+              ...(perTenantConcurrency ? { perTenantConcurrency } : {}),
+              ...(jobsPerTurn ? { jobsPerTurn } : {}),
             }),
           );
         }

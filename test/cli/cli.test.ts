@@ -265,12 +265,15 @@ export default defineHandlers({
         redisUrl: REDIS_URL,
         prefix,
         logLevel: 'info',
-        worker: { concurrency: 4, startup: 'blocking' },
+        worker: { concurrency: 4, startup: 'blocking', jobsPerTurn: 2 },
         schedules: [{ id: 'every-second', cron: '* * * * * *', queue: 'reports', name: 'tick', data: {} }],
       }),
     );
     const lines = () => readFileSync(seen, 'utf8').trim().split('\n').filter(Boolean);
-    const worker = startCli(['worker', '--handlers', './handlers.mjs', '--queue', 'reports'], { cwd });
+    const worker = startCli(
+      ['worker', '--handlers', './handlers.mjs', '--queue', 'reports', '--jobs-per-turn', '3'],
+      { cwd },
+    );
     const scheduler = startCli(['scheduler'], { cwd });
     try {
       const enqueued = await runCli(['enqueue', 'reports', 'acme', 'render', '--data', '{"n":1}'], { cwd });
