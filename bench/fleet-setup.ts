@@ -88,14 +88,15 @@ export async function rawEnqueue(
 
 /**
  * Raw BullMQ: one queue, one Worker with `concurrency`, `count` jobs enqueued first; the
- * time runs from the Worker's creation (right after `onStart`) to the last completion.
+ * time runs from the Worker's creation (right after `onStart`) to the last completion
+ * (right before `onFinish`).
  */
 export async function rawBullmqRun(
   redis: Redis,
   count: number,
   concurrency: number,
   handler: () => Promise<unknown> = async () => {},
-  onStart: () => void = () => {},
+  hooks: RunHooks = {},
 ): Promise<{ ops: number; ms: number; failed: number }> {
   const prefix = unique('bench_raw');
   const queue = new Queue('bench', { connection: redis, prefix });
@@ -105,7 +106,7 @@ export async function rawBullmqRun(
   const finished = new Promise<void>((resolve) => {
     finish = resolve;
   });
-  onStart();
+  hooks.onStart?.();
   const started = performance.now();
   const worker = new Worker('bench', handler, {
     connection: redisOptions(),
@@ -124,14 +125,21 @@ export async function rawBullmqRun(
   });
   await finished;
   const ms = performance.now() - started;
+  hooks.onFinish?.();
   await worker.close();
   await queue.close();
   await deleteKeys(redis, prefix);
   return { ops: count - failed, ms, failed };
 }
 
+/** Called around the timed part of a run: after enqueueing, and at the last completion. */
+export interface RunHooks {
+  onStart?: () => void;
+  onFinish?: () => void;
+}
+
 /** One run of {@link fleetBullmqRun}. */
-export interface FleetRunOptions {
+export interface FleetRunOptions extends RunHooks {
   registry: OrgRegistry;
   pools: TenantPools;
   /** The jobs go round the first `tenants` of these. */
@@ -141,8 +149,6 @@ export interface FleetRunOptions {
   concurrency: number;
   options: FleetWorkerOptions;
   handler: JobHandler;
-  /** Called after enqueueing, right before the worker is made. */
-  onStart?: () => void;
 }
 
 /**
@@ -193,6 +199,7 @@ export async function fleetBullmqRun(
   });
   await finished;
   const ms = performance.now() - started;
+  run.onFinish?.();
   await fleet.close();
   await deleteKeys(redis, prefix);
   return { ops: run.jobs - failed, ms, tenants: run.tenants, failed };

@@ -1,7 +1,7 @@
 /**
  * Redis commands per job, counted without a clock (issue 4's throughput explained):
- * every command any ioredis client of this process sends while the workers run (not
- * while jobs are enqueued), per no-op job. Raw BullMQ (one queue, one Worker) against
+ * every command any ioredis client of this process sends from the worker's start to the
+ * last completion (not while jobs are enqueued, nor at clean-up), per no-op job. Raw BullMQ (one queue, one Worker) against
  * tenant-fleet on BullMQ over 1, 100 and 1,000 tenants, with the default `jobsPerTurn`
  * and with 1. Deterministic up to timing (polls, lock renewals), so one run each.
  *
@@ -40,9 +40,12 @@ class CommandCounter {
     this.counting = true;
   }
 
+  stop(): void {
+    this.counting = false;
+  }
+
   /** Commands per job by name, and in all, rounded to 2 places. */
   perJob(jobs: number): { total: number; byName: Record<string, number> } {
-    this.counting = false;
     const round = (n: number) => Number((n / jobs).toFixed(2));
     // Commands sent less than once per 200 jobs (start-up, clean-up) are left out by name.
     const byName = Object.fromEntries(
@@ -76,13 +79,8 @@ export async function main() {
   const pools = await TenantPools.open({ registry });
   const results: Record<string, unknown> = {};
   try {
-    await rawBullmqRun(
-      redis,
-      JOBS,
-      CONCURRENCY,
-      async () => {},
-      () => counter.start(),
-    );
+    const counted = { onStart: () => counter.start(), onFinish: () => counter.stop() };
+    await rawBullmqRun(redis, JOBS, CONCURRENCY, async () => {}, counted);
     results.raw_bullmq = counter.perJob(JOBS);
     const scenarios: [string, number, FleetWorkerOptions][] = [
       ['fleet_1_tenant', 1, {}],
@@ -101,7 +99,7 @@ export async function main() {
         concurrency: CONCURRENCY,
         options: { borrowConnection: false, ...options },
         handler: async () => {},
-        onStart: () => counter.start(),
+        ...counted,
       });
       results[name] = counter.perJob(JOBS);
       console.error(name, JSON.stringify(results[name]));

@@ -91,7 +91,12 @@ export function workerCommand(): Command {
         if (flags.schedules && !stop.signal.aborted)
           schedules = await startSchedules(handle, config.schedules);
         logger.info(
-          { queues, engine: config.engine, prefix: config.prefix },
+          {
+            queues,
+            engine: config.engine,
+            prefix: config.prefix,
+            jobsPerTurn: workers[0]?.options.jobsPerTurn,
+          },
           'worker running; SIGINT or SIGTERM stops it',
         );
         const signal = await shutdown;

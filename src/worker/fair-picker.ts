@@ -3,8 +3,9 @@
  * jobs ready. Every pick costs 1; a tenant's quantum is its weight, so on its turn a
  * tenant of weight 3 is picked three times before the turn passes on, and two
  * backlogged tenants of weights 3 and 1 are picked 3:1 in every window of picks. (The
- * worker serves each pick as a run of up to `jobsPerTurn` jobs of the tenant, the same
- * number for every tenant, so jobs keep the picks' ratio.)
+ * worker serves each pick as a run of up to `jobsPerTurn` jobs of the tenant; a tenant
+ * whose runs are shorter by design is given proportionally more weight here, so jobs
+ * keep the weights' ratio: see `TenantDirectory.turnLength`.)
  *
  * Only *eligible* tenants sit in the round: ready, under their per-process cap and not
  * blocked (their connection pool could not lend). A tenant leaves the round when it
@@ -60,6 +61,8 @@ export class FairPicker {
   #head: TenantState | null = null;
   #tail: TenantState | null = null;
   #size = 0;
+  /** Tenants blocked now, so unblocking is free when there are none (it runs per release). */
+  #blockedCount = 0;
 
   /**
    * Adds a tenant or updates its weight and cap. A new tenant starts not ready: call
@@ -96,6 +99,7 @@ export class FairPicker {
     const state = this.#tenants.get(slug);
     if (state === undefined) return;
     if (state.inRound) this.#unlink(state);
+    if (state.blocked) this.#blockedCount -= 1;
     this.#tenants.delete(slug);
   }
 
@@ -146,6 +150,7 @@ export class FairPicker {
     const state = this.#tenants.get(slug);
     if (state === undefined || state.blocked) return;
     state.blocked = true;
+    this.#blockedCount += 1;
     this.#sync(state);
   }
 
@@ -153,16 +158,24 @@ export class FairPicker {
     const state = this.#tenants.get(slug);
     if (state === undefined || !state.blocked) return;
     state.blocked = false;
+    this.#blockedCount -= 1;
     this.#sync(state);
   }
 
   /** Unblocks every tenant (a connection was given back somewhere; try again). */
   unblockAll(): void {
+    if (this.#blockedCount === 0) return;
     for (const state of this.#tenants.values()) {
       if (!state.blocked) continue;
       state.blocked = false;
       this.#sync(state);
     }
+    this.#blockedCount = 0;
+  }
+
+  /** Whether some tenant is blocked (its pool could not lend) right now. */
+  get hasBlocked(): boolean {
+    return this.#blockedCount > 0;
   }
 
   /**

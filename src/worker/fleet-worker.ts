@@ -57,6 +57,8 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
   readonly #refresher: ReadyRefresher;
   #started = false;
   #closing = false;
+  /** close() stopped waiting: a job fetched after that is not run (its lock is left to expire). */
+  #gaveUp = false;
   #closed: Promise<void> | undefined;
 
   constructor(
@@ -92,6 +94,7 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
       picker: this.#picker,
       queue,
       perTenantConcurrency: this.options.perTenantConcurrency,
+      jobsPerTurn: this.options.jobsPerTurn,
       orgRefreshMs: this.options.orgRefreshMs,
       onSkip: (tenant, reason) => this.emit('tenant:skipped', { tenant, reason }),
       onError: (error, during) => this.#error(error, during),
@@ -174,6 +177,7 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     ]);
     clearTimeout(deadline);
     if (timedOut) {
+      this.#gaveUp = true;
       for (const entry of this.#running.values()) this.#abandon(entry, 'shutdown');
     }
     try {
@@ -248,14 +252,14 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     try {
       job = await this.#backend.fetch(this.queue, slug, this.options.workerId, this.options.lockDurationMs);
     } catch (error) {
-      this.#giveBack(db);
+      this.#borrower?.giveBack(db);
       this.#picker.finish(slug);
       this.#error(error, 'fetch');
       await sleep(ERROR_BACKOFF_MS, undefined, { signal: this.#stop.signal }).catch(() => {});
       return;
     }
     if (job === null) {
-      this.#giveBack(db);
+      this.#borrower?.giveBack(db);
       this.#fetchedNothing(org, epoch);
       this.#picker.finish(slug);
       return;
@@ -276,10 +280,6 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     // Null may mean "at its fleet-wide cap" rather than empty; nobody signals when another
     // process frees a place, so ask the engine again soon rather than at the next poll.
     if (org.maxConcurrency !== null) this.#refresher.soon(CAP_RETRY_MS);
-  }
-
-  #giveBack(db: TenantConnection | undefined, error?: Error): void {
-    this.#borrower?.giveBack(db, error);
   }
 
   /**
@@ -308,11 +308,8 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     this.#running.delete(jobKey(job));
     entry.db = undefined;
     // The turn goes on: take the tenant's next job with the completion.
-    // Not for a tenant with a fleet-wide cap: chaining would keep its places in this
-    // process for good, and they are to circulate among the fleet's processes.
-    const again =
-      failure === undefined && !this.#closing && org.maxConcurrency === null && this.#continueTurn(turn);
-    if (!again) this.#giveBack(db, failure);
+    const again = failure === undefined && !this.#closing && this.#continueTurn(turn);
+    if (!again) this.#borrower?.giveBack(db, failure);
     const epoch = this.#picker.readyEpoch(job.tenant);
     let next: ActiveJob | null = null;
     let settled = false;
@@ -334,9 +331,14 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     }
     if (!again) return null;
     if (next === null) {
-      this.#giveBack(db);
+      this.#borrower?.giveBack(db);
       // Only a completion that went through says the partition had nothing more.
       if (settled) this.#fetchedNothing(org, epoch);
+      return null;
+    }
+    if (this.#gaveUp) {
+      // Fetched while close() gave up waiting: left to run again once its lock expires.
+      this.#borrower?.giveBack(db);
       return null;
     }
     this.#picker.markReady(job.tenant);
@@ -346,12 +348,18 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
   /**
    * Whether the slot serves the turn's tenant once more: while the turn has jobs left,
    * or, once it is used up, when the round would hand the slot the same tenant again
-   * (then a new turn starts). A tenant the worker forgot (deactivated) ends its turn.
+   * (then a new turn starts). The org is read again, so a deactivation or a new cap ends
+   * the turn. The turn also ends early when a tenant waits for a connection, so that the
+   * turn's connection goes back now rather than after the whole turn.
    */
   #continueTurn(turn: Turn): boolean {
-    const { slug } = turn.org;
-    if (turn.served < this.options.jobsPerTurn) return this.#picker.has(slug);
-    if (!this.#picker.repick(slug)) return false;
+    const org = this.#tenants.org(turn.org.slug);
+    if (org === undefined) return false;
+    turn.org = org;
+    if (turn.db !== undefined && this.#picker.hasBlocked) return false;
+    if (turn.served < this.#tenants.turnLength(org)) return true;
+    // A capped tenant's places go round the fleet: never two turns in a row in one slot.
+    if (org.maxConcurrency !== null || !this.#picker.repick(org.slug)) return false;
     turn.served = 0;
     return true;
   }

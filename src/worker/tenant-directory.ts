@@ -14,6 +14,7 @@ export interface TenantDirectoryOptions {
   picker: FairPicker;
   queue: string;
   perTenantConcurrency: number;
+  jobsPerTurn: number;
   orgRefreshMs: number;
   onSkip: (tenant: string, reason: 'inactive' | 'unknown' | 'error') => void;
   onError: (error: unknown, during: string) => void;
@@ -45,6 +46,16 @@ export class TenantDirectory {
   /** The org of a pickable tenant. */
   org(slug: string): Org | undefined {
     return this.#known.get(slug);
+  }
+
+  /**
+   * Jobs one turn of the tenant may run: `jobsPerTurn`, or 1 for a tenant with a
+   * fleet-wide cap (`maxConcurrency`), whose places are to go round the fleet's processes
+   * rather than stay with one slot. Such a tenant gets `jobsPerTurn` times its weight in
+   * the picker, so it still gets its weight's share of the jobs.
+   */
+  turnLength(org: Org): number {
+    return org.maxConcurrency === null ? this.#o.jobsPerTurn : 1;
   }
 
   /**
@@ -96,7 +107,8 @@ export class TenantDirectory {
     const wasSkipped = this.#skipped.delete(slug);
     this.#known.set(slug, org);
     const processCap = Math.min(this.#o.perTenantConcurrency, org.maxConcurrency ?? Number.POSITIVE_INFINITY);
-    this.#o.picker.upsert({ slug, weight: org.weight, cap: processCap });
+    const picksPerFullTurn = this.#o.jobsPerTurn / this.turnLength(org);
+    this.#o.picker.upsert({ slug, weight: org.weight * picksPerFullTurn, cap: processCap });
     if (wasSkipped) this.#o.picker.markReady(slug);
   }
 

@@ -22,6 +22,9 @@ export interface FleetWorkerOptions {
    * the same borrowed connection. A tenant's weight is the number of turns it gets per
    * round, so two busy tenants of weights 3 and 1 still get 3:1 of the jobs; 1 gives
    * the finest interleaving of tenants, larger values fewer engine calls per job.
+   * A tenant with an org `maxConcurrency` gets turns of one job (and as many more turns),
+   * so its places go round the fleet; a turn also ends early, giving its connection
+   * back, while another tenant waits for a connection.
    * @default 4
    */
   jobsPerTurn?: number;

@@ -60,7 +60,8 @@ export interface RunningJob {
 
 /** A slot's turn with one tenant (internal to the worker): see `jobsPerTurn`. */
 export interface Turn {
-  readonly org: Org;
+  /** The tenant's org, read again before each further job of the turn. */
+  org: Org;
   /** The connection the turn borrowed, lent to each of its jobs in turn. */
   readonly db: TenantConnection | undefined;
   /** Jobs started in this turn so far. */

@@ -288,6 +288,8 @@ export default defineHandlers({
       // The deactivated tenants never got a scheduled job.
       expect(lines().some((l) => l.startsWith('initech') || l.startsWith('secretive'))).toBe(false);
       expect(worker.stderr()).toMatch(/pools prewarmed/);
+      // The flag wins over the config file's worker.jobsPerTurn (2).
+      expect(worker.stderr()).toMatch(/"jobsPerTurn":3/);
 
       scheduler.child.kill('SIGTERM');
       worker.child.kill('SIGINT');

@@ -82,6 +82,61 @@ describe.each(engines)('fairness on the $name engine', (engine) => {
     expect(Math.min(...ratios)).toBeGreaterThanOrEqual(2.7);
     expect(Math.max(...ratios)).toBeLessThanOrEqual(3.3);
   });
+  it('gives a tenant with a fleet-wide cap (turns of one job) its weight’s share beside turns of four', async () => {
+    // The cap never binds (8 = concurrency): only the shorter turns differ.
+    const [capped] = await reg.addTenants(1, { maxConcurrency: 8 }, 'capped');
+    const [free] = await reg.addTenants(1, {}, 'uncapped');
+    await backlog(fx, capped!, 1_200);
+    await backlog(fx, free!, 1_200);
+    const completions: string[] = [];
+    const worker = fx.fleet.worker(fx.queue, async () => {}, {
+      concurrency: 8,
+      perTenantConcurrency: 8,
+      borrowConnection: false,
+    });
+    worker.on('job:completed', ({ job }) => completions.push(job.tenant));
+    await until(() => completions.length >= 1_200, '1,200 completions');
+    await worker.close();
+    const measured = completions.slice(0, 1_200);
+    for (let start = 0; start + 400 <= measured.length; start++) {
+      const cappedCount = measured.slice(start, start + 400).filter((t) => t === capped).length;
+      expect(cappedCount / (400 - cappedCount)).toBeGreaterThanOrEqual(0.9);
+      expect(cappedCount / (400 - cappedCount)).toBeLessThanOrEqual(1.1);
+    }
+  });
+
+  it('ends a turn after each job while another tenant waits for a connection', async () => {
+    // One connection in all: whichever tenant borrows it first, the other is blocked.
+    const pools = await TenantPools.open({
+      registry: reg.registry,
+      maxConnections: 1,
+      schemaPoolMaxConnections: 1,
+    });
+    try {
+      const tenants = await reg.addTenants(2, {}, 'one-conn');
+      for (const tenant of tenants) await backlog(fx, tenant, 8);
+      const runs: { tenant: string; db: unknown }[] = [];
+      const worker = new FleetWorker(
+        { backend: fx.fleet.backend, orgs: reg.registry, pools },
+        fx.queue,
+        async (_job, ctx) => {
+          await ctx.db!.query('select pg_sleep(0.03)');
+          runs.push({ tenant: ctx.tenant.slug, db: ctx.db });
+        },
+        // A blocked tenant is retried only when a connection comes back.
+        { concurrency: 2, jobsPerTurn: 4, poolRetryMs: 60_000 },
+      );
+      await until(() => runs.length === 16, 'all 16 jobs');
+      await worker.close();
+      // The first borrower's turn gave its connection back after one job, not four.
+      const first = runs[0]!;
+      expect(runs.filter((r) => r.db === first.db)).toHaveLength(1);
+      expect(pools.stats().budget.inUse).toBe(0);
+    } finally {
+      await pools.close();
+    }
+  });
+
   it('keeps serving other tenants while one tenant’s pool is saturated, and never holds a job for a connection', async () => {
     const admin = await connect(PG_URL);
     const database = uniqueName('fw_sat');

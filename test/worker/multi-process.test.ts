@@ -102,8 +102,10 @@ describe('worker processes on one Redis (bullmq engine)', () => {
   it('never runs more than a tenant’s maxConcurrency at once across three processes', async () => {
     const [capped] = await reg.addTenants(1, { maxConcurrency: 2 }, 'mp');
     const jobs = 36;
-    // Jobs only once all three pull: else the first process up could run all 36 alone.
-    await Promise.all([spawnWorker(), spawnWorker(), spawnWorker()]);
+    // One place per process, so the cap's second place has to go to another process; and
+    // jobs only once all three pull, so the first process up cannot run them all alone.
+    const oneEach = { perTenantConcurrency: 1 };
+    await Promise.all([spawnWorker(oneEach), spawnWorker(oneEach), spawnWorker(oneEach)]);
     await fleet.enqueueBulk(
       queue,
       Array.from({ length: jobs }, (_, i) => ({ tenant: capped!, name: 'n', data: i })),
