@@ -61,8 +61,8 @@ export class FairPicker {
   #head: TenantState | null = null;
   #tail: TenantState | null = null;
   #size = 0;
-  /** Tenants blocked now, so unblocking is free when there are none (it runs per release). */
-  #blockedCount = 0;
+  /** Tenants blocked now, oldest first (unblocking is free when there are none: it runs per release). */
+  readonly #blocked = new Set<TenantState>();
 
   /**
    * Adds a tenant or updates its weight and cap. A new tenant starts not ready: call
@@ -99,7 +99,7 @@ export class FairPicker {
     const state = this.#tenants.get(slug);
     if (state === undefined) return;
     if (state.inRound) this.#unlink(state);
-    if (state.blocked) this.#blockedCount -= 1;
+    this.#blocked.delete(state);
     this.#tenants.delete(slug);
   }
 
@@ -145,37 +145,41 @@ export class FairPicker {
     this.#sync(state);
   }
 
-  /** The tenant's pool cannot lend now: skip it until {@link unblock}. It keeps its turn. */
+  /**
+   * The tenant was just picked and its pool cannot lend now: skip it until
+   * {@link unblock}. It keeps its turn: that pick is not charged, and once unblocked the
+   * tenant rejoins the round at the head (tenants blocked earlier ahead of later ones),
+   * so a tenant that waits for a connection is not overtaken, pick after pick, by the
+   * tenant holding it.
+   */
   block(slug: string): void {
     const state = this.#tenants.get(slug);
     if (state === undefined || state.blocked) return;
     state.blocked = true;
-    this.#blockedCount += 1;
+    state.deficit += 1;
+    this.#blocked.add(state);
     this.#sync(state);
   }
 
   unblock(slug: string): void {
     const state = this.#tenants.get(slug);
     if (state === undefined || !state.blocked) return;
-    state.blocked = false;
-    this.#blockedCount -= 1;
-    this.#sync(state);
+    this.#blocked.delete(state);
+    this.#rejoin(state);
   }
 
   /** Unblocks every tenant (a connection was given back somewhere; try again). */
   unblockAll(): void {
-    if (this.#blockedCount === 0) return;
-    for (const state of this.#tenants.values()) {
-      if (!state.blocked) continue;
-      state.blocked = false;
-      this.#sync(state);
-    }
-    this.#blockedCount = 0;
+    if (this.#blocked.size === 0) return;
+    const states = [...this.#blocked];
+    this.#blocked.clear();
+    // Prepended newest first, so the tenant blocked first ends up at the head.
+    for (let i = states.length - 1; i >= 0; i--) this.#rejoin(states[i]!);
   }
 
   /** Whether some tenant is blocked (its pool could not lend) right now. */
   get hasBlocked(): boolean {
-    return this.#blockedCount > 0;
+    return this.#blocked.size > 0;
   }
 
   /**
@@ -264,6 +268,19 @@ export class FairPicker {
     const eligible = this.#eligible(state);
     if (eligible && !state.inRound) this.#append(state);
     else if (!eligible && state.inRound) this.#unlink(state);
+  }
+
+  /** An unblocked tenant goes back to the head of the round, if it is eligible. */
+  #rejoin(state: TenantState): void {
+    state.blocked = false;
+    if (!this.#eligible(state) || state.inRound) return;
+    state.prev = null;
+    state.next = this.#head;
+    if (this.#head === null) this.#tail = state;
+    else this.#head.prev = state;
+    this.#head = state;
+    state.inRound = true;
+    this.#size += 1;
   }
 
   #append(state: TenantState): void {

@@ -115,20 +115,33 @@ describe('FairPicker', () => {
     expect(picker.hasEligible).toBe(true);
   });
 
-  it('skips a blocked tenant (its pool cannot lend) until it is unblocked', () => {
+  it('skips a blocked tenant until it is unblocked; it keeps its turn and rejoins at the head', () => {
     const picker = new FairPicker();
     for (const slug of ['a', 'b', 'c']) {
       picker.upsert({ slug, weight: 1, cap: 100 });
       picker.markReady(slug);
     }
+    expect(drain(picker, 1)).toEqual(['a']);
+    // b is picked, but its pool cannot lend.
+    expect(picker.pick()).toBe('b');
     picker.block('b');
-    expect(drain(picker, 6)).toEqual(['a', 'c', 'a', 'c', 'a', 'c']);
+    picker.finish('b');
+    expect(picker.hasBlocked).toBe(true);
+    expect(drain(picker, 4)).toEqual(['c', 'a', 'c', 'a']);
     picker.unblock('b');
-    expect(drain(picker, 3)).toEqual(['a', 'c', 'b']);
-    picker.block('a');
-    picker.block('c');
+    expect(picker.hasBlocked).toBe(false);
+    // The pick b could not use was not charged: b goes first, then the round goes on.
+    expect(drain(picker, 3)).toEqual(['b', 'c', 'a']);
+    // Blocked in the order c, a: unblocked together, they rejoin the head in that order.
+    expect(drain(picker, 1)).toEqual(['b']);
+    for (const slug of ['c', 'a']) {
+      expect(picker.pick()).toBe(slug);
+      picker.block(slug);
+      picker.finish(slug);
+    }
+    expect(drain(picker, 2)).toEqual(['b', 'b']);
     picker.unblockAll();
-    expect(drain(picker, 3)).toEqual(['b', 'a', 'c']);
+    expect(drain(picker, 3)).toEqual(['c', 'a', 'b']);
   });
 
   it('drops an empty tenant from the round and forgets the rest of its turn', () => {
