@@ -40,12 +40,16 @@ export class ConnectionBorrower {
 
   /** A connection to the tenant's data, or null (the tenant is then blocked for a while). */
   async borrow(org: Org): Promise<TenantConnection | null> {
-    let lent: TenantConnection | null = null;
+    let lent: TenantConnection | null;
     try {
       lent = (await this.#o.pools.tryAcquire(org)) ?? null;
     } catch (error) {
-      // An unavailable tenant database is skipped like a busy pool; the error is reported.
+      // An unavailable tenant database is skipped like a busy pool, but spends its turn;
+      // the error is reported.
       this.#o.onError(error, `tryAcquire ${org.slug}`);
+      this.#o.picker.block(org.slug, { keepTurn: false });
+      this.#scheduleUnblock();
+      return null;
     }
     if (lent === null) {
       this.#o.picker.block(org.slug);

@@ -39,6 +39,8 @@ interface TenantState {
   /** Counts readiness signals, so a fetch that started before one cannot undo it. */
   readyEpoch: number;
   blocked: boolean;
+  /** Blocked keeping its turn: rejoins the round at the head when unblocked. */
+  keepsTurn: boolean;
   /** Whether the state sits in the round (the linked list below). */
   inRound: boolean;
   prev: TenantState | null;
@@ -82,6 +84,7 @@ export class FairPicker {
         ready: false,
         readyEpoch: 0,
         blocked: false,
+        keepsTurn: false,
         inRound: false,
         prev: null,
         next: null,
@@ -147,16 +150,19 @@ export class FairPicker {
 
   /**
    * The tenant was just picked and its pool cannot lend now: skip it until
-   * {@link unblock}. It keeps its turn: that pick is not charged, and once unblocked the
-   * tenant rejoins the round at the head (tenants blocked earlier ahead of later ones),
-   * so a tenant that waits for a connection is not overtaken, pick after pick, by the
-   * tenant holding it.
+   * {@link unblock}. By default it keeps its turn: that pick is not charged, and once
+   * unblocked the tenant rejoins the round at the head (tenants blocked earlier ahead of
+   * later ones), so a tenant that waits for a connection is not overtaken, pick after
+   * pick, by the tenant holding it. With `keepTurn: false` (its database failed, rather
+   * than its pool being busy) the pick is spent and it rejoins at the tail, so a broken
+   * tenant is not retried first at every release.
    */
-  block(slug: string): void {
+  block(slug: string, { keepTurn = true }: { keepTurn?: boolean } = {}): void {
     const state = this.#tenants.get(slug);
     if (state === undefined || state.blocked) return;
     state.blocked = true;
-    state.deficit += 1;
+    state.keepsTurn = keepTurn;
+    if (keepTurn) state.deficit += 1;
     this.#blocked.add(state);
     this.#sync(state);
   }
@@ -270,9 +276,14 @@ export class FairPicker {
     else if (!eligible && state.inRound) this.#unlink(state);
   }
 
-  /** An unblocked tenant goes back to the head of the round, if it is eligible. */
+  /** An unblocked tenant goes back to the round: to its head if it kept its turn. */
   #rejoin(state: TenantState): void {
     state.blocked = false;
+    if (!state.keepsTurn) {
+      this.#sync(state);
+      return;
+    }
+    state.keepsTurn = false;
     if (!this.#eligible(state) || state.inRound) return;
     state.prev = null;
     state.next = this.#head;

@@ -144,6 +144,21 @@ describe('FairPicker', () => {
     expect(drain(picker, 3)).toEqual(['c', 'a', 'b']);
   });
 
+  it('spends the turn of a tenant blocked with keepTurn: false (its database failed): it rejoins at the tail', () => {
+    const picker = new FairPicker();
+    for (const slug of ['a', 'b', 'c']) {
+      picker.upsert({ slug, weight: 1, cap: 100 });
+      picker.markReady(slug);
+    }
+    expect(drain(picker, 1)).toEqual(['a']);
+    expect(picker.pick()).toBe('b');
+    picker.block('b', { keepTurn: false });
+    picker.finish('b');
+    expect(drain(picker, 2)).toEqual(['c', 'a']);
+    picker.unblockAll();
+    expect(drain(picker, 3)).toEqual(['c', 'a', 'b']);
+  });
+
   it('drops an empty tenant from the round and forgets the rest of its turn', () => {
     const picker = new FairPicker();
     picker.upsert({ slug: 'a', weight: 3, cap: 100 });
