@@ -14,6 +14,16 @@ function drain(picker: FairPicker, n: number): string[] {
   return order;
 }
 
+/** A picker with these tenants ready, weight 1 each and no cap to speak of. */
+function readyPicker(slugs: readonly string[]): FairPicker {
+  const picker = new FairPicker();
+  for (const slug of slugs) {
+    picker.upsert({ slug, weight: 1, cap: 100 });
+    picker.markReady(slug);
+  }
+  return picker;
+}
+
 function count(order: readonly string[], slug: string): number {
   return order.filter((s) => s === slug).length;
 }
@@ -116,11 +126,7 @@ describe('FairPicker', () => {
   });
 
   it('skips a blocked tenant until it is unblocked; it keeps its turn and rejoins at the head', () => {
-    const picker = new FairPicker();
-    for (const slug of ['a', 'b', 'c']) {
-      picker.upsert({ slug, weight: 1, cap: 100 });
-      picker.markReady(slug);
-    }
+    const picker = readyPicker(['a', 'b', 'c']);
     expect(drain(picker, 1)).toEqual(['a']);
     // b is picked, but its pool cannot lend.
     expect(picker.pick()).toBe('b');
@@ -145,11 +151,7 @@ describe('FairPicker', () => {
   });
 
   it('spends the turn of a tenant blocked with keepTurn: false (its database failed): it rejoins at the tail', () => {
-    const picker = new FairPicker();
-    for (const slug of ['a', 'b', 'c']) {
-      picker.upsert({ slug, weight: 1, cap: 100 });
-      picker.markReady(slug);
-    }
+    const picker = readyPicker(['a', 'b', 'c']);
     expect(drain(picker, 1)).toEqual(['a']);
     expect(picker.pick()).toBe('b');
     picker.block('b', { keepTurn: false });
