@@ -272,7 +272,7 @@ export class FairPicker {
   /** Puts the state in the round, or takes it out, to match its eligibility. */
   #sync(state: TenantState): void {
     const eligible = this.#eligible(state);
-    if (eligible && !state.inRound) this.#append(state);
+    if (eligible && !state.inRound) this.#link(state, 'tail');
     else if (!eligible && state.inRound) this.#unlink(state);
   }
 
@@ -284,22 +284,24 @@ export class FairPicker {
       return;
     }
     state.keepsTurn = false;
-    if (!this.#eligible(state) || state.inRound) return;
-    state.prev = null;
-    state.next = this.#head;
-    if (this.#head === null) this.#tail = state;
-    else this.#head.prev = state;
-    this.#head = state;
-    state.inRound = true;
-    this.#size += 1;
+    if (this.#eligible(state) && !state.inRound) this.#link(state, 'head');
   }
 
-  #append(state: TenantState): void {
-    state.prev = this.#tail;
-    state.next = null;
-    if (this.#tail === null) this.#head = state;
-    else this.#tail.next = state;
-    this.#tail = state;
+  /** Puts a state that is out of the round into it, at the head or the tail. */
+  #link(state: TenantState, end: 'head' | 'tail'): void {
+    if (end === 'head') {
+      state.prev = null;
+      state.next = this.#head;
+      if (this.#head === null) this.#tail = state;
+      else this.#head.prev = state;
+      this.#head = state;
+    } else {
+      state.prev = this.#tail;
+      state.next = null;
+      if (this.#tail === null) this.#head = state;
+      else this.#tail.next = state;
+      this.#tail = state;
+    }
     state.inRound = true;
     this.#size += 1;
   }
@@ -318,7 +320,7 @@ export class FairPicker {
   #rotate(state: TenantState): void {
     if (this.#tail === state) return;
     this.#unlink(state);
-    this.#append(state);
+    this.#link(state, 'tail');
   }
 }
 
