@@ -67,6 +67,29 @@ export async function deleteKeys(redis: Redis, prefix: string): Promise<void> {
   } while (cursor !== '0');
 }
 
+/**
+ * Counts a run's settled jobs; `finished` resolves at the `count`th. A failed job counts
+ * too (and is reported in `failures`), so a run can never hang on one.
+ */
+function completionTally(count: number) {
+  let settled = 0;
+  let finish!: () => void;
+  const tally = {
+    failures: 0,
+    finished: new Promise<void>((resolve) => {
+      finish = resolve;
+    }),
+    completed: () => {
+      if (++settled === count) finish();
+    },
+    failed: () => {
+      tally.failures += 1;
+      tally.completed();
+    },
+  };
+  return tally;
+}
+
 /** Adds `count` jobs to one plain BullMQ queue, in bulks of 1,000. */
 export async function rawEnqueue(
   queue: Queue,
@@ -101,11 +124,7 @@ export async function rawBullmqRun(
   const prefix = unique('bench_raw');
   const queue = new Queue('bench', { connection: redis, prefix });
   await rawEnqueue(queue, count);
-  let done = 0;
-  let finish!: () => void;
-  const finished = new Promise<void>((resolve) => {
-    finish = resolve;
-  });
+  const tally = completionTally(count);
   hooks.onStart?.();
   const started = performance.now();
   const worker = new Worker('bench', handler, {
@@ -114,22 +133,15 @@ export async function rawBullmqRun(
     concurrency,
     removeOnComplete: { count: 100 },
   });
-  // A failed job counts too (and is reported), so a run can never hang on one.
-  let failed = 0;
-  worker.on('completed', () => {
-    if (++done === count) finish();
-  });
-  worker.on('failed', () => {
-    failed += 1;
-    if (++done === count) finish();
-  });
-  await finished;
+  worker.on('completed', tally.completed);
+  worker.on('failed', tally.failed);
+  await tally.finished;
   const ms = performance.now() - started;
   hooks.onFinish?.();
   await worker.close();
   await queue.close();
   await deleteKeys(redis, prefix);
-  return { ops: count - failed, ms, failed };
+  return { ops: count - tally.failures, ms, failed: tally.failures };
 }
 
 /** Called around the timed part of a run: after enqueueing, and at the last completion. */
@@ -175,11 +187,7 @@ export async function fleetBullmqRun(
       })),
     );
   }
-  let done = 0;
-  let finish!: () => void;
-  const finished = new Promise<void>((resolve) => {
-    finish = resolve;
-  });
+  const tally = completionTally(run.jobs);
   run.onStart?.();
   const started = performance.now();
   const worker = fleet.worker(queue, run.handler, {
@@ -187,20 +195,12 @@ export async function fleetBullmqRun(
     perTenantConcurrency: run.concurrency,
     ...run.options,
   });
-  // A failed job counts too (and is reported), so a run can never hang on one.
-  let failed = 0;
-  const settle = () => {
-    if (++done === run.jobs) finish();
-  };
-  worker.on('job:completed', settle);
-  worker.on('job:failed', () => {
-    failed += 1;
-    settle();
-  });
-  await finished;
+  worker.on('job:completed', tally.completed);
+  worker.on('job:failed', tally.failed);
+  await tally.finished;
   const ms = performance.now() - started;
   run.onFinish?.();
   await fleet.close();
   await deleteKeys(redis, prefix);
-  return { ops: run.jobs - failed, ms, tenants: run.tenants, failed };
+  return { ops: run.jobs - tally.failures, ms, tenants: run.tenants, failed: tally.failures };
 }
