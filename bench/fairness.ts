@@ -12,7 +12,7 @@
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Fleet } from '../src/fleet.js';
-import { BullMqBackend } from '../src/queue/bullmq.js';
+import { BullMqBackend } from '../src/queue/bullmq/bullmq-engine.js';
 import { benchRegistry, deleteKeys, REDIS_URL, rawEnqueue, redisOptions, unique } from './fleet-setup.js';
 import { interleave, machine, percentile, type Sample } from './harness.js';
 

@@ -6,10 +6,10 @@ import { randomBytes } from 'node:crypto';
 import { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { Fleet } from '../src/fleet.js';
-import { BullMqBackend } from '../src/queue/bullmq.js';
+import { BullMqBackend } from '../src/queue/bullmq/bullmq-engine.js';
 import { connect } from '../src/tenancy/drivers/index.js';
-import { OrgRegistry } from '../src/tenancy/registry.js';
-import type { TenantPools } from '../src/tenancy/tenant-pools.js';
+import { OrgRegistry } from '../src/tenancy/registry/org-registry.js';
+import type { TenantPools } from '../src/tenancy/tenant-pools/tenant-pools.js';
 import type { JobHandler } from '../src/worker/job-context.js';
 import type { FleetWorkerOptions } from '../src/worker/worker-options.js';
 

@@ -16,8 +16,8 @@ import vm from 'node:vm';
 import pg from 'pg';
 import { connect } from '../src/tenancy/drivers/index.js';
 import type { Org } from '../src/tenancy/org.js';
-import { OrgRegistry } from '../src/tenancy/registry.js';
-import { TenantPools } from '../src/tenancy/tenant-pools.js';
+import { OrgRegistry } from '../src/tenancy/registry/org-registry.js';
+import { TenantPools } from '../src/tenancy/tenant-pools/tenant-pools.js';
 import { interleave, machine, percentile, type Sample } from './harness.js';
 
 const PG_URL = process.env.FLEET_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';

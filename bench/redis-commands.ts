@@ -8,7 +8,7 @@
  * `BENCH_JOBS` scales it (20,000 by default, as in bench/throughput.ts).
  */
 import { Redis } from 'ioredis';
-import { TenantPools } from '../src/tenancy/tenant-pools.js';
+import { TenantPools } from '../src/tenancy/tenant-pools/tenant-pools.js';
 import type { FleetWorkerOptions } from '../src/worker/worker-options.js';
 import { benchRegistry, fleetBullmqRun, REDIS_URL, rawBullmqRun } from './fleet-setup.js';
 import { machine } from './harness.js';

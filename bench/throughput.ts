@@ -17,7 +17,7 @@
  */
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { TenantPools } from '../src/tenancy/tenant-pools.js';
+import { TenantPools } from '../src/tenancy/tenant-pools/tenant-pools.js';
 import type { JobHandler } from '../src/worker/job-context.js';
 import type { FleetWorkerOptions } from '../src/worker/worker-options.js';
 import { benchRegistry, fleetBullmqRun, REDIS_URL, rawBullmqRun } from './fleet-setup.js';

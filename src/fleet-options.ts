@@ -1,10 +1,10 @@
 import type { Redis } from 'ioredis';
 import { ConfigError, describe } from './errors.js';
 import type { Logger } from './logger.js';
-import type { TenantQueueBackend } from './queue/backend.js';
-import type { TenantPoolsOptions } from './tenancy/pool-options.js';
-import type { OrgRegistry } from './tenancy/registry.js';
-import { TenantPools } from './tenancy/tenant-pools.js';
+import type { TenantQueueBackend } from './queue/engine.js';
+import type { OrgRegistry } from './tenancy/registry/org-registry.js';
+import type { TenantPoolsOptions } from './tenancy/tenant-pools/options.js';
+import { TenantPools } from './tenancy/tenant-pools/tenant-pools.js';
 
 /** Options of the pools a fleet opens itself: those of `TenantPools.open`, on the fleet's registry. */
 export type FleetPoolsOptions = Omit<TenantPoolsOptions, 'registry'>;

@@ -1,8 +1,6 @@
 // The public API of tenant-fleet: explicit named exports, nothing else.
 // Each block below belongs to one layer of DESIGN.md.
 
-// cli: handler files for `tenant-fleet worker --handlers`
-export { defineHandlers, type Handlers } from './cli/define-handlers.js';
 // errors
 export {
   AcquireTimeoutError,
@@ -22,6 +20,12 @@ export { Fleet, type FleetJob } from './fleet.js';
 export type { FleetOptions, FleetPoolsOptions, ResolvedFleetOptions } from './fleet-options.js';
 // logging (redacts URL passwords)
 export { createLogger, type Logger, type LoggerOptions } from './logger.js';
+export {
+  BullMqBackend,
+  type BullMqBackendEventMap,
+  type BullMqBackendOptions,
+  type ResolvedBullMqBackendOptions,
+} from './queue/bullmq/bullmq-engine.js';
 // queue
 export type {
   ActiveJob,
@@ -35,18 +39,12 @@ export type {
   JobOptions,
   JobState,
   TenantQueueBackend,
-} from './queue/backend.js';
-export {
-  BullMqBackend,
-  type BullMqBackendEventMap,
-  type BullMqBackendOptions,
-  type ResolvedBullMqBackendOptions,
-} from './queue/bullmq.js';
+} from './queue/engine.js';
 export {
   MemoryBackend,
   type MemoryBackendOptions,
   type ResolvedMemoryBackendOptions,
-} from './queue/memory.js';
+} from './queue/memory/memory-engine.js';
 // scheduler: cron fan-out, catch-up state, startup jobs, tenant migrations
 export {
   applyMigrations,
@@ -94,9 +92,6 @@ export {
   migrateTenants,
   type TenantMigrationFailure,
 } from './scheduler/tenant-migrations.js';
-// tenancy: TenantPools, the budgeted, LRU-evicting per-tenant connection pools
-export type { BudgetSnapshot } from './tenancy/budget.js';
-export type { CloseReason } from './tenancy/connection-pool.js';
 // tenancy: drivers
 export type { Backend, RawConnection, Row } from './tenancy/drivers/driver.js';
 // tenancy: orgs
@@ -108,17 +103,9 @@ export {
   validateSchemaName,
   validateSlug,
 } from './tenancy/org.js';
-// tenancy: TenantPools options, stats and prewarm report
-export type { ResolvedTenantPoolsOptions, TenantPoolsOptions } from './tenancy/pool-options.js';
-export type {
-  EvictReason,
-  PoolCounters,
-  PoolEventInfo,
-  PoolStats,
-  TenantPoolsEventMap,
-  TenantPoolsStats,
-} from './tenancy/pool-stats.js';
-export type { PrewarmReport } from './tenancy/prewarm.js';
+// tenancy: TenantPools, the budgeted, LRU-evicting per-tenant connection pools
+export type { BudgetSnapshot } from './tenancy/pool/budget.js';
+export type { CloseReason } from './tenancy/pool/connection-pool.js';
 // tenancy: registry and secrets
 export {
   type OrgCountOptions,
@@ -126,8 +113,8 @@ export {
   OrgRegistry,
   type OrgRegistryOptions,
   type ResolvedOrgRegistryOptions,
-} from './tenancy/registry.js';
-export type { ProvisionResult } from './tenancy/registry-provision.js';
+} from './tenancy/registry/org-registry.js';
+export type { ProvisionResult } from './tenancy/registry/provision.js';
 export {
   ChainSecretsResolver,
   type ChainSecretsResolverOptions,
@@ -137,9 +124,22 @@ export {
   LiteralSecretsResolver,
   type SecretsResolver,
 } from './tenancy/secrets.js';
-export type { TenantConnection } from './tenancy/tenant-connection.js';
+// tenancy: TenantPools options, stats and prewarm report
+export type { ResolvedTenantPoolsOptions, TenantPoolsOptions } from './tenancy/tenant-pools/options.js';
+export type { PrewarmReport } from './tenancy/tenant-pools/prewarm.js';
+export type {
+  EvictReason,
+  PoolCounters,
+  PoolEventInfo,
+  PoolStats,
+  TenantPoolsEventMap,
+  TenantPoolsStats,
+} from './tenancy/tenant-pools/stats.js';
+export type { TenantConnection } from './tenancy/tenant-pools/tenant-connection.js';
 // tenancy: TenantPools itself
-export { type AcquireOptions, TenantPools } from './tenancy/tenant-pools.js';
+export { type AcquireOptions, TenantPools } from './tenancy/tenant-pools/tenant-pools.js';
+// cli: handler files for `tenant-fleet worker --handlers`
+export { defineHandlers, type Handlers } from './worker/define-handlers.js';
 // worker: fair pulling across tenants, the handler's context
 export { FleetWorker } from './worker/fleet-worker.js';
 export type { JobContext, JobHandler } from './worker/job-context.js';

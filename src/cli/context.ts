@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import pino from 'pino';
 import { createLogger, type Logger } from '../logger.js';
-import type { OrgRegistry } from '../tenancy/registry.js';
+import type { OrgRegistry } from '../tenancy/registry/org-registry.js';
 import { type FleetConfig, loadConfig, requireRegistryUrl } from './config.js';
 
 /** The flags every command takes (see `program.ts`). */
@@ -56,7 +56,7 @@ export function cliLogger(
 /** Opens the registry the configuration names and makes sure its table exists. */
 export async function openRegistry(config: FleetConfig, logger: Logger): Promise<OrgRegistry> {
   // Loaded on demand: `--help` and usage errors should not pay for every database driver.
-  const { OrgRegistry } = await import('../tenancy/registry.js');
+  const { OrgRegistry } = await import('../tenancy/registry/org-registry.js');
   const registry = await OrgRegistry.open(requireRegistryUrl(config), { logger });
   try {
     await registry.migrate();

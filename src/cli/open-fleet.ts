@@ -5,8 +5,8 @@
  */
 import { Fleet } from '../fleet.js';
 import type { Logger } from '../logger.js';
-import type { OrgRegistry } from '../tenancy/registry.js';
-import { TenantPools } from '../tenancy/tenant-pools.js';
+import type { OrgRegistry } from '../tenancy/registry/org-registry.js';
+import { TenantPools } from '../tenancy/tenant-pools/tenant-pools.js';
 import type { FleetConfig } from './config.js';
 import { openRegistry } from './context.js';
 

@@ -3,13 +3,13 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
-import { demoCommand } from './demo.js';
-import { enqueueCommand } from './enqueue.js';
-import { migrateCommand } from './migrate.js';
-import { orgsCommand, provisionCommand } from './orgs.js';
-import { prewarmCommand } from './prewarm.js';
-import { schedulerCommand } from './scheduler.js';
-import { workerCommand } from './worker.js';
+import { enqueueCommand } from './commands/enqueue.js';
+import { migrateCommand } from './commands/migrate.js';
+import { orgsCommand, provisionCommand } from './commands/orgs.js';
+import { prewarmCommand } from './commands/prewarm.js';
+import { schedulerCommand } from './commands/scheduler.js';
+import { workerCommand } from './commands/worker.js';
+import { demoCommand } from './demo/demo.js';
 
 /** Builds the program; `main.ts` parses `process.argv` with it, tests may parse their own. */
 export function buildProgram(): Command {

@@ -3,7 +3,7 @@
  * engine so that the same input is accepted or rejected the same way everywhere.
  */
 import { describe, ValidationError } from '../errors.js';
-import type { BackoffOptions, EnqueueJob } from './backend.js';
+import type { BackoffOptions, EnqueueJob } from './engine.js';
 
 /**
  * The largest priority number a job may carry. BullMQ scores a prioritised job

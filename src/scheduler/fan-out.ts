@@ -8,7 +8,7 @@
  * each tenant's job exactly once.
  */
 import { TenantInactiveError, UnknownTenantError } from '../errors.js';
-import type { EnqueueJob, JobOptions } from '../queue/backend.js';
+import type { EnqueueJob, JobOptions } from '../queue/engine.js';
 import type { Org } from '../tenancy/org.js';
 
 /** What the scheduler needs of the registry: active orgs in slug order, a page at a time. */

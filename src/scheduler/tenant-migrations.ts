@@ -7,7 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { ConfigError, describe } from '../errors.js';
-import type { BatchProgress, JobInfo } from '../queue/backend.js';
+import type { BatchProgress, JobInfo } from '../queue/engine.js';
 import {
   applyMigrations,
   type MigrationConnection,

@@ -1,6 +1,6 @@
 import { ConfigError } from '../errors.js';
 import type { Org } from '../tenancy/org.js';
-import type { TenantConnection } from '../tenancy/tenant-connection.js';
+import type { TenantConnection } from '../tenancy/tenant-pools/tenant-connection.js';
 import type { FairPicker } from './fair-picker.js';
 import type { ConnectionLender } from './worker-types.js';
 

@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
 import { describe } from '../errors.js';
-import type { ActiveJob } from '../queue/backend.js';
+import type { ActiveJob } from '../queue/engine.js';
 import type { Org } from '../tenancy/org.js';
-import type { TenantConnection } from '../tenancy/tenant-connection.js';
+import type { TenantConnection } from '../tenancy/tenant-pools/tenant-connection.js';
 
 /** What a handler gets besides its job. */
 export interface JobContext {

@@ -1,4 +1,4 @@
-import type { ActiveJob, TenantQueueBackend } from '../queue/backend.js';
+import type { ActiveJob, TenantQueueBackend } from '../queue/engine.js';
 
 /**
  * The key of a running job in a worker's maps. A caller-chosen `jobId` is unique only

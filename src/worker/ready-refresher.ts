@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { TenantQueueBackend } from '../queue/backend.js';
+import type { TenantQueueBackend } from '../queue/engine.js';
 import type { TenantDirectory } from './tenant-directory.js';
 
 // How long the loop rests after the engine failed, so a Redis outage is not a busy loop.

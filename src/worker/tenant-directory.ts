@@ -1,5 +1,5 @@
 import { UnknownTenantError } from '../errors.js';
-import type { TenantQueueBackend } from '../queue/backend.js';
+import type { TenantQueueBackend } from '../queue/engine.js';
 import type { Org } from '../tenancy/org.js';
 import type { FairPicker } from './fair-picker.js';
 

@@ -1,8 +1,8 @@
 /** The types a FleetWorker is built from and the events it emits. */
 import type { Logger } from 'pino';
-import type { ActiveJob, TenantQueueBackend } from '../queue/backend.js';
+import type { ActiveJob, TenantQueueBackend } from '../queue/engine.js';
 import type { Org } from '../tenancy/org.js';
-import type { TenantConnection } from '../tenancy/tenant-connection.js';
+import type { TenantConnection } from '../tenancy/tenant-pools/tenant-connection.js';
 
 /** Where the worker reads orgs: an `OrgRegistry` fits. */
 export interface OrgSource {

@@ -3,7 +3,7 @@
  * back by the worker command from a module's default export.
  */
 import { describe, expect, expectTypeOf, it } from 'vitest';
-import { defineHandlers, handlersOf } from '../../src/cli/define-handlers.js';
+import { defineHandlers, handlersOf } from '../../src/worker/define-handlers.js';
 import type { JobContext } from '../../src/worker/job-context.js';
 
 describe('defineHandlers', () => {

@@ -8,7 +8,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DEMO_TENANTS } from '../../src/cli/demo-setup.js';
+import { DEMO_TENANTS } from '../../src/cli/demo/setup.js';
 import { deletePrefix } from '../queue/engines.js';
 import { REDIS_URL, tempDir, uniqueName } from '../support/services.js';
 import { startCli, waitFor } from './support.js';

@@ -5,7 +5,7 @@
  */
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { BullMqBackend } from '../../src/queue/bullmq.js';
+import type { BullMqBackend } from '../../src/queue/bullmq/bullmq-engine.js';
 import { REDIS_URL, uniqueName } from '../support/services.js';
 import { deletePrefix, openBullMq } from './engines.js';
 

@@ -4,9 +4,9 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/errors.js';
-import type { ActiveJob } from '../../src/queue/backend.js';
-import { BullMqBackend } from '../../src/queue/bullmq.js';
-import type { BullMqLease } from '../../src/queue/bullmq-jobs.js';
+import { BullMqBackend } from '../../src/queue/bullmq/bullmq-engine.js';
+import type { BullMqLease } from '../../src/queue/bullmq/jobs.js';
+import type { ActiveJob } from '../../src/queue/engine.js';
 import { REDIS_URL } from '../support/services.js';
 import { deletePrefix, openBullMq } from './engines.js';
 

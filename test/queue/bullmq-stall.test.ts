@@ -8,7 +8,7 @@
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BullMqBackend } from '../../src/queue/bullmq.js';
+import { BullMqBackend } from '../../src/queue/bullmq/bullmq-engine.js';
 import { uniqueName } from '../support/services.js';
 import { type PrivateRedis, startPrivateRedis } from './private-redis.js';
 

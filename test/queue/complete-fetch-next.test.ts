@@ -6,7 +6,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ValidationError } from '../../src/errors.js';
-import type { TenantQueueBackend } from '../../src/queue/backend.js';
+import type { TenantQueueBackend } from '../../src/queue/engine.js';
 import { uniqueName } from '../support/services.js';
 import { type EngineHarness, engines } from './engines.js';
 

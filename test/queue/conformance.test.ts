@@ -3,7 +3,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ClosedError, ValidationError } from '../../src/errors.js';
-import type { ActiveJob, TenantQueueBackend } from '../../src/queue/backend.js';
+import type { ActiveJob, TenantQueueBackend } from '../../src/queue/engine.js';
 import { MAX_PRIORITY } from '../../src/queue/job-input.js';
 import { uniqueName } from '../support/services.js';
 import { type EngineHarness, engines } from './engines.js';

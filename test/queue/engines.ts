@@ -3,9 +3,9 @@
  * (a random Redis prefix) and cleaned up afterwards, the way kysely loops over dialects.
  */
 import { Redis } from 'ioredis';
-import type { TenantQueueBackend } from '../../src/queue/backend.js';
-import { BullMqBackend, type BullMqBackendOptions } from '../../src/queue/bullmq.js';
-import { MemoryBackend } from '../../src/queue/memory.js';
+import { BullMqBackend, type BullMqBackendOptions } from '../../src/queue/bullmq/bullmq-engine.js';
+import type { TenantQueueBackend } from '../../src/queue/engine.js';
+import { MemoryBackend } from '../../src/queue/memory/memory-engine.js';
 import { REDIS_URL, uniqueName } from '../support/services.js';
 
 /** One engine under test. */

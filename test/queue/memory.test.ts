@@ -3,7 +3,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/errors.js';
-import { MemoryBackend } from '../../src/queue/memory.js';
+import { MemoryBackend } from '../../src/queue/memory/memory-engine.js';
 
 describe('MemoryBackend', () => {
   it('keeps counts of every finished job but only the newest bodies', async () => {

@@ -8,11 +8,11 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Fleet } from '../../src/fleet.js';
-import { MemoryBackend } from '../../src/queue/memory.js';
+import { MemoryBackend } from '../../src/queue/memory/memory-engine.js';
 import { loadMigrations } from '../../src/scheduler/migration-files.js';
 import { migrateTenants } from '../../src/scheduler/tenant-migrations.js';
-import { OrgRegistry } from '../../src/tenancy/registry.js';
-import { TenantPools } from '../../src/tenancy/tenant-pools.js';
+import { OrgRegistry } from '../../src/tenancy/registry/org-registry.js';
+import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
 import { tempDir, uniqueName } from '../support/services.js';
 import { type BackendCase, mysqlCase, postgresCase, type Store, sqliteCase } from '../tenancy/backends.js';
 

@@ -7,8 +7,8 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prewarmJob, runStartupJobs, type StartupJob } from '../../src/scheduler/startup.js';
-import { OrgRegistry } from '../../src/tenancy/registry.js';
-import { TenantPools } from '../../src/tenancy/tenant-pools.js';
+import { OrgRegistry } from '../../src/tenancy/registry/org-registry.js';
+import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
 import { tempDir } from '../support/services.js';
 import { gate } from '../worker/support.js';
 

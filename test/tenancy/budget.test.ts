@@ -11,7 +11,7 @@ import {
   ConnectionBudget,
   type IdleSlot,
   MemberRequests,
-} from '../../src/tenancy/budget.js';
+} from '../../src/tenancy/pool/budget.js';
 
 interface TestSlot extends IdleSlot {
   name: string;

@@ -7,7 +7,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, type RawConnection } from '../../src/tenancy/drivers/index.js';
 import type { OrgInput } from '../../src/tenancy/org.js';
-import { OrgRegistry } from '../../src/tenancy/registry.js';
+import { OrgRegistry } from '../../src/tenancy/registry/org-registry.js';
 import { MYSQL_URL, PG_URL, tempDir, uniqueName, withDatabase } from '../support/services.js';
 
 /** A registry on its own Postgres database, plus admin access to create tenant databases. */

@@ -18,7 +18,7 @@ import {
 } from '../../src/errors.js';
 import { connect } from '../../src/tenancy/drivers/index.js';
 import type { Org, OrgInput } from '../../src/tenancy/org.js';
-import { OrgRegistry } from '../../src/tenancy/registry.js';
+import { OrgRegistry } from '../../src/tenancy/registry/org-registry.js';
 import { ChainSecretsResolver } from '../../src/tenancy/secrets.js';
 import { tempDir, uniqueName } from '../support/services.js';
 import { type BackendCase, mysqlCase, postgresCase, type Store, sqliteCase } from './backends.js';

@@ -10,8 +10,8 @@ import {
   UnknownTenantError,
   ValidationError,
 } from '../../src/errors.js';
-import { resolveTenantPoolsOptions } from '../../src/tenancy/pool-options.js';
-import { TenantPools } from '../../src/tenancy/tenant-pools.js';
+import { resolveTenantPoolsOptions } from '../../src/tenancy/tenant-pools/options.js';
+import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
 import { addDatabaseTenants, type PgWorld, pgWorld, slugs, until } from './pools-fixture.js';
 
 let world: PgWorld;

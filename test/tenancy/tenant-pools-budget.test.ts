@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Org } from '../../src/tenancy/org.js';
-import { TenantPools } from '../../src/tenancy/tenant-pools.js';
+import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
 import { mysqlDatabase, type PgWorld, pgWorld, sampleMax, slugs } from './pools-fixture.js';
 
 let world: PgWorld;

@@ -4,7 +4,7 @@
  * (issue 3, item 7).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TenantPools } from '../../src/tenancy/tenant-pools.js';
+import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
 import {
   type MysqlDatabase,
   mysqlDatabase,

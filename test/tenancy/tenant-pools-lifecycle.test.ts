@@ -4,8 +4,8 @@
  * picked up after `invalidate` or a lifetime recycle (issue 3, item 9).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CloseReason } from '../../src/tenancy/connection-pool.js';
-import { TenantPools } from '../../src/tenancy/tenant-pools.js';
+import type { CloseReason } from '../../src/tenancy/pool/connection-pool.js';
+import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
 import { uniqueName } from '../support/services.js';
 import { type PgWorld, pgWorld, slugs } from './pools-fixture.js';
 

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PoolCapacityError } from '../../src/errors.js';
-import { TenantPools } from '../../src/tenancy/tenant-pools.js';
+import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
 import { addDatabaseTenants, type PgWorld, pgWorld, slugs, sqliteFolder, until } from './pools-fixture.js';
 
 let world: PgWorld;

@@ -7,7 +7,7 @@
  */
 import { setImmediate as nextMacrotask } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TenantPools } from '../../src/tenancy/tenant-pools.js';
+import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
 import { type PgWorld, pgWorld, slugs } from './pools-fixture.js';
 import { type TcpProxy, tcpProxy } from './tcp-proxy.js';
 

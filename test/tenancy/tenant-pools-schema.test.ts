@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from '../../src/tenancy/drivers/index.js';
-import { TenantPools } from '../../src/tenancy/tenant-pools.js';
+import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
 import { type PgWorld, pgWorld, slugs } from './pools-fixture.js';
 
 let world: PgWorld;

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AcquireTimeoutError } from '../../src/errors.js';
-import { TenantPools } from '../../src/tenancy/tenant-pools.js';
+import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
 import { addDatabaseTenants, type PgWorld, pgWorld, slugs, until } from './pools-fixture.js';
 
 let world: PgWorld;

@@ -5,7 +5,7 @@
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { connect } from '../../src/tenancy/drivers/index.js';
-import { TenantPools } from '../../src/tenancy/tenant-pools.js';
+import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
 import { FleetWorker } from '../../src/worker/fleet-worker.js';
 import { engines } from '../queue/engines.js';
 import { PG_URL, uniqueName, withDatabase } from '../support/services.js';

@@ -11,9 +11,9 @@ import {
   UnknownTenantError,
   ValidationError,
 } from '../../src/errors.js';
-import type { ActiveJob } from '../../src/queue/backend.js';
-import type { TenantConnection } from '../../src/tenancy/tenant-connection.js';
-import { TenantPools } from '../../src/tenancy/tenant-pools.js';
+import type { ActiveJob } from '../../src/queue/engine.js';
+import type { TenantConnection } from '../../src/tenancy/tenant-pools/tenant-connection.js';
+import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
 import { FleetWorker } from '../../src/worker/fleet-worker.js';
 import { UnrecoverableError } from '../../src/worker/unrecoverable-error.js';
 import { engines } from '../queue/engines.js';

@@ -5,9 +5,9 @@
 import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest';
 import { ClosedError, ConfigError } from '../../src/errors.js';
 import { Fleet } from '../../src/fleet.js';
-import type { ActiveJob } from '../../src/queue/backend.js';
+import type { ActiveJob } from '../../src/queue/engine.js';
 import type { Org } from '../../src/tenancy/org.js';
-import type { TenantConnection } from '../../src/tenancy/tenant-connection.js';
+import type { TenantConnection } from '../../src/tenancy/tenant-pools/tenant-connection.js';
 import type { FleetWorker } from '../../src/worker/fleet-worker.js';
 import type { JobContext, JobHandler } from '../../src/worker/job-context.js';
 import { deletePrefix } from '../queue/engines.js';

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Fleet } from '../../src/fleet.js';
-import { BullMqBackend } from '../../src/queue/bullmq.js';
+import { BullMqBackend } from '../../src/queue/bullmq/bullmq-engine.js';
 import { REDIS_URL, uniqueName } from '../support/services.js';
 import type { FleetProcessConfig, FleetProcessMessage } from './fixtures/fleet-process.js';
 import { openRegistry, type RegistryFixture, until } from './support.js';

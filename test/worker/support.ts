@@ -5,8 +5,8 @@
  */
 import { Fleet } from '../../src/fleet.js';
 import type { OrgInput } from '../../src/tenancy/org.js';
-import { OrgRegistry } from '../../src/tenancy/registry.js';
-import type { TenantPools } from '../../src/tenancy/tenant-pools.js';
+import { OrgRegistry } from '../../src/tenancy/registry/org-registry.js';
+import type { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
 import type { EngineCase, EngineHarness } from '../queue/engines.js';
 import { uniqueName } from '../support/services.js';
 import { postgresCase, type Store } from '../tenancy/backends.js';

@@ -1,0 +1,180 @@
+/** `tenant-fleet orgs add|list|update|deactivate` and `tenant-fleet provision`. */
+import { Command } from 'commander';
+import type { Org, OrgInput, OrgPatch } from '../../tenancy/org.js';
+import { publicOrg } from '../../tenancy/org.js';
+import { cliLogger, configFor, openRegistry, print } from '../context.js';
+import { integer, integerOrNone, oneOf } from '../parse.js';
+
+interface OrgFlags {
+  mode?: 'schema' | 'database';
+  databaseUrl?: string;
+  schema?: string;
+  weight?: number;
+  maxConcurrency?: number | null;
+  maxConnections?: number | null;
+  inactive?: boolean;
+  provision?: boolean;
+  json?: boolean;
+}
+
+/** Runs `fn` with the registry the command's configuration names, then closes it. */
+async function withRegistry<T>(
+  command: Command,
+  fn: (registry: Awaited<ReturnType<typeof openRegistry>>) => Promise<T>,
+): Promise<T> {
+  const config = await configFor(command);
+  const registry = await openRegistry(config, cliLogger(config));
+  try {
+    return await fn(registry);
+  } finally {
+    await registry.close();
+  }
+}
+
+function describeOrg(org: Org): string {
+  const safe = publicOrg(org);
+  const where = safe.storageMode === 'schema' ? `schema ${safe.schemaName}` : `database ${safe.databaseUrl}`;
+  const limits = [
+    `weight ${safe.weight}`,
+    safe.maxConcurrency === null ? null : `maxConcurrency ${safe.maxConcurrency}`,
+    safe.maxConnections === null ? null : `maxConnections ${safe.maxConnections}`,
+  ].filter(Boolean);
+  return `${safe.slug}\t${safe.active ? 'active' : 'inactive'}\t${where}\t${limits.join(', ')}`;
+}
+
+function output(org: Org, json: boolean | undefined): void {
+  print(json ? JSON.stringify(publicOrg(org)) : describeOrg(org));
+}
+
+/** The `orgs` command group. */
+export function orgsCommand(): Command {
+  const orgs = new Command('orgs').description('add, list, update and deactivate tenants in the registry');
+
+  orgs
+    .command('add')
+    .description('register a tenant (schema mode needs a Postgres registry)')
+    .argument('<slug>', 'the tenant slug: a-z, 0-9, - and _, 1–63 characters')
+    .option('--mode <mode>', 'storage mode: schema or database', oneOf(['schema', 'database'] as const))
+    .option('--database-url <url>', 'database mode: the URL or secret reference (env://NAME, file:///path)')
+    .option('--schema <name>', 'schema mode: the schema name (default: the slug with - turned to _)')
+    .option('--weight <n>', 'fair-share weight', integer(1))
+    .option('--max-concurrency <n>', 'jobs of this tenant running at once across the fleet', integer(1))
+    .option('--max-connections <n>', "this tenant's pool size", integer(1))
+    .option('--inactive', 'register it deactivated')
+    .option('--provision', 'also create its schema or database')
+    .option('--json', 'print the org as JSON')
+    .action(async (slug: string, flags: OrgFlags, command: Command) => {
+      await withRegistry(command, async (registry) => {
+        const input: OrgInput = {
+          slug,
+          ...(flags.mode ? { storageMode: flags.mode } : {}),
+          ...(flags.databaseUrl ? { databaseUrl: flags.databaseUrl } : {}),
+          ...(flags.schema ? { schemaName: flags.schema } : {}),
+          ...(flags.weight ? { weight: flags.weight } : {}),
+          ...(flags.maxConcurrency ? { maxConcurrency: flags.maxConcurrency } : {}),
+          ...(flags.maxConnections ? { maxConnections: flags.maxConnections } : {}),
+          ...(flags.inactive ? { active: false } : {}),
+        };
+        const org = await registry.add(input);
+        output(org, flags.json);
+        if (flags.provision) {
+          const result = await registry.provision(slug);
+          if (!flags.json)
+            print(`provisioned ${result.storageMode} ${result.target}${result.created ? '' : ' (existed)'}`);
+        }
+      });
+    });
+
+  orgs
+    .command('list')
+    .description('list tenants ordered by slug')
+    .option('--active', 'only active tenants')
+    .option('--inactive', 'only deactivated tenants')
+    .option('--after <slug>', 'start after this slug (paging)')
+    .option('--limit <n>', 'at most this many', integer(1))
+    .option('--json', 'one JSON object per line')
+    .action(
+      async (
+        flags: { active?: boolean; inactive?: boolean; after?: string; limit?: number; json?: boolean },
+        command: Command,
+      ) => {
+        await withRegistry(command, async (registry) => {
+          const active = flags.active ? true : flags.inactive ? false : undefined;
+          const orgs = await registry.list({
+            ...(active === undefined ? {} : { active }),
+            ...(flags.after ? { after: flags.after } : {}),
+            ...(flags.limit ? { limit: flags.limit } : {}),
+          });
+          for (const org of orgs) output(org, flags.json);
+          if (!flags.json) process.stderr.write(`${orgs.length} org${orgs.length === 1 ? '' : 's'}\n`);
+        });
+      },
+    );
+
+  orgs
+    .command('update')
+    .description("change a tenant's settings (never its slug)")
+    .argument('<slug>', 'the tenant slug')
+    .option('--weight <n>', 'fair-share weight', integer(1))
+    .option('--max-concurrency <n>', 'jobs running at once across the fleet, or none', integerOrNone)
+    .option('--max-connections <n>', 'pool size, or none for the default', integerOrNone)
+    .option('--database-url <url>', 'database mode: the URL or secret reference')
+    .option('--activate', 'reactivate a deactivated tenant')
+    .option('--json', 'print the org as JSON')
+    .action(async (slug: string, flags: OrgFlags & { activate?: boolean }, command: Command) => {
+      await withRegistry(command, async (registry) => {
+        const patch: OrgPatch = {
+          ...(flags.weight !== undefined ? { weight: flags.weight } : {}),
+          ...(flags.maxConcurrency !== undefined ? { maxConcurrency: flags.maxConcurrency } : {}),
+          ...(flags.maxConnections !== undefined ? { maxConnections: flags.maxConnections } : {}),
+          ...(flags.databaseUrl !== undefined ? { databaseUrl: flags.databaseUrl } : {}),
+          ...(flags.activate ? { active: true } : {}),
+        };
+        output(await registry.update(slug, patch), flags.json);
+      });
+    });
+
+  orgs
+    .command('deactivate')
+    .description('deactivate a tenant: no new jobs, no fan-outs')
+    .argument('<slug>', 'the tenant slug')
+    .option('--json', 'print the org as JSON')
+    .action(async (slug: string, flags: { json?: boolean }, command: Command) => {
+      await withRegistry(command, async (registry) => output(await registry.deactivate(slug), flags.json));
+    });
+
+  return orgs;
+}
+
+/** `provision <slug...>` or `provision --all`: create tenants' schemas or databases. */
+export function provisionCommand(): Command {
+  return new Command('provision')
+    .description('create the schema (schema mode) or database (database mode) of tenants; idempotent')
+    .argument('[slugs...]', 'the tenants to provision')
+    .option('--all', 'every active tenant')
+    .option('--json', 'one JSON result per line')
+    .action(async (slugs: string[], flags: { all?: boolean; json?: boolean }, command: Command) => {
+      if (slugs.length === 0 && !flags.all)
+        command.error('error: give tenant slugs or --all', { exitCode: 2 });
+      await withRegistry(command, async (registry) => {
+        const targets = [...slugs];
+        if (flags.all) {
+          let after: string | undefined;
+          for (;;) {
+            const page = await registry.list({ active: true, limit: 500, ...(after ? { after } : {}) });
+            targets.push(...page.map((org) => org.slug));
+            if (page.length < 500) break;
+            after = page[page.length - 1]!.slug;
+          }
+        }
+        for (const slug of targets) {
+          const result = await registry.provision(slug);
+          print(
+            flags.json
+              ? JSON.stringify(result)
+              : `${slug}\t${result.storageMode}\t${result.backend}\t${result.target}\t${result.created ? 'created' : 'existed'}`,
+          );
+        }
+      });
+    });
+}

@@ -1,0 +1,113 @@
+/** `tenant-fleet worker`: run handlers for one or more queues until SIGINT/SIGTERM. */
+import { Command } from 'commander';
+import { ConfigError } from '../../errors.js';
+import { prewarmJob, runStartupJobs, type StartupMode } from '../../scheduler/startup.js';
+import { handlersOf } from '../../worker/define-handlers.js';
+import type { FleetWorker } from '../../worker/fleet-worker.js';
+import { cliLogger, configFor } from '../context.js';
+import { loadUserModule } from '../load-module.js';
+import { collect, integer, oneOf } from '../parse.js';
+import { waitForShutdown } from '../shutdown.js';
+import type { RunningSchedules } from '../start-schedules.js';
+
+interface WorkerFlags {
+  queue?: string[];
+  handlers: string;
+  concurrency?: number;
+  perTenantConcurrency?: number;
+  jobsPerTurn?: number;
+  startup?: StartupMode;
+  prewarm: boolean;
+  schedules?: boolean;
+}
+
+/** The `worker` command. */
+export function workerCommand(): Command {
+  return new Command('worker')
+    .description('run job handlers for queues, fairly across tenants, until SIGINT or SIGTERM')
+    .requiredOption(
+      '--handlers <path>',
+      'module whose default export is defineHandlers({ <queue>: handler })',
+    )
+    .option(
+      '--queue <name>',
+      'queue to work (repeatable; default: every queue of the handlers file)',
+      collect,
+    )
+    .option('--concurrency <n>', 'jobs at once per queue (default: worker.concurrency, 8)', integer(1))
+    .option('--per-tenant-concurrency <n>', 'jobs of one tenant at once per queue', integer(1))
+    .option('--jobs-per-turn <n>', 'jobs run back to back for a tenant on its turn (default 4)', integer(1))
+    .option(
+      '--startup <mode>',
+      'run startup jobs before fetching (blocking) or beside it (background)',
+      oneOf(['blocking', 'background'] as const),
+    )
+    .option('--no-prewarm', 'skip the pool prewarm startup job')
+    .option('--schedules', "also run the config's schedules in this process (needed with the memory engine)")
+    .action(async (flags: WorkerFlags, command: Command) => {
+      // Listen before anything slow starts, so an early Ctrl-C is a graceful stop too.
+      const shutdown = waitForShutdown();
+      const config = await configFor(command);
+      const logger = cliLogger(config, 'info');
+      const module = await loadUserModule(flags.handlers, 'handlers');
+      const handlers = handlersOf(module, flags.handlers);
+      const queues = flags.queue ?? Object.keys(handlers);
+      for (const queue of queues) {
+        if (!handlers[queue]) {
+          throw new ConfigError(
+            'queue',
+            `Expected a handler for queue \`${queue}\` in ${flags.handlers}, got handlers for ${Object.keys(handlers).join(', ')}`,
+          );
+        }
+      }
+      const { openFleet } = await import('../open-fleet.js');
+      const { startSchedules } = await import('../start-schedules.js');
+      const handle = await openFleet(config, logger);
+      const stop = new AbortController();
+      void shutdown.then(() => stop.abort());
+      const workers: FleetWorker[] = [];
+      let schedules: RunningSchedules | undefined;
+      try {
+        const startup = await runStartupJobs(
+          flags.prewarm && config.worker.prewarm ? [prewarmJob(handle.pools)] : [],
+          {
+            mode: flags.startup ?? config.worker.startup,
+            logger,
+            signal: stop.signal,
+          },
+        );
+        const perTenantConcurrency = flags.perTenantConcurrency ?? config.worker.perTenantConcurrency;
+        const jobsPerTurn = flags.jobsPerTurn ?? config.worker.jobsPerTurn;
+        for (const queue of stop.signal.aborted ? [] : queues) {
+          workers.push(
+            handle.fleet.worker(queue, handlers[queue]!, {
+              concurrency: flags.concurrency ?? config.worker.concurrency,
+              shutdownTimeoutMs: config.worker.shutdownTimeoutMs,
+              ...(perTenantConcurrency ? { perTenantConcurrency } : {}),
+              ...(jobsPerTurn ? { jobsPerTurn } : {}),
+            }),
+          );
+        }
+        if (flags.schedules && !stop.signal.aborted)
+          schedules = await startSchedules(handle, config.schedules);
+        logger.info(
+          {
+            queues,
+            engine: config.engine,
+            prefix: config.prefix,
+            jobsPerTurn: workers[0]?.options.jobsPerTurn,
+          },
+          'worker running; SIGINT or SIGTERM stops it',
+        );
+        const signal = await shutdown;
+        logger.info({ signal }, 'shutting down: finishing running jobs');
+        await schedules?.close();
+        await Promise.all(workers.map((worker) => worker.close()));
+        await startup.done;
+      } finally {
+        stop.abort();
+        await schedules?.close();
+        await handle.close();
+      }
+    });
+}

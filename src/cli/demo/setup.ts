@@ -1,0 +1,91 @@
+/**
+ * The demo's world under `.fleet/`: a SQLite registry, 20 tenants each with a SQLite
+ * database of its own, and one migration creating the table the demo handler writes to.
+ * Every step is idempotent, so a second `npm start` reuses what the first one made.
+ */
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { OrgRegistry } from '../../tenancy/registry/org-registry.js';
+
+/** The demo tenants; `noisy` floods its queue to show that the others are still served. */
+export const DEMO_TENANTS = [
+  'acme',
+  'aperture',
+  'black-mesa',
+  'cyberdyne',
+  'dunder-mifflin',
+  'globex',
+  'gringotts',
+  'hooli',
+  'initech',
+  'monsters-inc',
+  'noisy',
+  'oscorp',
+  'pied-piper',
+  'soylent',
+  'stark',
+  'tyrell',
+  'umbrella',
+  'vandelay',
+  'wayne',
+  'wonka',
+] as const;
+
+/** The tenant that floods jobs. */
+export const NOISY_TENANT = 'noisy';
+
+/** The table every tenant gets from the demo migration, and the handler writes to. */
+export const DEMO_TABLE = 'report_runs';
+
+const MIGRATION = `-- Created by the tenant-fleet demo: one row per job the demo worker ran.
+CREATE TABLE IF NOT EXISTS ${DEMO_TABLE} (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  job_id TEXT NOT NULL,
+  job_name TEXT NOT NULL,
+  ran_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ${DEMO_TABLE}_ran_at ON ${DEMO_TABLE} (ran_at);
+`;
+
+/** Where the demo keeps its files. */
+export interface DemoPaths {
+  dir: string;
+  registryUrl: string;
+  tenantsDir: string;
+  migrationsDir: string;
+}
+
+/** The demo's paths under `dir` (created when missing). */
+export function demoPaths(dir: string): DemoPaths {
+  const root = resolve(dir);
+  const paths = {
+    dir: root,
+    registryUrl: `sqlite:${join(root, 'registry.db')}`,
+    tenantsDir: join(root, 'tenants'),
+    migrationsDir: join(root, 'migrations'),
+  };
+  mkdirSync(paths.tenantsDir, { recursive: true });
+  mkdirSync(paths.migrationsDir, { recursive: true });
+  const migration = join(paths.migrationsDir, '001_create_report_runs.sql');
+  if (!existsSync(migration)) writeFileSync(migration, MIGRATION);
+  return paths;
+}
+
+/** Registers the demo tenants that are missing and provisions each one's SQLite file. */
+export async function seedDemoTenants(registry: OrgRegistry, paths: DemoPaths): Promise<{ added: number }> {
+  let added = 0;
+  for (const slug of DEMO_TENANTS) {
+    if (!(await registry.find(slug))) {
+      await registry.add({
+        slug,
+        storageMode: 'database',
+        databaseUrl: `sqlite:${join(paths.tenantsDir, `${slug}.db`)}`,
+        // acme pays for more: twice the share of a backlogged tenant.
+        weight: slug === 'acme' ? 2 : 1,
+      });
+      added++;
+    }
+    await registry.provision(slug);
+  }
+  return { added };
+}

@@ -1,0 +1,397 @@
+/**
+ * The Redis engine, on BullMQ: one BullMQ queue per (queue, tenant) partition, a ready
+ * index of tenants in Redis, and a bounded number of Redis connections per process:
+ *
+ * - one command connection shared by every partition's BullMQ objects (the caller's
+ *   ioredis instance when one is passed in, else one the engine opens), and
+ * - one subscriber connection, opened by the first `waitForReady`.
+ *
+ * So one engine holds at most 2 connections of its own, whatever the number of tenants.
+ */
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { type Job, type RedisQueueBackend, raw2NextJobData } from 'bullmq';
+import { Redis } from 'ioredis';
+import { ClosedError, redactUrl } from '../../errors.js';
+import type {
+  ActiveJob,
+  BatchProgress,
+  CompleteOptions,
+  EnqueueJob,
+  FailOutcome,
+  JobCounts,
+  JobInfo,
+  TenantQueueBackend,
+} from '../engine.js';
+import {
+  checkConcurrency,
+  checkJobId,
+  checkLockDuration,
+  checkQueueName,
+  checkTenant,
+  normaliseJobs,
+  serialiseResult,
+} from '../job-input.js';
+import { enqueueChunk } from './enqueue.js';
+import { completeJob, type FinishContext, failJob } from './finish.js';
+import { type BullMqLease, isLostLock, readJobInfo, toActiveJob } from './jobs.js';
+import { extendLocks, recoverStalled } from './locks.js';
+import {
+  type BullMqBackendOptions,
+  type ResolvedBullMqBackendOptions,
+  resolveBullMqBackendOptions,
+} from './options.js';
+import { PartitionCache, type WorkerPartition } from './partitions.js';
+import { ACTIVE_GRACE_MS, ReadyIndex } from './ready-index.js';
+import { type FleetCommands, withFleetCommands } from './scripts.js';
+
+/** Jobs per MULTI in `enqueueBulk`: keeps each EXEC short for the other clients. */
+const MULTI_CHUNK = 500;
+
+export type { BullMqBackendOptions, ResolvedBullMqBackendOptions } from './options.js';
+
+/** Events of {@link BullMqBackend}. */
+export interface BullMqBackendEventMap {
+  /** A Redis or BullMQ error outside any call (e.g. a dropped connection); the engine carries on. */
+  'redis:error': [{ error: Error }];
+}
+
+/** A {@link TenantQueueBackend} on Redis through BullMQ. */
+export class BullMqBackend extends EventEmitter<BullMqBackendEventMap> implements TenantQueueBackend {
+  readonly engine = 'bullmq' as const;
+  readonly options: ResolvedBullMqBackendOptions;
+
+  readonly #redis: Redis & FleetCommands;
+  readonly #ownsConnection: boolean;
+  readonly #partitions: PartitionCache;
+  readonly #index: ReadyIndex;
+  #closePromise: Promise<void> | null = null;
+
+  constructor(options: BullMqBackendOptions) {
+    super();
+    this.options = resolveBullMqBackendOptions(options);
+    const { connection, clientName } = this.options;
+    this.#ownsConnection = typeof connection === 'string';
+    const redis =
+      typeof connection === 'string'
+        ? // maxRetriesPerRequest null: during an outage or CLIENT PAUSE, commands wait instead of failing.
+          new Redis(connection, { connectionName: clientName, maxRetriesPerRequest: null })
+        : connection;
+    const onError = (error: Error): void => {
+      error.message = redactUrl(error.message);
+      this.emit('redis:error', { error });
+    };
+    if (this.#ownsConnection) redis.on('error', onError);
+    this.#redis = withFleetCommands(redis);
+    this.#partitions = new PartitionCache(redis, this.options, onError);
+    this.#index = new ReadyIndex(this.#redis, this.options.prefix, () => {
+      const subscriber = redis.duplicate({ connectionName: `${clientName}:sub`, maxRetriesPerRequest: null });
+      subscriber.on('error', onError);
+      return subscriber;
+    });
+  }
+
+  /** BullMQ Worker objects cached right now (bounded by `maxCachedPartitions` plus those in use). */
+  get cachedPartitions(): number {
+    return this.#partitions.cachedWorkers;
+  }
+
+  async enqueue<Data>(queue: string, job: EnqueueJob<Data>): Promise<string> {
+    const [id] = await this.enqueueBulk(queue, [job]);
+    return id!;
+  }
+
+  /**
+   * Adds the jobs in MULTIs of up to 500: each carries its jobs, their tenants'
+   * ready-index entries, batch counts and the wake-up message, so a reader never sees a
+   * job without its tenant listed. Everything is validated before anything is sent.
+   */
+  async enqueueBulk<Data>(queue: string, jobs: readonly EnqueueJob<Data>[]): Promise<string[]> {
+    this.#checkOpen();
+    const normalised = normaliseJobs(queue, jobs, this.options.maxDataBytes);
+    const ids: string[] = [];
+    for (let i = 0; i < normalised.length; i += MULTI_CHUNK)
+      ids.push(
+        ...(await enqueueChunk(
+          this.#partitions,
+          this.#index,
+          this.options,
+          queue,
+          normalised.slice(i, i + MULTI_CHUNK),
+        )),
+      );
+    return ids;
+  }
+
+  async readyTenants(queue: string): Promise<string[]> {
+    this.#checkOpen();
+    return this.#index.readyTenants(checkQueueName(queue));
+  }
+
+  async waitForReady(queue: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    this.#checkOpen();
+    return this.#index.waitForReady(checkQueueName(queue), timeoutMs, signal);
+  }
+
+  async fetch(
+    queue: string,
+    tenant: string,
+    workerId: string,
+    lockDurationMs: number,
+  ): Promise<ActiveJob | null> {
+    this.#checkOpen();
+    checkQueueName(queue);
+    checkTenant(tenant);
+    checkLockDuration(lockDurationMs);
+    return this.#partitions.use(queue, tenant, async (partition) => {
+      const { worker } = partition;
+      // Read by BullMQ's moveToActive when it takes the lock.
+      worker.opts.lockDuration = lockDurationMs;
+      this.#markActive(partition, queue, tenant);
+      for (;;) {
+        const token = `${workerId}:${randomUUID()}`;
+        const job = await this.#taken(
+          partition,
+          queue,
+          tenant,
+          token,
+          await worker.getNextJob(token, { block: false }),
+        );
+        if (job !== 'retry') return job;
+      }
+    });
+  }
+
+  /** A partition Worker's answer to a fetch as an ActiveJob (null when none; 'retry' after a deferred failure). */
+  async #taken(
+    partition: WorkerPartition,
+    queue: string,
+    tenant: string,
+    token: string,
+    job: Job | undefined,
+  ): Promise<ActiveJob | null | 'retry'> {
+    if (!job) {
+      await this.#index.settle(queue, tenant, this.#partitions.keys(queue, tenant));
+      return null;
+    }
+    if (job.deferredFailure) {
+      // BullMQ's stalled sweep marks a job that stalled too often to fail on its next fetch.
+      const context = {
+        backend: partition.worker.getBackend() as RedisQueueBackend,
+        batchKey: this.#batchKey,
+      };
+      await failJob(context, job, token, new Error(job.deferredFailure));
+      return 'retry';
+    }
+    this.#partitions.hold(partition);
+    return toActiveJob(queue, tenant, job, token);
+  }
+
+  /**
+   * Announces the partition to the stalled sweeps before a moveToActive goes out on the
+   * same connection (so Redis sees it first). A sweep forgets a partition only when
+   * nothing in it is active and its announcement is older than the grace period, so an
+   * announcement younger than half of it covers every fetch until it is renewed.
+   */
+  #markActive(partition: WorkerPartition, queue: string, tenant: string): void {
+    const now = Date.now();
+    if (now - partition.markedAt <= ACTIVE_GRACE_MS / 2) return;
+    partition.markedAt = now;
+    this.#index.markActive(queue, tenant).catch((error: Error) => this.emit('redis:error', { error }));
+  }
+
+  /**
+   * With `fetchNext`, BullMQ's moveToFinished finishes the job and takes the partition's
+   * next one in the same script, as a plain BullMQ Worker does: one round trip per job
+   * instead of two. The next job is locked with the finished job's token.
+   */
+  async complete(job: ActiveJob, result: unknown, options: CompleteOptions = {}): Promise<ActiveJob | null> {
+    this.#checkOpen();
+    const next = options.fetchNext;
+    if (next !== undefined) checkLockDuration(next.lockDurationMs);
+    const json = serialiseResult(result);
+    const { token, job: bullJob } = job.lease as BullMqLease;
+    if (next === undefined) {
+      try {
+        // 'lost': the job is (or will be) run again by whoever holds it now; nothing to do.
+        await completeJob(this.#finishContext(job), bullJob, token, json);
+      } finally {
+        this.#release(job);
+      }
+      return null;
+    }
+    const { queue, tenant } = job;
+    return this.#partitions.use(queue, tenant, async (partition) => {
+      let finished: Awaited<ReturnType<typeof completeJob>>;
+      try {
+        // Read by moveToFinished when it locks the next job.
+        partition.worker.opts.lockDuration = next.lockDurationMs;
+        this.#markActive(partition, queue, tenant);
+        finished = await completeJob(this.#finishContext(job), bullJob, token, json, true);
+      } finally {
+        this.#partitions.release(partition);
+      }
+      // Refused (lock lost): nothing was taken either, so take the next job the usual way.
+      if (finished.outcome === 'lost') return this.fetch(queue, tenant, next.workerId, next.lockDurationMs);
+      const [data, id] = raw2NextJobData(finished.next as unknown[]);
+      // BullMQ's own decoding of a fetched job (Worker.getNextJob ends the same way).
+      const worker = partition.worker as unknown as {
+        nextJobFromJobData(d: unknown, i: unknown, t: string): Promise<Job | undefined>;
+      };
+      const taken = await this.#taken(
+        partition,
+        queue,
+        tenant,
+        token,
+        data ? await worker.nextJobFromJobData(data, id, token) : undefined,
+      );
+      return taken === 'retry' ? this.fetch(queue, tenant, next.workerId, next.lockDurationMs) : taken;
+    });
+  }
+
+  async fail(job: ActiveJob, error: Error, options: { unrecoverable?: boolean } = {}): Promise<FailOutcome> {
+    this.#checkOpen();
+    const { token, job: bullJob } = job.lease as BullMqLease;
+    const cause = error instanceof Error ? error : new Error(String(error));
+    const final =
+      options.unrecoverable === true ||
+      cause.name === 'UnrecoverableError' ||
+      bullJob.attemptsMade + 1 >= (bullJob.opts.attempts ?? 1);
+    try {
+      if (final) {
+        const outcome = await failJob(this.#finishContext(job), bullJob, token, cause);
+        return outcome === 'lost' ? 'retrying' : 'failed';
+      }
+      // BullMQ's own retry: back off into delayed (or straight back to waiting).
+      await bullJob.moveToFailed(cause, token, false);
+    } catch (failure) {
+      if (isLostLock(failure)) return 'retrying';
+      throw failure;
+    } finally {
+      this.#release(job);
+    }
+    await this.#index.announce(job.queue, job.tenant);
+    return 'retrying';
+  }
+
+  async extendLocks(jobs: readonly ActiveJob[], lockDurationMs: number): Promise<string[]> {
+    this.#checkOpen();
+    checkLockDuration(lockDurationMs);
+    return extendLocks(this.#partitions, jobs, lockDurationMs);
+  }
+
+  async recoverStalled(queue: string): Promise<number> {
+    this.#checkOpen();
+    return recoverStalled(this.#partitions, this.#index, checkQueueName(queue));
+  }
+
+  /** BullMQ's own per-queue global concurrency of the tenant's partition. */
+  async setTenantConcurrency(queue: string, tenant: string, max: number | null): Promise<void> {
+    this.#checkOpen();
+    const cap = checkConcurrency(max);
+    const backend = this.#partitions.backend(checkQueueName(queue), checkTenant(tenant));
+    if (cap === null) {
+      // Lifting a cap that was not there frees no place: no one needs waking (a worker
+      // lifts on first sight of every uncapped tenant, so this saves a PUBLISH per tenant).
+      if ((await backend.removeQueueMetaFields(['concurrency'])) === 0) return;
+    } else {
+      await backend.setQueueMeta({ concurrency: cap });
+    }
+    await this.#index.publish(queue);
+  }
+
+  /**
+   * Waiting, active and delayed as BullMQ holds them now; completed and failed are the
+   * exact totals BullMQ's metrics count as it finishes each job (finished job bodies
+   * themselves are trimmed to `keepCompleted` / `keepFailed`).
+   */
+  async counts(queue: string, tenant: string): Promise<JobCounts> {
+    this.#checkOpen();
+    const backend = this.#partitions.backend(checkQueueName(queue), checkTenant(tenant));
+    const [current, completed, failed] = await Promise.all([
+      backend.getCounts(['wait', 'prioritized', 'active', 'delayed']),
+      this.#redis.hget(backend.toKey('metrics:completed'), 'count'),
+      this.#redis.hget(backend.toKey('metrics:failed'), 'count'),
+    ]);
+    const [wait, prioritized, active, delayed] = current.map((n) => Number(n) || 0);
+    return {
+      waiting: wait! + prioritized!,
+      active: active!,
+      delayed: delayed!,
+      completed: Number(completed ?? 0),
+      failed: Number(failed ?? 0),
+    };
+  }
+
+  async getJob(queue: string, tenant: string, id: string): Promise<JobInfo | null> {
+    this.#checkOpen();
+    const backend = this.#partitions.backend(checkQueueName(queue), checkTenant(tenant));
+    return readJobInfo(backend, queue, tenant, checkJobId(id));
+  }
+
+  async batchProgress(batchId: string): Promise<BatchProgress> {
+    this.#checkOpen();
+    const hash = await this.#redis.hgetall(this.#index.batchKey(batchId));
+    const total = Number(hash.total ?? 0);
+    const completed = Number(hash.completed ?? 0);
+    const failed = Number(hash.failed ?? 0);
+    return { total, completed, failed, pending: total - completed - failed };
+  }
+
+  /** Closes the Workers, the subscriber and (if the engine opened it) the connection; idempotent. */
+  close(): Promise<void> {
+    this.#closePromise ??= this.#close();
+    return this.#closePromise;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  async #close(): Promise<void> {
+    const steps = [
+      () => this.#partitions.close(),
+      () => this.#index.close(),
+      async () => {
+        if (this.#ownsConnection) await this.#redis.quit();
+      },
+    ];
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), this.options.closeTimeoutMs);
+    });
+    const work = (async () => {
+      for (const step of steps) {
+        try {
+          await step();
+        } catch (error) {
+          this.emit('redis:error', { error: error as Error });
+        }
+      }
+    })();
+    const outcome = await Promise.race([work, deadline]);
+    clearTimeout(timer);
+    if (outcome === 'timeout') {
+      this.#index.disconnect();
+      if (this.#ownsConnection) this.#redis.disconnect();
+    }
+  }
+
+  #checkOpen(): void {
+    if (this.#closePromise) throw new ClosedError('BullMqBackend');
+  }
+
+  #release(job: ActiveJob): void {
+    const partition = this.#partitions.cached(job.queue, job.tenant);
+    if (partition) this.#partitions.release(partition);
+  }
+
+  readonly #batchKey = (batchId: string): string => this.#index.batchKey(batchId);
+
+  /** The job's partition Worker backend (cached while the job is held). */
+  #finishContext(job: ActiveJob): FinishContext {
+    const partition = this.#partitions.cached(job.queue, job.tenant);
+    if (!partition) throw new Error(`no cached partition for held job ${job.queue}.${job.tenant}/${job.id}`);
+    return { backend: partition.worker.getBackend() as RedisQueueBackend, batchKey: this.#batchKey };
+  }
+}

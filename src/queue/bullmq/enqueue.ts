@@ -1,0 +1,55 @@
+/**
+ * One MULTI of an enqueue on the BullMQ engine: the jobs, their tenants' ready-index
+ * entries, batch counts and the wake-up message travel together, so a reader never
+ * sees a job without its tenant listed.
+ */
+import { randomUUID } from 'node:crypto';
+import type { NormalisedJob } from '../job-input.js';
+import { toBullJobJson } from './jobs.js';
+import type { ResolvedBullMqBackendOptions } from './options.js';
+import type { PartitionCache } from './partitions.js';
+import type { ReadyIndex } from './ready-index.js';
+import type { FleetMulti } from './scripts.js';
+
+/** Adds `jobs` (already validated) to `queue` in one MULTI; resolves to their ids in order. */
+export async function enqueueChunk(
+  partitions: PartitionCache,
+  index: ReadyIndex,
+  options: ResolvedBullMqBackendOptions,
+  queue: string,
+  jobs: readonly NormalisedJob[],
+): Promise<string[]> {
+  const now = Date.now();
+  const keep = { completed: options.keepCompleted, failed: options.keepFailed };
+  const client = await partitions.backend(queue, jobs[0]!.tenant).client;
+  const multi = client.multi() as unknown as FleetMulti;
+  const readyAt = new Map<string, number>();
+  const addIndexes: number[] = [];
+  let commands = 0;
+  for (const job of jobs) {
+    const backend = partitions.backend(queue, job.tenant);
+    // Our own ids rather than BullMQ's per-queue counter, so that an id names one job
+    // across all of a queue's partitions, as it does on the memory engine.
+    const id = job.jobId ?? randomUUID();
+    // Queued synchronously on the MULTI; its outcome is read from exec's results.
+    backend.addJobToTransaction(multi as never, toBullJobJson(job, now, keep) as never, id).catch(() => {});
+    addIndexes.push(commands++);
+    if (job.batchId !== null) {
+      const batchKey = index.batchKey(job.batchId);
+      if (job.jobId === null) multi.hincrby(batchKey, 'total', 1);
+      else multi.fleetBatchAdd(backend.toKey(job.jobId), batchKey);
+      commands++;
+    }
+    const at = now + job.delayMs;
+    readyAt.set(job.tenant, Math.min(readyAt.get(job.tenant) ?? at, at));
+  }
+  for (const [tenant, at] of readyAt) index.announceIn(multi, queue, tenant, at);
+  index.publishIn(multi, queue);
+  const results = (await multi.exec()) ?? [];
+  return addIndexes.map((i) => {
+    const [error, id] = results[i] ?? [new Error('missing MULTI result'), null];
+    if (error) throw error;
+    if (typeof id === 'number' && id < 0) throw new Error(`BullMQ refused the job (code ${id})`);
+    return String(id);
+  });
+}

@@ -1,0 +1,121 @@
+/**
+ * Translation between the engine-neutral job types and BullMQ's jobs: the options a
+ * partition job is stored with, the lease an `ActiveJob` carries, and the read-only
+ * `JobInfo` view.
+ */
+import { Job, type JobsOptions, type RedisQueueBackend } from 'bullmq';
+import type { ActiveJob, JobInfo, JobState } from '../engine.js';
+import { MAX_PRIORITY, type NormalisedJob } from '../job-input.js';
+import { partitionName } from './partitions.js';
+
+/** What an `ActiveJob` of this engine carries in `lease`. */
+export interface BullMqLease {
+  readonly token: string;
+  readonly job: Job;
+}
+
+/** BullMQ's priority for jobs enqueued without one: after every prioritised job, FIFO. */
+export const UNPRIORITISED = MAX_PRIORITY + 1;
+
+/** The stored BullMQ job of a normalised job, ready for `addJobToTransaction`. */
+export function toBullJobJson(
+  job: NormalisedJob,
+  timestamp: number,
+  keep: { completed: number; failed: number },
+): { name: string; data: string; timestamp: number; opts: JobsOptions } {
+  const opts: JobsOptions & { fleetBatch?: string } = {
+    attempts: job.attempts,
+    backoff: { type: job.backoff.type, delay: job.backoff.delayMs },
+    // Every job is prioritised: BullMQ runs unprioritised jobs *first*, the contract last.
+    priority: job.priority ?? UNPRIORITISED,
+    removeOnComplete: { count: keep.completed },
+    removeOnFail: { count: keep.failed },
+  };
+  if (job.delayMs > 0) opts.delay = job.delayMs;
+  if (job.jobId !== null) opts.jobId = job.jobId;
+  // Unknown option keys are stored as they are, so the batch id travels with the job.
+  if (job.batchId !== null) opts.fleetBatch = job.batchId;
+  return { name: job.name, data: job.json, timestamp, opts };
+}
+
+/** The batch id a BullMQ job was enqueued with, if any. */
+export function batchOf(job: Job): string | null {
+  return (job.opts as { fleetBatch?: string }).fleetBatch ?? null;
+}
+
+/** The `ActiveJob` handed to a worker for a fetched BullMQ job. */
+export function toActiveJob(queue: string, tenant: string, job: Job, token: string): ActiveJob {
+  const lease: BullMqLease = { token, job };
+  return {
+    id: job.id!,
+    queue,
+    tenant,
+    name: job.name,
+    data: job.data,
+    attempt: job.attemptsMade + 1,
+    maxAttempts: job.opts.attempts ?? 1,
+    enqueuedAt: job.timestamp,
+    batchId: batchOf(job),
+    lease,
+  };
+}
+
+/** True when BullMQ refused a settle because this worker no longer holds the job. */
+export function isLostLock(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  // JobNotExist, JobLockNotExist, JobNotInState, JobLockMismatch (bullmq's ErrorCode).
+  return code === -1 || code === -2 || code === -3 || code === -6;
+}
+
+const STATES: Record<string, JobState> = {
+  waiting: 'waiting',
+  wait: 'waiting',
+  prioritized: 'waiting',
+  paused: 'waiting',
+  delayed: 'delayed',
+  active: 'active',
+  completed: 'completed',
+  failed: 'failed',
+};
+
+/** The read-only view of one job of a partition, or null when it is unknown (or trimmed). */
+export async function readJobInfo(
+  backend: RedisQueueBackend,
+  queue: string,
+  tenant: string,
+  id: string,
+): Promise<JobInfo | null> {
+  const [json, state] = await Promise.all([backend.getJobData(id), backend.getState(id)]);
+  if (!json) return null;
+  // Job.fromJSON needs only the queue's naming helpers to decode a stored job.
+  const queueLike = {
+    name: partitionName(queue, tenant),
+    qualifiedName: backend.qualifiedName,
+    toKey: backend.toKey.bind(backend),
+    opts: {},
+    backend,
+  };
+  return toJobInfo(queue, tenant, Job.fromJSON(queueLike as never, json, id), state);
+}
+
+/** The read-only view of a stored BullMQ job. */
+function toJobInfo(queue: string, tenant: string, job: Job, bullState: string): JobInfo {
+  const stack = Array.isArray(job.stacktrace) ? job.stacktrace.at(-1) : undefined;
+  const priority = job.opts.priority;
+  return {
+    id: job.id!,
+    queue,
+    tenant,
+    name: job.name,
+    data: job.data,
+    state: STATES[bullState] ?? 'waiting',
+    attemptsMade: job.attemptsMade,
+    maxAttempts: job.opts.attempts ?? 1,
+    priority: priority === undefined || priority >= UNPRIORITISED ? null : priority,
+    enqueuedAt: job.timestamp,
+    finishedAt: job.finishedOn ?? null,
+    batchId: batchOf(job),
+    result: job.returnvalue ?? null,
+    error: job.failedReason ? { message: job.failedReason, stack: stack ?? null } : null,
+  };
+}

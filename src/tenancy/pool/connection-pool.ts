@@ -1,0 +1,386 @@
+/**
+ * One pool of raw connections to one database: a tenant's own database in database mode,
+ * or the registry database shared by every schema-mode tenant. Every connection it opens
+ * is paid for with a slot of the global {@link ConnectionBudget}, and the slot is given
+ * back only once the connection has finished closing.
+ *
+ * The pool never lends a connection it knows is broken: dead ones (killed by the server,
+ * errored while idle) and ones past their lifetime are closed at checkout or release, and
+ * one idle for a while is pinged before it is lent, so a caller does not see the error of
+ * a connection that died in the pool.
+ */
+import { ClosedError } from '../../errors.js';
+import type { Backend, RawConnection } from '../drivers/driver.js';
+import type { StorageMode } from '../org.js';
+import type { BudgetMember, ConnectionBudget, IdleSlot } from './budget.js';
+import { PoolConnections } from './connections.js';
+import { PoolConnector, prepareCheckout } from './connector.js';
+import { PoolDrain } from './drain.js';
+import type {
+  CloseReason,
+  ConnectionPoolOptions,
+  PoolCounts,
+  PooledConnection,
+  PoolHooks,
+  WaitOptions,
+} from './types.js';
+import { PoolWaiters } from './waiters.js';
+
+export type { CloseReason, PooledConnection, PoolHooks } from './types.js';
+
+/** Attempts at lending a working connection before the last error is passed on. */
+const MAX_CHECKOUT_ATTEMPTS = 3;
+
+/** One database's pool of raw connections, inside the global budget. */
+export class ConnectionPool implements BudgetMember {
+  readonly slug: string | null;
+  readonly mode: StorageMode;
+  readonly backend: Backend;
+  /** Epoch milliseconds of the last checkout or release. */
+  lastUsedAt = Date.now();
+  maxConnections: number;
+  readonly #options: ConnectionPoolOptions;
+  readonly #budget: ConnectionBudget;
+  readonly #hooks: PoolHooks;
+  readonly #conns: PoolConnections;
+  // Callers queued for a connection, and the budget slots asked for them.
+  readonly #waiters: PoolWaiters;
+  readonly #connector: PoolConnector;
+  // Whether and why the pool was closed, and when it has drained.
+  readonly #drain = new PoolDrain(() => this.#conns.size + this.#connecting + this.#waiters.requested);
+  #connecting = 0;
+  #afterDropQueued = false;
+
+  constructor(options: ConnectionPoolOptions) {
+    this.#options = options;
+    this.slug = options.slug;
+    this.mode = options.mode;
+    this.backend = options.backend;
+    this.maxConnections = options.maxConnections;
+    this.#budget = options.budget;
+    this.#hooks = options.hooks;
+    this.#conns = new PoolConnections(options.budget);
+    this.#waiters = new PoolWaiters(
+      {
+        closed: () => this.#drain.closed,
+        idleCount: () => this.#conns.idle.length,
+        popIdle: () => this.#popIdle(),
+        canGrow: () => this.#total() < this.maxConnections,
+        checkConnect: () => this.#hooks.checkConnect(this),
+        connectWithSlot: () => this.#connectWithSlot(),
+        connectFailed: (err) => this.#connectFailed(err),
+        connected: (conn) => {
+          this.#hooks.onConnect(this, undefined);
+          conn.state = 'idle';
+          this.#checkin(conn);
+        },
+        lend: (conn) => this.#markBusy(conn),
+        checkSettled: () => this.#checkSettled(),
+      },
+      options.budget,
+      this,
+    );
+    this.#connector = new PoolConnector(options.url, options.resolveUrl, options.connectTimeoutMs);
+  }
+
+  /** True once close() was called. */
+  get closed(): boolean {
+    return this.#drain.closed;
+  }
+
+  /** Nothing lent, nobody waiting, nothing being opened: eviction would hurt nobody. */
+  get settled(): boolean {
+    return this.#conns.busy.size === 0 && this.#waiters.length === 0 && this.#connecting === 0;
+  }
+
+  /** Lends a connection, waiting in FIFO order behind earlier callers when none is free. */
+  async acquire(options: WaitOptions): Promise<PooledConnection> {
+    if (this.#drain.closed) throw new ClosedError('connection pool');
+    let lastError: unknown;
+    for (let attempt = 0; attempt < MAX_CHECKOUT_ATTEMPTS; attempt++) {
+      // Only take an idle connection directly when nobody queued earlier: FIFO.
+      const conn =
+        (this.#waiters.length === 0 ? this.#popIdle() : undefined) ?? (await this.#waiters.wait(options));
+      try {
+        const preparing = prepareCheckout(conn, options.schema ?? null);
+        if (preparing) await preparing;
+        return conn;
+      } catch (err) {
+        lastError = err;
+        // The connection broke between checkout and use; it is closed and the caller gets
+        // another one. Its error is passed on only if that keeps happening.
+        this.#destroy(conn, 'dead');
+      }
+    }
+    throw lastError;
+  }
+
+  /**
+   * Lends a connection without waiting for a slot: an idle one, or a new one opened with a
+   * free slot or one reclaimed from another pool's idle connection. Null when the pool is
+   * at its maximum, has callers queued, or the budget has nothing to give.
+   */
+  async tryAcquire(schema: string | null): Promise<PooledConnection | null> {
+    if (this.#drain.closed) throw new ClosedError('connection pool');
+    try {
+      return await this.#tryCheckout(schema);
+    } finally {
+      // Whatever it counted while it tried (a connect, a slot asked for) is gone now.
+      this.#afterDrop();
+    }
+  }
+
+  async #tryCheckout(schema: string | null): Promise<PooledConnection | null> {
+    for (let attempt = 0; attempt < MAX_CHECKOUT_ATTEMPTS; attempt++) {
+      if (this.#waiters.length > 0) return null;
+      let conn = this.#popIdle();
+      if (!conn) {
+        if (this.#total() >= this.maxConnections) return null;
+        this.#hooks.checkConnect(this);
+        // Count the attempt before the await so concurrent callers respect the maximum.
+        this.#connecting++;
+        let slot = false;
+        try {
+          slot = await this.#budget.tryTake(this);
+        } finally {
+          this.#connecting--;
+        }
+        if (!slot) return null;
+        try {
+          conn = await this.#connectWithSlot();
+        } catch (err) {
+          this.#connectFailed(err);
+          throw err;
+        }
+        this.#hooks.onConnect(this, undefined);
+        this.#markBusy(conn);
+      }
+      try {
+        const preparing = prepareCheckout(conn, schema);
+        if (preparing) await preparing;
+        return conn;
+      } catch {
+        this.#destroy(conn, 'dead');
+      }
+    }
+    return null;
+  }
+
+  /** Gives a lent connection back; with an error it is closed instead. Idempotent. */
+  release(conn: PooledConnection, err?: unknown): void {
+    if (!this.#conns.giveBack(conn)) return;
+    this.lastUsedAt = Date.now();
+    // Inside a transaction (open or failed), the next caller's statements would run in it
+    // and a ROLLBACK of theirs would undo their own checkout (search_path): close it.
+    const inTransaction = err === undefined && conn.raw.alive && conn.raw.inTransaction?.() === true;
+    if (err !== undefined || inTransaction) {
+      this.#destroy(conn, inTransaction ? 'in-transaction' : 'released-with-error');
+      this.#waiters.pump();
+      this.#checkSettled();
+      return;
+    }
+    conn.state = 'idle';
+    this.#checkin(conn);
+  }
+
+  /**
+   * Opens connections up to `count` with free budget slots only (no reclaim, no waiting),
+   * for prewarm and the minimum. Resolves to how many were opened; rejects with the first
+   * connect error.
+   */
+  async warm(count: number): Promise<number> {
+    let opened = 0;
+    const attempts: Promise<void>[] = [];
+    this.#hooks.checkConnect(this);
+    // #connectWithSlot counts itself in #total() synchronously, before its first await.
+    while (!this.#drain.closed && this.#total() < Math.min(count, this.maxConnections)) {
+      if (!this.#budget.tryTakeFree()) break;
+      attempts.push(
+        this.#connectWithSlot().then(
+          (conn) => {
+            this.#hooks.onConnect(this, undefined);
+            opened++;
+            conn.state = 'idle';
+            this.#checkin(conn);
+          },
+          (err: unknown) => {
+            this.#connectFailed(err);
+            throw err;
+          },
+        ),
+      );
+    }
+    await Promise.all(attempts);
+    return opened;
+  }
+
+  // Tops the pool up to its minimum from free budget slots, in the background.
+  #ensureMinimum(): void {
+    if (this.#drain.closed || this.#total() >= this.#options.minConnections) return;
+    this.warm(this.#options.minConnections).catch(() => {
+      // A failed top-up was already counted by the circuit breaker; the next one retries.
+    });
+  }
+
+  /** Closes idle connections past the idle timeout (above the minimum) or their lifetime. */
+  sweep(now: number, idleTimeoutMs: number): void {
+    // Most cached pools hold nothing idle: keep their sweep to a length check.
+    for (const conn of this.#conns.idle.length === 0 ? [] : [...this.#conns.idle]) {
+      if (now - conn.createdAt >= this.#options.maxLifetimeMs) this.#recycle(conn);
+      else if (now - conn.idleSince >= idleTimeoutMs && this.#conns.size > this.#options.minConnections)
+        this.#destroy(conn, 'idle-timeout');
+    }
+    this.#ensureMinimum();
+  }
+
+  /** BudgetMember: closes an idle connection whose slot goes to another pool. */
+  surrender(slot: IdleSlot): Promise<void> {
+    const conn = slot as PooledConnection;
+    // The budget took it off its own list already; unlink is harmless there.
+    this.#conns.unlink(conn);
+    conn.state = 'closing';
+    return this.#drain.closeConnection(conn.raw, () => this.#hooks.onClose(this, 'reclaim'));
+  }
+
+  counts(): PoolCounts {
+    return {
+      open: this.#conns.size + this.#connecting,
+      inUse: this.#conns.busy.size,
+      idle: this.#conns.idle.length,
+      waiting: this.#waiters.length,
+    };
+  }
+
+  /**
+   * Stops the pool: waiters get `ClosedError`, idle connections close now, lent ones when
+   * they are released (or now, with `force`). Resolves once every connection is closed.
+   */
+  close(reason: CloseReason, force = false): Promise<void> {
+    this.#drain.close(reason);
+    this.#waiters.close(new ClosedError('connection pool'));
+    for (const conn of [...this.#conns.idle]) this.#destroy(conn, reason);
+    if (force) for (const conn of [...this.#conns.busy]) this.#destroy(conn, reason);
+    return this.#drain.drained();
+  }
+
+  // Busy, idle, being opened, or asked of the budget: what counts against the pool's max.
+  // Closing connections do not: their slot is already on its way elsewhere.
+  #total(): number {
+    return this.#conns.size + this.#connecting + this.#waiters.requested;
+  }
+
+  #popIdle(): PooledConnection | undefined {
+    const now = Date.now();
+    for (let conn = this.#conns.popIdle(); conn; conn = this.#conns.popIdle()) {
+      if (!conn.raw.alive) this.#destroy(conn, 'dead');
+      else if (now - conn.createdAt >= this.#options.maxLifetimeMs) this.#recycle(conn);
+      else {
+        this.#markBusy(conn);
+        return conn;
+      }
+    }
+    // Anything closed above may leave waiters needing a fresh connection.
+    if (this.#waiters.length > 0) this.#waiters.pump();
+    return undefined;
+  }
+
+  #markBusy(conn: PooledConnection): void {
+    this.#conns.lend(conn);
+    this.lastUsedAt = Date.now();
+  }
+
+  // Opens one connection with a slot the caller already holds. On failure the slot is
+  // given back before the error is thrown.
+  async #connectWithSlot(): Promise<PooledConnection> {
+    this.#connecting++;
+    let raw: RawConnection;
+    try {
+      raw = await this.#connector.open();
+    } catch (err) {
+      this.#connecting--;
+      this.#budget.free();
+      this.#drain.check();
+      this.#afterDrop();
+      throw err;
+    }
+    this.#connecting--;
+    const now = Date.now();
+    const conn: PooledConnection = { raw, member: this, createdAt: now, idleSince: now, state: 'busy' };
+    // The driver always listens for errors; this only makes sure an idle connection that
+    // died leaves the pool at once instead of at its next checkout.
+    raw.onError((err) => {
+      if (conn.state === 'idle') this.#destroy(conn, 'dead');
+      this.#hooks.onConnectionError(this, err);
+    });
+    this.#hooks.onOpen(this);
+    if (this.#drain.closed) {
+      this.#destroy(conn, this.#drain.reason);
+      throw new ClosedError('connection pool');
+    }
+    return conn;
+  }
+
+  // A connection that is free again (released or newly opened) goes, in this order of
+  // preference: to this pool's oldest waiter; closed, if some other pool is waiting for a
+  // slot (so the slot moves to where it is needed); or parked idle.
+  #checkin(conn: PooledConnection): void {
+    // Checked in counts as used: a connection passed straight from one caller to the next
+    // is known to be working and needs no ping.
+    conn.idleSince = Date.now();
+    if (this.#drain.closed || !conn.raw.alive) {
+      this.#destroy(conn, this.#drain.closed ? this.#drain.reason : 'dead');
+    } else if (Date.now() - conn.createdAt >= this.#options.maxLifetimeMs) {
+      this.#recycle(conn);
+    } else {
+      if (this.#waiters.serve(conn)) return;
+      if (this.#budget.hasWaiters) {
+        this.#destroy(conn, 'handover');
+      } else {
+        this.#conns.park(conn);
+      }
+    }
+    this.#waiters.pump();
+    this.#checkSettled();
+  }
+
+  #recycle(conn: PooledConnection): void {
+    // A rotated secret is picked up by the replacement.
+    this.#connector.forgetUrl();
+    this.#destroy(conn, 'lifetime');
+  }
+
+  // Closes a connection; its budget slot is freed only once the close has completed.
+  #destroy(conn: PooledConnection, reason: CloseReason): void {
+    if (conn.state === 'closing') return;
+    this.#conns.unlink(conn);
+    conn.state = 'closing';
+    this.#afterDrop();
+    this.#drain.closeConnection(conn.raw, () => {
+      this.#budget.free();
+      this.#hooks.onClose(this, reason);
+    });
+  }
+
+  // A connect failed: the breaker hears of it, unless the pool was merely closed meanwhile.
+  #connectFailed(err: unknown): Error | undefined {
+    return err instanceof ClosedError ? undefined : this.#hooks.onConnect(this, err);
+  }
+
+  #checkSettled(): void {
+    if (!this.#drain.closed && this.settled) this.#hooks.onSettled(this);
+  }
+
+  // The pool's total dropped (a connection closed, a connect failed or was given up):
+  // a waiter that no earlier request covered may need a slot now, and the pool may have
+  // settled for a tenant waiting for a cache place. Run once, after the current call
+  // finished its own bookkeeping (callers destroy from inside pump and #popIdle).
+  #afterDrop(): void {
+    if (this.#afterDropQueued || this.#drain.closed) return;
+    this.#afterDropQueued = true;
+    queueMicrotask(() => {
+      this.#afterDropQueued = false;
+      this.#waiters.pump();
+      this.#checkSettled();
+    });
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * The connections one pool holds, idle or lent, with the budget's books kept in step:
+ * an idle connection is on the budget's LRU list (so another pool may reclaim it), a
+ * lent one counts in the budget's `inUse`.
+ */
+import type { ConnectionBudget } from './budget.js';
+import type { PooledConnection } from './types.js';
+
+/** Idle (most recently used last) and lent connections of one pool. */
+export class PoolConnections {
+  // Most recently used last: checkout pops the warmest connection and leaves the coldest
+  // at the front to time out (the budget keeps its own global LRU for reclaim).
+  readonly idle: PooledConnection[] = [];
+  readonly busy = new Set<PooledConnection>();
+  readonly #budget: ConnectionBudget;
+
+  constructor(budget: ConnectionBudget) {
+    this.#budget = budget;
+  }
+
+  /** Idle plus lent. */
+  get size(): number {
+    return this.idle.length + this.busy.size;
+  }
+
+  /** Takes the most recently used idle connection, off the budget's LRU list too. */
+  popIdle(): PooledConnection | undefined {
+    const conn = this.idle.pop();
+    if (conn) this.#budget.removeIdle(conn);
+    return conn;
+  }
+
+  /** Marks a connection lent. */
+  lend(conn: PooledConnection): void {
+    conn.state = 'busy';
+    this.busy.add(conn);
+    this.#budget.countInUse(1);
+  }
+
+  /** Parks a connection idle, as the most recently used one. */
+  park(conn: PooledConnection): void {
+    conn.state = 'idle';
+    this.idle.push(conn);
+    this.#budget.addIdle(conn);
+  }
+
+  /** A lent connection comes back; false when it was not lent (a second release). */
+  giveBack(conn: PooledConnection): boolean {
+    if (conn.state !== 'busy' || !this.busy.delete(conn)) return false;
+    this.#budget.countInUse(-1);
+    return true;
+  }
+
+  /** Takes a connection off either list, because it is about to close. */
+  unlink(conn: PooledConnection): void {
+    if (conn.state === 'idle') {
+      const index = this.idle.indexOf(conn);
+      if (index !== -1) this.idle.splice(index, 1);
+      this.#budget.removeIdle(conn);
+    } else if (this.busy.delete(conn)) {
+      this.#budget.countInUse(-1);
+    }
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * Opening and readying the connections of a pool: resolving the secret (once, and again
+ * after a lifetime recycle so a rotated secret is picked up), calling the driver, and the
+ * checks and `search_path` switch run before each checkout.
+ */
+
+import type { RawConnection } from '../drivers/driver.js';
+import { connect } from '../drivers/index.js';
+
+/** Opens raw connections to one database whose URL is a secret resolved on demand. */
+export class PoolConnector {
+  readonly #resolveUrl: () => Promise<string>;
+  readonly #connectTimeoutMs: number;
+  // The resolved URL, shared by concurrent connects; cleared on failure so the next
+  // connect retries the resolver instead of repeating a cached error.
+  #url: Promise<string> | undefined;
+
+  /**
+   * @param url the URL resolved when the pool was built
+   * @param resolveUrl resolves it again, once the pool forgets it
+   */
+  constructor(url: string, resolveUrl: () => Promise<string>, connectTimeoutMs: number) {
+    this.#url = Promise.resolve(url);
+    this.#resolveUrl = resolveUrl;
+    this.#connectTimeoutMs = connectTimeoutMs;
+  }
+
+  /** Opens one connection; rejects with the resolver's or the driver's (scrubbed) error. */
+  async open(): Promise<RawConnection> {
+    this.#url ??= this.#resolveUrl();
+    const url = this.#url;
+    try {
+      return await connect(await url, { connectTimeoutMs: this.#connectTimeoutMs });
+    } catch (err) {
+      if (this.#url === url) this.#url = undefined;
+      throw err;
+    }
+  }
+
+  /** Forgets the resolved URL, so the next connection resolves the secret again. */
+  forgetUrl(): void {
+    this.#url = undefined;
+  }
+}
+
+/**
+ * A connection idle for longer than this is pinged before it is lent. Below it the check
+ * costs more than it saves (HikariCP's `aliveBypassWindowMs` makes the same trade); above
+ * it, the server may have dropped the connection without the 'error' event reaching us yet.
+ */
+const VALIDATE_AFTER_IDLE_MS = 1_000;
+
+/**
+ * Session state one tenant may leave on a shared schema-mode connection that another
+ * tenant could read or be confused by: temp tables (`pg_temp` is searched *before*
+ * search_path, so a temp table shadows the next tenant's table of the same name), cursors
+ * held past their transaction, a `SET ROLE` or session authorization, settings (custom
+ * ones such as `app.tenant`, used by row-level security), LISTENs, advisory locks,
+ * sequence caches. It is what `DISCARD ALL` does, less `DEALLOCATE ALL` (a prepared
+ * statement shows nothing by itself, and node-postgres keeps its own list of the named
+ * ones) and less the transaction-block restriction of DISCARD ALL, so that it runs in the
+ * same round trip as the search_path switch. Connections released inside a transaction
+ * never get here: the pool closes them.
+ */
+const RESET_SESSION =
+  'CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ROLE; RESET ALL; UNLISTEN *; ' +
+  'SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES; ';
+
+/**
+ * Readies a connection about to be lent: pings it when it sat idle for a while, and in
+ * schema mode switches `search_path` to the tenant's schema. The switch runs on *every*
+ * checkout, whoever had the connection before: a job may have changed search_path itself,
+ * so remembering the last schema set would prove nothing about what the connection sees.
+ * When the connection last served another tenant, its session state is reset first
+ * ({@link RESET_SESSION}), in the same round trip. Returns undefined when there is nothing
+ * to do, so the database-mode hit path takes no extra turn of the event loop.
+ */
+export function prepareCheckout(
+  conn: { readonly raw: RawConnection; readonly idleSince: number; schema?: string | undefined },
+  schema: string | null,
+): Promise<unknown> | undefined {
+  const stale = Date.now() - conn.idleSince > VALIDATE_AFTER_IDLE_MS;
+  if (!stale && schema === null) return undefined;
+  return (async () => {
+    if (stale) await conn.raw.ping();
+    if (schema !== null) {
+      const reset = conn.schema !== undefined && conn.schema !== schema ? RESET_SESSION : '';
+      // One simple-protocol message: if any statement fails, none took effect, and the
+      // last tenant stays recorded so the next checkout resets again.
+      await conn.raw.query(`${reset}SET search_path TO ${quoteIdent(schema)}, public`);
+      conn.schema = schema;
+    }
+  })();
+}
+
+/** A Postgres identifier in double quotes, inner quotes doubled. */
+export function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}

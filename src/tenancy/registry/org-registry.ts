@@ -1,0 +1,367 @@
+import { ClosedError, ConfigError, describe, UnknownTenantError, ValidationError } from '../../errors.js';
+
+import { backendOf } from '../drivers/driver.js';
+import { type Backend, connect, type RawConnection } from '../drivers/index.js';
+import {
+  applyOrgPatch,
+  type Org,
+  type OrgInput,
+  type OrgPatch,
+  type ValidatedOrg,
+  validateOrgInput,
+  validateSlug,
+} from '../org.js';
+import type { SecretsResolver } from '../secrets.js';
+import {
+  type OrgCountOptions,
+  type OrgListOptions,
+  type OrgRegistryOptions,
+  type ResolvedOrgRegistryOptions,
+  resolveOrgRegistryOptions,
+  validateListOptions,
+} from './options.js';
+import { type ProvisionResult, provisionDatabase, provisionSchema } from './provision.js';
+import { type Dialect, dialectFor, ORG_COLUMNS, ORGS_TABLE, orgToParams, rowToOrg } from './sql-dialect.js';
+
+export type {
+  OrgCountOptions,
+  OrgListOptions,
+  OrgRegistryOptions,
+  ResolvedOrgRegistryOptions,
+} from './options.js';
+
+interface CacheEntry {
+  expiresAt: number;
+  value: Promise<Org | null>;
+}
+
+const SELECT_ORG = `SELECT ${ORG_COLUMNS.join(', ')} FROM ${ORGS_TABLE}`;
+
+/**
+ * The orgs table (`fleet_orgs`) on Postgres, MySQL or SQLite, chosen by the URL's scheme.
+ * It holds one connection and runs its statements one after the other on it; a dead
+ * connection is replaced on the next call.
+ *
+ * ```ts
+ * await using registry = await OrgRegistry.open('postgres://app@db/fleet');
+ * await registry.migrate();
+ * await registry.add({ slug: 'acme' });
+ * await registry.provision('acme');
+ * ```
+ */
+export class OrgRegistry implements AsyncDisposable {
+  /** The registry database's backend. */
+  readonly backend: Backend;
+  /**
+   * The registry's own connection URL, as given to `open`. It carries the password:
+   * never log it or put it in a message (`redactUrl` it first). TenantPools builds the
+   * shared schema-mode pool from it.
+   */
+  readonly databaseUrl: string;
+  /** The resolver used for orgs' `databaseUrl` references. */
+  readonly secrets: SecretsResolver;
+
+  readonly #options: ResolvedOrgRegistryOptions;
+  readonly #dialect: Dialect;
+  readonly #cache = new Map<string, CacheEntry>();
+  // Bumped by every change, so a lookup that started before it does not refill the cache.
+  #generation = 0;
+  #connection: Promise<RawConnection> | undefined;
+  // Statements run one at a time on the single connection; transactions need that anyway.
+  #tail: Promise<unknown> = Promise.resolve();
+  #closing: Promise<void> | undefined;
+
+  private constructor(url: string, backend: Backend, options: ResolvedOrgRegistryOptions) {
+    this.databaseUrl = url;
+    this.backend = backend;
+    this.secrets = options.secrets;
+    this.#options = options;
+    this.#dialect = dialectFor(backend);
+  }
+
+  /**
+   * Opens the registry at `url` (`postgres://`, `mysql://` or `sqlite:PATH`) and checks
+   * that it answers. Throws {@link ConfigError} for any other scheme, before connecting.
+   */
+  static async open(url: string, options: OrgRegistryOptions = {}): Promise<OrgRegistry> {
+    if (typeof url !== 'string') {
+      throw new ConfigError('url', `Expected the registry URL to be a string, got ${describe(url)}`);
+    }
+    const backend = backendOf(url);
+    const registry = new OrgRegistry(url, backend, resolveOrgRegistryOptions(options));
+    try {
+      await registry.#run((conn) => conn.ping(), true);
+    } catch (err) {
+      await registry.close();
+      throw err;
+    }
+    return registry;
+  }
+
+  /** Creates `fleet_orgs` when missing. Idempotent, and safe when two processes run it at once. */
+  async migrate(): Promise<void> {
+    await this.#run((conn) => this.#dialect.migrate(conn));
+    this.#options.logger?.info({ backend: this.backend, table: ORGS_TABLE }, 'registry migrated');
+  }
+
+  /**
+   * Adds an org. Throws {@link ValidationError} for a bad field, a duplicate slug
+   * (`field: 'slug'`), or schema mode on a MySQL or SQLite registry (`field: 'storageMode'`).
+   */
+  async add(input: OrgInput): Promise<Org> {
+    const org: Org = Object.freeze({ ...this.#validate(validateOrgInput(input)), createdAt: new Date() });
+    const d = this.#dialect;
+    const placeholders = ORG_COLUMNS.map((_, i) => d.param(i + 1)).join(', ');
+    try {
+      await this.#run((conn) =>
+        conn.query(
+          `INSERT INTO ${ORGS_TABLE} (${ORG_COLUMNS.join(', ')}) VALUES (${placeholders})`,
+          orgToParams(org),
+        ),
+      );
+    } catch (err) {
+      if (d.isDuplicateKey(err)) {
+        throw new ValidationError(
+          'slug',
+          `Expected a new slug, got ${JSON.stringify(org.slug)} which is already registered`,
+        );
+      }
+      throw err;
+    } finally {
+      this.#forget();
+    }
+    return org;
+  }
+
+  /** The org with this slug; throws {@link UnknownTenantError} when there is none. */
+  async get(slug: string): Promise<Org> {
+    const org = await this.find(slug);
+    if (org === null) throw new UnknownTenantError(slug);
+    return org;
+  }
+
+  /** The org with this slug, or null. Answers from the lookup cache when it can. */
+  find(slug: string): Promise<Org | null> {
+    try {
+      validateSlug(slug);
+    } catch {
+      // A string that can never be a slug is simply not registered.
+      return this.#closing ? Promise.reject(new ClosedError('OrgRegistry')) : Promise.resolve(null);
+    }
+    const now = Date.now();
+    const cached = this.#cache.get(slug);
+    if (cached && cached.expiresAt > now && !this.#closing) return cached.value;
+    const generation = this.#generation;
+    const value = this.#run((conn) => this.#select(conn, slug, false), true);
+    if (this.#options.cacheTtlMs > 0) {
+      this.#cache.set(slug, { expiresAt: now + this.#options.cacheTtlMs, value });
+      const drop = () => {
+        if (this.#cache.get(slug)?.value === value) this.#cache.delete(slug);
+      };
+      // A change landed while this lookup ran: its answer may be stale, so it must not
+      // stay cached (a newer entry, made after the change, is left alone).
+      value.then(() => generation !== this.#generation && drop(), drop);
+    }
+    return value;
+  }
+
+  /** Orgs ordered by slug, optionally only active or inactive ones, a page at a time. */
+  async list(options: OrgListOptions = {}): Promise<Org[]> {
+    const { active, after, limit } = validateListOptions(options);
+    const d = this.#dialect;
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (active !== undefined) {
+      params.push(active);
+      where.push(`active = ${d.param(params.length)}`);
+    }
+    if (after !== undefined) {
+      params.push(after);
+      where.push(`slug > ${d.param(params.length)}`);
+    }
+    let sql = `${SELECT_ORG}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY slug`;
+    if (limit !== undefined) {
+      params.push(limit);
+      sql += ` LIMIT ${d.param(params.length)}`;
+    }
+    const rows = await this.#run((conn) => conn.query(sql, params), true);
+    return rows.map(rowToOrg);
+  }
+
+  /** How many orgs there are, optionally only active or inactive ones. */
+  async count(options: OrgCountOptions = {}): Promise<number> {
+    const { active } = validateListOptions(options);
+    const sql = `SELECT COUNT(*) AS n FROM ${ORGS_TABLE}${active === undefined ? '' : ` WHERE active = ${this.#dialect.param(1)}`}`;
+    const rows = await this.#run((conn) => conn.query(sql, active === undefined ? [] : [active]), true);
+    return Number(rows[0]?.n ?? 0);
+  }
+
+  /**
+   * Changes an org's fields (never its slug or creation time) and returns it as stored.
+   * The patched org is validated as a whole, under a row lock, so concurrent updates
+   * from several processes do not lose each other's fields.
+   */
+  async update(slug: string, patch: OrgPatch): Promise<Org> {
+    if (typeof patch !== 'object' || patch === null) {
+      throw new ValidationError('patch', `Expected a patch object, got ${describe(patch)}`);
+    }
+    validateSlug(slug);
+    const d = this.#dialect;
+    try {
+      return await this.#run((conn) =>
+        this.#transaction(conn, async () => {
+          const current = await this.#select(conn, slug, true);
+          if (current === null) throw new UnknownTenantError(slug);
+          const next: Org = Object.freeze({
+            ...this.#validate(applyOrgPatch(current, patch)),
+            createdAt: current.createdAt,
+          });
+          const columns = ORG_COLUMNS.slice(1, -1);
+          const params = orgToParams(next).slice(1, -1);
+          const set = columns.map((column, i) => `${column} = ${d.param(i + 1)}`).join(', ');
+          await conn.query(`UPDATE ${ORGS_TABLE} SET ${set} WHERE slug = ${d.param(columns.length + 1)}`, [
+            ...params,
+            slug,
+          ]);
+          return next;
+        }),
+      );
+    } finally {
+      this.#forget();
+    }
+  }
+
+  /** Marks an org inactive: it keeps its row and storage, and fan-outs skip it. */
+  deactivate(slug: string): Promise<Org> {
+    return this.update(slug, { active: false });
+  }
+
+  /**
+   * Creates the org's storage unless it exists: the quoted schema on the registry
+   * database in schema mode; in database mode, resolves `databaseUrl` through the secrets
+   * resolver and creates that database on its server (or the SQLite file). Idempotent,
+   * also across processes: of several racing calls exactly one reports `created: true`.
+   */
+  async provision(slug: string): Promise<ProvisionResult> {
+    const org = await this.#run((conn) => this.#select(conn, validateSlug(slug), false), true);
+    if (org === null) throw new UnknownTenantError(slug);
+    const log = this.#options.logger;
+    if (org.storageMode === 'schema') {
+      this.#validate(org);
+      const created = await this.#run((conn) => provisionSchema(conn, org.schemaName as string));
+      log?.info({ slug, schema: org.schemaName, created }, 'tenant schema provisioned');
+      return {
+        slug,
+        storageMode: 'schema',
+        backend: this.backend,
+        target: org.schemaName as string,
+        created,
+      };
+    }
+    const url = await this.secrets.resolve(org.databaseUrl as string);
+    const result = await provisionDatabase(url, { connectTimeoutMs: this.#options.connectTimeoutMs });
+    log?.info(
+      { slug, backend: result.backend, target: result.target, created: result.created },
+      'tenant database provisioned',
+    );
+    return { slug, storageMode: 'database', ...result };
+  }
+
+  /** Closes the connection after the statements already queued; idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#cache.clear();
+      // Let queued statements finish (they never reject the tail), up to the deadline;
+      // closing the connection then fails whatever is still running.
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.#options.closeTimeoutMs);
+      });
+      await Promise.race([this.#tail, deadline]);
+      clearTimeout(timer);
+      const connection = this.#connection;
+      this.#connection = undefined;
+      if (connection) await connection.then((conn) => conn.close()).catch(() => {});
+    })();
+    return this.#closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  #validate<T extends ValidatedOrg>(org: T): T {
+    if (org.storageMode === 'schema' && this.backend !== 'postgres') {
+      throw new ValidationError(
+        'storageMode',
+        `Expected storageMode 'database' on a ${this.backend} registry (schema mode needs a Postgres registry), got 'schema'`,
+      );
+    }
+    return org;
+  }
+
+  #forget(): void {
+    this.#generation++;
+    this.#cache.clear();
+  }
+
+  async #select(conn: RawConnection, slug: string, lock: boolean): Promise<Org | null> {
+    const d = this.#dialect;
+    const rows = await conn.query(`${SELECT_ORG} WHERE slug = ${d.param(1)}${lock ? d.forUpdate : ''}`, [
+      slug,
+    ]);
+    return rows[0] ? rowToOrg(rows[0]) : null;
+  }
+
+  async #transaction<T>(conn: RawConnection, fn: () => Promise<T>): Promise<T> {
+    await conn.query(this.#dialect.begin);
+    try {
+      const result = await fn();
+      await conn.query('COMMIT');
+      return result;
+    } catch (err) {
+      await conn.query('ROLLBACK').catch(() => {});
+      throw err;
+    }
+  }
+
+  // The one connection, opened lazily and reopened when it died; a failed open is not
+  // cached, so the next call tries again.
+  async #conn(): Promise<RawConnection> {
+    if (this.#connection) {
+      const conn = await this.#connection.catch(() => undefined);
+      if (conn?.alive) return conn;
+      await conn?.close();
+    }
+    // Past close()'s deadline a straggler must not open a connection nobody will close.
+    if (this.#closing) throw new ClosedError('OrgRegistry');
+    const opening = connect(this.databaseUrl, { connectTimeoutMs: this.#options.connectTimeoutMs });
+    this.#connection = opening;
+    try {
+      return await opening;
+    } catch (err) {
+      if (this.#connection === opening) this.#connection = undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Runs `fn` on the connection after everything queued before it. A `read` that failed
+   * because the connection died while idle (server restart, killed session) runs once
+   * more on a fresh one; a write does not, since it may have committed before the loss.
+   */
+  #run<T>(fn: (conn: RawConnection) => Promise<T>, read = false): Promise<T> {
+    if (this.#closing) return Promise.reject(new ClosedError('OrgRegistry'));
+    const result = this.#tail.then(async () => {
+      const conn = await this.#conn();
+      try {
+        return await fn(conn);
+      } catch (err) {
+        if (!read || conn.alive) throw err;
+        return fn(await this.#conn());
+      }
+    });
+    this.#tail = result.catch(() => {});
+    return result;
+  }
+}

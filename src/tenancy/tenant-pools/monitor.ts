@@ -1,0 +1,116 @@
+/**
+ * What TenantPools hears from its pools and tells the world: the counters, the acquire
+ * waits, the circuit breaker's bookkeeping, the typed events and the log lines. The pools
+ * report through the {@link PoolHooks} built here.
+ */
+import type { EventEmitter } from 'node:events';
+import type { Logger } from '../../logger.js';
+import type { ConnectionPool } from '../pool/connection-pool.js';
+import type { CloseReason, PoolHooks } from '../pool/types.js';
+import type { CircuitBreaker } from './circuit-breaker.js';
+import {
+  type PoolCounters,
+  type PoolEventInfo,
+  type TenantPoolsEventMap,
+  WaitSampler,
+  zeroCounters,
+} from './stats.js';
+
+/** The breaker key of the shared schema-mode pool (a slug can never contain a space). */
+const SCHEMA_POOL_KEY = 'schema pool';
+
+/** The breaker key of a pool: its slug, or one key for the shared schema-mode pool. */
+export function breakerKey(pool: ConnectionPool): string {
+  return pool.slug ?? SCHEMA_POOL_KEY;
+}
+
+/** The payload naming a pool in events. */
+export function poolInfo(pool: ConnectionPool): PoolEventInfo {
+  return { slug: pool.slug, mode: pool.mode, backend: pool.backend };
+}
+
+/** Counters, waits, events and logs of one TenantPools. */
+export class PoolMonitor {
+  readonly counters: PoolCounters = zeroCounters();
+  readonly waits = new WaitSampler();
+  readonly #events: EventEmitter<TenantPoolsEventMap>;
+  readonly #breaker: CircuitBreaker;
+  readonly #logger: Logger | undefined;
+
+  constructor(
+    events: EventEmitter<TenantPoolsEventMap>,
+    breaker: CircuitBreaker,
+    logger: Logger | undefined,
+  ) {
+    this.#events = events;
+    this.#breaker = breaker;
+    this.#logger = logger;
+  }
+
+  /** The hooks every pool reports through; `onSettled` is the cache's business. */
+  hooks(onSettled: (pool: ConnectionPool) => void): PoolHooks {
+    return {
+      checkConnect: (pool) => this.#breaker.check(breakerKey(pool)),
+      onConnect: (pool, error) => {
+        if (error === undefined) {
+          this.counters.connects++;
+          this.#breaker.succeeded(breakerKey(pool));
+          return undefined;
+        }
+        this.counters.connectFailures++;
+        this.#logger?.warn({ slug: pool.slug, err: error }, 'tenant connection failed');
+        return this.#breaker.failed(breakerKey(pool), error);
+      },
+      onOpen: (pool) => this.emit('connection:open', poolInfo(pool)),
+      onClose: (pool, reason: CloseReason) => {
+        if (reason === 'lifetime') this.counters.recycles++;
+        this.emit('connection:close', { ...poolInfo(pool), reason });
+      },
+      onConnectionError: (pool, error) => this.report(pool.slug, error, 'tenant connection errored'),
+      onSettled,
+    };
+  }
+
+  /** A connection was lent, `started` (performance.now()) being when it was asked for. */
+  lent(started: number): void {
+    this.counters.acquires++;
+    this.waits.record(performance.now() - started);
+  }
+
+  /** Counts and announces an acquire that ran out of time; returns the error to throw. */
+  timedOut<E extends Error & { slug: string }>(error: E, timeoutMs: number): E {
+    this.counters.timeouts++;
+    this.emit('acquire:timeout', { slug: error.slug, timeoutMs, error });
+    return error;
+  }
+
+  /** A secret that could not be resolved counts as a failed connect, breaker included. */
+  secretFailed(slug: string, error: unknown): void {
+    this.counters.connectFailures++;
+    this.#breaker.failed(slug, error);
+  }
+
+  /** Logs an error no caller will see, and emits it to `error` listeners if there are any. */
+  report(slug: string | null, error: Error, message: string): void {
+    this.#logger?.warn({ slug, err: error }, message);
+    // An 'error' event nobody listens to would throw, and crash the process.
+    if (this.#events.listenerCount('error') > 0) this.emit('error', { slug, error });
+  }
+
+  /**
+   * Emits an event. A listener that throws is logged, never passed on: it would otherwise
+   * break off the pool's bookkeeping half-way (a connection opened but never pooled, a
+   * budget slot never freed) or crash the process from a timer or socket callback.
+   */
+  emit<K extends keyof TenantPoolsEventMap>(name: K, ...args: TenantPoolsEventMap[K]): void {
+    try {
+      (this.#events.emit as (name: K, ...args: TenantPoolsEventMap[K]) => boolean).call(
+        this.#events,
+        name,
+        ...args,
+      );
+    } catch (err) {
+      this.#logger?.warn({ event: name, err }, 'tenant pools: an event listener threw');
+    }
+  }
+}

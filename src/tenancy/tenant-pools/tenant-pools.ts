@@ -1,0 +1,384 @@
+/**
+ * TenantPools: one object per process that lends connections to tenants' data.
+ *
+ * - Pools are built lazily, on a tenant's first acquire, and cached in LRU order up to
+ *   `maxCachedPools`; a pool with nothing lent and nobody waiting is evictable, the least
+ *   recently used first. A pool in use is never evicted: a new tenant waits for a place.
+ * - Every connection of every pool is paid for from one {@link ConnectionBudget}, so the
+ *   process never holds more than `maxConnections` connections, however many tenants.
+ * - Schema-mode tenants share one pool on the registry database; each checkout switches
+ *   `search_path` to the tenant's schema.
+ */
+import { EventEmitter } from 'node:events';
+import {
+  AcquireTimeoutError,
+  ClosedError,
+  ConfigError,
+  describe,
+  PoolCapacityError,
+  TenantInactiveError,
+  UnknownTenantError,
+  ValidationError,
+} from '../../errors.js';
+import type { Org } from '../org.js';
+import { ConnectionBudget } from '../pool/budget.js';
+import type { PooledConnection } from '../pool/connection-pool.js';
+import { withinDeadline } from '../pool/wait-queue.js';
+import { OrgRegistry } from '../registry/org-registry.js';
+import { CircuitBreaker } from './circuit-breaker.js';
+import { breakerKey, PoolMonitor, poolInfo } from './monitor.js';
+import {
+  type ResolvedTenantPoolsOptions,
+  resolveTenantPoolsOptions,
+  type TenantPoolsOptions,
+} from './options.js';
+import { closePools, PoolCache } from './pool-cache.js';
+import { type PrewarmReport, runPrewarm } from './prewarm.js';
+import { prewarmTarget } from './prewarm-target.js';
+import { PoolRouter, type Target } from './router.js';
+import type { TenantPoolsEventMap, TenantPoolsStats } from './stats.js';
+import { Lease, type TenantConnection } from './tenant-connection.js';
+
+/** Options of `acquire`. */
+export interface AcquireOptions {
+  /** Ends the wait with the signal's reason; no slot is kept for an aborted acquire. */
+  signal?: AbortSignal;
+}
+
+/**
+ * The lazy, LRU-evicting, budgeted registry of per-tenant connection pools.
+ *
+ * ```ts
+ * await using pools = await TenantPools.open({ registry, maxConnections: 50 });
+ * await pools.withTenant('acme', (db) => db.query('select count(*) from invoices'));
+ * ```
+ */
+export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements AsyncDisposable {
+  /** The registry the tenants are looked up in. */
+  readonly registry: OrgRegistry;
+  /** The options in force, defaults filled in. */
+  readonly options: ResolvedTenantPoolsOptions;
+  readonly #ownsRegistry: boolean;
+  readonly #budget: ConnectionBudget;
+  readonly #breaker: CircuitBreaker;
+  readonly #pools: PoolCache;
+  readonly #router: PoolRouter;
+  readonly #monitor: PoolMonitor;
+  readonly #sweeper: NodeJS.Timeout;
+  // Registry answers known settled (a cache hit hands back the same promise): no timer.
+  readonly #answered = new WeakSet<Promise<unknown>>();
+  #lastPrewarm: PrewarmReport | undefined;
+  #closing: Promise<void> | undefined;
+
+  private constructor(options: ResolvedTenantPoolsOptions, registry: OrgRegistry, ownsRegistry: boolean) {
+    super();
+    this.options = options;
+    this.registry = registry;
+    this.#ownsRegistry = ownsRegistry;
+    this.#budget = new ConnectionBudget(options.maxConnections);
+    this.#breaker = new CircuitBreaker(options.failureThreshold, options.failureCooldownMs);
+    this.#monitor = new PoolMonitor(this, this.#breaker, options.logger);
+    this.#pools = new PoolCache(options.maxCachedPools, (pool, reason) => {
+      this.#monitor.counters.poolEvictions++;
+      this.#monitor.emit('pool:evict', { ...poolInfo(pool), reason });
+    });
+    // Often enough that a connection outlives its timeout by at most a second (or half
+    // the timeout when that is shorter), rarely enough to cost nothing.
+    const every = Math.max(
+      5,
+      Math.min(1000, Math.floor(Math.min(options.idleTimeoutMs, options.maxLifetimeMs) / 2)),
+    );
+    this.#router = new PoolRouter({
+      registry,
+      secrets: options.secrets ?? registry.secrets,
+      options,
+      budget: this.#budget,
+      breaker: this.#breaker,
+      monitor: this.#monitor,
+      cache: this.#pools,
+      // A pool nobody uses any more is a place for a tenant waiting for one.
+      hooks: this.#monitor.hooks((pool) => this.#pools.settled(pool)),
+      onCreate: (pool) => this.#monitor.emit('pool:create', poolInfo(pool)),
+    });
+    this.#sweeper = setInterval(() => this.#sweep(), every);
+    this.#sweeper.unref();
+  }
+
+  /**
+   * Validates the options ({@link ConfigError}), opens the registry when given its URL, and
+   * prewarms when `prewarm: true`.
+   */
+  static async open(options: TenantPoolsOptions): Promise<TenantPools> {
+    const resolved = resolveTenantPoolsOptions(options);
+    const owns = typeof resolved.registry === 'string';
+    const registry =
+      typeof resolved.registry === 'string'
+        ? await OrgRegistry.open(resolved.registry, {
+            ...(resolved.secrets ? { secrets: resolved.secrets } : {}),
+            connectTimeoutMs: resolved.connectTimeoutMs,
+          })
+        : resolved.registry;
+    const pools = new TenantPools(resolved, registry, owns);
+    if (resolved.prewarm) {
+      try {
+        await pools.prewarm();
+      } catch (err) {
+        await pools.close();
+        throw err;
+      }
+    }
+    return pools;
+  }
+
+  /** The report of the last `prewarm()`, if one ran. */
+  get lastPrewarm(): PrewarmReport | undefined {
+    return this.#lastPrewarm;
+  }
+
+  /**
+   * Lends a connection to the tenant's data, waiting in FIFO order when its pool or the
+   * budget is full. Throws {@link UnknownTenantError}, {@link TenantInactiveError},
+   * {@link TenantUnavailableError}, {@link AcquireTimeoutError} (after `acquireTimeoutMs`),
+   * {@link PoolCapacityError} (every cached pool busy that long), {@link ClosedError}, or
+   * the signal's reason.
+   */
+  async acquire(slugOrOrg: string | Org, options: AcquireOptions = {}): Promise<TenantConnection> {
+    this.#assertOpen();
+    const started = performance.now();
+    const deadline = Date.now() + this.options.acquireTimeoutMs;
+    const { signal } = options;
+    signal?.throwIfAborted();
+    const lent = await this.#withTarget(slugOrOrg, { deadline, signal }, async (target) => {
+      const { org, pool, schema } = target;
+      this.#breaker.check(breakerKey(pool), org.slug);
+      const conn = await pool.acquire({
+        signal,
+        deadline,
+        schema,
+        timeoutError: () => this.#timedOut(new AcquireTimeoutError(org.slug, this.options.acquireTimeoutMs)),
+      });
+      return this.#lend(target, conn, started);
+    });
+    // Only a lookup without waiting gives up with null.
+    return lent as TenantConnection;
+  }
+
+  /**
+   * Lends a connection only if that needs no waiting for a slot: an idle one, or a new one
+   * within the budget or by reclaiming another pool's idle connection. Resolves to null
+   * otherwise (pool at its maximum, callers queued, budget exhausted, no cache place).
+   * Still throws for an unknown, inactive or unavailable tenant.
+   */
+  async tryAcquire(slugOrOrg: string | Org): Promise<TenantConnection | null> {
+    this.#assertOpen();
+    const started = performance.now();
+    return this.#withTarget(slugOrOrg, null, async (target) => {
+      this.#breaker.check(breakerKey(target.pool), target.org.slug);
+      const conn = await target.pool.tryAcquire(target.schema);
+      return conn === null ? null : this.#lend(target, conn, started);
+    });
+  }
+
+  /**
+   * Runs `fn` with a connection and gives it back afterwards. When `fn` throws, the
+   * connection is closed rather than reused (it may be inside a broken transaction).
+   */
+  async withTenant<T>(
+    slugOrOrg: string | Org,
+    fn: (db: TenantConnection) => Promise<T> | T,
+    options: AcquireOptions = {},
+  ): Promise<T> {
+    const db = await this.acquire(slugOrOrg, options);
+    let result: T;
+    try {
+      result = await fn(db);
+    } catch (err) {
+      db.release(err);
+      throw err;
+    }
+    db.release();
+    return result;
+  }
+
+  /**
+   * Opens connections for active tenants ahead of demand, `prewarmConcurrency` at a time,
+   * inside the budget and without evicting a pool. See {@link PrewarmReport}.
+   */
+  async prewarm(): Promise<PrewarmReport> {
+    this.#assertOpen();
+    const target = prewarmTarget({
+      registry: this.registry,
+      budget: this.#budget,
+      breaker: this.#breaker,
+      monitor: this.#monitor,
+      cache: this.#pools,
+      router: this.#router,
+      perTenant: Math.max(1, this.options.perTenantMinConnections),
+    });
+    const report = await runPrewarm(target, this.options.prewarmConcurrency);
+    this.#lastPrewarm = report;
+    this.options.logger?.info({ ...report }, 'tenant pools prewarmed');
+    return report;
+  }
+
+  /**
+   * Drops the tenant's pool: idle connections close now, lent ones when released, and the
+   * next acquire builds a new pool (re-reading the org and re-resolving its secret). Also
+   * forgets the tenant's connect failures.
+   */
+  async invalidate(slug: string): Promise<void> {
+    this.#assertOpen();
+    if (typeof slug !== 'string') {
+      throw new ValidationError('slug', `Expected a tenant slug, got ${describe(slug)}`);
+    }
+    this.#breaker.reset(slug);
+    this.#pools.evict(slug, 'invalidate');
+  }
+
+  /** Budget, every pool, counters and acquire-wait percentiles, right now. */
+  stats(): TenantPoolsStats {
+    const pools = this.#pools.pools();
+    const shared = this.#router.shared;
+    if (shared) pools.unshift(shared);
+    return {
+      budget: this.#budget.snapshot(),
+      pools: pools.map((pool) => ({
+        slug: pool.slug,
+        mode: pool.mode,
+        backend: pool.backend,
+        ...pool.counts(),
+        lastUsedAt: pool.lastUsedAt,
+      })),
+      counters: { ...this.#monitor.counters, reclaims: this.#budget.reclaims },
+      acquireWaitMs: this.#monitor.waits.summary(),
+    };
+  }
+
+  /**
+   * Closes every pool. Waiters get {@link ClosedError} at once; lent connections are
+   * closed when released, or after `closeTimeoutMs` regardless. Closes the registry when
+   * TenantPools opened it. Idempotent.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown();
+    return this.#closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  async #shutdown(): Promise<void> {
+    clearInterval(this.#sweeper);
+    this.#pools.rejectWaiters(new ClosedError('TenantPools'));
+    const pools = this.#pools.allPools();
+    const shared = this.#router.shared;
+    if (shared) pools.push(shared);
+    // No slot is granted from now on; queued requests are rejected and their pools'
+    // waiters get ClosedError as the pools close.
+    this.#budget.close();
+    await closePools(pools, this.options.closeTimeoutMs, () => {
+      this.options.logger?.warn('tenant pools: closing connections still lent after closeTimeoutMs');
+    });
+    if (this.#ownsRegistry) {
+      try {
+        await this.registry.close();
+      } catch (err) {
+        this.#monitor.report(null, err as Error, 'closing the registry failed');
+      }
+    }
+  }
+
+  #assertOpen(): void {
+    if (this.#closing) throw new ClosedError('TenantPools');
+  }
+
+  #lend(target: Target, conn: PooledConnection, started: number): TenantConnection {
+    this.#monitor.lent(started);
+    return new Lease(target.pool, conn, target.org.slug, target.pool.backend, target.schema);
+  }
+
+  #timedOut<E extends Error & { slug: string }>(error: E): E {
+    return this.#monitor.timedOut(error, this.options.acquireTimeoutMs);
+  }
+
+  async #org(slugOrOrg: string | Org, bounded: <R>(work: Promise<R>) => Promise<R>): Promise<Org> {
+    let org: Org;
+    if (typeof slugOrOrg === 'string') {
+      const found = await bounded(this.registry.find(slugOrOrg));
+      if (found === null) throw new UnknownTenantError(slugOrOrg);
+      org = found;
+    } else if (typeof slugOrOrg === 'object' && slugOrOrg !== null && typeof slugOrOrg.slug === 'string')
+      org = slugOrOrg;
+    else throw new ValidationError('slug', `Expected a tenant slug or an Org, got ${describe(slugOrOrg)}`);
+    if (!org.active) throw new TenantInactiveError(org.slug);
+    return org;
+  }
+
+  // Finds the pool (and schema) an acquire goes to and hands it to `use`. A new tenant's
+  // secret is resolved first (its backend is only known from the resolved URL); with
+  // `wait`, it then waits for a place in the cache when every cached pool is busy, without
+  // `wait` the answer is null.
+  //
+  // `use` is called synchronously, in the same turn as the lookup: its checkout (or its
+  // place in the queue) marks the pool busy before any other caller runs. Returning the
+  // pool to an awaiting caller instead would leave a gap in which another tenant could
+  // evict the pool, idle as it still looks, and close it under our feet.
+  //
+  // A pool closed under a caller already in it (invalidate, a config change) sends the
+  // caller back to look again, to the new pool, while TenantPools itself is open.
+  async #withTarget<T>(
+    slugOrOrg: string | Org,
+    wait: { deadline: number; signal: AbortSignal | undefined } | null,
+    use: (target: Target) => Promise<T>,
+  ): Promise<T | null> {
+    // The lookup and the secret count against the caller's deadline and signal too; an Org
+    // given as such, or a lookup already answered, needs no timer.
+    const slug = typeof slugOrOrg === 'string' ? slugOrOrg : String(slugOrOrg?.slug);
+    const timeoutError = () => this.#timedOut(new AcquireTimeoutError(slug, this.options.acquireTimeoutMs));
+    const bounded = <R>(work: Promise<R>): Promise<R> => {
+      if (!wait || this.#answered.has(work)) return work;
+      const answered = () => this.#answered.add(work);
+      work.then(answered, answered);
+      return withinDeadline(work, { ...wait, timeoutError });
+    };
+    const org = await this.#org(slugOrOrg, bounded);
+    let url: string | undefined;
+    for (;;) {
+      this.#assertOpen();
+      const cached = this.#router.cached(org);
+      let target: Target | null = cached;
+      if (!target && url === undefined) {
+        url = await bounded(this.#router.resolveSecret(org));
+        // Another caller may have built the pool meanwhile: look again.
+        continue;
+      }
+      target ??= this.#router.build(org, url as string, true);
+      if (target) {
+        try {
+          return await use(target);
+        } catch (err) {
+          if (!(err instanceof ClosedError) || this.#closing || !target.pool.closed) throw err;
+          // The new pool resolves the secret afresh (invalidate's purpose).
+          url = undefined;
+          continue;
+        }
+      }
+      if (!wait) return null;
+      await this.#pools.waitForPlace(org.slug, {
+        deadline: wait.deadline,
+        signal: wait.signal,
+        timeoutError: () =>
+          this.#timedOut(
+            new PoolCapacityError(org.slug, this.options.maxCachedPools, this.options.acquireTimeoutMs),
+          ),
+      });
+    }
+  }
+
+  #sweep(): void {
+    const now = Date.now();
+    for (const pool of this.#pools.pools()) pool.sweep(now, this.options.idleTimeoutMs);
+    this.#router.shared?.sweep(now, this.options.idleTimeoutMs);
+  }
+}
