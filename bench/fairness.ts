@@ -12,7 +12,7 @@
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Fleet } from '../src/fleet.js';
-import { BullMqBackend } from '../src/queue/bullmq/bullmq-engine.js';
+import { BullMqEngine } from '../src/queue/bullmq/bullmq-engine.js';
 import { benchRegistry, deleteKeys, REDIS_URL, rawEnqueue, redisOptions, unique } from './fleet-setup.js';
 import { interleave, machine, percentile, type Sample } from './harness.js';
 
@@ -93,7 +93,7 @@ export async function main() {
   const fleetRun = async (): Promise<Sample> => {
     const prefix = unique('bench_fair');
     const fleet = await Fleet.open({
-      backend: new BullMqBackend({ connection: REDIS_URL, prefix }),
+      engine: new BullMqEngine({ connection: REDIS_URL, prefix }),
       registry,
     });
     const queue = 'bench';

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { Fleet } from '../src/fleet.js';
-import { BullMqBackend } from '../src/queue/bullmq/bullmq-engine.js';
+import { BullMqEngine } from '../src/queue/bullmq/bullmq-engine.js';
 import { connect } from '../src/tenancy/drivers/index.js';
 import { OrgRegistry } from '../src/tenancy/registry/org-registry.js';
 import type { TenantPools } from '../src/tenancy/tenant-pools/tenant-pools.js';
@@ -173,8 +173,8 @@ export async function fleetBullmqRun(
   run: FleetRunOptions,
 ): Promise<{ ops: number; ms: number; tenants: number; failed: number }> {
   const prefix = unique('bench_fleet');
-  const backend = new BullMqBackend({ connection: REDIS_URL, prefix });
-  const fleet = await Fleet.open({ backend, registry: run.registry, pools: run.pools });
+  const engine = new BullMqEngine({ connection: REDIS_URL, prefix });
+  const fleet = await Fleet.open({ engine, registry: run.registry, pools: run.pools });
   const queue = 'bench';
   for (let start = 0; start < run.jobs; start += 1000) {
     const size = Math.min(1000, run.jobs - start);

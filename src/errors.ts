@@ -16,7 +16,8 @@ export type FleetErrorCode =
   | 'TENANT_UNAVAILABLE'
   | 'SECRET_RESOLUTION'
   | 'CONFIG'
-  | 'CLOSED';
+  | 'CLOSED'
+  | 'MIGRATION_FAILED';
 
 /** Base class of every error tenant-fleet throws. */
 export class FleetError extends Error {

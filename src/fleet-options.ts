@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { ConfigError, describe } from './errors.js';
-import type { Logger } from './logger.js';
-import type { TenantQueueBackend } from './queue/engine.js';
+import { type Logger, silentLogger } from './logger.js';
+import type { EngineName, QueueEngine } from './queue/engine.js';
 import type { OrgRegistry } from './tenancy/registry/org-registry.js';
 import type { TenantPoolsOptions } from './tenancy/tenant-pools/options.js';
 import { TenantPools } from './tenancy/tenant-pools/tenant-pools.js';
@@ -12,13 +12,11 @@ export type FleetPoolsOptions = Omit<TenantPoolsOptions, 'registry'>;
 /** Options of {@link Fleet.open}. */
 export interface FleetOptions {
   /**
-   * The queue engine to open: `bullmq` (Redis; needs `redis`) or `memory` (this process
-   * only). Ignored when `backend` is given.
+   * The queue engine: the name of one to open, `bullmq` (Redis; needs `redis`) or `memory`
+   * (this process only), or a ready engine instance, which the fleet closes on `close()`.
    * @default 'bullmq' when `redis` is given, else 'memory'
    */
-  engine?: 'bullmq' | 'memory';
-  /** A ready engine instance instead of `engine`; the fleet closes it on `close()`. */
-  backend?: TenantQueueBackend;
+  engine?: EngineName | QueueEngine;
   /**
    * Redis for the `bullmq` engine: a URL (the engine opens and closes its connections)
    * or an ioredis instance (shared, and left open on close).
@@ -51,13 +49,12 @@ export interface FleetOptions {
 
 /** {@link FleetOptions} with every default applied. */
 export interface ResolvedFleetOptions {
-  engine: 'bullmq' | 'memory';
-  backend: TenantQueueBackend | undefined;
+  engine: EngineName | QueueEngine;
   redis: string | Redis | undefined;
   prefix: string;
   registry: OrgRegistry | string;
   pools: TenantPools | FleetPoolsOptions | undefined;
-  logger: Logger | undefined;
+  logger: Logger;
   maxDataBytes: number;
 }
 
@@ -72,13 +69,13 @@ export function resolveFleetOptions(options: FleetOptions): ResolvedFleetOptions
     throw new ConfigError('options', `Expected fleet options to be an object, got ${describe(options)}`);
   }
   const engine = options.engine ?? (options.redis !== undefined ? 'bullmq' : 'memory');
-  if (engine !== 'bullmq' && engine !== 'memory') {
+  if (engine !== 'bullmq' && engine !== 'memory' && (typeof engine !== 'object' || engine === null)) {
     throw new ConfigError(
       'engine',
-      `Expected \`engine\` to be 'bullmq' or 'memory', got ${describe(engine)}`,
+      `Expected \`engine\` to be 'bullmq', 'memory' or a queue engine instance, got ${describe(engine)}`,
     );
   }
-  if (options.backend === undefined && engine === 'bullmq' && options.redis === undefined) {
+  if (engine === 'bullmq' && options.redis === undefined) {
     throw new ConfigError(
       'redis',
       "Expected `redis` (a URL or an ioredis instance) for engine 'bullmq', got none",
@@ -127,12 +124,11 @@ export function resolveFleetOptions(options: FleetOptions): ResolvedFleetOptions
   }
   return {
     engine,
-    backend: options.backend,
     redis: options.redis,
     prefix,
     registry: options.registry,
     pools: options.pools,
-    logger: options.logger,
+    logger: options.logger ?? silentLogger,
     maxDataBytes,
   };
 }

@@ -1,11 +1,17 @@
-import pino from 'pino';
 import { ClosedError, describe, TenantInactiveError, ValidationError } from './errors.js';
 import { type FleetOptions, resolveFleetOptions } from './fleet-options.js';
 import type { Logger } from './logger.js';
-import { BullMqBackend } from './queue/bullmq/bullmq-engine.js';
-import type { BatchProgress, EnqueueJob, JobCounts, JobInfo, TenantQueueBackend } from './queue/engine.js';
+import { BullMqEngine } from './queue/bullmq/bullmq-engine.js';
+import type {
+  BatchProgress,
+  EngineName,
+  EnqueueJob,
+  JobCounts,
+  JobInfo,
+  QueueEngine,
+} from './queue/engine.js';
 import { checkQueueName, checkTenant, normaliseJob } from './queue/job-input.js';
-import { MemoryBackend } from './queue/memory/memory-engine.js';
+import { MemoryEngine } from './queue/memory/memory-engine.js';
 import { Scheduler, type SchedulerOptions } from './scheduler/scheduler.js';
 import { OrgRegistry } from './tenancy/registry/org-registry.js';
 import { TenantPools } from './tenancy/tenant-pools/tenant-pools.js';
@@ -29,7 +35,7 @@ export type FleetJob<Data = unknown> = EnqueueJob<Data>;
  */
 export class Fleet implements AsyncDisposable {
   /** The queue engine. */
-  readonly backend: TenantQueueBackend;
+  readonly engine: QueueEngine;
   /** The org registry enqueue checks tenants against. */
   readonly registry: OrgRegistry;
   /** The tenant pools workers borrow `ctx.db` from, if any. */
@@ -43,7 +49,7 @@ export class Fleet implements AsyncDisposable {
   #closed: Promise<void> | undefined;
 
   private constructor(
-    backend: TenantQueueBackend,
+    engine: QueueEngine,
     registry: OrgRegistry,
     ownsRegistry: boolean,
     pools: TenantPools | undefined,
@@ -51,7 +57,7 @@ export class Fleet implements AsyncDisposable {
     logger: Logger,
     maxDataBytes: number,
   ) {
-    this.backend = backend;
+    this.engine = engine;
     this.registry = registry;
     this.#ownsRegistry = ownsRegistry;
     this.pools = pools;
@@ -66,7 +72,7 @@ export class Fleet implements AsyncDisposable {
    */
   static async open(options: FleetOptions): Promise<Fleet> {
     const resolved = resolveFleetOptions(options);
-    const logger = resolved.logger ?? pino({ level: 'silent' });
+    const logger = resolved.logger;
     const ownsRegistry = typeof resolved.registry === 'string';
     const ownsPools = resolved.pools !== undefined && !(resolved.pools instanceof TenantPools);
     let registry: OrgRegistry | undefined;
@@ -80,8 +86,11 @@ export class Fleet implements AsyncDisposable {
         resolved.pools === undefined || resolved.pools instanceof TenantPools
           ? resolved.pools
           : await TenantPools.open({ logger, ...resolved.pools, registry });
-      const backend = resolved.backend ?? openEngine(resolved.engine, resolved.redis, resolved.prefix);
-      return new Fleet(backend, registry, ownsRegistry, pools, ownsPools, logger, resolved.maxDataBytes);
+      const engine =
+        typeof resolved.engine === 'object'
+          ? resolved.engine
+          : openEngine(resolved.engine, resolved.redis, resolved.prefix);
+      return new Fleet(engine, registry, ownsRegistry, pools, ownsPools, logger, resolved.maxDataBytes);
     } catch (error) {
       if (ownsPools) await pools?.close().catch(() => {});
       if (ownsRegistry) await registry?.close().catch(() => {});
@@ -122,7 +131,7 @@ export class Fleet implements AsyncDisposable {
       }
     });
     await Promise.all([...tenants].map((slug) => this.#checkTenant(slug)));
-    return this.backend.enqueueBulk(queue, jobs);
+    return this.engine.enqueueBulk(queue, jobs);
   }
 
   /**
@@ -138,7 +147,7 @@ export class Fleet implements AsyncDisposable {
     this.#checkOpen();
     checkQueueName(queue);
     const worker = new FleetWorker<Data, Result>(
-      { backend: this.backend, orgs: this.registry, pools: this.pools, logger: this.logger },
+      { engine: this.engine, orgs: this.registry, pools: this.pools, logger: this.logger },
       queue,
       handler,
       options,
@@ -152,19 +161,19 @@ export class Fleet implements AsyncDisposable {
   /** Job counts of one tenant's partition of `queue`. */
   counts(queue: string, tenant: string): Promise<JobCounts> {
     this.#checkOpen();
-    return this.backend.counts(checkQueueName(queue), checkTenant(tenant));
+    return this.engine.counts(checkQueueName(queue), checkTenant(tenant));
   }
 
   /** One job of a tenant's partition, or null (unknown, or trimmed after finishing). */
   job(queue: string, tenant: string, id: string): Promise<JobInfo | null> {
     this.#checkOpen();
-    return this.backend.getJob(checkQueueName(queue), checkTenant(tenant), id);
+    return this.engine.getJob(checkQueueName(queue), checkTenant(tenant), id);
   }
 
   /** Progress of the jobs enqueued with this `batchId` (a scheduler fan-out). */
   batch(batchId: string): Promise<BatchProgress> {
     this.#checkOpen();
-    return this.backend.batchProgress(batchId);
+    return this.engine.batchProgress(batchId);
   }
 
   /**
@@ -193,7 +202,7 @@ export class Fleet implements AsyncDisposable {
   async #close(): Promise<void> {
     const steps: Array<[string, () => Promise<unknown>]> = [
       ['workers', () => Promise.all([...this.#workers].map((worker) => worker.close()))],
-      ['engine', () => this.backend.close()],
+      ['engine', () => this.engine.close()],
     ];
     if (this.#ownsPools && this.pools) {
       const pools = this.pools;
@@ -219,12 +228,8 @@ export class Fleet implements AsyncDisposable {
   }
 }
 
-function openEngine(
-  engine: 'bullmq' | 'memory',
-  redis: FleetOptions['redis'],
-  prefix: string,
-): TenantQueueBackend {
-  if (engine === 'memory') return new MemoryBackend();
+function openEngine(engine: EngineName, redis: FleetOptions['redis'], prefix: string): QueueEngine {
+  if (engine === 'memory') return new MemoryEngine();
   // resolveFleetOptions has checked that bullmq comes with `redis`.
-  return new BullMqBackend({ connection: redis!, prefix });
+  return new BullMqEngine({ connection: redis!, prefix });
 }

@@ -1,5 +1,5 @@
 // The public API of tenant-fleet: explicit named exports, nothing else.
-// Each block below belongs to one layer of DESIGN.md.
+// Each block below belongs to one layer of docs/ARCHITECTURE.md.
 
 // errors
 export {
@@ -21,10 +21,10 @@ export type { FleetOptions, FleetPoolsOptions, ResolvedFleetOptions } from './fl
 // logging (redacts URL passwords)
 export { createLogger, type Logger, type LoggerOptions } from './logger.js';
 export {
-  BullMqBackend,
-  type BullMqBackendEventMap,
-  type BullMqBackendOptions,
-  type ResolvedBullMqBackendOptions,
+  BullMqEngine,
+  type BullMqEngineEventMap,
+  type BullMqEngineOptions,
+  type ResolvedBullMqEngineOptions,
 } from './queue/bullmq/bullmq-engine.js';
 // queue
 export type {
@@ -38,12 +38,12 @@ export type {
   JobInfo,
   JobOptions,
   JobState,
-  TenantQueueBackend,
+  QueueEngine,
 } from './queue/engine.js';
 export {
-  MemoryBackend,
-  type MemoryBackendOptions,
-  type ResolvedMemoryBackendOptions,
+  MemoryEngine,
+  type MemoryEngineOptions,
+  type ResolvedMemoryEngineOptions,
 } from './queue/memory/memory-engine.js';
 // scheduler: cron fan-out, catch-up state, startup jobs, tenant migrations
 export {
@@ -93,7 +93,7 @@ export {
   type TenantMigrationFailure,
 } from './scheduler/tenant-migrations.js';
 // tenancy: drivers
-export type { Backend, RawConnection, Row } from './tenancy/drivers/driver.js';
+export type { DatabaseKind, RawConnection, Row } from './tenancy/drivers/driver.js';
 // tenancy: orgs
 export {
   type Org,

@@ -126,3 +126,6 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   };
   return resolved.destination ? pino(pinoOptions, resolved.destination) : pino(pinoOptions);
 }
+
+/** The logger a component uses when it is given none: it writes nothing. */
+export const silentLogger: Logger = pino({ level: 'silent' });

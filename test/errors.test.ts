@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { FleetError, redactUrl, ValidationError } from '../src/errors.js';
+import { MigrationFailedError } from '../src/scheduler/apply-migrations.js';
 import { connect } from '../src/tenancy/drivers/index.js';
 
 describe('redactUrl', () => {
@@ -37,5 +38,20 @@ describe('FleetError', () => {
     expect(error.code).toBe('VALIDATION');
     expect(error.name).toBe('ValidationError');
     expect(error.field).toBe('slug');
+  });
+});
+
+describe('MigrationFailedError', () => {
+  it('is a FleetError with its own code, the migration and the cause', () => {
+    const cause = new Error('syntax error at or near "CRATE"');
+    const error = new MigrationFailedError(
+      { version: 3, name: 'add_titles', sql: 'CRATE TABLE t ()', checksum: 'x' },
+      cause,
+    );
+    expect(error).toBeInstanceOf(FleetError);
+    expect(error.code).toBe('MIGRATION_FAILED');
+    expect(error.name).toBe('MigrationFailedError');
+    expect(error.migration).toBe('3_add_titles');
+    expect(error.cause).toBe(cause);
   });
 });

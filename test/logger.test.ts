@@ -1,15 +1,9 @@
-/**
- * The logger's output, and the errors of real failed connects logged through it, never
- * show a connection URL's password: not in the message, not in any field however nested,
- * not in a child's bindings, not in a serialized error's message, stack or cause.
- */
-import { once } from 'node:events';
-import net from 'node:net';
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { OrgRegistry } from '../src/index.js';
 import { createLogger, type Logger } from '../src/logger.js';
 import { connect } from '../src/tenancy/drivers/index.js';
+import { closedPort } from './support/net.js';
 
 const PASSWORD = 'Sup3r-s3cret-pw';
 const URL_WITH_PASSWORD = `postgres://app:${PASSWORD}@db.internal:5432/acme`;
@@ -34,15 +28,6 @@ function capture(): { logger: Logger; lines(): Array<Record<string, unknown>>; t
         .filter(Boolean)
         .map((line) => JSON.parse(line) as Record<string, unknown>),
   };
-}
-
-async function closedPort(): Promise<number> {
-  const server = net.createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as net.AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return port;
 }
 
 async function failure(promise: Promise<unknown>): Promise<Error> {

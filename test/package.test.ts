@@ -2,11 +2,12 @@
  * The built package, as a user gets it: `npm test` runs `npm run build` first, and this
  * suite imports the entry that package.json points at, not the TypeScript sources.
  */
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, expectTypeOf, it } from 'vitest';
 import type { Org, OrgListOptions, OrgRegistry, SecretsResolver } from '../src/index.js';
+import { requireBuilt } from './support/built.js';
 import { tempDir } from './support/services.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -15,14 +16,6 @@ const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
 };
 const entry = join(root, pkg.exports['.'].import);
 const types = join(root, pkg.exports['.'].types);
-
-function requireBuilt(file: string): void {
-  if (!existsSync(file)) {
-    throw new Error(
-      `Expected the built package file ${file}, got no such file: run \`npm run build\` first (\`npm test\` does)`,
-    );
-  }
-}
 
 async function importBuilt(): Promise<typeof import('../src/index.js')> {
   requireBuilt(entry);
@@ -71,7 +64,7 @@ describe('the public types', () => {
     expectTypeOf<OrgRegistry['find']>().toEqualTypeOf<(slug: string) => Promise<Org | null>>();
     expectTypeOf<OrgRegistry['list']>().parameter(0).toEqualTypeOf<OrgListOptions | undefined>();
     expectTypeOf<OrgListOptions>().toEqualTypeOf<{ active?: boolean; after?: string; limit?: number }>();
-    expectTypeOf<OrgRegistry['backend']>().toEqualTypeOf<'postgres' | 'mysql' | 'sqlite'>();
+    expectTypeOf<OrgRegistry['kind']>().toEqualTypeOf<'postgres' | 'mysql' | 'sqlite'>();
     expectTypeOf<OrgRegistry['databaseUrl']>().toEqualTypeOf<string>();
     expectTypeOf<OrgRegistry['secrets']>().toEqualTypeOf<SecretsResolver>();
     expectTypeOf<Org['createdAt']>().toEqualTypeOf<Date>();

@@ -9,7 +9,7 @@
  */
 
 /** The engines tenant-fleet ships. */
-export type EngineName = 'memory' | 'bullmq' | 'pgboss';
+export type EngineName = 'memory' | 'bullmq';
 
 /** How a failed job waits before its next attempt. */
 export interface BackoffOptions {
@@ -65,7 +65,7 @@ export interface ActiveJob<Data = unknown> {
   readonly lease: unknown;
 }
 
-/** Options of {@link TenantQueueBackend.complete}. */
+/** Options of {@link QueueEngine.complete}. */
 export interface CompleteOptions {
   /** Take the partition's next ready job too, locked as `fetch(queue, tenant, workerId, lockDurationMs)` would. */
   fetchNext?: { workerId: string; lockDurationMs: number };
@@ -121,8 +121,8 @@ export interface BatchProgress {
 }
 
 /** The contract of a queue engine. */
-export interface TenantQueueBackend {
-  readonly engine: EngineName;
+export interface QueueEngine {
+  readonly name: EngineName;
 
   /** Adds one job to the (queue, tenant) partition; resolves to its id. */
   enqueue<Data>(queue: string, job: EnqueueJob<Data>): Promise<string>;

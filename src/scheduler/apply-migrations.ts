@@ -8,12 +8,13 @@
  * re-checks the version inside a `BEGIN IMMEDIATE` transaction.
  */
 import { createHash } from 'node:crypto';
-import type { Backend, Row } from '../tenancy/drivers/driver.js';
+import { FleetError } from '../errors.js';
+import type { DatabaseKind, Row } from '../tenancy/drivers/driver.js';
 import type { Migration } from './migration-files.js';
 
 /** What applying migrations needs of a connection (a `TenantConnection` fits). */
 export interface MigrationConnection {
-  readonly backend: Backend;
+  readonly kind: DatabaseKind;
   /** The tenant's schema in schema mode (Postgres); null in database mode. */
   readonly schema: string | null;
   query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<R[]>;
@@ -31,14 +32,15 @@ export interface TenantMigrationOutcome {
 }
 
 /** A migration file failed on a tenant; earlier files of the run stay applied. */
-export class MigrationFailedError extends Error {
+export class MigrationFailedError extends FleetError {
   readonly version: number;
   readonly migration: string;
 
   constructor(migration: Migration, cause: unknown) {
     const message = cause instanceof Error ? cause.message : String(cause);
-    super(`Migration ${migration.version}_${migration.name} failed: ${message}`, { cause });
-    this.name = 'MigrationFailedError';
+    super('MIGRATION_FAILED', `Migration ${migration.version}_${migration.name} failed: ${message}`, {
+      cause,
+    });
     this.version = migration.version;
     this.migration = `${migration.version}_${migration.name}`;
   }
@@ -50,7 +52,7 @@ export async function applyMigrations(
   migrations: readonly Migration[],
 ): Promise<TenantMigrationOutcome> {
   const table =
-    conn.backend === 'postgres' && conn.schema ? `"${conn.schema}".fleet_migrations` : 'fleet_migrations';
+    conn.kind === 'postgres' && conn.schema ? `"${conn.schema}".fleet_migrations` : 'fleet_migrations';
   const unlock = await lockTenant(conn);
   try {
     await conn.query(
@@ -82,7 +84,7 @@ export async function applyMigrations(
 // together or not at all. MySQL commits DDL implicitly, so a file that fails halfway
 // leaves its earlier statements applied and its version unrecorded.
 async function applyOne(conn: MigrationConnection, table: string, migration: Migration): Promise<boolean> {
-  const p = conn.backend === 'postgres' ? ['$1', '$2', '$3', '$4'] : ['?', '?', '?', '?'];
+  const p = conn.kind === 'postgres' ? ['$1', '$2', '$3', '$4'] : ['?', '?', '?', '?'];
   const record = () =>
     conn.query(`INSERT INTO ${table} (version, name, checksum, applied_at) VALUES (${p.join(', ')})`, [
       migration.version,
@@ -90,7 +92,7 @@ async function applyOne(conn: MigrationConnection, table: string, migration: Mig
       migration.checksum,
       Date.now(),
     ]);
-  if (conn.backend === 'mysql') {
+  if (conn.kind === 'mysql') {
     try {
       await conn.raw.exec(migration.sql);
     } catch (err) {
@@ -99,7 +101,7 @@ async function applyOne(conn: MigrationConnection, table: string, migration: Mig
     await record();
     return true;
   }
-  await conn.query(conn.backend === 'sqlite' ? 'BEGIN IMMEDIATE' : 'BEGIN');
+  await conn.query(conn.kind === 'sqlite' ? 'BEGIN IMMEDIATE' : 'BEGIN');
   try {
     // Another run may have applied it since we read the table (SQLite has no lock before this).
     const done = await conn.query(`SELECT 1 AS found FROM ${table} WHERE version = ${p[0]}`, [
@@ -124,14 +126,14 @@ async function applyOne(conn: MigrationConnection, table: string, migration: Mig
 }
 
 async function lockTenant(conn: MigrationConnection): Promise<() => Promise<void>> {
-  if (conn.backend === 'postgres') {
+  if (conn.kind === 'postgres') {
     const key = `fleet_migrations:${conn.schema ?? ''}`;
     await conn.query('SELECT pg_advisory_lock(hashtext(current_database() || $1))', [key]);
     return async () => {
       await conn.query('SELECT pg_advisory_unlock(hashtext(current_database() || $1))', [key]);
     };
   }
-  if (conn.backend === 'mysql') {
+  if (conn.kind === 'mysql') {
     const [row] = await conn.query<{ db: string | null }>('SELECT DATABASE() AS db');
     // Lock names are server-wide and at most 64 characters: hash the database name.
     const name = `fleet_migrations:${createHash('sha1').update(String(row?.db)).digest('hex')}`;

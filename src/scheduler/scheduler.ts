@@ -11,8 +11,8 @@
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Cron } from 'croner';
-import type { Logger } from 'pino';
 import { ClosedError, ConfigError, describe, ValidationError } from '../errors.js';
+import { type Logger, silentLogger } from '../logger.js';
 import {
   type FanOutJob,
   type FanOutResult,
@@ -53,7 +53,7 @@ export interface SchedulerOptions {
 export interface ResolvedSchedulerOptions {
   store: ScheduleStateStore;
   pageSize: number;
-  logger: Pick<Logger, 'info' | 'warn' | 'error'> | null;
+  logger: Pick<Logger, 'info' | 'warn' | 'error'>;
   closeTimeoutMs: number;
 }
 
@@ -78,7 +78,7 @@ export function resolveSchedulerOptions(options: SchedulerOptions = {}): Resolve
   return {
     store: options.store ?? new MemoryScheduleStore(),
     pageSize,
-    logger: options.logger ?? null,
+    logger: options.logger ?? silentLogger,
     closeTimeoutMs,
   };
 }
@@ -255,13 +255,13 @@ export class Scheduler extends EventEmitter<SchedulerEventMap> implements AsyncD
         batchId: fanOutBatchId(id, latest),
         reason: 'catch-up-none',
       });
-      this.#options.logger?.info(
+      this.#options.logger.info(
         { schedule: id, tick: latest.toISOString() },
         'missed tick skipped (catchUp: none)',
       );
       return;
     }
-    this.#options.logger?.info(
+    this.#options.logger.info(
       { schedule: id, tick: latest.toISOString(), last: last.toISOString() },
       'catching up the latest missed tick',
     );
@@ -286,7 +286,7 @@ export class Scheduler extends EventEmitter<SchedulerEventMap> implements AsyncD
         this.#abort.signal,
       );
       await this.#options.store.recordTick(id, tick);
-      this.#options.logger?.info(
+      this.#options.logger.info(
         { schedule: id, tick: tick.toISOString(), batchId, enqueued: result.enqueued, pages: result.pages },
         'fan-out enqueued',
       );
@@ -294,7 +294,7 @@ export class Scheduler extends EventEmitter<SchedulerEventMap> implements AsyncD
       return result;
     } catch (err) {
       const error = err instanceof Error ? err : new Error(String(err));
-      this.#options.logger?.error(
+      this.#options.logger.error(
         { schedule: id, tick: tick.toISOString(), batchId, err: error },
         'fan-out failed',
       );

@@ -53,7 +53,7 @@ export class SqlScheduleStore implements ScheduleStateStore {
 
   async lastTick(scheduleId: string): Promise<Date | null> {
     const conn = await this.#connection();
-    const placeholder = conn.backend === 'postgres' ? '$1' : '?';
+    const placeholder = conn.kind === 'postgres' ? '$1' : '?';
     const rows = await conn.query<{ last_tick_ms: number | string | bigint }>(
       `SELECT last_tick_ms FROM ${TABLE} WHERE schedule_id = ${placeholder}`,
       [scheduleId],
@@ -65,7 +65,7 @@ export class SqlScheduleStore implements ScheduleStateStore {
   async recordTick(scheduleId: string, tick: Date): Promise<void> {
     const conn = await this.#connection();
     const ms = tick.getTime();
-    if (conn.backend === 'mysql') {
+    if (conn.kind === 'mysql') {
       await conn.query(
         `INSERT INTO ${TABLE} (schedule_id, last_tick_ms) VALUES (?, ?)
          ON DUPLICATE KEY UPDATE last_tick_ms = GREATEST(last_tick_ms, VALUES(last_tick_ms))`,
@@ -73,7 +73,7 @@ export class SqlScheduleStore implements ScheduleStateStore {
       );
       return;
     }
-    const [a, b] = conn.backend === 'postgres' ? ['$1', '$2'] : ['?', '?'];
+    const [a, b] = conn.kind === 'postgres' ? ['$1', '$2'] : ['?', '?'];
     await conn.query(
       `INSERT INTO ${TABLE} (schedule_id, last_tick_ms) VALUES (${a}, ${b})
        ON CONFLICT (schedule_id) DO UPDATE SET last_tick_ms = excluded.last_tick_ms

@@ -7,8 +7,8 @@
  * A startup job that fails is logged and recorded; it never stops the worker from starting.
  */
 import { EventEmitter } from 'node:events';
-import type { Logger } from 'pino';
 import { ConfigError, describe } from '../errors.js';
+import { type Logger, silentLogger } from '../logger.js';
 
 /** When startup jobs run relative to the worker's first fetch. */
 export type StartupMode = 'blocking' | 'background';
@@ -52,7 +52,7 @@ export interface StartupOptions {
 /** {@link StartupOptions} with the defaults filled in. */
 export interface ResolvedStartupOptions {
   mode: StartupMode;
-  logger: Pick<Logger, 'info' | 'error'> | null;
+  logger: Pick<Logger, 'info' | 'error'>;
   signal: AbortSignal | undefined;
 }
 
@@ -67,7 +67,7 @@ export function resolveStartupOptions(options: StartupOptions = {}): ResolvedSta
       `Expected \`startup\` to be 'blocking' or 'background', got ${describe(mode)}`,
     );
   }
-  return { mode, logger: options.logger ?? null, signal: options.signal };
+  return { mode, logger: options.logger ?? silentLogger, signal: options.signal };
 }
 
 const PREWARM = 'prewarm';
@@ -119,18 +119,18 @@ export class StartupRun extends EventEmitter<StartupEventMap> {
         };
         if (job.name === PREWARM && isPrewarmSummary(value)) {
           this.#prewarm = value;
-          options.logger?.info(
+          options.logger.info(
             { startup: job.name, report: value, durationMs: result.durationMs },
             'pools prewarmed',
           );
           this.emit('prewarm:report', value);
         } else {
-          options.logger?.info({ startup: job.name, durationMs: result.durationMs }, 'startup job done');
+          options.logger.info({ startup: job.name, durationMs: result.durationMs }, 'startup job done');
         }
       } catch (err) {
         const error = err instanceof Error ? err : new Error(String(err));
         result = { name: job.name, ok: false, error, durationMs: Math.round(performance.now() - started) };
-        options.logger?.error({ startup: job.name, err: error }, 'startup job failed');
+        options.logger.error({ startup: job.name, err: error }, 'startup job failed');
       }
       this.#results.push(result);
       this.emit('startup:done', result);

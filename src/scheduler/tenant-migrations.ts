@@ -37,7 +37,7 @@ export interface MigrationFleet extends FanOutTarget {
   ): { close(): Promise<void> };
   batch(batchId: string): Promise<BatchProgress>;
   /** Read to report jobs this process did not run itself (another worker, or no connection). */
-  readonly backend?: { getJob(queue: string, tenant: string, id: string): Promise<JobInfo | null> };
+  readonly engine?: { getJob(queue: string, tenant: string, id: string): Promise<JobInfo | null> };
 }
 
 /** Options of {@link migrateTenants}. */
@@ -251,7 +251,7 @@ async function fillFromJobs(
     });
     for (const org of orgs) {
       if (results.has(org.slug)) continue;
-      const job = await fleet.backend?.getJob(options.queue, org.slug, jobIdOf(org.slug));
+      const job = await fleet.engine?.getJob(options.queue, org.slug, jobIdOf(org.slug));
       if (!job) continue;
       if (job.state === 'completed') {
         if (job.result && typeof job.result === 'object') {

@@ -51,7 +51,7 @@ export interface OrgInput {
 /** What `OrgRegistry.update` takes: any field but the slug and creation time. */
 export type OrgPatch = Partial<Omit<OrgInput, 'slug'>>;
 
-/** The slug rule of DESIGN.md: starts and ends with a letter or digit, at most 63 characters. */
+/** The slug rule: starts and ends with a letter or digit, at most 63 characters. */
 export const SLUG_PATTERN = /^[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?$/;
 /** A Postgres identifier we are willing to quote: lower case, at most 63 bytes. */
 export const SCHEMA_NAME_PATTERN = /^[a-z_][a-z0-9_]{0,62}$/;

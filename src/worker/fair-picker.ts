@@ -11,7 +11,10 @@
  * blocked (their connection pool could not lend). A tenant leaves the round when it
  * stops being eligible and rejoins at the tail when it is eligible again, so skipping
  * costs nothing per pick and no tenant waits more than one round (the sum of the
- * weights of the others) once it is eligible: nobody starves.
+ * weights of the others) once it is eligible: nobody starves. One exception: a tenant
+ * blocked for want of a connection keeps its turn (that pick is not charged) and rejoins
+ * at the head, oldest blocked first, so the tenant holding a scarce connection cannot
+ * overtake it; a tenant whose database failed spends its turn and rejoins at the tail.
  *
  * Pure and synchronous: no I/O, no timers, no randomness. The worker tells it what
  * happened (ready, empty, started, finished, blocked) and asks whom to serve next.

@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import pino, { type Logger } from 'pino';
 import { ClosedError, ConfigError, describe } from '../errors.js';
-import type { ActiveJob, TenantQueueBackend } from '../queue/engine.js';
+import { type Logger, silentLogger } from '../logger.js';
+import type { ActiveJob, QueueEngine } from '../queue/engine.js';
 import type { Org } from '../tenancy/org.js';
 import type { TenantConnection } from '../tenancy/tenant-pools/tenant-connection.js';
 import { ConnectionBorrower } from './connection-borrower.js';
@@ -40,7 +40,7 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
   readonly queue: string;
   readonly options: Readonly<ResolvedFleetWorkerOptions>;
 
-  readonly #backend: TenantQueueBackend;
+  readonly #engine: QueueEngine;
   /** Set when `borrowConnection` is on. */
   readonly #borrower: ConnectionBorrower | undefined;
   readonly #logger: Logger;
@@ -73,7 +73,7 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     }
     this.options = Object.freeze(resolveFleetWorkerOptions(options));
     this.queue = queue;
-    this.#backend = deps.backend;
+    this.#engine = deps.engine;
     this.#borrower = this.options.borrowConnection
       ? new ConnectionBorrower({
           pools: deps.pools,
@@ -84,12 +84,12 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
         })
       : undefined;
     this.#handler = handler;
-    this.#logger = (deps.logger ?? pino({ level: 'silent' })).child({
+    this.#logger = (deps.logger ?? silentLogger).child({
       queue,
       workerId: this.options.workerId,
     });
     this.#tenants = new TenantDirectory({
-      backend: deps.backend,
+      engine: deps.engine,
       orgs: deps.orgs,
       picker: this.#picker,
       queue,
@@ -100,7 +100,7 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
       onError: (error, during) => this.#error(error, during),
     });
     this.#refresher = new ReadyRefresher({
-      backend: deps.backend,
+      engine: deps.engine,
       queue,
       tenants: this.#tenants,
       pollIntervalMs: this.options.pollIntervalMs,
@@ -109,7 +109,7 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
       onError: (error, during) => this.#error(error, during),
     });
     this.#locks = new LockKeeper(
-      deps.backend,
+      deps.engine,
       this.options.lockDurationMs,
       (jobs) => this.#lockLost(jobs),
       (error) => this.#error(error, 'extendLocks'),
@@ -250,7 +250,7 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     const epoch = this.#picker.readyEpoch(slug);
     let job: ActiveJob | null;
     try {
-      job = await this.#backend.fetch(this.queue, slug, this.options.workerId, this.options.lockDurationMs);
+      job = await this.#engine.fetch(this.queue, slug, this.options.workerId, this.options.lockDurationMs);
     } catch (error) {
       this.#borrower?.giveBack(db);
       this.#picker.finish(slug);
@@ -316,13 +316,13 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     try {
       if (failure === undefined) {
         const fetchNext = { workerId: this.options.workerId, lockDurationMs: this.options.lockDurationMs };
-        next = await this.#backend.complete(job, result, again ? { fetchNext } : undefined);
+        next = await this.#engine.complete(job, result, again ? { fetchNext } : undefined);
         settled = true;
         if (this.listenerCount('job:completed') > 0)
           this.emit('job:completed', { job, result, durationMs: performance.now() - started });
       } else {
         const unrecoverable = isUnrecoverable(failure);
-        const outcome = await this.#backend.fail(job, failure, { unrecoverable });
+        const outcome = await this.#engine.fail(job, failure, { unrecoverable });
         if (outcome === 'retrying') this.emit('job:retrying', { job, error: failure });
         else this.emit('job:failed', { job, error: failure, unrecoverable });
       }
@@ -367,7 +367,7 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
   async #recoverStalled(): Promise<void> {
     if (this.#closing) return;
     try {
-      const moved = await this.#backend.recoverStalled(this.queue);
+      const moved = await this.#engine.recoverStalled(this.queue);
       if (moved > 0) this.#logger.info({ moved }, 'put back jobs whose lock expired');
     } catch (error) {
       this.#error(error, 'recoverStalled');

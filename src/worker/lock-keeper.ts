@@ -1,4 +1,4 @@
-import type { ActiveJob, TenantQueueBackend } from '../queue/engine.js';
+import type { ActiveJob, QueueEngine } from '../queue/engine.js';
 
 /**
  * The key of a running job in a worker's maps. A caller-chosen `jobId` is unique only
@@ -21,7 +21,7 @@ export function jobKey(job: Pick<ActiveJob, 'queue' | 'tenant' | 'id'>): string 
  */
 export class LockKeeper {
   readonly #jobs = new Map<string, ActiveJob>();
-  readonly #backend: TenantQueueBackend;
+  readonly #engine: QueueEngine;
   readonly #lockDurationMs: number;
   readonly #onLost: (jobs: ActiveJob[]) => void;
   readonly #onError: (error: unknown) => void;
@@ -29,12 +29,12 @@ export class LockKeeper {
   #inFlight: Promise<void> | undefined;
 
   constructor(
-    backend: TenantQueueBackend,
+    engine: QueueEngine,
     lockDurationMs: number,
     onLost: (jobs: ActiveJob[]) => void,
     onError: (error: unknown) => void,
   ) {
-    this.#backend = backend;
+    this.#engine = engine;
     this.#lockDurationMs = lockDurationMs;
     this.#onLost = onLost;
     this.#onError = onError;
@@ -66,7 +66,7 @@ export class LockKeeper {
     }
     this.#inFlight = Promise.all(
       [...partitions.values()].map(async (group) => {
-        const lost = new Set(await this.#backend.extendLocks(group, this.#lockDurationMs));
+        const lost = new Set(await this.#engine.extendLocks(group, this.#lockDurationMs));
         // Only jobs still held: one settled while the call was out is no longer ours to report.
         return group.filter((job) => lost.has(job.id) && this.#jobs.get(jobKey(job)) === job);
       }),

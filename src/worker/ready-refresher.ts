@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { TenantQueueBackend } from '../queue/engine.js';
+import type { QueueEngine } from '../queue/engine.js';
 import type { TenantDirectory } from './tenant-directory.js';
 
 // How long the loop rests after the engine failed, so a Redis outage is not a busy loop.
@@ -9,7 +9,7 @@ const BUSY_REFRESH_GAP_MS = 20;
 
 /** What a {@link ReadyRefresher} works with. */
 export interface ReadyRefresherOptions {
-  backend: TenantQueueBackend;
+  engine: QueueEngine;
   queue: string;
   tenants: TenantDirectory;
   pollIntervalMs: number;
@@ -38,20 +38,20 @@ export class ReadyRefresher {
 
   /** The loop; resolves once {@link stop} has been called and the current pass ended. */
   async run(): Promise<void> {
-    const { backend, queue } = this.#o;
+    const { engine, queue } = this.#o;
     const signal = this.#stop.signal;
     while (!signal.aborted) {
       const started = Date.now();
       this.#kick = new AbortController();
       // Listen before asking, so an enqueue that lands while we ask still wakes us.
-      const ready = backend
+      const ready = engine
         // One signal per wait (stop() aborts the kick too), no AbortSignal.any per wait.
         .waitForReady(queue, this.#o.pollIntervalMs, this.#kick.signal)
         .catch((error) => {
           if (!signal.aborted) this.#o.onError(error, 'waitForReady');
         });
       try {
-        await this.#o.tenants.admit(await backend.readyTenants(queue));
+        await this.#o.tenants.admit(await engine.readyTenants(queue));
         this.#o.onReady();
       } catch (error) {
         this.#o.onError(error, 'readyTenants');

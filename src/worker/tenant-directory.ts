@@ -1,5 +1,5 @@
 import { UnknownTenantError } from '../errors.js';
-import type { TenantQueueBackend } from '../queue/engine.js';
+import type { QueueEngine } from '../queue/engine.js';
 import type { Org } from '../tenancy/org.js';
 import type { FairPicker } from './fair-picker.js';
 
@@ -9,7 +9,7 @@ interface OrgReader {
 }
 
 export interface TenantDirectoryOptions {
-  backend: TenantQueueBackend;
+  engine: QueueEngine;
   orgs: OrgReader;
   picker: FairPicker;
   queue: string;
@@ -127,7 +127,7 @@ export class TenantDirectory {
    */
   async #applyFleetCap(org: Org): Promise<void> {
     if (this.#capsSet.has(org.slug) && this.#capsSet.get(org.slug) === org.maxConcurrency) return;
-    await this.#o.backend.setTenantConcurrency(this.#o.queue, org.slug, org.maxConcurrency);
+    await this.#o.engine.setTenantConcurrency(this.#o.queue, org.slug, org.maxConcurrency);
     this.#capsSet.set(org.slug, org.maxConcurrency);
   }
 }

@@ -1,6 +1,6 @@
 /** The types a FleetWorker is built from and the events it emits. */
 import type { Logger } from 'pino';
-import type { ActiveJob, TenantQueueBackend } from '../queue/engine.js';
+import type { ActiveJob, QueueEngine } from '../queue/engine.js';
 import type { Org } from '../tenancy/org.js';
 import type { TenantConnection } from '../tenancy/tenant-pools/tenant-connection.js';
 
@@ -18,11 +18,11 @@ export interface ConnectionLender {
 
 /** What a worker runs on. */
 export interface FleetWorkerDeps {
-  backend: TenantQueueBackend;
+  engine: QueueEngine;
   orgs: OrgSource;
   /** Required when `borrowConnection` is on. */
   pools?: ConnectionLender | undefined;
-  logger?: Logger | undefined;
+  logger?: Logger;
 }
 
 /** Options of {@link FleetWorker.close}. */

@@ -11,7 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from '../../src/tenancy/drivers/index.js';
 import { deletePrefix } from '../queue/engines.js';
 import { REDIS_URL, tempDir, uniqueName } from '../support/services.js';
-import { ROOT, runCli, startCli, waitFor } from './support.js';
+import { until } from '../support/wait.js';
+import { ROOT, runCli, startCli } from './support.js';
 
 let dir: string;
 let registryUrl: string;
@@ -280,8 +281,8 @@ export default defineHandlers({
       expect(enqueued.code).toBe(0);
       expect(enqueued.stdout.trim()).not.toBe('');
 
-      await waitFor(() => lines().includes('acme render 1'), 'the enqueued job to run');
-      await waitFor(
+      await until(() => lines().includes('acme render 1'), 'the enqueued job to run');
+      await until(
         () => ['acme', 'globex'].every((t) => lines().includes(`${t} tick 1`)),
         'a scheduled job for each active tenant',
       );

@@ -4,20 +4,16 @@
  * assertions about speed.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { requireBuilt } from '../support/built.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
 
 /** Throws a clear error when the build is missing. */
 export function requireBuiltCli(): void {
-  if (!existsSync(CLI)) {
-    throw new Error(
-      `Expected the built CLI ${CLI}, got no such file: run \`npm run build\` first (\`npm test\` does)`,
-    );
-  }
+  requireBuilt(CLI, 'built CLI');
 }
 
 /** A running CLI process and what it printed so far. */
@@ -70,14 +66,3 @@ export async function runCli(
 }
 
 /** Polls `check` until true; the bound only keeps a broken process from hanging the suite. */
-export async function waitFor(
-  check: () => boolean | Promise<boolean>,
-  what: string,
-  tries = 1200,
-): Promise<void> {
-  for (let i = 0; i < tries; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`gave up waiting for ${what}`);
-}

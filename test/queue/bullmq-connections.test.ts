@@ -5,7 +5,7 @@
  */
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { BullMqBackend } from '../../src/queue/bullmq/bullmq-engine.js';
+import type { BullMqEngine } from '../../src/queue/bullmq/bullmq-engine.js';
 import { REDIS_URL, uniqueName } from '../support/services.js';
 import { deletePrefix, openBullMq } from './engines.js';
 
@@ -34,33 +34,33 @@ function processRedisSockets(): number {
 }
 
 /** Enqueues one job per tenant, drains every tenant through fetch/complete, sweeps locks. */
-async function exercise(backend: BullMqBackend, queue: string, tenants: string[]): Promise<void> {
+async function exercise(engine: BullMqEngine, queue: string, tenants: string[]): Promise<void> {
   for (let i = 0; i < tenants.length; i += 500)
-    await backend.enqueueBulk(
+    await engine.enqueueBulk(
       queue,
       tenants.slice(i, i + 500).map((tenant) => ({ tenant, name: 'n', data: { tenant } })),
     );
   // Opens the subscriber connection.
-  await backend.waitForReady(queue, 1);
-  const ready = await backend.readyTenants(queue);
+  await engine.waitForReady(queue, 1);
+  const ready = await engine.readyTenants(queue);
   expect(ready.length).toBe(tenants.length);
   for (let i = 0; i < ready.length; i += 50) {
     const jobs = await Promise.all(
-      ready.slice(i, i + 50).map((tenant) => backend.fetch(queue, tenant, 'w', LOCK)),
+      ready.slice(i, i + 50).map((tenant) => engine.fetch(queue, tenant, 'w', LOCK)),
     );
     expect(jobs.every((job) => job !== null)).toBe(true);
     expect(
-      await backend.extendLocks(
+      await engine.extendLocks(
         jobs.map((job) => job!),
         LOCK,
       ),
     ).toEqual([]);
-    await Promise.all(jobs.map((job) => backend.complete(job!, null)));
+    await Promise.all(jobs.map((job) => engine.complete(job!, null)));
   }
-  await backend.recoverStalled(queue);
+  await engine.recoverStalled(queue);
 }
 
-describe('BullMqBackend Redis connections', () => {
+describe('BullMqEngine Redis connections', () => {
   const cleanups: (() => Promise<void>)[] = [];
   afterEach(async () => {
     for (const cleanup of cleanups.splice(0)) await cleanup();
@@ -72,15 +72,15 @@ describe('BullMqBackend Redis connections', () => {
     await admin.ping(); // so its socket is in the baseline
     const socketsBefore = processRedisSockets();
     const store = openBullMq({ clientName, maxCachedPartitions: 64 });
-    const backend = store.open();
+    const engine = store.open();
     cleanups.push(async () => {
-      await backend.close();
+      await engine.close();
       await deletePrefix(store.prefix);
       await admin.quit();
     });
 
     await exercise(
-      backend,
+      engine,
       'small',
       Array.from({ length: 20 }, (_, i) => `t${i}`),
     );
@@ -88,7 +88,7 @@ describe('BullMqBackend Redis connections', () => {
     const smallSockets = processRedisSockets() - socketsBefore;
 
     await exercise(
-      backend,
+      engine,
       'large',
       Array.from({ length: 2_000 }, (_, i) => `t${i}`),
     );
@@ -101,9 +101,9 @@ describe('BullMqBackend Redis connections', () => {
     // Counted from this process's side too, which also sees connections opened without our name.
     expect(smallSockets).toBeLessThanOrEqual(2);
     expect(largeSockets).toBeLessThanOrEqual(2);
-    expect((await backend.counts('large', 't1999')).completed).toBe(1);
+    expect((await engine.counts('large', 't1999')).completed).toBe(1);
 
-    await backend.close();
+    await engine.close();
     expect(await namedConnections(admin, clientName)).toBe(0);
   });
 
@@ -111,19 +111,19 @@ describe('BullMqBackend Redis connections', () => {
     const clientName = uniqueName('fleetshared');
     const shared = new Redis(REDIS_URL, { connectionName: clientName, maxRetriesPerRequest: null });
     const store = openBullMq({ clientName, connection: shared });
-    const backend = store.open({ connection: shared });
+    const engine = store.open({ connection: shared });
     cleanups.push(async () => {
-      await backend.close();
+      await engine.close();
       await deletePrefix(store.prefix);
       await shared.quit();
     });
     await exercise(
-      backend,
+      engine,
       'q',
       Array.from({ length: 300 }, (_, i) => `t${i}`),
     );
     expect(await namedConnections(shared, clientName)).toBe(2);
-    await backend.close();
+    await engine.close();
     expect(await shared.ping()).toBe('PONG');
     expect(await namedConnections(shared, clientName)).toBe(1);
   });

@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/errors.js';
-import { BullMqBackend } from '../../src/queue/bullmq/bullmq-engine.js';
+import { BullMqEngine } from '../../src/queue/bullmq/bullmq-engine.js';
 import type { BullMqLease } from '../../src/queue/bullmq/jobs.js';
 import type { ActiveJob } from '../../src/queue/engine.js';
 import { REDIS_URL } from '../support/services.js';
@@ -12,7 +12,7 @@ import { deletePrefix, openBullMq } from './engines.js';
 
 const LOCK = 30_000;
 
-describe('BullMqBackend', () => {
+describe('BullMqEngine', () => {
   const cleanups: (() => Promise<void>)[] = [];
   afterEach(async () => {
     for (const cleanup of cleanups.splice(0)) await cleanup();
@@ -20,13 +20,13 @@ describe('BullMqBackend', () => {
 
   it('keeps at most maxCachedPartitions idle Workers, never evicting one whose jobs it holds', async () => {
     const store = openBullMq({ maxCachedPartitions: 4 });
-    const backend = store.open();
+    const engine = store.open();
     cleanups.push(async () => {
-      await backend.close();
+      await engine.close();
       await deletePrefix(store.prefix);
     });
     const tenants = Array.from({ length: 12 }, (_, i) => `t${i}`);
-    await backend.enqueueBulk(
+    await engine.enqueueBulk(
       'q',
       tenants.flatMap((tenant) => [
         { tenant, name: 'n', data: 1, attempts: 2, backoff: { type: 'fixed' as const, delayMs: 0 } },
@@ -34,24 +34,24 @@ describe('BullMqBackend', () => {
       ]),
     );
     const held: ActiveJob[] = [];
-    for (const tenant of tenants) held.push((await backend.fetch('q', tenant, 'w', LOCK))!);
+    for (const tenant of tenants) held.push((await engine.fetch('q', tenant, 'w', LOCK))!);
     // Every partition holds a job, so none may be evicted yet.
-    expect(backend.cachedPartitions).toBe(12);
+    expect(engine.cachedPartitions).toBe(12);
     // Settling each job goes through its own partition's Worker, evicted only afterwards.
     for (const [i, job] of held.entries()) {
-      if (i % 2 === 0) await backend.complete(job, null);
-      else expect(await backend.fail(job, new Error('again'))).toBe('retrying');
+      if (i % 2 === 0) await engine.complete(job, null);
+      else expect(await engine.fail(job, new Error('again'))).toBe('retrying');
     }
-    expect(backend.cachedPartitions).toBe(4);
+    expect(engine.cachedPartitions).toBe(4);
     // Evicted partitions come back on demand, with their state in Redis.
     for (const tenant of tenants) {
       for (
-        let job = await backend.fetch('q', tenant, 'w', LOCK);
+        let job = await engine.fetch('q', tenant, 'w', LOCK);
         job;
-        job = await backend.fetch('q', tenant, 'w', LOCK)
+        job = await engine.fetch('q', tenant, 'w', LOCK)
       )
-        await backend.complete(job, null);
-      expect(await backend.counts('q', tenant)).toEqual({
+        await engine.complete(job, null);
+      expect(await engine.counts('q', tenant)).toEqual({
         waiting: 0,
         active: 0,
         delayed: 0,
@@ -59,42 +59,42 @@ describe('BullMqBackend', () => {
         failed: 0,
       });
     }
-    expect(backend.cachedPartitions).toBeLessThanOrEqual(4);
+    expect(engine.cachedPartitions).toBeLessThanOrEqual(4);
   });
 
   it('re-lists a tenant whose job was put back by a process that died before announcing it', async () => {
     const store = openBullMq();
-    const backend = store.open();
+    const engine = store.open();
     cleanups.push(async () => {
-      await backend.close();
+      await engine.close();
       await deletePrefix(store.prefix);
     });
-    await backend.enqueue('q', {
+    await engine.enqueue('q', {
       tenant: 'acme',
       name: 'n',
       data: null,
       attempts: 2,
       backoff: { type: 'fixed', delayMs: 0 },
     });
-    const job = await backend.fetch('q', 'acme', 'w', LOCK);
+    const job = await engine.fetch('q', 'acme', 'w', LOCK);
     // The partition holds only the active job now, so an empty fetch unlists the tenant.
-    expect(await backend.fetch('q', 'acme', 'w', LOCK)).toBeNull();
-    expect(await backend.readyTenants('q')).toEqual([]);
+    expect(await engine.fetch('q', 'acme', 'w', LOCK)).toBeNull();
+    expect(await engine.readyTenants('q')).toEqual([]);
     // A worker retries the job straight through BullMQ and dies before it can announce it.
     const { job: bullJob, token } = job!.lease as BullMqLease;
     await bullJob.moveToFailed(new Error('crash'), token, false);
-    expect(await backend.counts('q', 'acme')).toMatchObject({ waiting: 1, active: 0 });
-    expect(await backend.readyTenants('q')).toEqual([]);
+    expect(await engine.counts('q', 'acme')).toMatchObject({ waiting: 1, active: 0 });
+    expect(await engine.readyTenants('q')).toEqual([]);
     // Any worker's next sweep repairs the index.
-    await backend.recoverStalled('q');
-    expect(await backend.readyTenants('q')).toEqual(['acme']);
-    expect((await backend.fetch('q', 'acme', 'w', LOCK))?.attempt).toBe(2);
+    await engine.recoverStalled('q');
+    expect(await engine.readyTenants('q')).toEqual(['acme']);
+    expect((await engine.fetch('q', 'acme', 'w', LOCK))?.attempt).toBe(2);
   });
 
   it('rejects bad options with a ConfigError naming the option', () => {
     const attempt = (options: object) => () =>
-      new BullMqBackend({ connection: REDIS_URL, ...options } as ConstructorParameters<
-        typeof BullMqBackend
+      new BullMqEngine({ connection: REDIS_URL, ...options } as ConstructorParameters<
+        typeof BullMqEngine
       >[0]);
     expect(attempt({ connection: 'http://example.com' })).toThrow(ConfigError);
     expect(attempt({ connection: 42 })).toThrow(/connection/);

@@ -8,16 +8,16 @@
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BullMqBackend } from '../../src/queue/bullmq/bullmq-engine.js';
+import { BullMqEngine } from '../../src/queue/bullmq/bullmq-engine.js';
+import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
 import { uniqueName } from '../support/services.js';
-import { type PrivateRedis, startPrivateRedis } from './private-redis.js';
 
 const TENANTS = ['a', 'b', 'c', 'd'];
 const BEFORE_PAUSE = 200;
 const DURING_PAUSE = 200;
 const SLOTS = 8;
 
-describe('BullMqBackend under CLIENT PAUSE', () => {
+describe('BullMqEngine under CLIENT PAUSE', () => {
   let server: PrivateRedis;
   beforeAll(async () => {
     server = await startPrivateRedis();
@@ -27,21 +27,21 @@ describe('BullMqBackend under CLIENT PAUSE', () => {
   });
 
   it('loses no job and runs none twice at once', async () => {
-    const backend = new BullMqBackend({
+    const engine = new BullMqEngine({
       connection: server.url,
       prefix: uniqueName('stall'),
       stalledIntervalMs: 200,
     });
     const admin = new Redis(server.url);
     const errors: Error[] = [];
-    backend.on('redis:error', ({ error }) => errors.push(error));
+    engine.on('redis:error', ({ error }) => errors.push(error));
     const queue = 'q';
     const running = new Set<string>();
     const completions = new Map<string, number>();
     let overlaps = 0;
     const total = BEFORE_PAUSE + DURING_PAUSE;
     const enqueueRange = (from: number, to: number) =>
-      backend.enqueueBulk(
+      engine.enqueueBulk(
         queue,
         Array.from({ length: to - from }, (_, i) => ({
           tenant: TENANTS[(from + i) % 4]!,
@@ -55,20 +55,20 @@ describe('BullMqBackend under CLIENT PAUSE', () => {
     let pausedAt = -1;
     const slot = async (slotId: number): Promise<void> => {
       while ([...completions.values()].reduce((a, b) => a + b, 0) < total) {
-        const ready = await backend.readyTenants(queue);
+        const ready = await engine.readyTenants(queue);
         if (ready.length === 0) {
-          await backend.waitForReady(queue, 50);
+          await engine.waitForReady(queue, 50);
           continue;
         }
         const tenant = ready[slotId % ready.length]!;
-        const job = await backend.fetch(queue, tenant, `w${slotId}`, 30_000);
+        const job = await engine.fetch(queue, tenant, `w${slotId}`, 30_000);
         if (!job) continue;
         const key = `${job.tenant}/${job.id}`;
         if (running.has(key)) overlaps += 1;
         running.add(key);
         await new Promise((resolve) => setTimeout(resolve, 2));
         running.delete(key);
-        await backend.complete(job, null);
+        await engine.complete(job, null);
         completions.set(key, (completions.get(key) ?? 0) + 1);
         if (pausedAt < 0 && completions.size >= BEFORE_PAUSE / 4) {
           pausedAt = completions.size;
@@ -81,7 +81,7 @@ describe('BullMqBackend under CLIENT PAUSE', () => {
     };
     const sweeper = (async () => {
       while ([...completions.values()].reduce((a, b) => a + b, 0) < total) {
-        await backend.recoverStalled(queue);
+        await engine.recoverStalled(queue);
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
     })();
@@ -91,12 +91,12 @@ describe('BullMqBackend under CLIENT PAUSE', () => {
     expect(overlaps).toBe(0);
     expect(completions.size).toBe(total);
     expect([...completions.values()].every((n) => n === 1)).toBe(true);
-    const counts = await Promise.all(TENANTS.map((tenant) => backend.counts(queue, tenant)));
+    const counts = await Promise.all(TENANTS.map((tenant) => engine.counts(queue, tenant)));
     expect(counts.reduce((sum, c) => sum + c.completed, 0)).toBe(total);
     expect(counts.every((c) => c.waiting === 0 && c.active === 0 && c.failed === 0)).toBe(true);
     expect(errors).toEqual([]);
 
-    await backend.close();
+    await engine.close();
     await admin.quit();
   });
 });

@@ -6,20 +6,20 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ValidationError } from '../../src/errors.js';
-import type { TenantQueueBackend } from '../../src/queue/engine.js';
+import type { QueueEngine } from '../../src/queue/engine.js';
 import { uniqueName } from '../support/services.js';
 import { type EngineHarness, engines } from './engines.js';
 
 const LOCK = 30_000;
 const next = { fetchNext: { workerId: 'w', lockDurationMs: LOCK } };
 
-describe.each(engines)('complete with fetchNext on the $name engine', (engine) => {
+describe.each(engines)('complete with fetchNext on the $name engine', (engineCase) => {
   let harness: EngineHarness;
-  let backend: TenantQueueBackend;
+  let engine: QueueEngine;
   let queue: string;
   beforeEach(async () => {
-    harness = await engine.open();
-    backend = harness.backend;
+    harness = await engineCase.open();
+    engine = harness.engine;
     queue = uniqueName('q');
   });
   afterEach(async () => {
@@ -33,21 +33,21 @@ describe.each(engines)('complete with fetchNext on the $name engine', (engine) =
       ['p1', 1],
       ['fifo-2', undefined],
     ] as const) {
-      await backend.enqueue(queue, { tenant: 'acme', name: 'n', data, ...(priority ? { priority } : {}) });
+      await engine.enqueue(queue, { tenant: 'acme', name: 'n', data, ...(priority ? { priority } : {}) });
     }
-    await backend.enqueue(queue, { tenant: 'other', name: 'n', data: 'other' });
-    let job = await backend.fetch(queue, 'acme', 'w', LOCK);
+    await engine.enqueue(queue, { tenant: 'other', name: 'n', data: 'other' });
+    let job = await engine.fetch(queue, 'acme', 'w', LOCK);
     const order: unknown[] = [];
     while (job !== null) {
       order.push(job.data);
       expect(job).toMatchObject({ queue, tenant: 'acme', attempt: 1 });
       // Locked for us: another fetch does not get it, and its lock can be extended.
-      expect(await backend.counts(queue, 'acme')).toMatchObject({ active: 1 });
-      expect(await backend.extendLocks([job], LOCK)).toEqual([]);
-      job = await backend.complete(job, `done ${job.data}`, next);
+      expect(await engine.counts(queue, 'acme')).toMatchObject({ active: 1 });
+      expect(await engine.extendLocks([job], LOCK)).toEqual([]);
+      job = await engine.complete(job, `done ${job.data}`, next);
     }
     expect(order).toEqual(['p1', 'p2', 'fifo-1', 'fifo-2']);
-    expect(await backend.counts(queue, 'acme')).toEqual({
+    expect(await engine.counts(queue, 'acme')).toEqual({
       waiting: 0,
       active: 0,
       delayed: 0,
@@ -55,62 +55,62 @@ describe.each(engines)('complete with fetchNext on the $name engine', (engine) =
       failed: 0,
     });
     // The drained tenant left the ready index; the other partition was not touched.
-    expect(await backend.readyTenants(queue)).toEqual(['other']);
-    expect(await backend.counts(queue, 'other')).toMatchObject({ waiting: 1, active: 0 });
+    expect(await engine.readyTenants(queue)).toEqual(['other']);
+    expect(await engine.counts(queue, 'other')).toMatchObject({ waiting: 1, active: 0 });
     // Without fetchNext: null, and nothing more is taken.
-    await backend.enqueueBulk(queue, [
+    await engine.enqueueBulk(queue, [
       { tenant: 'acme', name: 'n', data: 'a' },
       { tenant: 'acme', name: 'n', data: 'b' },
     ]);
-    const a = await backend.fetch(queue, 'acme', 'w', LOCK);
-    expect(await backend.complete(a!, null)).toBeNull();
-    expect(await backend.counts(queue, 'acme')).toMatchObject({ waiting: 1, active: 0, completed: 5 });
+    const a = await engine.fetch(queue, 'acme', 'w', LOCK);
+    expect(await engine.complete(a!, null)).toBeNull();
+    expect(await engine.counts(queue, 'acme')).toMatchObject({ waiting: 1, active: 0, completed: 5 });
   });
 
   it('lets the job taken on completion be failed, retried and finished like any other', async () => {
-    await backend.enqueueBulk(queue, [
+    await engine.enqueueBulk(queue, [
       { tenant: 'acme', name: 'n', data: 1 },
       { tenant: 'acme', name: 'n', data: 2, attempts: 2, backoff: { type: 'fixed', delayMs: 0 } },
     ]);
-    const first = await backend.fetch(queue, 'acme', 'w', LOCK);
-    const second = await backend.complete(first!, 'ok', next);
+    const first = await engine.fetch(queue, 'acme', 'w', LOCK);
+    const second = await engine.complete(first!, 'ok', next);
     expect(second?.data).toBe(2);
-    expect(await backend.fail(second!, new Error('boom'))).toBe('retrying');
-    const again = await backend.fetch(queue, 'acme', 'w', LOCK);
+    expect(await engine.fail(second!, new Error('boom'))).toBe('retrying');
+    const again = await engine.fetch(queue, 'acme', 'w', LOCK);
     expect(again).toMatchObject({ id: second!.id, attempt: 2 });
-    expect(await backend.complete(again!, 'ok', next)).toBeNull();
-    expect(await backend.counts(queue, 'acme')).toMatchObject({ completed: 2, failed: 0, active: 0 });
+    expect(await engine.complete(again!, 'ok', next)).toBeNull();
+    expect(await engine.counts(queue, 'acme')).toMatchObject({ completed: 2, failed: 0, active: 0 });
     await expect(
-      backend.complete(first!, null, { fetchNext: { workerId: 'w', lockDurationMs: 0 } }),
+      engine.complete(first!, null, { fetchNext: { workerId: 'w', lockDurationMs: 0 } }),
     ).rejects.toThrow(ValidationError);
   });
 
   it('still takes the next job when the completed one’s lock was lost', async () => {
-    await backend.enqueueBulk(queue, [
+    await engine.enqueueBulk(queue, [
       { tenant: 'acme', name: 'n', data: 'stale' },
       { tenant: 'acme', name: 'n', data: 'next' },
     ]);
-    const stale = await backend.fetch(queue, 'acme', 'w', 100);
+    const stale = await engine.fetch(queue, 'acme', 'w', 100);
     await sleep(300); // let the lock expire (no sweep has run: the job is still listed active)
-    const taken = await backend.complete(stale!, 'late', next);
+    const taken = await engine.complete(stale!, 'late', next);
     expect(taken?.data).toBe('next');
-    expect(await backend.getJob(queue, 'acme', stale!.id)).toMatchObject({ state: 'active', result: null });
-    expect(await backend.complete(taken!, 'ok')).toBeNull();
-    expect(await backend.counts(queue, 'acme')).toMatchObject({ completed: 1 });
+    expect(await engine.getJob(queue, 'acme', stale!.id)).toMatchObject({ state: 'active', result: null });
+    expect(await engine.complete(taken!, 'ok')).toBeNull();
+    expect(await engine.counts(queue, 'acme')).toMatchObject({ completed: 1 });
   });
   it('counts each job of a batch once when it is completed with fetchNext', async () => {
     const batchId = uniqueName('batch');
-    await backend.enqueueBulk(
+    await engine.enqueueBulk(
       queue,
       [1, 2, 3].map((data) => ({ tenant: 'acme', name: 'n', data, batchId })),
     );
     const seen: unknown[] = [];
-    for (let job = await backend.fetch(queue, 'acme', 'w', LOCK); job !== null; ) {
+    for (let job = await engine.fetch(queue, 'acme', 'w', LOCK); job !== null; ) {
       seen.push(job.data);
       expect(job.batchId).toBe(batchId);
-      job = await backend.complete(job, null, next);
+      job = await engine.complete(job, null, next);
     }
     expect(seen).toEqual([1, 2, 3]);
-    expect(await backend.batchProgress(batchId)).toEqual({ total: 3, completed: 3, failed: 0, pending: 0 });
+    expect(await engine.batchProgress(batchId)).toEqual({ total: 3, completed: 3, failed: 0, pending: 0 });
   });
 });

@@ -1,44 +1,37 @@
 /**
- * The contract of `TenantQueueBackend`, written once and run over every engine.
+ * The contract of `QueueEngine`, written once and run over every engine.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ClosedError, ValidationError } from '../../src/errors.js';
-import type { ActiveJob, TenantQueueBackend } from '../../src/queue/engine.js';
+import type { ActiveJob, QueueEngine } from '../../src/queue/engine.js';
 import { MAX_PRIORITY } from '../../src/queue/job-input.js';
 import { uniqueName } from '../support/services.js';
+import { eventually } from '../support/wait.js';
 import { type EngineHarness, engines } from './engines.js';
 
 const LOCK = 30_000;
 
 /** Polls `fn` until it returns non-null; the loop bound keeps a broken engine from hanging. */
-async function eventually<T>(fn: () => Promise<T | null>, what: string, tries = 400): Promise<T> {
-  for (let i = 0; i < tries; i++) {
-    const value = await fn();
-    if (value !== null) return value;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  throw new Error(`gave up waiting for ${what}`);
-}
 
-async function drain(backend: TenantQueueBackend, queue: string, tenant: string): Promise<ActiveJob[]> {
+async function drain(engine: QueueEngine, queue: string, tenant: string): Promise<ActiveJob[]> {
   const jobs: ActiveJob[] = [];
   for (
-    let job = await backend.fetch(queue, tenant, 'w', LOCK);
+    let job = await engine.fetch(queue, tenant, 'w', LOCK);
     job;
-    job = await backend.fetch(queue, tenant, 'w', LOCK)
+    job = await engine.fetch(queue, tenant, 'w', LOCK)
   )
     jobs.push(job);
   return jobs;
 }
 
-describe.each(engines)('$name engine', (engine) => {
+describe.each(engines)('$name engine', (engineCase) => {
   let harness: EngineHarness;
-  let backend: TenantQueueBackend;
+  let engine: QueueEngine;
   let queue: string;
 
   beforeEach(async () => {
-    harness = await engine.open();
-    backend = harness.backend;
+    harness = await engineCase.open();
+    engine = harness.engine;
     queue = uniqueName('q');
   });
   afterEach(async () => {
@@ -47,10 +40,10 @@ describe.each(engines)('$name engine', (engine) => {
 
   it('enqueues, fetches and completes a job', async () => {
     const data = { n: 1, nested: { list: [1, 2] } };
-    const id = await backend.enqueue(queue, { tenant: 'acme', name: 'render', data });
+    const id = await engine.enqueue(queue, { tenant: 'acme', name: 'render', data });
     data.nested.list.push(3); // the caller's later mutation must not leak in
-    expect(await backend.readyTenants(queue)).toEqual(['acme']);
-    expect(await backend.counts(queue, 'acme')).toEqual({
+    expect(await engine.readyTenants(queue)).toEqual(['acme']);
+    expect(await engine.counts(queue, 'acme')).toEqual({
       waiting: 1,
       active: 0,
       delayed: 0,
@@ -58,7 +51,7 @@ describe.each(engines)('$name engine', (engine) => {
       failed: 0,
     });
 
-    const job = await backend.fetch(queue, 'acme', 'w1', LOCK);
+    const job = await engine.fetch(queue, 'acme', 'w1', LOCK);
     expect(job).toMatchObject({
       id,
       queue,
@@ -69,33 +62,33 @@ describe.each(engines)('$name engine', (engine) => {
       batchId: null,
     });
     expect(job?.data).toEqual({ n: 1, nested: { list: [1, 2] } });
-    expect(await backend.counts(queue, 'acme')).toMatchObject({ waiting: 0, active: 1 });
-    expect(await backend.fetch(queue, 'acme', 'w1', LOCK)).toBeNull();
+    expect(await engine.counts(queue, 'acme')).toMatchObject({ waiting: 0, active: 1 });
+    expect(await engine.fetch(queue, 'acme', 'w1', LOCK)).toBeNull();
 
-    await backend.complete(job!, { ok: true });
-    expect(await backend.counts(queue, 'acme')).toEqual({
+    await engine.complete(job!, { ok: true });
+    expect(await engine.counts(queue, 'acme')).toEqual({
       waiting: 0,
       active: 0,
       delayed: 0,
       completed: 1,
       failed: 0,
     });
-    expect(await backend.getJob(queue, 'acme', id)).toMatchObject({
+    expect(await engine.getJob(queue, 'acme', id)).toMatchObject({
       state: 'completed',
       result: { ok: true },
     });
-    expect(await backend.fetch(queue, 'other', 'w1', LOCK)).toBeNull();
-    expect(await backend.getJob(queue, 'acme', 'no-such-job')).toBeNull();
+    expect(await engine.fetch(queue, 'other', 'w1', LOCK)).toBeNull();
+    expect(await engine.getJob(queue, 'acme', 'no-such-job')).toBeNull();
   });
 
   it('treats a repeated jobId in the same partition as a no-op', async () => {
-    const a = await backend.enqueue(queue, { tenant: 'acme', name: 'n', data: 1, jobId: 'tick-1' });
-    const b = await backend.enqueue(queue, { tenant: 'acme', name: 'n', data: 2, jobId: 'tick-1' });
-    const c = await backend.enqueue(queue, { tenant: 'beta', name: 'n', data: 3, jobId: 'tick-1' });
+    const a = await engine.enqueue(queue, { tenant: 'acme', name: 'n', data: 1, jobId: 'tick-1' });
+    const b = await engine.enqueue(queue, { tenant: 'acme', name: 'n', data: 2, jobId: 'tick-1' });
+    const c = await engine.enqueue(queue, { tenant: 'beta', name: 'n', data: 3, jobId: 'tick-1' });
     expect([a, b, c]).toEqual(['tick-1', 'tick-1', 'tick-1']);
-    expect((await backend.counts(queue, 'acme')).waiting).toBe(1);
-    expect((await backend.counts(queue, 'beta')).waiting).toBe(1);
-    expect((await backend.fetch(queue, 'acme', 'w', LOCK))?.data).toBe(1);
+    expect((await engine.counts(queue, 'acme')).waiting).toBe(1);
+    expect((await engine.counts(queue, 'beta')).waiting).toBe(1);
+    expect((await engine.fetch(queue, 'acme', 'w', LOCK))?.data).toBe(1);
   });
 
   it('enqueues in bulk, keeping order within each partition', async () => {
@@ -104,59 +97,59 @@ describe.each(engines)('$name engine', (engine) => {
       name: 'n',
       data: i,
     }));
-    const ids = await backend.enqueueBulk(queue, jobs);
+    const ids = await engine.enqueueBulk(queue, jobs);
     // Ids the engine makes are unique across the queue's partitions.
     expect(new Set(ids).size).toBe(30);
-    expect((await backend.readyTenants(queue)).sort()).toEqual(['even', 'odd']);
-    const even = await drain(backend, queue, 'even');
+    expect((await engine.readyTenants(queue)).sort()).toEqual(['even', 'odd']);
+    const even = await drain(engine, queue, 'even');
     expect(even.map((job) => job.data)).toEqual(jobs.filter((j) => j.tenant === 'even').map((j) => j.data));
     expect(even.map((job) => job.id)).toEqual(ids.filter((_, i) => i % 2 === 0));
 
     // More jobs than one round trip carries (the BullMQ engine sends MULTIs of 500).
-    const big = await backend.enqueueBulk(
+    const big = await engine.enqueueBulk(
       queue,
       Array.from({ length: 1_100 }, (_, i) => ({ tenant: 'big', name: 'n', data: i })),
     );
     expect(new Set(big).size).toBe(1_100);
-    expect((await backend.counts(queue, 'big')).waiting).toBe(1_100);
+    expect((await engine.counts(queue, 'big')).waiting).toBe(1_100);
     const firstThree = [];
-    for (let i = 0; i < 3; i++) firstThree.push((await backend.fetch(queue, 'big', 'w', LOCK))?.data);
+    for (let i = 0; i < 3; i++) firstThree.push((await engine.fetch(queue, 'big', 'w', LOCK))?.data);
     expect(firstThree).toEqual([0, 1, 2]);
   });
 
   it('rejects a bad bulk as a whole, with a ValidationError naming the field', async () => {
-    const bad = backend.enqueueBulk(queue, [
+    const bad = engine.enqueueBulk(queue, [
       { tenant: 'acme', name: 'n', data: 1 },
       { tenant: 'acme', name: 'n', data: { big: 1n } as unknown },
     ]);
     await expect(bad).rejects.toBeInstanceOf(ValidationError);
     await expect(bad).rejects.toMatchObject({ field: 'data' });
     await expect(
-      backend.enqueue(queue, { tenant: 'acme', name: 'n', data: 1, attempts: 0 }),
+      engine.enqueue(queue, { tenant: 'acme', name: 'n', data: 1, attempts: 0 }),
     ).rejects.toMatchObject({
       field: 'attempts',
     });
-    await expect(backend.enqueue('bad:queue', { tenant: 'acme', name: 'n', data: 1 })).rejects.toMatchObject({
+    await expect(engine.enqueue('bad:queue', { tenant: 'acme', name: 'n', data: 1 })).rejects.toMatchObject({
       field: 'queue',
     });
-    expect((await backend.counts(queue, 'acme')).waiting).toBe(0);
+    expect((await engine.counts(queue, 'acme')).waiting).toBe(0);
   });
 
   it('holds a delayed job back until it is due, then wakes waiters', async () => {
-    await backend.enqueue(queue, { tenant: 'acme', name: 'later', data: 'later', delayMs: 400 });
-    expect(await backend.counts(queue, 'acme')).toMatchObject({ waiting: 0, delayed: 1 });
-    await backend.enqueue(queue, { tenant: 'acme', name: 'now', data: 'now' });
-    const first = await backend.fetch(queue, 'acme', 'w', LOCK);
+    await engine.enqueue(queue, { tenant: 'acme', name: 'later', data: 'later', delayMs: 400 });
+    expect(await engine.counts(queue, 'acme')).toMatchObject({ waiting: 0, delayed: 1 });
+    await engine.enqueue(queue, { tenant: 'acme', name: 'now', data: 'now' });
+    const first = await engine.fetch(queue, 'acme', 'w', LOCK);
     expect(first?.data).toBe('now');
-    expect(await backend.fetch(queue, 'acme', 'w', LOCK)).toBeNull();
+    expect(await engine.fetch(queue, 'acme', 'w', LOCK)).toBeNull();
     // Longer than the test timeout: only the delay elapsing can wake this.
-    await backend.waitForReady(queue, 600_000);
-    const later = await eventually(() => backend.fetch(queue, 'acme', 'w', LOCK), 'the delayed job');
+    await engine.waitForReady(queue, 600_000);
+    const later = await eventually(() => engine.fetch(queue, 'acme', 'w', LOCK), 'the delayed job');
     expect(later.data).toBe('later');
   });
 
   it('runs priority 1 first, then higher numbers, then unprioritised jobs in FIFO order', async () => {
-    await backend.enqueueBulk(queue, [
+    await engine.enqueueBulk(queue, [
       { tenant: 'acme', name: 'n', data: 'a' },
       { tenant: 'acme', name: 'n', data: 'c', priority: 5 },
       { tenant: 'acme', name: 'n', data: 'b' },
@@ -165,7 +158,7 @@ describe.each(engines)('$name engine', (engine) => {
       { tenant: 'acme', name: 'n', data: 'z', priority: MAX_PRIORITY },
       ...Array.from({ length: 40 }, (_, i) => ({ tenant: 'acme', name: 'n', data: `f${i}` })),
     ]);
-    expect((await drain(backend, queue, 'acme')).map((job) => job.data)).toEqual([
+    expect((await drain(engine, queue, 'acme')).map((job) => job.data)).toEqual([
       'd',
       'c',
       'e',
@@ -175,12 +168,12 @@ describe.each(engines)('$name engine', (engine) => {
       ...Array.from({ length: 40 }, (_, i) => `f${i}`),
     ]);
     await expect(
-      backend.enqueue(queue, { tenant: 'acme', name: 'n', data: null, priority: MAX_PRIORITY + 1 }),
+      engine.enqueue(queue, { tenant: 'acme', name: 'n', data: null, priority: MAX_PRIORITY + 1 }),
     ).rejects.toMatchObject({ field: 'priority' });
   });
 
   it('retries with backoff, then fails keeping message and stack', async () => {
-    const id = await backend.enqueue(queue, {
+    const id = await engine.enqueue(queue, {
       tenant: 'acme',
       name: 'flaky',
       data: null,
@@ -188,140 +181,140 @@ describe.each(engines)('$name engine', (engine) => {
       backoff: { type: 'exponential', delayMs: 50 },
     });
     for (const attempt of [1, 2, 3]) {
-      const job = await eventually(() => backend.fetch(queue, 'acme', 'w', LOCK), `attempt ${attempt}`);
+      const job = await eventually(() => engine.fetch(queue, 'acme', 'w', LOCK), `attempt ${attempt}`);
       expect(job.attempt).toBe(attempt);
-      const outcome = await backend.fail(job, new Error(`boom ${attempt}`));
+      const outcome = await engine.fail(job, new Error(`boom ${attempt}`));
       expect(outcome).toBe(attempt < 3 ? 'retrying' : 'failed');
-      if (attempt < 3) expect(await backend.counts(queue, 'acme')).toMatchObject({ delayed: 1, active: 0 });
+      if (attempt < 3) expect(await engine.counts(queue, 'acme')).toMatchObject({ delayed: 1, active: 0 });
     }
-    expect(await backend.counts(queue, 'acme')).toEqual({
+    expect(await engine.counts(queue, 'acme')).toEqual({
       waiting: 0,
       active: 0,
       delayed: 0,
       completed: 0,
       failed: 1,
     });
-    const info = await backend.getJob(queue, 'acme', id);
+    const info = await engine.getJob(queue, 'acme', id);
     expect(info).toMatchObject({ state: 'failed', attemptsMade: 3, maxAttempts: 3 });
     expect(info?.error?.message).toBe('boom 3');
     expect(info?.error?.stack).toContain('boom 3');
   });
 
   it('stops retrying an unrecoverable failure', async () => {
-    const id = await backend.enqueue(queue, { tenant: 'acme', name: 'n', data: null, attempts: 5 });
-    const job = await backend.fetch(queue, 'acme', 'w', LOCK);
-    expect(await backend.fail(job!, new Error('bad input'), { unrecoverable: true })).toBe('failed');
-    expect(await backend.getJob(queue, 'acme', id)).toMatchObject({ state: 'failed', attemptsMade: 1 });
-    expect(await backend.fetch(queue, 'acme', 'w', LOCK)).toBeNull();
+    const id = await engine.enqueue(queue, { tenant: 'acme', name: 'n', data: null, attempts: 5 });
+    const job = await engine.fetch(queue, 'acme', 'w', LOCK);
+    expect(await engine.fail(job!, new Error('bad input'), { unrecoverable: true })).toBe('failed');
+    expect(await engine.getJob(queue, 'acme', id)).toMatchObject({ state: 'failed', attemptsMade: 1 });
+    expect(await engine.fetch(queue, 'acme', 'w', LOCK)).toBeNull();
   });
 
   it('hands a job out again once its lock expired, and ignores the stale holder', async () => {
-    const id = await backend.enqueue(queue, { tenant: 'acme', name: 'n', data: null });
-    const dead = await backend.fetch(queue, 'acme', 'dead-worker', 150);
+    const id = await engine.enqueue(queue, { tenant: 'acme', name: 'n', data: null });
+    const dead = await engine.fetch(queue, 'acme', 'dead-worker', 150);
     expect(dead).not.toBeNull();
     const again = await eventually(async () => {
-      await backend.recoverStalled(queue);
-      return backend.fetch(queue, 'acme', 'live-worker', LOCK);
+      await engine.recoverStalled(queue);
+      return engine.fetch(queue, 'acme', 'live-worker', LOCK);
     }, 'the stalled job to come back');
     expect(again.id).toBe(id);
-    expect(await backend.extendLocks([dead!], LOCK)).toEqual([id]);
-    await backend.complete(dead!, 'stale'); // changes nothing: the live worker holds the job
-    expect(await backend.counts(queue, 'acme')).toMatchObject({ active: 1, completed: 0 });
-    expect(await backend.extendLocks([again], LOCK)).toEqual([]);
-    await backend.complete(again, 'fresh');
-    expect(await backend.getJob(queue, 'acme', id)).toMatchObject({ state: 'completed', result: 'fresh' });
+    expect(await engine.extendLocks([dead!], LOCK)).toEqual([id]);
+    await engine.complete(dead!, 'stale'); // changes nothing: the live worker holds the job
+    expect(await engine.counts(queue, 'acme')).toMatchObject({ active: 1, completed: 0 });
+    expect(await engine.extendLocks([again], LOCK)).toEqual([]);
+    await engine.complete(again, 'fresh');
+    expect(await engine.getJob(queue, 'acme', id)).toMatchObject({ state: 'completed', result: 'fresh' });
   });
 
   it('fails a job that stalled more often than allowed', async () => {
-    const id = await backend.enqueue(queue, { tenant: 'acme', name: 'n', data: null, attempts: 5 });
+    const id = await engine.enqueue(queue, { tenant: 'acme', name: 'n', data: null, attempts: 5 });
     let runs = 0;
-    for (let i = 0; i < 400 && (await backend.counts(queue, 'acme')).failed === 0; i++) {
-      await backend.recoverStalled(queue);
-      if (await backend.fetch(queue, 'acme', 'doomed-worker', 100)) runs += 1;
+    for (let i = 0; i < 400 && (await engine.counts(queue, 'acme')).failed === 0; i++) {
+      await engine.recoverStalled(queue);
+      if (await engine.fetch(queue, 'acme', 'doomed-worker', 100)) runs += 1;
       await new Promise((resolve) => setTimeout(resolve, 25));
     }
     // The first run plus one re-run (maxStalledCount 1), then failed for good.
     expect(runs).toBe(2);
-    const info = await backend.getJob(queue, 'acme', id);
+    const info = await engine.getJob(queue, 'acme', id);
     expect(info?.state).toBe('failed');
     expect(info?.error?.message).toContain('stalled');
   });
 
   it('treats a lock that expired before a sweep as lost: the late result is dropped and the job runs again', async () => {
-    const id = await backend.enqueue(queue, { tenant: 'acme', name: 'n', data: null });
-    const late = await backend.fetch(queue, 'acme', 'slow-worker', 100);
+    const id = await engine.enqueue(queue, { tenant: 'acme', name: 'n', data: null });
+    const late = await engine.fetch(queue, 'acme', 'slow-worker', 100);
     await new Promise((resolve) => setTimeout(resolve, 300));
-    expect(await backend.extendLocks([late!], LOCK)).toEqual([id]);
-    await backend.complete(late!, 'too late');
-    expect(await backend.counts(queue, 'acme')).toMatchObject({ active: 1, completed: 0 });
+    expect(await engine.extendLocks([late!], LOCK)).toEqual([id]);
+    await engine.complete(late!, 'too late');
+    expect(await engine.counts(queue, 'acme')).toMatchObject({ active: 1, completed: 0 });
     const again = await eventually(async () => {
-      await backend.recoverStalled(queue);
-      return backend.fetch(queue, 'acme', 'w', LOCK);
+      await engine.recoverStalled(queue);
+      return engine.fetch(queue, 'acme', 'w', LOCK);
     }, 'the job to run again');
-    await backend.complete(again, 'on time');
-    expect(await backend.getJob(queue, 'acme', id)).toMatchObject({ state: 'completed', result: 'on time' });
+    await engine.complete(again, 'on time');
+    expect(await engine.getJob(queue, 'acme', id)).toMatchObject({ state: 'completed', result: 'on time' });
   });
 
   it('keeps a job whose lock is extended', async () => {
-    await backend.enqueue(queue, { tenant: 'acme', name: 'n', data: null });
+    await engine.enqueue(queue, { tenant: 'acme', name: 'n', data: null });
     // Each extension is 2 s; the loop runs over 3 s with an extension every ~100 ms, so
     // only the extensions keep the job from being swept (the sweeps run every 100 ms).
-    const job = await backend.fetch(queue, 'acme', 'w', 2000);
+    const job = await engine.fetch(queue, 'acme', 'w', 2000);
     for (let i = 0; i < 30; i++) {
-      expect(await backend.extendLocks([job!], 2000)).toEqual([]);
-      await backend.recoverStalled(queue);
+      expect(await engine.extendLocks([job!], 2000)).toEqual([]);
+      await engine.recoverStalled(queue);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
-    expect(await backend.counts(queue, 'acme')).toMatchObject({ active: 1, waiting: 0 });
-    await backend.complete(job!, null);
+    expect(await engine.counts(queue, 'acme')).toMatchObject({ active: 1, waiting: 0 });
+    await engine.complete(job!, null);
   });
 
   it('caps a tenant’s running jobs across every handle on the store', async () => {
     const peer = await harness.peer();
-    await backend.setTenantConcurrency(queue, 'acme', 2);
-    await backend.enqueueBulk(
+    await engine.setTenantConcurrency(queue, 'acme', 2);
+    await engine.enqueueBulk(
       queue,
       Array.from({ length: 5 }, (_, i) => ({ tenant: 'acme', name: 'n', data: i })),
     );
-    await backend.enqueue(queue, { tenant: 'beta', name: 'n', data: 'b' });
-    const a = await backend.fetch(queue, 'acme', 'w1', LOCK);
+    await engine.enqueue(queue, { tenant: 'beta', name: 'n', data: 'b' });
+    const a = await engine.fetch(queue, 'acme', 'w1', LOCK);
     const b = await peer.fetch(queue, 'acme', 'w2', LOCK);
     expect([a?.data, b?.data]).toEqual([0, 1]);
-    expect(await backend.fetch(queue, 'acme', 'w1', LOCK)).toBeNull();
+    expect(await engine.fetch(queue, 'acme', 'w1', LOCK)).toBeNull();
     expect(await peer.fetch(queue, 'acme', 'w2', LOCK)).toBeNull();
-    expect((await backend.fetch(queue, 'beta', 'w1', LOCK))?.data).toBe('b');
-    await backend.complete(a!, null);
+    expect((await engine.fetch(queue, 'beta', 'w1', LOCK))?.data).toBe('b');
+    await engine.complete(a!, null);
     expect((await peer.fetch(queue, 'acme', 'w2', LOCK))?.data).toBe(2);
-    expect(await backend.fetch(queue, 'acme', 'w1', LOCK)).toBeNull();
-    await backend.setTenantConcurrency(queue, 'acme', null);
-    expect((await backend.fetch(queue, 'acme', 'w1', LOCK))?.data).toBe(3);
-    expect(await backend.counts(queue, 'acme')).toMatchObject({ active: 3, waiting: 1, completed: 1 });
+    expect(await engine.fetch(queue, 'acme', 'w1', LOCK)).toBeNull();
+    await engine.setTenantConcurrency(queue, 'acme', null);
+    expect((await engine.fetch(queue, 'acme', 'w1', LOCK))?.data).toBe(3);
+    expect(await engine.counts(queue, 'acme')).toMatchObject({ active: 3, waiting: 1, completed: 1 });
   });
 
   it('counts every finished job though it keeps only the newest bodies (default 100)', async () => {
-    const ids = await backend.enqueueBulk(
+    const ids = await engine.enqueueBulk(
       queue,
       Array.from({ length: 115 }, (_, i) => ({ tenant: 'acme', name: 'n', data: i })),
     );
-    const jobs = await drain(backend, queue, 'acme');
+    const jobs = await drain(engine, queue, 'acme');
     expect(jobs).toHaveLength(115);
-    for (const job of jobs.slice(0, 105)) await backend.complete(job, job.data);
-    for (const job of jobs.slice(105)) await backend.fail(job, new Error('no'));
-    expect(await backend.counts(queue, 'acme')).toEqual({
+    for (const job of jobs.slice(0, 105)) await engine.complete(job, job.data);
+    for (const job of jobs.slice(105)) await engine.fail(job, new Error('no'));
+    expect(await engine.counts(queue, 'acme')).toEqual({
       waiting: 0,
       active: 0,
       delayed: 0,
       completed: 105,
       failed: 10,
     });
-    expect(await backend.getJob(queue, 'acme', ids[0]!)).toBeNull();
-    expect(await backend.getJob(queue, 'acme', ids[104]!)).toMatchObject({ state: 'completed', result: 104 });
-    expect(await backend.getJob(queue, 'acme', ids[114]!)).toMatchObject({ state: 'failed' });
+    expect(await engine.getJob(queue, 'acme', ids[0]!)).toBeNull();
+    expect(await engine.getJob(queue, 'acme', ids[104]!)).toMatchObject({ state: 'completed', result: 104 });
+    expect(await engine.getJob(queue, 'acme', ids[114]!)).toMatchObject({ state: 'failed' });
   });
 
   it('reports batch progress', async () => {
     const batchId = uniqueName('batch');
-    await backend.enqueueBulk(
+    await engine.enqueueBulk(
       queue,
       ['a', 'b', 'c'].map((tenant) => ({
         tenant,
@@ -331,12 +324,12 @@ describe.each(engines)('$name engine', (engine) => {
         jobId: `${batchId}-${tenant}`,
       })),
     );
-    await backend.enqueue(queue, { tenant: 'a', name: 'fan', data: null, batchId, jobId: `${batchId}-a` });
-    expect(await backend.batchProgress(batchId)).toEqual({ total: 3, completed: 0, failed: 0, pending: 3 });
-    await backend.complete((await backend.fetch(queue, 'a', 'w', LOCK))!, null);
-    await backend.fail((await backend.fetch(queue, 'b', 'w', LOCK))!, new Error('no'));
-    expect(await backend.batchProgress(batchId)).toEqual({ total: 3, completed: 1, failed: 1, pending: 1 });
-    expect(await backend.batchProgress(uniqueName('none'))).toEqual({
+    await engine.enqueue(queue, { tenant: 'a', name: 'fan', data: null, batchId, jobId: `${batchId}-a` });
+    expect(await engine.batchProgress(batchId)).toEqual({ total: 3, completed: 0, failed: 0, pending: 3 });
+    await engine.complete((await engine.fetch(queue, 'a', 'w', LOCK))!, null);
+    await engine.fail((await engine.fetch(queue, 'b', 'w', LOCK))!, new Error('no'));
+    expect(await engine.batchProgress(batchId)).toEqual({ total: 3, completed: 1, failed: 1, pending: 1 });
+    expect(await engine.batchProgress(uniqueName('none'))).toEqual({
       total: 0,
       completed: 0,
       failed: 0,
@@ -345,18 +338,18 @@ describe.each(engines)('$name engine', (engine) => {
   });
 
   it('lists ready tenants and wakes waiters on enqueue and on abort', async () => {
-    expect(await backend.readyTenants(queue)).toEqual([]);
+    expect(await engine.readyTenants(queue)).toEqual([]);
     // Longer than the test timeout: only the enqueue can wake this in time.
-    const woken = backend.waitForReady(queue, 600_000);
+    const woken = engine.waitForReady(queue, 600_000);
     await new Promise((resolve) => setTimeout(resolve, 50));
-    await backend.enqueue(queue, { tenant: 'acme', name: 'n', data: null });
+    await engine.enqueue(queue, { tenant: 'acme', name: 'n', data: null });
     await woken;
-    expect(await backend.readyTenants(queue)).toEqual(['acme']);
-    await drain(backend, queue, 'acme');
-    expect(await backend.readyTenants(queue)).toEqual([]);
+    expect(await engine.readyTenants(queue)).toEqual(['acme']);
+    await drain(engine, queue, 'acme');
+    expect(await engine.readyTenants(queue)).toEqual([]);
 
     const controller = new AbortController();
-    const aborted = backend.waitForReady(queue, 600_000, controller.signal);
+    const aborted = engine.waitForReady(queue, 600_000, controller.signal);
     controller.abort();
     await aborted;
   });
@@ -367,9 +360,9 @@ describe.each(engines)('$name engine', (engine) => {
     let completed = 0;
     let unlisted = 0;
     const take = async (tenant: string): Promise<boolean> => {
-      const job = await backend.fetch(queue, tenant, 'w', LOCK);
+      const job = await engine.fetch(queue, tenant, 'w', LOCK);
       if (job) {
-        await backend.complete(job, null);
+        await engine.complete(job, null);
         completed += 1;
       }
       return job !== null;
@@ -387,22 +380,22 @@ describe.each(engines)('$name engine', (engine) => {
           await producer.enqueue(queue, { tenant, name: 'n', data: 'second' });
         })(),
       ]);
-      if (!taken && !(await backend.readyTenants(queue)).includes(tenant)) unlisted += 1;
+      if (!taken && !(await engine.readyTenants(queue)).includes(tenant)) unlisted += 1;
       while (await take(tenant));
     }
     expect(unlisted).toBe(0);
     expect(completed).toBe(2 * rounds);
-    expect(await backend.readyTenants(queue)).toEqual([]);
+    expect(await engine.readyTenants(queue)).toEqual([]);
   });
 
   it('closes idempotently and refuses use afterwards', async () => {
-    const first = backend.close();
-    expect(backend.close()).toBe(first);
+    const first = engine.close();
+    expect(engine.close()).toBe(first);
     await first;
-    await expect(backend.enqueue(queue, { tenant: 'acme', name: 'n', data: null })).rejects.toBeInstanceOf(
+    await expect(engine.enqueue(queue, { tenant: 'acme', name: 'n', data: null })).rejects.toBeInstanceOf(
       ClosedError,
     );
-    await expect(backend.waitForReady(queue, 10)).rejects.toBeInstanceOf(ClosedError);
-    await expect(backend.fetch(queue, 'acme', 'w', LOCK)).rejects.toBeInstanceOf(ClosedError);
+    await expect(engine.waitForReady(queue, 10)).rejects.toBeInstanceOf(ClosedError);
+    await expect(engine.fetch(queue, 'acme', 'w', LOCK)).rejects.toBeInstanceOf(ClosedError);
   });
 });

@@ -3,16 +3,16 @@
  * (a random Redis prefix) and cleaned up afterwards, the way kysely loops over dialects.
  */
 import { Redis } from 'ioredis';
-import { BullMqBackend, type BullMqBackendOptions } from '../../src/queue/bullmq/bullmq-engine.js';
-import type { TenantQueueBackend } from '../../src/queue/engine.js';
-import { MemoryBackend } from '../../src/queue/memory/memory-engine.js';
+import { BullMqEngine, type BullMqEngineOptions } from '../../src/queue/bullmq/bullmq-engine.js';
+import type { QueueEngine } from '../../src/queue/engine.js';
+import { MemoryEngine } from '../../src/queue/memory/memory-engine.js';
 import { REDIS_URL, uniqueName } from '../support/services.js';
 
 /** One engine under test. */
 export interface EngineHarness {
-  backend: TenantQueueBackend;
+  engine: QueueEngine;
   /** A second handle on the same store, as another worker process would have. */
-  peer(): Promise<TenantQueueBackend>;
+  peer(): Promise<QueueEngine>;
   /** Closes every handle and removes what the test stored. */
   cleanup(): Promise<void>;
 }
@@ -26,11 +26,11 @@ export interface EngineCase {
 export const memoryEngine: EngineCase = {
   name: 'memory',
   async open() {
-    const backend = new MemoryBackend();
+    const engine = new MemoryEngine();
     return {
-      backend,
-      peer: async () => backend,
-      cleanup: () => backend.close(),
+      engine,
+      peer: async () => engine,
+      cleanup: () => engine.close(),
     };
   },
 };
@@ -51,15 +51,15 @@ export async function deletePrefix(prefix: string): Promise<void> {
 }
 
 /** A BullMQ engine on its own random prefix, with a short stalled interval for tests. */
-export function openBullMq(options: Partial<BullMqBackendOptions> = {}): {
+export function openBullMq(options: Partial<BullMqEngineOptions> = {}): {
   prefix: string;
-  open(extra?: Partial<BullMqBackendOptions>): BullMqBackend;
+  open(extra?: Partial<BullMqEngineOptions>): BullMqEngine;
 } {
   const prefix = options.prefix ?? uniqueName('fleettest');
   return {
     prefix,
     open: (extra = {}) =>
-      new BullMqBackend({ connection: REDIS_URL, stalledIntervalMs: 100, ...options, ...extra, prefix }),
+      new BullMqEngine({ connection: REDIS_URL, stalledIntervalMs: 100, ...options, ...extra, prefix }),
   };
 }
 
@@ -69,7 +69,7 @@ export const bullMqEngine: EngineCase = {
     const store = openBullMq();
     const handles = [store.open()];
     return {
-      backend: handles[0]!,
+      engine: handles[0]!,
       peer: async () => {
         const peer = store.open();
         handles.push(peer);

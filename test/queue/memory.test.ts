@@ -3,26 +3,26 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/errors.js';
-import { MemoryBackend } from '../../src/queue/memory/memory-engine.js';
+import { MemoryEngine } from '../../src/queue/memory/memory-engine.js';
 
-describe('MemoryBackend', () => {
+describe('MemoryEngine', () => {
   it('keeps counts of every finished job but only the newest bodies', async () => {
-    await using backend = new MemoryBackend({ keepCompleted: 2, keepFailed: 1 });
-    const ids = await backend.enqueueBulk(
+    await using engine = new MemoryEngine({ keepCompleted: 2, keepFailed: 1 });
+    const ids = await engine.enqueueBulk(
       'q',
       Array.from({ length: 7 }, (_, i) => ({ tenant: 'acme', name: 'n', data: i })),
     );
-    for (let i = 0; i < 5; i++) await backend.complete((await backend.fetch('q', 'acme', 'w', 1000))!, i);
+    for (let i = 0; i < 5; i++) await engine.complete((await engine.fetch('q', 'acme', 'w', 1000))!, i);
     for (let i = 0; i < 2; i++)
-      await backend.fail((await backend.fetch('q', 'acme', 'w', 1000))!, new Error(`e${i}`));
-    expect(await backend.counts('q', 'acme')).toEqual({
+      await engine.fail((await engine.fetch('q', 'acme', 'w', 1000))!, new Error(`e${i}`));
+    expect(await engine.counts('q', 'acme')).toEqual({
       waiting: 0,
       active: 0,
       delayed: 0,
       completed: 5,
       failed: 2,
     });
-    const kept = await Promise.all(ids.map((id) => backend.getJob('q', 'acme', id)));
+    const kept = await Promise.all(ids.map((id) => engine.getJob('q', 'acme', id)));
     expect(kept.map((job) => job?.state ?? null)).toEqual([
       null,
       null,
@@ -36,8 +36,8 @@ describe('MemoryBackend', () => {
   });
 
   it('rejects bad options with a ConfigError naming the option', () => {
-    expect(() => new MemoryBackend({ keepCompleted: -1 })).toThrow(ConfigError);
-    expect(() => new MemoryBackend({ maxDataBytes: 0 })).toThrow(
+    expect(() => new MemoryEngine({ keepCompleted: -1 })).toThrow(ConfigError);
+    expect(() => new MemoryEngine({ maxDataBytes: 0 })).toThrow(
       expect.objectContaining({ option: 'maxDataBytes' }),
     );
   });

@@ -11,16 +11,16 @@ import { join } from 'node:path';
 import { Cron } from 'croner';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Fleet } from '../../src/fleet.js';
-import { BullMqBackend } from '../../src/queue/bullmq/bullmq-engine.js';
+import { BullMqEngine } from '../../src/queue/bullmq/bullmq-engine.js';
 import type { EnqueueJob } from '../../src/queue/engine.js';
-import { MemoryBackend } from '../../src/queue/memory/memory-engine.js';
+import { MemoryEngine } from '../../src/queue/memory/memory-engine.js';
 import { fanOutBatchId, fanOutJobId } from '../../src/scheduler/fan-out.js';
 import { Scheduler } from '../../src/scheduler/scheduler.js';
 import { MemoryScheduleStore } from '../../src/scheduler/state-store.js';
 import { OrgRegistry } from '../../src/tenancy/registry/org-registry.js';
 import { deletePrefix } from '../queue/engines.js';
 import { REDIS_URL, tempDir, uniqueName } from '../support/services.js';
-import { until } from '../worker/support.js';
+import { until } from '../support/wait.js';
 import type { SchedulerProcessConfig, SchedulerProcessMessage } from './fixtures/scheduler-process.js';
 
 const SCRIPT = join(import.meta.dirname, 'fixtures', 'scheduler-process.ts');
@@ -44,7 +44,7 @@ beforeEach(async () => {
   dir = tempDir('fan-out-');
   registry = await OrgRegistry.open(`sqlite:${join(dir, 'registry.db')}`, { cacheTtlMs: 0 });
   await registry.migrate();
-  fleet = await Fleet.open({ backend: new MemoryBackend(), registry });
+  fleet = await Fleet.open({ engine: new MemoryEngine(), registry });
 });
 
 afterEach(async () => {
@@ -386,7 +386,7 @@ describe('two scheduler processes on BullMQ', () => {
       expect(await Promise.all(exits)).toEqual([0, 0]);
 
       inspector = await Fleet.open({
-        backend: new BullMqBackend({ connection: REDIS_URL, prefix }),
+        engine: new BullMqEngine({ connection: REDIS_URL, prefix }),
         registry,
       });
       for (const tick of ticks.keys()) {

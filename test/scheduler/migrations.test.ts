@@ -1,5 +1,5 @@
 /**
- * Tenant migrations over 50 tenants of every mode and backend: Postgres schemas on the
+ * Tenant migrations over 50 tenants of every mode and engine: Postgres schemas on the
  * registry database, Postgres databases, MySQL databases and SQLite files. One job per
  * tenant with a connection from TenantPools; versions recorded per tenant; a rerun
  * applies only what is new; one tenant whose migration fails is reported and isolated.
@@ -8,13 +8,13 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Fleet } from '../../src/fleet.js';
-import { MemoryBackend } from '../../src/queue/memory/memory-engine.js';
+import { MemoryEngine } from '../../src/queue/memory/memory-engine.js';
 import { loadMigrations } from '../../src/scheduler/migration-files.js';
 import { migrateTenants } from '../../src/scheduler/tenant-migrations.js';
 import { OrgRegistry } from '../../src/tenancy/registry/org-registry.js';
 import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
+import { type DatabaseCase, mysqlCase, postgresCase, type Store, sqliteCase } from '../support/databases.js';
 import { tempDir, uniqueName } from '../support/services.js';
-import { type BackendCase, mysqlCase, postgresCase, type Store, sqliteCase } from '../tenancy/backends.js';
 
 const pg = postgresCase();
 const mysql = mysqlCase();
@@ -24,7 +24,7 @@ let registry: OrgRegistry;
 let pools: TenantPools;
 let fleet: Fleet;
 let dir: string;
-const databases: Array<{ backend: BackendCase; name: string }> = [];
+const databases: Array<{ engine: DatabaseCase; name: string }> = [];
 const tenants: string[] = [];
 let failing: string;
 
@@ -42,11 +42,11 @@ beforeAll(async () => {
   registry = await OrgRegistry.open(store.url, { cacheTtlMs: 0 });
   await registry.migrate();
   const base = uniqueName('mig').replaceAll('_', '-');
-  const add = async (slug: string, backend?: BackendCase) => {
-    if (backend) {
+  const add = async (slug: string, engine?: DatabaseCase) => {
+    if (engine) {
       const name = `${slug.replaceAll('-', '_')}`;
-      databases.push({ backend, name });
-      await registry.add({ slug, storageMode: 'database', databaseUrl: backend.tenantUrl(name) });
+      databases.push({ engine, name });
+      await registry.add({ slug, storageMode: 'database', databaseUrl: engine.tenantUrl(name) });
     } else {
       await registry.add({ slug });
     }
@@ -58,7 +58,7 @@ beforeAll(async () => {
   for (let i = 0; i < 10; i++) await add(`${base}-m${i}`, mysql);
   for (let i = 0; i < 10; i++) await add(`${base}-l${i}`, sqlite);
   pools = await TenantPools.open({ registry, maxConnections: 12 });
-  fleet = await Fleet.open({ backend: new MemoryBackend(), registry, pools });
+  fleet = await Fleet.open({ engine: new MemoryEngine(), registry, pools });
 
   // One schema-mode tenant already has an index called reports_title: its 002 fails.
   failing = `${base}-s7`;
@@ -74,7 +74,7 @@ afterAll(async () => {
   await fleet?.close();
   await pools?.close();
   await registry?.close();
-  for (const { backend, name } of databases) await backend.dropTenant(name).catch(() => {});
+  for (const { engine, name } of databases) await engine.dropTenant(name).catch(() => {});
   await store?.drop();
   await Promise.all([pg.close(), mysql.close(), sqlite.close()]);
   if (dir) rmSync(dir, { recursive: true, force: true });
@@ -89,7 +89,7 @@ const versionsOf = (slug: string) =>
 const reportRows = (slug: string) =>
   pools.withTenant(slug, async (db) => Number((await db.query('SELECT COUNT(*) AS n FROM reports'))[0]!.n));
 
-describe('migrate over 50 tenants of mixed modes and backends', () => {
+describe('migrate over 50 tenants of mixed modes and engines', () => {
   it('applies every file to every tenant, one job each, and reports the failing tenant apart', async () => {
     const progress: number[] = [];
     const report = await migrateTenants(fleet, {
@@ -154,7 +154,7 @@ describe('a tenant whose database cannot be reached', () => {
     const home = tempDir('migrations-down-');
     const reg = await OrgRegistry.open(`sqlite:${join(home, 'registry.db')}`);
     const tenantPools = await TenantPools.open({ registry: reg, maxConnections: 4 });
-    const local = await Fleet.open({ backend: new MemoryBackend(), registry: reg, pools: tenantPools });
+    const local = await Fleet.open({ engine: new MemoryEngine(), registry: reg, pools: tenantPools });
     try {
       await reg.migrate();
       for (const slug of ['ok-1', 'ok-2']) {

@@ -1,5 +1,5 @@
 /**
- * The scheduler's last-tick stores on every backend they run on: memory, Redis and a SQL
+ * The scheduler's last-tick stores on every engine they run on: memory, Redis and a SQL
  * table on Postgres, MySQL and SQLite. A store only ever moves a schedule forward, also
  * when two writers race, and a SQL store survives a restart (a new store, same database).
  */
@@ -9,8 +9,8 @@ import { RedisScheduleStore } from '../../src/scheduler/redis-state-store.js';
 import { SqlScheduleStore } from '../../src/scheduler/sql-state-store.js';
 import { MemoryScheduleStore, type ScheduleStateStore } from '../../src/scheduler/state-store.js';
 import { deletePrefix } from '../queue/engines.js';
+import { type DatabaseCase, mysqlCase, postgresCase, type Store, sqliteCase } from '../support/databases.js';
 import { REDIS_URL, uniqueName } from '../support/services.js';
-import { type BackendCase, mysqlCase, postgresCase, type Store, sqliteCase } from '../tenancy/backends.js';
 
 const t = (minute: number) => new Date(Date.UTC(2030, 0, 1, 0, minute));
 
@@ -47,16 +47,16 @@ describe('schedule state stores', () => {
     }
   });
 
-  const cases: BackendCase[] = [postgresCase(), mysqlCase(), sqliteCase()];
+  const cases: DatabaseCase[] = [postgresCase(), mysqlCase(), sqliteCase()];
   const stores: Store[] = [];
   afterAll(async () => {
     for (const store of stores) await store.drop();
-    for (const backend of cases) await backend.close();
+    for (const engine of cases) await engine.close();
   });
 
-  for (const backend of cases) {
-    it(`sql on ${backend.name}, kept across a restart`, async () => {
-      const db = await backend.createStore();
+  for (const engine of cases) {
+    it(`sql on ${engine.name}, kept across a restart`, async () => {
+      const db = await engine.createStore();
       stores.push(db);
       const store = new SqlScheduleStore({ url: db.url });
       await checkRaiseOnly(store);

@@ -9,22 +9,14 @@ import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/errors.js';
-import { backendOf, connect, type RawConnection } from '../../src/tenancy/drivers/index.js';
+import { connect, databaseKindOf, type RawConnection } from '../../src/tenancy/drivers/index.js';
 import { splitSqlScript } from '../../src/tenancy/drivers/mysql.js';
+import { closedPort } from '../support/net.js';
 import { MYSQL_URL, PG_URL, tempDir, uniqueName } from '../support/services.js';
 
 const PASSWORD = 'pw-s3cret-Zq9';
 
 /** A port nothing listens on (bound once, then released). */
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as net.AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return port;
-}
 
 /** A server that accepts connections and never says a word, so a client's handshake hangs. */
 async function silentServer(): Promise<{ port: number; close(): Promise<void> }> {
@@ -110,7 +102,7 @@ describe.each(serverCases)('$scheme driver', (c) => {
   });
 
   it('runs a query with its own placeholders and returns rows', async () => {
-    expect(conn.backend).toBe(c.scheme);
+    expect(conn.kind).toBe(c.scheme);
     const [a, b] = c.placeholders;
     const rows = await conn.query(`SELECT ${a} AS word, ${b} AS n`, ['hello', 41]);
     expect(rows).toHaveLength(1);
@@ -177,7 +169,7 @@ describe('sqlite driver', () => {
 
   it('creates the file, runs queries with ? placeholders and scripts, pings and closes idempotently', async () => {
     const conn = await connect(`sqlite:${join(dir, 'nested', 'a.db')}`);
-    expect(conn.backend).toBe('sqlite');
+    expect(conn.kind).toBe('sqlite');
     await conn.exec(`
       CREATE TABLE t (id INTEGER PRIMARY KEY, flag INTEGER, at TEXT);
       INSERT INTO t VALUES (1, 0, 'x; y');
@@ -226,12 +218,12 @@ describe('sqlite driver', () => {
 });
 
 describe('connection URLs', () => {
-  it('picks the backend from the scheme', () => {
-    expect(backendOf('postgres://a@b/c')).toBe('postgres');
-    expect(backendOf('postgresql://a@b/c')).toBe('postgres');
-    expect(backendOf('mysql://a@b/c')).toBe('mysql');
-    expect(backendOf('mariadb://a@b/c')).toBe('mysql');
-    expect(backendOf('sqlite:/tmp/a.db')).toBe('sqlite');
+  it('picks the database kind from the scheme', () => {
+    expect(databaseKindOf('postgres://a@b/c')).toBe('postgres');
+    expect(databaseKindOf('postgresql://a@b/c')).toBe('postgres');
+    expect(databaseKindOf('mysql://a@b/c')).toBe('mysql');
+    expect(databaseKindOf('mariadb://a@b/c')).toBe('mysql');
+    expect(databaseKindOf('sqlite:/tmp/a.db')).toBe('sqlite');
   });
 
   it.each([`redis://app:${PASSWORD}@127.0.0.1:6379`, `//app:${PASSWORD}@db/x`, 'no scheme at all'])(

@@ -20,17 +20,17 @@ import { connect } from '../../src/tenancy/drivers/index.js';
 import type { Org, OrgInput } from '../../src/tenancy/org.js';
 import { OrgRegistry } from '../../src/tenancy/registry/org-registry.js';
 import { ChainSecretsResolver } from '../../src/tenancy/secrets.js';
+import { type DatabaseCase, mysqlCase, postgresCase, type Store, sqliteCase } from '../support/databases.js';
 import { tempDir, uniqueName } from '../support/services.js';
-import { type BackendCase, mysqlCase, postgresCase, type Store, sqliteCase } from './backends.js';
 
-const cases: Array<[string, () => BackendCase]> = [
+const cases: Array<[string, () => DatabaseCase]> = [
   ['postgres', postgresCase],
   ['mysql', mysqlCase],
   ['sqlite', sqliteCase],
 ];
 
 describe.each(cases)('OrgRegistry on a %s registry', (_name, makeCase) => {
-  const backend = makeCase();
+  const dbCase = makeCase();
   const env: Record<string, string> = {};
   const secrets = new ChainSecretsResolver({ env });
   let store: Store;
@@ -45,7 +45,7 @@ describe.each(cases)('OrgRegistry on a %s registry', (_name, makeCase) => {
 
   // Schema mode needs a Postgres registry; elsewhere an org lives in a database of its own.
   const storage = (): Partial<OrgInput> =>
-    backend.name === 'postgres'
+    dbCase.name === 'postgres'
       ? {}
       : { storageMode: 'database', databaseUrl: `env://${uniqueName('FLEET_DB').toUpperCase()}` };
   const slug = (prefix = 'org') => uniqueName(prefix).replaceAll('_', '-');
@@ -71,21 +71,21 @@ describe.each(cases)('OrgRegistry on a %s registry', (_name, makeCase) => {
   }
 
   beforeAll(async () => {
-    store = await backend.createStore();
+    store = await dbCase.createStore();
     registry = await OrgRegistry.open(store.url, { secrets, cacheTtlMs: 0 });
     await registry.migrate();
   });
 
   afterAll(async () => {
     await registry?.close();
-    for (const name of tenantDatabases) await backend.dropTenant(name);
+    for (const name of tenantDatabases) await dbCase.dropTenant(name);
     await store?.drop();
     for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
-    await backend.close();
+    await dbCase.close();
   });
 
   it('migrates a fresh store when several processes migrate at once, and again idempotently', async () => {
-    const fresh = await backend.createStore();
+    const fresh = await dbCase.createStore();
     const registries = await Promise.all([1, 2, 3].map(() => OrgRegistry.open(fresh.url)));
     try {
       await Promise.all(registries.map((r) => r.migrate()));
@@ -99,8 +99,8 @@ describe.each(cases)('OrgRegistry on a %s registry', (_name, makeCase) => {
     }
   });
 
-  it('exposes its backend and its own URL', () => {
-    expect(registry.backend).toBe(backend.name);
+  it('exposes its database kind and its own URL', () => {
+    expect(registry.kind).toBe(dbCase.name);
     expect(registry.databaseUrl).toBe(store.url);
   });
 
@@ -137,7 +137,7 @@ describe.each(cases)('OrgRegistry on a %s registry', (_name, makeCase) => {
     const org = await registry.add({ slug: slug('def-ault'), ...storage() });
     expect(org).toMatchObject({ active: true, weight: 1, maxConcurrency: null, maxConnections: null });
     expect(await registry.get(org.slug)).toEqual(org);
-    if (backend.name === 'postgres') {
+    if (dbCase.name === 'postgres') {
       expect(org.storageMode).toBe('schema');
       expect(org.schemaName).toBe(org.slug.replaceAll('-', '_'));
       expect(org.databaseUrl).toBeNull();
@@ -259,25 +259,25 @@ describe.each(cases)('OrgRegistry on a %s registry', (_name, makeCase) => {
     const name = uniqueName('fleet_tenant');
     tenantDatabases.push(name);
     const variable = uniqueName('FLEET_TENANT').toUpperCase();
-    env[variable] = backend.tenantUrl(name);
+    env[variable] = dbCase.tenantUrl(name);
     const org = await registry.add({
       slug: slug('prov'),
       storageMode: 'database',
       databaseUrl: `env://${variable}`,
     });
 
-    expect(await backend.tenantExists(name)).toBe(false);
+    expect(await dbCase.tenantExists(name)).toBe(false);
     const [first, second] = await Promise.all([registry.provision(org.slug), registry.provision(org.slug)]);
-    expect(await backend.tenantExists(name)).toBe(true);
+    expect(await dbCase.tenantExists(name)).toBe(true);
     expect([first.created, second.created].sort()).toEqual([false, true]);
-    expect(first).toMatchObject({ slug: org.slug, storageMode: 'database', backend: backend.name });
+    expect(first).toMatchObject({ slug: org.slug, storageMode: 'database', kind: dbCase.name });
     expect(JSON.stringify(first)).not.toContain(env[variable]);
     expect((await registry.provision(org.slug)).created).toBe(false);
   });
 
   it('accepts schema mode only on a Postgres registry, and provisions the schema idempotently', async () => {
     const input: OrgInput = { slug: slug('schm'), storageMode: 'schema' };
-    if (backend.name !== 'postgres') {
+    if (dbCase.name !== 'postgres') {
       await expectRejectedAdd(input, 'storageMode');
       const db = await registry.add({ slug: slug('schm'), storageMode: 'database', databaseUrl: 'env://X' });
       const err = await rejection(() => registry.update(db.slug, { storageMode: 'schema' }), ValidationError);
@@ -360,7 +360,7 @@ describe.each(cases)('OrgRegistry on a %s registry', (_name, makeCase) => {
     const org = await registry.add({ slug: slug('revive'), ...storage() });
     const count = await registry.count();
     const killed = await store.killSessions();
-    if (backend.name !== 'sqlite') expect(killed).toBeGreaterThanOrEqual(1);
+    if (dbCase.name !== 'sqlite') expect(killed).toBeGreaterThanOrEqual(1);
     expect(await registry.count()).toBe(count);
     expect(await registry.get(org.slug)).toEqual(org);
     await registry.update(org.slug, { weight: 2 });
@@ -383,7 +383,7 @@ describe.each(cases)('OrgRegistry on a %s registry', (_name, makeCase) => {
     it('schema name a"; drop schema public; --', async () => {
       const evil = 'a"; drop schema public; --';
       await expectRejectedAdd({ slug: slug('evil'), storageMode: 'schema', schemaName: evil }, 'schemaName');
-      if (backend.name === 'postgres') {
+      if (dbCase.name === 'postgres') {
         expect(await schemaExists('public')).toBe(true);
         expect(await schemaExists(evil)).toBe(false);
       }
@@ -454,7 +454,7 @@ describe.each(cases)('OrgRegistry on a %s registry', (_name, makeCase) => {
       const err = await rejection(() => registry.provision(org.slug), ConfigError);
       expect(err.message).toContain('mongodb');
       expect(err.message).not.toContain('s3cret');
-      expect(await backend.tenantExists(name)).toBe(false);
+      expect(await dbCase.tenantExists(name)).toBe(false);
     });
   });
 });

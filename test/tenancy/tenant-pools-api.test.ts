@@ -12,7 +12,8 @@ import {
 } from '../../src/errors.js';
 import { resolveTenantPoolsOptions } from '../../src/tenancy/tenant-pools/options.js';
 import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
-import { addDatabaseTenants, type PgWorld, pgWorld, slugs, until } from './pools-fixture.js';
+import { addDatabaseTenants, type PgWorld, pgWorld, slugs } from '../support/pools-fixture.js';
+import { until } from '../support/wait.js';
 
 let world: PgWorld;
 let tenantDb: { name: string; url: string };
@@ -136,7 +137,7 @@ describe('stats()', () => {
     expect(byslug[a!]).toEqual({
       slug: a,
       mode: 'database',
-      backend: 'postgres',
+      kind: 'postgres',
       open: 2,
       inUse: 2,
       idle: 0,
@@ -169,7 +170,7 @@ describe('release and close', () => {
     db.release();
     await expect(db.query('select 1')).rejects.toBeInstanceOf(ClosedError);
     expect(pools.stats().budget).toMatchObject({ open: 1, idle: 1, inUse: 0 });
-    // Reused: same backend process.
+    // Reused: same engine process.
     const again = await pools.acquire(a!);
     expect((await again.query<{ pid: number }>('select pg_backend_pid() as pid'))[0]?.pid).toBe(pid);
     again.release(new Error('broken transaction'));

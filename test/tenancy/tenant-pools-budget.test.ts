@@ -6,7 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Org } from '../../src/tenancy/org.js';
 import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
-import { mysqlDatabase, type PgWorld, pgWorld, sampleMax, slugs } from './pools-fixture.js';
+import { mysqlDatabase, type PgWorld, pgWorld, sampleMax, slugs } from '../support/pools-fixture.js';
+import { until } from '../support/wait.js';
 
 let world: PgWorld;
 let tenantDb: { name: string; url: string };
@@ -168,7 +169,3 @@ describe('tryAcquire', () => {
     await pools.close();
   });
 });
-
-async function until(condition: () => boolean): Promise<void> {
-  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 2));
-}

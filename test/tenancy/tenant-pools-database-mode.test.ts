@@ -1,5 +1,5 @@
 /**
- * Database mode on every backend: a tenant with its own Postgres database, MariaDB
+ * Database mode on every engine: a tenant with its own Postgres database, MariaDB
  * database or SQLite file gets a pool of its own, and its data stays in its database
  * (issue 3, item 7).
  */
@@ -12,7 +12,7 @@ import {
   pgWorld,
   slugs,
   sqliteFolder,
-} from './pools-fixture.js';
+} from '../support/pools-fixture.js';
 
 let world: PgWorld;
 let mysql: MysqlDatabase;
@@ -42,11 +42,11 @@ describe('database mode', () => {
       { slug: lite2, storageMode: 'database', databaseUrl: files.url('two') },
     ]);
     const pools = await TenantPools.open({ registry: world.registry, maxConnections: 10 });
-    const placeholder = (backend: string) => (backend === 'postgres' ? '$1' : '?');
+    const placeholder = (kind: string) => (kind === 'postgres' ? '$1' : '?');
     for (const slug of [pgA, pgB, my, lite1, lite2]) {
       await pools.withTenant(slug, async (db) => {
         await db.query('CREATE TABLE notes (owner varchar(80) NOT NULL)');
-        await db.query(`INSERT INTO notes (owner) VALUES (${placeholder(db.backend)})`, [slug]);
+        await db.query(`INSERT INTO notes (owner) VALUES (${placeholder(db.kind)})`, [slug]);
       });
     }
     for (const slug of [pgA, pgB, my, lite1, lite2]) {
@@ -55,10 +55,8 @@ describe('database mode', () => {
       );
       expect(rows).toEqual([{ owner: slug }]);
     }
-    const backends = Object.fromEntries(
-      pools.stats().pools.map((p) => [p.slug, [p.mode, p.backend, p.open]]),
-    );
-    expect(backends).toEqual({
+    const kinds = Object.fromEntries(pools.stats().pools.map((p) => [p.slug, [p.mode, p.kind, p.open]]));
+    expect(kinds).toEqual({
       [pgA]: ['database', 'postgres', 1],
       [pgB]: ['database', 'postgres', 1],
       [my]: ['database', 'mysql', 1],
@@ -67,7 +65,7 @@ describe('database mode', () => {
     });
     const db = await pools.acquire(lite1);
     expect(db.schema).toBeNull();
-    expect(db.raw.backend).toBe('sqlite');
+    expect(db.raw.kind).toBe('sqlite');
     db.release();
     expect(await world.serverConnections(pg1.name)).toBe(1);
     expect(await mysql.serverConnections()).toBe(1);

@@ -6,8 +6,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CloseReason } from '../../src/tenancy/pool/connection-pool.js';
 import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
+import { type PgWorld, pgWorld, slugs } from '../support/pools-fixture.js';
 import { uniqueName } from '../support/services.js';
-import { type PgWorld, pgWorld, slugs } from './pools-fixture.js';
+import { until } from '../support/wait.js';
 
 let world: PgWorld;
 let tenantDb: { name: string; url: string };
@@ -19,10 +20,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await world.cleanup();
 });
-
-async function until(condition: () => boolean | Promise<boolean>): Promise<void> {
-  while (!(await condition())) await new Promise((resolve) => setTimeout(resolve, 5));
-}
 
 async function tenant(prefix: string, databaseUrl = tenantDb.url): Promise<string> {
   const [slug] = slugs(prefix, 1) as [string];

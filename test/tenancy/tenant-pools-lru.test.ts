@@ -7,7 +7,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PoolCapacityError } from '../../src/errors.js';
 import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
-import { addDatabaseTenants, type PgWorld, pgWorld, slugs, sqliteFolder, until } from './pools-fixture.js';
+import { addDatabaseTenants, type PgWorld, pgWorld, slugs, sqliteFolder } from '../support/pools-fixture.js';
+import { until } from '../support/wait.js';
 
 let world: PgWorld;
 let tenantDb: { name: string; url: string };

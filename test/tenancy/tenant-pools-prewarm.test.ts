@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { defaultSecretsResolver, type SecretsResolver } from '../../src/tenancy/secrets.js';
 import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
-import { type PgWorld, pgWorld, slugs } from './pools-fixture.js';
+import { type PgWorld, pgWorld, slugs } from '../support/pools-fixture.js';
 
 async function withWorld(fn: (world: PgWorld) => Promise<void>): Promise<void> {
   const world = await pgWorld();

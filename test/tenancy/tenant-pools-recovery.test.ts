@@ -8,8 +8,9 @@
 import { setImmediate as nextMacrotask } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
-import { type PgWorld, pgWorld, slugs } from './pools-fixture.js';
-import { type TcpProxy, tcpProxy } from './tcp-proxy.js';
+import { type PgWorld, pgWorld, slugs } from '../support/pools-fixture.js';
+import { type TcpProxy, tcpProxy } from '../support/tcp-proxy.js';
+import { until } from '../support/wait.js';
 
 let world: PgWorld;
 let tenantDb: { name: string; url: string };
@@ -24,10 +25,6 @@ afterAll(async () => {
   await proxy.close();
   await world.cleanup();
 });
-
-async function until(condition: () => boolean | Promise<boolean>): Promise<void> {
-  while (!(await condition())) await new Promise((resolve) => setTimeout(resolve, 2));
-}
 
 describe('waking waiters when a pool shrinks', () => {
   it("serves a waiter once a tryAcquire's connect fails and frees the pool's only place", async () => {

@@ -6,7 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TenantUnavailableError } from '../../src/errors.js';
 import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
-import { type PgWorld, pgWorld, slugs } from './pools-fixture.js';
+import { type PgWorld, pgWorld, slugs } from '../support/pools-fixture.js';
+import { until } from '../support/wait.js';
 
 let world: PgWorld;
 let tenantDb: { name: string; url: string };
@@ -18,10 +19,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await world.cleanup();
 });
-
-async function until(condition: () => boolean | Promise<boolean>): Promise<void> {
-  while (!(await condition())) await new Promise((resolve) => setTimeout(resolve, 5));
-}
 
 describe('dead connections', () => {
   it('replaces connections killed by pg_terminate_backend; callers see no error', async () => {

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from '../../src/tenancy/drivers/index.js';
 import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
-import { type PgWorld, pgWorld, slugs } from './pools-fixture.js';
+import { type PgWorld, pgWorld, slugs } from '../support/pools-fixture.js';
 
 let world: PgWorld;
 let a: string;
@@ -62,7 +62,7 @@ describe('schema mode', () => {
     }
     const stats = pools.stats();
     expect(stats.pools).toHaveLength(1);
-    expect(stats.pools[0]).toMatchObject({ slug: null, mode: 'schema', backend: 'postgres' });
+    expect(stats.pools[0]).toMatchObject({ slug: null, mode: 'schema', kind: 'postgres' });
     expect(stats.counters.connects).toBe(1);
     expect(await world.serverConnections(world.registryDb)).toBe(1);
     await pools.close();

@@ -6,7 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AcquireTimeoutError } from '../../src/errors.js';
 import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
-import { addDatabaseTenants, type PgWorld, pgWorld, slugs, until } from './pools-fixture.js';
+import { addDatabaseTenants, type PgWorld, pgWorld, slugs } from '../support/pools-fixture.js';
+import { until } from '../support/wait.js';
 
 let world: PgWorld;
 let tenantDb: { name: string; url: string };
@@ -119,7 +120,7 @@ describe('waiting for a connection', () => {
     const [a] = slugs('slowsec', 1) as [string];
     await world.addOrgs([{ slug: a, storageMode: 'database', databaseUrl: 'vault://tenants/slow' }]);
     let calls = 0;
-    // A secrets backend that never answers.
+    // A secrets engine that never answers.
     const secrets = {
       resolve: () => {
         calls++;

@@ -9,7 +9,8 @@ import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
 import { FleetWorker } from '../../src/worker/fleet-worker.js';
 import { engines } from '../queue/engines.js';
 import { PG_URL, uniqueName, withDatabase } from '../support/services.js';
-import { type FleetFixture, openFleet, openRegistry, type RegistryFixture, until } from './support.js';
+import { until } from '../support/wait.js';
+import { type FleetFixture, openFleet, openRegistry, type RegistryFixture } from './support.js';
 
 let reg: RegistryFixture;
 beforeAll(async () => {
@@ -92,7 +93,7 @@ describe.each(engines)('fairness on the $name engine', (engine) => {
       for (const tenant of tenants) await backlog(fx, tenant, 8);
       const runs: { tenant: string; db: unknown }[] = [];
       const worker = new FleetWorker(
-        { backend: fx.fleet.backend, orgs: reg.registry, pools },
+        { engine: fx.fleet.engine, orgs: reg.registry, pools },
         fx.queue,
         async (_job, ctx) => {
           await ctx.db!.query('select pg_sleep(0.03)');
@@ -143,7 +144,7 @@ describe.each(engines)('fairness on the $name engine', (engine) => {
       const done: string[] = [];
       // One slot: had it waited for the saturated pool, nobody else would ever run.
       const worker = new FleetWorker(
-        { backend: fx.fleet.backend, orgs: reg.registry, pools },
+        { engine: fx.fleet.engine, orgs: reg.registry, pools },
         fx.queue,
         async (_job, ctx) => {
           await ctx.db!.query('select 1');

@@ -17,7 +17,8 @@ import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
 import { FleetWorker } from '../../src/worker/fleet-worker.js';
 import { UnrecoverableError } from '../../src/worker/unrecoverable-error.js';
 import { engines } from '../queue/engines.js';
-import { type FleetFixture, gate, openFleet, openRegistry, type RegistryFixture, until } from './support.js';
+import { until } from '../support/wait.js';
+import { type FleetFixture, gate, openFleet, openRegistry, type RegistryFixture } from './support.js';
 
 let reg: RegistryFixture;
 let pools: TenantPools;
@@ -72,7 +73,7 @@ describe.each(engines)('FleetWorker on the $name engine', (engine) => {
     await expect(mixed).rejects.toThrow(TenantInactiveError);
     expect(await fleet.counts(queue, acme!)).toMatchObject({ waiting: 0, delayed: 0 });
     expect(
-      () => new FleetWorker({ backend: fleet.backend, orgs: reg.registry }, queue, async () => {}),
+      () => new FleetWorker({ engine: fleet.engine, orgs: reg.registry }, queue, async () => {}),
     ).toThrow(/Expected `pools`/);
     expect(() => fleet.worker(queue, async () => {}, { concurrency: 0, borrowConnection: false })).toThrow(
       ConfigError,

@@ -12,7 +12,8 @@ import type { FleetWorker } from '../../src/worker/fleet-worker.js';
 import type { JobContext, JobHandler } from '../../src/worker/job-context.js';
 import { deletePrefix } from '../queue/engines.js';
 import { REDIS_URL, uniqueName } from '../support/services.js';
-import { openRegistry, type RegistryFixture, until } from './support.js';
+import { until } from '../support/wait.js';
+import { openRegistry, type RegistryFixture } from './support.js';
 
 let reg: RegistryFixture;
 beforeAll(async () => {
@@ -30,7 +31,7 @@ describe('Fleet', () => {
       registry: reg.store.url,
       pools: { maxConnections: 2 },
     });
-    expect(fleet.backend.engine).toBe('memory');
+    expect(fleet.engine.name).toBe('memory');
     const queue = uniqueName('q');
     await fleet.enqueue(queue, { tenant: tenant!, name: 'n', data: 1 });
     const schemas: string[] = [];
@@ -54,7 +55,7 @@ describe('Fleet', () => {
     const prefix = uniqueName('fleetopen');
     const fleet = await Fleet.open({ engine: 'bullmq', redis: REDIS_URL, prefix, registry: reg.registry });
     try {
-      expect(fleet.backend.engine).toBe('bullmq');
+      expect(fleet.engine.name).toBe('bullmq');
       const queue = uniqueName('q');
       const id = await fleet.enqueue(queue, {
         tenant: tenant!,

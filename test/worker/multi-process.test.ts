@@ -9,10 +9,11 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Fleet } from '../../src/fleet.js';
-import { BullMqBackend } from '../../src/queue/bullmq/bullmq-engine.js';
+import { BullMqEngine } from '../../src/queue/bullmq/bullmq-engine.js';
 import { REDIS_URL, uniqueName } from '../support/services.js';
+import { until } from '../support/wait.js';
 import type { FleetProcessConfig, FleetProcessMessage } from './fixtures/fleet-process.js';
-import { openRegistry, type RegistryFixture, until } from './support.js';
+import { openRegistry, type RegistryFixture } from './support.js';
 
 const SCRIPT = fileURLToPath(new URL('./fixtures/fleet-process.ts', import.meta.url));
 
@@ -45,7 +46,7 @@ describe('worker processes on one Redis (bullmq engine)', () => {
     queue = uniqueName('q');
     eventsKey = `${prefix}:test-events`;
     fleet = await Fleet.open({
-      backend: new BullMqBackend({ connection: REDIS_URL, prefix }),
+      engine: new BullMqEngine({ connection: REDIS_URL, prefix }),
       registry: reg.registry,
     });
   });

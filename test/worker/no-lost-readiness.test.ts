@@ -8,7 +8,8 @@
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { engines } from '../queue/engines.js';
-import { type FleetFixture, openFleet, openRegistry, type RegistryFixture, until } from './support.js';
+import { until } from '../support/wait.js';
+import { type FleetFixture, openFleet, openRegistry, type RegistryFixture } from './support.js';
 
 const PRODUCERS = 8;
 const ITERATIONS = 10_000;
@@ -61,7 +62,7 @@ describe.each(engines)('readiness on the $name engine', (engine) => {
     };
     await Promise.all(tenants.map(producer));
     // Bounded by the test's timeout; a lost readiness leaves a producer waiting forever.
-    await until(() => completed.size === ITERATIONS, 'every job to complete', 4800);
+    await until(() => completed.size === ITERATIONS, 'every job to complete', { timeoutMs: 120_000 });
     await worker.close();
     expect(enqueued).toHaveLength(ITERATIONS);
     expect([...completed].sort()).toEqual([...enqueued].sort());

@@ -6,7 +6,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import { engines } from '../queue/engines.js';
-import { type FleetFixture, gate, openFleet, openRegistry, type RegistryFixture, until } from './support.js';
+import { until } from '../support/wait.js';
+import { type FleetFixture, gate, openFleet, openRegistry, type RegistryFixture } from './support.js';
 
 // Renewed every half of it: 500 ms of slack for a loaded machine before a lock could lapse.
 const LOCK_MS = 1_000;

@@ -8,8 +8,8 @@ import type { OrgInput } from '../../src/tenancy/org.js';
 import { OrgRegistry } from '../../src/tenancy/registry/org-registry.js';
 import type { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
 import type { EngineCase, EngineHarness } from '../queue/engines.js';
+import { postgresCase, type Store } from '../support/databases.js';
 import { uniqueName } from '../support/services.js';
-import { postgresCase, type Store } from '../tenancy/backends.js';
 
 /** A registry on a fresh Postgres database, shared by the tests of one file. */
 export interface RegistryFixture {
@@ -62,7 +62,7 @@ export async function openFleet(
   pools?: TenantPools,
 ): Promise<FleetFixture> {
   const harness = await engine.open();
-  const fleet = await Fleet.open({ backend: harness.backend, registry, ...(pools ? { pools } : {}) });
+  const fleet = await Fleet.open({ engine: harness.engine, registry, ...(pools ? { pools } : {}) });
   return {
     fleet,
     harness,
@@ -78,17 +78,6 @@ export async function openFleet(
  * Polls `check` until it returns true. The bound only keeps a broken worker from hanging
  * the suite; no assertion depends on how long it took.
  */
-export async function until(
-  check: () => boolean | Promise<boolean>,
-  what: string,
-  tries = 2400,
-): Promise<void> {
-  for (let i = 0; i < tries; i++) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  throw new Error(`gave up waiting for ${what}`);
-}
 
 /** A promise with its resolve function, for handlers that wait on the test. */
 export function gate(): { promise: Promise<void>; open: () => void } {

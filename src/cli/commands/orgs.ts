@@ -172,7 +172,7 @@ export function provisionCommand(): Command {
           print(
             flags.json
               ? JSON.stringify(result)
-              : `${slug}\t${result.storageMode}\t${result.backend}\t${result.target}\t${result.created ? 'created' : 'existed'}`,
+              : `${slug}\t${result.storageMode}\t${result.kind}\t${result.target}\t${result.created ? 'created' : 'existed'}`,
           );
         }
       });

@@ -21,7 +21,7 @@ import type {
   FailOutcome,
   JobCounts,
   JobInfo,
-  TenantQueueBackend,
+  QueueEngine,
 } from '../engine.js';
 import {
   checkConcurrency,
@@ -37,9 +37,9 @@ import { completeJob, type FinishContext, failJob } from './finish.js';
 import { type BullMqLease, isLostLock, readJobInfo, toActiveJob } from './jobs.js';
 import { extendLocks, recoverStalled } from './locks.js';
 import {
-  type BullMqBackendOptions,
-  type ResolvedBullMqBackendOptions,
-  resolveBullMqBackendOptions,
+  type BullMqEngineOptions,
+  type ResolvedBullMqEngineOptions,
+  resolveBullMqEngineOptions,
 } from './options.js';
 import { PartitionCache, type WorkerPartition } from './partitions.js';
 import { ACTIVE_GRACE_MS, ReadyIndex } from './ready-index.js';
@@ -48,18 +48,18 @@ import { type FleetCommands, withFleetCommands } from './scripts.js';
 /** Jobs per MULTI in `enqueueBulk`: keeps each EXEC short for the other clients. */
 const MULTI_CHUNK = 500;
 
-export type { BullMqBackendOptions, ResolvedBullMqBackendOptions } from './options.js';
+export type { BullMqEngineOptions, ResolvedBullMqEngineOptions } from './options.js';
 
-/** Events of {@link BullMqBackend}. */
-export interface BullMqBackendEventMap {
+/** Events of {@link BullMqEngine}. */
+export interface BullMqEngineEventMap {
   /** A Redis or BullMQ error outside any call (e.g. a dropped connection); the engine carries on. */
   'redis:error': [{ error: Error }];
 }
 
-/** A {@link TenantQueueBackend} on Redis through BullMQ. */
-export class BullMqBackend extends EventEmitter<BullMqBackendEventMap> implements TenantQueueBackend {
-  readonly engine = 'bullmq' as const;
-  readonly options: ResolvedBullMqBackendOptions;
+/** A {@link QueueEngine} on Redis through BullMQ. */
+export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements QueueEngine {
+  readonly name = 'bullmq' as const;
+  readonly options: ResolvedBullMqEngineOptions;
 
   readonly #redis: Redis & FleetCommands;
   readonly #ownsConnection: boolean;
@@ -67,9 +67,9 @@ export class BullMqBackend extends EventEmitter<BullMqBackendEventMap> implement
   readonly #index: ReadyIndex;
   #closePromise: Promise<void> | null = null;
 
-  constructor(options: BullMqBackendOptions) {
+  constructor(options: BullMqEngineOptions) {
     super();
-    this.options = resolveBullMqBackendOptions(options);
+    this.options = resolveBullMqEngineOptions(options);
     const { connection, clientName } = this.options;
     this.#ownsConnection = typeof connection === 'string';
     const redis =
@@ -378,7 +378,7 @@ export class BullMqBackend extends EventEmitter<BullMqBackendEventMap> implement
   }
 
   #checkOpen(): void {
-    if (this.#closePromise) throw new ClosedError('BullMqBackend');
+    if (this.#closePromise) throw new ClosedError('BullMqEngine');
   }
 
   #release(job: ActiveJob): void {

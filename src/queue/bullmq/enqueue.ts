@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { NormalisedJob } from '../job-input.js';
 import { toBullJobJson } from './jobs.js';
-import type { ResolvedBullMqBackendOptions } from './options.js';
+import type { ResolvedBullMqEngineOptions } from './options.js';
 import type { PartitionCache } from './partitions.js';
 import type { ReadyIndex } from './ready-index.js';
 import type { FleetMulti } from './scripts.js';
@@ -15,7 +15,7 @@ import type { FleetMulti } from './scripts.js';
 export async function enqueueChunk(
   partitions: PartitionCache,
   index: ReadyIndex,
-  options: ResolvedBullMqBackendOptions,
+  options: ResolvedBullMqEngineOptions,
   queue: string,
   jobs: readonly NormalisedJob[],
 ): Promise<string[]> {

@@ -5,8 +5,8 @@
 import type { Redis } from 'ioredis';
 import { ConfigError, describe } from '../../errors.js';
 
-/** Options of {@link BullMqBackend}. */
-export interface BullMqBackendOptions {
+/** Options of {@link BullMqEngine}. */
+export interface BullMqEngineOptions {
   /**
    * A `redis://` URL, or an ioredis instance shared with the caller. A passed-in
    * instance is not closed by the engine; it must not use ioredis' `keyPrefix`.
@@ -37,8 +37,8 @@ export interface BullMqBackendOptions {
   closeTimeoutMs?: number;
 }
 
-/** {@link BullMqBackendOptions} with every default applied. */
-export type ResolvedBullMqBackendOptions = Required<BullMqBackendOptions>;
+/** {@link BullMqEngineOptions} with every default applied. */
+export type ResolvedBullMqEngineOptions = Required<BullMqEngineOptions>;
 
 const DEFAULTS = {
   prefix: 'fleet',
@@ -50,7 +50,7 @@ const DEFAULTS = {
   keepFailed: 1000,
   maxDataBytes: 512 * 1024,
   closeTimeoutMs: 5000,
-} satisfies Omit<ResolvedBullMqBackendOptions, 'connection'>;
+} satisfies Omit<ResolvedBullMqEngineOptions, 'connection'>;
 
 const INTEGER_MINIMUMS = {
   maxCachedPartitions: 1,
@@ -63,7 +63,7 @@ const INTEGER_MINIMUMS = {
 } as const;
 
 /** Applies defaults and checks every option; throws `ConfigError`. */
-export function resolveBullMqBackendOptions(options: BullMqBackendOptions): ResolvedBullMqBackendOptions {
+export function resolveBullMqEngineOptions(options: BullMqEngineOptions): ResolvedBullMqEngineOptions {
   if (typeof options !== 'object' || options === null)
     throw new ConfigError('options', `Expected an options object, got ${describe(options)}`);
   const resolved = { ...DEFAULTS, ...options };

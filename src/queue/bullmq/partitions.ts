@@ -12,7 +12,7 @@
  */
 import { type BackendFactory, createRedisBackend, type RedisQueueBackend, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { ResolvedBullMqBackendOptions } from './options.js';
+import type { ResolvedBullMqEngineOptions } from './options.js';
 import type { PartitionKeys } from './ready-index.js';
 
 /** A partition's cached BullMQ Worker and how much this process leans on it. */
@@ -42,7 +42,7 @@ export function partitionName(queue: string, tenant: string): string {
 /** The LRU of per-partition Workers plus the sibling backends of one base backend. */
 export class PartitionCache {
   readonly #redis: Redis;
-  readonly #options: ResolvedBullMqBackendOptions;
+  readonly #options: ResolvedBullMqEngineOptions;
   readonly #onError: (error: Error) => void;
   readonly #base: RedisQueueBackend;
   /** Map order is recency: the first entry is the least recently used. */
@@ -50,7 +50,7 @@ export class PartitionCache {
   readonly #siblings = new Map<string, RedisQueueBackend>();
   readonly #closing = new Set<Promise<void>>();
 
-  constructor(redis: Redis, options: ResolvedBullMqBackendOptions, onError: (error: Error) => void) {
+  constructor(redis: Redis, options: ResolvedBullMqEngineOptions, onError: (error: Error) => void) {
     this.#redis = redis;
     this.#options = options;
     this.#onError = onError;

@@ -16,7 +16,7 @@ import type {
   FailOutcome,
   JobCounts,
   JobInfo,
-  TenantQueueBackend,
+  QueueEngine,
 } from '../engine.js';
 import { getOrCreate } from '../get-or-create.js';
 import {
@@ -31,22 +31,22 @@ import {
 } from '../job-input.js';
 import { MinHeap } from './min-heap.js';
 import {
-  type MemoryBackendOptions,
-  type ResolvedMemoryBackendOptions,
-  resolveMemoryBackendOptions,
+  type MemoryEngineOptions,
+  type ResolvedMemoryEngineOptions,
+  resolveMemoryEngineOptions,
 } from './options.js';
 import { type JobRecord, MemoryPartition } from './partition.js';
 
-export type { MemoryBackendOptions, ResolvedMemoryBackendOptions } from './options.js';
+export type { MemoryEngineOptions, ResolvedMemoryEngineOptions } from './options.js';
 
 interface MemoryLease {
   token: string;
 }
 
-/** A {@link TenantQueueBackend} that keeps everything in this process's memory. */
-export class MemoryBackend implements TenantQueueBackend {
-  readonly engine = 'memory' as const;
-  readonly options: ResolvedMemoryBackendOptions;
+/** A {@link QueueEngine} that keeps everything in this process's memory. */
+export class MemoryEngine implements QueueEngine {
+  readonly name = 'memory' as const;
+  readonly options: ResolvedMemoryEngineOptions;
 
   readonly #partitions = new Map<string, Map<string, MemoryPartition>>();
   readonly #ready = new Map<string, Set<string>>();
@@ -60,8 +60,8 @@ export class MemoryBackend implements TenantQueueBackend {
   #seq = 0;
   #closePromise: Promise<void> | null = null;
 
-  constructor(options: MemoryBackendOptions = {}) {
-    this.options = resolveMemoryBackendOptions(options);
+  constructor(options: MemoryEngineOptions = {}) {
+    this.options = resolveMemoryEngineOptions(options);
   }
 
   async enqueue<Data>(queue: string, job: EnqueueJob<Data>): Promise<string> {
@@ -294,7 +294,7 @@ export class MemoryBackend implements TenantQueueBackend {
   }
 
   #checkOpen(): void {
-    if (this.#closePromise) throw new ClosedError('MemoryBackend');
+    if (this.#closePromise) throw new ClosedError('MemoryEngine');
   }
 
   #partition(queue: string, tenant: string, create: true): MemoryPartition;

@@ -1,8 +1,8 @@
 /** Options of the in-memory engine, with their defaults and checks. */
 import { ConfigError, describe } from '../../errors.js';
 
-/** Options of `MemoryBackend`. */
-export interface MemoryBackendOptions {
+/** Options of `MemoryEngine`. */
+export interface MemoryEngineOptions {
   /** Completed jobs whose bodies are kept per partition (counts are always kept). @default 100 */
   keepCompleted?: number;
   /** Failed jobs whose bodies (with their error) are kept per partition. @default 1000 */
@@ -13,20 +13,18 @@ export interface MemoryBackendOptions {
   maxDataBytes?: number;
 }
 
-/** {@link MemoryBackendOptions} with every default applied. */
-export type ResolvedMemoryBackendOptions = Required<MemoryBackendOptions>;
+/** {@link MemoryEngineOptions} with every default applied. */
+export type ResolvedMemoryEngineOptions = Required<MemoryEngineOptions>;
 
 const DEFAULTS = {
   keepCompleted: 100,
   keepFailed: 1000,
   maxStalledCount: 1,
   maxDataBytes: 512 * 1024,
-} satisfies ResolvedMemoryBackendOptions;
+} satisfies ResolvedMemoryEngineOptions;
 
 /** Applies defaults and checks every option; throws `ConfigError`. */
-export function resolveMemoryBackendOptions(
-  options: MemoryBackendOptions = {},
-): ResolvedMemoryBackendOptions {
+export function resolveMemoryEngineOptions(options: MemoryEngineOptions = {}): ResolvedMemoryEngineOptions {
   const resolved = { ...DEFAULTS, ...options };
   for (const [key, value] of Object.entries(resolved)) {
     const min = key === 'maxDataBytes' ? 1 : 0;

@@ -1,17 +1,17 @@
 import { ConfigError, redactUrl } from '../../errors.js';
 
 /** The database servers tenant-fleet talks to. */
-export type Backend = 'postgres' | 'mysql' | 'sqlite';
+export type DatabaseKind = 'postgres' | 'mysql' | 'sqlite';
 
 /** A row as a driver returns it. */
 export type Row = Record<string, unknown>;
 
 /**
- * One raw connection to one database, the same shape for every backend.
+ * One raw connection to one database, the same shape for every kind.
  * Placeholders stay each driver's own: `$1` on Postgres, `?` on MySQL and SQLite.
  */
 export interface RawConnection {
-  readonly backend: Backend;
+  readonly kind: DatabaseKind;
   /** Runs one statement; resolves to its rows (an empty array for statements without rows). */
   query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<R[]>;
   /** Runs a script of several statements without parameters (migrations, DDL). */
@@ -42,7 +42,7 @@ export interface ConnectOptions {
   connectTimeoutMs?: number;
 }
 
-const SCHEMES: Record<string, Backend> = {
+const SCHEMES: Record<string, DatabaseKind> = {
   'postgres:': 'postgres',
   'postgresql:': 'postgres',
   'mysql:': 'mysql',
@@ -50,17 +50,17 @@ const SCHEMES: Record<string, Backend> = {
   'sqlite:': 'sqlite',
 };
 
-/** The backend a connection URL names by its scheme; {@link ConfigError} for any other scheme. */
-export function backendOf(url: string): Backend {
+/** The kind a connection URL names by its scheme; {@link ConfigError} for any other scheme. */
+export function databaseKindOf(url: string): DatabaseKind {
   const scheme = /^([a-z][a-z0-9+.-]*:)/i.exec(url)?.[1]?.toLowerCase();
-  const backend = scheme ? SCHEMES[scheme] : undefined;
-  if (!backend) {
+  const kind = scheme ? SCHEMES[scheme] : undefined;
+  if (!kind) {
     throw new ConfigError(
       'url',
       `Expected a database URL starting with postgres://, postgresql://, mysql://, mariadb:// or sqlite:, got ${scheme ? `scheme ${JSON.stringify(scheme)}` : 'a value without a scheme'}`,
     );
   }
-  return backend;
+  return kind;
 }
 
 /** The file path of a `sqlite:PATH` URL (`sqlite:./a.db`, `sqlite:/abs/a.db`, `sqlite:///abs/a.db`). */

@@ -1,5 +1,5 @@
 import type { ConnectOptions, RawConnection } from './driver.js';
-import { backendOf } from './driver.js';
+import { databaseKindOf } from './driver.js';
 import { connectMysql } from './mysql.js';
 import { connectPostgres } from './pg.js';
 import { connectSqlite } from './sqlite.js';
@@ -9,7 +9,7 @@ import { connectSqlite } from './sqlite.js';
  * unsupported scheme rejects the promise (a `ConfigError`) rather than throwing.
  */
 export async function connect(url: string, options: ConnectOptions = {}): Promise<RawConnection> {
-  switch (backendOf(url)) {
+  switch (databaseKindOf(url)) {
     case 'postgres':
       return connectPostgres(url, options);
     case 'mysql':
@@ -19,5 +19,5 @@ export async function connect(url: string, options: ConnectOptions = {}): Promis
   }
 }
 
-export type { Backend, ConnectOptions, RawConnection, Row } from './driver.js';
-export { backendOf, sqlitePath } from './driver.js';
+export type { ConnectOptions, DatabaseKind, RawConnection, Row } from './driver.js';
+export { databaseKindOf, sqlitePath } from './driver.js';

@@ -33,7 +33,7 @@ export async function connectMysql(url: string, options: ConnectOptions = {}): P
   });
   let closing: Promise<void> | undefined;
   const conn: RawConnection = {
-    backend: 'mysql',
+    kind: 'mysql',
     get alive() {
       return alive;
     },

@@ -14,7 +14,7 @@ export async function connectPostgres(url: string, options: ConnectOptions = {})
   });
   const listeners: Array<(err: Error) => void> = [];
   let alive = true;
-  // Always listen: an idle client whose backend is terminated emits 'error', and an
+  // Always listen: an idle client whose kind is terminated emits 'error', and an
   // unheard 'error' event would crash the process.
   client.on('error', (err) => {
     alive = false;
@@ -33,7 +33,7 @@ export async function connectPostgres(url: string, options: ConnectOptions = {})
   }
   let closing: Promise<void> | undefined;
   const conn: RawConnection = {
-    backend: 'postgres',
+    kind: 'postgres',
     get alive() {
       return alive;
     },

@@ -30,7 +30,7 @@ export async function connectSqlite(url: string, options: ConnectOptions = {}): 
   }
   let alive = true;
   return {
-    backend: 'sqlite',
+    kind: 'sqlite',
     get alive() {
       return alive && db.open;
     },

@@ -10,7 +10,7 @@
  * a connection that died in the pool.
  */
 import { ClosedError } from '../../errors.js';
-import type { Backend, RawConnection } from '../drivers/driver.js';
+import type { DatabaseKind, RawConnection } from '../drivers/driver.js';
 import type { StorageMode } from '../org.js';
 import type { BudgetMember, ConnectionBudget, IdleSlot } from './budget.js';
 import { PoolConnections } from './connections.js';
@@ -35,13 +35,13 @@ const MAX_CHECKOUT_ATTEMPTS = 3;
 export class ConnectionPool implements BudgetMember {
   readonly slug: string | null;
   readonly mode: StorageMode;
-  readonly backend: Backend;
+  readonly kind: DatabaseKind;
   /** Epoch milliseconds of the last checkout or release. */
   lastUsedAt = Date.now();
   maxConnections: number;
-  readonly #options: ConnectionPoolOptions;
+  readonly #options: ConnectionPoolOptions<ConnectionPool>;
   readonly #budget: ConnectionBudget;
-  readonly #hooks: PoolHooks;
+  readonly #hooks: PoolHooks<ConnectionPool>;
   readonly #conns: PoolConnections;
   // Callers queued for a connection, and the budget slots asked for them.
   readonly #waiters: PoolWaiters;
@@ -51,11 +51,11 @@ export class ConnectionPool implements BudgetMember {
   #connecting = 0;
   #afterDropQueued = false;
 
-  constructor(options: ConnectionPoolOptions) {
+  constructor(options: ConnectionPoolOptions<ConnectionPool>) {
     this.#options = options;
     this.slug = options.slug;
     this.mode = options.mode;
-    this.backend = options.backend;
+    this.kind = options.kind;
     this.maxConnections = options.maxConnections;
     this.#budget = options.budget;
     this.#hooks = options.hooks;

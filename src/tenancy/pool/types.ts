@@ -1,12 +1,12 @@
 /**
- * The types a {@link ConnectionPool} shares with its owner: its options, the hooks it
- * reports through, and the bookkeeping record of one pooled connection.
+ * The types a `ConnectionPool` shares with its owner: its options, the hooks it reports
+ * through, and the bookkeeping record of one pooled connection. The hooks and options
+ * take the pool's type as a parameter, so this file does not import the pool back.
  */
 
-import type { Backend, RawConnection } from '../drivers/driver.js';
+import type { DatabaseKind, RawConnection } from '../drivers/driver.js';
 import type { StorageMode } from '../org.js';
 import type { ConnectionBudget, IdleSlot } from './budget.js';
-import type { ConnectionPool } from './connection-pool.js';
 import type { WaitSpec } from './wait-queue.js';
 
 /** Why a connection was closed, as the `connection:close` event reports it. */
@@ -24,7 +24,6 @@ export type CloseReason =
 /** One raw connection with the pool's bookkeeping. */
 export interface PooledConnection extends IdleSlot {
   readonly raw: RawConnection;
-  readonly member: ConnectionPool;
   readonly createdAt: number;
   idleSince: number;
   state: 'idle' | 'busy' | 'closing';
@@ -33,28 +32,28 @@ export interface PooledConnection extends IdleSlot {
 }
 
 /** What the owner of a pool (TenantPools) hears from it. */
-export interface PoolHooks {
+export interface PoolHooks<Pool> {
   /** Throws (TenantUnavailableError) when no connection attempt may be made now. */
-  checkConnect(pool: ConnectionPool): void;
+  checkConnect(pool: Pool): void;
   /**
    * The outcome of a connect attempt (`error` undefined on success). Returns an error when
    * the circuit breaker has just opened: the error every other waiter then fails with.
    */
-  onConnect(pool: ConnectionPool, error: unknown): Error | undefined;
-  onOpen(pool: ConnectionPool): void;
-  onClose(pool: ConnectionPool, reason: CloseReason): void;
+  onConnect(pool: Pool, error: unknown): Error | undefined;
+  onOpen(pool: Pool): void;
+  onClose(pool: Pool, reason: CloseReason): void;
   /** A connection raised an error outside a query (killed by the server while idle…). */
-  onConnectionError(pool: ConnectionPool, error: Error): void;
+  onConnectionError(pool: Pool, error: Error): void;
   /** Nothing is lent and nobody waits: the pool may be evicted. */
-  onSettled(pool: ConnectionPool): void;
+  onSettled(pool: Pool): void;
 }
 
 /** How one pool is set up. */
-export interface ConnectionPoolOptions {
+export interface ConnectionPoolOptions<Pool> {
   /** The tenant, or null for the shared schema-mode pool. */
   slug: string | null;
   mode: StorageMode;
-  backend: Backend;
+  kind: DatabaseKind;
   maxConnections: number;
   minConnections: number;
   maxLifetimeMs: number;
@@ -64,7 +63,7 @@ export interface ConnectionPoolOptions {
   url: string;
   /** Resolves the connection URL (the secret) again, after a lifetime recycle. */
   resolveUrl(): Promise<string>;
-  hooks: PoolHooks;
+  hooks: PoolHooks<Pool>;
 }
 
 /** How long `acquire` may wait, what it throws when that runs out, and the schema. */

@@ -102,7 +102,7 @@ export class WaitQueue<T> {
  * Settles like `promise`, or rejects at the deadline with `spec.timeoutError()` or on
  * abort with the signal's reason, whichever comes first. A promise given up on is left to
  * settle unheard (its rejection handled), for work that cannot be cancelled: a registry
- * lookup, a secrets backend call.
+ * lookup, a secrets kind call.
  */
 export function withinDeadline<T>(promise: Promise<T>, spec: WaitSpec): Promise<T> {
   promise.catch(() => {});

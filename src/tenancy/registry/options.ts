@@ -1,6 +1,6 @@
 /** The options of `OrgRegistry.open`, `list` and `count`, with their defaults and checks. */
 import { ConfigError, describe, ValidationError } from '../../errors.js';
-import type { Logger } from '../../logger.js';
+import { type Logger, silentLogger } from '../../logger.js';
 import { defaultSecretsResolver, type SecretsResolver } from '../secrets.js';
 
 /** Options of {@link OrgRegistry.open}. */
@@ -32,7 +32,7 @@ export interface ResolvedOrgRegistryOptions {
   cacheTtlMs: number;
   connectTimeoutMs: number;
   closeTimeoutMs: number;
-  logger: Logger | undefined;
+  logger: Logger;
 }
 
 const DEFAULTS = {
@@ -59,7 +59,7 @@ export function resolveOrgRegistryOptions(options: OrgRegistryOptions = {}): Res
       1,
     ),
     closeTimeoutMs: integerAtLeast('closeTimeoutMs', options.closeTimeoutMs ?? DEFAULTS.closeTimeoutMs, 0),
-    logger: options.logger,
+    logger: options.logger ?? silentLogger,
   };
 }
 

@@ -1,7 +1,7 @@
 import { ClosedError, ConfigError, describe, UnknownTenantError, ValidationError } from '../../errors.js';
 
-import { backendOf } from '../drivers/driver.js';
-import { type Backend, connect, type RawConnection } from '../drivers/index.js';
+import { databaseKindOf } from '../drivers/driver.js';
+import { connect, type DatabaseKind, type RawConnection } from '../drivers/index.js';
 import {
   applyOrgPatch,
   type Org,
@@ -50,8 +50,8 @@ const SELECT_ORG = `SELECT ${ORG_COLUMNS.join(', ')} FROM ${ORGS_TABLE}`;
  * ```
  */
 export class OrgRegistry implements AsyncDisposable {
-  /** The registry database's backend. */
-  readonly backend: Backend;
+  /** The registry database's kind. */
+  readonly kind: DatabaseKind;
   /**
    * The registry's own connection URL, as given to `open`. It carries the password:
    * never log it or put it in a message (`redactUrl` it first). TenantPools builds the
@@ -71,12 +71,12 @@ export class OrgRegistry implements AsyncDisposable {
   #tail: Promise<unknown> = Promise.resolve();
   #closing: Promise<void> | undefined;
 
-  private constructor(url: string, backend: Backend, options: ResolvedOrgRegistryOptions) {
+  private constructor(url: string, kind: DatabaseKind, options: ResolvedOrgRegistryOptions) {
     this.databaseUrl = url;
-    this.backend = backend;
+    this.kind = kind;
     this.secrets = options.secrets;
     this.#options = options;
-    this.#dialect = dialectFor(backend);
+    this.#dialect = dialectFor(kind);
   }
 
   /**
@@ -87,8 +87,8 @@ export class OrgRegistry implements AsyncDisposable {
     if (typeof url !== 'string') {
       throw new ConfigError('url', `Expected the registry URL to be a string, got ${describe(url)}`);
     }
-    const backend = backendOf(url);
-    const registry = new OrgRegistry(url, backend, resolveOrgRegistryOptions(options));
+    const kind = databaseKindOf(url);
+    const registry = new OrgRegistry(url, kind, resolveOrgRegistryOptions(options));
     try {
       await registry.#run((conn) => conn.ping(), true);
     } catch (err) {
@@ -101,7 +101,7 @@ export class OrgRegistry implements AsyncDisposable {
   /** Creates `fleet_orgs` when missing. Idempotent, and safe when two processes run it at once. */
   async migrate(): Promise<void> {
     await this.#run((conn) => this.#dialect.migrate(conn));
-    this.#options.logger?.info({ backend: this.backend, table: ORGS_TABLE }, 'registry migrated');
+    this.#options.logger.info({ kind: this.kind, table: ORGS_TABLE }, 'registry migrated');
   }
 
   /**
@@ -253,7 +253,7 @@ export class OrgRegistry implements AsyncDisposable {
       return {
         slug,
         storageMode: 'schema',
-        backend: this.backend,
+        kind: this.kind,
         target: org.schemaName as string,
         created,
       };
@@ -261,7 +261,7 @@ export class OrgRegistry implements AsyncDisposable {
     const url = await this.secrets.resolve(org.databaseUrl as string);
     const result = await provisionDatabase(url, { connectTimeoutMs: this.#options.connectTimeoutMs });
     log?.info(
-      { slug, backend: result.backend, target: result.target, created: result.created },
+      { slug, kind: result.kind, target: result.target, created: result.created },
       'tenant database provisioned',
     );
     return { slug, storageMode: 'database', ...result };
@@ -291,10 +291,10 @@ export class OrgRegistry implements AsyncDisposable {
   }
 
   #validate<T extends ValidatedOrg>(org: T): T {
-    if (org.storageMode === 'schema' && this.backend !== 'postgres') {
+    if (org.storageMode === 'schema' && this.kind !== 'postgres') {
       throw new ValidationError(
         'storageMode',
-        `Expected storageMode 'database' on a ${this.backend} registry (schema mode needs a Postgres registry), got 'schema'`,
+        `Expected storageMode 'database' on a ${this.kind} registry (schema mode needs a Postgres registry), got 'schema'`,
       );
     }
     return org;

@@ -6,8 +6,8 @@
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ConfigError, describe, redactUrl } from '../../errors.js';
-import type { Backend } from '../drivers/driver.js';
-import { backendOf, sqlitePath } from '../drivers/driver.js';
+import type { DatabaseKind } from '../drivers/driver.js';
+import { databaseKindOf, sqlitePath } from '../drivers/driver.js';
 import { type ConnectOptions, connect, type RawConnection } from '../drivers/index.js';
 import { validateSchemaName } from '../org.js';
 import { quoteMysqlIdent, quotePgIdent } from './sql-dialect.js';
@@ -16,8 +16,8 @@ import { quoteMysqlIdent, quotePgIdent } from './sql-dialect.js';
 export interface ProvisionResult {
   readonly slug: string;
   readonly storageMode: 'schema' | 'database';
-  /** The tenant's database backend. */
-  readonly backend: Backend;
+  /** The tenant's database kind. */
+  readonly kind: DatabaseKind;
   /** The schema, database or SQLite file that was provisioned (never a URL). */
   readonly target: string;
   /** False when it existed already (provisioning is idempotent). */
@@ -43,20 +43,20 @@ export async function provisionSchema(conn: RawConnection, schemaName: string): 
 }
 
 // The database a server URL names, e.g. `tenant_acme` in postgres://u@h/tenant_acme.
-function databaseName(url: string, backend: Backend): string {
+function databaseName(url: string, kind: DatabaseKind): string {
   let name: string;
   try {
     name = decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));
   } catch {
     throw new ConfigError(
       'databaseUrl',
-      `Expected the tenant's ${backend} databaseUrl to be a valid URL, got one that does not parse`,
+      `Expected the tenant's ${kind} databaseUrl to be a valid URL, got one that does not parse`,
     );
   }
   if (name === '' || name.includes('/') || name.length > 63) {
     throw new ConfigError(
       'databaseUrl',
-      `Expected the tenant's ${backend} databaseUrl to name a database (1–63 characters, no '/'), got ${describe(name)}`,
+      `Expected the tenant's ${kind} databaseUrl to name a database (1–63 characters, no '/'), got ${describe(name)}`,
     );
   }
   return name;
@@ -143,19 +143,19 @@ async function provisionSqliteFile(url: string, options: ConnectOptions): Promis
 export async function provisionDatabase(
   resolvedUrl: string,
   options: ConnectOptions,
-): Promise<{ backend: Backend; target: string; created: boolean }> {
-  let backend: Backend;
+): Promise<{ kind: DatabaseKind; target: string; created: boolean }> {
+  let kind: DatabaseKind;
   try {
-    backend = backendOf(resolvedUrl);
+    kind = databaseKindOf(resolvedUrl);
   } catch (err) {
-    // backendOf names the scheme only; restate it for the org field without the URL.
+    // databaseKindOf names the scheme only; restate it for the org field without the URL.
     throw new ConfigError('databaseUrl', redactUrl((err as Error).message), { cause: err });
   }
   const [target, created] =
-    backend === 'postgres'
+    kind === 'postgres'
       ? await provisionPostgresDatabase(resolvedUrl, options)
-      : backend === 'mysql'
+      : kind === 'mysql'
         ? await provisionMysqlDatabase(resolvedUrl, options)
         : await provisionSqliteFile(resolvedUrl, options);
-  return { backend, target, created };
+  return { kind, target, created };
 }

@@ -1,11 +1,11 @@
 /**
- * What differs between the three registry backends: the DDL of `fleet_orgs`, placeholders,
+ * What differs between the three registry kinds: the DDL of `fleet_orgs`, placeholders,
  * how a transaction starts, how a duplicate key shows up, and how rows come back (Postgres
  * returns booleans and Dates, MySQL and SQLite return 0/1, and SQLite returns text dates).
  * `registry.ts` speaks only through this file, so its queries are written once.
  */
 
-import type { Backend, RawConnection, Row } from '../drivers/driver.js';
+import type { DatabaseKind, RawConnection, Row } from '../drivers/driver.js';
 import type { Org, StorageMode } from '../org.js';
 
 /** The registry's table. */
@@ -24,12 +24,12 @@ export const ORG_COLUMNS = [
   'created_at',
 ] as const;
 
-/** One backend's SQL. */
+/** One kind's SQL. */
 export interface Dialect {
-  readonly backend: Backend;
+  readonly kind: DatabaseKind;
   /** The placeholder of the `n`th parameter (1-based). */
   param(n: number): string;
-  /** Starts a transaction that takes the write lock early where the backend needs it. */
+  /** Starts a transaction that takes the write lock early where the kind needs it. */
   readonly begin: string;
   /** Locks the rows a `SELECT` read inside a transaction (empty on SQLite, which locks the file). */
   readonly forUpdate: string;
@@ -43,7 +43,7 @@ function errorCode(err: unknown): unknown {
   return (err as { code?: unknown } | null)?.code;
 }
 
-// Slugs sort byte-wise on every backend (`COLLATE "C"`, `ascii_bin`, SQLite's BINARY), so a
+// Slugs sort byte-wise on every kind (`COLLATE "C"`, `ascii_bin`, SQLite's BINARY), so a
 // keyset page (`slug > after ORDER BY slug`) means the same thing everywhere and matches
 // JavaScript's string order. A locale collation would ignore `-` and `_` and break paging.
 const POSTGRES_DDL = `
@@ -92,7 +92,7 @@ CREATE INDEX IF NOT EXISTS ${ORGS_TABLE}_active_slug ON ${ORGS_TABLE} (active, s
 `;
 
 const postgres: Dialect = {
-  backend: 'postgres',
+  kind: 'postgres',
   param: (n) => `$${n}`,
   begin: 'BEGIN',
   forUpdate: ' FOR UPDATE',
@@ -114,7 +114,7 @@ const postgres: Dialect = {
 };
 
 const mysql: Dialect = {
-  backend: 'mysql',
+  kind: 'mysql',
   param: () => '?',
   begin: 'START TRANSACTION',
   forUpdate: ' FOR UPDATE',
@@ -125,7 +125,7 @@ const mysql: Dialect = {
 };
 
 const sqlite: Dialect = {
-  backend: 'sqlite',
+  kind: 'sqlite',
   param: () => '?',
   // IMMEDIATE takes the write lock at once, so a read-then-write cannot deadlock with
   // another process doing the same (the busy timeout makes the second one wait).
@@ -149,9 +149,9 @@ const sqlite: Dialect = {
   },
 };
 
-/** The SQL of one backend. */
-export function dialectFor(backend: Backend): Dialect {
-  switch (backend) {
+/** The SQL of one kind. */
+export function dialectFor(kind: DatabaseKind): Dialect {
+  switch (kind) {
     case 'postgres':
       return postgres;
     case 'mysql':
@@ -176,7 +176,7 @@ function toDate(value: unknown): Date {
   return value instanceof Date ? new Date(value.getTime()) : new Date(String(value));
 }
 
-/** An `Org` from a `fleet_orgs` row of any backend; the same values everywhere. */
+/** An `Org` from a `fleet_orgs` row of any kind; the same values everywhere. */
 export function rowToOrg(row: Row): Org {
   return Object.freeze({
     slug: String(row.slug),

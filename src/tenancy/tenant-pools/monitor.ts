@@ -26,7 +26,7 @@ export function breakerKey(pool: ConnectionPool): string {
 
 /** The payload naming a pool in events. */
 export function poolInfo(pool: ConnectionPool): PoolEventInfo {
-  return { slug: pool.slug, mode: pool.mode, backend: pool.backend };
+  return { slug: pool.slug, mode: pool.mode, kind: pool.kind };
 }
 
 /** Counters, waits, events and logs of one TenantPools. */
@@ -35,20 +35,16 @@ export class PoolMonitor {
   readonly waits = new WaitSampler();
   readonly #events: EventEmitter<TenantPoolsEventMap>;
   readonly #breaker: CircuitBreaker;
-  readonly #logger: Logger | undefined;
+  readonly #logger: Logger;
 
-  constructor(
-    events: EventEmitter<TenantPoolsEventMap>,
-    breaker: CircuitBreaker,
-    logger: Logger | undefined,
-  ) {
+  constructor(events: EventEmitter<TenantPoolsEventMap>, breaker: CircuitBreaker, logger: Logger) {
     this.#events = events;
     this.#breaker = breaker;
     this.#logger = logger;
   }
 
   /** The hooks every pool reports through; `onSettled` is the cache's business. */
-  hooks(onSettled: (pool: ConnectionPool) => void): PoolHooks {
+  hooks(onSettled: (pool: ConnectionPool) => void): PoolHooks<ConnectionPool> {
     return {
       checkConnect: (pool) => this.#breaker.check(breakerKey(pool)),
       onConnect: (pool, error) => {
@@ -58,7 +54,7 @@ export class PoolMonitor {
           return undefined;
         }
         this.counters.connectFailures++;
-        this.#logger?.warn({ slug: pool.slug, err: error }, 'tenant connection failed');
+        this.#logger.warn({ slug: pool.slug, err: error }, 'tenant connection failed');
         return this.#breaker.failed(breakerKey(pool), error);
       },
       onOpen: (pool) => this.emit('connection:open', poolInfo(pool)),
@@ -92,7 +88,7 @@ export class PoolMonitor {
 
   /** Logs an error no caller will see, and emits it to `error` listeners if there are any. */
   report(slug: string | null, error: Error, message: string): void {
-    this.#logger?.warn({ slug, err: error }, message);
+    this.#logger.warn({ slug, err: error }, message);
     // An 'error' event nobody listens to would throw, and crash the process.
     if (this.#events.listenerCount('error') > 0) this.emit('error', { slug, error });
   }
@@ -110,7 +106,7 @@ export class PoolMonitor {
         ...args,
       );
     } catch (err) {
-      this.#logger?.warn({ event: name, err }, 'tenant pools: an event listener threw');
+      this.#logger.warn({ event: name, err }, 'tenant pools: an event listener threw');
     }
   }
 }

@@ -3,7 +3,7 @@
  * one object, and the one function that validates and fills them in.
  */
 import { ConfigError, describe } from '../../errors.js';
-import type { Logger } from '../../logger.js';
+import { type Logger, silentLogger } from '../../logger.js';
 import type { OrgRegistry } from '../registry/org-registry.js';
 import type { SecretsResolver } from '../secrets.js';
 
@@ -80,7 +80,7 @@ export interface ResolvedTenantPoolsOptions {
   prewarm: boolean;
   prewarmConcurrency: number;
   closeTimeoutMs: number;
-  logger: Logger | undefined;
+  logger: Logger;
 }
 
 const DEFAULTS = {
@@ -194,6 +194,6 @@ export function resolveTenantPoolsOptions(options: TenantPoolsOptions): Resolved
       1,
     ),
     closeTimeoutMs: integer('closeTimeoutMs', options.closeTimeoutMs ?? DEFAULTS.closeTimeoutMs, 0),
-    logger: options.logger,
+    logger: options.logger ?? silentLogger,
   };
 }

@@ -5,7 +5,7 @@
  * its checkout in one turn of the event loop.
  */
 import { ConfigError } from '../../errors.js';
-import { backendOf } from '../drivers/driver.js';
+import { databaseKindOf } from '../drivers/driver.js';
 import type { Org } from '../org.js';
 import type { ConnectionBudget } from '../pool/budget.js';
 import { ConnectionPool } from '../pool/connection-pool.js';
@@ -33,7 +33,7 @@ export interface RouterDeps {
   breaker: CircuitBreaker;
   monitor: PoolMonitor;
   cache: PoolCache;
-  hooks: PoolHooks;
+  hooks: PoolHooks<ConnectionPool>;
   /** Told of every pool built (the `pool:create` event). */
   onCreate(pool: ConnectionPool): void;
 }
@@ -56,10 +56,10 @@ export class PoolRouter {
   cached(org: Org): Target | null {
     const { registry, cache } = this.#deps;
     if (org.storageMode === 'schema') {
-      if (registry.backend !== 'postgres') {
+      if (registry.kind !== 'postgres') {
         throw new ConfigError(
           'storageMode',
-          `Expected schema-mode tenants on a Postgres registry, got tenant ${JSON.stringify(org.slug)} on a ${registry.backend} registry`,
+          `Expected schema-mode tenants on a Postgres registry, got tenant ${JSON.stringify(org.slug)} on a ${registry.kind} registry`,
         );
       }
       this.#shared ??= this.#build(org, null, registry.databaseUrl);
@@ -99,7 +99,7 @@ export class PoolRouter {
     breaker.check(org.slug);
     try {
       const url = await secrets.resolve(org.databaseUrl as string);
-      backendOf(url);
+      databaseKindOf(url);
       return url;
     } catch (err) {
       monitor.secretFailed(org.slug, err);
@@ -120,7 +120,7 @@ export class PoolRouter {
     const pool = new ConnectionPool({
       slug,
       mode: shared ? 'schema' : 'database',
-      backend: backendOf(url),
+      kind: databaseKindOf(url),
       maxConnections: max,
       minConnections: Math.min(options.perTenantMinConnections, max),
       maxLifetimeMs: options.maxLifetimeMs,

@@ -3,7 +3,7 @@
  * sampler, and the typed event map.
  */
 
-import type { Backend } from '../drivers/driver.js';
+import type { DatabaseKind } from '../drivers/driver.js';
 import type { StorageMode } from '../org.js';
 import type { BudgetSnapshot } from '../pool/budget.js';
 import type { CloseReason } from '../pool/connection-pool.js';
@@ -13,7 +13,7 @@ export interface PoolStats {
   /** The tenant, or null for the pool shared by every schema-mode tenant. */
   slug: string | null;
   mode: StorageMode;
-  backend: Backend;
+  kind: DatabaseKind;
   /** Connections open or being opened. */
   open: number;
   inUse: number;
@@ -56,7 +56,7 @@ export interface PoolEventInfo {
   /** The tenant, or null for the shared schema-mode pool. */
   slug: string | null;
   mode: StorageMode;
-  backend: Backend;
+  kind: DatabaseKind;
 }
 
 /** Why a pool left the cache. */

@@ -1,5 +1,5 @@
 import { ClosedError } from '../../errors.js';
-import type { Backend, RawConnection, Row } from '../drivers/driver.js';
+import type { DatabaseKind, RawConnection, Row } from '../drivers/driver.js';
 
 /**
  * A connection to one tenant's data, lent by `TenantPools`. In schema mode it is a
@@ -9,7 +9,7 @@ import type { Backend, RawConnection, Row } from '../drivers/driver.js';
 export interface TenantConnection extends AsyncDisposable {
   /** The tenant this connection belongs to. */
   readonly slug: string;
-  readonly backend: Backend;
+  readonly kind: DatabaseKind;
   /** The tenant's schema in schema mode, else null. */
   readonly schema: string | null;
   /** The driver connection underneath, for what `query` does not cover. */
@@ -38,17 +38,17 @@ interface Lender<C> {
  */
 export class Lease<C extends { readonly raw: RawConnection }> implements TenantConnection {
   readonly slug: string;
-  readonly backend: Backend;
+  readonly kind: DatabaseKind;
   readonly schema: string | null;
   readonly raw: RawConnection;
   #lender: Lender<C> | undefined;
   readonly #conn: C;
 
-  constructor(lender: Lender<C>, conn: C, slug: string, backend: Backend, schema: string | null) {
+  constructor(lender: Lender<C>, conn: C, slug: string, kind: DatabaseKind, schema: string | null) {
     this.#lender = lender;
     this.#conn = conn;
     this.slug = slug;
-    this.backend = backend;
+    this.kind = kind;
     this.schema = schema;
     this.raw = conn.raw;
   }

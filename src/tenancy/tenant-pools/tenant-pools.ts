@@ -217,7 +217,7 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
     });
     const report = await runPrewarm(target, this.options.prewarmConcurrency);
     this.#lastPrewarm = report;
-    this.options.logger?.info({ ...report }, 'tenant pools prewarmed');
+    this.options.logger.info({ ...report }, 'tenant pools prewarmed');
     return report;
   }
 
@@ -245,7 +245,7 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
       pools: pools.map((pool) => ({
         slug: pool.slug,
         mode: pool.mode,
-        backend: pool.backend,
+        kind: pool.kind,
         ...pool.counts(),
         lastUsedAt: pool.lastUsedAt,
       })),
@@ -278,7 +278,7 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
     // waiters get ClosedError as the pools close.
     this.#budget.close();
     await closePools(pools, this.options.closeTimeoutMs, () => {
-      this.options.logger?.warn('tenant pools: closing connections still lent after closeTimeoutMs');
+      this.options.logger.warn('tenant pools: closing connections still lent after closeTimeoutMs');
     });
     if (this.#ownsRegistry) {
       try {
@@ -295,7 +295,7 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
 
   #lend(target: Target, conn: PooledConnection, started: number): TenantConnection {
     this.#monitor.lent(started);
-    return new Lease(target.pool, conn, target.org.slug, target.pool.backend, target.schema);
+    return new Lease(target.pool, conn, target.org.slug, target.pool.kind, target.schema);
   }
 
   #timedOut<E extends Error & { slug: string }>(error: E): E {
@@ -316,7 +316,7 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
   }
 
   // Finds the pool (and schema) an acquire goes to and hands it to `use`. A new tenant's
-  // secret is resolved first (its backend is only known from the resolved URL); with
+  // secret is resolved first (its kind is only known from the resolved URL); with
   // `wait`, it then waits for a place in the cache when every cached pool is busy, without
   // `wait` the answer is null.
   //

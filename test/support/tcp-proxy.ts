@@ -8,7 +8,7 @@
  *   gone silent behind a half-open TCP connection; new ones are held.
  */
 import net from 'node:net';
-import { PG_URL } from '../support/services.js';
+import { PG_URL } from './services.js';
 
 export type ProxyMode = 'pass' | 'hold' | 'freeze';
 

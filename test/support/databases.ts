@@ -1,12 +1,12 @@
 /**
- * The three registry backends as test fixtures: each can make a fresh, empty store (its
+ * The three registry database kinds as test fixtures: each can make a fresh, empty store (its
  * own Postgres or MySQL database, or a SQLite file in a temp folder) and a tenant database
  * on the same server, check that one exists, and drop them again.
  */
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Backend, connect, type RawConnection } from '../../src/tenancy/drivers/index.js';
-import { MYSQL_URL, PG_URL, tempDir, uniqueName, withDatabase } from '../support/services.js';
+import { connect, type DatabaseKind, type RawConnection } from '../../src/tenancy/drivers/index.js';
+import { MYSQL_URL, PG_URL, tempDir, uniqueName, withDatabase } from './services.js';
 
 /** A fresh, empty database for one registry. */
 export interface Store {
@@ -16,11 +16,11 @@ export interface Store {
   drop(): Promise<void>;
 }
 
-export interface BackendCase {
-  readonly name: Backend;
+export interface DatabaseCase {
+  readonly name: DatabaseKind;
   /** A new empty database (or SQLite file) with a unique name. */
   createStore(): Promise<Store>;
-  /** The URL a tenant database called `name` would have on this backend's server. */
+  /** The URL a tenant database called `name` would have on this kind of server. */
   tenantUrl(name: string): string;
   tenantExists(name: string): Promise<boolean>;
   dropTenant(name: string): Promise<void>;
@@ -41,7 +41,7 @@ function lazyAdmin(url: string): { get(): Promise<RawConnection>; close(): Promi
   };
 }
 
-export function postgresCase(): BackendCase {
+export function postgresCase(): DatabaseCase {
   const admin = lazyAdmin(PG_URL);
   const exists = async (name: string) =>
     (await (await admin.get()).query('SELECT 1 FROM pg_database WHERE datname = $1', [name])).length > 0;
@@ -69,7 +69,7 @@ export function postgresCase(): BackendCase {
   };
 }
 
-export function mysqlCase(): BackendCase {
+export function mysqlCase(): DatabaseCase {
   const admin = lazyAdmin(MYSQL_URL);
   const exists = async (name: string) =>
     (
@@ -103,7 +103,7 @@ export function mysqlCase(): BackendCase {
   };
 }
 
-export function sqliteCase(): BackendCase {
+export function sqliteCase(): DatabaseCase {
   const dir = tempDir('tenant-fleet-registry-');
   const file = (name: string) => join(dir, `${name}.db`);
   return {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { connect, type RawConnection } from '../../src/tenancy/drivers/index.js';
 import type { OrgInput } from '../../src/tenancy/org.js';
 import { OrgRegistry } from '../../src/tenancy/registry/org-registry.js';
-import { MYSQL_URL, PG_URL, tempDir, uniqueName, withDatabase } from '../support/services.js';
+import { MYSQL_URL, PG_URL, tempDir, uniqueName, withDatabase } from './services.js';
 
 /** A registry on its own Postgres database, plus admin access to create tenant databases. */
 export interface PgWorld {
@@ -153,6 +153,3 @@ export async function addDatabaseTenants(
 }
 
 /** Polls `condition` every 2 ms until it holds (the test's own timeout bounds the wait). */
-export async function until(condition: () => boolean): Promise<void> {
-  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 2));
-}
