@@ -1,7 +1,7 @@
 import { ClosedError, ConfigError, describe, UnknownTenantError, ValidationError } from '../../errors.js';
 
 import { databaseKindOf } from '../drivers/driver.js';
-import { connect, type DatabaseKind, type RawConnection } from '../drivers/index.js';
+import type { DatabaseKind, RawConnection } from '../drivers/index.js';
 import {
   applyOrgPatch,
   type Org,
@@ -21,6 +21,7 @@ import {
   validateListOptions,
 } from './options.js';
 import { type ProvisionResult, provisionDatabase, provisionSchema } from './provision.js';
+import { SerialConnection } from './serial-connection.js';
 import { type Dialect, dialectFor, ORG_COLUMNS, ORGS_TABLE, orgToParams, rowToOrg } from './sql-dialect.js';
 
 export type {
@@ -66,9 +67,8 @@ export class OrgRegistry implements AsyncDisposable {
   readonly #cache = new Map<string, CacheEntry>();
   // Bumped by every change, so a lookup that started before it does not refill the cache.
   #generation = 0;
-  #connection: Promise<RawConnection> | undefined;
   // Statements run one at a time on the single connection; transactions need that anyway.
-  #tail: Promise<unknown> = Promise.resolve();
+  readonly #connection: SerialConnection;
   #closing: Promise<void> | undefined;
 
   private constructor(url: string, kind: DatabaseKind, options: ResolvedOrgRegistryOptions) {
@@ -77,11 +77,18 @@ export class OrgRegistry implements AsyncDisposable {
     this.secrets = options.secrets;
     this.#options = options;
     this.#dialect = dialectFor(kind);
+    this.#connection = new SerialConnection({
+      url,
+      what: 'registry',
+      connectTimeoutMs: options.connectTimeoutMs,
+    });
   }
 
   /**
    * Opens the registry at `url` (`postgres://`, `mysql://` or `sqlite:PATH`) and checks
-   * that it answers. Throws {@link ConfigError} for any other scheme, before connecting.
+   * that it answers. Throws {@link ConfigError} for any other scheme, before connecting,
+   * and {@link DatabaseConnectionError} (the driver's error as `cause`, no password in the
+   * message) when the database cannot be reached: bad host, refused, no such database.
    */
   static async open(url: string, options: OrgRegistryOptions = {}): Promise<OrgRegistry> {
     if (typeof url !== 'string') {
@@ -267,21 +274,11 @@ export class OrgRegistry implements AsyncDisposable {
     return { slug, storageMode: 'database', ...result };
   }
 
-  /** Closes the connection after the statements already queued; idempotent. */
+  /** Closes the connection after the statements already queued (up to `closeTimeoutMs`); idempotent. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#cache.clear();
-      // Let queued statements finish (they never reject the tail), up to the deadline;
-      // closing the connection then fails whatever is still running.
-      let timer: NodeJS.Timeout | undefined;
-      const deadline = new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, this.#options.closeTimeoutMs);
-      });
-      await Promise.race([this.#tail, deadline]);
-      clearTimeout(timer);
-      const connection = this.#connection;
-      this.#connection = undefined;
-      if (connection) await connection.then((conn) => conn.close()).catch(() => {});
+      await this.#connection.close(this.#options.closeTimeoutMs);
     })();
     return this.#closing;
   }
@@ -325,43 +322,10 @@ export class OrgRegistry implements AsyncDisposable {
     }
   }
 
-  // The one connection, opened lazily and reopened when it died; a failed open is not
-  // cached, so the next call tries again.
-  async #conn(): Promise<RawConnection> {
-    if (this.#connection) {
-      const conn = await this.#connection.catch(() => undefined);
-      if (conn?.alive) return conn;
-      await conn?.close();
-    }
-    // Past close()'s deadline a straggler must not open a connection nobody will close.
-    if (this.#closing) throw new ClosedError('OrgRegistry');
-    const opening = connect(this.databaseUrl, { connectTimeoutMs: this.#options.connectTimeoutMs });
-    this.#connection = opening;
-    try {
-      return await opening;
-    } catch (err) {
-      if (this.#connection === opening) this.#connection = undefined;
-      throw err;
-    }
-  }
-
-  /**
-   * Runs `fn` on the connection after everything queued before it. A `read` that failed
-   * because the connection died while idle (server restart, killed session) runs once
-   * more on a fresh one; a write does not, since it may have committed before the loss.
-   */
   #run<T>(fn: (conn: RawConnection) => Promise<T>, read = false): Promise<T> {
     if (this.#closing) return Promise.reject(new ClosedError('OrgRegistry'));
-    const result = this.#tail.then(async () => {
-      const conn = await this.#conn();
-      try {
-        return await fn(conn);
-      } catch (err) {
-        if (!read || conn.alive) throw err;
-        return fn(await this.#conn());
-      }
-    });
-    this.#tail = result.catch(() => {});
-    return result;
+    // A read that failed because the connection died while idle runs once more on a
+    // fresh one; a write does not, since it may have committed before the loss.
+    return this.#connection.run(fn, read);
   }
 }
