@@ -51,7 +51,9 @@ export interface OrgInput {
 /** What `OrgRegistry.update` takes: any field but the slug and creation time. */
 export type OrgPatch = Partial<Omit<OrgInput, 'slug'>>;
 
-/** The slug rule: starts and ends with a letter or digit, at most 63 characters. */
+/** The longest slug, and Postgres' longest identifier (a schema name derives from it). */
+export const MAX_SLUG_LENGTH = 63;
+/** The slug rule: starts and ends with a letter or digit, at most {@link MAX_SLUG_LENGTH} characters. */
 export const SLUG_PATTERN = /^[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?$/;
 /** A Postgres identifier we are willing to quote: lower case, at most 63 bytes. */
 export const SCHEMA_NAME_PATTERN = /^[a-z_][a-z0-9_]{0,62}$/;
