@@ -4,6 +4,7 @@ import { databaseKindOf } from '../drivers/driver.js';
 import type { DatabaseKind, RawConnection } from '../drivers/index.js';
 import {
   applyOrgPatch,
+  defaultSchemaName,
   type Org,
   type OrgInput,
   type OrgPatch,
@@ -105,7 +106,12 @@ export class OrgRegistry implements AsyncDisposable {
     return registry;
   }
 
-  /** Creates `fleet_orgs` when missing. Idempotent, and safe when two processes run it at once. */
+  /**
+   * Creates `fleet_orgs` and its indexes when missing, among them the unique index that
+   * gives every schema one org. Idempotent, and safe when two processes run it at once.
+   * On a registry where orgs already share a schema it throws {@link ValidationError}
+   * (`field: 'schemaName'`) naming them, and changes nothing.
+   */
   async migrate(): Promise<void> {
     await this.#run((conn) => this.#dialect.migrate(conn));
     this.#options.logger.info({ kind: this.kind, table: ORGS_TABLE }, 'registry migrated');
@@ -113,7 +119,8 @@ export class OrgRegistry implements AsyncDisposable {
 
   /**
    * Adds an org. Throws {@link ValidationError} for a bad field, a duplicate slug
-   * (`field: 'slug'`), or schema mode on a MySQL or SQLite registry (`field: 'storageMode'`).
+   * (`field: 'slug'`), a schema another org has (`field: 'schemaName'`, naming that org),
+   * or schema mode on a MySQL or SQLite registry (`field: 'storageMode'`).
    */
   async add(input: OrgInput): Promise<Org> {
     const org: Org = Object.freeze({ ...this.#validate(validateOrgInput(input)), createdAt: new Date() });
@@ -127,12 +134,8 @@ export class OrgRegistry implements AsyncDisposable {
         ),
       );
     } catch (err) {
-      if (d.isDuplicateKey(err)) {
-        throw new ValidationError(
-          'slug',
-          `Expected a new slug, got ${JSON.stringify(org.slug)} which is already registered`,
-        );
-      }
+      if (d.isDuplicateKey(err))
+        throw await this.#collision({ slug: org.slug, schemaName: input.schemaName }, true, err);
       throw err;
     } finally {
       this.#forget();
@@ -233,6 +236,10 @@ export class OrgRegistry implements AsyncDisposable {
           return next;
         }),
       );
+    } catch (err) {
+      if (d.isDuplicateKey(err))
+        throw await this.#collision({ slug, schemaName: patch.schemaName }, false, err);
+      throw err;
     } finally {
       this.#forget();
     }
@@ -295,6 +302,43 @@ export class OrgRegistry implements AsyncDisposable {
       );
     }
     return org;
+  }
+
+  // A unique violation is the slug (on add) or the schema name: says which, and which org
+  // holds the schema. A default schema name (the slug, '-' turned to '_') collides with the
+  // slug spelled with '_': the message says so, since the caller never named the schema.
+  async #collision(
+    org: { slug: string; schemaName?: string | null | undefined },
+    adding: boolean,
+    cause: unknown,
+  ): Promise<ValidationError> {
+    if (adding && (await this.#run((conn) => this.#select(conn, org.slug, false), true))) {
+      return new ValidationError(
+        'slug',
+        `Expected a new slug, got ${JSON.stringify(org.slug)} which is already registered`,
+        { cause },
+      );
+    }
+    const schema = org.schemaName ?? defaultSchemaName(org.slug);
+    const d = this.#dialect;
+    const rows = await this.#run(
+      (conn) =>
+        conn.query(
+          `SELECT slug FROM ${ORGS_TABLE} WHERE schema_name = ${d.param(1)} AND slug <> ${d.param(2)}`,
+          [schema, org.slug],
+        ),
+      true,
+    );
+    const holder = rows[0] ? `, the schema of org ${JSON.stringify(String(rows[0].slug))}` : '';
+    const derived =
+      org.schemaName == null
+        ? ` (the default for slug ${JSON.stringify(org.slug)}: '-' becomes '_', so slugs that differ only there share it; give one a schemaName)`
+        : '';
+    return new ValidationError(
+      'schemaName',
+      `Expected a schemaName no other org uses, got ${JSON.stringify(schema)}${holder}${derived}`,
+      { cause },
+    );
   }
 
   #forget(): void {
