@@ -180,6 +180,13 @@ export class Scheduler extends EventEmitter<SchedulerEventMap> implements AsyncD
         `Expected a registered schedule id, got ${describe(scheduleId)}`,
       );
     }
+    // Past 2286 a tick's epoch milliseconds outgrow the 13 digits job ids leave room for.
+    if (!(at instanceof Date) || !(at.getTime() >= 0 && at.getTime() < 1e13)) {
+      throw new ValidationError(
+        'at',
+        `Expected \`at\` to be a Date from 1970 to 2286, got ${at instanceof Date ? String(at) : describe(at)}`,
+      );
+    }
     return this.#enqueue(entry, () => this.#runTick(entry, at));
   }
 

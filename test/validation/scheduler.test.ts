@@ -145,6 +145,24 @@ describe('scheduler.fanOut bad input', () => {
   });
 });
 
+describe('scheduler.tick bad input', () => {
+  const rows: [label: string, id: unknown, at: unknown, field: string][] = [
+    ['unknown schedule', 'nobody', new Date('2030-01-02T03:00:00Z'), 'scheduleId'],
+    ['at not a Date', 'nightly', '2030-01-02', 'at'],
+    ['at an invalid Date', 'nightly', new Date('soon'), 'at'],
+    ['at past 2286', 'nightly', new Date(1e13), 'at'],
+  ];
+  it.each(rows)('%s → ValidationError', async (_label, id, at, field) => {
+    const store = new MemoryScheduleStore();
+    await using scheduler = new Scheduler(target, { store });
+    await scheduler.fanOut(valid);
+    const error = await scheduler.tick(id as string, at as Date).catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(ValidationError);
+    expect((error as ValidationError).field).toBe(field);
+    expect(enqueued).toEqual([]);
+  });
+});
+
 const optionRows: [label: string, options: unknown, option: string][] = [
   ['pageSize 0', { pageSize: 0 }, 'pageSize'],
   ['pageSize 1.5', { pageSize: 1.5 }, 'pageSize'],
