@@ -17,7 +17,9 @@ export type FleetErrorCode =
   | 'SECRET_RESOLUTION'
   | 'CONFIG'
   | 'CLOSED'
-  | 'MIGRATION_FAILED';
+  | 'MIGRATION_FAILED'
+  | 'DATABASE_UNAVAILABLE'
+  | 'FAN_OUT_FAILED';
 
 /** Base class of every error tenant-fleet throws. */
 export class FleetError extends Error {
@@ -135,6 +137,43 @@ export class ConfigError extends FleetError {
 export class ClosedError extends FleetError {
   constructor(what: string) {
     super('CLOSED', `Expected an open ${what}, got one that is closed`);
+  }
+}
+
+/**
+ * A database of tenant-fleet's own (the registry's, the schedule store's) could not be
+ * reached: a bad host, a refused connection, a database that does not exist, bad
+ * credentials. The driver's error is the `cause`; the message names the URL redacted.
+ */
+export class DatabaseConnectionError extends FleetError {
+  /** What the connection was for: `registry`, `schedule store`. */
+  readonly what: string;
+
+  constructor(what: string, url: string, cause: unknown) {
+    const detail = cause instanceof Error ? cause.message : String(cause);
+    super(
+      'DATABASE_UNAVAILABLE',
+      `Expected the ${what} database ${redactUrl(url)} to accept a connection, got ${redactUrl(detail)}`,
+      { cause },
+    );
+    this.what = what;
+  }
+}
+
+/** One fan-out of a schedule's tick failed; the error that stopped it is the `cause`. */
+export class FanOutError extends FleetError {
+  readonly scheduleId: string;
+  readonly tick: Date;
+
+  constructor(scheduleId: string, tick: Date, cause: unknown) {
+    const detail = cause instanceof Error ? cause.message : String(cause);
+    super(
+      'FAN_OUT_FAILED',
+      `Expected schedule ${JSON.stringify(scheduleId)} to fan out its tick ${tick.toISOString()}, got ${redactUrl(detail)}`,
+      { cause },
+    );
+    this.scheduleId = scheduleId;
+    this.tick = tick;
   }
 }
 

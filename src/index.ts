@@ -6,6 +6,8 @@ export {
   AcquireTimeoutError,
   ClosedError,
   ConfigError,
+  DatabaseConnectionError,
+  FanOutError,
   FleetError,
   type FleetErrorCode,
   PoolCapacityError,

@@ -16,8 +16,10 @@ export const MAX_PRIORITY = 2_097_150;
 const QUEUE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 /** Tenants are slugs; this is a superset of the slug rule that keeps keys unambiguous. */
 const TENANT_KEY = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
+/** The longest job id: BullMQ's limit, kept on every engine so ids move between them. */
+export const MAX_JOB_ID_LENGTH = 128;
 /** No `:` (BullMQ key separator) and not all digits (BullMQ's own numeric ids). */
-const JOB_ID = /^(?!\d+$)[^:\s]{1,128}$/;
+const JOB_ID = new RegExp(`^(?!\\d+$)[^:\\s]{1,${MAX_JOB_ID_LENGTH}}$`);
 
 /** A job ready to be stored: options resolved, data serialised once. */
 export interface NormalisedJob {

@@ -19,6 +19,8 @@ export interface FanOutRegistry {
 /** What the scheduler needs of a fleet (a `Fleet` fits): the registry and bulk enqueue. */
 export interface FanOutTarget {
   readonly registry: FanOutRegistry;
+  /** The largest `data` the fleet enqueues, in bytes of JSON; fan-outs are checked against it. */
+  readonly maxDataBytes?: number;
   enqueueBulk(queue: string, jobs: EnqueueJob[]): Promise<unknown>;
   enqueue?(queue: string, job: EnqueueJob): Promise<unknown>;
 }

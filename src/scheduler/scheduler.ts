@@ -10,32 +10,19 @@
  */
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Cron } from 'croner';
-import { ClosedError, ConfigError, describe, ValidationError } from '../errors.js';
+import type { Cron } from 'croner';
+import { ClosedError, ConfigError, describe, FanOutError, ValidationError } from '../errors.js';
 import { type Logger, silentLogger } from '../logger.js';
+import { type FanOutResult, type FanOutTarget, fanOutBatchId, fanOutTick } from './fan-out.js';
 import {
-  type FanOutJob,
-  type FanOutResult,
-  type FanOutTarget,
-  fanOutBatchId,
-  fanOutTick,
-} from './fan-out.js';
+  type FanOutOptions,
+  makeCron,
+  type ResolvedFanOutOptions,
+  validateFanOut,
+} from './fan-out-options.js';
 import { MemoryScheduleStore, type ScheduleStateStore } from './state-store.js';
 
-/** What happens to ticks missed while no scheduler ran. */
-export type CatchUpPolicy = 'latest' | 'none';
-
-/** One schedule: what to fan out, and when. */
-export interface FanOutOptions extends FanOutJob {
-  /** Stable name of the schedule: job and batch ids derive from it. Letters, digits, `-`, `_`. */
-  id: string;
-  /** A croner pattern: `0 3 * * *`, or 6 fields with seconds first (`*\/10 * * * * *`). */
-  cron: string;
-  /** IANA time zone the pattern is read in. @default the process's time zone */
-  timezone?: string;
-  /** @default 'latest' */
-  catchUp?: CatchUpPolicy;
-}
+export type { CatchUpPolicy, FanOutOptions } from './fan-out-options.js';
 
 /** Options of {@link Scheduler}. */
 export interface SchedulerOptions {
@@ -90,7 +77,7 @@ export type SkipReason = 'catch-up-none' | 'already-handled';
 export interface SchedulerEventMap {
   'fanout:done': [FanOutResult];
   'fanout:skip': [{ scheduleId: string; tick: Date; batchId: string; reason: SkipReason }];
-  'fanout:error': [{ scheduleId: string; tick: Date; batchId: string; error: Error }];
+  'fanout:error': [{ scheduleId: string; tick: Date; batchId: string; error: FanOutError }];
 }
 
 /** A registered schedule as the scheduler reports it. */
@@ -103,7 +90,7 @@ export interface ScheduleInfo {
 }
 
 interface Registered {
-  options: FanOutOptions & { catchUp: CatchUpPolicy };
+  options: ResolvedFanOutOptions;
   cron: Cron;
   nextTick: Date | null;
   timer: NodeJS.Timeout | undefined;
@@ -116,7 +103,6 @@ interface Registered {
 const MAX_SLEEP_MS = 60 * 60 * 1000;
 // Waits before the second and third attempt of a failed fan-out.
 const TICK_RETRY_DELAYS_MS = [1000, 5000];
-const SCHEDULE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$/;
 
 /**
  * Fans jobs out to every active tenant on cron schedules. Constructed from a fleet (or any
@@ -146,10 +132,12 @@ export class Scheduler extends EventEmitter<SchedulerEventMap> implements AsyncD
    * Registers a schedule and arms its timer. First applies the catch-up policy to ticks
    * missed since the last recorded one, and resolves once that is done. A schedule never
    * seen before records the most recent tick as its starting point, without running it.
+   * Everything its ticks will enqueue is checked here, once: {@link ValidationError} names
+   * the field (see `validateFanOut`).
    */
   async fanOut(options: FanOutOptions): Promise<ScheduleInfo> {
     if (this.#closing) throw new ClosedError('scheduler');
-    const resolved = validateFanOut(options);
+    const resolved = validateFanOut(options, this.#target.maxDataBytes ?? Number.POSITIVE_INFINITY);
     if (this.#schedules.has(resolved.id)) {
       throw new ValidationError(
         'id',
@@ -181,6 +169,7 @@ export class Scheduler extends EventEmitter<SchedulerEventMap> implements AsyncD
   /**
    * Fans schedule `scheduleId` out for the tick at `at` now, whatever the clock says
    * (tests, manual reruns). Skips it when the store already has this tick or a later one.
+   * A fan-out that fails rejects with {@link FanOutError}, the error that stopped it as `cause`.
    */
   async tick(scheduleId: string, at: Date): Promise<FanOutResult | null> {
     if (this.#closing) throw new ClosedError('scheduler');
@@ -189,6 +178,13 @@ export class Scheduler extends EventEmitter<SchedulerEventMap> implements AsyncD
       throw new ValidationError(
         'scheduleId',
         `Expected a registered schedule id, got ${describe(scheduleId)}`,
+      );
+    }
+    // Past 2286 a tick's epoch milliseconds outgrow the 13 digits job ids leave room for.
+    if (!(at instanceof Date) || !(at.getTime() >= 0 && at.getTime() < 1e13)) {
+      throw new ValidationError(
+        'at',
+        `Expected \`at\` to be a Date from 1970 to 2286, got ${at instanceof Date ? String(at) : describe(at)}`,
       );
     }
     return this.#enqueue(entry, () => this.#runTick(entry, at));
@@ -293,7 +289,9 @@ export class Scheduler extends EventEmitter<SchedulerEventMap> implements AsyncD
       this.emit('fanout:done', result);
       return result;
     } catch (err) {
-      const error = err instanceof Error ? err : new Error(String(err));
+      // Whatever stopped it (the registry, the engine, the store, a driver error) is the
+      // cause of one FleetError that says which schedule and tick failed.
+      const error = err instanceof FanOutError ? err : new FanOutError(id, tick, err);
       this.#options.logger.error(
         { schedule: id, tick: tick.toISOString(), batchId, err: error },
         'fan-out failed',
@@ -348,52 +346,4 @@ export class Scheduler extends EventEmitter<SchedulerEventMap> implements AsyncD
       });
     }, wait);
   }
-}
-
-function validateFanOut(options: FanOutOptions): FanOutOptions & { catchUp: CatchUpPolicy } {
-  if (typeof options !== 'object' || options === null) {
-    throw new ValidationError('fanOut', `Expected fan-out options, got ${describe(options)}`);
-  }
-  if (typeof options.id !== 'string' || !SCHEDULE_ID.test(options.id)) {
-    throw new ValidationError(
-      'id',
-      `Expected \`id\` to be 1–100 letters, digits, '-' or '_', got ${describe(options.id)}`,
-    );
-  }
-  for (const field of ['queue', 'name'] as const) {
-    if (typeof options[field] !== 'string' || options[field] === '') {
-      throw new ValidationError(
-        field,
-        `Expected \`${field}\` to be a non-empty string, got ${describe(options[field])}`,
-      );
-    }
-  }
-  const catchUp = options.catchUp ?? 'latest';
-  if (catchUp !== 'latest' && catchUp !== 'none') {
-    throw new ValidationError(
-      'catchUp',
-      `Expected \`catchUp\` to be 'latest' or 'none', got ${describe(catchUp)}`,
-    );
-  }
-  return { ...options, catchUp };
-}
-
-function makeCron(options: FanOutOptions): Cron {
-  let cron: Cron;
-  try {
-    cron = new Cron(options.cron, {
-      paused: true,
-      ...(options.timezone ? { timezone: options.timezone } : {}),
-    });
-    // A bad time zone only shows when a run is computed.
-    cron.nextRun();
-  } catch (err) {
-    const field = options.timezone && !/pattern/i.test((err as Error).message) ? 'timezone' : 'cron';
-    const got = field === 'cron' ? options.cron : options.timezone;
-    throw new ValidationError(
-      field,
-      `Expected \`${field}\` to be ${field === 'cron' ? 'a cron pattern of 5 or 6 fields' : 'an IANA time zone'}, got ${describe(got)} (${(err as Error).message})`,
-    );
-  }
-  return cron;
 }

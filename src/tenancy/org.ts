@@ -20,11 +20,11 @@ export interface Org {
   /** The tenant's Postgres schema in schema mode; null in database mode. */
   readonly schemaName: string | null;
   readonly active: boolean;
-  /** Fair-share weight, an integer ≥ 1. */
+  /** Fair-share weight, an integer from 1 to 1000. */
   readonly weight: number;
-  /** Jobs of this tenant running at once across the fleet; null means the queue's default. */
+  /** Jobs of this tenant running at once across the fleet (1 to 100,000); null means the queue's default. */
   readonly maxConcurrency: number | null;
-  /** This tenant's pool size; null means the pools' default. */
+  /** This tenant's pool size (1 to 10,000); null means the pools' default. */
   readonly maxConnections: number | null;
   readonly createdAt: Date;
 }
@@ -51,7 +51,9 @@ export interface OrgInput {
 /** What `OrgRegistry.update` takes: any field but the slug and creation time. */
 export type OrgPatch = Partial<Omit<OrgInput, 'slug'>>;
 
-/** The slug rule: starts and ends with a letter or digit, at most 63 characters. */
+/** The longest slug, and Postgres' longest identifier (a schema name derives from it). */
+export const MAX_SLUG_LENGTH = 63;
+/** The slug rule: starts and ends with a letter or digit, at most {@link MAX_SLUG_LENGTH} characters. */
 export const SLUG_PATTERN = /^[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?$/;
 /** A Postgres identifier we are willing to quote: lower case, at most 63 bytes. */
 export const SCHEMA_NAME_PATTERN = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -67,12 +69,28 @@ export function validateSlug(slug: unknown): string {
   return slug;
 }
 
-/** Throws {@link ValidationError} unless `name` is a safe Postgres schema identifier. */
+/**
+ * Schemas a tenant may never own: Postgres' own (`pg_catalog`, `pg_toast`, `pg_temp_*`;
+ * Postgres reserves the whole `pg_` prefix), the SQL standard's `information_schema`, and
+ * `public`, where the registry and every role's default objects live. A tenant on one of
+ * them would read and write what is not its own.
+ */
+export function isReservedSchemaName(name: string): boolean {
+  return name === 'public' || name === 'information_schema' || name.startsWith('pg_');
+}
+
+/** Throws {@link ValidationError} unless `name` is a safe Postgres schema identifier a tenant may own. */
 export function validateSchemaName(name: unknown): string {
   if (typeof name !== 'string' || !SCHEMA_NAME_PATTERN.test(name)) {
     throw new ValidationError(
       'schemaName',
       `Expected \`schemaName\` to match ${SCHEMA_NAME_PATTERN} (a lower-case Postgres identifier), got ${describe(name)}`,
+    );
+  }
+  if (isReservedSchemaName(name)) {
+    throw new ValidationError(
+      'schemaName',
+      `Expected a \`schemaName\` of the tenant's own (not public, information_schema or pg_*), got ${JSON.stringify(name)}`,
     );
   }
   return name;
@@ -93,12 +111,29 @@ function validateStorageMode(mode: unknown): StorageMode {
   return mode as StorageMode;
 }
 
-function validatePositiveInteger(field: string, value: unknown, nullable: boolean): number | null {
+/**
+ * The largest value of each number an org carries. All are far below the 32-bit `INT`
+ * columns that store them (2³¹ − 1), so a value never reaches the database to fail there.
+ * - `weight` is the tenant's turns per round of the fair picker: at 1000, one tenant's
+ *   turn already lasts 1000 jobs before any other tenant runs.
+ * - `maxConcurrency` caps one tenant's running jobs across the fleet; 100,000 is more
+ *   than any fleet runs at once, and well inside the queue's own cap of 1,000,000.
+ * - `maxConnections` is one tenant's pool; 10,000 is past what one Postgres or MySQL
+ *   server is set up to accept (`max_connections`).
+ */
+export const ORG_LIMITS = { weight: 1000, maxConcurrency: 100_000, maxConnections: 10_000 } as const;
+
+function validatePositiveInteger(
+  field: keyof typeof ORG_LIMITS,
+  value: unknown,
+  nullable: boolean,
+): number | null {
   if (value === null && nullable) return null;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
+  const max = ORG_LIMITS[field];
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > max) {
     throw new ValidationError(
       field,
-      `Expected \`${field}\` to be an integer ≥ 1${nullable ? ' or null' : ''}, got ${describe(value)}`,
+      `Expected \`${field}\` to be an integer from 1 to ${max}${nullable ? ' or null' : ''}, got ${describe(value)}`,
     );
   }
   return value;
@@ -132,6 +167,12 @@ function validateOrgSchemaName(slug: string, schemaName: string | null | undefin
     throw new ValidationError(
       'schemaName',
       `Expected a \`schemaName\` for slug ${JSON.stringify(slug)} in schema mode (its default, ${JSON.stringify(derived)}, must start with a letter or '_'), got none`,
+    );
+  }
+  if (isReservedSchemaName(derived)) {
+    throw new ValidationError(
+      'schemaName',
+      `Expected a \`schemaName\` for slug ${JSON.stringify(slug)} in schema mode (its default, ${JSON.stringify(derived)}, is reserved: public, information_schema and pg_* are not a tenant's), got none`,
     );
   }
   return derived;

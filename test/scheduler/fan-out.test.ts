@@ -10,6 +10,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Cron } from 'croner';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { FanOutError, FleetError } from '../../src/errors.js';
 import { Fleet } from '../../src/fleet.js';
 import { BullMqEngine } from '../../src/queue/bullmq/bullmq-engine.js';
 import type { EnqueueJob } from '../../src/queue/engine.js';
@@ -17,6 +18,7 @@ import { MemoryEngine } from '../../src/queue/memory/memory-engine.js';
 import { fanOutBatchId, fanOutJobId } from '../../src/scheduler/fan-out.js';
 import { Scheduler } from '../../src/scheduler/scheduler.js';
 import { MemoryScheduleStore } from '../../src/scheduler/state-store.js';
+import { connect } from '../../src/tenancy/drivers/index.js';
 import { OrgRegistry } from '../../src/tenancy/registry/org-registry.js';
 import { deletePrefix } from '../queue/engines.js';
 import { REDIS_URL, tempDir, uniqueName } from '../support/services.js';
@@ -240,6 +242,30 @@ describe('a fan-out that fails', () => {
     for (const slug of slugs) {
       expect(await fleet.job(queue, slug, fanOutJobId('retried', new Date(first![1]), slug))).not.toBeNull();
     }
+  });
+});
+
+describe('a fan-out that fails on a driver error', () => {
+  it('reports a FanOutError with the driver error as cause, from tick() and fanout:error', async () => {
+    await addTenants(2);
+    await using scheduler = fleet.scheduler();
+    await scheduler.fanOut(schedule);
+    const errors: Error[] = [];
+    scheduler.on('fanout:error', ({ error }) => errors.push(error));
+    // The registry's table is gone under it: SQLite's own error, raw, is what list() gives.
+    const admin = await connect(`sqlite:${join(dir, 'registry.db')}`);
+    await admin.query('DROP TABLE fleet_orgs');
+    await admin.close();
+    const tick = new Date('2030-01-02T03:00:00Z');
+    const error = await scheduler.tick(schedule.id, tick).catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(FanOutError);
+    expect(error).toBeInstanceOf(FleetError);
+    expect(error).toMatchObject({ code: 'FAN_OUT_FAILED', scheduleId: schedule.id, tick });
+    expect((error as Error).message).toMatch(/no such table/);
+    expect((error as Error).cause).not.toBeInstanceOf(FleetError);
+    expect((error as Error).cause).toMatchObject({ code: expect.stringMatching(/^SQLITE_ERROR/) });
+    expect(errors).toEqual([error]);
+    await registry.migrate();
   });
 });
 

@@ -157,8 +157,15 @@ describe.each(cases)('OrgRegistry on a %s registry', (_name, makeCase) => {
     // '-' < digits < '_' < letters in byte order; a locale collation would disagree.
     const suffixes = ['b', '-a', '_a', '0', 'a', '-b', 'a-0', 'a_0', '9z', 'z', 'a0'];
     const inactive = new Set(['-a', '0', 'a_0']);
-    for (const suffix of suffixes) {
-      await registry.add({ slug: `${prefix}${suffix}`, active: !inactive.has(suffix), ...storage() });
+    for (const [i, suffix] of suffixes.entries()) {
+      // `-a` and `_a` would default to one schema name: each gets its own.
+      const schema = dbCase.name === 'postgres' ? { schemaName: `${prefix}_s${i}` } : {};
+      await registry.add({
+        slug: `${prefix}${suffix}`,
+        active: !inactive.has(suffix),
+        ...storage(),
+        ...schema,
+      });
     }
     const mine = (orgs: Org[]) => orgs.map((o) => o.slug).filter((s) => s.startsWith(prefix));
     const all = suffixes.map((s) => `${prefix}${s}`).sort();

@@ -1,9 +1,10 @@
 import { ClosedError, ConfigError, describe, UnknownTenantError, ValidationError } from '../../errors.js';
 
 import { databaseKindOf } from '../drivers/driver.js';
-import { connect, type DatabaseKind, type RawConnection } from '../drivers/index.js';
+import type { DatabaseKind, RawConnection } from '../drivers/index.js';
 import {
   applyOrgPatch,
+  defaultSchemaName,
   type Org,
   type OrgInput,
   type OrgPatch,
@@ -21,6 +22,7 @@ import {
   validateListOptions,
 } from './options.js';
 import { type ProvisionResult, provisionDatabase, provisionSchema } from './provision.js';
+import { SerialConnection } from './serial-connection.js';
 import { type Dialect, dialectFor, ORG_COLUMNS, ORGS_TABLE, orgToParams, rowToOrg } from './sql-dialect.js';
 
 export type {
@@ -66,9 +68,8 @@ export class OrgRegistry implements AsyncDisposable {
   readonly #cache = new Map<string, CacheEntry>();
   // Bumped by every change, so a lookup that started before it does not refill the cache.
   #generation = 0;
-  #connection: Promise<RawConnection> | undefined;
   // Statements run one at a time on the single connection; transactions need that anyway.
-  #tail: Promise<unknown> = Promise.resolve();
+  readonly #connection: SerialConnection;
   #closing: Promise<void> | undefined;
 
   private constructor(url: string, kind: DatabaseKind, options: ResolvedOrgRegistryOptions) {
@@ -77,11 +78,18 @@ export class OrgRegistry implements AsyncDisposable {
     this.secrets = options.secrets;
     this.#options = options;
     this.#dialect = dialectFor(kind);
+    this.#connection = new SerialConnection({
+      url,
+      what: 'registry',
+      connectTimeoutMs: options.connectTimeoutMs,
+    });
   }
 
   /**
    * Opens the registry at `url` (`postgres://`, `mysql://` or `sqlite:PATH`) and checks
-   * that it answers. Throws {@link ConfigError} for any other scheme, before connecting.
+   * that it answers. Throws {@link ConfigError} for any other scheme, before connecting,
+   * and {@link DatabaseConnectionError} (the driver's error as `cause`, no password in the
+   * message) when the database cannot be reached: bad host, refused, no such database.
    */
   static async open(url: string, options: OrgRegistryOptions = {}): Promise<OrgRegistry> {
     if (typeof url !== 'string') {
@@ -98,7 +106,12 @@ export class OrgRegistry implements AsyncDisposable {
     return registry;
   }
 
-  /** Creates `fleet_orgs` when missing. Idempotent, and safe when two processes run it at once. */
+  /**
+   * Creates `fleet_orgs` and its indexes when missing, among them the unique index that
+   * gives every schema one org. Idempotent, and safe when two processes run it at once.
+   * On a registry where orgs already share a schema it throws {@link ValidationError}
+   * (`field: 'schemaName'`) naming them, and changes nothing.
+   */
   async migrate(): Promise<void> {
     await this.#run((conn) => this.#dialect.migrate(conn));
     this.#options.logger.info({ kind: this.kind, table: ORGS_TABLE }, 'registry migrated');
@@ -106,7 +119,8 @@ export class OrgRegistry implements AsyncDisposable {
 
   /**
    * Adds an org. Throws {@link ValidationError} for a bad field, a duplicate slug
-   * (`field: 'slug'`), or schema mode on a MySQL or SQLite registry (`field: 'storageMode'`).
+   * (`field: 'slug'`), a schema another org has (`field: 'schemaName'`, naming that org),
+   * or schema mode on a MySQL or SQLite registry (`field: 'storageMode'`).
    */
   async add(input: OrgInput): Promise<Org> {
     const org: Org = Object.freeze({ ...this.#validate(validateOrgInput(input)), createdAt: new Date() });
@@ -120,12 +134,8 @@ export class OrgRegistry implements AsyncDisposable {
         ),
       );
     } catch (err) {
-      if (d.isDuplicateKey(err)) {
-        throw new ValidationError(
-          'slug',
-          `Expected a new slug, got ${JSON.stringify(org.slug)} which is already registered`,
-        );
-      }
+      if (d.isDuplicateKey(err))
+        throw await this.#collision({ slug: org.slug, schemaName: input.schemaName }, true, err);
       throw err;
     } finally {
       this.#forget();
@@ -226,6 +236,10 @@ export class OrgRegistry implements AsyncDisposable {
           return next;
         }),
       );
+    } catch (err) {
+      if (d.isDuplicateKey(err))
+        throw await this.#collision({ slug, schemaName: patch.schemaName }, false, err);
+      throw err;
     } finally {
       this.#forget();
     }
@@ -267,21 +281,11 @@ export class OrgRegistry implements AsyncDisposable {
     return { slug, storageMode: 'database', ...result };
   }
 
-  /** Closes the connection after the statements already queued; idempotent. */
+  /** Closes the connection after the statements already queued (up to `closeTimeoutMs`); idempotent. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#cache.clear();
-      // Let queued statements finish (they never reject the tail), up to the deadline;
-      // closing the connection then fails whatever is still running.
-      let timer: NodeJS.Timeout | undefined;
-      const deadline = new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, this.#options.closeTimeoutMs);
-      });
-      await Promise.race([this.#tail, deadline]);
-      clearTimeout(timer);
-      const connection = this.#connection;
-      this.#connection = undefined;
-      if (connection) await connection.then((conn) => conn.close()).catch(() => {});
+      await this.#connection.close(this.#options.closeTimeoutMs);
     })();
     return this.#closing;
   }
@@ -298,6 +302,43 @@ export class OrgRegistry implements AsyncDisposable {
       );
     }
     return org;
+  }
+
+  // A unique violation is the slug (on add) or the schema name: says which, and which org
+  // holds the schema. A default schema name (the slug, '-' turned to '_') collides with the
+  // slug spelled with '_': the message says so, since the caller never named the schema.
+  async #collision(
+    org: { slug: string; schemaName?: string | null | undefined },
+    adding: boolean,
+    cause: unknown,
+  ): Promise<ValidationError> {
+    if (adding && (await this.#run((conn) => this.#select(conn, org.slug, false), true))) {
+      return new ValidationError(
+        'slug',
+        `Expected a new slug, got ${JSON.stringify(org.slug)} which is already registered`,
+        { cause },
+      );
+    }
+    const schema = org.schemaName ?? defaultSchemaName(org.slug);
+    const d = this.#dialect;
+    const rows = await this.#run(
+      (conn) =>
+        conn.query(
+          `SELECT slug FROM ${ORGS_TABLE} WHERE schema_name = ${d.param(1)} AND slug <> ${d.param(2)}`,
+          [schema, org.slug],
+        ),
+      true,
+    );
+    const holder = rows[0] ? `, the schema of org ${JSON.stringify(String(rows[0].slug))}` : '';
+    const derived =
+      org.schemaName == null
+        ? ` (the default for slug ${JSON.stringify(org.slug)}: '-' becomes '_', so slugs that differ only there share it; give one a schemaName)`
+        : '';
+    return new ValidationError(
+      'schemaName',
+      `Expected a schemaName no other org uses, got ${JSON.stringify(schema)}${holder}${derived}`,
+      { cause },
+    );
   }
 
   #forget(): void {
@@ -325,43 +366,10 @@ export class OrgRegistry implements AsyncDisposable {
     }
   }
 
-  // The one connection, opened lazily and reopened when it died; a failed open is not
-  // cached, so the next call tries again.
-  async #conn(): Promise<RawConnection> {
-    if (this.#connection) {
-      const conn = await this.#connection.catch(() => undefined);
-      if (conn?.alive) return conn;
-      await conn?.close();
-    }
-    // Past close()'s deadline a straggler must not open a connection nobody will close.
-    if (this.#closing) throw new ClosedError('OrgRegistry');
-    const opening = connect(this.databaseUrl, { connectTimeoutMs: this.#options.connectTimeoutMs });
-    this.#connection = opening;
-    try {
-      return await opening;
-    } catch (err) {
-      if (this.#connection === opening) this.#connection = undefined;
-      throw err;
-    }
-  }
-
-  /**
-   * Runs `fn` on the connection after everything queued before it. A `read` that failed
-   * because the connection died while idle (server restart, killed session) runs once
-   * more on a fresh one; a write does not, since it may have committed before the loss.
-   */
   #run<T>(fn: (conn: RawConnection) => Promise<T>, read = false): Promise<T> {
     if (this.#closing) return Promise.reject(new ClosedError('OrgRegistry'));
-    const result = this.#tail.then(async () => {
-      const conn = await this.#conn();
-      try {
-        return await fn(conn);
-      } catch (err) {
-        if (!read || conn.alive) throw err;
-        return fn(await this.#conn());
-      }
-    });
-    this.#tail = result.catch(() => {});
-    return result;
+    // A read that failed because the connection died while idle runs once more on a
+    // fresh one; a write does not, since it may have committed before the loss.
+    return this.#connection.run(fn, read);
   }
 }

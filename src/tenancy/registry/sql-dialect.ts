@@ -5,11 +5,20 @@
  * `registry.ts` speaks only through this file, so its queries are written once.
  */
 
+import { ValidationError } from '../../errors.js';
 import type { DatabaseKind, RawConnection, Row } from '../drivers/driver.js';
 import type { Org, StorageMode } from '../org.js';
 
 /** The registry's table. */
 export const ORGS_TABLE = 'fleet_orgs';
+
+/**
+ * Two orgs on one schema would read and write each other's rows, so `schema_name` is
+ * unique. Database-mode orgs have a null schema name, and NULLs never collide in a unique
+ * index on any of the three kinds.
+ */
+export const SCHEMA_NAME_INDEX = `${ORGS_TABLE}_schema_name`;
+const CREATE_SCHEMA_NAME_INDEX = `CREATE UNIQUE INDEX IF NOT EXISTS ${SCHEMA_NAME_INDEX} ON ${ORGS_TABLE} (schema_name)`;
 
 /** Every column, in the order `INSERT` and `rowToOrg` use. */
 export const ORG_COLUMNS = [
@@ -33,9 +42,12 @@ export interface Dialect {
   readonly begin: string;
   /** Locks the rows a `SELECT` read inside a transaction (empty on SQLite, which locks the file). */
   readonly forUpdate: string;
-  /** Creates `fleet_orgs` and its index; safe when two processes run it at once. */
+  /**
+   * Creates `fleet_orgs` and its indexes, adding the schema-name one to an older table;
+   * safe when two processes run it at once.
+   */
   migrate(conn: RawConnection): Promise<void>;
-  /** True when `err` is a primary key violation. */
+  /** True when `err` is a unique violation (the slug or the schema name). */
   isDuplicateKey(err: unknown): boolean;
 }
 
@@ -72,7 +84,8 @@ CREATE TABLE IF NOT EXISTS ${ORGS_TABLE} (
   max_concurrency INT NULL,
   max_connections INT NULL,
   created_at DATETIME(3) NOT NULL,
-  KEY ${ORGS_TABLE}_active_slug (active, slug)
+  KEY ${ORGS_TABLE}_active_slug (active, slug),
+  UNIQUE KEY ${SCHEMA_NAME_INDEX} (schema_name)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
 `;
 
@@ -103,6 +116,8 @@ const postgres: Dialect = {
     try {
       await conn.query("SELECT pg_advisory_xact_lock(hashtext('tenant-fleet:fleet_orgs'))");
       await conn.exec(POSTGRES_DDL);
+      await checkSchemaNamesUnique(conn);
+      await conn.query(CREATE_SCHEMA_NAME_INDEX);
       await conn.query('COMMIT');
     } catch (err) {
       await conn.query('ROLLBACK').catch(() => {});
@@ -119,8 +134,27 @@ const mysql: Dialect = {
   begin: 'START TRANSACTION',
   forUpdate: ' FOR UPDATE',
   // MySQL's CREATE TABLE IF NOT EXISTS takes a metadata lock, so concurrent runs are safe;
-  // the index lives inside it because MySQL has no CREATE INDEX IF NOT EXISTS.
-  migrate: (conn) => conn.exec(MYSQL_DDL),
+  // the indexes live inside it because MySQL has no CREATE INDEX IF NOT EXISTS. A table
+  // made before the schema-name index existed gets it added here.
+  async migrate(conn) {
+    await conn.exec(MYSQL_DDL);
+    const present = await conn.query(
+      `SELECT 1 FROM information_schema.STATISTICS
+       WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND INDEX_NAME = ? LIMIT 1`,
+      [ORGS_TABLE, SCHEMA_NAME_INDEX],
+    );
+    if (present.length > 0) return;
+    await checkSchemaNamesUnique(conn);
+    try {
+      await conn.query(`ALTER TABLE ${ORGS_TABLE} ADD UNIQUE KEY ${SCHEMA_NAME_INDEX} (schema_name)`);
+    } catch (err) {
+      // ER_DUP_KEYNAME: another process added it meanwhile.
+      if (errorCode(err) === 'ER_DUP_KEYNAME') return;
+      // A colliding row slipped in since the check: say which.
+      if (errorCode(err) === 'ER_DUP_ENTRY') await checkSchemaNamesUnique(conn);
+      throw err;
+    }
+  },
   isDuplicateKey: (err) => errorCode(err) === 'ER_DUP_ENTRY',
 };
 
@@ -137,6 +171,8 @@ const sqlite: Dialect = {
     await conn.query('BEGIN IMMEDIATE');
     try {
       await conn.exec(SQLITE_DDL);
+      await checkSchemaNamesUnique(conn);
+      await conn.query(CREATE_SCHEMA_NAME_INDEX);
       await conn.query('COMMIT');
     } catch (err) {
       await conn.query('ROLLBACK').catch(() => {});
@@ -148,6 +184,33 @@ const sqlite: Dialect = {
     return code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === 'SQLITE_CONSTRAINT_UNIQUE';
   },
 };
+
+/**
+ * Throws {@link ValidationError} naming the orgs that share a schema, which a registry
+ * made before the unique index existed may hold: the index cannot be built over them, and
+ * which org should move is the operator's call.
+ */
+async function checkSchemaNamesUnique(conn: RawConnection): Promise<void> {
+  const rows = await conn.query<{ schema_name: string; slug: string }>(
+    `SELECT schema_name, slug FROM ${ORGS_TABLE} WHERE schema_name IN (
+       SELECT schema_name FROM ${ORGS_TABLE} WHERE schema_name IS NOT NULL
+       GROUP BY schema_name HAVING COUNT(*) > 1)
+     ORDER BY schema_name, slug`,
+  );
+  if (rows.length === 0) return;
+  const shared = new Map<string, string[]>();
+  for (const row of rows) shared.set(row.schema_name, [...(shared.get(row.schema_name) ?? []), row.slug]);
+  const list = [...shared]
+    .map(
+      ([schema, slugs]) =>
+        `schema ${JSON.stringify(schema)} by orgs ${slugs.map((x) => JSON.stringify(x)).join(', ')}`,
+    )
+    .join('; ');
+  throw new ValidationError(
+    'schemaName',
+    `Expected every org to have a schema of its own before ${SCHEMA_NAME_INDEX} is created, got ${list}: give all but one of each another schemaName (registry.update) and run migrate() again`,
+  );
+}
 
 /** The SQL of one kind. */
 export function dialectFor(kind: DatabaseKind): Dialect {
