@@ -186,39 +186,70 @@ type Span = readonly [start: number, end: number];
 const SCHEME_START = /(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*:\/\//gi;
 const TOKEN_START = /[\s"'`(<,=[{]/;
 // `password=`, `sslpassword =`, `PGPASSWORD=`: a secret key, then `=`.
-const KEY_EQUALS = /(?<![A-Za-z0-9_.-])([A-Za-z0-9_.-]*)\s*=\s*/g;
+const KEY_EQUALS = /(?<![A-Za-z0-9_.-])([A-Za-z0-9_.-]+)\s*=\s*/g;
 // `password: '…'`, `"password": "…"`, `password: \`…\``: a secret key, a colon, a quote.
 const KEY_COLON = /(?<![A-Za-z0-9_.-])(["']?)([A-Za-z0-9_.-]+)\1\s*:\s*(?=["'`])/g;
 
 function secretSpans(line: string): Span[] {
   const spans: Span[] = [];
+  // Every scan below is linear in the line: positions are looked up by binary search and a
+  // key=value match resumes after the value it hid, so a hostile log line costs no more
+  // than a long one.
+  const ats = positionsOf(line, '@');
+  const colons = positionsOf(line, ':');
   const urls = [...line.matchAll(SCHEME_START)];
   // A URL that starts a new word (after a space, a quote, `=`…) ends the one before it.
   const boundaries = urls.map((m) => m.index).filter((i) => i === 0 || TOKEN_START.test(line[i - 1]!));
+  let b = 0;
   for (const match of urls) {
     // User-info: after `//`, up to the last `@` before the next URL (or, when there is none
     // there, on the whole line: the password may hold `x://`); the password after its first `:`.
     const start = match.index + match[0].length;
-    const next = boundaries.find((i) => i > match.index) ?? line.length;
-    const colon = line.indexOf(':', start);
-    let at = line.lastIndexOf('@', next - 1);
-    if (at < start || colon < 0 || colon > at) at = line.lastIndexOf('@');
+    while (b < boundaries.length && boundaries[b]! <= match.index) b++;
+    const next = boundaries[b] ?? line.length;
+    const colon = colons[firstAtOrAfter(colons, start)] ?? -1;
+    let at = ats[firstAtOrAfter(ats, next) - 1] ?? -1;
+    if (at < start || colon < 0 || colon > at) at = ats[ats.length - 1] ?? -1;
     if (at < start || colon < 0 || colon > at) continue;
     if (colon + 1 < at) spans.push([colon + 1, at]);
   }
-  for (const match of line.matchAll(KEY_EQUALS)) {
+  const keyEquals = new RegExp(KEY_EQUALS);
+  for (let match = keyEquals.exec(line); match; match = keyEquals.exec(line)) {
     if (!isSecretKey(match[1]!)) continue;
     const start = match.index + match[0].length;
     const before = match.index > 0 ? line[match.index - 1] : '';
     // In a query string the value runs to the next `&` or `#`, spaces and all (node-postgres
     // encodes them); elsewhere (libpq `key=value`) to the next space unless quoted.
-    spans.push(valueSpan(line, start, before === '?' || before === '&' ? '&#' : ' \t'));
+    const span = valueSpan(line, start, before === '?' || before === '&' ? '&#' : ' \t');
+    spans.push(span);
+    keyEquals.lastIndex = Math.max(keyEquals.lastIndex, span[1]);
   }
-  for (const match of line.matchAll(KEY_COLON)) {
+  const keyColon = new RegExp(KEY_COLON);
+  for (let match = keyColon.exec(line); match; match = keyColon.exec(line)) {
     if (!isSecretKey(match[2]!)) continue;
-    spans.push(valueSpan(line, match.index + match[0].length, ' \t'));
+    const span = valueSpan(line, match.index + match[0].length, ' \t');
+    spans.push(span);
+    keyColon.lastIndex = Math.max(keyColon.lastIndex, span[1]);
   }
   return spans;
+}
+
+function positionsOf(text: string, char: string): number[] {
+  const positions: number[] = [];
+  for (let i = text.indexOf(char); i >= 0; i = text.indexOf(char, i + 1)) positions.push(i);
+  return positions;
+}
+
+// The index of the first entry of the sorted `positions` that is ≥ `target` (its length if none).
+function firstAtOrAfter(positions: readonly number[], target: number): number {
+  let low = 0;
+  let high = positions.length;
+  while (low < high) {
+    const mid = (low + high) >>> 1;
+    if (positions[mid]! < target) low = mid + 1;
+    else high = mid;
+  }
+  return low;
 }
 
 // The span of a value starting at `start`: inside its quotes when quoted (a backslash
