@@ -31,8 +31,9 @@ export function isSecretKey(key: string): boolean {
  * URL, and the value of every secret `key=value` (a URL's `?password=` / `&sslpassword=`,
  * a libpq `password='a b'`, quoted or not) and of every quoted `password: '…'` /
  * `"password": "…"` field. A URL's password is taken to run from the first `:` after
- * `//` to the LAST `@` on the line, so a password holding `@`, `/`, `'`, `"` or spaces is
- * hidden whole; text between two URLs on one line may be hidden with it.
+ * `//` to the last `@` before the next URL on the line (to the line's last `@` when there
+ * is none before it), so a password holding `@`, `/`, `'`, `"` or spaces is hidden whole;
+ * text after the URL up to that `@` (an e-mail address) may be hidden with it.
  */
 export function redactUrl(text: string): string {
   if (typeof text !== 'string') return text;
