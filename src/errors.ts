@@ -2,9 +2,13 @@
  * Every error tenant-fleet throws extends {@link FleetError} and carries a stable
  * string `code`. Callers branch on the class or the code, never on message text.
  *
- * Messages say what was expected and what was got, and never contain a secret:
- * connection URLs are passed through {@link redactUrl} before they reach a message.
+ * Messages say what was expected and what was got, and never contain a secret: every
+ * message goes through {@link redactUrl} in the {@link FleetError} constructor, so a
+ * connection string quoted in one loses its password whatever the caller did.
  */
+import { redactConnectionString, redactUrl } from './redact.js';
+
+export { redactConnectionString, redactUrl } from './redact.js';
 
 /** The stable codes of every {@link FleetError} subclass. */
 export type FleetErrorCode =
@@ -27,7 +31,7 @@ export class FleetError extends Error {
   readonly code: FleetErrorCode;
 
   constructor(code: FleetErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    super(redactUrl(message), options);
     this.code = code;
     this.name = new.target.name;
   }
@@ -118,7 +122,7 @@ export class SecretResolutionError extends FleetError {
 
   constructor(reference: string, message: string, options?: { cause?: unknown }) {
     super('SECRET_RESOLUTION', message, options);
-    this.reference = redactUrl(reference);
+    this.reference = redactConnectionString(reference);
   }
 }
 
@@ -175,22 +179,6 @@ export class FanOutError extends FleetError {
     this.scheduleId = scheduleId;
     this.tick = tick;
   }
-}
-
-/**
- * Replaces the password of every `scheme://user:password@host` URL in `text` with `***`,
- * and the value of every `password=` parameter (`postgres://db/x?password=…`, or a
- * libpq `key=value` string). Used on every message and log line that may carry a
- * connection string.
- */
-export function redactUrl(text: string): string {
-  return (
-    text
-      // The password runs to the last '@' of the URL (a password may hold '/' or '@'
-      // unencoded); quotes and spaces end the URL, so JSON around it stays intact.
-      .replace(/([a-z][a-z0-9+.-]*:\/\/[^:/?#@\s"'<>]*:)([^\s"'<>]*)@/gi, '$1***@')
-      .replace(/((?:^|[?&;\s])password=)([^&;\s]*)/gi, '$1***')
-  );
 }
 
 /** Describes a value for an error message: its JSON form when short, else its type. */

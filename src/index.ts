@@ -20,7 +20,7 @@ export {
 // fleet: composition of engine, registry, pools and workers
 export { Fleet, type FleetJob } from './fleet.js';
 export type { FleetOptions, FleetPoolsOptions, ResolvedFleetOptions } from './fleet-options.js';
-// logging (redacts URL passwords)
+// logging and redaction (connection-string credentials never reach a log line or the terminal)
 export { createLogger, type Logger, type LoggerOptions } from './logger.js';
 export {
   BullMqEngine,
@@ -47,6 +47,7 @@ export {
   type MemoryEngineOptions,
   type ResolvedMemoryEngineOptions,
 } from './queue/memory/memory-engine.js';
+export { redactConnectionString, redactUrl } from './redact.js';
 // scheduler: cron fan-out, catch-up state, startup jobs, tenant migrations
 export {
   applyMigrations,

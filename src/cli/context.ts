@@ -6,6 +6,7 @@
 import type { Command } from 'commander';
 import pino from 'pino';
 import { createLogger, type Logger } from '../logger.js';
+import { redactJsonText, redactUrl } from '../redact.js';
 import type { OrgRegistry } from '../tenancy/registry/org-registry.js';
 import { type FleetConfig, loadConfig, requireRegistryUrl } from './config.js';
 
@@ -67,7 +68,16 @@ export async function openRegistry(config: FleetConfig, logger: Logger): Promise
   return registry;
 }
 
-/** Writes one line to standard output. */
+/**
+ * Writes one line to standard output. The line goes through {@link redactUrl} on its way
+ * out: the terminal never receives a connection string that was not redacted, whichever
+ * command built the line.
+ */
 export function print(line: string): void {
-  process.stdout.write(`${line}\n`);
+  process.stdout.write(`${redactUrl(line)}\n`);
+}
+
+/** Writes `value` as one JSON line to standard output, every string in it redacted. */
+export function printJson(value: unknown): void {
+  process.stdout.write(`${redactJsonText(JSON.stringify(value))}\n`);
 }

@@ -5,7 +5,8 @@
  * flag, a bad config value, bad input), with a message naming it.
  */
 import { CommanderError } from 'commander';
-import { ConfigError, redactUrl, ValidationError } from '../errors.js';
+import { ConfigError, ValidationError } from '../errors.js';
+import { redactUrl } from '../redact.js';
 import { buildProgram } from './program.js';
 
 /** Exit code of a usage or configuration error. */

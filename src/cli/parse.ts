@@ -1,5 +1,6 @@
 /** Value parsers for command-line flags: a bad value is a usage error (exit code 2). */
 import { InvalidArgumentError } from 'commander';
+import { Cron } from 'croner';
 
 /** An integer ≥ `min`. */
 export function integer(min: number): (value: string) => number {
@@ -42,4 +43,19 @@ export function oneOf<T extends string>(choices: readonly T[]): (value: string) 
 /** Collects a repeatable flag's values. */
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
+}
+
+/**
+ * A cron pattern croner accepts (5 fields, or 6 with seconds first), checked as the flag
+ * is parsed: a command such as `demo` must fail on it before it writes anything.
+ */
+export function cronPattern(value: string): string {
+  try {
+    new Cron(value, { paused: true }).stop();
+  } catch (err) {
+    throw new InvalidArgumentError(
+      `expected a cron pattern of 5 or 6 fields, got ${JSON.stringify(value)} (${(err as Error).message}).`,
+    );
+  }
+  return value;
 }

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
+import { redactUrl } from '../redact.js';
 import { enqueueCommand } from './commands/enqueue.js';
 import { migrateCommand } from './commands/migrate.js';
 import { orgsCommand, provisionCommand } from './commands/orgs.js';
@@ -52,8 +53,13 @@ export function buildProgram(): Command {
 }
 
 // Commands added with addCommand do not inherit settings: apply them to the whole tree.
+// Commander's usage errors quote the offending value (`--limit postgres://u:pw@h`): they
+// reach the terminal redacted like everything else.
 function configureAll(command: Command): void {
-  command.exitOverride().showHelpAfterError('(run with --help for usage)');
+  command
+    .exitOverride()
+    .showHelpAfterError('(run with --help for usage)')
+    .configureOutput({ writeErr: (text) => process.stderr.write(redactUrl(text)) });
   for (const sub of command.commands) configureAll(sub);
 }
 

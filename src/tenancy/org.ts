@@ -1,4 +1,4 @@
-import { describe, redactUrl, ValidationError } from '../errors.js';
+import { describe, redactConnectionString, ValidationError } from '../errors.js';
 
 /**
  * How a tenant's data is kept apart.
@@ -234,7 +234,10 @@ export function applyOrgPatch(org: Org, patch: OrgPatch): ValidatedOrg {
   });
 }
 
-/** An org as it may be shown in a log or on the dashboard: the database URL redacted. */
+/**
+ * An org as it may be shown in a log, on the terminal or on the dashboard: every
+ * credential of the database URL redacted, read the way its driver reads it.
+ */
 export function publicOrg(org: Org): Org {
-  return { ...org, databaseUrl: org.databaseUrl === null ? null : redactUrl(org.databaseUrl) };
+  return { ...org, databaseUrl: org.databaseUrl === null ? null : redactConnectionString(org.databaseUrl) };
 }

@@ -2,7 +2,7 @@
 import { Command } from 'commander';
 import { loadMigrations } from '../../scheduler/migration-files.js';
 import { migrateTenants } from '../../scheduler/tenant-migrations.js';
-import { cliLogger, configFor, print } from '../context.js';
+import { cliLogger, configFor, print, printJson } from '../context.js';
 import { integer } from '../parse.js';
 
 /** The `migrate` command. */
@@ -44,7 +44,7 @@ export function migrateCommand(): Command {
               ),
           });
           if (flags.json) {
-            print(JSON.stringify(report));
+            printJson(report);
           } else {
             print(`migrations: ${report.versions.join(', ') || 'none'} (batch ${report.batchId})`);
             for (const { tenant, applied } of report.migrated)

@@ -2,7 +2,7 @@
 import { Command } from 'commander';
 import type { Org, OrgInput, OrgPatch } from '../../tenancy/org.js';
 import { publicOrg } from '../../tenancy/org.js';
-import { cliLogger, configFor, openRegistry, print } from '../context.js';
+import { cliLogger, configFor, openRegistry, print, printJson } from '../context.js';
 import { integer, integerOrNone, oneOf } from '../parse.js';
 
 interface OrgFlags {
@@ -43,7 +43,8 @@ function describeOrg(org: Org): string {
 }
 
 function output(org: Org, json: boolean | undefined): void {
-  print(json ? JSON.stringify(publicOrg(org)) : describeOrg(org));
+  if (json) printJson(publicOrg(org));
+  else print(describeOrg(org));
 }
 
 /** The `orgs` command group. */
@@ -169,11 +170,11 @@ export function provisionCommand(): Command {
         }
         for (const slug of targets) {
           const result = await registry.provision(slug);
-          print(
-            flags.json
-              ? JSON.stringify(result)
-              : `${slug}\t${result.storageMode}\t${result.kind}\t${result.target}\t${result.created ? 'created' : 'existed'}`,
-          );
+          if (flags.json) printJson(result);
+          else
+            print(
+              `${slug}\t${result.storageMode}\t${result.kind}\t${result.target}\t${result.created ? 'created' : 'existed'}`,
+            );
         }
       });
     });

@@ -1,6 +1,6 @@
 /** `tenant-fleet prewarm`: open every active tenant's pool once and report. */
 import { Command } from 'commander';
-import { cliLogger, configFor, openRegistry, print } from '../context.js';
+import { cliLogger, configFor, openRegistry, print, printJson } from '../context.js';
 
 /** The `prewarm` command. */
 export function prewarmCommand(): Command {
@@ -18,7 +18,7 @@ export function prewarmCommand(): Command {
         const pools = await TenantPools.open({ registry, maxConnections: config.maxConnections, logger });
         try {
           const report = await pools.prewarm();
-          if (flags.json) print(JSON.stringify(report));
+          if (flags.json) printJson(report);
           else
             print(
               `${report.totalActive} active tenants: ${report.warmed} warmed, ${report.failed} failed, ${report.skippedCap} skipped (budget or pool cap)`,

@@ -10,7 +10,7 @@ import { prewarmJob, runStartupJobs } from '../../scheduler/startup.js';
 import { migrateTenants } from '../../scheduler/tenant-migrations.js';
 import { loadConfig } from '../config.js';
 import { cliLogger, type GlobalFlags, print } from '../context.js';
-import { integer } from '../parse.js';
+import { cronPattern, integer } from '../parse.js';
 import { waitForShutdown } from '../shutdown.js';
 import { DEMO_TABLE, DEMO_TENANTS, demoPaths, NOISY_TENANT, seedDemoTenants } from './setup.js';
 import { DEMO_QUEUE, DemoStats, demoHandler, enqueueWelcomeJobs, generateTraffic } from './traffic.js';
@@ -27,7 +27,12 @@ export function demoCommand(): Command {
     .description('run the whole fleet locally with no services (what `npm start` runs); Ctrl-C stops it')
     .option('--dir <path>', 'where the registry and tenant databases live (reused by the next run)', '.fleet')
     .option('--stats-interval <ms>', 'how often the stats line is printed', integer(100), 2000)
-    .option('--cron <pattern>', 'the fan-out schedule (6 fields: seconds first)', '*/10 * * * * *')
+    .option(
+      '--cron <pattern>',
+      'the fan-out schedule (6 fields: seconds first)',
+      cronPattern,
+      '*/10 * * * * *',
+    )
     .addHelpText(
       'after',
       '\nWith --engine bullmq the jobs go through Redis at --redis-url, REDIS_URL or FLEET_REDIS_URL (default redis://127.0.0.1:6379).',
