@@ -10,6 +10,7 @@ export {
   type FleetErrorCode,
   PoolCapacityError,
   SecretResolutionError,
+  TenantConnectionError,
   TenantInactiveError,
   TenantUnavailableError,
   UnknownTenantError,
