@@ -52,8 +52,6 @@ export interface RawConnection {
 export interface ConnectOptions {
   /** Give up opening the connection after this long. @default 10_000 */
   connectTimeoutMs?: number;
-  /** Postgres `application_name` of the session (what pg_stat_activity shows). @default 'tenant-fleet' */
-  applicationName?: string;
 }
 
 /** How long `close()` waits at most for the server to see the goodbye (less when connects time out sooner). */

@@ -10,7 +10,8 @@ export async function connectPostgres(url: string, options: ConnectOptions = {})
   const client = new pg.Client({
     connectionString: url,
     connectionTimeoutMillis: connectTimeoutMs,
-    application_name: options.applicationName ?? 'tenant-fleet',
+    // A URL's own `?application_name=` takes precedence (node-postgres merges it over this).
+    application_name: 'tenant-fleet',
     // A peer gone silent (half-open TCP) is noticed by the kernel, not only by a query.
     keepAlive: true,
   });
