@@ -72,9 +72,12 @@ it('three workers closed with timeoutMs 100 during pg_sleep never take the serve
         },
         { concurrency: budget },
       );
+      // The round's own handlers all started (each holds a connection) and all sleep.
       await until(
-        async () => (await count(`AND query = 'select pg_sleep(8)' AND state = 'active'`)) === budget,
-        'every handler sleeping',
+        async () =>
+          started === (round + 1) * budget &&
+          (await count(`AND query = 'select pg_sleep(8)' AND state = 'active'`)) === budget,
+        'every handler of the round sleeping',
       );
       await worker.close({ timeoutMs: 100 });
     }
