@@ -39,7 +39,12 @@ export async function connectMysql(url: string, options: ConnectOptions = {}): P
   // The status flags of the last OK packet. A result set carries none mysql2 shows, but a
   // SELECT neither opens nor ends a transaction unless autocommit is off, which the flags
   // of the SET that turned it off already say.
-  let status = SERVER_STATUS_AUTOCOMMIT;
+  // Until the first OK packet, the flags the server sent in its handshake (autocommit off
+  // by the server's default shows there).
+  const handshake = (
+    connection as unknown as { connection?: { _handshakePacket?: { statusFlags?: unknown } } }
+  ).connection?._handshakePacket?.statusFlags;
+  let status = typeof handshake === 'number' ? handshake : SERVER_STATUS_AUTOCOMMIT;
   const statements = new StatementQueue();
   let closing: Promise<void> | undefined;
   const run = async <R extends Row>(sql: string, params?: readonly unknown[]): Promise<R[]> => {
