@@ -1,7 +1,8 @@
 /**
  * Opening and readying the connections of a pool: resolving the secret (once, and again
- * after a lifetime recycle so a rotated secret is picked up), calling the driver, and the
- * checks and `search_path` switch run before each checkout.
+ * after a lifetime recycle so a rotated secret is picked up), calling the driver (whose
+ * failure becomes a `TenantConnectionError`), the checks and `search_path` switch run
+ * before each checkout, and the check of a connection given back.
  */
 
 import { FleetError, TenantConnectionError } from '../../errors.js';
