@@ -94,6 +94,11 @@ export class StatementQueue {
     return result;
   }
 
+  /** Resolves once every statement run so far has settled. */
+  settled(): Promise<void> {
+    return this.#tail.then(() => {});
+  }
+
   /** Stops starting statements; true when some were still running or queued. */
   close(): boolean {
     this.#closed = true;

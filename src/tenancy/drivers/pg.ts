@@ -70,15 +70,18 @@ export async function connectPostgres(url: string, options: ConnectOptions = {})
       closing ??= (async () => {
         // Nothing queued behind the running statement is sent any more.
         const abandoned = statements.close();
-        if (abandoned) {
-          // The server would run the statement to its end, holding the backend (and a
-          // connection the budget no longer counts) long after the socket closed: ask it
-          // to cancel, then wait for it to end the session, which it does only once the
-          // statement has stopped and the backend has left pg_stat_activity.
-          const { host, port, processID, secretKey } = client as unknown as PgClientKeys;
-          await sendCancelRequest({ host, port, processID, secretKey }, ABANDON_WAIT_MS);
-        }
-        await endWithin(client, abandoned ? ABANDON_WAIT_MS : Math.min(CLOSE_WAIT_MS, connectTimeoutMs));
+        if (!abandoned) return endWithin(client, Math.min(CLOSE_WAIT_MS, connectTimeoutMs));
+        // The server would run the statement to its end, holding the backend (and a
+        // connection the budget no longer counts) long after the socket closed; and
+        // node-postgres' end() drops the socket at once while a statement runs. So: ask the
+        // server to cancel, wait (bounded) for the statement to answer, then end the session
+        // the polite way, which resolves once the server has closed it, that is once the
+        // backend has left pg_stat_activity.
+        const { host, port, processID, secretKey } = client as unknown as PgClientKeys;
+        const cancelled = sendCancelRequest({ host, port, processID, secretKey }, ABANDON_WAIT_MS);
+        await settledWithin(statements.settled(), ABANDON_WAIT_MS);
+        await cancelled;
+        await endWithin(client, Math.min(CLOSE_WAIT_MS, connectTimeoutMs));
       })();
       return closing;
     },
@@ -93,6 +96,17 @@ export async function connectPostgres(url: string, options: ConnectOptions = {})
     },
   };
   return conn;
+}
+
+/** Resolves when `promise` settles or `ms` have passed, whichever comes first. */
+function settledWithin(promise: Promise<void>, ms: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    promise.finally(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
 
 /** What a cancel request needs from a connected client (public fields of pg's Client). */
