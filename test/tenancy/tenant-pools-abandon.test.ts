@@ -168,3 +168,29 @@ describe('an abandoned statement', () => {
     expect(await count('')).toBe(0);
   });
 });
+
+describe('an abandoned statement with the budget full', () => {
+  it('mariadb: keeps its slot until the server ended the session; the processlist stays within the budget', async () => {
+    // No idle connection and no free slot to kill it from: it runs to its end, and the
+    // slot moves only once the server has let the session go.
+    const count = async (filter: string) =>
+      Number(
+        (
+          await mariaAdmin.query<{ n: number }>(
+            `SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE DB = ? ${filter}`,
+            [maria.name],
+          )
+        )[0]?.n,
+      );
+    const result = await abortedJobs({
+      budget: 2,
+      url: maria.url,
+      sleep: 'SELECT SLEEP(4)',
+      serverSessions: () => count(''),
+      sleeping: () => count(`AND INFO LIKE 'SELECT SLEEP%'`),
+    });
+    expect(result.samples).toBeGreaterThan(5);
+    expect(result.max).toBeLessThanOrEqual(2);
+    expect(await count('')).toBe(0);
+  });
+});
