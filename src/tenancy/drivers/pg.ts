@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { ClosedError } from '../../errors.js';
-import { sendCancelRequest } from './cancel.js';
+import { sendCancelRequest } from './pg-cancel.js';
 import type { ConnectOptions, RawConnection, Row } from './driver.js';
 import { ABANDON_WAIT_MS, CLOSE_WAIT_MS, StatementQueue, scrubError } from './driver.js';
 
