@@ -21,6 +21,7 @@ export type FleetErrorCode =
   | 'SECRET_RESOLUTION'
   | 'CONFIG'
   | 'CLOSED'
+  | 'TENANT_CONNECTION'
   | 'MIGRATION_FAILED'
   | 'DATABASE_UNAVAILABLE'
   | 'FAN_OUT_FAILED';
@@ -139,8 +140,33 @@ export class ConfigError extends FleetError {
 
 /** The resource was used after `close()`. */
 export class ClosedError extends FleetError {
-  constructor(what: string) {
-    super('CLOSED', `Expected an open ${what}, got one that is closed`);
+  constructor(what: string, options?: { cause?: unknown }) {
+    super('CLOSED', `Expected an open ${what}, got one that is closed`, options);
+  }
+}
+
+/**
+ * A tenant's database could not be connected to (refused, unreachable, timed out, bad
+ * credentials). The driver's error, scrubbed of any password, is the `cause`.
+ */
+export class TenantConnectionError extends FleetError {
+  /** The tenant, or null for the pool schema-mode tenants share. */
+  readonly slug: string | null;
+  /** `host:port` of the database (a file path for SQLite); never a credential. */
+  readonly address: string;
+
+  constructor(slug: string | null, address: string, options: { cause: unknown }) {
+    const cause = options.cause as { code?: unknown; message?: unknown } | undefined;
+    const why = typeof cause?.code === 'string' ? cause.code : 'an error';
+    const who =
+      slug === null ? 'the shared schema-mode database' : `tenant ${JSON.stringify(slug)}'s database`;
+    super(
+      'TENANT_CONNECTION',
+      `Expected ${who} at ${address} to accept a connection, got ${why}${typeof cause?.message === 'string' ? `: ${redactUrl(cause.message)}` : ''}`,
+      options,
+    );
+    this.slug = slug;
+    this.address = address;
   }
 }
 

@@ -12,6 +12,7 @@ export {
   type FleetErrorCode,
   PoolCapacityError,
   SecretResolutionError,
+  TenantConnectionError,
   TenantInactiveError,
   TenantUnavailableError,
   UnknownTenantError,

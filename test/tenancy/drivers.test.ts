@@ -8,11 +8,12 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError } from '../../src/errors.js';
+import { ClosedError, ConfigError } from '../../src/errors.js';
 import { connect, databaseKindOf, type RawConnection } from '../../src/tenancy/drivers/index.js';
 import { splitSqlScript } from '../../src/tenancy/drivers/mysql.js';
 import { closedPort } from '../support/net.js';
 import { MYSQL_URL, PG_URL, tempDir, uniqueName } from '../support/services.js';
+import { until } from '../support/wait.js';
 
 const PASSWORD = 'pw-s3cret-Zq9';
 
@@ -132,7 +133,62 @@ describe.each(serverCases)('$scheme driver', (c) => {
     await Promise.all([own.close(), own.close()]);
     await own.close();
     expect(own.alive).toBe(false);
-    await expect(own.query('SELECT 1')).rejects.toThrow();
+    await expect(own.query('SELECT 1')).rejects.toBeInstanceOf(ClosedError);
+  });
+
+  it('knows when it is inside a transaction and counts statements in flight', async () => {
+    const own = await connect(c.adminUrl);
+    try {
+      expect(own.inTransaction()).toBe(false);
+      await own.query(c.scheme === 'mysql' ? 'START TRANSACTION' : 'BEGIN');
+      expect(own.inTransaction()).toBe(true);
+      await own.query('ROLLBACK');
+      expect(own.inTransaction()).toBe(false);
+      const first = own.query('SELECT 1');
+      const second = own.query('SELECT 2');
+      expect(own.inFlight).toBe(2);
+      await Promise.all([first, second]);
+      expect(own.inFlight).toBe(0);
+    } finally {
+      await own.close();
+    }
+  });
+
+  it('close() stops a statement still running and ends the session on the server', async () => {
+    const own = await connect(c.adminUrl);
+    const [row] = await own.query<{ id: number }>(
+      c.scheme === 'mysql' ? 'SELECT CONNECTION_ID() AS id' : 'SELECT pg_backend_pid() AS id',
+    );
+    const sleeping = own.query(c.scheme === 'mysql' ? 'SELECT SLEEP(30)' : 'SELECT pg_sleep(30)');
+    const queued = own.query('SELECT 1');
+    const outcome = Promise.allSettled([sleeping, queued]);
+    if (c.scheme === 'mysql') {
+      // MySQL needs another session to stop it: the driver names the statement to run there.
+      expect(own.cancelStatement).toBe(`KILL QUERY ${row!.id}`);
+      await until(
+        async () =>
+          (
+            await conn.query(
+              "SELECT 1 FROM information_schema.PROCESSLIST WHERE ID = ? AND INFO LIKE 'SELECT SLEEP%'",
+              [row!.id],
+            )
+          ).length === 1,
+        'the statement running',
+      );
+      await conn.query(own.cancelStatement as string);
+    }
+    await own.close();
+    const [slept, next] = await outcome;
+    expect(slept.status === 'rejected' && slept.reason).toBeInstanceOf(ClosedError);
+    // What was queued behind it was never sent.
+    expect(next.status === 'rejected' && next.reason).toBeInstanceOf(ClosedError);
+    const alive = await conn.query(
+      c.scheme === 'mysql'
+        ? 'SELECT ID FROM information_schema.PROCESSLIST WHERE ID = ?'
+        : 'SELECT pid FROM pg_stat_activity WHERE pid = $1',
+      [row!.id],
+    );
+    expect(alive).toEqual([]);
   });
 
   it('reports an idle connection killed by the server through onError, without crashing', async () => {
@@ -185,7 +241,20 @@ describe('sqlite driver', () => {
     await conn.ping();
     await Promise.all([conn.close(), conn.close()]);
     expect(conn.alive).toBe(false);
-    await expect(conn.query('SELECT 1')).rejects.toThrow();
+    await expect(conn.query('SELECT 1')).rejects.toBeInstanceOf(ClosedError);
+  });
+
+  it('knows when it is inside a transaction', async () => {
+    const conn = await connect(`sqlite:${join(dir, 'tx.db')}`);
+    try {
+      expect(conn.inTransaction()).toBe(false);
+      await conn.query('BEGIN');
+      expect(conn.inTransaction()).toBe(true);
+      await conn.query('ROLLBACK');
+      expect(conn.inTransaction()).toBe(false);
+    } finally {
+      await conn.close();
+    }
   });
 
   it('waits for another connection of the same process to commit instead of blocking the thread', async () => {

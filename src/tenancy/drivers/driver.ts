@@ -1,4 +1,4 @@
-import { ConfigError, redactUrl } from '../../errors.js';
+import { ClosedError, ConfigError, redactUrl } from '../../errors.js';
 
 /** The database servers tenant-fleet talks to. */
 export type DatabaseKind = 'postgres' | 'mysql' | 'sqlite';
@@ -30,16 +30,80 @@ export interface RawConnection {
   readonly alive: boolean;
   /**
    * True while the session is inside a transaction block (open or failed), as the server
-   * last reported it. Only drivers that know it implement it (Postgres); a pool closes a
-   * connection released in that state instead of lending it to another caller.
+   * last reported it (Postgres' ReadyForQuery status, MySQL's SERVER_STATUS_IN_TRANS flag
+   * or autocommit off, SQLite's `inTransaction`). A pool never lends a connection in that
+   * state to another caller.
    */
-  inTransaction?(): boolean;
+  inTransaction(): boolean;
+  /**
+   * Statements sent or queued and not yet answered. A connection given back with any is
+   * not lent again: `close()` cancels them on the server first.
+   */
+  readonly inFlight: number;
+  /**
+   * The statement another session of the same server runs to stop this connection's
+   * running statement (MySQL's `KILL QUERY <thread id>`). Absent where `close()` cancels
+   * without a session of its own (Postgres' cancel request) or nothing runs remotely (SQLite).
+   */
+  readonly cancelStatement?: string;
 }
 
 /** Options every driver's `connect` takes. */
 export interface ConnectOptions {
   /** Give up opening the connection after this long. @default 10_000 */
   connectTimeoutMs?: number;
+}
+
+/** How long `close()` waits at most for the server to see the goodbye (less when connects time out sooner). */
+export const CLOSE_WAIT_MS = 2_000;
+
+/**
+ * How long `close()` waits at most, once it asked the server to cancel a statement still
+ * running, for the server to end the session. Its budget slot is held until then, so the
+ * server never holds more sessions than the budget while an abandoned statement winds down.
+ */
+export const ABANDON_WAIT_MS = 10_000;
+
+/**
+ * Runs a connection's statements one at a time and counts those not yet answered. Once
+ * closed, statements not yet started reject with {@link ClosedError} and are never sent.
+ */
+export class StatementQueue {
+  #tail: Promise<unknown> = Promise.resolve();
+  #size = 0;
+  #closed = false;
+
+  /** Statements running or waiting their turn. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Runs `statement` after every statement queued before it. */
+  run<T>(statement: () => Promise<T>): Promise<T> {
+    if (this.#closed) return Promise.reject(new ClosedError('database connection'));
+    this.#size++;
+    const result = this.#tail
+      .then(() => {
+        if (this.#closed) throw new ClosedError('database connection');
+        return statement();
+      })
+      .finally(() => {
+        this.#size--;
+      });
+    this.#tail = result.catch(() => {});
+    return result;
+  }
+
+  /** Resolves once every statement run so far has settled. */
+  settled(): Promise<void> {
+    return this.#tail.then(() => {});
+  }
+
+  /** Stops starting statements; true when some were still running or queued. */
+  close(): boolean {
+    this.#closed = true;
+    return this.#size > 0;
+  }
 }
 
 const SCHEMES: Record<string, DatabaseKind> = {

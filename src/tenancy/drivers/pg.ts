@@ -1,6 +1,8 @@
 import pg from 'pg';
+import { ClosedError } from '../../errors.js';
 import type { ConnectOptions, RawConnection, Row } from './driver.js';
-import { scrubError } from './driver.js';
+import { ABANDON_WAIT_MS, CLOSE_WAIT_MS, StatementQueue, scrubError } from './driver.js';
+import { sendCancelRequest } from './pg-cancel.js';
 
 /** Opens one node-postgres `Client` to `url`. */
 export async function connectPostgres(url: string, options: ConnectOptions = {}): Promise<RawConnection> {
@@ -8,6 +10,7 @@ export async function connectPostgres(url: string, options: ConnectOptions = {})
   const client = new pg.Client({
     connectionString: url,
     connectionTimeoutMillis: connectTimeoutMs,
+    // A URL's own `?application_name=` takes precedence (node-postgres merges it over this).
     application_name: 'tenant-fleet',
     // A peer gone silent (half-open TCP) is noticed by the kernel, not only by a query.
     keepAlive: true,
@@ -31,35 +34,55 @@ export async function connectPostgres(url: string, options: ConnectOptions = {})
     await endWithin(client, Math.min(CLOSE_WAIT_MS, connectTimeoutMs));
     throw scrubError(err);
   }
+  // Statements go to the client one at a time: node-postgres would queue them itself, but
+  // deprecates that, and our own queue lets close() drop what was never sent.
+  const statements = new StatementQueue();
   let closing: Promise<void> | undefined;
+  const run = async <R extends Row>(sql: string, params?: readonly unknown[]): Promise<R[]> => {
+    try {
+      const result = await client.query(sql, params as unknown[] | undefined);
+      return (result.rows ?? []) as R[];
+    } catch (err) {
+      if (isConnectionLost(err)) alive = false;
+      if (closing) throw new ClosedError('database connection', { cause: scrubError(err) });
+      throw scrubError(err);
+    }
+  };
   const conn: RawConnection = {
     kind: 'postgres',
     get alive() {
       return alive;
     },
-    async query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<R[]> {
-      try {
-        const result = await client.query(sql, params as unknown[] | undefined);
-        return (result.rows ?? []) as R[];
-      } catch (err) {
-        if (isConnectionLost(err)) alive = false;
-        throw scrubError(err);
-      }
+    get inFlight() {
+      return statements.size;
+    },
+    query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<R[]> {
+      return statements.run(() => run<R>(sql, params));
     },
     async exec(sql: string): Promise<void> {
-      try {
-        await client.query(sql);
-      } catch (err) {
-        if (isConnectionLost(err)) alive = false;
-        throw scrubError(err);
-      }
+      await statements.run(() => run(sql));
     },
     async ping(): Promise<void> {
       await conn.query('select 1');
     },
     close(): Promise<void> {
       alive = false;
-      closing ??= endWithin(client, Math.min(CLOSE_WAIT_MS, connectTimeoutMs));
+      closing ??= (async () => {
+        // Nothing queued behind the running statement is sent any more.
+        const abandoned = statements.close();
+        if (!abandoned) return endWithin(client, Math.min(CLOSE_WAIT_MS, connectTimeoutMs));
+        // The server would run the statement to its end, holding the backend (and a
+        // connection the budget no longer counts) long after the socket closed; and
+        // node-postgres' end() drops the socket at once while a statement runs. So: ask the
+        // server to cancel, wait (bounded) for the statement to answer, then end the session
+        // the polite way, which resolves once the server has closed it, that is once the
+        // backend has left pg_stat_activity.
+        const { host, port, processID, secretKey } = client as unknown as PgClientKeys;
+        const cancelled = sendCancelRequest({ host, port, processID, secretKey }, ABANDON_WAIT_MS);
+        await settledWithin(statements.settled(), ABANDON_WAIT_MS);
+        await cancelled;
+        await endWithin(client, Math.min(CLOSE_WAIT_MS, connectTimeoutMs));
+      })();
       return closing;
     },
     onError(listener) {
@@ -75,13 +98,30 @@ export async function connectPostgres(url: string, options: ConnectOptions = {})
   return conn;
 }
 
-/** How long `close()` waits at most for the server to see the goodbye (less when connects time out sooner). */
-const CLOSE_WAIT_MS = 2_000;
+/** Resolves when `promise` settles or `ms` have passed, whichever comes first. */
+function settledWithin(promise: Promise<void>, ms: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    promise.finally(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+/** What a cancel request needs from a connected client (public fields of pg's Client). */
+interface PgClientKeys {
+  host: string;
+  port: number;
+  processID: number;
+  secretKey: number;
+}
 
 /**
  * Ends the client, and destroys its socket when that has not finished within `ms`: over
  * a half-open TCP connection `end()` never resolves, and the pool frees the connection's
- * budget slot only once its close has finished.
+ * budget slot only once its close has finished. `end()` resolves on the socket's 'end',
+ * that is once the server has ended the session.
  */
 function endWithin(client: pg.Client, ms: number): Promise<void> {
   return new Promise<void>((resolve) => {

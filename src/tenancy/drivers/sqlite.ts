@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import Database from 'better-sqlite3';
+import { ClosedError } from '../../errors.js';
 import type { ConnectOptions, RawConnection, Row } from './driver.js';
 import { scrubError, sqlitePath } from './driver.js';
 
@@ -29,23 +30,39 @@ export async function connectSqlite(url: string, options: ConnectOptions = {}): 
     throw scrubError(err);
   }
   let alive = true;
+  // Statements waiting for a lock (the only ones that can be in flight: better-sqlite3
+  // runs each synchronously).
+  let waiting = 0;
+  const openDb = (): Database.Database => {
+    if (!db.open) throw new ClosedError('database connection');
+    return db;
+  };
   return {
     kind: 'sqlite',
     get alive() {
       return alive && db.open;
     },
+    get inFlight() {
+      return waiting;
+    },
     async query<R extends Row = Row>(sql: string, params: readonly unknown[] = []): Promise<R[]> {
       const values = params.map(toSqliteValue);
-      return whenUnlocked(busyTimeoutMs, () => {
-        const statement = db.prepare(sql);
-        if (statement.reader) return statement.all(...values) as R[];
-        statement.run(...values);
-        return [];
-      });
+      waiting++;
+      try {
+        return await whenUnlocked(busyTimeoutMs, () => {
+          const statement = openDb().prepare(sql);
+          if (statement.reader) return statement.all(...values) as R[];
+          statement.run(...values);
+          return [];
+        });
+      } finally {
+        waiting--;
+      }
     },
     async exec(sql: string): Promise<void> {
       // A script cannot be retried (its first statements may have run), so it waits for
       // locks the blocking way; callers take the lock first with `query('BEGIN IMMEDIATE')`.
+      openDb();
       try {
         db.pragma(`busy_timeout = ${Math.trunc(busyTimeoutMs)}`);
         db.exec(sql);
@@ -56,11 +73,15 @@ export async function connectSqlite(url: string, options: ConnectOptions = {}): 
       }
     },
     async ping(): Promise<void> {
-      db.prepare('select 1').get();
+      openDb().prepare('select 1').get();
     },
     async close(): Promise<void> {
       alive = false;
+      // Closing a handle inside a transaction rolls it back and releases its lock.
       if (db.open) db.close();
+    },
+    inTransaction(): boolean {
+      return db.open && db.inTransaction;
     },
     // A local file handle raises no errors while idle; nothing to listen to.
     onError() {},
@@ -80,6 +101,7 @@ async function whenUnlocked<T>(timeoutMs: number, run: () => T): Promise<T> {
     } catch (err) {
       const code = (err as { code?: unknown }).code;
       const busy = typeof code === 'string' && code.startsWith('SQLITE_BUSY');
+      if (err instanceof ClosedError) throw err;
       if (!busy || Date.now() >= deadline) throw scrubError(err);
     }
     await delay(Math.min(2 ** attempt, 25));

@@ -99,6 +99,17 @@ export class ConnectionBudget {
   }
 
   /**
+   * Takes a slot that is free right now, even with requests queued or the budget closed,
+   * for a session that lives one statement (cancelling an abandoned one): it frees the
+   * slot of the connection it cancels sooner than anything queued would get one.
+   */
+  takeFreeNow(): boolean {
+    if (this.#open >= this.max) return false;
+    this.#open++;
+    return true;
+  }
+
+  /**
    * Takes a slot without queueing: a free one, else the slot of the least recently used
    * idle connection of another member, which is closed first. Resolves to false when
    * neither exists.

@@ -14,8 +14,9 @@ import type { DatabaseKind, RawConnection } from '../drivers/driver.js';
 import type { StorageMode } from '../org.js';
 import type { BudgetMember, ConnectionBudget, IdleSlot } from './budget.js';
 import { PoolConnections } from './connections.js';
-import { PoolConnector, prepareCheckout } from './connector.js';
+import { PoolConnector, prepareCheckout, unfitReason } from './connector.js';
 import { PoolDrain } from './drain.js';
+import { type SideCancelDeps, sideCancelFor } from './side-cancel.js';
 import type {
   CloseReason,
   ConnectionPoolOptions,
@@ -46,6 +47,7 @@ export class ConnectionPool implements BudgetMember {
   // Callers queued for a connection, and the budget slots asked for them.
   readonly #waiters: PoolWaiters;
   readonly #connector: PoolConnector;
+  readonly #sideCancel: SideCancelDeps;
   // Whether and why the pool was closed, and when it has drained.
   readonly #drain = new PoolDrain(() => this.#conns.size + this.#connecting + this.#waiters.requested);
   #connecting = 0;
@@ -80,7 +82,18 @@ export class ConnectionPool implements BudgetMember {
       options.budget,
       this,
     );
-    this.#connector = new PoolConnector(options.url, options.resolveUrl, options.connectTimeoutMs);
+    this.#connector = new PoolConnector(
+      options.url,
+      options.resolveUrl,
+      options.connectTimeoutMs,
+      options.slug,
+    );
+    this.#sideCancel = {
+      budget: options.budget,
+      open: () => this.#connector.open(),
+      borrowIdle: () => this.#popIdle(),
+      giveBack: (conn) => this.release(conn),
+    };
   }
 
   /** True once close() was called. */
@@ -170,11 +183,9 @@ export class ConnectionPool implements BudgetMember {
   release(conn: PooledConnection, err?: unknown): void {
     if (!this.#conns.giveBack(conn)) return;
     this.lastUsedAt = Date.now();
-    // Inside a transaction (open or failed), the next caller's statements would run in it
-    // and a ROLLBACK of theirs would undo their own checkout (search_path): close it.
-    const inTransaction = err === undefined && conn.raw.alive && conn.raw.inTransaction?.() === true;
-    if (err !== undefined || inTransaction) {
-      this.#destroy(conn, inTransaction ? 'in-transaction' : 'released-with-error');
+    const reason = err === undefined ? unfitReason(conn.raw) : 'released-with-error';
+    if (reason !== undefined) {
+      this.#destroy(conn, reason);
       this.#waiters.pump();
       this.#checkSettled();
       return;
@@ -349,16 +360,18 @@ export class ConnectionPool implements BudgetMember {
     this.#destroy(conn, 'lifetime');
   }
 
-  // Closes a connection; its budget slot is freed only once the close has completed.
+  // Closes a connection (cancelling what runs on it first); its budget slot is freed only
+  // once the close has completed, that is once the server has ended the session.
   #destroy(conn: PooledConnection, reason: CloseReason): void {
     if (conn.state === 'closing') return;
     this.#conns.unlink(conn);
     conn.state = 'closing';
     this.#afterDrop();
-    this.#drain.closeConnection(conn.raw, () => {
+    const closed = () => {
       this.#budget.free();
       this.#hooks.onClose(this, reason);
-    });
+    };
+    this.#drain.closeConnection(conn.raw, closed, sideCancelFor(conn.raw, this.#sideCancel));
   }
 
   // A connect failed: the breaker hears of it, unless the pool was merely closed meanwhile.

@@ -1,14 +1,18 @@
 /**
  * Opening and readying the connections of a pool: resolving the secret (once, and again
- * after a lifetime recycle so a rotated secret is picked up), calling the driver, and the
- * checks and `search_path` switch run before each checkout.
+ * after a lifetime recycle so a rotated secret is picked up), calling the driver (whose
+ * failure becomes a `TenantConnectionError`), the checks and `search_path` switch run
+ * before each checkout, and the check of a connection given back.
  */
 
-import type { RawConnection } from '../drivers/driver.js';
-import { connect } from '../drivers/index.js';
+import { FleetError, TenantConnectionError } from '../../errors.js';
+import { type RawConnection, sqlitePath } from '../drivers/driver.js';
+import { connect, databaseKindOf } from '../drivers/index.js';
+import type { CloseReason } from './types.js';
 
 /** Opens raw connections to one database whose URL is a secret resolved on demand. */
 export class PoolConnector {
+  readonly #slug: string | null;
   readonly #resolveUrl: () => Promise<string>;
   readonly #connectTimeoutMs: number;
   // The resolved URL, shared by concurrent connects; cleared on failure so the next
@@ -18,28 +22,53 @@ export class PoolConnector {
   /**
    * @param url the URL resolved when the pool was built
    * @param resolveUrl resolves it again, once the pool forgets it
+   * @param slug the tenant, or null for the shared schema-mode pool (named in errors)
    */
-  constructor(url: string, resolveUrl: () => Promise<string>, connectTimeoutMs: number) {
+  constructor(
+    url: string,
+    resolveUrl: () => Promise<string>,
+    connectTimeoutMs: number,
+    slug: string | null = null,
+  ) {
+    this.#slug = slug;
     this.#url = Promise.resolve(url);
     this.#resolveUrl = resolveUrl;
     this.#connectTimeoutMs = connectTimeoutMs;
   }
 
-  /** Opens one connection; rejects with the resolver's or the driver's (scrubbed) error. */
+  /**
+   * Opens one connection; rejects with the resolver's error, or a
+   * {@link TenantConnectionError} whose cause is the driver's (scrubbed) error.
+   */
   async open(): Promise<RawConnection> {
     this.#url ??= this.#resolveUrl();
     const url = this.#url;
+    let resolved: string | undefined;
     try {
-      return await connect(await url, { connectTimeoutMs: this.#connectTimeoutMs });
+      resolved = await url;
+      return await connect(resolved, { connectTimeoutMs: this.#connectTimeoutMs });
     } catch (err) {
       if (this.#url === url) this.#url = undefined;
-      throw err;
+      if (err instanceof FleetError || resolved === undefined) throw err;
+      throw new TenantConnectionError(this.#slug, addressOf(resolved), { cause: err });
     }
   }
 
   /** Forgets the resolved URL, so the next connection resolves the secret again. */
   forgetUrl(): void {
     this.#url = undefined;
+  }
+}
+
+/** Where a database URL points, without its credentials: `host:port`, or a SQLite file. */
+function addressOf(url: string): string {
+  try {
+    const kind = databaseKindOf(url);
+    if (kind === 'sqlite') return sqlitePath(url);
+    const parsed = new URL(url);
+    return `${parsed.hostname || 'localhost'}:${parsed.port || (kind === 'postgres' ? 5432 : 3306)}`;
+  } catch {
+    return 'an address that does not parse';
   }
 }
 
@@ -96,4 +125,22 @@ export function prepareCheckout(
 /** A Postgres identifier in double quotes, inner quotes doubled. */
 export function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
+}
+
+/**
+ * Why a connection given back without an error must not be lent again, if it must not.
+ * Statements still in flight would run, or finish, on the next caller's turn (a BEGIN
+ * sent and not awaited opens a transaction the next tenant writes into). Inside a
+ * transaction (open or failed), the next caller's statements would run in it and a
+ * ROLLBACK of theirs would undo their own checkout (search_path). Either way the
+ * connection is closed, not rolled back and reused: a rollback is a round trip the
+ * synchronous release cannot wait for, cannot stop statements already queued behind it,
+ * and leaves session state (MySQL's variables, locks, temp tables) that only a new
+ * session is sure to shed; closing cancels what is in flight on the server first.
+ */
+export function unfitReason(raw: RawConnection): CloseReason | undefined {
+  if (!raw.alive) return undefined;
+  if (raw.inFlight > 0) return 'in-flight';
+  if (raw.inTransaction()) return 'in-transaction';
+  return undefined;
 }

@@ -59,12 +59,16 @@ export class PoolDrain {
 
   /**
    * Closes a connection, counted as closing until the close completes; `closed` runs then
-   * (freeing the slot, reporting the close), and the pool may have drained.
+   * (freeing the slot, reporting the close), and the pool may have drained. `before`
+   * (cancelling an abandoned statement) runs while it closes and never rejects.
    */
-  async closeConnection(raw: RawConnection, closed: () => void): Promise<void> {
+  async closeConnection(raw: RawConnection, closed: () => void, before?: () => Promise<void>): Promise<void> {
     this.#closing++;
     try {
-      await raw.close();
+      // The close starts first, so nothing queued behind the running statement is sent.
+      const closing = raw.close();
+      if (before) await before();
+      await closing;
     } finally {
       this.#closing--;
       closed();

@@ -18,6 +18,7 @@ export type CloseReason =
   | 'dead'
   | 'released-with-error'
   | 'in-transaction'
+  | 'in-flight'
   | 'evict'
   | 'close';
 

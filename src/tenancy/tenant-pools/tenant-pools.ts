@@ -6,6 +6,9 @@
  *   recently used first. A pool in use is never evicted: a new tenant waits for a place.
  * - Every connection of every pool is paid for from one {@link ConnectionBudget}, so the
  *   process never holds more than `maxConnections` connections, however many tenants.
+ *   The budget covers the tenant pools and the shared schema-mode pool, nothing else: the
+ *   registry's own connection (one, whether TenantPools opened the registry from a URL or
+ *   was given it) is the registry's, so a process holds at most `maxConnections + 1`.
  * - Schema-mode tenants share one pool on the registry database; each checkout switches
  *   `search_path` to the tenant's schema.
  */

@@ -1,0 +1,96 @@
+/**
+ * Workers closed past their deadline while their handlers sit in a long statement: the
+ * statements are cancelled on the server and no budget slot moves on before the server
+ * session is gone, so pg_stat_activity, sampled every 20 ms, never shows more sessions of
+ * this process than its budget, however often workers are closed and started again.
+ */
+import { setTimeout as delay } from 'node:timers/promises';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { ClosedError } from '../../src/errors.js';
+import { Fleet } from '../../src/fleet.js';
+import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
+import { type PgWorld, pgWorld, slugs } from '../support/pools-fixture.js';
+import { uniqueName } from '../support/services.js';
+import { until } from '../support/wait.js';
+
+let world: PgWorld;
+beforeAll(async () => {
+  world = await pgWorld();
+});
+afterAll(async () => {
+  await world.cleanup();
+});
+
+it('three workers closed with timeoutMs 100 during pg_sleep never take the server past the budget', async () => {
+  const budget = 3;
+  const tenant = await world.createDatabase('tp_aborted');
+  const tag = uniqueName('aborted');
+  const [slug] = slugs('aborted', 1) as [string];
+  await world.addOrgs([
+    { slug, storageMode: 'database', databaseUrl: `${tenant.url}?application_name=${tag}` },
+  ]);
+  const count = async (filter = '') =>
+    Number(
+      (
+        await world.admin.query<{ n: string }>(
+          `SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1 ${filter}`,
+          [tag],
+        )
+      )[0]?.n,
+    );
+  const pools = await TenantPools.open({ registry: world.registry, maxConnections: budget });
+  const fleet = await Fleet.open({ engine: 'memory', registry: world.registry, pools });
+  const outcomes: unknown[] = [];
+  let started = 0;
+  let max = 0;
+  let samples = 0;
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      max = Math.max(max, await count());
+      samples++;
+      await delay(20);
+    }
+  })();
+  try {
+    for (let round = 0; round < 3; round++) {
+      // A queue per round: the jobs given up on stay behind, not run again by the next worker.
+      const queue = uniqueName('q');
+      for (let i = 0; i < budget; i++) await fleet.enqueue(queue, { tenant: slug, name: 'sleep', data: i });
+      // A handler that ignores its signal and waits for its statement: the job the worker
+      // gives up on at close.
+      const worker = fleet.worker(
+        queue,
+        async (_job, ctx) => {
+          started++;
+          try {
+            await ctx.db!.query('select pg_sleep(8)');
+            outcomes.push('finished');
+          } catch (err) {
+            outcomes.push(err);
+          }
+        },
+        { concurrency: budget },
+      );
+      // The round's own handlers all started (each holds a connection) and all sleep.
+      await until(
+        async () =>
+          started === (round + 1) * budget &&
+          (await count(`AND query = 'select pg_sleep(8)' AND state = 'active'`)) === budget,
+        'every handler of the round sleeping',
+      );
+      await worker.close({ timeoutMs: 100 });
+    }
+  } finally {
+    sampling = false;
+    await sampler;
+    await fleet.close();
+    await pools.close();
+  }
+  expect(samples).toBeGreaterThan(10);
+  expect(max).toBeLessThanOrEqual(budget);
+  expect(started).toBe(3 * budget);
+  await until(() => outcomes.length === started, 'every handler to settle');
+  for (const outcome of outcomes) expect(outcome).toBeInstanceOf(ClosedError);
+  expect(await count()).toBe(0);
+});
