@@ -5,6 +5,7 @@ import { type Logger, silentLogger } from '../logger.js';
 import type { ActiveJob, QueueEngine } from '../queue/engine.js';
 import type { Org } from '../tenancy/org.js';
 import type { TenantConnection } from '../tenancy/tenant-pools/tenant-connection.js';
+import { durationOption } from '../validate.js';
 import { ConnectionBorrower } from './connection-borrower.js';
 import { FairPicker } from './fair-picker.js';
 import { createJobContext, type JobHandler, toError } from './job-context.js';
@@ -152,7 +153,8 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
    * borrowed connection is given back. Idempotent: later calls get the same promise.
    */
   close(options: CloseOptions = {}): Promise<void> {
-    this.#closed ??= this.#close(options.timeoutMs ?? this.options.shutdownTimeoutMs);
+    const timeoutMs = durationOption('timeoutMs', options?.timeoutMs ?? this.options.shutdownTimeoutMs, 0);
+    this.#closed ??= this.#close(timeoutMs);
     return this.#closed;
   }
 

@@ -79,7 +79,7 @@ describe.each(engines)('FleetWorker on the $name engine', (engine) => {
       ConfigError,
     );
     expect(() => fleet.worker(queue, async () => {}, { jobsPerTurn: 1.5, borrowConnection: false })).toThrow(
-      'Expected `jobsPerTurn` to be an integer ≥ 1, got 1.5',
+      'Expected `jobsPerTurn` to be an integer between 1 and 1000, got 1.5',
     );
   });
 
