@@ -19,13 +19,15 @@ export interface FleetWorkerOptions {
   /**
    * Jobs a slot runs back to back for the tenant it picked before the tenant's turn
    * passes on. Each of them after the first is fetched in the same engine call that
-   * completes the one before (one Redis script instead of two on BullMQ) and runs on
-   * the same borrowed connection. A tenant's weight is the number of turns it gets per
+   * completes the one before (one Redis script instead of two on BullMQ). Each job
+   * gives its connection back and the next borrows again through the pool's checkout,
+   * so a transaction left open or a `search_path` changed never reaches the next job
+   * (the pool usually lends the same connection back). A tenant's weight is the number of turns it gets per
    * round, so two busy tenants of weights 3 and 1 still get 3:1 of the jobs; 1 gives
    * the finest interleaving of tenants, larger values fewer engine calls per job.
    * A tenant with an org `maxConcurrency` gets turns of one job (and as many more turns),
-   * so its places go round the fleet; a turn also ends early, giving its connection
-   * back, while another tenant waits for a connection.
+   * so its places go round the fleet; a turn also ends early while another tenant waits
+   * for a connection, or when none can be lent for its next job without waiting.
    * @default 4
    */
   jobsPerTurn?: number;
