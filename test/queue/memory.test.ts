@@ -40,5 +40,13 @@ describe('MemoryEngine', () => {
     expect(() => new MemoryEngine({ maxDataBytes: 0 })).toThrow(
       expect.objectContaining({ option: 'maxDataBytes' }),
     );
+    // Sizes are bounded: every kept job stays in this process's heap.
+    for (const [option, value] of [
+      ['keepCompleted', 1_000_001],
+      ['keepFailed', 1_000_001],
+      ['maxStalledCount', 1_001],
+      ['maxDataBytes', 512 * 1024 * 1024 + 1],
+    ] as const)
+      expect(() => new MemoryEngine({ [option]: value })).toThrow(expect.objectContaining({ option }));
   });
 });
