@@ -3,8 +3,9 @@ import { ConfigError, describe } from './errors.js';
 import { type Logger, silentLogger } from './logger.js';
 import type { EngineName, QueueEngine } from './queue/engine.js';
 import type { OrgRegistry } from './tenancy/registry/org-registry.js';
-import type { TenantPoolsOptions } from './tenancy/tenant-pools/options.js';
+import { resolveTenantPoolsOptions, type TenantPoolsOptions } from './tenancy/tenant-pools/options.js';
 import { TenantPools } from './tenancy/tenant-pools/tenant-pools.js';
+import { integerOption } from './validate.js';
 
 /** Options of the pools a fleet opens itself: those of `TenantPools.open`, on the fleet's registry. */
 export type FleetPoolsOptions = Omit<TenantPoolsOptions, 'registry'>;
@@ -115,13 +116,16 @@ export function resolveFleetOptions(options: FleetOptions): ResolvedFleetOptions
       'Expected pool options without `registry` (the fleet passes its own), got one',
     );
   }
-  const maxDataBytes = options.maxDataBytes ?? DEFAULTS.maxDataBytes;
-  if (!Number.isInteger(maxDataBytes) || maxDataBytes < 1) {
-    throw new ConfigError(
-      'maxDataBytes',
-      `Expected \`maxDataBytes\` to be an integer ≥ 1, got ${describe(maxDataBytes)}`,
-    );
-  }
+  // Checked here, before Fleet.open opens anything, rather than when the pools are opened.
+  if (options.pools !== undefined && !(options.pools instanceof TenantPools))
+    resolveTenantPoolsOptions({ ...options.pools, registry: options.registry });
+  // Redis refuses a string over 512 MiB: larger `data` could never be stored.
+  const maxDataBytes = integerOption(
+    'maxDataBytes',
+    options.maxDataBytes ?? DEFAULTS.maxDataBytes,
+    1,
+    512 * 1024 * 1024,
+  );
   return {
     engine,
     redis: options.redis,

@@ -9,6 +9,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError, describe, redactUrl } from '../errors.js';
+import { MAX_CACHED_POOLS, MAX_CONNECTIONS } from '../tenancy/tenant-pools/options.js';
+import { MAX_DURATION_MS } from '../validate.js';
+import { MAX_CONCURRENCY, MAX_JOBS_PER_TURN } from '../worker/worker-options.js';
 import { defaultExport, loadUserModule } from './load-module.js';
 
 /** The file names looked for in the working directory when `--config` is not given. */
@@ -35,10 +38,10 @@ const scheduleSchema = z
 
 const workerSchema = z
   .object({
-    concurrency: z.int().min(1).default(8),
-    perTenantConcurrency: z.int().min(1).optional(),
-    jobsPerTurn: z.int().min(1).optional(),
-    shutdownTimeoutMs: z.int().min(0).default(30_000),
+    concurrency: z.int().min(1).max(MAX_CONCURRENCY).default(8),
+    perTenantConcurrency: z.int().min(1).max(MAX_CONCURRENCY).optional(),
+    jobsPerTurn: z.int().min(1).max(MAX_JOBS_PER_TURN).optional(),
+    shutdownTimeoutMs: z.int().min(0).max(MAX_DURATION_MS).default(30_000),
     startup: z.enum(['blocking', 'background']).default('blocking'),
     prewarm: z.boolean().default(true),
   })
@@ -56,9 +59,9 @@ const configSchema = z
       .string()
       .regex(/^[A-Za-z0-9_-]{1,40}$/, 'expected 1–40 letters, digits, - or _')
       .default('fleet'),
-    maxConnections: z.int().min(1).default(20),
-    maxCachedPools: z.int().min(1).optional(),
-    acquireTimeoutMs: z.int().min(1).optional(),
+    maxConnections: z.int().min(1).max(MAX_CONNECTIONS).default(20),
+    maxCachedPools: z.int().min(1).max(MAX_CACHED_POOLS).optional(),
+    acquireTimeoutMs: z.int().min(1).max(MAX_DURATION_MS).optional(),
     /** @default 'info' for long-running commands (worker, scheduler), 'warn' for one-shot ones */
     logLevel: z.enum(logLevels).optional(),
     worker: workerSchema.default(() => workerSchema.parse({})),

@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Cron } from 'croner';
 import { ClosedError, ConfigError, describe, FanOutError, ValidationError } from '../errors.js';
 import { type Logger, silentLogger } from '../logger.js';
+import { durationOption } from '../validate.js';
 import { type FanOutResult, type FanOutTarget, fanOutBatchId, fanOutTick } from './fan-out.js';
 import {
   type FanOutOptions,
@@ -55,13 +56,11 @@ export function resolveSchedulerOptions(options: SchedulerOptions = {}): Resolve
       `Expected \`pageSize\` to be an integer from 1 to 10000, got ${describe(pageSize)}`,
     );
   }
-  const closeTimeoutMs = options.closeTimeoutMs ?? DEFAULTS.closeTimeoutMs;
-  if (!Number.isFinite(closeTimeoutMs) || closeTimeoutMs < 0) {
-    throw new ConfigError(
-      'closeTimeoutMs',
-      `Expected \`closeTimeoutMs\` to be a number ≥ 0, got ${describe(closeTimeoutMs)}`,
-    );
-  }
+  const closeTimeoutMs = durationOption(
+    'closeTimeoutMs',
+    options.closeTimeoutMs ?? DEFAULTS.closeTimeoutMs,
+    0,
+  );
   return {
     store: options.store ?? new MemoryScheduleStore(),
     pageSize,

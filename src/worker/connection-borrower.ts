@@ -58,6 +58,20 @@ export class ConnectionBorrower {
     return lent;
   }
 
+  /**
+   * A connection for the next job of a turn, or undefined when none can be lent without
+   * waiting (the turn then ends; the tenant is not blocked, its next pick borrows as
+   * usual). Goes through the pool's checkout like every borrow, so the job starts clean.
+   */
+  async borrowAgain(org: Org): Promise<TenantConnection | undefined> {
+    try {
+      return (await this.#o.pools.tryAcquire(org)) ?? undefined;
+    } catch (error) {
+      this.#o.onError(error, `tryAcquire ${org.slug}`);
+      return undefined;
+    }
+  }
+
   /** Gives a connection back (destroyed when `error` is given) and retries blocked tenants. */
   giveBack(db: TenantConnection | undefined, error?: Error): void {
     if (db === undefined) return;

@@ -4,7 +4,7 @@ import { ClosedError, ConfigError, describe } from '../errors.js';
 import { type Logger, silentLogger } from '../logger.js';
 import type { ActiveJob, QueueEngine } from '../queue/engine.js';
 import type { Org } from '../tenancy/org.js';
-import type { TenantConnection } from '../tenancy/tenant-pools/tenant-connection.js';
+import { durationOption } from '../validate.js';
 import { ConnectionBorrower } from './connection-borrower.js';
 import { FairPicker } from './fair-picker.js';
 import { createJobContext, type JobHandler, toError } from './job-context.js';
@@ -152,7 +152,8 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
    * borrowed connection is given back. Idempotent: later calls get the same promise.
    */
   close(options: CloseOptions = {}): Promise<void> {
-    this.#closed ??= this.#close(options.timeoutMs ?? this.options.shutdownTimeoutMs);
+    const timeoutMs = durationOption('timeoutMs', options?.timeoutMs ?? this.options.shutdownTimeoutMs, 0);
+    this.#closed ??= this.#close(timeoutMs);
     return this.#closed;
   }
 
@@ -227,8 +228,8 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
   /**
    * One pick, a turn of up to `jobsPerTurn` jobs of one tenant: borrow, fetch, run,
    * settle. Within the turn (and while the round would hand the slot the same tenant
-   * again) each job is completed and the next one fetched in one engine call, on the
-   * same borrowed connection. Never throws.
+   * again) each job is completed and the next one fetched in one engine call; each job
+   * borrows its own connection, fresh from the pool's checkout. Never throws.
    */
   async #serve(slug: string): Promise<void> {
     const org = this.#tenants.org(slug);
@@ -236,15 +237,11 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
       this.#picker.finish(slug);
       return;
     }
-    let db: TenantConnection | undefined;
-    if (this.#borrower !== undefined) {
-      const lent = await this.#borrower.borrow(org);
-      if (lent === null) {
-        // Blocked: the round skips the tenant until a connection comes back.
-        this.#picker.finish(slug);
-        return;
-      }
-      db = lent;
+    const db = this.#borrower === undefined ? undefined : await this.#borrower.borrow(org);
+    if (db === null) {
+      // Blocked: the round skips the tenant until a connection comes back.
+      this.#picker.finish(slug);
+      return;
     }
     // Read before fetching: a readiness signal during the fetch must survive a null.
     const epoch = this.#picker.readyEpoch(slug);
@@ -266,7 +263,7 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     }
     // The tenant had a job, so it may have more: undo a markEmpty another slot raced in.
     this.#picker.markReady(slug);
-    // Each run either hands the connection and the turn to the next job, or gives both back.
+    // Each run gives its connection back, then hands the turn on (with a fresh one) or ends it.
     const turn: Turn = { org, db, served: 0 };
     for (let next: ActiveJob | null = job; next !== null; )
       next = await this.#run(next as ActiveJob<Data>, turn);
@@ -283,8 +280,9 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
   }
 
   /**
-   * Runs one job of the turn and settles it. Resolves to the tenant's next job when the
-   * turn goes on (the pick and `db` then pass to that job), else to null with `db` back.
+   * Runs one job of the turn and settles it, giving its connection back. Resolves to the
+   * tenant's next job when the turn goes on (the pick passes to that job, with a connection
+   * borrowed afresh into `turn.db`), else to null with no connection held.
    */
   async #run(job: ActiveJob<Data>, turn: Turn): Promise<ActiveJob | null> {
     const { org, db } = turn;
@@ -308,8 +306,14 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     this.#running.delete(jobKey(job));
     entry.db = undefined;
     // The turn goes on: take the tenant's next job with the completion.
-    const again = failure === undefined && !this.#closing && this.#continueTurn(turn);
-    if (!again) this.#borrower?.giveBack(db, failure);
+    let again = failure === undefined && !this.#closing && this.#continueTurn(turn);
+    // Back to the pool after every job, and the next job borrows again: only the pool's
+    // checkout ends a transaction the handler left open, resets the session and sets
+    // search_path (handed on, the next job could write into another tenant's schema).
+    this.#borrower?.giveBack(db, failure);
+    turn.db = again ? await this.#borrower?.borrowAgain(turn.org) : undefined;
+    // Nothing to lend without waiting: the turn ends, the next pick borrows as usual.
+    if (this.#borrower !== undefined && turn.db === undefined) again = false;
     const epoch = this.#picker.readyEpoch(job.tenant);
     let next: ActiveJob | null = null;
     let settled = false;
@@ -329,20 +333,15 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     } catch (error) {
       this.#error(error, failure === undefined ? 'complete' : 'fail');
     }
-    if (!again) return null;
-    if (next === null) {
-      this.#borrower?.giveBack(db);
-      // Only a completion that went through says the partition had nothing more.
-      if (settled) this.#fetchedNothing(org, epoch);
-      return null;
+    // A job fetched after close() gave up waiting is not run: its lock expires and it runs again.
+    if (again && next !== null && !this.#gaveUp) {
+      this.#picker.markReady(job.tenant);
+      return next;
     }
-    if (this.#gaveUp) {
-      // Fetched while close() gave up waiting: left to run again once its lock expires.
-      this.#borrower?.giveBack(db);
-      return null;
-    }
-    this.#picker.markReady(job.tenant);
-    return next;
+    this.#borrower?.giveBack(turn.db);
+    // Only a completion that went through, asking for more, says the partition had nothing more.
+    if (again && next === null && settled) this.#fetchedNothing(org, epoch);
+    return null;
   }
 
   /**

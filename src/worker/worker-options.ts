@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { ConfigError, describe } from '../errors.js';
+import { durationOption, integerOption } from '../validate.js';
 
 /** Options of a {@link FleetWorker}. */
 export interface FleetWorkerOptions {
@@ -18,13 +19,15 @@ export interface FleetWorkerOptions {
   /**
    * Jobs a slot runs back to back for the tenant it picked before the tenant's turn
    * passes on. Each of them after the first is fetched in the same engine call that
-   * completes the one before (one Redis script instead of two on BullMQ) and runs on
-   * the same borrowed connection. A tenant's weight is the number of turns it gets per
+   * completes the one before (one Redis script instead of two on BullMQ). Each job
+   * gives its connection back and the next borrows again through the pool's checkout,
+   * so a transaction left open or a `search_path` changed never reaches the next job
+   * (the pool usually lends the same connection back). A tenant's weight is the number of turns it gets per
    * round, so two busy tenants of weights 3 and 1 still get 3:1 of the jobs; 1 gives
    * the finest interleaving of tenants, larger values fewer engine calls per job.
    * A tenant with an org `maxConcurrency` gets turns of one job (and as many more turns),
-   * so its places go round the fleet; a turn also ends early, giving its connection
-   * back, while another tenant waits for a connection.
+   * so its places go round the fleet; a turn also ends early while another tenant waits
+   * for a connection, or when none can be lent for its next job without waiting.
    * @default 4
    */
   jobsPerTurn?: number;
@@ -112,10 +115,23 @@ const DEFAULTS = {
   autorun: true,
 } satisfies Omit<ResolvedFleetWorkerOptions, 'workerId' | 'stalledIntervalMs'>;
 
-const INTEGER_OPTIONS = [
-  ['concurrency', 1],
-  ['perTenantConcurrency', 1],
-  ['jobsPerTurn', 1],
+// Upper bounds of the sizes. Each slot is an async loop with a running job, so a
+// process past 10,000 of them is out of memory or event-loop time long before it is out
+// of work (1e6 slots took 667 MB of heap before the first job); a turn of more than 1,000
+// jobs would keep one tenant on a slot for so long that fairness is gone.
+/** The most slots (`concurrency`, `perTenantConcurrency`) a worker takes. */
+export const MAX_CONCURRENCY = 10_000;
+/** The longest turn (`jobsPerTurn`) a worker takes. */
+export const MAX_JOBS_PER_TURN = 1_000;
+
+const SIZE_OPTIONS = [
+  ['concurrency', 1, MAX_CONCURRENCY],
+  ['perTenantConcurrency', 1, MAX_CONCURRENCY],
+  ['jobsPerTurn', 1, MAX_JOBS_PER_TURN],
+] as const;
+
+// Durations with their minimum; the maximum is what a timer can hold (see validate.ts).
+const DURATION_OPTIONS = [
   ['lockDurationMs', 100],
   ['stalledIntervalMs', 10],
   ['shutdownTimeoutMs', 0],
@@ -129,12 +145,11 @@ export function resolveFleetWorkerOptions(options: FleetWorkerOptions = {}): Res
   if (typeof options !== 'object' || options === null) {
     throw new ConfigError('options', `Expected worker options to be an object, got ${describe(options)}`);
   }
-  for (const [name, min] of INTEGER_OPTIONS) {
-    const value = options[name];
-    if (value === undefined) continue;
-    if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
-      throw new ConfigError(name, `Expected \`${name}\` to be an integer ≥ ${min}, got ${describe(value)}`);
-    }
+  for (const [name, min, max] of SIZE_OPTIONS) {
+    if (options[name] !== undefined) integerOption(name, options[name], min, max);
+  }
+  for (const [name, min] of DURATION_OPTIONS) {
+    if (options[name] !== undefined) durationOption(name, options[name], min);
   }
   for (const name of ['borrowConnection', 'autorun'] as const) {
     const value = options[name];

@@ -62,8 +62,11 @@ export interface RunningJob {
 export interface Turn {
   /** The tenant's org, read again before each further job of the turn. */
   org: Org;
-  /** The connection the turn borrowed, lent to each of its jobs in turn. */
-  readonly db: TenantConnection | undefined;
+  /**
+   * The connection of the turn's current job. Each job gives its connection back and the
+   * next one borrows again, so that every job starts from a fresh checkout.
+   */
+  db: TenantConnection | undefined;
   /** Jobs started in this turn so far. */
   served: number;
 }

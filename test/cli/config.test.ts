@@ -78,6 +78,23 @@ describe('loadConfig', () => {
     expect(ts.config).toMatchObject({ registryUrl: 'sqlite:b.db', maxConnections: 3 });
   });
 
+  it('bounds durations by what a timer holds and sizes by the library’s limits', async () => {
+    for (const [config, option] of [
+      [{ acquireTimeoutMs: 3_000_000_000 }, 'acquireTimeoutMs'],
+      [{ worker: { shutdownTimeoutMs: 3_000_000_000 } }, 'worker.shutdownTimeoutMs'],
+      [{ worker: { concurrency: 10_001 } }, 'worker.concurrency'],
+      [{ worker: { jobsPerTurn: 1_001 } }, 'worker.jobsPerTurn'],
+      [{ maxConnections: 10_001 }, 'maxConnections'],
+      [{ maxCachedPools: 10_001 }, 'maxCachedPools'],
+    ] as const) {
+      const cwd = fresh();
+      writeFileSync(join(cwd, 'fleet.config.json'), JSON.stringify(config));
+      const error = await loadConfig({ cwd, env: {} }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as ConfigError).option).toBe(option);
+    }
+  });
+
   it('names the key, its source, the expectation and the value', async () => {
     const cwd = fresh();
     writeFileSync(join(cwd, 'fleet.config.json'), JSON.stringify({ worker: { concurrency: 0 } }));

@@ -103,5 +103,16 @@ describe('BullMqEngine', () => {
       expect.objectContaining({ option: 'maxCachedPartitions' }),
     );
     expect(attempt({ keepCompleted: 1.5 })).toThrow(expect.objectContaining({ option: 'keepCompleted' }));
+    // Durations past what a timer holds (2^31 - 1 ms) would fire at once; sizes are bounded.
+    for (const option of ['stalledIntervalMs', 'closeTimeoutMs'])
+      expect(attempt({ [option]: 3_000_000_000 })).toThrow(expect.objectContaining({ option }));
+    for (const [option, value] of [
+      ['maxCachedPartitions', 100_001],
+      ['maxStalledCount', 1_001],
+      ['keepCompleted', 1_000_001],
+      ['keepFailed', 1_000_001],
+      ['maxDataBytes', 512 * 1024 * 1024 + 1],
+    ] as const)
+      expect(attempt({ [option]: value })).toThrow(expect.objectContaining({ option }));
   });
 });

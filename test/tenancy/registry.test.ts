@@ -357,7 +357,15 @@ describe.each(cases)('OrgRegistry on a %s registry', (_name, makeCase) => {
     expect((await rejection(() => registry.count({ active: 1 } as never), ValidationError)).field).toBe(
       'active',
     );
-    for (const options of [{ cacheTtlMs: -1 }, { connectTimeoutMs: 0 }, { closeTimeoutMs: 1.5 }]) {
+    // Durations past what a timer holds (2^31 - 1 ms) would fire at once.
+    for (const options of [
+      { cacheTtlMs: -1 },
+      { connectTimeoutMs: 0 },
+      { closeTimeoutMs: 1.5 },
+      { cacheTtlMs: 3_000_000_000 },
+      { connectTimeoutMs: 3_000_000_000 },
+      { closeTimeoutMs: 2_147_483_648 },
+    ]) {
       const err = await rejection(() => OrgRegistry.open(store.url, options), ConfigError);
       expect(err.option).toBe(Object.keys(options)[0]);
     }

@@ -30,7 +30,11 @@ const tenants = (prefix: string, n: number) => addDatabaseTenants(world, tenantD
 
 describe('options', () => {
   it.each([
-    [{ maxConnections: 0 }, 'maxConnections', 'Expected `maxConnections` to be an integer ≥ 1, got 0'],
+    [
+      { maxConnections: 0 },
+      'maxConnections',
+      'Expected `maxConnections` to be an integer between 1 and 10000, got 0',
+    ],
     [{ maxConnections: 2.5 }, 'maxConnections', 'got 2.5'],
     [{ maxCachedPools: -3 }, 'maxCachedPools', 'got -3'],
     [

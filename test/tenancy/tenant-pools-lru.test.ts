@@ -4,7 +4,7 @@
  * waiter is never evicted; when every pool is busy the new tenant waits, then gets
  * PoolCapacityError (issue 3, item 5).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { PoolCapacityError } from '../../src/errors.js';
 import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
 import { addDatabaseTenants, type PgWorld, pgWorld, slugs, sqliteFolder } from '../support/pools-fixture.js';
@@ -37,11 +37,7 @@ describe('LRU of pools', () => {
     const closed: string[] = [];
     pools.on('pool:evict', (e) => evicted.push(`${e.slug} ${e.reason}`));
     pools.on('connection:close', (e) => closed.push(`${e.slug} ${e.reason}`));
-    for (const slug of [a, b, c]) {
-      await pools.withTenant(slug!, (db) => db.query('select 1'));
-      // lastUsedAt has millisecond resolution: keep the order unambiguous.
-      await new Promise((resolve) => setTimeout(resolve, 3));
-    }
+    for (const slug of [a, b, c]) await pools.withTenant(slug!, (db) => db.query('select 1'));
     // Using a again makes b the least recently used.
     await pools.withTenant(a!, (db) => db.query('select 1'));
     await pools.withTenant(d!, (db) => db.query('select 1'));
@@ -51,6 +47,31 @@ describe('LRU of pools', () => {
     expect(cached(pools).sort()).toEqual([a, c, d].sort());
     expect(pools.stats().counters.poolEvictions).toBe(1);
     expect(await world.serverConnections(tenantDb.name)).toBe(3);
+    await pools.close();
+  });
+
+  it('keeps the most recently used pool when every use falls in one millisecond', async () => {
+    const [t4, t5, t6] = await tenants('same-ms', 3);
+    const pools = await TenantPools.open({ registry: world.registry, maxCachedPools: 2, maxConnections: 10 });
+    const evicted: string[] = [];
+    pools.on('pool:evict', (e) => evicted.push(e.slug as string));
+    const use = (slug: string) => pools.withTenant(slug, (db) => db.query('select 1'));
+    try {
+      // The connections are open first; then the clock stands still, so every use below
+      // happens in the same millisecond, as fast callers' uses do.
+      await use(t4!);
+      await use(t5!);
+      vi.useFakeTimers({ toFake: ['Date'] });
+      await use(t4!);
+      await use(t5!);
+      await use(t4!);
+      await use(t6!);
+    } finally {
+      vi.useRealTimers();
+    }
+    // t4 was used last before t6 came: t5 is the least recently used.
+    expect(evicted).toEqual([t5]);
+    expect(cached(pools).sort()).toEqual([t4, t6].sort());
     await pools.close();
   });
 
@@ -71,8 +92,6 @@ describe('LRU of pools', () => {
     await pools.withTenant(c!, (db) => db.query('select 1'));
     await pools.withTenant(d!, (db) => db.query('select 1'));
     expect(evicted).toEqual([c]);
-    // lastUsedAt has millisecond resolution: keep the order unambiguous.
-    await new Promise((resolve) => setTimeout(resolve, 3));
     heldB.release();
     (await waitingB).release();
     // b was released last, so d is now the least recently used idle pool; a is still lent.

@@ -90,7 +90,7 @@ describe('Fleet', () => {
       Fleet.open({ registry: reg.registry, pools: { registry: 'x' } as never }),
     ).rejects.toMatchObject({ option: 'pools' });
     await expect(Fleet.open({ registry: reg.registry, maxDataBytes: 0 })).rejects.toThrow(
-      /Expected `maxDataBytes` to be an integer ≥ 1, got 0/,
+      /Expected `maxDataBytes` to be an integer between 1 and 536870912, got 0/,
     );
   });
 

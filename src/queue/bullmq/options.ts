@@ -4,6 +4,7 @@
  */
 import type { Redis } from 'ioredis';
 import { ConfigError, describe } from '../../errors.js';
+import { durationOption, integerOption } from '../../validate.js';
 
 /** Options of {@link BullMqEngine}. */
 export interface BullMqEngineOptions {
@@ -52,15 +53,19 @@ const DEFAULTS = {
   closeTimeoutMs: 5000,
 } satisfies Omit<ResolvedBullMqEngineOptions, 'connection'>;
 
-const INTEGER_MINIMUMS = {
-  maxCachedPartitions: 1,
-  stalledIntervalMs: 1,
-  maxStalledCount: 0,
-  keepCompleted: 1,
-  keepFailed: 1,
-  maxDataBytes: 1,
-  closeTimeoutMs: 0,
+// The sizes, with their bounds. A cached partition's Worker is about 10 KB, so 100,000 of
+// them is already a gigabyte; a job put back more than 1,000 times is never going to
+// finish; a million kept jobs per partition is past what anyone reads; Redis refuses a
+// string over 512 MiB, so larger `data` could never be stored.
+const SIZES = {
+  maxCachedPartitions: [1, 100_000],
+  maxStalledCount: [0, 1_000],
+  keepCompleted: [1, 1_000_000],
+  keepFailed: [1, 1_000_000],
+  maxDataBytes: [1, 512 * 1024 * 1024],
 } as const;
+
+const DURATION_MINIMUMS = { stalledIntervalMs: 1, closeTimeoutMs: 0 } as const;
 
 /** Applies defaults and checks every option; throws `ConfigError`. */
 export function resolveBullMqEngineOptions(options: BullMqEngineOptions): ResolvedBullMqEngineOptions {
@@ -96,10 +101,9 @@ export function resolveBullMqEngineOptions(options: BullMqEngineOptions): Resolv
         `Expected \`${field}\` to be 1 to 64 letters, digits, _ or -, got ${describe(resolved[field])}`,
       );
   }
-  for (const [field, min] of Object.entries(INTEGER_MINIMUMS)) {
-    const value = resolved[field as keyof typeof INTEGER_MINIMUMS];
-    if (typeof value !== 'number' || !Number.isInteger(value) || value < min)
-      throw new ConfigError(field, `Expected \`${field}\` to be an integer ≥ ${min}, got ${describe(value)}`);
-  }
+  for (const [field, [min, max]] of Object.entries(SIZES))
+    integerOption(field, resolved[field as keyof typeof SIZES], min, max);
+  for (const [field, min] of Object.entries(DURATION_MINIMUMS))
+    durationOption(field, resolved[field as keyof typeof DURATION_MINIMUMS], min);
   return resolved;
 }

@@ -8,6 +8,7 @@
  * ready index is, per queue, the set of tenants whose partition has a waiting job.
  */
 import { ClosedError } from '../../errors.js';
+import { MAX_DURATION_MS } from '../../validate.js';
 import type {
   ActiveJob,
   BatchProgress,
@@ -346,7 +347,10 @@ export class MemoryEngine implements QueueEngine {
     if (!next || this.#closePromise || next.dueAt >= this.#timerDueAt) return;
     if (this.#timer) clearTimeout(this.#timer);
     this.#timerDueAt = next.dueAt;
-    this.#timer = setTimeout(() => this.#promoteDue(), Math.max(0, next.dueAt - Date.now()));
+    // A job may be delayed for longer than a timer holds (it would fire at once, and again
+    // and again): wait at most that long, then look again.
+    const wait = Math.min(MAX_DURATION_MS, Math.max(0, next.dueAt - Date.now()));
+    this.#timer = setTimeout(() => this.#promoteDue(), wait);
     this.#timer.unref();
   }
 

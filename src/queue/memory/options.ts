@@ -1,5 +1,5 @@
 /** Options of the in-memory engine, with their defaults and checks. */
-import { ConfigError, describe } from '../../errors.js';
+import { integerOption } from '../../validate.js';
 
 /** Options of `MemoryEngine`. */
 export interface MemoryEngineOptions {
@@ -23,13 +23,21 @@ const DEFAULTS = {
   maxDataBytes: 512 * 1024,
 } satisfies ResolvedMemoryEngineOptions;
 
+// Every kept job body stays in this process's heap: a million per partition is already
+// past what a process should hold, and a job put back more than 1,000 times never
+// finishes. `data` is bounded like the BullMQ engine's (Redis' 512 MiB string limit), so
+// a fleet can switch engines without a job becoming unstorable.
+const SIZES = {
+  keepCompleted: [0, 1_000_000],
+  keepFailed: [0, 1_000_000],
+  maxStalledCount: [0, 1_000],
+  maxDataBytes: [1, 512 * 1024 * 1024],
+} as const;
+
 /** Applies defaults and checks every option; throws `ConfigError`. */
 export function resolveMemoryEngineOptions(options: MemoryEngineOptions = {}): ResolvedMemoryEngineOptions {
   const resolved = { ...DEFAULTS, ...options };
-  for (const [key, value] of Object.entries(resolved)) {
-    const min = key === 'maxDataBytes' ? 1 : 0;
-    if (typeof value !== 'number' || !Number.isInteger(value) || value < min)
-      throw new ConfigError(key, `Expected \`${key}\` to be an integer ≥ ${min}, got ${describe(value)}`);
-  }
+  for (const [key, [min, max]] of Object.entries(SIZES))
+    integerOption(key, resolved[key as keyof typeof SIZES], min, max);
   return resolved;
 }

@@ -1,6 +1,7 @@
 /** The options of `OrgRegistry.open`, `list` and `count`, with their defaults and checks. */
-import { ConfigError, describe, ValidationError } from '../../errors.js';
+import { describe, ValidationError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../logger.js';
+import { durationOption } from '../../validate.js';
 import { defaultSecretsResolver, type SecretsResolver } from '../secrets.js';
 
 /** Options of {@link OrgRegistry.open}. */
@@ -41,24 +42,17 @@ const DEFAULTS = {
   closeTimeoutMs: 5000,
 } satisfies Partial<ResolvedOrgRegistryOptions>;
 
-function integerAtLeast(option: string, value: unknown, min: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
-    throw new ConfigError(option, `Expected \`${option}\` to be an integer ≥ ${min}, got ${describe(value)}`);
-  }
-  return value;
-}
-
 /** Validates {@link OrgRegistryOptions} and fills in the defaults. */
 export function resolveOrgRegistryOptions(options: OrgRegistryOptions = {}): ResolvedOrgRegistryOptions {
   return {
     secrets: options.secrets ?? defaultSecretsResolver(),
-    cacheTtlMs: integerAtLeast('cacheTtlMs', options.cacheTtlMs ?? DEFAULTS.cacheTtlMs, 0),
-    connectTimeoutMs: integerAtLeast(
+    cacheTtlMs: durationOption('cacheTtlMs', options.cacheTtlMs ?? DEFAULTS.cacheTtlMs, 0),
+    connectTimeoutMs: durationOption(
       'connectTimeoutMs',
       options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
       1,
     ),
-    closeTimeoutMs: integerAtLeast('closeTimeoutMs', options.closeTimeoutMs ?? DEFAULTS.closeTimeoutMs, 0),
+    closeTimeoutMs: durationOption('closeTimeoutMs', options.closeTimeoutMs ?? DEFAULTS.closeTimeoutMs, 0),
     logger: options.logger ?? silentLogger,
   };
 }

@@ -4,6 +4,7 @@
  */
 import { ConfigError, describe } from '../../errors.js';
 import { type Logger, silentLogger } from '../../logger.js';
+import { durationOption, integerOption } from '../../validate.js';
 import type { OrgRegistry } from '../registry/org-registry.js';
 import type { SecretsResolver } from '../secrets.js';
 
@@ -100,12 +101,18 @@ const DEFAULTS = {
   closeTimeoutMs: 10_000,
 } satisfies Partial<ResolvedTenantPoolsOptions>;
 
-function integer(option: string, value: unknown, min: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
-    throw new ConfigError(option, `Expected \`${option}\` to be an integer ≥ ${min}, got ${describe(value)}`);
-  }
-  return value;
-}
+// Upper bounds of the sizes. No server takes 10,000 connections from one process
+// (Postgres' max_connections is a few hundred to a few thousand; every one is a backend
+// process), so a budget above that is a typo; a pool or the schema-mode pool lives inside
+// the budget. 10,000 cached pools is far more tenants than one process can keep a
+// connection open to; prewarming more than 1,000 tenants at once would only queue on the
+// budget; a failure threshold past 1,000 refused connections in a row never trips.
+/** The largest connection budget (`maxConnections`) TenantPools takes. */
+export const MAX_CONNECTIONS = 10_000;
+/** The most database-mode pools (`maxCachedPools`) TenantPools caches. */
+export const MAX_CACHED_POOLS = 10_000;
+const MAX_PREWARM_CONCURRENCY = 1_000;
+const MAX_FAILURE_THRESHOLD = 1_000;
 
 /** Validates {@link TenantPoolsOptions} and fills in the defaults; {@link ConfigError} names the bad option. */
 export function resolveTenantPoolsOptions(options: TenantPoolsOptions): ResolvedTenantPoolsOptions {
@@ -131,16 +138,23 @@ export function resolveTenantPoolsOptions(options: TenantPoolsOptions): Resolved
       `Expected \`secrets\` to be a SecretsResolver (an object with resolve(ref)), got ${describe(secrets)}`,
     );
   }
-  const maxConnections = integer('maxConnections', options.maxConnections ?? DEFAULTS.maxConnections, 1);
-  const perTenantMaxConnections = integer(
+  const maxConnections = integerOption(
+    'maxConnections',
+    options.maxConnections ?? DEFAULTS.maxConnections,
+    1,
+    MAX_CONNECTIONS,
+  );
+  const perTenantMaxConnections = integerOption(
     'perTenantMaxConnections',
     options.perTenantMaxConnections ?? Math.min(DEFAULTS.perTenantMaxConnections, maxConnections),
     1,
+    MAX_CONNECTIONS,
   );
-  const perTenantMinConnections = integer(
+  const perTenantMinConnections = integerOption(
     'perTenantMinConnections',
     options.perTenantMinConnections ?? DEFAULTS.perTenantMinConnections,
     0,
+    MAX_CONNECTIONS,
   );
   if (perTenantMaxConnections > maxConnections) {
     throw new ConfigError(
@@ -154,10 +168,11 @@ export function resolveTenantPoolsOptions(options: TenantPoolsOptions): Resolved
       `Expected \`perTenantMinConnections\` ≤ \`perTenantMaxConnections\` (${perTenantMaxConnections}), got ${perTenantMinConnections}`,
     );
   }
-  const schemaPoolMaxConnections = integer(
+  const schemaPoolMaxConnections = integerOption(
     'schemaPoolMaxConnections',
     options.schemaPoolMaxConnections ?? Math.min(DEFAULTS.schemaPoolMaxConnections, maxConnections),
     1,
+    MAX_CONNECTIONS,
   );
   if (schemaPoolMaxConnections > maxConnections) {
     throw new ConfigError(
@@ -173,27 +188,46 @@ export function resolveTenantPoolsOptions(options: TenantPoolsOptions): Resolved
     registry,
     secrets,
     maxConnections,
-    maxCachedPools: integer('maxCachedPools', options.maxCachedPools ?? DEFAULTS.maxCachedPools, 1),
+    maxCachedPools: integerOption(
+      'maxCachedPools',
+      options.maxCachedPools ?? DEFAULTS.maxCachedPools,
+      1,
+      MAX_CACHED_POOLS,
+    ),
     perTenantMaxConnections,
     perTenantMinConnections,
     schemaPoolMaxConnections,
-    acquireTimeoutMs: integer('acquireTimeoutMs', options.acquireTimeoutMs ?? DEFAULTS.acquireTimeoutMs, 1),
-    idleTimeoutMs: integer('idleTimeoutMs', options.idleTimeoutMs ?? DEFAULTS.idleTimeoutMs, 1),
-    maxLifetimeMs: integer('maxLifetimeMs', options.maxLifetimeMs ?? DEFAULTS.maxLifetimeMs, 1),
-    connectTimeoutMs: integer('connectTimeoutMs', options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs, 1),
-    failureThreshold: integer('failureThreshold', options.failureThreshold ?? DEFAULTS.failureThreshold, 1),
-    failureCooldownMs: integer(
+    acquireTimeoutMs: durationOption(
+      'acquireTimeoutMs',
+      options.acquireTimeoutMs ?? DEFAULTS.acquireTimeoutMs,
+      1,
+    ),
+    idleTimeoutMs: durationOption('idleTimeoutMs', options.idleTimeoutMs ?? DEFAULTS.idleTimeoutMs, 1),
+    maxLifetimeMs: durationOption('maxLifetimeMs', options.maxLifetimeMs ?? DEFAULTS.maxLifetimeMs, 1),
+    connectTimeoutMs: durationOption(
+      'connectTimeoutMs',
+      options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+      1,
+    ),
+    failureThreshold: integerOption(
+      'failureThreshold',
+      options.failureThreshold ?? DEFAULTS.failureThreshold,
+      1,
+      MAX_FAILURE_THRESHOLD,
+    ),
+    failureCooldownMs: durationOption(
       'failureCooldownMs',
       options.failureCooldownMs ?? DEFAULTS.failureCooldownMs,
       1,
     ),
     prewarm,
-    prewarmConcurrency: integer(
+    prewarmConcurrency: integerOption(
       'prewarmConcurrency',
       options.prewarmConcurrency ?? DEFAULTS.prewarmConcurrency,
       1,
+      MAX_PREWARM_CONCURRENCY,
     ),
-    closeTimeoutMs: integer('closeTimeoutMs', options.closeTimeoutMs ?? DEFAULTS.closeTimeoutMs, 0),
+    closeTimeoutMs: durationOption('closeTimeoutMs', options.closeTimeoutMs ?? DEFAULTS.closeTimeoutMs, 0),
     logger: options.logger ?? silentLogger,
   };
 }

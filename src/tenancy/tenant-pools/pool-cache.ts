@@ -20,9 +20,16 @@ export interface CacheEntry {
 export class PoolCache {
   readonly #max: number;
   readonly #onEvict: (pool: ConnectionPool, reason: EvictReason) => void;
-  // Recency is each pool's lastUsedAt (checkout or release), not insertion order, so a
-  // pool lent for an hour and released a moment ago counts as recently used.
   readonly #entries = new Map<string, CacheEntry>();
+  // Recency: the tick of each pool's last use (a lookup for a checkout, or settling after
+  // its last release), so a pool lent for an hour and released a moment ago counts as
+  // recently used. A counter rather than a clock: pools used within one millisecond
+  // still have an order.
+  readonly #used = new Map<ConnectionPool, number>();
+  // Pools looked up since they last settled: only their settling is a use (a pool also
+  // settles when an idle connection times out, which uses nothing).
+  readonly #touched = new Set<ConnectionPool>();
+  #tick = 0;
   // Pools taken out of the cache that may still have connections lent; close() waits for them.
   readonly #retired = new Set<ConnectionPool>();
   readonly #waiters = new WaitQueue<void>();
@@ -44,6 +51,16 @@ export class PoolCache {
 
   get(slug: string): CacheEntry | undefined {
     return this.#entries.get(slug);
+  }
+
+  /** The tenant's cached pool, marked as the most recently used one. */
+  use(slug: string): CacheEntry | undefined {
+    const entry = this.#entries.get(slug);
+    if (entry !== undefined) {
+      this.#used.set(entry.pool, ++this.#tick);
+      this.#touched.add(entry.pool);
+    }
+    return entry;
   }
 
   has(slug: string): boolean {
@@ -69,8 +86,13 @@ export class PoolCache {
     if (!evict) return false;
     // A linear scan, run only when the cache is full and a new tenant arrives.
     let victim: ConnectionPool | undefined;
+    let oldest = Number.POSITIVE_INFINITY;
     for (const { pool } of this.#entries.values()) {
-      if (pool.settled && (!victim || pool.lastUsedAt < victim.lastUsedAt)) victim = pool;
+      const used = this.#used.get(pool) ?? 0;
+      if (pool.settled && used < oldest) {
+        victim = pool;
+        oldest = used;
+      }
     }
     if (!victim) return false;
     this.evict(victim.slug as string, 'lru');
@@ -84,6 +106,7 @@ export class PoolCache {
    */
   add(slug: string, entry: CacheEntry): void {
     this.#entries.set(slug, entry);
+    this.#used.set(entry.pool, ++this.#tick);
     for (const waiter of this.#waiters.takeKeyed(slug)) waiter.resolve();
   }
 
@@ -93,6 +116,8 @@ export class PoolCache {
     if (!entry) return;
     this.#entries.delete(slug);
     const { pool } = entry;
+    this.#used.delete(pool);
+    this.#touched.delete(pool);
     this.#onEvict(pool, reason);
     this.#retired.add(pool);
     pool
@@ -113,8 +138,10 @@ export class PoolCache {
 
   /** A pool settled: if a tenant waits for a place, this pool makes it. */
   settled(pool: ConnectionPool): void {
-    if (this.#waiters.length === 0 || pool.slug === null) return;
-    if (this.#entries.get(pool.slug)?.pool === pool) this.evict(pool.slug, 'lru');
+    if (pool.slug === null || this.#entries.get(pool.slug)?.pool !== pool) return;
+    // Settled after its last release: that release is the pool's latest use.
+    if (this.#touched.delete(pool)) this.#used.set(pool, ++this.#tick);
+    if (this.#waiters.length > 0) this.evict(pool.slug, 'lru');
   }
 
   /** Rejects every tenant waiting for a place. */

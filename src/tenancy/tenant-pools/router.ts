@@ -65,7 +65,7 @@ export class PoolRouter {
       this.#shared ??= this.#build(org, null, registry.databaseUrl);
       return { org, pool: this.#shared, schema: org.schemaName };
     }
-    const entry = cache.get(org.slug);
+    const entry = cache.use(org.slug);
     if (!entry) return null;
     if (entry.org.databaseUrl !== org.databaseUrl || entry.org.storageMode !== org.storageMode) {
       // The org was moved to another database: new connections must go there.
