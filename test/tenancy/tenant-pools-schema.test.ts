@@ -1,7 +1,8 @@
 /**
  * Schema mode on Postgres: tenants share one pool on the registry database and every
  * checkout sets `search_path` to the tenant's quoted schema, so interleaved jobs of two
- * tenants on a single connection each see only their own rows (issue 3, item 6).
+ * tenants on a single connection each see only their own rows, and every checkout starts
+ * from a clean session.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from '../../src/tenancy/drivers/index.js';
@@ -79,6 +80,32 @@ describe('schema mode', () => {
     expect(owners.map((row) => row.owner)).toEqual(['A', 'A']);
     expect(pools.stats().counters.connects).toBe(1);
     await pools.close();
+  });
+
+  it('gives every checkout a clean session, even the same tenant again on the same connection', async () => {
+    const pools = await TenantPools.open({
+      registry: world.registry,
+      maxConnections: 1,
+      schemaPoolMaxConnections: 1,
+    });
+    try {
+      await pools.withTenant(a, async (db) => {
+        await db.query("SET statement_timeout = '5min'");
+        await db.query("SELECT set_config('app.user_id', '42', false)");
+        await db.query('CREATE TEMP TABLE scratch (x int)');
+      });
+      const [row] = await pools.withTenant(a, (db) =>
+        db.query<{ timeout: string; user_id: string | null; temp: string | null }>(
+          "SELECT current_setting('statement_timeout') AS timeout, " +
+            "current_setting('app.user_id', true) AS user_id, to_regclass('pg_temp.scratch')::text AS temp",
+        ),
+      );
+      expect(row).toEqual({ timeout: '0', user_id: '', temp: null });
+      // The same connection served both checkouts: the session was reset, not replaced.
+      expect(pools.stats().counters.connects).toBe(1);
+    } finally {
+      await pools.close();
+    }
   });
 
   it("never lets a tenant read another tenant's temp table or held cursor on the shared connection", async () => {

@@ -100,9 +100,11 @@ const RESET_SESSION =
  * schema mode switches `search_path` to the tenant's schema. The switch runs on *every*
  * checkout, whoever had the connection before: a job may have changed search_path itself,
  * so remembering the last schema set would prove nothing about what the connection sees.
- * When the connection last served another tenant, its session state is reset first
- * ({@link RESET_SESSION}), in the same round trip. Returns undefined when there is nothing
- * to do, so the database-mode hit path takes no extra turn of the event loop.
+ * Once the connection has been lent before, its session state is reset first
+ * ({@link RESET_SESSION}), in the same round trip, whichever tenant it served: settings,
+ * roles, temp tables or cursors a job left behind reach neither another tenant nor the
+ * same tenant's next job. Returns undefined when there is nothing to do, so the
+ * database-mode hit path takes no extra turn of the event loop.
  */
 export function prepareCheckout(
   conn: { readonly raw: RawConnection; readonly idleSince: number; schema?: string | undefined },
@@ -113,7 +115,7 @@ export function prepareCheckout(
   return (async () => {
     if (stale) await conn.raw.ping();
     if (schema !== null) {
-      const reset = conn.schema !== undefined && conn.schema !== schema ? RESET_SESSION : '';
+      const reset = conn.schema !== undefined ? RESET_SESSION : '';
       // One simple-protocol message: if any statement fails, none took effect, and the
       // last tenant stays recorded so the next checkout resets again.
       await conn.raw.query(`${reset}SET search_path TO ${quoteIdent(schema)}, public`);
