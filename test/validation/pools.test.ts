@@ -170,6 +170,27 @@ describe('TenantPools.acquire bad input', () => {
     expect(await world.serverConnections(tenantDb.name)).toBe(0);
   });
 
+  const optionRows: Array<[label: string, options: unknown, field: string]> = [
+    ['options a number', 5, 'options'],
+    ['options null', null, 'options'],
+    ['signal a string', { signal: 'x' }, 'signal'],
+    ['signal a plain object', { signal: { aborted: false } }, 'signal'],
+  ];
+
+  it.each(optionRows)('acquire with %s: ValidationError, nothing opened', async (_label, options, field) => {
+    const err = await pools.acquire(active, options as never).then(
+      (db) => {
+        db.release();
+        return undefined;
+      },
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(ValidationError);
+    expect(fieldOf(err)).toBe(field);
+    expect(pools.stats().budget.open).toBe(0);
+    expect(await world.serverConnections(tenantDb.name)).toBe(0);
+  });
+
   it('lends a connection to the active tenant of the same database (the rows above are not vacuous)', async () => {
     await pools.withTenant(active, (db) => db.query('select 1'));
     expect(await world.serverConnections(tenantDb.name)).toBe(1);

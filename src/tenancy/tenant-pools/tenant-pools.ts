@@ -149,7 +149,7 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
     this.#assertOpen();
     const started = performance.now();
     const deadline = Date.now() + this.options.acquireTimeoutMs;
-    const { signal } = options;
+    const signal = acquireSignal(options);
     signal?.throwIfAborted();
     const lent = await this.#withTarget(slugOrOrg, { deadline, signal }, async (target) => {
       const { org, pool, schema } = target;
@@ -384,4 +384,17 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
     for (const pool of this.#pools.pools()) pool.sweep(now, this.options.idleTimeoutMs);
     this.#router.shared?.sweep(now, this.options.idleTimeoutMs);
   }
+}
+
+/** The signal of `acquire`'s options; {@link ValidationError} for options or a signal of the wrong type. */
+function acquireSignal(options: AcquireOptions): AbortSignal | undefined {
+  if (typeof options !== 'object' || options === null) {
+    throw new ValidationError(
+      'options',
+      `Expected acquire options to be an object, got ${describe(options)}`,
+    );
+  }
+  const { signal } = options;
+  if (signal === undefined || signal instanceof AbortSignal) return signal;
+  throw new ValidationError('signal', `Expected \`signal\` to be an AbortSignal, got ${describe(signal)}`);
 }
