@@ -110,10 +110,14 @@ export function sqliteFolder(): { url(name: string): string; remove(): void } {
 }
 
 /**
- * Counts connections again and again, from a connection of its own, until stopped; the
- * largest count seen and the number of samples are the result.
+ * Counts connections again and again (every `intervalMs`, or back to back), from a
+ * connection of its own, until stopped; the largest count seen and the number of samples
+ * are the result.
  */
-export function sampleMax(count: () => Promise<number>): {
+export function sampleMax(
+  count: () => Promise<number>,
+  { intervalMs = 0 }: { intervalMs?: number } = {},
+): {
   stop(): Promise<{ max: number; samples: number }>;
 } {
   let stopped = false;
@@ -123,6 +127,7 @@ export function sampleMax(count: () => Promise<number>): {
     while (!stopped) {
       max = Math.max(max, await count());
       samples++;
+      if (intervalMs > 0) await new Promise((resolve) => setTimeout(resolve, intervalMs));
     }
   })();
   return {
