@@ -198,13 +198,16 @@ describe('release and close', () => {
 
   it('closes every connection, rejects waiters with ClosedError, is idempotent, refuses use after', async () => {
     const [a, b] = await tenants('close', 2);
+    // Each tenant's one connection is held, so both callers below wait, whatever the
+    // machine's speed: nothing is idle to reclaim and no pool may open another.
     const pools = await TenantPools.open({
       registry: world.registry,
       maxConnections: 2,
+      perTenantMaxConnections: 1,
       closeTimeoutMs: 60_000,
     });
     const held = await pools.acquire(a!);
-    await pools.withTenant(b!, (db) => db.query('select 1'));
+    const heldB = await pools.acquire(b!);
     const waiting = [pools.acquire(a!), pools.acquire(b!)];
     await until(
       () => pools.stats().budget.waiting + pools.stats().pools.reduce((n, p) => n + p.waiting, 0) >= 2,
@@ -217,8 +220,9 @@ describe('release and close', () => {
     }
     await expect(pools.acquire(a!)).rejects.toBeInstanceOf(ClosedError);
     await expect(pools.tryAcquire(a!)).rejects.toBeInstanceOf(ClosedError);
-    // The lent connection is closed once given back; close() resolves after that.
+    // The lent connections are closed once given back; close() resolves after that.
     held.release();
+    heldB.release();
     await closing;
     expect(await world.serverConnections(tenantDb.name)).toBe(0);
     expect(pools.stats().budget).toMatchObject({ open: 0, inUse: 0, idle: 0 });
