@@ -10,6 +10,7 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError, describe, redactUrl } from '../errors.js';
 import { defaultExport, loadUserModule } from './load-module.js';
+import { isCronPattern } from './parse.js';
 
 /** The file names looked for in the working directory when `--config` is not given. */
 export const CONFIG_FILE_NAMES = [
@@ -24,7 +25,7 @@ const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
 const scheduleSchema = z
   .object({
     id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$/, 'expected letters, digits, - or _'),
-    cron: z.string().min(1),
+    cron: z.string().refine(isCronPattern, 'expected a cron pattern of 5 fields, or 6 with seconds first'),
     timezone: z.string().min(1).optional(),
     queue: z.string().min(1),
     name: z.string().min(1),
@@ -56,7 +57,8 @@ const configSchema = z
       .string()
       .regex(/^[A-Za-z0-9_-]{1,40}$/, 'expected 1–40 letters, digits, - or _')
       .default('fleet'),
-    maxConnections: z.int().min(1).default(20),
+    /** The process's database connection budget (TenantPools' `maxConnections`). */
+    budget: z.int().min(1).default(20),
     maxCachedPools: z.int().min(1).optional(),
     acquireTimeoutMs: z.int().min(1).optional(),
     /** @default 'info' for long-running commands (worker, scheduler), 'warn' for one-shot ones */
@@ -79,7 +81,7 @@ export const ENV_KEYS = {
   FLEET_ENGINE: 'engine',
   FLEET_REDIS_URL: 'redisUrl',
   FLEET_PREFIX: 'prefix',
-  FLEET_MAX_CONNECTIONS: 'maxConnections',
+  FLEET_BUDGET: 'budget',
   FLEET_MAX_CACHED_POOLS: 'maxCachedPools',
   FLEET_ACQUIRE_TIMEOUT_MS: 'acquireTimeoutMs',
   FLEET_LOG_LEVEL: 'logLevel',
@@ -93,7 +95,7 @@ export const FLAG_KEYS = {
   engine: '--engine',
   redisUrl: '--redis-url',
   prefix: '--prefix',
-  maxConnections: '--max-connections',
+  budget: '--budget',
   logLevel: '--log-level',
 } as const satisfies Partial<Record<TopKey, string>>;
 
@@ -103,7 +105,7 @@ export interface LoadConfigOptions {
   configPath?: string | undefined;
   /** @default process.env */
   env?: NodeJS.ProcessEnv;
-  /** Command-line values by config key (`registryUrl`, `maxConnections` …); undefined ones are ignored. */
+  /** Command-line values by config key (`registryUrl`, `budget` …); undefined ones are ignored. */
   flags?: Partial<Record<TopKey, string | undefined>>;
   /** @default process.cwd() */
   cwd?: string;
@@ -144,7 +146,7 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<Loade
   return { config: parsed.data, file };
 }
 
-const NUMERIC_KEYS: ReadonlySet<string> = new Set(['maxConnections', 'maxCachedPools', 'acquireTimeoutMs']);
+const NUMERIC_KEYS: ReadonlySet<string> = new Set(['budget', 'maxCachedPools', 'acquireTimeoutMs']);
 
 /** Environment and flag values are strings; numeric keys are read as numbers when they look like one. */
 function coerce(key: string, value: string): unknown {

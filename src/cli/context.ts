@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import pino from 'pino';
 import { createLogger, type Logger } from '../logger.js';
 import type { OrgRegistry } from '../tenancy/registry/org-registry.js';
-import { type FleetConfig, loadConfig, requireRegistryUrl } from './config.js';
+import { type FleetConfig, type LoadConfigOptions, loadConfig, requireRegistryUrl } from './config.js';
 
 /** The flags every command takes (see `program.ts`). */
 export interface GlobalFlags {
@@ -16,25 +16,27 @@ export interface GlobalFlags {
   engine?: string;
   redisUrl?: string;
   prefix?: string;
-  maxConnections?: string;
+  budget?: string;
   logLevel?: string;
 }
 
 /** Reads the configuration for `command`, its global flags overriding file and environment. */
 export async function configFor(command: Command): Promise<FleetConfig> {
   const flags = command.optsWithGlobals<GlobalFlags>();
-  const { config } = await loadConfig({
-    configPath: flags.config,
-    flags: {
-      registryUrl: flags.registryUrl,
-      engine: flags.engine,
-      redisUrl: flags.redisUrl,
-      prefix: flags.prefix,
-      maxConnections: flags.maxConnections,
-      logLevel: flags.logLevel,
-    },
-  });
+  const { config } = await loadConfig({ configPath: flags.config, flags: globalConfigFlags(flags) });
   return config;
+}
+
+/** The configuration keys the global flags set. */
+export function globalConfigFlags(flags: GlobalFlags): NonNullable<LoadConfigOptions['flags']> {
+  return {
+    registryUrl: flags.registryUrl,
+    engine: flags.engine,
+    redisUrl: flags.redisUrl,
+    prefix: flags.prefix,
+    budget: flags.budget,
+    logLevel: flags.logLevel,
+  };
 }
 
 /**

@@ -41,7 +41,7 @@ export async function openFleet(config: FleetConfig, logger: Logger): Promise<Fl
     steps.push(['registry', () => registry.close()]);
     const pools = await TenantPools.open({
       registry,
-      maxConnections: config.maxConnections,
+      maxConnections: config.budget,
       ...(config.maxCachedPools ? { maxCachedPools: config.maxCachedPools } : {}),
       ...(config.acquireTimeoutMs ? { acquireTimeoutMs: config.acquireTimeoutMs } : {}),
       logger,

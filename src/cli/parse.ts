@@ -12,10 +12,18 @@ export function integer(min: number): (value: string) => number {
   };
 }
 
-/** An integer ≥ 1, or `none` for null (clears a per-org override). */
-export function integerOrNone(value: string): number | null {
-  if (value === 'none' || value === 'null') return null;
+/**
+ * An integer ≥ 1, or `none` (clears a per-org override: see {@link noneAsNull}). Not null
+ * itself: Commander stores a parser's null as an empty string.
+ */
+export function integerOrNone(value: string): number | 'none' {
+  if (value === 'none' || value === 'null') return 'none';
   return integer(1)(value);
+}
+
+/** The value of an {@link integerOrNone} flag for the registry: `none` is null. */
+export function noneAsNull(value: number | 'none'): number | null {
+  return value === 'none' ? null : value;
 }
 
 /** A JSON value. */
@@ -42,4 +50,25 @@ export function oneOf<T extends string>(choices: readonly T[]): (value: string) 
 /** Collects a repeatable flag's values. */
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
+}
+
+/**
+ * Whether `value` has the shape of a cron pattern the scheduler takes: 5 fields, or 6
+ * with seconds first. (croner also reads a 7th, the year, which the scheduler does not promise.)
+ */
+export function isCronPattern(value: string): boolean {
+  // croner's nicknames: @daily, @hourly …
+  if (/^@[a-z]+$/.test(value.trim())) return true;
+  const fields = value.trim().split(/\s+/).filter(Boolean).length;
+  return fields === 5 || fields === 6;
+}
+
+/** A cron pattern of 5 fields, or 6 with seconds first. */
+export function cronPattern(value: string): string {
+  if (!isCronPattern(value)) {
+    throw new InvalidArgumentError(
+      `expected a cron pattern of 5 fields, or 6 with seconds first, got ${JSON.stringify(value)}.`,
+    );
+  }
+  return value;
 }

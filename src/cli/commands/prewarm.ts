@@ -15,7 +15,7 @@ export function prewarmCommand(): Command {
       const registry = await openRegistry(config, logger);
       try {
         const { TenantPools } = await import('../../tenancy/tenant-pools/tenant-pools.js');
-        const pools = await TenantPools.open({ registry, maxConnections: config.maxConnections, logger });
+        const pools = await TenantPools.open({ registry, maxConnections: config.budget, logger });
         try {
           const report = await pools.prewarm();
           if (flags.json) print(JSON.stringify(report));

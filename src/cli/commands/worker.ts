@@ -68,14 +68,13 @@ export function workerCommand(): Command {
       const workers: FleetWorker[] = [];
       let schedules: RunningSchedules | undefined;
       try {
-        const startup = await runStartupJobs(
-          flags.prewarm && config.worker.prewarm ? [prewarmJob(handle.pools)] : [],
-          {
-            mode: flags.startup ?? config.worker.startup,
-            logger,
-            signal: stop.signal,
-          },
-        );
+        const prewarm = flags.prewarm && config.worker.prewarm;
+        const startupMode = flags.startup ?? config.worker.startup;
+        const startup = await runStartupJobs(prewarm ? [prewarmJob(handle.pools)] : [], {
+          mode: startupMode,
+          logger,
+          signal: stop.signal,
+        });
         const perTenantConcurrency = flags.perTenantConcurrency ?? config.worker.perTenantConcurrency;
         const jobsPerTurn = flags.jobsPerTurn ?? config.worker.jobsPerTurn;
         for (const queue of stop.signal.aborted ? [] : queues) {
@@ -95,7 +94,13 @@ export function workerCommand(): Command {
             queues,
             engine: config.engine,
             prefix: config.prefix,
+            budget: handle.pools.options.maxConnections,
+            concurrency: workers[0]?.options.concurrency,
+            perTenantConcurrency: workers[0]?.options.perTenantConcurrency,
             jobsPerTurn: workers[0]?.options.jobsPerTurn,
+            startup: startupMode,
+            prewarm: prewarm,
+            schedules: schedules?.scheduler.schedules().map((s) => s.id) ?? [],
           },
           'worker running; SIGINT or SIGTERM stops it',
         );

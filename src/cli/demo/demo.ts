@@ -10,7 +10,7 @@ import { prewarmJob, runStartupJobs } from '../../scheduler/startup.js';
 import { migrateTenants } from '../../scheduler/tenant-migrations.js';
 import { loadConfig } from '../config.js';
 import { cliLogger, type GlobalFlags, print } from '../context.js';
-import { integer } from '../parse.js';
+import { cronPattern, integer } from '../parse.js';
 import { waitForShutdown } from '../shutdown.js';
 import { DEMO_TABLE, DEMO_TENANTS, demoPaths, NOISY_TENANT, seedDemoTenants } from './setup.js';
 import { DEMO_QUEUE, DemoStats, demoHandler, enqueueWelcomeJobs, generateTraffic } from './traffic.js';
@@ -27,7 +27,12 @@ export function demoCommand(): Command {
     .description('run the whole fleet locally with no services (what `npm start` runs); Ctrl-C stops it')
     .option('--dir <path>', 'where the registry and tenant databases live (reused by the next run)', '.fleet')
     .option('--stats-interval <ms>', 'how often the stats line is printed', integer(100), 2000)
-    .option('--cron <pattern>', 'the fan-out schedule (6 fields: seconds first)', '*/10 * * * * *')
+    .option(
+      '--cron <pattern>',
+      'the fan-out schedule (5 fields, or 6 with seconds first)',
+      cronPattern,
+      '*/10 * * * * *',
+    )
     .addHelpText(
       'after',
       '\nWith --engine bullmq the jobs go through Redis at --redis-url, REDIS_URL or FLEET_REDIS_URL (default redis://127.0.0.1:6379).',
@@ -45,7 +50,7 @@ export function demoCommand(): Command {
           engine: globals.engine ?? process.env.FLEET_ENGINE ?? 'memory',
           redisUrl: globals.redisUrl ?? process.env.FLEET_REDIS_URL ?? process.env.REDIS_URL,
           prefix: globals.prefix ?? process.env.FLEET_PREFIX ?? 'fleet-demo',
-          maxConnections: globals.maxConnections ?? process.env.FLEET_MAX_CONNECTIONS ?? '10',
+          budget: globals.budget ?? process.env.FLEET_BUDGET ?? '10',
           logLevel: globals.logLevel ?? process.env.FLEET_LOG_LEVEL ?? 'warn',
         },
       });
@@ -71,7 +76,7 @@ export function demoCommand(): Command {
         const prewarm = startup.prewarmReport;
         if (prewarm) {
           print(
-            `  prewarm: ${prewarm.warmed}/${prewarm.totalActive} tenant pools warmed, ${prewarm.failed} failed, ${prewarm.skippedCap} skipped (budget ${config.maxConnections} connections)`,
+            `  prewarm: ${prewarm.warmed}/${prewarm.totalActive} tenant pools warmed, ${prewarm.failed} failed, ${prewarm.skippedCap} skipped (budget ${config.budget} connections)`,
           );
         }
         const migration = await migrateTenants(fleet, { dir: paths.migrationsDir, signal: stop.signal });
