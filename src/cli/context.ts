@@ -5,9 +5,11 @@
  */
 import type { Command } from 'commander';
 import pino from 'pino';
+import { FleetError } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
 import type { OrgRegistry } from '../tenancy/registry/org-registry.js';
 import { type FleetConfig, type LoadConfigOptions, loadConfig, requireRegistryUrl } from './config.js';
+import { deadline, PREFLIGHT_TIMEOUT_MS, ServiceUnreachableError } from './preflight.js';
 
 /** The flags every command takes (see `program.ts`). */
 export interface GlobalFlags {
@@ -59,12 +61,29 @@ export function cliLogger(
 export async function openRegistry(config: FleetConfig, logger: Logger): Promise<OrgRegistry> {
   // Loaded on demand: `--help` and usage errors should not pay for every database driver.
   const { OrgRegistry } = await import('../tenancy/registry/org-registry.js');
-  const registry = await OrgRegistry.open(requireRegistryUrl(config), { logger });
+  const url = requireRegistryUrl(config);
+  const unreachable = (err: unknown) =>
+    new ServiceUnreachableError(
+      'registry',
+      url,
+      'check that the database server is running and that --registry-url, FLEET_REGISTRY_URL or `registryUrl` in the config names it',
+      err,
+    );
+  const timeout = `no answer within ${PREFLIGHT_TIMEOUT_MS} ms`;
+  let registry: OrgRegistry;
   try {
-    await registry.migrate();
+    registry = await deadline(OrgRegistry.open(url, { logger }), PREFLIGHT_TIMEOUT_MS, timeout);
   } catch (err) {
-    await registry.close();
-    throw err;
+    if (err instanceof FleetError) throw err;
+    throw unreachable(err);
+  }
+  try {
+    // The first query: a registry that opens lazily shows here that its server is away.
+    await deadline(registry.migrate(), PREFLIGHT_TIMEOUT_MS * 2, timeout);
+  } catch (err) {
+    await registry.close().catch(() => {});
+    if (err instanceof FleetError) throw err;
+    throw unreachable(err);
   }
   return registry;
 }

@@ -1,6 +1,7 @@
 /**
  * Opens what the fleet-running commands need, from the configuration: the registry,
- * the tenant pools (with the global connection budget) and the fleet on its engine;
+ * the tenant pools (with the process's connection budget) and the fleet on its engine,
+ * after checking that Redis (bullmq engine) answers;
  * and closes them in reverse order, each step on its own.
  */
 import { Fleet } from '../fleet.js';
@@ -9,6 +10,7 @@ import type { OrgRegistry } from '../tenancy/registry/org-registry.js';
 import { TenantPools } from '../tenancy/tenant-pools/tenant-pools.js';
 import type { FleetConfig } from './config.js';
 import { openRegistry } from './context.js';
+import { checkRedis } from './preflight.js';
 
 /** A fleet and what it runs on; `close()` closes them all, idempotently. */
 export interface FleetHandle extends AsyncDisposable {
@@ -37,6 +39,7 @@ export async function openFleet(config: FleetConfig, logger: Logger): Promise<Fl
     return closing;
   };
   try {
+    await checkRedis(config);
     const registry = await openRegistry(config, logger);
     steps.push(['registry', () => registry.close()]);
     const pools = await TenantPools.open({

@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { ConfigError } from '../../errors.js';
 import { cliLogger, configFor, openRegistry, print } from '../context.js';
 import { integer, json } from '../parse.js';
+import { checkRedis } from '../preflight.js';
 
 interface EnqueueFlags {
   data?: unknown;
@@ -33,6 +34,7 @@ export function enqueueCommand(): Command {
         );
       }
       const logger = cliLogger(config);
+      await checkRedis(config);
       const registry = await openRegistry(config, logger);
       try {
         const { Fleet } = await import('../../fleet.js');
