@@ -179,6 +179,7 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
       const context = {
         backend: partition.worker.getBackend() as RedisQueueBackend,
         batchKey: this.#batchKey,
+        batchTtlMs: this.options.batchTtlMs,
       };
       await failJob(context, job, token, new Error(job.deferredFailure));
       return 'retry';
@@ -392,6 +393,10 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
   #finishContext(job: ActiveJob): FinishContext {
     const partition = this.#partitions.cached(job.queue, job.tenant);
     if (!partition) throw new Error(`no cached partition for held job ${job.queue}.${job.tenant}/${job.id}`);
-    return { backend: partition.worker.getBackend() as RedisQueueBackend, batchKey: this.#batchKey };
+    return {
+      backend: partition.worker.getBackend() as RedisQueueBackend,
+      batchKey: this.#batchKey,
+      batchTtlMs: this.options.batchTtlMs,
+    };
   }
 }
