@@ -8,6 +8,7 @@ import { enqueueCommand } from './commands/enqueue.js';
 import { migrateCommand } from './commands/migrate.js';
 import { orgsCommand, provisionCommand } from './commands/orgs.js';
 import { prewarmCommand } from './commands/prewarm.js';
+import { purgeCommand } from './commands/purge.js';
 import { schedulerCommand } from './commands/scheduler.js';
 import { workerCommand } from './commands/worker.js';
 import { demoCommand } from './demo/demo.js';
@@ -47,6 +48,7 @@ export function buildProgram(): Command {
     .addCommand(migrateCommand())
     .addCommand(prewarmCommand())
     .addCommand(enqueueCommand())
+    .addCommand(purgeCommand())
     .addCommand(configCommand())
     .addCommand(demoCommand());
   configureAll(program);

@@ -45,6 +45,7 @@ describe('help and usage errors', () => {
     ['prewarm'],
     ['enqueue'],
     ['config'],
+    ['purge'],
     ['demo'],
   ];
 

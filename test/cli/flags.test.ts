@@ -369,6 +369,35 @@ describe('enqueue', () => {
   });
 });
 
+describe('purge', () => {
+  it('--queue / --tenant / --json remove the jobs they name', async () => {
+    cover('purge', '--queue', '--tenant', '--json');
+    const prefix = uniqueName('fleetflags');
+    const engine = new BullMqEngine({ connection: REDIS_URL, prefix });
+    const purge = (...args: string[]) =>
+      json(['purge', '--json', '--prefix', prefix, '--redis-url', REDIS_URL, ...args]);
+    try {
+      await engine.enqueueBulk('reports', [
+        { tenant: 'acme', name: 'n', data: 1 },
+        { tenant: 'globex', name: 'n', data: 2 },
+      ]);
+      await engine.enqueue('emails', { tenant: 'acme', name: 'n', data: 3 });
+      expect(await purge('--queue', 'reports', '--tenant', 'acme')).toEqual({
+        queue: 'reports',
+        tenants: ['acme'],
+      });
+      expect((await engine.counts('reports', 'acme')).waiting).toBe(0);
+      expect((await engine.counts('reports', 'globex')).waiting).toBe(1);
+      expect(await purge('--queue', 'reports')).toEqual({ queue: 'reports', tenants: ['globex'] });
+      expect((await engine.counts('reports', 'globex')).waiting).toBe(0);
+      expect((await engine.counts('emails', 'acme')).waiting).toBe(1);
+    } finally {
+      await engine.close();
+      await deletePrefix(prefix);
+    }
+  });
+});
+
 describe('long-running commands', () => {
   it('worker: every flag reaches the running worker', async () => {
     cover(

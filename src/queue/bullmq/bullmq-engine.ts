@@ -42,6 +42,7 @@ import {
   resolveBullMqEngineOptions,
 } from './options.js';
 import { PartitionCache, type WorkerPartition } from './partitions.js';
+import { purgePartitions } from './purge.js';
 import { ACTIVE_GRACE_MS, ReadyIndex } from './ready-index.js';
 import { type FleetCommands, withFleetCommands } from './scripts.js';
 
@@ -337,6 +338,12 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     const completed = Number(hash.completed ?? 0);
     const failed = Number(hash.failed ?? 0);
     return { total, completed, failed, pending: total - completed - failed };
+  }
+
+  async purge(queue: string, tenant?: string): Promise<string[]> {
+    this.#checkOpen();
+    const slug = tenant === undefined ? null : checkTenant(tenant);
+    return purgePartitions(this.#redis, this.#index, this.options.prefix, checkQueueName(queue), slug);
   }
 
   /** Closes the Workers, the subscriber and (if the engine opened it) the connection; idempotent. */

@@ -279,6 +279,23 @@ export class MemoryEngine implements QueueEngine {
     return { ...batch, pending: batch.total - batch.completed - batch.failed };
   }
 
+  async purge(queue: string, tenant?: string): Promise<string[]> {
+    this.#checkOpen();
+    const partitions = this.#partitions.get(checkQueueName(queue));
+    if (!partitions) return [];
+    const slugs = tenant === undefined ? [...partitions.keys()] : [checkTenant(tenant)];
+    const purged: string[] = [];
+    for (const slug of slugs) {
+      const partition = partitions.get(slug);
+      if (!partition) continue;
+      // Its delayed jobs stay in the shared heap until due; #promoteDue skips them then.
+      partitions.delete(slug);
+      this.#ready.get(queue)?.delete(slug);
+      if (partition.jobs.size > 0 || partition.completed + partition.failed > 0) purged.push(slug);
+    }
+    return purged.sort();
+  }
+
   close(): Promise<void> {
     this.#closePromise ??= (async () => {
       if (this.#timer) clearTimeout(this.#timer);
@@ -357,7 +374,9 @@ export class MemoryEngine implements QueueEngine {
     const woken = new Set<string>();
     for (let next = this.#delayed.peek(); next && next.dueAt <= now; next = this.#delayed.peek()) {
       this.#delayed.pop();
-      const partition = this.#partition(next.queue, next.job.tenant, true);
+      const partition = this.#partition(next.queue, next.job.tenant, false);
+      // A job of a purged partition: nothing to promote.
+      if (partition?.jobs.get(next.id) !== next) continue;
       partition.delayed -= 1;
       this.#makeWaiting(partition, next, woken);
     }
