@@ -7,6 +7,7 @@
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildProgram } from '../../src/cli/program.js';
 import { BullMqEngine } from '../../src/queue/bullmq/bullmq-engine.js';
@@ -523,6 +524,40 @@ export default defineHandlers({ reports: async () => {}, emails: async () => {} 
       expect(existsSync(join(cwd, 'here', 'registry.db'))).toBe(true);
     } finally {
       if (demo.child.exitCode === null) demo.child.kill('SIGKILL');
+      rmSync(cwd, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('demo on BullMQ', () => {
+  it('--keep leaves the keys under its prefix', async () => {
+    cover('demo', '--keep');
+    const cwd = tempDir('tenant-fleet-flags-keep-');
+    const prefix = uniqueName('fleetkeep');
+    const demo = startCli(
+      ['demo', '--engine', 'bullmq', '--redis-url', REDIS_URL, '--prefix', prefix, '--keep'],
+      {
+        cwd,
+      },
+    );
+    const redis = new Redis(REDIS_URL);
+    try {
+      await until(() => /\[stats\]/.test(demo.stdout()), 'a stats line');
+      demo.child.kill('SIGINT');
+      expect(await demo.exit).toBe(0);
+      expect(demo.stdout()).not.toMatch(/removed the demo's/);
+      let found = 0;
+      let cursor = '0';
+      do {
+        const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+        cursor = next;
+        found += keys.length;
+      } while (cursor !== '0' && found === 0);
+      expect(found).toBeGreaterThan(0);
+    } finally {
+      if (demo.child.exitCode === null) demo.child.kill('SIGKILL');
+      await redis.quit();
+      await deletePrefix(prefix);
       rmSync(cwd, { recursive: true, force: true });
     }
   });

@@ -12,6 +12,7 @@ import { loadConfig } from '../config.js';
 import { cliLogger, type GlobalFlags, print } from '../context.js';
 import { cronPattern, integer } from '../parse.js';
 import { waitForShutdown } from '../shutdown.js';
+import { deleteRedisPrefix } from './cleanup.js';
 import { DEMO_TABLE, DEMO_TENANTS, demoPaths, NOISY_TENANT, seedDemoTenants } from './setup.js';
 import { DEMO_QUEUE, DemoStats, demoHandler, enqueueWelcomeJobs, generateTraffic } from './traffic.js';
 
@@ -19,6 +20,7 @@ interface DemoFlags {
   dir: string;
   statsInterval: number;
   cron: string;
+  keep?: boolean;
 }
 
 /** The `demo` command. */
@@ -33,6 +35,7 @@ export function demoCommand(): Command {
       cronPattern,
       '*/10 * * * * *',
     )
+    .option('--keep', "with --engine bullmq, leave the demo's keys on Redis at exit (default: removed)")
     .addHelpText(
       'after',
       '\nWith --engine bullmq the jobs go through Redis at --redis-url, REDIS_URL or FLEET_REDIS_URL (default redis://127.0.0.1:6379).',
@@ -136,6 +139,10 @@ export function demoCommand(): Command {
         await flood;
         await closeSchedules?.();
         await handle.close();
+        if (config.engine === 'bullmq' && !flags.keep) {
+          const removed = await deleteRedisPrefix(config.redisUrl, config.prefix);
+          print(`removed the demo's ${removed} keys under ${config.prefix}: on Redis (--keep leaves them)`);
+        }
       }
       print('demo stopped cleanly');
     });
