@@ -36,7 +36,8 @@ const scheduleSchema = z
 
 const workerSchema = z
   .object({
-    concurrency: z.int().min(1).default(8),
+    /** @default the worker's own default (FleetWorkerOptions.concurrency) */
+    concurrency: z.int().min(1).optional(),
     perTenantConcurrency: z.int().min(1).optional(),
     jobsPerTurn: z.int().min(1).optional(),
     shutdownTimeoutMs: z.int().min(0).default(30_000),

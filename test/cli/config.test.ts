@@ -29,10 +29,12 @@ describe('loadConfig', () => {
       redisUrl: 'redis://127.0.0.1:6379',
       prefix: 'fleet',
       budget: 20,
-      worker: { concurrency: 8, startup: 'blocking', prewarm: true, shutdownTimeoutMs: 30_000 },
+      worker: { startup: 'blocking', prewarm: true, shutdownTimeoutMs: 30_000 },
       schedules: [],
     });
     expect(config.registryUrl).toBeUndefined();
+    // Unset, so the worker uses the library's own default.
+    expect(config.worker.concurrency).toBeUndefined();
   });
 
   it('layers file < environment < flags', async () => {

@@ -75,7 +75,11 @@ describe('npm start (tenant-fleet demo)', () => {
     expect(first).toMatch(/20 tenants \(20 new\)/);
     expect(first).toMatch(/migrations: 20 tenants migrated/);
     expect(first).toMatch(/engine: memory/);
-    expect(first).toMatch(/\[stats\] .*jobs\/s .*pool budget \d+\/10 open/);
+    expect(first).toMatch(/\[stats\] \d+ jobs\/s: .*pool \d+\/10 open/);
+    // Each stats line fits a terminal.
+    const statsLines = first.split('\n').filter((line) => line.startsWith('[stats]'));
+    expect(statsLines.length).toBeGreaterThan(0);
+    for (const line of statsLines) expect(line.length, line).toBeLessThanOrEqual(120);
     const afterFirst = rowsPerTenant(cwd);
     for (const slug of DEMO_TENANTS) expect(afterFirst.get(slug), slug).toBeGreaterThan(0);
 

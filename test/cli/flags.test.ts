@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildProgram } from '../../src/cli/program.js';
 import { BullMqEngine } from '../../src/queue/bullmq/bullmq-engine.js';
 import { OrgRegistry } from '../../src/tenancy/registry/org-registry.js';
+import { resolveFleetWorkerOptions } from '../../src/worker/worker-options.js';
 import { deletePrefix } from '../queue/engines.js';
 import { postgresCase, type Store } from '../support/databases.js';
 import { REDIS_URL, tempDir, uniqueName } from '../support/services.js';
@@ -435,6 +436,8 @@ export default defineHandlers({ reports: async () => {}, emails: async () => {} 
           await until(() => logLine(worker.stderr(), /^worker running/) !== null, 'the worker to run');
           worker.child.kill('SIGTERM');
           expect(await worker.exit).toBe(0);
+          // A last line says it stopped.
+          expect(logLine(worker.stderr(), /^worker stopped/)).not.toBeNull();
           return logLine(worker.stderr(), /^worker running/)!;
         } finally {
           if (worker.child.exitCode === null) worker.child.kill('SIGKILL');
@@ -466,8 +469,10 @@ export default defineHandlers({ reports: async () => {}, emails: async () => {} 
         prewarm: false,
         schedules: ['hourly'],
       });
+      // Unset in flags and config: the library's defaults, the same as the API's.
       expect(plain).toMatchObject({
         queues: ['reports', 'emails'],
+        concurrency: resolveFleetWorkerOptions().concurrency,
         startup: 'blocking',
         prewarm: true,
         schedules: [],
@@ -497,6 +502,7 @@ export default defineHandlers({ reports: async () => {}, emails: async () => {} 
         await until(() => logLine(scheduler.stderr(), /^scheduler running/) !== null, 'the scheduler to run');
         scheduler.child.kill('SIGTERM');
         expect(await scheduler.exit).toBe(0);
+        expect(logLine(scheduler.stderr(), /^scheduler stopped/)).not.toBeNull();
         expect(logLine(scheduler.stderr(), /^scheduler running/)).toMatchObject({
           pageSize: 17,
           schedules: ['hourly'],

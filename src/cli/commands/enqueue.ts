@@ -46,6 +46,8 @@ export function enqueueCommand(): Command {
           logger,
         });
         try {
+          // An id already there makes the enqueue a no-op: say so rather than print the id as if new.
+          const existing = flags.jobId ? await fleet.engine.getJob(queue, tenant, flags.jobId) : null;
           const id = await fleet.enqueue(queue, {
             tenant,
             name,
@@ -55,6 +57,10 @@ export function enqueueCommand(): Command {
             ...(flags.priority ? { priority: flags.priority } : {}),
             ...(flags.attempts ? { attempts: flags.attempts } : {}),
           });
+          if (existing)
+            process.stderr.write(
+              `job ${id} was already in ${queue} for ${tenant} (${existing.state}): nothing enqueued\n`,
+            );
           print(id);
         } finally {
           await fleet.close();

@@ -49,5 +49,6 @@ export function schedulerCommand(): Command {
       } finally {
         await handle.close();
       }
+      logger.info('scheduler stopped');
     });
 }
