@@ -11,6 +11,7 @@ import { TenantPools } from '../tenancy/tenant-pools/tenant-pools.js';
 import type { FleetConfig } from './config.js';
 import { openRegistry } from './context.js';
 import { checkRedis } from './preflight.js';
+import { watchRedis } from './redis-watch.js';
 
 /** A fleet and what it runs on; `close()` closes them all, idempotently. */
 export interface FleetHandle extends AsyncDisposable {
@@ -59,6 +60,8 @@ export async function openFleet(config: FleetConfig, logger: Logger): Promise<Fl
       logger,
     });
     steps.push(['fleet', () => fleet.close()]);
+    const unwatch = watchRedis(fleet.engine, config.redisUrl, logger);
+    steps.push(['redis watch', async () => unwatch()]);
     return { config, logger, registry, pools, fleet, close, [Symbol.asyncDispose]: close };
   } catch (err) {
     await close();
