@@ -183,7 +183,7 @@ export interface QueueEngine {
   /**
    * Removes every job of `queue` (of one tenant's partition when `tenant` is given),
    * whatever its state, with the partition's fleet-wide concurrency cap, and takes the
-   * tenants out of the ready index; resolves to the tenants whose partitions held jobs,
+   * tenants out of the ready index; resolves to the tenants whose partitions it found,
    * sorted. Meant for a tenant that was removed or a queue no longer fed: a job enqueued
    * meanwhile may go too, and a worker still running one of the jobs finds its lock lost.
    */

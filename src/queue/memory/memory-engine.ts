@@ -284,15 +284,9 @@ export class MemoryEngine implements QueueEngine {
     const partitions = this.#partitions.get(checkQueueName(queue));
     if (!partitions) return [];
     const slugs = tenant === undefined ? [...partitions.keys()] : [checkTenant(tenant)];
-    const purged: string[] = [];
-    for (const slug of slugs) {
-      const partition = partitions.get(slug);
-      if (!partition) continue;
-      // Its delayed jobs stay in the shared heap until due; #promoteDue skips them then.
-      partitions.delete(slug);
-      this.#ready.get(queue)?.delete(slug);
-      if (partition.jobs.size > 0 || partition.completed + partition.failed > 0) purged.push(slug);
-    }
+    // Their delayed jobs stay in the shared heap until due; #promoteDue skips them then.
+    const purged = slugs.filter((slug) => partitions.has(slug) && partitions.delete(slug));
+    for (const slug of purged) this.#ready.get(queue)?.delete(slug);
     return purged.sort();
   }
 
