@@ -118,7 +118,7 @@ export function demoCommand(): Command {
         );
         print(`  where to look: sqlite3 ${paths.tenantsDir}/acme.db 'select count(*) from ${DEMO_TABLE}'`);
         print(
-          `                 ${paths.registryUrl.replace(/^sqlite:/, '')} (the registry: tenant-fleet orgs list --registry-url ${paths.registryUrl})`,
+          `                 ${paths.registryUrl.replace(/^sqlite:/, '')} (the registry: npx tenant-fleet orgs list --registry-url ${paths.registryUrl},\n                  or npm run fleet -- orgs list … in a clone of the repository)`,
         );
         print('  Ctrl-C stops it.');
 
