@@ -24,7 +24,8 @@ export type FleetErrorCode =
   | 'TENANT_CONNECTION'
   | 'MIGRATION_FAILED'
   | 'DATABASE_UNAVAILABLE'
-  | 'FAN_OUT_FAILED';
+  | 'FAN_OUT_FAILED'
+  | 'SERVICE_UNREACHABLE';
 
 /** Base class of every error tenant-fleet throws. */
 export class FleetError extends Error {

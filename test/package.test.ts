@@ -1,14 +1,24 @@
 /**
  * The built package, as a user gets it: `npm test` runs `npm run build` first, and this
- * suite imports the entry that package.json points at, not the TypeScript sources.
+ * suite imports the entry that package.json points at, not the TypeScript sources; then
+ * packs it (`npm pack`), installs the tarball in a fresh folder that cannot see this
+ * repository's node_modules, and runs the `tenant-fleet` command there with `npx`, with a
+ * handlers module that imports `'tenant-fleet'`.
  */
-import { readFileSync, rmSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
 import { afterAll, describe, expect, expectTypeOf, it } from 'vitest';
 import type { Org, OrgListOptions, OrgRegistry, SecretsResolver } from '../src/index.js';
+import { childEnv, startCli } from './cli/support.js';
 import { requireBuilt } from './support/built.js';
+import { postgresCase } from './support/databases.js';
 import { tempDir } from './support/services.js';
+import { until } from './support/wait.js';
+
+const run = promisify(execFile);
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
@@ -56,6 +66,95 @@ describe('the built package', () => {
     expect(error.code).toBe('CONFIG');
     expect(error.name).toBe('FleetError');
   });
+});
+
+describe('the command in the repository', () => {
+  it('runs as `npm run fleet -- …`', async () => {
+    const { stdout } = await run('npm', ['run', '--silent', 'fleet', '--', 'orgs', 'list', '--help'], {
+      cwd: root,
+      env: childEnv(),
+    });
+    expect(stdout).toMatch(/Usage: tenant-fleet orgs list/);
+  });
+});
+
+describe('the packed package, installed in a fresh folder', () => {
+  const dir = tempDir('tenant-fleet-installed-');
+  const pg = postgresCase();
+  afterAll(async () => {
+    await pg.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  // npm in a folder of its own; FLEET_* of the test run stay out.
+  const inDir = (command: 'npm' | 'npx', args: string[]) =>
+    run(command, args, { cwd: dir, env: childEnv({ npm_config_loglevel: 'error' }), maxBuffer: 1 << 24 });
+
+  it('installs from the tarball, runs `npx tenant-fleet`, and a worker loads handlers importing tenant-fleet', async () => {
+    requireBuilt(entry);
+    const { stdout: packed } = await run('npm', ['pack', '--pack-destination', dir], {
+      cwd: root,
+      env: childEnv(),
+    });
+    const tarball = join(dir, packed.trim().split('\n').at(-1)!);
+    expect(existsSync(tarball)).toBe(true);
+    writeFileSync(
+      join(dir, 'package.json'),
+      JSON.stringify({ name: 'my-app', private: true, type: 'module' }),
+    );
+    // Registry packages come from npm's cache when it has them; the native SQLite
+    // binding's install script is not needed here (the registry below is Postgres).
+    await inDir('npm', [
+      'install',
+      '--prefer-offline',
+      '--no-audit',
+      '--no-fund',
+      '--ignore-scripts',
+      tarball,
+    ]);
+    expect(existsSync(join(dir, 'node_modules', 'tenant-fleet', 'dist', 'src', 'cli', 'main.js'))).toBe(true);
+
+    const help = await inDir('npx', ['tenant-fleet', '--help']);
+    expect(help.stdout).toMatch(/Usage: tenant-fleet/);
+
+    const store = await pg.createStore();
+    try {
+      const seen = join(dir, 'seen.txt');
+      writeFileSync(seen, '');
+      writeFileSync(
+        join(dir, 'handlers.mjs'),
+        `import { appendFileSync } from 'node:fs';
+import { defineHandlers } from 'tenant-fleet';
+export default defineHandlers({
+  reports: async (job) => appendFileSync(${JSON.stringify(seen)}, job.tenant + ' ' + job.name + '\\n'),
+});
+`,
+      );
+      writeFileSync(
+        join(dir, 'fleet.config.json'),
+        JSON.stringify({
+          registryUrl: store.url,
+          engine: 'memory',
+          logLevel: 'info',
+          schedules: [{ id: 'tick', cron: '* * * * * *', queue: 'reports', name: 'tick' }],
+        }),
+      );
+      await inDir('npx', ['tenant-fleet', 'orgs', 'add', 'acme', '--mode', 'schema', '--provision']);
+      // The installed bin, started the way npx does: its own folder, no repository around it.
+      const worker = startCli(['worker', '--handlers', './handlers.mjs', '--schedules'], {
+        cwd: dir,
+        cli: join(dir, 'node_modules', '.bin', 'tenant-fleet'),
+      });
+      try {
+        await until(() => readFileSync(seen, 'utf8').includes('acme tick'), 'a scheduled job to run');
+        worker.child.kill('SIGTERM');
+        expect(await worker.exit).toBe(0);
+      } finally {
+        if (worker.child.exitCode === null) worker.child.kill('SIGKILL');
+      }
+    } finally {
+      await store.drop();
+    }
+  }, 600_000);
 });
 
 describe('the public types', () => {

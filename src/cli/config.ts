@@ -13,6 +13,7 @@ import { MAX_CACHED_POOLS, MAX_CONNECTIONS } from '../tenancy/tenant-pools/optio
 import { MAX_DURATION_MS } from '../validate.js';
 import { MAX_CONCURRENCY, MAX_JOBS_PER_TURN } from '../worker/worker-options.js';
 import { defaultExport, loadUserModule } from './load-module.js';
+import { isCronPattern } from './parse.js';
 
 /** The file names looked for in the working directory when `--config` is not given. */
 export const CONFIG_FILE_NAMES = [
@@ -27,7 +28,7 @@ const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
 const scheduleSchema = z
   .object({
     id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$/, 'expected letters, digits, - or _'),
-    cron: z.string().min(1),
+    cron: z.string().refine(isCronPattern, 'expected a cron pattern of 5 fields, or 6 with seconds first'),
     timezone: z.string().min(1).optional(),
     queue: z.string().min(1),
     name: z.string().min(1),
@@ -38,7 +39,8 @@ const scheduleSchema = z
 
 const workerSchema = z
   .object({
-    concurrency: z.int().min(1).max(MAX_CONCURRENCY).default(8),
+    /** @default the worker's own default (FleetWorkerOptions.concurrency) */
+    concurrency: z.int().min(1).max(MAX_CONCURRENCY).optional(),
     perTenantConcurrency: z.int().min(1).max(MAX_CONCURRENCY).optional(),
     jobsPerTurn: z.int().min(1).max(MAX_JOBS_PER_TURN).optional(),
     shutdownTimeoutMs: z.int().min(0).max(MAX_DURATION_MS).default(30_000),
@@ -59,7 +61,8 @@ const configSchema = z
       .string()
       .regex(/^[A-Za-z0-9_-]{1,40}$/, 'expected 1–40 letters, digits, - or _')
       .default('fleet'),
-    maxConnections: z.int().min(1).max(MAX_CONNECTIONS).default(20),
+    /** The process's database connection budget (TenantPools' `maxConnections`). */
+    budget: z.int().min(1).max(MAX_CONNECTIONS).default(20),
     maxCachedPools: z.int().min(1).max(MAX_CACHED_POOLS).optional(),
     acquireTimeoutMs: z.int().min(1).max(MAX_DURATION_MS).optional(),
     /** @default 'info' for long-running commands (worker, scheduler), 'warn' for one-shot ones */
@@ -82,7 +85,7 @@ export const ENV_KEYS = {
   FLEET_ENGINE: 'engine',
   FLEET_REDIS_URL: 'redisUrl',
   FLEET_PREFIX: 'prefix',
-  FLEET_MAX_CONNECTIONS: 'maxConnections',
+  FLEET_BUDGET: 'budget',
   FLEET_MAX_CACHED_POOLS: 'maxCachedPools',
   FLEET_ACQUIRE_TIMEOUT_MS: 'acquireTimeoutMs',
   FLEET_LOG_LEVEL: 'logLevel',
@@ -96,7 +99,7 @@ export const FLAG_KEYS = {
   engine: '--engine',
   redisUrl: '--redis-url',
   prefix: '--prefix',
-  maxConnections: '--max-connections',
+  budget: '--budget',
   logLevel: '--log-level',
 } as const satisfies Partial<Record<TopKey, string>>;
 
@@ -106,7 +109,7 @@ export interface LoadConfigOptions {
   configPath?: string | undefined;
   /** @default process.env */
   env?: NodeJS.ProcessEnv;
-  /** Command-line values by config key (`registryUrl`, `maxConnections` …); undefined ones are ignored. */
+  /** Command-line values by config key (`registryUrl`, `budget` …); undefined ones are ignored. */
   flags?: Partial<Record<TopKey, string | undefined>>;
   /** @default process.cwd() */
   cwd?: string;
@@ -147,7 +150,7 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<Loade
   return { config: parsed.data, file };
 }
 
-const NUMERIC_KEYS: ReadonlySet<string> = new Set(['maxConnections', 'maxCachedPools', 'acquireTimeoutMs']);
+const NUMERIC_KEYS: ReadonlySet<string> = new Set(['budget', 'maxCachedPools', 'acquireTimeoutMs']);
 
 /** Environment and flag values are strings; numeric keys are read as numbers when they look like one. */
 function coerce(key: string, value: string): unknown {

@@ -5,10 +5,12 @@
  */
 import type { Command } from 'commander';
 import pino from 'pino';
+import { FleetError } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
 import { redactJsonText, redactUrl } from '../redact.js';
 import type { OrgRegistry } from '../tenancy/registry/org-registry.js';
-import { type FleetConfig, loadConfig, requireRegistryUrl } from './config.js';
+import { type FleetConfig, type LoadConfigOptions, loadConfig, requireRegistryUrl } from './config.js';
+import { deadline, PREFLIGHT_TIMEOUT_MS, ServiceUnreachableError } from './preflight.js';
 
 /** The flags every command takes (see `program.ts`). */
 export interface GlobalFlags {
@@ -17,25 +19,27 @@ export interface GlobalFlags {
   engine?: string;
   redisUrl?: string;
   prefix?: string;
-  maxConnections?: string;
+  budget?: string;
   logLevel?: string;
 }
 
 /** Reads the configuration for `command`, its global flags overriding file and environment. */
 export async function configFor(command: Command): Promise<FleetConfig> {
   const flags = command.optsWithGlobals<GlobalFlags>();
-  const { config } = await loadConfig({
-    configPath: flags.config,
-    flags: {
-      registryUrl: flags.registryUrl,
-      engine: flags.engine,
-      redisUrl: flags.redisUrl,
-      prefix: flags.prefix,
-      maxConnections: flags.maxConnections,
-      logLevel: flags.logLevel,
-    },
-  });
+  const { config } = await loadConfig({ configPath: flags.config, flags: globalConfigFlags(flags) });
   return config;
+}
+
+/** The configuration keys the global flags set. */
+export function globalConfigFlags(flags: GlobalFlags): NonNullable<LoadConfigOptions['flags']> {
+  return {
+    registryUrl: flags.registryUrl,
+    engine: flags.engine,
+    redisUrl: flags.redisUrl,
+    prefix: flags.prefix,
+    budget: flags.budget,
+    logLevel: flags.logLevel,
+  };
 }
 
 /**
@@ -58,12 +62,29 @@ export function cliLogger(
 export async function openRegistry(config: FleetConfig, logger: Logger): Promise<OrgRegistry> {
   // Loaded on demand: `--help` and usage errors should not pay for every database driver.
   const { OrgRegistry } = await import('../tenancy/registry/org-registry.js');
-  const registry = await OrgRegistry.open(requireRegistryUrl(config), { logger });
+  const url = requireRegistryUrl(config);
+  const unreachable = (err: unknown) =>
+    new ServiceUnreachableError(
+      'registry',
+      url,
+      'check that the database server is running and that --registry-url, FLEET_REGISTRY_URL or `registryUrl` in the config names it',
+      err,
+    );
+  const timeout = `no answer within ${PREFLIGHT_TIMEOUT_MS} ms`;
+  let registry: OrgRegistry;
   try {
-    await registry.migrate();
+    registry = await deadline(OrgRegistry.open(url, { logger }), PREFLIGHT_TIMEOUT_MS, timeout);
   } catch (err) {
-    await registry.close();
-    throw err;
+    if (err instanceof FleetError) throw err;
+    throw unreachable(err);
+  }
+  try {
+    // The first query: a registry that opens lazily shows here that its server is away.
+    await deadline(registry.migrate(), PREFLIGHT_TIMEOUT_MS * 2, timeout);
+  } catch (err) {
+    await registry.close().catch(() => {});
+    if (err instanceof FleetError) throw err;
+    throw unreachable(err);
   }
   return registry;
 }

@@ -1,6 +1,7 @@
 /**
  * Opens what the fleet-running commands need, from the configuration: the registry,
- * the tenant pools (with the global connection budget) and the fleet on its engine;
+ * the tenant pools (with the process's connection budget) and the fleet on its engine,
+ * after checking that Redis (bullmq engine) answers;
  * and closes them in reverse order, each step on its own.
  */
 import { Fleet } from '../fleet.js';
@@ -9,6 +10,8 @@ import type { OrgRegistry } from '../tenancy/registry/org-registry.js';
 import { TenantPools } from '../tenancy/tenant-pools/tenant-pools.js';
 import type { FleetConfig } from './config.js';
 import { openRegistry } from './context.js';
+import { checkRedis } from './preflight.js';
+import { watchRedis } from './redis-watch.js';
 
 /** A fleet and what it runs on; `close()` closes them all, idempotently. */
 export interface FleetHandle extends AsyncDisposable {
@@ -37,11 +40,12 @@ export async function openFleet(config: FleetConfig, logger: Logger): Promise<Fl
     return closing;
   };
   try {
+    await checkRedis(config);
     const registry = await openRegistry(config, logger);
     steps.push(['registry', () => registry.close()]);
     const pools = await TenantPools.open({
       registry,
-      maxConnections: config.maxConnections,
+      maxConnections: config.budget,
       ...(config.maxCachedPools ? { maxCachedPools: config.maxCachedPools } : {}),
       ...(config.acquireTimeoutMs ? { acquireTimeoutMs: config.acquireTimeoutMs } : {}),
       logger,
@@ -56,6 +60,8 @@ export async function openFleet(config: FleetConfig, logger: Logger): Promise<Fl
       logger,
     });
     steps.push(['fleet', () => fleet.close()]);
+    const unwatch = watchRedis(fleet.engine, config.redisUrl, logger);
+    steps.push(['redis watch', async () => unwatch()]);
     return { config, logger, registry, pools, fleet, close, [Symbol.asyncDispose]: close };
   } catch (err) {
     await close();

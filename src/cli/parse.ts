@@ -13,10 +13,18 @@ export function integer(min: number): (value: string) => number {
   };
 }
 
-/** An integer ≥ 1, or `none` for null (clears a per-org override). */
-export function integerOrNone(value: string): number | null {
-  if (value === 'none' || value === 'null') return null;
+/**
+ * An integer ≥ 1, or `none` (clears a per-org override: see {@link noneAsNull}). Not null
+ * itself: Commander stores a parser's null as an empty string.
+ */
+export function integerOrNone(value: string): number | 'none' {
+  if (value === 'none' || value === 'null') return 'none';
   return integer(1)(value);
+}
+
+/** The value of an {@link integerOrNone} flag for the registry: `none` is null. */
+export function noneAsNull(value: number | 'none'): number | null {
+  return value === 'none' ? null : value;
 }
 
 /** A JSON value. */
@@ -46,15 +54,33 @@ export function collect(value: string, previous: string[] = []): string[] {
 }
 
 /**
- * A cron pattern croner accepts (5 fields, or 6 with seconds first), checked as the flag
- * is parsed: a command such as `demo` must fail on it before it writes anything.
+ * Whether `value` has the shape of a cron pattern the scheduler takes: 5 fields, or 6
+ * with seconds first, or a nickname such as `@daily`. (croner also reads a 7th field, the
+ * year, which the scheduler does not promise.)
+ */
+export function isCronPattern(value: string): boolean {
+  if (/^@[a-z]+$/.test(value.trim())) return true;
+  const fields = value.trim().split(/\s+/).filter(Boolean).length;
+  return fields === 5 || fields === 6;
+}
+
+/**
+ * A cron pattern of 5 fields, or 6 with seconds first, that croner accepts, checked as
+ * the flag is parsed: a command such as `demo` must fail on it before it writes anything.
  */
 export function cronPattern(value: string): string {
-  try {
-    new Cron(value, { paused: true }).stop();
-  } catch (err) {
+  let problem: string | undefined;
+  if (!isCronPattern(value)) problem = 'it has neither 5 nor 6 fields';
+  else {
+    try {
+      new Cron(value, { paused: true }).stop();
+    } catch (err) {
+      problem = (err as Error).message;
+    }
+  }
+  if (problem !== undefined) {
     throw new InvalidArgumentError(
-      `expected a cron pattern of 5 or 6 fields, got ${JSON.stringify(value)} (${(err as Error).message}).`,
+      `expected a cron pattern of 5 fields, or 6 with seconds first, got ${JSON.stringify(value)} (${problem}).`,
     );
   }
   return value;

@@ -4,10 +4,12 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { redactUrl } from '../redact.js';
+import { configCommand } from './commands/config.js';
 import { enqueueCommand } from './commands/enqueue.js';
 import { migrateCommand } from './commands/migrate.js';
 import { orgsCommand, provisionCommand } from './commands/orgs.js';
 import { prewarmCommand } from './commands/prewarm.js';
+import { purgeCommand } from './commands/purge.js';
 import { schedulerCommand } from './commands/scheduler.js';
 import { workerCommand } from './commands/worker.js';
 import { demoCommand } from './demo/demo.js';
@@ -31,8 +33,8 @@ export function buildProgram(): Command {
     .option('--redis-url <url>', 'Redis for the bullmq engine (env FLEET_REDIS_URL)')
     .option('--prefix <prefix>', 'key prefix of the fleet on Redis (env FLEET_PREFIX)')
     .option(
-      '--max-connections <n>',
-      'global database connection budget per process (env FLEET_MAX_CONNECTIONS)',
+      '--budget <n>',
+      "this process's database connection budget: connections open at once across all tenants (env FLEET_BUDGET)",
     )
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (env FLEET_LOG_LEVEL)')
     .addHelpText(
@@ -47,6 +49,8 @@ export function buildProgram(): Command {
     .addCommand(migrateCommand())
     .addCommand(prewarmCommand())
     .addCommand(enqueueCommand())
+    .addCommand(purgeCommand())
+    .addCommand(configCommand())
     .addCommand(demoCommand());
   configureAll(program);
   return program;

@@ -1,5 +1,6 @@
 /** Starts the configured fan-out schedules on a fleet, with the state store its engine calls for. */
 import { Redis } from 'ioredis';
+import { redactUrl } from '../errors.js';
 import { RedisScheduleStore } from '../scheduler/redis-state-store.js';
 import type { Scheduler } from '../scheduler/scheduler.js';
 import { SqlScheduleStore } from '../scheduler/sql-state-store.js';
@@ -21,6 +22,22 @@ function storeFor(handle: FleetHandle): { store: ScheduleStateStore; release: ()
   const { config } = handle;
   if (config.engine === 'bullmq') {
     const redis = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 3 });
+    // Said once per outage, not on every reconnect attempt (ioredis prints an
+    // "Unhandled error event" of its own for an emitter without a listener).
+    let down = false;
+    redis.on('error', (err: Error) => {
+      if (down) return;
+      down = true;
+      handle.logger.warn(
+        { err: redactUrl(err.message), redis: redactUrl(config.redisUrl) },
+        'schedule store: Redis unreachable, retrying',
+      );
+    });
+    redis.on('ready', () => {
+      if (!down) return;
+      down = false;
+      handle.logger.info({ redis: redactUrl(config.redisUrl) }, 'schedule store: Redis is back');
+    });
     const store = new RedisScheduleStore({ redis, prefix: config.prefix });
     return { store, release: async () => void (await redis.quit().catch(() => redis.disconnect())) };
   }

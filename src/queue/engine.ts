@@ -180,6 +180,14 @@ export interface QueueEngine {
   getJob(queue: string, tenant: string, id: string): Promise<JobInfo | null>;
   /** Progress of the jobs enqueued with this `batchId`. */
   batchProgress(batchId: string): Promise<BatchProgress>;
+  /**
+   * Removes every job of `queue` (of one tenant's partition when `tenant` is given),
+   * whatever its state, with the partition's fleet-wide concurrency cap, and takes the
+   * tenants out of the ready index; resolves to the tenants whose partitions it found,
+   * sorted. Meant for a tenant that was removed or a queue no longer fed: a job enqueued
+   * meanwhile may go too, and a worker still running one of the jobs finds its lock lost.
+   */
+  purge(queue: string, tenant?: string): Promise<string[]>;
 
   /** Closes the engine's connections; idempotent. */
   close(): Promise<void>;

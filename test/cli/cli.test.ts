@@ -44,6 +44,8 @@ describe('help and usage errors', () => {
     ['migrate'],
     ['prewarm'],
     ['enqueue'],
+    ['config'],
+    ['purge'],
     ['demo'],
   ];
 
@@ -75,9 +77,9 @@ describe('help and usage errors', () => {
   });
 
   it('exits 2 naming a bad environment variable, expected and got', async () => {
-    const run = await runCli(['orgs', 'list'], { env: { ...env, FLEET_MAX_CONNECTIONS: '-3' } });
+    const run = await runCli(['orgs', 'list'], { env: { ...env, FLEET_BUDGET: '-3' } });
     expect(run.code).toBe(2);
-    expect(run.stderr).toMatch(/`maxConnections` \(from env FLEET_MAX_CONNECTIONS\).*>=1.*got -3/);
+    expect(run.stderr).toMatch(/`budget` \(from env FLEET_BUDGET\).*>=1.*got -3/);
   });
 
   it('exits 2 naming a bad key of the config file, and an unknown one', async () => {

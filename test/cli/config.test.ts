@@ -28,11 +28,13 @@ describe('loadConfig', () => {
       engine: 'bullmq',
       redisUrl: 'redis://127.0.0.1:6379',
       prefix: 'fleet',
-      maxConnections: 20,
-      worker: { concurrency: 8, startup: 'blocking', prewarm: true, shutdownTimeoutMs: 30_000 },
+      budget: 20,
+      worker: { startup: 'blocking', prewarm: true, shutdownTimeoutMs: 30_000 },
       schedules: [],
     });
     expect(config.registryUrl).toBeUndefined();
+    // Unset, so the worker uses the library's own default.
+    expect(config.worker.concurrency).toBeUndefined();
   });
 
   it('layers file < environment < flags', async () => {
@@ -42,21 +44,21 @@ describe('loadConfig', () => {
       JSON.stringify({
         registryUrl: 'sqlite:file.db',
         prefix: 'from-file',
-        maxConnections: 5,
+        budget: 5,
         engine: 'memory',
       }),
     );
     const { config, file } = await loadConfig({
       cwd,
-      env: { FLEET_PREFIX: 'from-env', FLEET_MAX_CONNECTIONS: '7' },
-      flags: { maxConnections: '9' },
+      env: { FLEET_PREFIX: 'from-env', FLEET_BUDGET: '7' },
+      flags: { budget: '9' },
     });
     expect(file).toBe(join(cwd, 'fleet.config.json'));
     expect(config).toMatchObject({
       registryUrl: 'sqlite:file.db',
       engine: 'memory',
       prefix: 'from-env',
-      maxConnections: 9,
+      budget: 9,
     });
   });
 
@@ -72,10 +74,10 @@ describe('loadConfig', () => {
     ]);
     writeFileSync(
       join(cwd, 'custom.ts'),
-      "const maxConnections: number = 3;\nexport default { registryUrl: 'sqlite:b.db', maxConnections };\n",
+      "const budget: number = 3;\nexport default { registryUrl: 'sqlite:b.db', budget };\n",
     );
     const ts = await loadConfig({ cwd, env: {}, configPath: 'custom.ts' });
-    expect(ts.config).toMatchObject({ registryUrl: 'sqlite:b.db', maxConnections: 3 });
+    expect(ts.config).toMatchObject({ registryUrl: 'sqlite:b.db', budget: 3 });
   });
 
   it('bounds durations by what a timer holds and sizes by the library’s limits', async () => {
@@ -84,7 +86,7 @@ describe('loadConfig', () => {
       [{ worker: { shutdownTimeoutMs: 3_000_000_000 } }, 'worker.shutdownTimeoutMs'],
       [{ worker: { concurrency: 10_001 } }, 'worker.concurrency'],
       [{ worker: { jobsPerTurn: 1_001 } }, 'worker.jobsPerTurn'],
-      [{ maxConnections: 10_001 }, 'maxConnections'],
+      [{ budget: 10_001 }, 'budget'],
       [{ maxCachedPools: 10_001 }, 'maxCachedPools'],
     ] as const) {
       const cwd = fresh();
@@ -108,12 +110,10 @@ describe('loadConfig', () => {
     const env = await loadConfig({ cwd: fresh(), env: { FLEET_ENGINE: 'kafka' } }).catch((e: unknown) => e);
     expect((env as ConfigError).message).toMatch(/`engine` \(from env FLEET_ENGINE\).*got "kafka"/);
 
-    const flag = await loadConfig({ cwd: fresh(), env: {}, flags: { maxConnections: 'lots' } }).catch(
+    const flag = await loadConfig({ cwd: fresh(), env: {}, flags: { budget: 'lots' } }).catch(
       (e: unknown) => e,
     );
-    expect((flag as ConfigError).message).toMatch(
-      /`maxConnections` \(from flag --max-connections\).*got "lots"/,
-    );
+    expect((flag as ConfigError).message).toMatch(/`budget` \(from flag --budget\).*got "lots"/);
   });
 
   it('never repeats a password from a bad URL', async () => {

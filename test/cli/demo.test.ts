@@ -7,6 +7,7 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEMO_TENANTS } from '../../src/cli/demo/setup.js';
 import { deletePrefix } from '../queue/engines.js';
@@ -50,6 +51,22 @@ async function runDemoUntilServed(cwd: string, args: string[] = []): Promise<str
   return demo.stdout();
 }
 
+async function keysUnder(prefix: string): Promise<number> {
+  const redis = new Redis(REDIS_URL);
+  try {
+    let count = 0;
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      cursor = next;
+      count += keys.length;
+    } while (cursor !== '0');
+    return count;
+  } finally {
+    await redis.quit();
+  }
+}
+
 describe('npm start (tenant-fleet demo)', () => {
   it('serves all 20 tenants on the memory engine, stops on SIGINT with 0, and a rerun reuses .fleet/', async () => {
     const cwd = tempDir('tenant-fleet-demo-');
@@ -58,7 +75,11 @@ describe('npm start (tenant-fleet demo)', () => {
     expect(first).toMatch(/20 tenants \(20 new\)/);
     expect(first).toMatch(/migrations: 20 tenants migrated/);
     expect(first).toMatch(/engine: memory/);
-    expect(first).toMatch(/\[stats\] .*jobs\/s .*pool budget \d+\/10 open/);
+    expect(first).toMatch(/\[stats\] \d+ jobs\/s: .*pool \d+\/10 open/);
+    // Each stats line fits a terminal.
+    const statsLines = first.split('\n').filter((line) => line.startsWith('[stats]'));
+    expect(statsLines.length).toBeGreaterThan(0);
+    for (const line of statsLines) expect(line.length, line).toBeLessThanOrEqual(120);
     const afterFirst = rowsPerTenant(cwd);
     for (const slug of DEMO_TENANTS) expect(afterFirst.get(slug), slug).toBeGreaterThan(0);
 
@@ -85,6 +106,9 @@ describe('npm start (tenant-fleet demo)', () => {
       ]);
       expect(out).toMatch(new RegExp(`engine: bullmq \\(prefix ${prefix}\\)`));
       for (const [slug, n] of rowsPerTenant(cwd)) expect(n, slug).toBeGreaterThan(0);
+      // It cleaned up after itself: nothing left under its prefix.
+      expect(out).toMatch(new RegExp(`removed the demo's [1-9]\\d* keys under ${prefix}:`));
+      expect(await keysUnder(prefix)).toBe(0);
     } finally {
       await deletePrefix(prefix);
     }

@@ -32,13 +32,13 @@ export function childEnv(env: Record<string, string | undefined> = {}): NodeJS.P
   return { ...clean, ...env };
 }
 
-/** Starts the CLI with `args` in `cwd`. */
+/** Starts the CLI with `args` in `cwd` (`cli`: another copy of main.js, e.g. an installed one). */
 export function startCli(
   args: readonly string[],
-  options: { cwd?: string; env?: Record<string, string | undefined> } = {},
+  options: { cwd?: string; env?: Record<string, string | undefined>; cli?: string } = {},
 ): CliProcess {
-  requireBuiltCli();
-  const child = spawn(process.execPath, [CLI, ...args], {
+  if (!options.cli) requireBuiltCli();
+  const child = spawn(process.execPath, [options.cli ?? CLI, ...args], {
     cwd: options.cwd ?? ROOT,
     env: childEnv(options.env),
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -2,6 +2,7 @@
  * What only the BullMQ engine has: its bounded cache of per-partition Workers (which
  * must never close a Worker under a job this process holds) and its option checks.
  */
+import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/errors.js';
 import { BullMqEngine } from '../../src/queue/bullmq/bullmq-engine.js';
@@ -91,6 +92,37 @@ describe('BullMqEngine', () => {
     expect((await engine.fetch('q', 'acme', 'w', LOCK))?.attempt).toBe(2);
   });
 
+  it('gives every batch record a TTL (batchTtlMs, 7 days by default), renewed as its jobs finish', async () => {
+    const redis = new Redis(REDIS_URL);
+    const store = openBullMq();
+    const short = store.open({ batchTtlMs: 60_000 });
+    const plain = store.open();
+    cleanups.push(async () => {
+      await Promise.all([short.close(), plain.close()]);
+      await redis.quit();
+      await deletePrefix(store.prefix);
+    });
+    const key = (batch: string) => `${store.prefix}:#batch:${batch}`;
+    // Both ways a job joins its batch: without a jobId (HINCRBY) and with one (the script).
+    await short.enqueueBulk('q', [
+      { tenant: 'acme', name: 'n', data: 1, batchId: 'b1' },
+      { tenant: 'globex', name: 'n', data: 2, batchId: 'b1', jobId: 'keyed' },
+    ]);
+    await plain.enqueue('q', { tenant: 'acme', name: 'n', data: 3, batchId: 'b2' });
+    const ttl = async (batch: string) => redis.pttl(key(batch));
+    expect(await ttl('b1')).toBeGreaterThan(0);
+    expect(await ttl('b1')).toBeLessThanOrEqual(60_000);
+    expect(await ttl('b2')).toBeGreaterThan(60_000);
+    expect(await ttl('b2')).toBeLessThanOrEqual(7 * 24 * 3600 * 1000);
+
+    // Finishing a job renews the TTL even when it was gone (a hash without TTL never stays).
+    await redis.persist(key('b1'));
+    await short.complete((await short.fetch('q', 'globex', 'w', LOCK))!, null);
+    expect(await ttl('b1')).toBeGreaterThan(0);
+    expect(await ttl('b1')).toBeLessThanOrEqual(60_000);
+    expect(await short.batchProgress('b1')).toEqual({ total: 2, completed: 1, failed: 0, pending: 1 });
+  });
+
   it('rejects bad options with a ConfigError naming the option', () => {
     const attempt = (options: object) => () =>
       new BullMqEngine({ connection: REDIS_URL, ...options } as ConstructorParameters<
@@ -104,7 +136,7 @@ describe('BullMqEngine', () => {
     );
     expect(attempt({ keepCompleted: 1.5 })).toThrow(expect.objectContaining({ option: 'keepCompleted' }));
     // Durations past what a timer holds (2^31 - 1 ms) would fire at once; sizes are bounded.
-    for (const option of ['stalledIntervalMs', 'closeTimeoutMs'])
+    for (const option of ['stalledIntervalMs', 'closeTimeoutMs', 'batchTtlMs'])
       expect(attempt({ [option]: 3_000_000_000 })).toThrow(expect.objectContaining({ option }));
     for (const [option, value] of [
       ['maxCachedPartitions', 100_001],
@@ -114,5 +146,6 @@ describe('BullMqEngine', () => {
       ['maxDataBytes', 512 * 1024 * 1024 + 1],
     ] as const)
       expect(attempt({ [option]: value })).toThrow(expect.objectContaining({ option }));
+    expect(attempt({ batchTtlMs: 0 })).toThrow(expect.objectContaining({ option: 'batchTtlMs' }));
   });
 });

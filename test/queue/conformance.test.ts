@@ -388,6 +388,45 @@ describe.each(engines)('$name engine', (engineCase) => {
     expect(await engine.readyTenants(queue)).toEqual([]);
   });
 
+  it("purges one tenant's partition, or the whole queue, in every state", async () => {
+    const other = uniqueName('q');
+    await engine.enqueueBulk(queue, [
+      { tenant: 'acme', name: 'n', data: 1 },
+      { tenant: 'acme', name: 'n', data: 2, delayMs: 100 },
+      { tenant: 'acme', name: 'n', data: 3, jobId: 'kept-id' },
+      { tenant: 'globex', name: 'n', data: 4 },
+      { tenant: 'initech', name: 'n', data: 5 },
+    ]);
+    await engine.enqueue(other, { tenant: 'acme', name: 'n', data: 6 });
+    const held = (await engine.fetch(queue, 'acme', 'w', LOCK))!;
+    await engine.complete((await engine.fetch(queue, 'globex', 'w', LOCK))!, 'done');
+
+    expect(await engine.purge(queue, 'acme')).toEqual(['acme']);
+    const none = { waiting: 0, active: 0, delayed: 0, completed: 0, failed: 0 };
+    expect(await engine.counts(queue, 'acme')).toEqual(none);
+    expect(await engine.getJob(queue, 'acme', 'kept-id')).toBeNull();
+    // A hint that may still list an empty tenant (globex), but never the purged one.
+    expect(await engine.readyTenants(queue)).not.toContain('acme');
+    expect(await engine.readyTenants(queue)).toContain('initech');
+    // The delayed job does not come back when it falls due, and the held one is lost.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(await engine.fetch(queue, 'acme', 'w', LOCK)).toBeNull();
+    expect(await engine.counts(queue, 'acme')).toEqual(none);
+    expect(await engine.complete(held, null)).toBeNull();
+    // The same id can be enqueued afresh, and other queues and tenants are untouched.
+    await engine.enqueue(queue, { tenant: 'acme', name: 'n', data: 7, jobId: 'kept-id' });
+    expect((await engine.getJob(queue, 'acme', 'kept-id'))?.data).toBe(7);
+    expect((await engine.counts(other, 'acme')).waiting).toBe(1);
+    expect((await engine.counts(queue, 'globex')).completed).toBe(1);
+
+    expect(await engine.purge(queue)).toEqual(['acme', 'globex', 'initech']);
+    for (const tenant of ['acme', 'globex', 'initech'])
+      expect(await engine.counts(queue, tenant)).toEqual(none);
+    expect(await engine.readyTenants(queue)).toEqual([]);
+    expect((await engine.counts(other, 'acme')).waiting).toBe(1);
+    expect(await engine.purge(queue)).toEqual([]);
+  });
+
   it('closes idempotently and refuses use afterwards', async () => {
     const first = engine.close();
     expect(engine.close()).toBe(first);

@@ -23,9 +23,9 @@ function freePort(): Promise<number> {
   });
 }
 
-/** Starts `redis-server` on a free port, keeping nothing on disk. */
-export async function startPrivateRedis(): Promise<PrivateRedis> {
-  const port = await freePort();
+/** Starts `redis-server` on a free port (or `port`, to restart one), keeping nothing on disk. */
+export async function startPrivateRedis(options: { port?: number } = {}): Promise<PrivateRedis> {
+  const port = options.port ?? (await freePort());
   const child: ChildProcess = spawn(
     'redis-server',
     ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', '/tmp'],

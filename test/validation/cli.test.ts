@@ -36,14 +36,14 @@ const UNKNOWN = /Expected a registered tenant, got unknown slug "nobody"/;
 const ROWS: Record<string, readonly Row[]> = {
   'global flags and environment': [
     {
-      argv: ['--max-connections', '0', 'orgs', 'list'],
+      argv: ['--budget', '0', 'orgs', 'list'],
       code: 2,
-      message: config('maxConnections', 'flag --max-connections', '>=1', '0'),
+      message: config('budget', 'flag --budget', '>=1', '0'),
     },
     {
-      argv: ['--max-connections', 'abc', 'orgs', 'list'],
+      argv: ['--budget', 'abc', 'orgs', 'list'],
       code: 2,
-      message: config('maxConnections', 'flag --max-connections', 'expected number', '"abc"'),
+      message: config('budget', 'flag --budget', 'expected number', '"abc"'),
     },
     {
       argv: ['--engine', 'kafka', 'orgs', 'list'],

@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { ConfigError } from '../../errors.js';
 import { cliLogger, configFor, openRegistry, print } from '../context.js';
 import { integer, json } from '../parse.js';
+import { checkRedis } from '../preflight.js';
 
 interface EnqueueFlags {
   data?: unknown;
@@ -33,6 +34,7 @@ export function enqueueCommand(): Command {
         );
       }
       const logger = cliLogger(config);
+      await checkRedis(config);
       const registry = await openRegistry(config, logger);
       try {
         const { Fleet } = await import('../../fleet.js');
@@ -44,6 +46,8 @@ export function enqueueCommand(): Command {
           logger,
         });
         try {
+          // An id already there makes the enqueue a no-op: say so rather than print the id as if new.
+          const existing = flags.jobId ? await fleet.engine.getJob(queue, tenant, flags.jobId) : null;
           const id = await fleet.enqueue(queue, {
             tenant,
             name,
@@ -53,6 +57,10 @@ export function enqueueCommand(): Command {
             ...(flags.priority ? { priority: flags.priority } : {}),
             ...(flags.attempts ? { attempts: flags.attempts } : {}),
           });
+          if (existing)
+            process.stderr.write(
+              `job ${id} was already in ${queue} for ${tenant} (${existing.state}): nothing enqueued\n`,
+            );
           print(id);
         } finally {
           await fleet.close();

@@ -34,6 +34,15 @@ export function migrateCommand(): Command {
         const { openFleet } = await import('../open-fleet.js');
         const handle = await openFleet(config, logger);
         try {
+          logger.info(
+            {
+              dir: flags.dir,
+              versions: migrations.map((m) => m.version),
+              concurrency: flags.concurrency ?? 'default',
+              stallTimeoutMs: flags.stallTimeout ?? 'default',
+            },
+            'migrating every active tenant',
+          );
           const report = await migrateTenants(handle.fleet, {
             migrations,
             ...(flags.concurrency ? { concurrency: flags.concurrency } : {}),

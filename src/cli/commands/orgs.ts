@@ -1,17 +1,17 @@
 /** `tenant-fleet orgs add|list|update|deactivate` and `tenant-fleet provision`. */
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import type { Org, OrgInput, OrgPatch } from '../../tenancy/org.js';
 import { publicOrg } from '../../tenancy/org.js';
 import { cliLogger, configFor, openRegistry, print, printJson } from '../context.js';
-import { integer, integerOrNone, oneOf } from '../parse.js';
+import { integer, integerOrNone, noneAsNull, oneOf } from '../parse.js';
 
 interface OrgFlags {
   mode?: 'schema' | 'database';
   databaseUrl?: string;
   schema?: string;
   weight?: number;
-  maxConcurrency?: number | null;
-  maxConnections?: number | null;
+  maxConcurrency?: number | 'none';
+  maxConnections?: number | 'none';
   inactive?: boolean;
   provision?: boolean;
   json?: boolean;
@@ -59,8 +59,12 @@ export function orgsCommand(): Command {
     .option('--database-url <url>', 'database mode: the URL or secret reference (env://NAME, file:///path)')
     .option('--schema <name>', 'schema mode: the schema name (default: the slug with - turned to _)')
     .option('--weight <n>', 'fair-share weight', integer(1))
-    .option('--max-concurrency <n>', 'jobs of this tenant running at once across the fleet', integer(1))
-    .option('--max-connections <n>', "this tenant's pool size", integer(1))
+    .option(
+      '--max-concurrency <n>',
+      "jobs of this tenant running at once across the fleet, or none for the queue's default",
+      integerOrNone,
+    )
+    .option('--max-connections <n>', "this tenant's pool size, or none for the default", integerOrNone)
     .option('--inactive', 'register it deactivated')
     .option('--provision', 'also create its schema or database')
     .option('--json', 'print the org as JSON')
@@ -72,8 +76,8 @@ export function orgsCommand(): Command {
           ...(flags.databaseUrl ? { databaseUrl: flags.databaseUrl } : {}),
           ...(flags.schema ? { schemaName: flags.schema } : {}),
           ...(flags.weight ? { weight: flags.weight } : {}),
-          ...(flags.maxConcurrency ? { maxConcurrency: flags.maxConcurrency } : {}),
-          ...(flags.maxConnections ? { maxConnections: flags.maxConnections } : {}),
+          ...(flags.maxConcurrency !== undefined ? { maxConcurrency: noneAsNull(flags.maxConcurrency) } : {}),
+          ...(flags.maxConnections !== undefined ? { maxConnections: noneAsNull(flags.maxConnections) } : {}),
           ...(flags.inactive ? { active: false } : {}),
         };
         const org = await registry.add(input);
@@ -89,8 +93,8 @@ export function orgsCommand(): Command {
   orgs
     .command('list')
     .description('list tenants ordered by slug')
-    .option('--active', 'only active tenants')
-    .option('--inactive', 'only deactivated tenants')
+    .addOption(new Option('--active', 'only active tenants').conflicts('inactive'))
+    .addOption(new Option('--inactive', 'only deactivated tenants').conflicts('active'))
     .option('--after <slug>', 'start after this slug (paging)')
     .option('--limit <n>', 'at most this many', integer(1))
     .option('--json', 'one JSON object per line')
@@ -126,8 +130,8 @@ export function orgsCommand(): Command {
       await withRegistry(command, async (registry) => {
         const patch: OrgPatch = {
           ...(flags.weight !== undefined ? { weight: flags.weight } : {}),
-          ...(flags.maxConcurrency !== undefined ? { maxConcurrency: flags.maxConcurrency } : {}),
-          ...(flags.maxConnections !== undefined ? { maxConnections: flags.maxConnections } : {}),
+          ...(flags.maxConcurrency !== undefined ? { maxConcurrency: noneAsNull(flags.maxConcurrency) } : {}),
+          ...(flags.maxConnections !== undefined ? { maxConnections: noneAsNull(flags.maxConnections) } : {}),
           ...(flags.databaseUrl !== undefined ? { databaseUrl: flags.databaseUrl } : {}),
           ...(flags.activate ? { active: true } : {}),
         };

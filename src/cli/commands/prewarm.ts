@@ -1,5 +1,6 @@
 /** `tenant-fleet prewarm`: open every active tenant's pool once and report. */
 import { Command } from 'commander';
+import { redactUrl } from '../../errors.js';
 import { cliLogger, configFor, openRegistry, print, printJson } from '../context.js';
 
 /** The `prewarm` command. */
@@ -15,14 +16,21 @@ export function prewarmCommand(): Command {
       const registry = await openRegistry(config, logger);
       try {
         const { TenantPools } = await import('../../tenancy/tenant-pools/tenant-pools.js');
-        const pools = await TenantPools.open({ registry, maxConnections: config.maxConnections, logger });
+        const pools = await TenantPools.open({ registry, maxConnections: config.budget, logger });
+        // The report only counts failures; the pools' error events say which tenant and why.
+        const failures: { tenant: string; error: string }[] = [];
+        pools.on('error', ({ slug, error }) => {
+          if (slug !== null) failures.push({ tenant: slug, error: redactUrl(error.message) });
+        });
         try {
           const report = await pools.prewarm();
-          if (flags.json) printJson(report);
-          else
+          if (flags.json) printJson({ ...report, failures });
+          else {
+            for (const { tenant, error } of failures) print(`failed\t${tenant}\t${error}`);
             print(
               `${report.totalActive} active tenants: ${report.warmed} warmed, ${report.failed} failed, ${report.skippedCap} skipped (budget or pool cap)`,
             );
+          }
           if (report.failed > 0) process.exitCode = 1;
         } finally {
           await pools.close();

@@ -38,7 +38,10 @@ export function schedulerCommand(): Command {
       try {
         const running = await startSchedules(handle, config.schedules, flags.pageSize);
         logger.info(
-          { schedules: running.scheduler.schedules().map((s) => s.id) },
+          {
+            schedules: running.scheduler.schedules().map((s) => s.id),
+            pageSize: flags.pageSize ?? 'default',
+          },
           'scheduler running; SIGINT or SIGTERM stops it',
         );
         await shutdown;
@@ -46,5 +49,6 @@ export function schedulerCommand(): Command {
       } finally {
         await handle.close();
       }
+      logger.info('scheduler stopped');
     });
 }

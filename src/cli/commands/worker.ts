@@ -4,6 +4,7 @@ import { ConfigError } from '../../errors.js';
 import { prewarmJob, runStartupJobs, type StartupMode } from '../../scheduler/startup.js';
 import { handlersOf } from '../../worker/define-handlers.js';
 import type { FleetWorker } from '../../worker/fleet-worker.js';
+import { resolveFleetWorkerOptions } from '../../worker/worker-options.js';
 import { cliLogger, configFor } from '../context.js';
 import { loadUserModule } from '../load-module.js';
 import { collect, integer, oneOf } from '../parse.js';
@@ -34,7 +35,11 @@ export function workerCommand(): Command {
       'queue to work (repeatable; default: every queue of the handlers file)',
       collect,
     )
-    .option('--concurrency <n>', 'jobs at once per queue (default: worker.concurrency, 8)', integer(1))
+    .option(
+      '--concurrency <n>',
+      `jobs at once per queue (default: worker.concurrency, else ${resolveFleetWorkerOptions().concurrency})`,
+      integer(1),
+    )
     .option('--per-tenant-concurrency <n>', 'jobs of one tenant at once per queue', integer(1))
     .option('--jobs-per-turn <n>', 'jobs run back to back for a tenant on its turn (default 4)', integer(1))
     .option(
@@ -68,21 +73,21 @@ export function workerCommand(): Command {
       const workers: FleetWorker[] = [];
       let schedules: RunningSchedules | undefined;
       try {
-        const startup = await runStartupJobs(
-          flags.prewarm && config.worker.prewarm ? [prewarmJob(handle.pools)] : [],
-          {
-            mode: flags.startup ?? config.worker.startup,
-            logger,
-            signal: stop.signal,
-          },
-        );
+        const prewarm = flags.prewarm && config.worker.prewarm;
+        const startupMode = flags.startup ?? config.worker.startup;
+        const startup = await runStartupJobs(prewarm ? [prewarmJob(handle.pools)] : [], {
+          mode: startupMode,
+          logger,
+          signal: stop.signal,
+        });
         const perTenantConcurrency = flags.perTenantConcurrency ?? config.worker.perTenantConcurrency;
         const jobsPerTurn = flags.jobsPerTurn ?? config.worker.jobsPerTurn;
+        const concurrency = flags.concurrency ?? config.worker.concurrency;
         for (const queue of stop.signal.aborted ? [] : queues) {
           workers.push(
             handle.fleet.worker(queue, handlers[queue]!, {
-              concurrency: flags.concurrency ?? config.worker.concurrency,
               shutdownTimeoutMs: config.worker.shutdownTimeoutMs,
+              ...(concurrency ? { concurrency } : {}),
               ...(perTenantConcurrency ? { perTenantConcurrency } : {}),
               ...(jobsPerTurn ? { jobsPerTurn } : {}),
             }),
@@ -95,7 +100,13 @@ export function workerCommand(): Command {
             queues,
             engine: config.engine,
             prefix: config.prefix,
+            budget: handle.pools.options.maxConnections,
+            concurrency: workers[0]?.options.concurrency,
+            perTenantConcurrency: workers[0]?.options.perTenantConcurrency,
             jobsPerTurn: workers[0]?.options.jobsPerTurn,
+            startup: startupMode,
+            prewarm: prewarm,
+            schedules: schedules?.scheduler.schedules().map((s) => s.id) ?? [],
           },
           'worker running; SIGINT or SIGTERM stops it',
         );
@@ -109,5 +120,6 @@ export function workerCommand(): Command {
         await schedules?.close();
         await handle.close();
       }
+      logger.info({ queues }, 'worker stopped');
     });
 }

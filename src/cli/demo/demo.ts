@@ -12,6 +12,7 @@ import { loadConfig } from '../config.js';
 import { cliLogger, type GlobalFlags, print } from '../context.js';
 import { cronPattern, integer } from '../parse.js';
 import { waitForShutdown } from '../shutdown.js';
+import { deleteRedisPrefix } from './cleanup.js';
 import { DEMO_TABLE, DEMO_TENANTS, demoPaths, NOISY_TENANT, seedDemoTenants } from './setup.js';
 import { DEMO_QUEUE, DemoStats, demoHandler, enqueueWelcomeJobs, generateTraffic } from './traffic.js';
 
@@ -19,6 +20,7 @@ interface DemoFlags {
   dir: string;
   statsInterval: number;
   cron: string;
+  keep?: boolean;
 }
 
 /** The `demo` command. */
@@ -29,10 +31,11 @@ export function demoCommand(): Command {
     .option('--stats-interval <ms>', 'how often the stats line is printed', integer(100), 2000)
     .option(
       '--cron <pattern>',
-      'the fan-out schedule (6 fields: seconds first)',
+      'the fan-out schedule (5 fields, or 6 with seconds first)',
       cronPattern,
       '*/10 * * * * *',
     )
+    .option('--keep', "with --engine bullmq, leave the demo's keys on Redis at exit (default: removed)")
     .addHelpText(
       'after',
       '\nWith --engine bullmq the jobs go through Redis at --redis-url, REDIS_URL or FLEET_REDIS_URL (default redis://127.0.0.1:6379).',
@@ -50,7 +53,7 @@ export function demoCommand(): Command {
           engine: globals.engine ?? process.env.FLEET_ENGINE ?? 'memory',
           redisUrl: globals.redisUrl ?? process.env.FLEET_REDIS_URL ?? process.env.REDIS_URL,
           prefix: globals.prefix ?? process.env.FLEET_PREFIX ?? 'fleet-demo',
-          maxConnections: globals.maxConnections ?? process.env.FLEET_MAX_CONNECTIONS ?? '10',
+          budget: globals.budget ?? process.env.FLEET_BUDGET ?? '10',
           logLevel: globals.logLevel ?? process.env.FLEET_LOG_LEVEL ?? 'warn',
         },
       });
@@ -76,7 +79,7 @@ export function demoCommand(): Command {
         const prewarm = startup.prewarmReport;
         if (prewarm) {
           print(
-            `  prewarm: ${prewarm.warmed}/${prewarm.totalActive} tenant pools warmed, ${prewarm.failed} failed, ${prewarm.skippedCap} skipped (budget ${config.maxConnections} connections)`,
+            `  prewarm: ${prewarm.warmed}/${prewarm.totalActive} tenant pools warmed, ${prewarm.failed} failed, ${prewarm.skippedCap} skipped (budget ${config.budget} connections)`,
           );
         }
         const migration = await migrateTenants(fleet, { dir: paths.migrationsDir, signal: stop.signal });
@@ -115,7 +118,7 @@ export function demoCommand(): Command {
         );
         print(`  where to look: sqlite3 ${paths.tenantsDir}/acme.db 'select count(*) from ${DEMO_TABLE}'`);
         print(
-          `                 ${paths.registryUrl.replace(/^sqlite:/, '')} (the registry: tenant-fleet orgs list --registry-url ${paths.registryUrl})`,
+          `                 ${paths.registryUrl.replace(/^sqlite:/, '')} (the registry: npx tenant-fleet orgs list --registry-url ${paths.registryUrl},\n                  or npm run fleet -- orgs list … in a clone of the repository)`,
         );
         print('  Ctrl-C stops it.');
 
@@ -136,6 +139,10 @@ export function demoCommand(): Command {
         await flood;
         await closeSchedules?.();
         await handle.close();
+        if (config.engine === 'bullmq' && !flags.keep) {
+          const removed = await deleteRedisPrefix(config.redisUrl, config.prefix);
+          print(`removed the demo's ${removed} keys under ${config.prefix}: on Redis (--keep leaves them)`);
+        }
       }
       print('demo stopped cleanly');
     });

@@ -108,19 +108,13 @@ export class DemoStats {
     const total = [...window.values()].reduce((a, b) => a + b, 0) / seconds;
     const quiet = this.#tenants.filter((t) => t !== NOISY_TENANT);
     const quietRates = quiet.map(rate);
-    const top = quiet
-      .map((t) => [t, rate(t)] as const)
-      .sort((a, b) => b[1] - a[1])
-      .slice(0, 3)
-      .map(([t, r]) => `${t} ${r.toFixed(1)}/s`);
-    const { budget, counters } = pools.stats();
+    const min = quietRates.length > 0 ? Math.min(...quietRates) : 0;
+    const { budget } = pools.stats();
+    // One terminal line (under 120 columns at demo rates): fairness and the budget, no more.
     return [
-      `[stats] ${total.toFixed(0)} jobs/s`,
-      `${NOISY_TENANT} ${rate(NOISY_TENANT).toFixed(0)}/s`,
-      `${quiet.length} quiet tenants ${quietRates.reduce((a, b) => a + b, 0).toFixed(1)}/s (min ${(quietRates.length > 0 ? Math.min(...quietRates) : 0).toFixed(1)}/s; top ${top.join(', ')})`,
-      `served ${this.served()}/${this.#tenants.length} tenants`,
-      `failed ${this.#failed}`,
-      `pool budget ${budget.open}/${budget.max} open, ${budget.inUse} in use, ${budget.waiting} waiting, ${counters.poolEvictions} evictions, ${counters.reclaims} reclaims`,
+      `[stats] ${total.toFixed(0)} jobs/s: ${NOISY_TENANT} ${rate(NOISY_TENANT).toFixed(0)}, ${quiet.length} others ${quietRates.reduce((a, b) => a + b, 0).toFixed(0)} (min ${min.toFixed(1)})`,
+      `${this.served()}/${this.#tenants.length} served, ${this.#failed} failed`,
+      `pool ${budget.open}/${budget.max} open, ${budget.inUse} busy, ${budget.waiting} waiting`,
     ].join(' | ');
   }
 

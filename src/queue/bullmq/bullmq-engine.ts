@@ -32,6 +32,7 @@ import {
   normaliseJobs,
   serialiseResult,
 } from '../job-input.js';
+import { readBatchProgress } from './batches.js';
 import { enqueueChunk } from './enqueue.js';
 import { completeJob, type FinishContext, failJob } from './finish.js';
 import { type BullMqLease, isLostLock, readJobInfo, toActiveJob } from './jobs.js';
@@ -42,6 +43,7 @@ import {
   resolveBullMqEngineOptions,
 } from './options.js';
 import { PartitionCache, type WorkerPartition } from './partitions.js';
+import { purgePartitions } from './purge.js';
 import { ACTIVE_GRACE_MS, ReadyIndex } from './ready-index.js';
 import { type FleetCommands, withFleetCommands } from './scripts.js';
 
@@ -176,10 +178,7 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     }
     if (job.deferredFailure) {
       // BullMQ's stalled sweep marks a job that stalled too often to fail on its next fetch.
-      const context = {
-        backend: partition.worker.getBackend() as RedisQueueBackend,
-        batchKey: this.#batchKey,
-      };
+      const context = this.#contextOf(partition.worker.getBackend() as RedisQueueBackend);
       await failJob(context, job, token, new Error(job.deferredFailure));
       return 'retry';
     }
@@ -331,11 +330,13 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
 
   async batchProgress(batchId: string): Promise<BatchProgress> {
     this.#checkOpen();
-    const hash = await this.#redis.hgetall(this.#index.batchKey(batchId));
-    const total = Number(hash.total ?? 0);
-    const completed = Number(hash.completed ?? 0);
-    const failed = Number(hash.failed ?? 0);
-    return { total, completed, failed, pending: total - completed - failed };
+    return readBatchProgress(this.#redis, this.#index.batchKey(batchId));
+  }
+
+  async purge(queue: string, tenant?: string): Promise<string[]> {
+    this.#checkOpen();
+    const slug = tenant === undefined ? null : checkTenant(tenant);
+    return purgePartitions(this.#redis, this.#index, this.options.prefix, checkQueueName(queue), slug);
   }
 
   /** Closes the Workers, the subscriber and (if the engine opened it) the connection; idempotent. */
@@ -386,12 +387,14 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     if (partition) this.#partitions.release(partition);
   }
 
-  readonly #batchKey = (batchId: string): string => this.#index.batchKey(batchId);
-
   /** The job's partition Worker backend (cached while the job is held). */
   #finishContext(job: ActiveJob): FinishContext {
     const partition = this.#partitions.cached(job.queue, job.tenant);
     if (!partition) throw new Error(`no cached partition for held job ${job.queue}.${job.tenant}/${job.id}`);
-    return { backend: partition.worker.getBackend() as RedisQueueBackend, batchKey: this.#batchKey };
+    return this.#contextOf(partition.worker.getBackend() as RedisQueueBackend);
+  }
+
+  #contextOf(backend: RedisQueueBackend): FinishContext {
+    return { backend, batchKey: (id) => this.#index.batchKey(id), batchTtlMs: this.options.batchTtlMs };
   }
 }

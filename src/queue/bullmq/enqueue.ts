@@ -36,9 +36,14 @@ export async function enqueueChunk(
     addIndexes.push(commands++);
     if (job.batchId !== null) {
       const batchKey = index.batchKey(job.batchId);
-      if (job.jobId === null) multi.hincrby(batchKey, 'total', 1);
-      else multi.fleetBatchAdd(backend.toKey(job.jobId), batchKey);
-      commands++;
+      if (job.jobId === null) {
+        multi.hincrby(batchKey, 'total', 1);
+        multi.pexpire(batchKey, options.batchTtlMs);
+        commands += 2;
+      } else {
+        multi.fleetBatchAdd(backend.toKey(job.jobId), batchKey, options.batchTtlMs);
+        commands++;
+      }
     }
     const at = now + job.delayMs;
     readyAt.set(job.tenant, Math.min(readyAt.get(job.tenant) ?? at, at));

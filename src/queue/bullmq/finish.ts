@@ -14,6 +14,8 @@ export interface FinishContext {
   /** The partition Worker's backend: its options carry the metrics settings. */
   backend: RedisQueueBackend;
   batchKey: (batchId: string) => string;
+  /** How long a batch hash lives after its last change. */
+  batchTtlMs: number;
 }
 
 /** The outcome of {@link finishJob}: finished, or the lock was lost to someone else. */
@@ -81,7 +83,13 @@ async function finishJob(
   } else {
     const multi = client.multi() as unknown as FleetMulti;
     backend.execCommand(multi as never, 'moveToFinished', args);
-    multi.fleetBatchSettle(backend.toKey(job.id!), context.batchKey(batchId), target, String(finishedOn));
+    multi.fleetBatchSettle(
+      backend.toKey(job.id!),
+      context.batchKey(batchId),
+      target,
+      String(finishedOn),
+      context.batchTtlMs,
+    );
     const [error, result] = ((await multi.exec()) ?? [])[0] ?? [new Error('missing MULTI result'), null];
     if (error) throw error;
     code = result;

@@ -32,6 +32,12 @@ export interface BullMqEngineOptions {
   keepCompleted?: number;
   /** Failed jobs kept per partition, with their error (`removeOnFail.count`). @default 1000 */
   keepFailed?: number;
+  /**
+   * How long a batch record (the counts `batchProgress` reads, one Redis hash per fan-out)
+   * lives after its last job was enqueued or finished; after that `batchProgress` reads
+   * zeros. @default 604800000 (7 days)
+   */
+  batchTtlMs?: number;
   /** Largest `data` accepted, in bytes of JSON. @default 524288 */
   maxDataBytes?: number;
   /** Deadline of `close()`, after which connections are dropped. @default 5000 */
@@ -49,6 +55,7 @@ const DEFAULTS = {
   maxStalledCount: 1,
   keepCompleted: 100,
   keepFailed: 1000,
+  batchTtlMs: 7 * 24 * 60 * 60 * 1000,
   maxDataBytes: 512 * 1024,
   closeTimeoutMs: 5000,
 } satisfies Omit<ResolvedBullMqEngineOptions, 'connection'>;
@@ -65,7 +72,7 @@ const SIZES = {
   maxDataBytes: [1, 512 * 1024 * 1024],
 } as const;
 
-const DURATION_MINIMUMS = { stalledIntervalMs: 1, closeTimeoutMs: 0 } as const;
+const DURATION_MINIMUMS = { stalledIntervalMs: 1, closeTimeoutMs: 0, batchTtlMs: 1 } as const;
 
 /** Applies defaults and checks every option; throws `ConfigError`. */
 export function resolveBullMqEngineOptions(options: BullMqEngineOptions): ResolvedBullMqEngineOptions {

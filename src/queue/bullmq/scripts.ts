@@ -6,7 +6,7 @@
  * Key layout (prefix `P`, logical queue `Q`, partition `Q.T` is a BullMQ queue):
  *   P:Q:ready           ZSET tenant → epoch ms from which it may have a job ready
  *   P:Q:active-tenants  ZSET tenant → when a fetch last found it idle in this process
- *   P:#batch:<id>       HASH total / completed / failed
+ *   P:#batch:<id>       HASH total / completed / failed; expires `batchTtlMs` after its last change
  * BullMQ's own keys are P:Q.T:wait, :prioritized, :delayed, :active, … ; `#` cannot
  * appear in a queue name, so the batch keys never meet a queue's.
  */
@@ -58,11 +58,12 @@ return 1`;
 
 /** Counts a job into its batch once, however often the same jobId is enqueued. */
 const BATCH_ADD = `
--- KEYS: job hash, batch hash
+-- KEYS: job hash, batch hash   ARGV: ttl ms of the batch hash
 if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('HSETNX', KEYS[1], 'fleetBatchCounted', 1) == 0 then
   return 0
 end
 redis.call('HINCRBY', KEYS[2], 'total', 1)
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
 return 1`;
 
 /**
@@ -71,7 +72,7 @@ return 1`;
  * it was given), and only once (a marker on the job hash).
  */
 const BATCH_SETTLE = `
--- KEYS: job hash, batch hash   ARGV: 'completed' | 'failed', finishedOn
+-- KEYS: job hash, batch hash   ARGV: 'completed' | 'failed', finishedOn, ttl ms of the batch hash
 if redis.call('HGET', KEYS[1], 'finishedOn') ~= ARGV[2] then
   return 0
 end
@@ -79,6 +80,7 @@ if redis.call('HSETNX', KEYS[1], 'fleetBatchSettled', 1) == 0 then
   return 0
 end
 redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return 1`;
 
 /** The scripts as ioredis commands (on the client and on its MULTIs). */

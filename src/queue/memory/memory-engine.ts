@@ -40,9 +40,7 @@ import { type JobRecord, MemoryPartition } from './partition.js';
 
 export type { MemoryEngineOptions, ResolvedMemoryEngineOptions } from './options.js';
 
-interface MemoryLease {
-  token: string;
-}
+type MemoryLease = { token: string };
 
 /** A {@link QueueEngine} that keeps everything in this process's memory. */
 export class MemoryEngine implements QueueEngine {
@@ -280,6 +278,17 @@ export class MemoryEngine implements QueueEngine {
     return { ...batch, pending: batch.total - batch.completed - batch.failed };
   }
 
+  async purge(queue: string, tenant?: string): Promise<string[]> {
+    this.#checkOpen();
+    const partitions = this.#partitions.get(checkQueueName(queue));
+    if (!partitions) return [];
+    const slugs = tenant === undefined ? [...partitions.keys()] : [checkTenant(tenant)];
+    // Their delayed jobs stay in the shared heap until due; #promoteDue skips them then.
+    const purged = slugs.filter((slug) => partitions.has(slug) && partitions.delete(slug));
+    for (const slug of purged) this.#ready.get(queue)?.delete(slug);
+    return purged.sort();
+  }
+
   close(): Promise<void> {
     this.#closePromise ??= (async () => {
       if (this.#timer) clearTimeout(this.#timer);
@@ -290,8 +299,8 @@ export class MemoryEngine implements QueueEngine {
     return this.#closePromise;
   }
 
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.close();
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   #checkOpen(): void {
@@ -361,7 +370,9 @@ export class MemoryEngine implements QueueEngine {
     const woken = new Set<string>();
     for (let next = this.#delayed.peek(); next && next.dueAt <= now; next = this.#delayed.peek()) {
       this.#delayed.pop();
-      const partition = this.#partition(next.queue, next.job.tenant, true);
+      const partition = this.#partition(next.queue, next.job.tenant, false);
+      // A job of a purged partition: nothing to promote.
+      if (partition?.jobs.get(next.id) !== next) continue;
       partition.delayed -= 1;
       this.#makeWaiting(partition, next, woken);
     }

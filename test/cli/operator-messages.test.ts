@@ -1,0 +1,72 @@
+/**
+ * What the commands tell an operator: a repeated --job-id is reported as a no-op, and
+ * prewarm names each tenant it could not warm, with the cause.
+ */
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deletePrefix } from '../queue/engines.js';
+import { REDIS_URL, tempDir, uniqueName } from '../support/services.js';
+import { runCli } from './support.js';
+
+let dir: string;
+let env: Record<string, string>;
+const prefix = uniqueName('fleetops');
+
+beforeAll(async () => {
+  dir = tempDir('tenant-fleet-operator-');
+  env = {
+    FLEET_REGISTRY_URL: `sqlite:${join(dir, 'registry.db')}`,
+    FLEET_REDIS_URL: REDIS_URL,
+    FLEET_PREFIX: prefix,
+    FLEET_LOG_LEVEL: 'error',
+  };
+  const add = await runCli(
+    ['orgs', 'add', 'acme', '--mode', 'database', '--database-url', `sqlite:${join(dir, 'acme.db')}`],
+    { env },
+  );
+  expect(add.code, add.stderr).toBe(0);
+});
+
+afterAll(async () => {
+  await deletePrefix(prefix);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('enqueue --job-id', () => {
+  it('says when the id was already there and nothing was enqueued', async () => {
+    const args = ['enqueue', 'reports', 'acme', 'render', '--job-id', 'once', '--delay', '600000'];
+    const first = await runCli(args, { env });
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout.trim()).toBe('once');
+    expect(first.stderr).not.toMatch(/nothing enqueued/);
+    const again = await runCli(args, { env });
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout.trim()).toBe('once');
+    expect(again.stderr).toMatch(/job once was already in reports for acme \(delayed\): nothing enqueued/);
+  });
+});
+
+describe('prewarm', () => {
+  it('names each tenant that failed, with the cause', async () => {
+    const add = await runCli(
+      ['orgs', 'add', 'broken', '--mode', 'database', '--database-url', 'env://TENANT_FLEET_NOT_SET'],
+      { env },
+    );
+    expect(add.code, add.stderr).toBe(0);
+    const text = await runCli(['prewarm'], { env });
+    expect(text.code).toBe(1);
+    expect(text.stdout).toMatch(/^failed\tbroken\t.*TENANT_FLEET_NOT_SET/m);
+    expect(text.stdout).toMatch(/2 active tenants: 1 warmed, 1 failed/);
+    const json = await runCli(['prewarm', '--json'], { env });
+    expect(json.code).toBe(1);
+    const report = JSON.parse(json.stdout) as {
+      failed: number;
+      failures: { tenant: string; error: string }[];
+    };
+    expect(report.failed).toBe(1);
+    expect(report.failures).toEqual([
+      { tenant: 'broken', error: expect.stringMatching(/TENANT_FLEET_NOT_SET/) },
+    ]);
+  });
+});
