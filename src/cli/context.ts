@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import pino from 'pino';
-import { FleetError } from '../errors.js';
+import { DatabaseConnectionError, FleetError } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
 import { redactJsonText, redactUrl } from '../redact.js';
 import type { OrgRegistry } from '../tenancy/registry/org-registry.js';
@@ -63,19 +63,22 @@ export async function openRegistry(config: FleetConfig, logger: Logger): Promise
   // Loaded on demand: `--help` and usage errors should not pay for every database driver.
   const { OrgRegistry } = await import('../tenancy/registry/org-registry.js');
   const url = requireRegistryUrl(config);
+  // A registry that cannot connect says so with a DatabaseConnectionError; its cause is
+  // what the operator needs (ECONNREFUSED …), next to what to check.
   const unreachable = (err: unknown) =>
     new ServiceUnreachableError(
       'registry',
       url,
       'check that the database server is running and that --registry-url, FLEET_REGISTRY_URL or `registryUrl` in the config names it',
-      err,
+      err instanceof DatabaseConnectionError ? err.cause : err,
     );
+  const passOn = (err: unknown) => err instanceof FleetError && !(err instanceof DatabaseConnectionError);
   const timeout = `no answer within ${PREFLIGHT_TIMEOUT_MS} ms`;
   let registry: OrgRegistry;
   try {
     registry = await deadline(OrgRegistry.open(url, { logger }), PREFLIGHT_TIMEOUT_MS, timeout);
   } catch (err) {
-    if (err instanceof FleetError) throw err;
+    if (passOn(err)) throw err;
     throw unreachable(err);
   }
   try {
@@ -83,7 +86,7 @@ export async function openRegistry(config: FleetConfig, logger: Logger): Promise
     await deadline(registry.migrate(), PREFLIGHT_TIMEOUT_MS * 2, timeout);
   } catch (err) {
     await registry.close().catch(() => {});
-    if (err instanceof FleetError) throw err;
+    if (passOn(err)) throw err;
     throw unreachable(err);
   }
   return registry;

@@ -12,6 +12,7 @@ import { jobKey, LockKeeper } from './lock-keeper.js';
 import { ReadyRefresher } from './ready-refresher.js';
 import { TenantDirectory } from './tenant-directory.js';
 import { isUnrecoverable } from './unrecoverable-error.js';
+import { ErrorLog, logFailure } from './worker-log.js';
 import {
   type FleetWorkerOptions,
   type ResolvedFleetWorkerOptions,
@@ -44,6 +45,7 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
   /** Set when `borrowConnection` is on. */
   readonly #borrower: ConnectionBorrower | undefined;
   readonly #logger: Logger;
+  readonly #errors: ErrorLog;
   readonly #handler: JobHandler<Data, Result>;
   readonly #picker = new FairPicker();
   readonly #tenants: TenantDirectory;
@@ -84,10 +86,8 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
         })
       : undefined;
     this.#handler = handler;
-    this.#logger = (deps.logger ?? silentLogger).child({
-      queue,
-      workerId: this.options.workerId,
-    });
+    this.#logger = (deps.logger ?? silentLogger).child({ queue, workerId: this.options.workerId });
+    this.#errors = new ErrorLog(this.#logger);
     this.#tenants = new TenantDirectory({
       engine: deps.engine,
       orgs: deps.orgs,
@@ -327,6 +327,7 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
       } else {
         const unrecoverable = isUnrecoverable(failure);
         const outcome = await this.#engine.fail(job, failure, { unrecoverable });
+        logFailure(this.#logger, job, failure, outcome);
         if (outcome === 'retrying') this.emit('job:retrying', { job, error: failure });
         else this.emit('job:failed', { job, error: failure, unrecoverable });
       }
@@ -390,7 +391,7 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
 
   #error(thrown: unknown, during: string): void {
     const error = toError(thrown);
-    this.#logger.error({ err: error, during }, 'worker error');
+    this.#errors.report(error, during);
     // An `error` event with no listener would throw: only emit to someone listening.
     if (this.listenerCount('error') > 0) this.emit('error', { error, during });
   }

@@ -49,7 +49,8 @@ export function createJobContext(
     signal,
     attempt: job.attempt,
     get log() {
-      log ??= logger.child({ queue: job.queue, tenant: job.tenant, jobId: job.id, attempt: job.attempt });
+      // The worker's logger already names the queue (and the worker).
+      log ??= logger.child({ tenant: job.tenant, jobId: job.id, attempt: job.attempt });
       return log;
     },
   };

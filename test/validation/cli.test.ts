@@ -105,7 +105,7 @@ const ROWS: Record<string, readonly Row[]> = {
     {
       argv: ['orgs', 'add', 'x1', '--max-connections', '-1'],
       code: 2,
-      message: /--max-connections.*>=1, got -1/,
+      message: int('--max-connections', 1, '-1'),
     },
     {
       argv: ['orgs', 'add', 'x1', '--mode', 'cloud'],
@@ -159,7 +159,7 @@ const ROWS: Record<string, readonly Row[]> = {
     {
       argv: ['orgs', 'update', 'acme', '--max-connections', '-5'],
       code: 2,
-      message: /--max-connections.*>=1, got -5/,
+      message: int('--max-connections', 1, '-5'),
     },
     {
       argv: ['orgs', 'update', 'acme', '--database-url', ''],
@@ -266,7 +266,7 @@ const ROWS: Record<string, readonly Row[]> = {
       argv: ['demo', '--dir', '$DIR/demo', '--cron', 'not a cron'],
       code: 2,
       message:
-        /option '--cron <pattern>' argument 'not a cron' is invalid\. expected a cron pattern of 5 or 6 fields, got "not a cron"/,
+        /option '--cron <pattern>' argument 'not a cron' is invalid\. expected a cron pattern of 5 fields, or 6 with seconds first, got "not a cron"/,
     },
   ],
 };

@@ -1,8 +1,7 @@
 /** `tenant-fleet config`: the configuration every other command would run with. */
 import { Command } from 'commander';
-import { redactUrl } from '../../errors.js';
 import { loadConfig } from '../config.js';
-import { type GlobalFlags, globalConfigFlags, print } from '../context.js';
+import { type GlobalFlags, globalConfigFlags, printJson } from '../context.js';
 
 /** The `config` command. */
 export function configCommand(): Command {
@@ -16,6 +15,7 @@ export function configCommand(): Command {
         configPath: flags.config,
         flags: globalConfigFlags(flags),
       });
-      print(redactUrl(JSON.stringify({ file, config })));
+      // Each string redacted on its own: the line stays valid JSON whatever the URLs hold.
+      printJson({ file, config });
     });
 }
