@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
+import { dashboardCommand } from './commands/dashboard.js';
 import { enqueueCommand } from './commands/enqueue.js';
 import { migrateCommand } from './commands/migrate.js';
 import { orgsCommand, provisionCommand } from './commands/orgs.js';
@@ -46,6 +47,7 @@ export function buildProgram(): Command {
     .addCommand(migrateCommand())
     .addCommand(prewarmCommand())
     .addCommand(enqueueCommand())
+    .addCommand(dashboardCommand())
     .addCommand(demoCommand());
   configureAll(program);
   return program;
