@@ -65,7 +65,15 @@ export function createDashboard(options: DashboardOptions): FastifyPluginAsync {
       await board?.close();
       if (!resolved.store) await store.close();
     });
-    if (resolved.token !== undefined) app.addHook('onRequest', tokenGuard(resolved.token));
+    if (resolved.token !== undefined) {
+      const guard = tokenGuard(resolved.token);
+      app.addHook('onRequest', guard);
+      // A path or method no route matches is answered by the not-found handler, whose
+      // context may be the parent's: guard it too, so that nothing answers without the token.
+      app.setNotFoundHandler({ preHandler: guard }, async (_request, reply) =>
+        reply.code(404).send({ error: 'Not Found' }),
+      );
+    }
 
     const base = app.prefix;
     app.get('/', async (_request, reply) => {
