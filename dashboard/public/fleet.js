@@ -28,8 +28,10 @@
     const width = 900;
     const height = 160;
     const now = Date.now();
-    const from = now - 15 * 60_000;
     const series = Object.entries(throughput);
+    // The last 15 minutes, or since the first point when the history is younger (at least a minute).
+    const first = Math.min(now, ...series.map(([, points]) => points[0]?.at ?? now));
+    const from = Math.max(now - 15 * 60_000, Math.min(first, now - 60_000));
     const max = Math.max(1, ...series.flatMap(([, points]) => points.map((p) => p.completed)));
     const ns = 'http://www.w3.org/2000/svg';
     const svg = document.createElementNS(ns, 'svg');
