@@ -114,7 +114,8 @@ describe('the dashboard in headless Chromium', () => {
     rmSync(profile, { recursive: true, force: true });
   });
 
-  const text = (selector: string) => page.locator(selector).first().innerText();
+  const text = async (selector: string) =>
+    ((await page.locator(selector).first().textContent()) ?? '').trim();
 
   it('shows throughput, the summed budget, a tenant pool and both processes, then drops a killed one', async () => {
     // A steady stream of jobs for every tenant while the page is watched.
