@@ -9,6 +9,7 @@ import { migrateCommand } from './commands/migrate.js';
 import { orgsCommand, provisionCommand } from './commands/orgs.js';
 import { prewarmCommand } from './commands/prewarm.js';
 import { schedulerCommand } from './commands/scheduler.js';
+import { statusCommand } from './commands/status.js';
 import { workerCommand } from './commands/worker.js';
 import { demoCommand } from './demo/demo.js';
 
@@ -48,6 +49,7 @@ export function buildProgram(): Command {
     .addCommand(prewarmCommand())
     .addCommand(enqueueCommand())
     .addCommand(dashboardCommand())
+    .addCommand(statusCommand())
     .addCommand(demoCommand());
   configureAll(program);
   return program;

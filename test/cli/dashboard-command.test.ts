@@ -1,6 +1,6 @@
 /**
- * `tenant-fleet dashboard` and the snapshots of `tenant-fleet worker`, run as the built
- * command: the dashboard sees the worker process, guards its routes with
+ * `tenant-fleet dashboard`, `tenant-fleet status` and the snapshots of `tenant-fleet
+ * worker`, run as the built command: the dashboard and status see the worker process, guards its routes with
  * FLEET_DASHBOARD_TOKEN, refuses a non-loopback host without one, and both stop with
  * exit 0 on a signal.
  */
@@ -84,6 +84,24 @@ export default defineHandlers({ reports: async (_job, ctx) => { await ctx.db.que
       const metrics = await (await fetch(`${url}/metrics`, { headers: auth })).text();
       expect(metrics).toMatch(/^fleet_jobs_completed_total\{queue="reports"\} 1$/m);
       expect(metrics).toMatch(/^fleet_processes 1$/m);
+      // `status` prints the same aggregate in the terminal.
+      const status = await runCli(['status', '--json', '--tenant', tenant], { cwd });
+      expect(status.code).toBe(0);
+      const summary = JSON.parse(status.stdout) as {
+        processes: { pid: number }[];
+        queues: Record<string, { completed: number }>;
+        partitions: { queue: string; tenant: string; completed: number }[];
+      };
+      expect(summary.processes.map((p) => p.pid)).toEqual([worker.child.pid]);
+      expect(summary.queues.reports?.completed).toBe(1);
+      expect(summary.partitions).toEqual([
+        expect.objectContaining({ queue: 'reports', tenant, completed: 1 }),
+      ]);
+      const text = await runCli(['status'], { cwd });
+      expect(text.stdout).toMatch(/^processes: 1$/m);
+      expect(text.stdout).toMatch(/^ {2}reports {2}waiting 0 .* completed 1 {2}failed 0/m);
+      expect(text.stdout).not.toMatch(/redis:\/\/|postgres:\/\//);
+      expect((await runCli(['status', '--tenant', 'Not A Slug'], { cwd })).code).toBe(2);
       worker.child.kill('SIGINT');
       dashboard.child.kill('SIGTERM');
       expect(await worker.exit).toBe(0);
