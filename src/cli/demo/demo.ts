@@ -12,6 +12,7 @@ import { loadConfig } from '../config.js';
 import { cliLogger, type GlobalFlags, print } from '../context.js';
 import { integer } from '../parse.js';
 import { waitForShutdown } from '../shutdown.js';
+import { type DemoDashboard, startDemoDashboard } from './dashboard.js';
 import { DEMO_TABLE, DEMO_TENANTS, demoPaths, NOISY_TENANT, seedDemoTenants } from './setup.js';
 import { DEMO_QUEUE, DemoStats, demoHandler, enqueueWelcomeJobs, generateTraffic } from './traffic.js';
 
@@ -19,6 +20,7 @@ interface DemoFlags {
   dir: string;
   statsInterval: number;
   cron: string;
+  dashboardPort: number;
 }
 
 /** The `demo` command. */
@@ -28,6 +30,12 @@ export function demoCommand(): Command {
     .option('--dir <path>', 'where the registry and tenant databases live (reused by the next run)', '.fleet')
     .option('--stats-interval <ms>', 'how often the stats line is printed', integer(100), 2000)
     .option('--cron <pattern>', 'the fan-out schedule (6 fields: seconds first)', '*/10 * * * * *')
+    .option(
+      '--dashboard-port <n>',
+      'serve the dashboard on 127.0.0.1 at this port (0: none)',
+      integer(0),
+      3000,
+    )
     .addHelpText(
       'after',
       '\nWith --engine bullmq the jobs go through Redis at --redis-url, REDIS_URL or FLEET_REDIS_URL (default redis://127.0.0.1:6379).',
@@ -57,6 +65,7 @@ export function demoCommand(): Command {
       let statsTimer: NodeJS.Timeout | undefined;
       let closeSchedules: (() => Promise<void>) | undefined;
       let flood: Promise<void> | undefined;
+      let dashboard: DemoDashboard | undefined;
       try {
         const { added } = await seedDemoTenants(registry, paths);
         // A demo tenant deactivated with `tenant-fleet orgs deactivate` sits the demo out.
@@ -86,6 +95,7 @@ export function demoCommand(): Command {
           shutdownTimeoutMs: 5000,
         });
         const stats = new DemoStats(worker, tenants);
+        dashboard = await startDemoDashboard(fleet.engine, pools, worker, DEMO_QUEUE, flags.dashboardPort);
         await enqueueWelcomeJobs(fleet, tenants);
         const schedules = await startSchedules(handle, [
           {
@@ -112,6 +122,8 @@ export function demoCommand(): Command {
         print(
           `                 ${paths.registryUrl.replace(/^sqlite:/, '')} (the registry: tenant-fleet orgs list --registry-url ${paths.registryUrl})`,
         );
+        if (dashboard.url) print(`  dashboard: ${dashboard.url}`);
+        if (dashboard.problem) print(`  dashboard: not started (${dashboard.problem})`);
         print('  Ctrl-C stops it.');
 
         statsTimer = setInterval(() => {
@@ -130,6 +142,7 @@ export function demoCommand(): Command {
         clearInterval(statsTimer);
         await flood;
         await closeSchedules?.();
+        await dashboard?.close();
         await handle.close();
       }
       print('demo stopped cleanly');
