@@ -240,3 +240,36 @@ describe('dashboard token', () => {
     await events.body?.cancel();
   });
 });
+
+describe('dashboard read-only mode', () => {
+  it('lets bull-board read partitions but refuses every write with 405', async () => {
+    const prefix = uniqueName('fleet-dash-ro');
+    const engine = new BullMqEngine({ connection: REDIS_URL, prefix });
+    const dashboard = await startDashboard({ engine, port: 0, readOnly: true, queues: ['reports'] });
+    try {
+      const id = await engine.enqueue('reports', { tenant: 'acme', name: 'n', data: 1, delayMs: 3_600_000 });
+      const found = (await (await fetch(`${dashboard.url}/api/search?tenant=acme`)).json()) as {
+        partitions: string[];
+      };
+      expect(found.partitions).toEqual(['reports.acme']);
+      const list = (await (await fetch(`${dashboard.url}/queues/api/queues`)).json()) as {
+        queues: { name: string; readOnlyMode: boolean }[];
+      };
+      expect(list.queues.map((q) => q.name)).toEqual(['reports.acme']);
+      expect(list.queues[0]!.readOnlyMode).toBe(true);
+      for (const path of [
+        `reports.acme/${id}/promote`,
+        'reports.acme/retry/failed',
+        'reports.acme/clean/delayed',
+      ])
+        expect((await fetch(`${dashboard.url}/queues/api/queues/${path}`, { method: 'PUT' })).status).toBe(
+          405,
+        );
+      expect((await engine.getJob('reports', 'acme', id))?.state).toBe('delayed');
+    } finally {
+      await dashboard.close();
+      await engine.close();
+      await deletePrefix(prefix);
+    }
+  });
+});
