@@ -89,7 +89,7 @@ export function createDashboard(options: DashboardOptions): FastifyPluginAsync {
         .send(await readAsset(request.params.file));
     });
     app.get('/api/fleet', async () => ({
-      ...forClient(await view.read()),
+      ...forClient(await view.latest()),
       bullBoard: board ? { registered: board.registered } : null,
     }));
     app.get('/api/fleet/events', (request, reply) => {

@@ -18,6 +18,8 @@ import { ThroughputHistory, type ThroughputPoint } from './throughput-history.js
 
 /** How old a reading may be before it is read again. */
 export const REFRESH_MS = 1000;
+/** How old a page `latest()` still answers with while a fresher one is read. */
+export const SERVE_STALE_MS = 5000;
 
 /** The page's data. Holds no URL and no secret: snapshots never carry any. */
 export interface FleetPage extends FleetAggregate {
@@ -76,6 +78,18 @@ export class FleetView {
       this.#reading = null;
     });
     return this.#reading;
+  }
+
+  /**
+   * The last page at once while it is younger than {@link SERVE_STALE_MS}, starting a
+   * refresh if it is due (for `/api/fleet` and `/metrics`: their server time does not
+   * include counting thousands of partitions); the first call waits for a read.
+   */
+  latest(): Promise<FleetPage> {
+    const page = this.#page;
+    if (!page || Date.now() - page.at >= SERVE_STALE_MS) return this.read();
+    if (Date.now() - page.at >= REFRESH_MS) this.read().catch(() => {});
+    return Promise.resolve(page);
   }
 
   async #read(): Promise<FleetPage> {

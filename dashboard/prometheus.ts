@@ -42,7 +42,7 @@ class PageMetric {
   }
 
   async get() {
-    const page = await this.#view.read();
+    const page = await this.#view.latest();
     return {
       name: this.name,
       help: this.help,

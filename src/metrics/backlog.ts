@@ -5,7 +5,7 @@
  */
 import type { QueueEngine } from '../queue/engine.js';
 
-const CONCURRENCY = 64;
+const CONCURRENCY = 256;
 
 /** A tenant's backlog in one queue. */
 export interface TenantBacklog {
