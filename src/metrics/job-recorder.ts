@@ -12,7 +12,9 @@ const WAIT_SAMPLES = 256;
 
 interface Counting {
   counters: JobCounters;
-  waits: number[];
+  /** A ring of the last WAIT_SAMPLES start delays; `waited` counts every one recorded. */
+  waits: Float64Array;
+  waited: number;
   /** Sort key for the top N: completed + failed + retried. */
   activity: number;
 }
@@ -26,14 +28,15 @@ function counting(): Counting {
       durations: emptyHistogram(),
       waitMs: { p50: 0, p99: 0 },
     },
-    waits: [],
+    waits: new Float64Array(WAIT_SAMPLES),
+    waited: 0,
     activity: 0,
   };
 }
 
-function percentiles(samples: readonly number[]): { p50: number; p99: number } {
-  if (samples.length === 0) return { p50: 0, p99: 0 };
-  const sorted = [...samples].sort((a, b) => a - b);
+function percentiles(c: Counting): { p50: number; p99: number } {
+  if (c.waited === 0) return { p50: 0, p99: 0 };
+  const sorted = c.waits.slice(0, Math.min(c.waited, WAIT_SAMPLES)).sort();
   const at = (q: number) =>
     sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
   return { p50: at(0.5), p99: at(0.99) };
@@ -64,8 +67,8 @@ export class JobRecorder {
     const onActive = ({ job }: { job: { tenant: string; enqueuedAt: number } }) => {
       const wait = Math.max(0, Date.now() - job.enqueuedAt);
       for (const c of [this.#queue(queue), this.#tenant(queue, job.tenant)]) {
-        c.waits.push(wait);
-        if (c.waits.length > WAIT_SAMPLES) c.waits.shift();
+        c.waits[c.waited % WAIT_SAMPLES] = wait;
+        c.waited += 1;
       }
     };
     const onCompleted = ({ job, durationMs }: { job: { tenant: string }; durationMs: number }) => {
@@ -158,6 +161,6 @@ function snapshotOf(c: Counting): JobCounters {
       sumMs: c.counters.durations.sumMs,
       count: c.counters.durations.count,
     },
-    waitMs: percentiles(c.waits),
+    waitMs: percentiles(c),
   };
 }
