@@ -25,7 +25,11 @@ import type { DashboardWorkerConfig, DashboardWorkerReady } from './fixtures/das
 const SCRIPT = fileURLToPath(new URL('./fixtures/dashboard-worker.ts', import.meta.url));
 const CHROMIUM = '/usr/bin/chromium';
 const TOKEN = 'browser-test-token';
-const SCREENSHOT = fileURLToPath(new URL('../../docs/dashboard.png', import.meta.url));
+// docs/dashboard.png is rewritten only when asked (FLEET_UPDATE_SCREENSHOT=1), so a test run leaves the tree clean.
+const SCREENSHOT =
+  process.env.FLEET_UPDATE_SCREENSHOT === '1'
+    ? fileURLToPath(new URL('../../docs/dashboard.png', import.meta.url))
+    : join(tmpdir(), `tenant-fleet-dashboard-${process.pid}.png`);
 /** Bounds that only keep a broken fleet from hanging the suite. */
 const PATIENCE = { timeoutMs: 30_000, intervalMs: 100 };
 
@@ -112,6 +116,7 @@ describe('the dashboard in headless Chromium', () => {
     await reg?.cleanup();
     files.remove();
     rmSync(profile, { recursive: true, force: true });
+    if (process.env.FLEET_UPDATE_SCREENSHOT !== '1') rmSync(SCREENSHOT, { force: true });
   });
 
   const text = async (selector: string) =>
@@ -154,6 +159,7 @@ describe('the dashboard in headless Chromium', () => {
         PATIENCE,
       );
       await page.screenshot({ path: SCREENSHOT, fullPage: true });
+      expect(existsSync(SCREENSHOT)).toBe(true);
 
       const [doomed] = children;
       doomed!.kill('SIGKILL');
