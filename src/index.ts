@@ -23,6 +23,17 @@ export { Fleet, type FleetJob } from './fleet.js';
 export type { FleetOptions, FleetPoolsOptions, ResolvedFleetOptions } from './fleet-options.js';
 // logging and redaction (connection-string credentials never reach a log line or the terminal)
 export { createLogger, type Logger, type LoggerOptions } from './logger.js';
+// metrics: what each worker process publishes for the dashboard, and the fleet summed
+export { aggregate, type FleetAggregate, liveSnapshots, STALE_PERIODS } from './metrics/fleet-aggregate.js';
+export { RedisSnapshotStore, type RedisSnapshotStoreOptions } from './metrics/redis-snapshot-store.js';
+export type { DurationHistogram, JobCounters, ProcessSnapshot, TenantCounters } from './metrics/snapshot.js';
+export {
+  SnapshotPublisher,
+  type SnapshotPublisherEventMap,
+  type SnapshotPublisherOptions,
+} from './metrics/snapshot-publisher.js';
+export { MemorySnapshotStore, type SnapshotStore } from './metrics/snapshot-store.js';
+export { snapshotStoreFor } from './metrics/store-for-engine.js';
 export {
   BullMqEngine,
   type BullMqEngineEventMap,

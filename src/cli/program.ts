@@ -5,12 +5,14 @@ import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { redactUrl } from '../redact.js';
 import { configCommand } from './commands/config.js';
+import { dashboardCommand } from './commands/dashboard.js';
 import { enqueueCommand } from './commands/enqueue.js';
 import { migrateCommand } from './commands/migrate.js';
 import { orgsCommand, provisionCommand } from './commands/orgs.js';
 import { prewarmCommand } from './commands/prewarm.js';
 import { purgeCommand } from './commands/purge.js';
 import { schedulerCommand } from './commands/scheduler.js';
+import { statusCommand } from './commands/status.js';
 import { workerCommand } from './commands/worker.js';
 import { demoCommand } from './demo/demo.js';
 
@@ -51,6 +53,8 @@ export function buildProgram(): Command {
     .addCommand(enqueueCommand())
     .addCommand(purgeCommand())
     .addCommand(configCommand())
+    .addCommand(dashboardCommand())
+    .addCommand(statusCommand())
     .addCommand(demoCommand());
   configureAll(program);
   return program;

@@ -1,6 +1,7 @@
 /** `tenant-fleet worker`: run handlers for one or more queues until SIGINT/SIGTERM. */
 import { Command } from 'commander';
 import { ConfigError } from '../../errors.js';
+import { SnapshotPublisher } from '../../metrics/snapshot-publisher.js';
 import { prewarmJob, runStartupJobs, type StartupMode } from '../../scheduler/startup.js';
 import { handlersOf } from '../../worker/define-handlers.js';
 import type { FleetWorker } from '../../worker/fleet-worker.js';
@@ -71,6 +72,8 @@ export function workerCommand(): Command {
       const stop = new AbortController();
       void shutdown.then(() => stop.abort());
       const workers: FleetWorker[] = [];
+      // Snapshots for the dashboard and `/metrics`, about once a second; removed on close.
+      const snapshots = new SnapshotPublisher({ engine: handle.fleet.engine, pools: handle.pools });
       let schedules: RunningSchedules | undefined;
       try {
         const prewarm = flags.prewarm && config.worker.prewarm;
@@ -93,6 +96,7 @@ export function workerCommand(): Command {
             }),
           );
         }
+        for (const worker of workers) snapshots.watch(worker);
         if (flags.schedules && !stop.signal.aborted)
           schedules = await startSchedules(handle, config.schedules);
         logger.info(
@@ -117,6 +121,7 @@ export function workerCommand(): Command {
         await startup.done;
       } finally {
         stop.abort();
+        await snapshots.close();
         await schedules?.close();
         await handle.close();
       }

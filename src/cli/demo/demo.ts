@@ -13,6 +13,7 @@ import { cliLogger, type GlobalFlags, print } from '../context.js';
 import { cronPattern, integer } from '../parse.js';
 import { waitForShutdown } from '../shutdown.js';
 import { deleteRedisPrefix } from './cleanup.js';
+import { type DemoDashboard, startDemoDashboard } from './dashboard.js';
 import { DEMO_TABLE, DEMO_TENANTS, demoPaths, NOISY_TENANT, seedDemoTenants } from './setup.js';
 import { DEMO_QUEUE, DemoStats, demoHandler, enqueueWelcomeJobs, generateTraffic } from './traffic.js';
 
@@ -21,6 +22,7 @@ interface DemoFlags {
   statsInterval: number;
   cron: string;
   keep?: boolean;
+  dashboardPort: number;
 }
 
 /** The `demo` command. */
@@ -36,6 +38,12 @@ export function demoCommand(): Command {
       '*/10 * * * * *',
     )
     .option('--keep', "with --engine bullmq, leave the demo's keys on Redis at exit (default: removed)")
+    .option(
+      '--dashboard-port <n>',
+      'serve the dashboard on 127.0.0.1 at this port (0: none)',
+      integer(0),
+      3000,
+    )
     .addHelpText(
       'after',
       '\nWith --engine bullmq the jobs go through Redis at --redis-url, REDIS_URL or FLEET_REDIS_URL (default redis://127.0.0.1:6379).',
@@ -65,6 +73,7 @@ export function demoCommand(): Command {
       let statsTimer: NodeJS.Timeout | undefined;
       let closeSchedules: (() => Promise<void>) | undefined;
       let flood: Promise<void> | undefined;
+      let dashboard: DemoDashboard | undefined;
       try {
         const { added } = await seedDemoTenants(registry, paths);
         // A demo tenant deactivated with `tenant-fleet orgs deactivate` sits the demo out.
@@ -94,6 +103,7 @@ export function demoCommand(): Command {
           shutdownTimeoutMs: 5000,
         });
         const stats = new DemoStats(worker, tenants);
+        dashboard = await startDemoDashboard(fleet.engine, pools, worker, DEMO_QUEUE, flags.dashboardPort);
         await enqueueWelcomeJobs(fleet, tenants);
         const schedules = await startSchedules(handle, [
           {
@@ -120,6 +130,8 @@ export function demoCommand(): Command {
         print(
           `                 ${paths.registryUrl.replace(/^sqlite:/, '')} (the registry: npx tenant-fleet orgs list --registry-url ${paths.registryUrl},\n                  or npm run fleet -- orgs list … in a clone of the repository)`,
         );
+        if (dashboard.url) print(`  dashboard: ${dashboard.url}`);
+        if (dashboard.problem) print(`  dashboard: not started (${dashboard.problem})`);
         print('  Ctrl-C stops it.');
 
         statsTimer = setInterval(() => {
@@ -138,6 +150,7 @@ export function demoCommand(): Command {
         clearInterval(statsTimer);
         await flood;
         await closeSchedules?.();
+        await dashboard?.close();
         await handle.close();
         if (config.engine === 'bullmq' && !flags.keep) {
           const removed = await deleteRedisPrefix(config.redisUrl, config.prefix);

@@ -37,6 +37,7 @@ import { enqueueChunk } from './enqueue.js';
 import { completeJob, type FinishContext, failJob } from './finish.js';
 import { type BullMqLease, isLostLock, readJobInfo, toActiveJob } from './jobs.js';
 import { extendLocks, recoverStalled } from './locks.js';
+import { MarkerSweep } from './marker-sweep.js';
 import {
   type BullMqEngineOptions,
   type ResolvedBullMqEngineOptions,
@@ -67,6 +68,7 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
   readonly #ownsConnection: boolean;
   readonly #partitions: PartitionCache;
   readonly #index: ReadyIndex;
+  readonly #sweep: MarkerSweep; // each readyTenants may sweep for jobs put in by BullMQ's own API
   #closePromise: Promise<void> | null = null;
 
   constructor(options: BullMqEngineOptions) {
@@ -91,6 +93,7 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
       subscriber.on('error', onError);
       return subscriber;
     });
+    this.#sweep = new MarkerSweep(redis, this.options.prefix, this.#index, this.#partitions, onError);
   }
 
   /** BullMQ Worker objects cached right now (bounded by `maxCachedPartitions` plus those in use). */
@@ -127,7 +130,7 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
 
   async readyTenants(queue: string): Promise<string[]> {
     this.#checkOpen();
-    return this.#index.readyTenants(checkQueueName(queue));
+    return this.#index.readyTenants(this.#sweep.maybeStep(checkQueueName(queue)));
   }
 
   async waitForReady(queue: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
@@ -345,18 +348,13 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     return this.#closePromise;
   }
 
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.close();
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   async #close(): Promise<void> {
-    const steps = [
-      () => this.#partitions.close(),
-      () => this.#index.close(),
-      async () => {
-        if (this.#ownsConnection) await this.#redis.quit();
-      },
-    ];
+    const quit = async () => void (this.#ownsConnection && (await this.#redis.quit()));
+    const steps = [() => this.#partitions.close(), () => this.#index.close(), quit];
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), this.options.closeTimeoutMs);
