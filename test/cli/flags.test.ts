@@ -15,6 +15,7 @@ import { OrgRegistry } from '../../src/tenancy/registry/org-registry.js';
 import { resolveFleetWorkerOptions } from '../../src/worker/worker-options.js';
 import { deletePrefix } from '../queue/engines.js';
 import { postgresCase, type Store } from '../support/databases.js';
+import { freePort } from '../support/net.js';
 import { REDIS_URL, tempDir, uniqueName } from '../support/services.js';
 import { until } from '../support/wait.js';
 import { ROOT, runCli, startCli } from './support.js';
@@ -516,14 +517,28 @@ export default defineHandlers({ reports: async () => {}, emails: async () => {} 
     }
   });
 
-  it('demo --dir / --stats-interval / --cron', async () => {
-    cover('demo', '--dir', '--stats-interval', '--cron');
+  it('demo --dir / --stats-interval / --cron / --dashboard-port', async () => {
+    cover('demo', '--dir', '--stats-interval', '--cron', '--dashboard-port');
     const cwd = tempDir('tenant-fleet-flags-demo-');
-    const demo = startCli(['demo', '--dir', 'here', '--stats-interval', '300', '--cron', '*/7 * * * * *'], {
-      cwd,
-    });
+    const port = await freePort();
+    const demo = startCli(
+      [
+        'demo',
+        '--dir',
+        'here',
+        '--stats-interval',
+        '300',
+        '--cron',
+        '*/7 * * * * *',
+        '--dashboard-port',
+        String(port),
+      ],
+      { cwd },
+    );
     try {
       await until(() => /\[stats\]/.test(demo.stdout()), 'a stats line');
+      expect(demo.stdout()).toContain(`http://127.0.0.1:${port}/`);
+      expect((await fetch(`http://127.0.0.1:${port}/api/fleet`)).status).toBe(200);
       demo.child.kill('SIGINT');
       expect(await demo.exit).toBe(0);
       expect(demo.stdout()).toMatch(/scheduler: .* on "\*\/7 \* \* \* \* \*"/);
@@ -565,6 +580,71 @@ describe('demo on BullMQ', () => {
       await redis.quit();
       await deletePrefix(prefix);
       rmSync(cwd, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('dashboard and status', () => {
+  it('dashboard --host / --port / --queue / --read-only / --top reach the running dashboard', async () => {
+    cover('dashboard', '--host', '--port', '--queue', '--read-only', '--top');
+    const port = await freePort();
+    const args = ['--host', '127.0.0.1', '--port', String(port), '--queue', 'q1', '--queue', 'q2'];
+    const dashboard = startCli(['dashboard', ...args, '--read-only', '--top', '3'], {
+      env: { ...env, FLEET_ENGINE: 'memory', FLEET_LOG_LEVEL: 'info' },
+      cwd: dir,
+    });
+    try {
+      await until(
+        () => logLine(dashboard.stderr(), /^dashboard running$/) !== null,
+        'the dashboard to start',
+      );
+      expect(logLine(dashboard.stderr(), /^dashboard running$/)).toMatchObject({
+        url: `http://127.0.0.1:${port}`,
+        queues: ['q1', 'q2'],
+        readOnly: true,
+        top: 3,
+      });
+      // The queues named are shown before any worker reported them.
+      const page = (await (await fetch(`http://127.0.0.1:${port}/api/fleet`)).json()) as { backlog: object };
+      expect(Object.keys(page.backlog).sort()).toEqual(['q1', 'q2']);
+      dashboard.child.kill('SIGTERM');
+      expect(await dashboard.exit).toBe(0);
+    } finally {
+      if (dashboard.child.exitCode === null) dashboard.child.kill('SIGKILL');
+    }
+  });
+
+  it('status --queue / --tenant / --top / --json narrow what it prints', async () => {
+    cover('status', '--queue', '--tenant', '--top', '--json');
+    const prefix = uniqueName('flags-status');
+    const engine = new BullMqEngine({ connection: REDIS_URL, prefix });
+    try {
+      for (const [tenant, n] of [
+        ['acme', 3],
+        ['globex', 2],
+      ] as const)
+        for (let i = 0; i < n; i++) await engine.enqueue('q1', { tenant, name: 'x', data: i });
+      await engine.enqueue('q2', { tenant: 'acme', name: 'x', data: 0 });
+      const status = (...args: string[]) =>
+        json(['status', '--queue', 'q1', ...args, '--json'], {
+          FLEET_PREFIX: prefix,
+          FLEET_ENGINE: 'bullmq',
+        });
+      // --top 1: only the larger backlog of the two tenants; --queue q1: nothing of q2.
+      const top = await status('--top', '1');
+      expect((top.top as { backlog: unknown[] }).backlog).toEqual([
+        expect.objectContaining({ queue: 'q1', tenant: 'acme', waiting: 3 }),
+      ]);
+      expect(JSON.stringify(top)).not.toContain('"q2"');
+      // --tenant globex: its partition only.
+      const one = await status('--tenant', 'globex');
+      expect(one.partitions).toEqual([
+        expect.objectContaining({ queue: 'q1', tenant: 'globex', waiting: 2 }),
+      ]);
+      expect(JSON.stringify(one)).not.toContain('acme');
+    } finally {
+      await engine.close();
+      await deletePrefix(prefix);
     }
   });
 });

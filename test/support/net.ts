@@ -10,3 +10,6 @@ export async function closedPort(): Promise<number> {
   await once(server, 'close');
   return port;
 }
+
+/** A loopback port free a moment ago, for a server a test starts on it. */
+export const freePort = closedPort;

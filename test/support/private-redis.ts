@@ -5,22 +5,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import net from 'node:net';
 import { Redis } from 'ioredis';
+import { freePort } from './net.js';
 
 /** A running private `redis-server`; `stop()` shuts it down. */
 export interface PrivateRedis {
   url: string;
   stop(): Promise<void>;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** Starts `redis-server` on a free port (or `port`, to restart one), keeping nothing on disk. */

@@ -60,8 +60,14 @@ export function dashboardCommand(): Command {
           ...(flags.top ? { topTenants: flags.top } : {}),
         });
         print(`dashboard at ${dashboard.url}/ (bull-board at ${dashboard.url}/queues)`);
+        // What it runs with, so an operator (and the flags test) can see each flag took.
+        const shown = {
+          queues: flags.queue ?? [],
+          readOnly: flags.readOnly ?? false,
+          top: flags.top ?? null,
+        };
         logger.info(
-          { url: dashboard.url, engine: config.engine, token: token !== undefined },
+          { url: dashboard.url, engine: config.engine, token: token !== undefined, ...shown },
           'dashboard running',
         );
         await shutdown;

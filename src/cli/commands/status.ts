@@ -4,7 +4,7 @@
  * from the snapshots the workers publish and from the engine.
  */
 import { Command } from 'commander';
-import { cliLogger, configFor, print } from '../context.js';
+import { cliLogger, configFor, print, printJson } from '../context.js';
 import { integer } from '../parse.js';
 
 interface StatusFlags {
@@ -63,7 +63,7 @@ export function statusCommand(): Command {
           partitions,
         };
         if (flags.json) {
-          print(JSON.stringify(answer));
+          printJson(answer);
           return;
         }
         print(`processes: ${page.processes.length}`);
