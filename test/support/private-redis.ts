@@ -3,7 +3,6 @@
  * (`CLIENT PAUSE … ALL`) without stalling the suites that share the common one.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import net from 'node:net';
 import { Redis } from 'ioredis';
 import { freePort } from './net.js';
 
