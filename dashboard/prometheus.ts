@@ -187,5 +187,8 @@ export function fleetRegistry(
   metric('fleet_pool_reclaims_total', 'counter', 'Idle connections closed for another pool', (p) => [
     { labels: {}, value: p.pools.counters.reclaims },
   ]);
+  metric('fleet_breaker_open', 'gauge', 'Tenant circuit breakers open now (connects fail fast)', (p) => [
+    { labels: {}, value: p.pools.breakersOpen },
+  ]);
   return registry;
 }

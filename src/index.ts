@@ -144,6 +144,7 @@ export type { ResolvedTenantPoolsOptions, TenantPoolsOptions } from './tenancy/t
 export type { PrewarmReport } from './tenancy/tenant-pools/prewarm.js';
 export type {
   EvictReason,
+  OpenBreaker,
   PoolCounters,
   PoolEventInfo,
   PoolStats,

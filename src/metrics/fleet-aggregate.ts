@@ -5,7 +5,7 @@
  */
 import type { BudgetSnapshot } from '../tenancy/pool/budget.js';
 import type { PrewarmReport } from '../tenancy/tenant-pools/prewarm.js';
-import type { PoolCounters, PoolStats } from '../tenancy/tenant-pools/stats.js';
+import type { OpenBreaker, PoolCounters, PoolStats } from '../tenancy/tenant-pools/stats.js';
 import { addHistogram, emptyHistogram, type JobCounters, type ProcessSnapshot } from './snapshot.js';
 
 /** A snapshot is stale once its heartbeat is older than this many periods. */
@@ -53,6 +53,11 @@ export interface PoolRow
   process: string;
 }
 
+/** An open circuit breaker of one process. */
+export interface BreakerRow extends OpenBreaker {
+  process: string;
+}
+
 /** The whole fleet. */
 export interface FleetAggregate {
   /** Epoch ms when it was computed. */
@@ -68,6 +73,10 @@ export interface FleetAggregate {
     acquireWaitMs: { p50: number; p99: number; max: number };
     /** Every process's pools, busiest first, at most `maxPoolRows`. */
     rows: PoolRow[];
+    /** Open circuit breakers over the processes (a tenant counts once per process). */
+    breakersOpen: number;
+    /** Those breakers, the soonest to close first, at most `maxPoolRows`. */
+    breakers: BreakerRow[];
   };
 }
 
@@ -103,6 +112,7 @@ export function aggregate(
   };
   const acquireWaitMs = { p50: 0, p99: 0, max: 0 };
   const rows: PoolRow[] = [];
+  const breakers: BreakerRow[] = [];
   for (const s of live) {
     for (const [queue, q] of Object.entries(s.queues)) {
       const total = queues[queue] ?? {
@@ -147,6 +157,8 @@ export function aggregate(
       acquireWaitMs.p50 = Math.max(acquireWaitMs.p50, s.pools.acquireWaitMs.p50);
       acquireWaitMs.p99 = Math.max(acquireWaitMs.p99, s.pools.acquireWaitMs.p99);
       acquireWaitMs.max = Math.max(acquireWaitMs.max, s.pools.acquireWaitMs.max);
+      // A process of an older version publishes no breakers.
+      for (const b of s.pools.breakers ?? []) breakers.push({ process: s.id, ...b });
       for (const p of s.pools.pools)
         rows.push({
           process: s.id,
@@ -161,6 +173,7 @@ export function aggregate(
     }
   }
   rows.sort((a, b) => b.inUse + b.waiting - (a.inUse + a.waiting) || b.open - a.open);
+  breakers.sort((a, b) => a.retryAt - b.retryAt);
   return {
     at: now,
     processes: live.map((s) => ({
@@ -179,6 +192,13 @@ export function aggregate(
     })),
     queues,
     tenants: [...tenants.values()],
-    pools: { budget, counters, acquireWaitMs, rows: rows.slice(0, maxPoolRows) },
+    pools: {
+      budget,
+      counters,
+      acquireWaitMs,
+      rows: rows.slice(0, maxPoolRows),
+      breakersOpen: breakers.length,
+      breakers: breakers.slice(0, maxPoolRows),
+    },
   };
 }

@@ -59,6 +59,7 @@ function snapshots(tenantsPerProcess: number): ProcessSnapshot[] {
         recycles: 0,
       },
       acquireWaitMs: { p50: 0.5, p99: 3, max: 4 },
+      breakers: [],
     },
     prewarm: null,
   }));
