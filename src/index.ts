@@ -16,6 +16,7 @@ export {
   TenantInactiveError,
   TenantUnavailableError,
   UnknownTenantError,
+  UnsupportedError,
   ValidationError,
 } from './errors.js';
 // fleet: composition of engine, registry, pools and workers
