@@ -33,6 +33,7 @@ export class ProcessPage implements PageSource {
       fairness: null,
       throughput: {},
       backlogTenants: [],
+      fanOuts: [],
     };
   }
 }

@@ -155,6 +155,17 @@
       r.idle,
       r.waiting,
     ]);
+    const time = (at) => (at === null ? '–' : new Date(at).toLocaleTimeString());
+    rows('fan-outs', page.fanOuts ?? [], (f) => [
+      f.id,
+      f.queue,
+      f.cron,
+      time(f.lastTick),
+      f.progress ? `${f.progress.completed + f.progress.failed} / ${f.progress.total}` : '–',
+      f.progress ? f.progress.failed : '–',
+      f.progress ? f.progress.pending : '–',
+      time(f.nextTick),
+    ]);
     // A process of an older version publishes no breakers.
     $('breakers-open').textContent = String(page.pools.breakersOpen ?? 0);
     rows('breakers', page.pools.breakers ?? [], (b) => [

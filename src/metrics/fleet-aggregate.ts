@@ -6,7 +6,13 @@
 import type { BudgetSnapshot } from '../tenancy/pool/budget.js';
 import type { PrewarmReport } from '../tenancy/tenant-pools/prewarm.js';
 import type { OpenBreaker, PoolCounters, PoolStats } from '../tenancy/tenant-pools/stats.js';
-import { addHistogram, emptyHistogram, type JobCounters, type ProcessSnapshot } from './snapshot.js';
+import {
+  addHistogram,
+  emptyHistogram,
+  type JobCounters,
+  type ProcessSnapshot,
+  type ScheduleSnapshot,
+} from './snapshot.js';
 
 /** A snapshot is stale once its heartbeat is older than this many periods. */
 export const STALE_PERIODS = 3;
@@ -65,6 +71,8 @@ export interface FleetAggregate {
   processes: ProcessSummary[];
   queues: Record<string, QueueTotals>;
   tenants: TenantTotals[];
+  /** Every schedule run by a live process, with the latest fan-out any of them saw, by id. */
+  schedules: ScheduleSnapshot[];
   pools: {
     /** Summed over the processes that have pools. */
     budget: BudgetSnapshot;
@@ -113,7 +121,13 @@ export function aggregate(
   const acquireWaitMs = { p50: 0, p99: 0, max: 0 };
   const rows: PoolRow[] = [];
   const breakers: BreakerRow[] = [];
+  const schedules = new Map<string, ScheduleSnapshot>();
   for (const s of live) {
+    // A process of an older version, or without a scheduler, publishes no schedules.
+    for (const schedule of s.schedules ?? []) {
+      const seen = schedules.get(schedule.id);
+      if (!seen || (schedule.lastTick ?? -1) > (seen.lastTick ?? -1)) schedules.set(schedule.id, schedule);
+    }
     for (const [queue, q] of Object.entries(s.queues)) {
       const total = queues[queue] ?? {
         completed: 0,
@@ -192,6 +206,7 @@ export function aggregate(
     })),
     queues,
     tenants: [...tenants.values()],
+    schedules: [...schedules.values()].sort((a, b) => a.id.localeCompare(b.id)),
     pools: {
       budget,
       counters,

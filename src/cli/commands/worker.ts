@@ -149,6 +149,7 @@ export function workerCommand(): Command {
           if (metricsServer && !stop.signal.aborted) metricsServer.health = 'running';
           if (flags.schedules && !stop.signal.aborted)
             schedules = await startSchedules(handle, config.schedules);
+          if (schedules) snapshots.watchScheduler(schedules.scheduler);
           logger.info(
             {
               queues,
