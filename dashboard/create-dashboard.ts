@@ -1,7 +1,7 @@
 /**
  * The dashboard as a fastify plugin: the fleet page at `/`, `/api/fleet`, live updates
  * at `/api/fleet/events` (server-sent events), `/metrics`, a tenant search, and
- * bull-board at `/queues` (BullMQ engine). Register it in an app's own server, with a
+ * bull-board at `/queues` (read-only on the in-memory engine). Register it in an app's own server, with a
  * prefix if wanted; `startDashboard` runs it on a server of its own.
  */
 import { readFile } from 'node:fs/promises';
@@ -11,9 +11,11 @@ import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { snapshotStoreFor } from '../src/metrics/store-for-engine.js';
 import { BullMqEngine } from '../src/queue/bullmq/bullmq-engine.js';
 import { checkTenant } from '../src/queue/job-input.js';
+import { MemoryEngine } from '../src/queue/memory/memory-engine.js';
 import { tokenGuard } from './auth.js';
 import { FleetView } from './fleet-view.js';
 import { type DashboardOptions, resolveDashboardOptions } from './options.js';
+import { bullMqAdapters, memoryAdapters } from './partition-adapters.js';
 import { PartitionBoard } from './partition-board.js';
 import { fleetRegistry } from './prometheus.js';
 
@@ -55,10 +57,13 @@ export function createDashboard(options: DashboardOptions): FastifyPluginAsync {
       resolved.backlogTenants,
     );
     const registry = fleetRegistry(view, resolved.topTenants);
-    const board =
+    const adapters =
       resolved.engine instanceof BullMqEngine
-        ? new PartitionBoard(resolved.engine, view, resolved.topTenants, resolved.readOnly)
-        : null;
+        ? bullMqAdapters(resolved.engine, resolved.readOnly)
+        : resolved.engine instanceof MemoryEngine
+          ? memoryAdapters(resolved.engine)
+          : null;
+    const board = adapters ? new PartitionBoard(adapters, view, resolved.topTenants) : null;
     const streams = new Set<() => void>();
     app.addHook('onClose', async () => {
       for (const end of [...streams]) end();

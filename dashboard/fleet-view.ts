@@ -12,8 +12,9 @@ import {
   liveSnapshots,
   type TenantTotals,
 } from '../src/metrics/fleet-aggregate.js';
+import type { ScheduleSnapshot } from '../src/metrics/snapshot.js';
 import type { SnapshotStore } from '../src/metrics/snapshot-store.js';
-import type { QueueEngine } from '../src/queue/engine.js';
+import type { BatchProgress, QueueEngine } from '../src/queue/engine.js';
 import { ThroughputHistory, type ThroughputPoint } from './throughput-history.js';
 
 /** How old a reading may be before it is read again. */
@@ -36,6 +37,8 @@ export interface FleetPage extends FleetAggregate {
   throughput: Record<string, ThroughputPoint[]>;
   /** Every tenant with a backlog (for bull-board's registration), most waiting first. */
   backlogTenants: TenantBacklog[];
+  /** The scheduler fan-outs: each schedule's last batch and its progress (null before one). */
+  fanOuts: (ScheduleSnapshot & { progress: BatchProgress | null })[];
 }
 
 /** Jain's index (Σx)² / (n Σx²) over `values`; null under two values or all zero. */
@@ -100,6 +103,12 @@ export class FleetView {
     const queues = [...new Set([...this.#queues, ...Object.keys(fleet.queues)])].sort();
     const backlogs = await Promise.all(queues.map((q) => readBacklog(this.#engine, q, this.#backlogTenants)));
     const backlogTenants = backlogs.flatMap((b) => b.tenants).sort((a, b) => b.waiting - a.waiting);
+    const fanOuts = await Promise.all(
+      fleet.schedules.map(async (schedule) => ({
+        ...schedule,
+        progress: schedule.batchId ? await this.#engine.batchProgress(schedule.batchId) : null,
+      })),
+    );
     const byQueueTenant = new Map(fleet.tenants.map((t) => [`${t.queue}\u0000${t.tenant}`, t]));
     const top = this.#top;
     const page: FleetPage = {
@@ -122,6 +131,7 @@ export class FleetView {
       ),
       throughput: this.#history.points(),
       backlogTenants: backlogTenants.filter((t) => t.waiting + t.active + t.failed > 0),
+      fanOuts,
     };
     this.#page = page;
     return page;

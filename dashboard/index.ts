@@ -3,4 +3,5 @@ export { authorised } from './auth.js';
 export { createDashboard } from './create-dashboard.js';
 export type { FleetPage } from './fleet-view.js';
 export type { DashboardOptions, ResolvedDashboardOptions } from './options.js';
+export { ProcessPage, processRegistry } from './process-metrics.js';
 export { type RunningDashboard, type StartDashboardOptions, startDashboard } from './start-dashboard.js';

@@ -6,36 +6,34 @@
  * - the top N partitions by backlog (jobs waiting), over every queue;
  * - partitions with jobs active or failed among the tenants the fleet page knows of
  *   (the backlog read, and the tenants whose jobs failed in the processes' snapshots);
+ * - the top N tenants by throughput (jobs completed), so a quiet fleet still shows some;
  * - the tenants searched for (`search()`), the last `MAX_SEARCHED` of them.
  * Partitions are grouped under their logical queue (`delimiter: '.'`), as bull-board
  * shows `reports.acme` as `reports › acme`.
  *
- * A retry, promote or add clicked here goes through BullMQ's own API into the
- * partition; the engine's marker sweep (src/queue/bullmq/marker-sweep.ts) lists the
- * tenant in the ready index so a fleet worker runs it.
+ * The adapters come from a {@link PartitionAdapters} of the engine: on BullMQ,
+ * bull-board's own BullMQAdapter over a `Queue` per partition (a retry, promote or add
+ * clicked there goes through BullMQ's own API into the partition, and the engine's
+ * marker sweep, src/queue/bullmq/marker-sweep.ts, lists the tenant in the ready index so
+ * a fleet worker runs it); on the in-memory engine, a read-only adapter over the
+ * engine's partitions (memory-adapter.ts).
  */
 import { createBullBoard } from '@bull-board/api';
-import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
-import { Queue } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
-import { Redis } from 'ioredis';
-import type { BullMqEngine } from '../src/queue/bullmq/bullmq-engine.js';
 import { partitionName } from '../src/queue/bullmq/partitions.js';
 import type { FleetView } from './fleet-view.js';
+import type { PartitionAdapter, PartitionAdapters } from './partition-adapters.js';
 
 const REFRESH_MS = 5000;
 const MAX_SEARCHED = 50;
 
 /** The bull-board mount and the partitions it shows. */
 export class PartitionBoard {
-  readonly #engine: BullMqEngine;
+  readonly #adapters: PartitionAdapters;
   readonly #view: FleetView;
   readonly #top: number;
-  readonly #readOnly: boolean;
-  readonly #redis: Redis;
-  readonly #ownsRedis: boolean;
-  readonly #queues = new Map<string, Queue>();
+  readonly #registered = new Map<string, PartitionAdapter>();
   /** Map order is recency. */
   readonly #searched = new Map<string, { queue: string; tenant: string }>();
   #board: ReturnType<typeof createBullBoard> | null = null;
@@ -43,18 +41,10 @@ export class PartitionBoard {
   #refreshing: Promise<void> | null = null;
   #closed = false;
 
-  constructor(engine: BullMqEngine, view: FleetView, top: number, readOnly: boolean) {
-    this.#engine = engine;
+  constructor(adapters: PartitionAdapters, view: FleetView, top: number) {
+    this.#adapters = adapters;
     this.#view = view;
     this.#top = top;
-    this.#readOnly = readOnly;
-    const { connection } = engine.options;
-    this.#ownsRedis = typeof connection === 'string';
-    this.#redis =
-      typeof connection === 'string'
-        ? new Redis(connection, { connectionName: 'tenant-fleet:dashboard', maxRetriesPerRequest: null })
-        : connection;
-    if (this.#ownsRedis) this.#redis.on('error', () => {});
   }
 
   /** Mounts bull-board at `<prefix>/queues` of `app`. */
@@ -79,7 +69,7 @@ export class PartitionBoard {
 
   /** The partition names registered now. */
   get registered(): string[] {
-    return [...this.#queues.keys()].sort();
+    return [...this.#registered.keys()].sort();
   }
 
   /** Registers `tenant`'s partition of every known queue; resolves to their names. */
@@ -113,34 +103,27 @@ export class PartitionBoard {
     for (const t of page.backlogTenants.slice(0, this.#top)) add(t.queue, t.tenant);
     for (const t of page.backlogTenants) if (t.active > 0 || t.failed > 0) add(t.queue, t.tenant);
     for (const t of page.tenants) if (t.failed > 0) add(t.queue, t.tenant);
+    for (const t of page.top.throughput) add(t.queue, t.tenant);
     for (const { queue, tenant } of this.#searched.values()) add(queue, tenant);
-    const same = wanted.size === this.#queues.size && [...wanted.keys()].every((k) => this.#queues.has(k));
+    const same =
+      wanted.size === this.#registered.size && [...wanted.keys()].every((k) => this.#registered.has(k));
     if (same) return;
-    const { prefix } = this.#engine.options;
-    for (const name of wanted.keys())
-      if (!this.#queues.has(name))
-        this.#queues.set(
-          name,
-          new Queue(name, { connection: this.#redis, prefix, skipVersionCheck: true } as never),
-        );
-    const dropped = [...this.#queues].filter(([name]) => !wanted.has(name));
-    for (const [name] of dropped) this.#queues.delete(name);
-    this.#board.replaceQueues(
-      [...this.#queues.values()].map(
-        (queue) => new BullMQAdapter(queue, { readOnlyMode: this.#readOnly, delimiter: '.' }),
-      ),
-    );
-    await Promise.allSettled(dropped.map(([, queue]) => queue.close()));
+    for (const [name, { queue, tenant }] of wanted)
+      if (!this.#registered.has(name)) this.#registered.set(name, this.#adapters.create(queue, tenant));
+    const dropped = [...this.#registered].filter(([name]) => !wanted.has(name));
+    for (const [name] of dropped) this.#registered.delete(name);
+    this.#board.replaceQueues([...this.#registered.values()].map((p) => p.adapter));
+    await Promise.allSettled(dropped.map(([, p]) => p.close()));
   }
 
-  /** Closes the partitions' Queue objects and the connection it opened; idempotent. */
+  /** Closes the partitions' adapters and what the adapters opened; idempotent. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#timer);
     await this.#refreshing?.catch(() => {});
-    await Promise.allSettled([...this.#queues.values()].map((queue) => queue.close()));
-    this.#queues.clear();
-    if (this.#ownsRedis) await this.#redis.quit().catch(() => this.#redis.disconnect());
+    await Promise.allSettled([...this.#registered.values()].map((p) => p.close()));
+    this.#registered.clear();
+    await this.#adapters.close();
   }
 }

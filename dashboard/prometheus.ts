@@ -10,7 +10,23 @@
  */
 import { Registry } from 'prom-client';
 import { DURATION_BUCKETS_MS } from '../src/metrics/snapshot.js';
-import type { FleetPage, FleetView } from './fleet-view.js';
+import type { FleetPage } from './fleet-view.js';
+
+/** Where the metrics read their page: the fleet's {@link FleetView}, or one process's page. */
+export interface PageSource {
+  latest(): Promise<FleetPage>;
+}
+
+/** Options of {@link fleetRegistry}. */
+export interface FleetRegistryOptions {
+  /**
+   * Whether to export the backlog (`fleet_queue_waiting`, `fleet_tenant_waiting`). The
+   * backlog is the fleet's, not a process's: one worker's `/metrics` leaves it out, so a
+   * sum over the scraped processes does not count it once per process.
+   * @default true
+   */
+  backlog?: boolean;
+}
 
 type Labels = Record<string, string>;
 interface Sample {
@@ -24,11 +40,11 @@ class PageMetric {
   readonly name: string;
   readonly help: string;
   readonly type: 'counter' | 'gauge' | 'histogram' | 'summary';
-  readonly #view: FleetView;
+  readonly #view: PageSource;
   readonly #samples: (page: FleetPage) => Sample[];
 
   constructor(
-    view: FleetView,
+    view: PageSource,
     name: string,
     type: PageMetric['type'],
     help: string,
@@ -76,7 +92,11 @@ function topWithOther<T extends { queue: string; tenant: string }>(
 }
 
 /** A prom-client registry of the fleet's metrics, read from `view`. */
-export function fleetRegistry(view: FleetView, topTenants: number): Registry {
+export function fleetRegistry(
+  view: PageSource,
+  topTenants: number,
+  options: FleetRegistryOptions = {},
+): Registry {
   const registry = new Registry();
   const metric = (
     name: string,
@@ -122,14 +142,16 @@ export function fleetRegistry(view: FleetView, topTenants: number): Registry {
       topWithOther(p.tenants, queue, q.failed, topTenants, (t) => t.failed),
     ),
   );
-  metric('fleet_queue_waiting', 'gauge', 'Jobs waiting, by queue', (p) =>
-    queueNames(p).map((queue) => ({ labels: { queue }, value: p.backlog[queue]?.waiting ?? 0 })),
-  );
-  metric('fleet_tenant_waiting', 'gauge', 'Jobs waiting by tenant (top N, then other)', (p) =>
-    queueNames(p).flatMap((queue) =>
-      topWithOther(p.backlogTenants, queue, p.backlog[queue]?.waiting ?? 0, topTenants, (t) => t.waiting),
-    ),
-  );
+  if (options.backlog !== false) {
+    metric('fleet_queue_waiting', 'gauge', 'Jobs waiting, by queue', (p) =>
+      queueNames(p).map((queue) => ({ labels: { queue }, value: p.backlog[queue]?.waiting ?? 0 })),
+    );
+    metric('fleet_tenant_waiting', 'gauge', 'Jobs waiting by tenant (top N, then other)', (p) =>
+      queueNames(p).flatMap((queue) =>
+        topWithOther(p.backlogTenants, queue, p.backlog[queue]?.waiting ?? 0, topTenants, (t) => t.waiting),
+      ),
+    );
+  }
   metric('fleet_processes', 'gauge', 'Worker processes with a live heartbeat', (p) => [
     { labels: {}, value: p.processes.length },
   ]);
@@ -164,6 +186,9 @@ export function fleetRegistry(view: FleetView, topTenants: number): Registry {
   ]);
   metric('fleet_pool_reclaims_total', 'counter', 'Idle connections closed for another pool', (p) => [
     { labels: {}, value: p.pools.counters.reclaims },
+  ]);
+  metric('fleet_breaker_open', 'gauge', 'Tenant circuit breakers open now (connects fail fast)', (p) => [
+    { labels: {}, value: p.pools.breakersOpen },
   ]);
   return registry;
 }

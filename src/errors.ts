@@ -25,7 +25,8 @@ export type FleetErrorCode =
   | 'MIGRATION_FAILED'
   | 'DATABASE_UNAVAILABLE'
   | 'FAN_OUT_FAILED'
-  | 'SERVICE_UNREACHABLE';
+  | 'SERVICE_UNREACHABLE'
+  | 'UNSUPPORTED';
 
 /** Base class of every error tenant-fleet throws. */
 export class FleetError extends Error {
@@ -136,6 +137,13 @@ export class ConfigError extends FleetError {
   constructor(option: string, message: string, options?: { cause?: unknown }) {
     super('CONFIG', message, options);
     this.option = option;
+  }
+}
+
+/** An operation this engine or component cannot do (a write from bull-board on the in-memory engine). */
+export class UnsupportedError extends FleetError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('UNSUPPORTED', message, options);
   }
 }
 

@@ -16,6 +16,7 @@ export {
   TenantInactiveError,
   TenantUnavailableError,
   UnknownTenantError,
+  UnsupportedError,
   ValidationError,
 } from './errors.js';
 // fleet: composition of engine, registry, pools and workers
@@ -144,6 +145,7 @@ export type { ResolvedTenantPoolsOptions, TenantPoolsOptions } from './tenancy/t
 export type { PrewarmReport } from './tenancy/tenant-pools/prewarm.js';
 export type {
   EvictReason,
+  OpenBreaker,
   PoolCounters,
   PoolEventInfo,
   PoolStats,

@@ -87,7 +87,7 @@
       text(`acquire wait p50 ${ms(page.pools.acquireWaitMs.p50)}, p99 ${ms(page.pools.acquireWaitMs.p99)}`),
       document.createElement('br'),
       text(
-        `evictions ${page.pools.counters.poolEvictions}, reclaims ${page.pools.counters.reclaims}, timeouts ${page.pools.counters.timeouts}`,
+        `evictions ${page.pools.counters.poolEvictions}, reclaims ${page.pools.counters.reclaims}, timeouts ${page.pools.counters.timeouts}, open breakers ${page.pools.breakersOpen ?? 0}`,
       ),
     );
     $('fairness').textContent = page.fairness === null ? '–' : fmt(page.fairness, 2);
@@ -154,6 +154,25 @@
       r.inUse,
       r.idle,
       r.waiting,
+    ]);
+    const time = (at) => (at === null ? '–' : new Date(at).toLocaleTimeString());
+    rows('fan-outs', page.fanOuts ?? [], (f) => [
+      f.id,
+      f.queue,
+      f.cron,
+      time(f.lastTick),
+      f.progress ? `${f.progress.completed + f.progress.failed} / ${f.progress.total}` : '–',
+      f.progress ? f.progress.failed : '–',
+      f.progress ? f.progress.pending : '–',
+      time(f.nextTick),
+    ]);
+    // A process of an older version publishes no breakers.
+    $('breakers-open').textContent = String(page.pools.breakersOpen ?? 0);
+    rows('breakers', page.pools.breakers ?? [], (b) => [
+      b.process,
+      b.slug ?? '(shared schema pool)',
+      b.failures,
+      `${fmt(Math.max(0, b.retryAt - page.at) / 1000, 1)} s`,
     ]);
     $('status').textContent = `updated ${new Date(page.at).toLocaleTimeString()} · engine ${page.engine}`;
   }

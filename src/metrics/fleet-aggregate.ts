@@ -5,8 +5,14 @@
  */
 import type { BudgetSnapshot } from '../tenancy/pool/budget.js';
 import type { PrewarmReport } from '../tenancy/tenant-pools/prewarm.js';
-import type { PoolCounters, PoolStats } from '../tenancy/tenant-pools/stats.js';
-import { addHistogram, emptyHistogram, type JobCounters, type ProcessSnapshot } from './snapshot.js';
+import type { OpenBreaker, PoolCounters, PoolStats } from '../tenancy/tenant-pools/stats.js';
+import {
+  addHistogram,
+  emptyHistogram,
+  type JobCounters,
+  type ProcessSnapshot,
+  type ScheduleSnapshot,
+} from './snapshot.js';
 
 /** A snapshot is stale once its heartbeat is older than this many periods. */
 export const STALE_PERIODS = 3;
@@ -53,6 +59,11 @@ export interface PoolRow
   process: string;
 }
 
+/** An open circuit breaker of one process. */
+export interface BreakerRow extends OpenBreaker {
+  process: string;
+}
+
 /** The whole fleet. */
 export interface FleetAggregate {
   /** Epoch ms when it was computed. */
@@ -60,6 +71,8 @@ export interface FleetAggregate {
   processes: ProcessSummary[];
   queues: Record<string, QueueTotals>;
   tenants: TenantTotals[];
+  /** Every schedule run by a live process, with the latest fan-out any of them saw, by id. */
+  schedules: ScheduleSnapshot[];
   pools: {
     /** Summed over the processes that have pools. */
     budget: BudgetSnapshot;
@@ -68,6 +81,10 @@ export interface FleetAggregate {
     acquireWaitMs: { p50: number; p99: number; max: number };
     /** Every process's pools, busiest first, at most `maxPoolRows`. */
     rows: PoolRow[];
+    /** Open circuit breakers over the processes (a tenant counts once per process). */
+    breakersOpen: number;
+    /** Those breakers, the soonest to close first, at most `maxPoolRows`. */
+    breakers: BreakerRow[];
   };
 }
 
@@ -103,7 +120,14 @@ export function aggregate(
   };
   const acquireWaitMs = { p50: 0, p99: 0, max: 0 };
   const rows: PoolRow[] = [];
+  const breakers: BreakerRow[] = [];
+  const schedules = new Map<string, ScheduleSnapshot>();
   for (const s of live) {
+    // A process of an older version, or without a scheduler, publishes no schedules.
+    for (const schedule of s.schedules ?? []) {
+      const seen = schedules.get(schedule.id);
+      if (!seen || (schedule.lastTick ?? -1) > (seen.lastTick ?? -1)) schedules.set(schedule.id, schedule);
+    }
     for (const [queue, q] of Object.entries(s.queues)) {
       const total = queues[queue] ?? {
         completed: 0,
@@ -147,6 +171,8 @@ export function aggregate(
       acquireWaitMs.p50 = Math.max(acquireWaitMs.p50, s.pools.acquireWaitMs.p50);
       acquireWaitMs.p99 = Math.max(acquireWaitMs.p99, s.pools.acquireWaitMs.p99);
       acquireWaitMs.max = Math.max(acquireWaitMs.max, s.pools.acquireWaitMs.max);
+      // A process of an older version publishes no breakers.
+      for (const b of s.pools.breakers ?? []) breakers.push({ process: s.id, ...b });
       for (const p of s.pools.pools)
         rows.push({
           process: s.id,
@@ -161,6 +187,7 @@ export function aggregate(
     }
   }
   rows.sort((a, b) => b.inUse + b.waiting - (a.inUse + a.waiting) || b.open - a.open);
+  breakers.sort((a, b) => a.retryAt - b.retryAt);
   return {
     at: now,
     processes: live.map((s) => ({
@@ -179,6 +206,14 @@ export function aggregate(
     })),
     queues,
     tenants: [...tenants.values()],
-    pools: { budget, counters, acquireWaitMs, rows: rows.slice(0, maxPoolRows) },
+    schedules: [...schedules.values()].sort((a, b) => a.id.localeCompare(b.id)),
+    pools: {
+      budget,
+      counters,
+      acquireWaitMs,
+      rows: rows.slice(0, maxPoolRows),
+      breakersOpen: breakers.length,
+      breakers: breakers.slice(0, maxPoolRows),
+    },
   };
 }

@@ -16,6 +16,7 @@ import type { QueueEngine } from '../queue/engine.js';
 import type { TenantPools } from '../tenancy/tenant-pools/tenant-pools.js';
 import { JobRecorder, type WatchedWorker } from './job-recorder.js';
 import { processIdentity } from './process-identity.js';
+import { ScheduleRecorder } from './schedule-recorder.js';
 import type { ProcessIdentity, ProcessSnapshot } from './snapshot.js';
 import type { SnapshotStore } from './snapshot-store.js';
 import { snapshotStoreFor } from './store-for-engine.js';
@@ -45,6 +46,7 @@ export class SnapshotPublisher extends EventEmitter<SnapshotPublisherEventMap> {
   readonly identity: ProcessIdentity = processIdentity();
   readonly periodMs: number;
   readonly recorder: JobRecorder;
+  readonly schedules = new ScheduleRecorder();
   readonly #store: SnapshotStore;
   readonly #ownsStore: boolean;
   readonly #pools: SnapshotPublisherOptions['pools'];
@@ -83,6 +85,11 @@ export class SnapshotPublisher extends EventEmitter<SnapshotPublisherEventMap> {
     return this.recorder.watch(worker);
   }
 
+  /** Puts `scheduler`'s schedules and their last fan-out in the snapshots; returns a function that stops. */
+  watchScheduler(scheduler: Parameters<ScheduleRecorder['watch']>[0]): () => void {
+    return this.schedules.watch(scheduler);
+  }
+
   /** The snapshot as of now. */
   snapshot(): ProcessSnapshot {
     const running = this.recorder.running();
@@ -98,6 +105,7 @@ export class SnapshotPublisher extends EventEmitter<SnapshotPublisherEventMap> {
       running: [...running.values()].reduce((a, b) => a + b, 0),
       pools: this.#pools ? this.#pools.stats() : null,
       prewarm: this.#pools?.lastPrewarm ?? null,
+      schedules: this.schedules.schedules(),
     };
   }
 
@@ -120,6 +128,7 @@ export class SnapshotPublisher extends EventEmitter<SnapshotPublisherEventMap> {
     this.#closed ??= (async () => {
       clearInterval(this.#timer);
       this.recorder.close();
+      this.schedules.close();
       await this.#publishing;
       try {
         await this.#store.remove(this.identity.id);

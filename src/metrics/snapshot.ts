@@ -47,6 +47,21 @@ export interface ProcessIdentity {
   startedAt: number;
 }
 
+/** A schedule a process runs, and its last fan-out there (nulls before one). */
+export interface ScheduleSnapshot {
+  id: string;
+  queue: string;
+  cron: string;
+  /** Epoch ms of the next tick, or null when the pattern has no more. */
+  nextTick: number | null;
+  /** Epoch ms of the last tick fanned out (here or by another scheduler), or null. */
+  lastTick: number | null;
+  /** That tick's batch id (`fo.<schedule>.<tick>`), whose progress the engine keeps. */
+  batchId: string | null;
+  /** Jobs this process enqueued for it; null when another scheduler fanned it out. */
+  enqueued: number | null;
+}
+
 /** One process's snapshot. */
 export interface ProcessSnapshot extends ProcessIdentity {
   /** Epoch ms when it was taken; a reader drops it after three `periodMs`. */
@@ -62,6 +77,8 @@ export interface ProcessSnapshot extends ProcessIdentity {
   pools: TenantPoolsStats | null;
   /** The latest prewarm report, if a prewarm ran. */
   prewarm: PrewarmReport | null;
+  /** The schedules this process runs (absent from older versions). */
+  schedules?: ScheduleSnapshot[];
 }
 
 /** A fresh zero histogram. */

@@ -1,7 +1,8 @@
 /**
  * `npm start` (the demo) serves the dashboard on 127.0.0.1 and prints its address: the
  * fleet page's API shows the demo's one process and its completed jobs, read from the
- * in-process snapshots of the memory engine.
+ * in-process snapshots of the memory engine, and bull-board at `/queues` lists the demo's
+ * partitions with their counts, read-only.
  */
 import { rmSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -45,6 +46,23 @@ describe('npm start (tenant-fleet demo) with its dashboard', () => {
         { timeoutMs: 30_000, intervalMs: 200 },
       );
       expect((await fetch(`http://127.0.0.1:${port}/`)).status).toBe(200);
+      const queues = Object.keys(
+        ((await (await fetch(`http://127.0.0.1:${port}/api/fleet`)).json()) as { queues: object }).queues,
+      );
+      type Listed = { name: string; readOnlyMode: boolean; counts: Record<string, number> };
+      const listed = async () =>
+        ((await (await fetch(`http://127.0.0.1:${port}/queues/api/queues`)).json()) as { queues: Listed[] })
+          .queues;
+      await until(
+        async () => (await listed()).some((q) => (q.counts.completed ?? 0) > 0),
+        "the demo's partitions in bull-board",
+        { timeoutMs: 30_000, intervalMs: 200 },
+      );
+      for (const q of await listed()) {
+        expect(queues.some((queue) => q.name.startsWith(`${queue}.`))).toBe(true);
+        expect(q.readOnlyMode).toBe(true);
+        expect(Object.keys(q.counts).sort()).toEqual(['active', 'completed', 'delayed', 'failed', 'waiting']);
+      }
       demo.child.kill('SIGINT');
       expect(await demo.exit).toBe(0);
       expect(demo.stdout()).toMatch(/demo stopped cleanly/);

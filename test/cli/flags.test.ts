@@ -402,6 +402,40 @@ describe('purge', () => {
 });
 
 describe('long-running commands', () => {
+  it('worker: --metrics-port and --metrics-host reach the metrics server', async () => {
+    cover('worker', '--metrics-port', '--metrics-host');
+    const cwd = tempDir('tenant-fleet-flags-metrics-');
+    writeFileSync(
+      join(cwd, 'handlers.mjs'),
+      `import { defineHandlers } from ${JSON.stringify(pathToFileURL(join(ROOT, 'dist/src/index.js')).href)};
+export default defineHandlers({ reports: async () => {} });
+`,
+    );
+    writeFileSync(
+      join(cwd, 'fleet.config.json'),
+      JSON.stringify({ registryUrl: store.url, engine: 'memory', logLevel: 'warn' }),
+    );
+    // Every interface, which needs the token; /health answers on the loopback one too.
+    const worker = startCli(
+      ['worker', '--handlers', './handlers.mjs', '--metrics-port', '0', '--metrics-host', '0.0.0.0'],
+      { cwd, env: { FLEET_DASHBOARD_TOKEN: 'flags-token' } },
+    );
+    try {
+      const address = /metrics at http:\/\/0\.0\.0\.0:(\d+)\/metrics/;
+      await until(() => address.test(worker.stdout()), 'the metrics address');
+      const port = address.exec(worker.stdout())![1]!;
+      await until(
+        async () => (await fetch(`http://127.0.0.1:${port}/health`)).status === 200,
+        '/health to answer 200',
+      );
+      worker.child.kill('SIGTERM');
+      expect(await worker.exit).toBe(0);
+    } finally {
+      if (worker.child.exitCode === null) worker.child.kill('SIGKILL');
+      rmSync(cwd, { recursive: true, force: true });
+    }
+  });
+
   it('worker: every flag reaches the running worker', async () => {
     cover(
       'worker',

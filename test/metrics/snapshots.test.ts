@@ -144,6 +144,7 @@ describe('fleet snapshots', () => {
         recycles: 0,
       },
       acquireWaitMs: { p50: 1, p99: 5 * max, max: 9 },
+      breakers: [],
     });
     const proc = (id: string, age: number, max: number): ProcessSnapshot => ({
       id,

@@ -131,6 +131,7 @@ describe('stats()', () => {
         recycles: 0,
       },
       acquireWaitMs: { p50: 0, p99: 0, max: 0 },
+      breakers: [],
     });
     const before = Date.now();
     const held = await Promise.all([pools.acquire(a!), pools.acquire(a!)]);

@@ -1,6 +1,7 @@
 /** `tenant-fleet scheduler`: run the config's fan-out schedules until SIGINT/SIGTERM. */
 import { Command } from 'commander';
 import { ConfigError } from '../../errors.js';
+import { SnapshotPublisher } from '../../metrics/snapshot-publisher.js';
 import { cliLogger, configFor } from '../context.js';
 import { integer } from '../parse.js';
 import { waitForShutdown } from '../shutdown.js';
@@ -35,8 +36,11 @@ export function schedulerCommand(): Command {
       const { openFleet } = await import('../open-fleet.js');
       const { startSchedules } = await import('../start-schedules.js');
       const handle = await openFleet(config, logger);
+      // Snapshots of the schedules and their last fan-out, for the dashboard (no queues, no pools).
+      const snapshots = new SnapshotPublisher({ engine: handle.fleet.engine });
       try {
         const running = await startSchedules(handle, config.schedules, flags.pageSize);
+        snapshots.watchScheduler(running.scheduler);
         logger.info(
           {
             schedules: running.scheduler.schedules().map((s) => s.id),
@@ -47,6 +51,7 @@ export function schedulerCommand(): Command {
         await shutdown;
         await running.close();
       } finally {
+        await snapshots.close();
         await handle.close();
       }
       logger.info('scheduler stopped');

@@ -107,9 +107,16 @@ export function statusCommand(): Command {
               `${p.queue}.${p.tenant}  waiting ${p.waiting}  active ${p.active}  delayed ${p.delayed}  completed ${p.completed}  failed ${p.failed}`,
           ),
         );
-        const { budget, acquireWaitMs, counters } = page.pools;
+        const { budget, acquireWaitMs, counters, breakersOpen, breakers } = page.pools;
         print(
-          `pools: budget ${budget.inUse}/${budget.max}  open ${budget.open}  idle ${budget.idle}  waiters ${budget.waiting}  acquire wait p50 ${ms(acquireWaitMs.p50)} p99 ${ms(acquireWaitMs.p99)}  evictions ${counters.poolEvictions}  reclaims ${counters.reclaims}`,
+          `pools: budget ${budget.inUse}/${budget.max}  open ${budget.open}  idle ${budget.idle}  waiters ${budget.waiting}  acquire wait p50 ${ms(acquireWaitMs.p50)} p99 ${ms(acquireWaitMs.p99)}  evictions ${counters.poolEvictions}  reclaims ${counters.reclaims}  open breakers ${breakersOpen}`,
+        );
+        list(
+          'open breakers',
+          breakers.map(
+            (b) =>
+              `${b.slug ?? '(shared schema pool)'}  failures ${b.failures}  retry at ${new Date(b.retryAt).toISOString()}  process ${b.process}`,
+          ),
         );
       } finally {
         await store.close();

@@ -36,7 +36,7 @@ import {
   type ResolvedMemoryEngineOptions,
   resolveMemoryEngineOptions,
 } from './options.js';
-import { type JobRecord, MemoryPartition } from './partition.js';
+import { type JobRecord, jobInfo, MemoryPartition } from './partition.js';
 
 export type { MemoryEngineOptions, ResolvedMemoryEngineOptions } from './options.js';
 
@@ -250,26 +250,17 @@ export class MemoryEngine implements QueueEngine {
 
   async getJob(queue: string, tenant: string, id: string): Promise<JobInfo | null> {
     this.#checkOpen();
-    const record = this.#partition(checkQueueName(queue), checkTenant(tenant), false)?.jobs.get(
-      checkJobId(id),
-    );
-    if (!record) return null;
-    return {
-      id: record.id,
-      queue,
-      tenant,
-      name: record.job.name,
-      data: JSON.parse(record.job.json),
-      state: record.state,
-      attemptsMade: record.attemptsMade,
-      maxAttempts: record.job.attempts,
-      priority: record.job.priority,
-      enqueuedAt: record.enqueuedAt,
-      finishedAt: record.finishedAt,
-      batchId: record.job.batchId,
-      result: record.result === null ? null : JSON.parse(record.result),
-      error: record.error && { ...record.error },
-    };
+    const partition = this.#partition(checkQueueName(queue), checkTenant(tenant), false);
+    const record = partition?.jobs.get(checkJobId(id));
+    return record ? jobInfo(record, tenant) : null;
+  }
+
+  /**
+   * Every partition, by queue then tenant, for inspection (the dashboard's bull-board
+   * adapter): read them, never change them.
+   */
+  partitions(): ReadonlyMap<string, ReadonlyMap<string, MemoryPartition>> {
+    return this.#partitions;
   }
 
   async batchProgress(batchId: string): Promise<BatchProgress> {

@@ -2,7 +2,7 @@
  * One (queue, tenant) partition of the in-memory engine: its jobs, the waiting heap
  * ordered by (priority, enqueue order), the active set and the finished counters.
  */
-import type { JobState } from '../engine.js';
+import type { JobInfo, JobState } from '../engine.js';
 import { MAX_PRIORITY, type NormalisedJob } from '../job-input.js';
 import { MinHeap } from './min-heap.js';
 
@@ -60,4 +60,24 @@ export class MemoryPartition {
     kept.push(record.id);
     while (kept.length > keep) this.jobs.delete(kept.shift()!);
   }
+}
+
+/** The read-only view of `record`, a job of `tenant`'s partition. */
+export function jobInfo(record: JobRecord, tenant: string): JobInfo {
+  return {
+    id: record.id,
+    queue: record.queue,
+    tenant,
+    name: record.job.name,
+    data: JSON.parse(record.job.json),
+    state: record.state,
+    attemptsMade: record.attemptsMade,
+    maxAttempts: record.job.attempts,
+    priority: record.job.priority,
+    enqueuedAt: record.enqueuedAt,
+    finishedAt: record.finishedAt,
+    batchId: record.job.batchId,
+    result: record.result === null ? null : JSON.parse(record.result),
+    error: record.error && { ...record.error },
+  };
 }

@@ -58,6 +58,14 @@ export class CircuitBreaker {
     return new TenantUnavailableError(slug, circuit.failures, circuit.openUntil, { cause: error });
   }
 
+  /** The circuits open at `now`, the soonest to let attempts through again first. */
+  open(now = Date.now()): { key: string; failures: number; retryAt: number }[] {
+    const open: { key: string; failures: number; retryAt: number }[] = [];
+    for (const [key, circuit] of this.#circuits)
+      if (circuit.openUntil > now) open.push({ key, failures: circuit.failures, retryAt: circuit.openUntil });
+    return open.sort((a, b) => a.retryAt - b.retryAt || a.key.localeCompare(b.key));
+  }
+
   /** Forgets a key (its pool was invalidated: a fixed configuration deserves a fresh try). */
   reset(key: string): void {
     this.#circuits.delete(key);

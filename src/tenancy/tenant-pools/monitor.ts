@@ -9,6 +9,7 @@ import type { ConnectionPool } from '../pool/connection-pool.js';
 import type { CloseReason, PoolHooks } from '../pool/types.js';
 import type { CircuitBreaker } from './circuit-breaker.js';
 import {
+  type OpenBreaker,
   type PoolCounters,
   type PoolEventInfo,
   type TenantPoolsEventMap,
@@ -65,6 +66,13 @@ export class PoolMonitor {
       onConnectionError: (pool, error) => this.report(pool.slug, error, 'tenant connection errored'),
       onSettled,
     };
+  }
+
+  /** The tenants whose circuit is open now (slug null: the shared schema-mode pool). */
+  openBreakers(now = Date.now()): OpenBreaker[] {
+    return this.#breaker
+      .open(now)
+      .map(({ key, ...circuit }) => ({ slug: key === SCHEMA_POOL_KEY ? null : key, ...circuit }));
   }
 
   /** A connection was lent, `started` (performance.now()) being when it was asked for. */

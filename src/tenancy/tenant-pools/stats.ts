@@ -42,6 +42,16 @@ export interface PoolCounters {
   recycles: number;
 }
 
+/** A tenant whose circuit breaker is open: its connects fail fast until `retryAt`. */
+export interface OpenBreaker {
+  /** The tenant, or null for the shared schema-mode pool (whose circuit all its tenants share). */
+  slug: string | null;
+  /** Connection attempts that failed in a row. */
+  failures: number;
+  /** Epoch ms when attempts are let through again. */
+  retryAt: number;
+}
+
 /** The answer of `TenantPools.stats()`. */
 export interface TenantPoolsStats {
   budget: BudgetSnapshot;
@@ -49,6 +59,8 @@ export interface TenantPoolsStats {
   counters: PoolCounters;
   /** Time from `acquire` to a lent connection, over the last {@link WAIT_SAMPLES} acquires. */
   acquireWaitMs: { p50: number; p99: number; max: number };
+  /** The circuit breakers open now, the soonest to close first. */
+  breakers: OpenBreaker[];
 }
 
 /** The payload naming a pool in events. */

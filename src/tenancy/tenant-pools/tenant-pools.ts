@@ -238,11 +238,10 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
     this.#pools.evict(slug, 'invalidate');
   }
 
-  /** Budget, every pool, counters and acquire-wait percentiles, right now. */
+  /** Budget, every pool, counters, acquire-wait percentiles and open breakers, right now. */
   stats(): TenantPoolsStats {
-    const pools = this.#pools.pools();
     const shared = this.#router.shared;
-    if (shared) pools.unshift(shared);
+    const pools = shared ? [shared, ...this.#pools.pools()] : this.#pools.pools();
     return {
       budget: this.#budget.snapshot(),
       pools: pools.map((pool) => ({
@@ -254,6 +253,7 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
       })),
       counters: { ...this.#monitor.counters, reclaims: this.#budget.reclaims },
       acquireWaitMs: this.#monitor.waits.summary(),
+      breakers: this.#monitor.openBreakers(),
     };
   }
 

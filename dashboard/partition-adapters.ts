@@ -1,0 +1,71 @@
+/**
+ * Where bull-board's adapters for the partitions come from, one kind per engine: on
+ * BullMQ, bull-board's own BullMQAdapter over a `Queue` per partition on one shared
+ * Redis connection; on the in-memory engine, the read-only {@link MemoryPartitionAdapter}.
+ */
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import type { BaseAdapter } from '@bull-board/api/dist/queueAdapters/base.js';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import type { BullMqEngine } from '../src/queue/bullmq/bullmq-engine.js';
+import { partitionName } from '../src/queue/bullmq/partitions.js';
+import type { MemoryEngine } from '../src/queue/memory/memory-engine.js';
+import { MemoryPartitionAdapter } from './memory-adapter.js';
+
+/** One registered partition: its adapter, and what to close when it is dropped. */
+export interface PartitionAdapter {
+  adapter: BaseAdapter;
+  close(): Promise<void>;
+}
+
+/** Makes the adapters of one engine's partitions. */
+export interface PartitionAdapters {
+  /** The adapter of `tenant`'s partition of `queue`, named `queue.tenant`. */
+  create(queue: string, tenant: string): PartitionAdapter;
+  /** Closes what the factory opened; idempotent. */
+  close(): Promise<void>;
+}
+
+/** BullMQ partitions through BullMQ's own `Queue`: bull-board's writes work (unless `readOnly`). */
+export function bullMqAdapters(engine: BullMqEngine, readOnly: boolean): PartitionAdapters {
+  const { connection, prefix } = engine.options;
+  const ownsRedis = typeof connection === 'string';
+  const redis = ownsRedis
+    ? new Redis(connection, { connectionName: 'tenant-fleet:dashboard', maxRetriesPerRequest: null })
+    : connection;
+  if (ownsRedis) redis.on('error', () => {});
+  let closed: Promise<void> | null = null;
+  return {
+    create(queue, tenant) {
+      const partition = new Queue(partitionName(queue, tenant), {
+        connection: redis,
+        prefix,
+        skipVersionCheck: true,
+      } as never);
+      return {
+        adapter: new BullMQAdapter(partition, { readOnlyMode: readOnly, delimiter: '.' }),
+        close: () => partition.close(),
+      };
+    },
+    close() {
+      closed ??= ownsRedis
+        ? redis.quit().then(
+            () => {},
+            () => redis.disconnect(),
+          )
+        : Promise.resolve();
+      return closed;
+    },
+  };
+}
+
+/** The in-memory engine's partitions, read-only (the engine takes no write from outside a worker). */
+export function memoryAdapters(engine: MemoryEngine): PartitionAdapters {
+  return {
+    create: (queue, tenant) => ({
+      adapter: new MemoryPartitionAdapter(engine, queue, tenant),
+      close: async () => {},
+    }),
+    close: async () => {},
+  };
+}
