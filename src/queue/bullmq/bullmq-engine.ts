@@ -44,7 +44,7 @@ import {
   resolveBullMqEngineOptions,
 } from './options.js';
 import { PartitionCache, type WorkerPartition } from './partitions.js';
-import { purgePartitions } from './purge.js';
+import { purgePartitions, purgeTenant } from './purge.js';
 import { ACTIVE_GRACE_MS, ReadyIndex } from './ready-index.js';
 import { type FleetCommands, withFleetCommands } from './scripts.js';
 
@@ -115,16 +115,10 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     this.#checkOpen();
     const normalised = normaliseJobs(queue, jobs, this.options.maxDataBytes);
     const ids: string[] = [];
-    for (let i = 0; i < normalised.length; i += MULTI_CHUNK)
-      ids.push(
-        ...(await enqueueChunk(
-          this.#partitions,
-          this.#index,
-          this.options,
-          queue,
-          normalised.slice(i, i + MULTI_CHUNK),
-        )),
-      );
+    for (let i = 0; i < normalised.length; i += MULTI_CHUNK) {
+      const chunk = normalised.slice(i, i + MULTI_CHUNK);
+      ids.push(...(await enqueueChunk(this.#partitions, this.#index, this.options, queue, chunk)));
+    }
     return ids;
   }
 
@@ -340,6 +334,12 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     this.#checkOpen();
     const slug = tenant === undefined ? null : checkTenant(tenant);
     return purgePartitions(this.#redis, this.#index, this.options.prefix, checkQueueName(queue), slug);
+  }
+
+  /** Purges `tenant`'s partitions of every queue it has jobs in; resolves to those queues, sorted. */
+  purgeTenant(tenant: string): Promise<string[]> {
+    this.#checkOpen();
+    return purgeTenant(this.#redis, this.#index, this.options.prefix, checkTenant(tenant));
   }
 
   /** Closes the Workers, the subscriber and (if the engine opened it) the connection; idempotent. */
