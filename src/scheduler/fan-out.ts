@@ -64,7 +64,7 @@ export function fanOutJobId(scheduleId: string, tick: Date, slug: string): strin
 /**
  * Enqueues one job per active tenant for `tick`, `pageSize` tenants per registry read and
  * per bulk enqueue. A tenant deactivated or removed between the read and the enqueue is
- * left out; any other error stops the fan-out (jobs enqueued so far stay, and a retry of
+ * left out, and so is any tenant in `skip`; any other error stops the fan-out (jobs enqueued so far stay, and a retry of
  * the same tick is idempotent).
  */
 export async function fanOutTick(
@@ -74,6 +74,7 @@ export async function fanOutTick(
   tick: Date,
   pageSize: number,
   signal?: AbortSignal,
+  skip?: ReadonlySet<string>,
 ): Promise<FanOutResult> {
   const batchId = fanOutBatchId(scheduleId, tick);
   let after: string | undefined;
@@ -85,7 +86,7 @@ export async function fanOutTick(
     if (orgs.length === 0) break;
     pages++;
     const jobs = orgs
-      .filter((org) => org.active)
+      .filter((org) => org.active && !skip?.has(org.slug))
       .map(
         (org): EnqueueJob => ({
           ...job.jobOptions,
