@@ -77,6 +77,7 @@ describe('global flags', () => {
     ['--prefix', 'flagged', 'prefix', 'flagged'],
     ['--budget', '7', 'budget', 7],
     ['--log-level', 'debug', 'logLevel', 'debug'],
+    ['--log-format', 'pretty', 'logFormat', 'pretty'],
   ];
   it.each(cases)('%s %s sets `%s` of the configuration', async (flag, value, key, expected) => {
     cover('', flag);
