@@ -6,6 +6,7 @@ import type {
   BatchProgress,
   EngineName,
   EnqueueJob,
+  EnqueueOutcome,
   JobCounts,
   JobInfo,
   QueueEngine,
@@ -114,11 +115,16 @@ export class Fleet implements AsyncDisposable {
    * checked first: if any is bad, none is written.
    */
   async enqueueBulk<Data>(queue: string, jobs: readonly FleetJob<Data>[]): Promise<string[]> {
+    return (await this.enqueueCounted(queue, jobs)).ids;
+  }
+
+  /** {@link enqueueBulk}, also saying how many jobs were new (an id already there is not added again). */
+  async enqueueCounted<Data>(queue: string, jobs: readonly FleetJob<Data>[]): Promise<EnqueueOutcome> {
     this.#checkOpen();
     checkQueueName(queue);
     if (!Array.isArray(jobs))
       throw new ValidationError('jobs', `Expected an array of jobs, got ${describe(jobs)}`);
-    if (jobs.length === 0) return [];
+    if (jobs.length === 0) return { ids: [], added: 0 };
     const tenants = new Set<string>();
     jobs.forEach((job, index) => {
       try {
@@ -131,7 +137,7 @@ export class Fleet implements AsyncDisposable {
       }
     });
     await Promise.all([...tenants].map((slug) => this.#checkTenant(slug)));
-    return this.engine.enqueueBulk(queue, jobs);
+    return this.engine.enqueueCounted(queue, jobs);
   }
 
   /**

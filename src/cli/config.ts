@@ -14,6 +14,7 @@ import { MAX_DURATION_MS } from '../validate.js';
 import { MAX_CONCURRENCY, MAX_JOBS_PER_TURN } from '../worker/worker-options.js';
 import { defaultExport, loadUserModule } from './load-module.js';
 import { isCronPattern } from './parse.js';
+import { LOG_FORMATS } from './pretty-log.js';
 
 /** The file names looked for in the working directory when `--config` is not given. */
 export const CONFIG_FILE_NAMES = [
@@ -67,6 +68,8 @@ const configSchema = z
     acquireTimeoutMs: z.int().min(1).max(MAX_DURATION_MS).optional(),
     /** @default 'info' for long-running commands (worker, scheduler), 'warn' for one-shot ones */
     logLevel: z.enum(logLevels).optional(),
+    /** Log lines as JSON, or `pretty` for a terminal. @default 'json' */
+    logFormat: z.enum(LOG_FORMATS).default('json'),
     worker: workerSchema.default(() => workerSchema.parse({})),
     schedules: z.array(scheduleSchema).default([]),
   })
@@ -89,6 +92,7 @@ export const ENV_KEYS = {
   FLEET_MAX_CACHED_POOLS: 'maxCachedPools',
   FLEET_ACQUIRE_TIMEOUT_MS: 'acquireTimeoutMs',
   FLEET_LOG_LEVEL: 'logLevel',
+  FLEET_LOG_FORMAT: 'logFormat',
 } as const satisfies Record<string, keyof FleetConfigInput>;
 
 type TopKey = (typeof ENV_KEYS)[keyof typeof ENV_KEYS];
@@ -101,6 +105,7 @@ export const FLAG_KEYS = {
   prefix: '--prefix',
   budget: '--budget',
   logLevel: '--log-level',
+  logFormat: '--log-format',
 } as const satisfies Partial<Record<TopKey, string>>;
 
 /** Where the configuration comes from; all optional (tests pass their own `env`). */

@@ -11,6 +11,7 @@ import { redactJsonText, redactUrl } from '../redact.js';
 import type { OrgRegistry } from '../tenancy/registry/org-registry.js';
 import { type FleetConfig, type LoadConfigOptions, loadConfig, requireRegistryUrl } from './config.js';
 import { deadline, PREFLIGHT_TIMEOUT_MS, ServiceUnreachableError } from './preflight.js';
+import { prettyDestination } from './pretty-log.js';
 
 /** The flags every command takes (see `program.ts`). */
 export interface GlobalFlags {
@@ -21,6 +22,7 @@ export interface GlobalFlags {
   prefix?: string;
   budget?: string;
   logLevel?: string;
+  logFormat?: string;
 }
 
 /** Reads the configuration for `command`, its global flags overriding file and environment. */
@@ -39,12 +41,14 @@ export function globalConfigFlags(flags: GlobalFlags): NonNullable<LoadConfigOpt
     prefix: flags.prefix,
     budget: flags.budget,
     logLevel: flags.logLevel,
+    logFormat: flags.logFormat,
   };
 }
 
 /**
  * A logger on standard error, written synchronously so no line is lost at exit. Without a
  * configured level, one-shot commands log warnings only and long-running ones `info`.
+ * JSON lines unless `logFormat` is `pretty` (made from the redacted JSON line).
  */
 export function cliLogger(
   config: FleetConfig,
@@ -54,7 +58,8 @@ export function cliLogger(
   return createLogger({
     level: config.logLevel ?? fallback,
     name,
-    destination: pino.destination({ dest: 2, sync: true }),
+    destination:
+      config.logFormat === 'pretty' ? prettyDestination(2) : pino.destination({ dest: 2, sync: true }),
   });
 }
 

@@ -39,6 +39,10 @@ export function buildProgram(): Command {
       "this process's database connection budget: connections open at once across all tenants (env FLEET_BUDGET)",
     )
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (env FLEET_LOG_LEVEL)')
+    .option(
+      '--log-format <format>',
+      'log lines as json (the default) or pretty, for a terminal (env FLEET_LOG_FORMAT)',
+    )
     .addHelpText(
       'after',
       '\nConfiguration: flags, then FLEET_* environment variables, then the config file, then defaults.\nExit codes: 0 ok, 1 failed, 2 bad flag, argument or configuration.',

@@ -35,6 +35,12 @@ export interface JobOptions {
   batchId?: string;
 }
 
+/** What `enqueueCounted` did: the ids in order, and how many of the jobs were new. */
+export interface EnqueueOutcome {
+  ids: string[];
+  added: number;
+}
+
 /** One job to enqueue. */
 export interface EnqueueJob<Data = unknown> extends JobOptions {
   /** The tenant's slug (the fleet has checked it exists and is active). */
@@ -188,6 +194,12 @@ export interface QueueEngine {
    * meanwhile may go too, and a worker still running one of the jobs finds its lock lost.
    */
   purge(queue: string, tenant?: string): Promise<string[]>;
+
+  /**
+   * `enqueueBulk`, also saying how many jobs were new: a job whose id its partition
+   * already holds is not added again, and not counted.
+   */
+  enqueueCounted<Data>(queue: string, jobs: readonly EnqueueJob<Data>[]): Promise<EnqueueOutcome>;
 
   /** Closes the engine's connections; idempotent. */
   close(): Promise<void>;

@@ -23,9 +23,12 @@ export interface MigrationConnection {
 
 /** What one tenant's run did. */
 export interface TenantMigrationOutcome {
-  /** Versions applied by this run, in order. */
+  /**
+   * Versions applied by this run, in order; with `since`, also those another job recorded
+   * at or after `since` (it ran during this run: a job of an earlier run left queued).
+   */
   applied: number[];
-  /** Versions found already applied. */
+  /** Versions found already applied (before `since`, when given). */
   skipped: number[];
   /** Applied versions whose file has changed since (they are not run again). */
   changed: number[];
@@ -46,10 +49,16 @@ export class MigrationFailedError extends FleetError {
   }
 }
 
-/** Applies the migrations of `migrations` not yet recorded in the tenant's `fleet_migrations`. */
+/**
+ * Applies the migrations of `migrations` not yet recorded in the tenant's `fleet_migrations`.
+ * `since` (epoch ms): the start of the run this call belongs to; a version the table says
+ * was applied from then on counts as applied, whoever applied it, so the outcome tells
+ * what this run changed even when another job got there first.
+ */
 export async function applyMigrations(
   conn: MigrationConnection,
   migrations: readonly Migration[],
+  since = Number.POSITIVE_INFINITY,
 ): Promise<TenantMigrationOutcome> {
   const table =
     conn.kind === 'postgres' && conn.schema ? `"${conn.schema}".fleet_migrations` : 'fleet_migrations';
@@ -58,19 +67,28 @@ export async function applyMigrations(
     await conn.query(
       `CREATE TABLE IF NOT EXISTS ${table} (version BIGINT PRIMARY KEY, name VARCHAR(255) NOT NULL, checksum CHAR(64) NOT NULL, applied_at BIGINT NOT NULL)`,
     );
-    const rows = await conn.query<{ version: unknown; checksum: unknown }>(
-      `SELECT version, checksum FROM ${table}`,
+    const rows = await conn.query<{ version: unknown; checksum: unknown; applied_at: unknown }>(
+      `SELECT version, checksum, applied_at FROM ${table}`,
     );
-    const recorded = new Map(rows.map((row) => [Number(row.version), String(row.checksum)]));
+    const recorded = new Map(rows.map((row) => [Number(row.version), row]));
     const outcome: TenantMigrationOutcome = { applied: [], skipped: [], changed: [] };
+    const appliedMeanwhile = async (version: number) => {
+      const at = await conn.query<{ applied_at: unknown }>(
+        `SELECT applied_at FROM ${table} WHERE version = ${conn.kind === 'postgres' ? '$1' : '?'}`,
+        [version],
+      );
+      return at.length > 0 && Number(at[0]!.applied_at) >= since;
+    };
     for (const migration of migrations) {
-      const checksum = recorded.get(migration.version);
-      if (checksum !== undefined) {
-        outcome.skipped.push(migration.version);
-        if (checksum !== migration.checksum) outcome.changed.push(migration.version);
+      const row = recorded.get(migration.version);
+      if (row !== undefined) {
+        if (Number(row.applied_at) >= since) outcome.applied.push(migration.version);
+        else outcome.skipped.push(migration.version);
+        if (String(row.checksum) !== migration.checksum) outcome.changed.push(migration.version);
         continue;
       }
       if (await applyOne(conn, table, migration)) outcome.applied.push(migration.version);
+      else if (await appliedMeanwhile(migration.version)) outcome.applied.push(migration.version);
       else outcome.skipped.push(migration.version);
     }
     return outcome;

@@ -23,6 +23,8 @@ export interface FanOutTarget {
   readonly maxDataBytes?: number;
   enqueueBulk(queue: string, jobs: EnqueueJob[]): Promise<unknown>;
   enqueue?(queue: string, job: EnqueueJob): Promise<unknown>;
+  /** `enqueueBulk` saying how many jobs were new; without it every job counts as new. */
+  enqueueCounted?(queue: string, jobs: EnqueueJob[]): Promise<{ added: number }>;
 }
 
 /** The job each tenant gets at a tick. */
@@ -42,6 +44,11 @@ export interface FanOutResult {
   batchId: string;
   /** Jobs handed to the engine (a job already there from another scheduler counts too). */
   enqueued: number;
+  /**
+   * Of those, the jobs that were new: 0 when another scheduler had already enqueued this
+   * tick's jobs (the ids are derived from (schedule, tick, tenant)).
+   */
+  added: number;
   /** Registry pages read. */
   pages: number;
 }
@@ -64,7 +71,7 @@ export function fanOutJobId(scheduleId: string, tick: Date, slug: string): strin
 /**
  * Enqueues one job per active tenant for `tick`, `pageSize` tenants per registry read and
  * per bulk enqueue. A tenant deactivated or removed between the read and the enqueue is
- * left out; any other error stops the fan-out (jobs enqueued so far stay, and a retry of
+ * left out, and so is any tenant in `skip`; any other error stops the fan-out (jobs enqueued so far stay, and a retry of
  * the same tick is idempotent).
  */
 export async function fanOutTick(
@@ -74,10 +81,12 @@ export async function fanOutTick(
   tick: Date,
   pageSize: number,
   signal?: AbortSignal,
+  skip?: ReadonlySet<string>,
 ): Promise<FanOutResult> {
   const batchId = fanOutBatchId(scheduleId, tick);
   let after: string | undefined;
   let enqueued = 0;
+  let added = 0;
   let pages = 0;
   for (;;) {
     signal?.throwIfAborted();
@@ -85,7 +94,7 @@ export async function fanOutTick(
     if (orgs.length === 0) break;
     pages++;
     const jobs = orgs
-      .filter((org) => org.active)
+      .filter((org) => org.active && !skip?.has(org.slug))
       .map(
         (org): EnqueueJob => ({
           ...job.jobOptions,
@@ -96,34 +105,44 @@ export async function fanOutTick(
           batchId,
         }),
       );
-    enqueued += await enqueuePage(target, job.queue, jobs);
+    const page = await enqueuePage(target, job.queue, jobs);
+    enqueued += page.enqueued;
+    added += page.added;
     after = orgs[orgs.length - 1]!.slug;
     if (orgs.length < pageSize) break;
   }
-  return { scheduleId, tick, batchId, enqueued, pages };
+  return { scheduleId, tick, batchId, enqueued, added, pages };
 }
 
 // A bulk enqueue checks every tenant first; when one was deactivated after the page was
 // read, the page goes one job at a time so the other tenants still get theirs.
-async function enqueuePage(target: FanOutTarget, queue: string, jobs: EnqueueJob[]): Promise<number> {
-  if (jobs.length === 0) return 0;
+async function enqueuePage(
+  target: FanOutTarget,
+  queue: string,
+  jobs: EnqueueJob[],
+): Promise<{ enqueued: number; added: number }> {
+  if (jobs.length === 0) return { enqueued: 0, added: 0 };
+  const bulk = async (page: EnqueueJob[]) => {
+    if (target.enqueueCounted) return (await target.enqueueCounted(queue, page)).added;
+    if (page.length === 1 && target.enqueue) await target.enqueue(queue, page[0]!);
+    else await target.enqueueBulk(queue, page);
+    return page.length;
+  };
   try {
-    await target.enqueueBulk(queue, jobs);
-    return jobs.length;
+    return { enqueued: jobs.length, added: await bulk(jobs) };
   } catch (err) {
     if (!isTenantGone(err)) throw err;
   }
-  let count = 0;
+  const outcome = { enqueued: 0, added: 0 };
   for (const job of jobs) {
     try {
-      if (target.enqueue) await target.enqueue(queue, job);
-      else await target.enqueueBulk(queue, [job]);
-      count++;
+      outcome.added += await bulk([job]);
+      outcome.enqueued++;
     } catch (err) {
       if (!isTenantGone(err)) throw err;
     }
   }
-  return count;
+  return outcome;
 }
 
 function isTenantGone(err: unknown): boolean {

@@ -269,6 +269,10 @@ export class Scheduler extends EventEmitter<SchedulerEventMap> implements AsyncD
     try {
       const last = await this.#options.store.lastTick(id);
       if (last !== null && last.getTime() >= tick.getTime()) {
+        this.#options.logger.info(
+          { schedule: id, tick: tick.toISOString(), batchId },
+          'fan-out skipped: another scheduler already handled this tick',
+        );
         this.emit('fanout:skip', { scheduleId: id, tick, batchId, reason: 'already-handled' });
         return null;
       }
@@ -281,10 +285,19 @@ export class Scheduler extends EventEmitter<SchedulerEventMap> implements AsyncD
         this.#abort.signal,
       );
       await this.#options.store.recordTick(id, tick);
-      this.#options.logger.info(
-        { schedule: id, tick: tick.toISOString(), batchId, enqueued: result.enqueued, pages: result.pages },
-        'fan-out enqueued',
-      );
+      const fields = { schedule: id, tick: tick.toISOString(), batchId };
+      // Two schedulers can both pass the check above before either records the tick;
+      // the one whose jobs were all there already did nothing, and says so.
+      if (result.added === 0 && result.enqueued > 0)
+        this.#options.logger.info(
+          { ...fields, enqueued: 0 },
+          'fan-out skipped: another scheduler already enqueued this tick',
+        );
+      else
+        this.#options.logger.info(
+          { ...fields, enqueued: result.added, pages: result.pages },
+          'fan-out enqueued',
+        );
       this.emit('fanout:done', result);
       return result;
     } catch (err) {

@@ -6,7 +6,13 @@
  * tenant whose migration fails is reported with its error and the others go on.
  */
 import { randomBytes } from 'node:crypto';
-import { ConfigError, describe } from '../errors.js';
+import {
+  ConfigError,
+  describe,
+  SecretResolutionError,
+  TenantConnectionError,
+  TenantUnavailableError,
+} from '../errors.js';
 import type { BatchProgress, JobInfo } from '../queue/engine.js';
 import {
   applyMigrations,
@@ -38,6 +44,8 @@ export interface MigrationFleet extends FanOutTarget {
   batch(batchId: string): Promise<BatchProgress>;
   /** Read to report jobs this process did not run itself (another worker, or no connection). */
   readonly engine?: { getJob(queue: string, tenant: string, id: string): Promise<JobInfo | null> };
+  /** Checked before the fan-out: a tenant that cannot lend a connection fails at once (a `TenantPools` fits). */
+  readonly pools?: { acquire(slug: string): Promise<{ release(): void }> } | undefined;
 }
 
 /** Options of {@link migrateTenants}. */
@@ -54,10 +62,12 @@ export interface MigrateTenantsOptions {
   /** How often batch progress is read. @default 200 */
   pollIntervalMs?: number;
   /**
-   * Stop waiting when the batch has made no progress for this long: a tenant whose
-   * database cannot be reached is skipped by the workers, not failed, so its job would
-   * wait forever. Such tenants are reported as failed with `version: null`; their jobs
-   * stay queued (applying is idempotent, so a late run is harmless).
+   * Stop waiting when the batch has made no progress for this long. A tenant that cannot
+   * lend a connection when the run starts gets no job and is reported failed at once, with
+   * the cause; this bound is for one lost later: the workers skip such a tenant rather
+   * than fail it, so its job would wait forever. It is reported as failed with
+   * `version: null`; its job stays queued (applying is idempotent, and a later run
+   * reports what that job applied).
    * @default 120_000
    */
   stallTimeoutMs?: number;
@@ -159,6 +169,14 @@ export async function migrateTenants(
 ): Promise<MigrationReport> {
   const resolved = resolveMigrateTenantsOptions(options);
   const results = new Map<string, Result>();
+  const runId = `migrate-${randomBytes(4).toString('hex')}`;
+  const tick = new Date();
+  // This run's jobs only: the worker also takes jobs an earlier run left queued, and
+  // those must not overwrite what this run's own job found.
+  const ownJob = (job: MigrationJobView) => job.id === fanOutJobId(runId, tick, job.tenant);
+  const record = (job: MigrationJobView, result: Result) => {
+    if (ownJob(job)) results.set(job.tenant, result);
+  };
   const worker = fleet.worker(
     resolved.queue,
     async (job, ctx) => {
@@ -169,13 +187,15 @@ export async function migrateTenants(
         );
       const { migrations } = job.data as JobData;
       try {
-        const outcome = await applyMigrations(ctx.db, migrations);
-        results.set(job.tenant, { outcome });
+        // What the tenant's fleet_migrations says went in since this run began, whoever
+        // applied it (an earlier run's job may run first, here or elsewhere).
+        const outcome = await applyMigrations(ctx.db, migrations, tick.getTime());
+        record(job, { outcome });
         return outcome;
       } catch (err) {
         const error = err instanceof Error ? err : new Error(String(err));
         const version = (err as { version?: unknown }).version;
-        results.set(job.tenant, {
+        record(job, {
           failure: {
             tenant: job.tenant,
             version: typeof version === 'number' ? version : null,
@@ -188,8 +208,9 @@ export async function migrateTenants(
     { concurrency: resolved.concurrency, perTenantConcurrency: 1, borrowConnection: true },
   );
   try {
-    const runId = `migrate-${randomBytes(4).toString('hex')}`;
-    const tick = new Date();
+    // A tenant that cannot lend a connection gets no job: its job would only wait (the
+    // workers skip it) and, left queued, run unreported after the operator fixed it.
+    const unreachable = await probeTenants(fleet, resolved, results);
     const fanOut = await fanOutTick(
       fleet,
       runId,
@@ -201,13 +222,61 @@ export async function migrateTenants(
       },
       tick,
       resolved.pageSize,
+      resolved.signal,
+      unreachable,
     );
     const progress = await waitForBatch(fleet, fanOut.batchId, fanOut.enqueued, resolved);
-    if (results.size < fanOut.enqueued)
+    if (results.size < fanOut.enqueued + unreachable.size)
       await fillFromJobs(fleet, resolved, results, (slug) => fanOutJobId(runId, tick, slug));
     return buildReport(fanOut.batchId, resolved.migrations, results, progress);
   } finally {
     await worker.close();
+  }
+}
+
+/** Tenant errors that mean its database or secret is out of reach, not merely busy. */
+function isUnreachable(err: unknown): err is Error {
+  return (
+    err instanceof TenantConnectionError ||
+    err instanceof SecretResolutionError ||
+    err instanceof TenantUnavailableError
+  );
+}
+
+// Borrows and gives back one connection per active tenant, `concurrency` at once. A
+// tenant whose connection cannot be opened (a refused host, a missing secret, an open
+// breaker) is recorded as failed with the cause; a busy one is left to its job.
+async function probeTenants(
+  fleet: MigrationFleet,
+  options: ResolvedMigrateTenantsOptions,
+  results: Map<string, Result>,
+): Promise<Set<string>> {
+  const unreachable = new Set<string>();
+  const pools = fleet.pools;
+  if (!pools) return unreachable;
+  let after: string | undefined;
+  for (;;) {
+    options.signal?.throwIfAborted();
+    const orgs = await fleet.registry.list({
+      active: true,
+      limit: options.pageSize,
+      ...(after ? { after } : {}),
+    });
+    const slugs = orgs.map((org) => org.slug);
+    const probe = async () => {
+      for (let slug = slugs.shift(); slug !== undefined; slug = slugs.shift()) {
+        try {
+          (await pools.acquire(slug)).release();
+        } catch (err) {
+          if (!isUnreachable(err)) continue;
+          unreachable.add(slug);
+          results.set(slug, { failure: { tenant: slug, version: null, error: `not run: ${err.message}` } });
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(options.concurrency, slugs.length) }, probe));
+    if (orgs.length < options.pageSize) return unreachable;
+    after = orgs[orgs.length - 1]!.slug;
   }
 }
 

@@ -40,6 +40,7 @@ describe('help and usage errors', () => {
     ['orgs', 'list'],
     ['orgs', 'update'],
     ['orgs', 'deactivate'],
+    ['orgs', 'remove'],
     ['provision'],
     ['migrate'],
     ['prewarm'],

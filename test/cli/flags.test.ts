@@ -78,6 +78,7 @@ describe('global flags', () => {
     ['--prefix', 'flagged', 'prefix', 'flagged'],
     ['--budget', '7', 'budget', 7],
     ['--log-level', 'debug', 'logLevel', 'debug'],
+    ['--log-format', 'pretty', 'logFormat', 'pretty'],
   ];
   it.each(cases)('%s %s sets `%s` of the configuration', async (flag, value, key, expected) => {
     cover('', flag);
@@ -394,6 +395,64 @@ describe('purge', () => {
       expect(await purge('--queue', 'reports')).toEqual({ queue: 'reports', tenants: ['globex'] });
       expect((await engine.counts('reports', 'globex')).waiting).toBe(0);
       expect((await engine.counts('emails', 'acme')).waiting).toBe(1);
+    } finally {
+      await engine.close();
+      await deletePrefix(prefix);
+    }
+  });
+});
+
+describe('orgs remove', () => {
+  it("--purge-jobs / --json remove the row, then the tenant's jobs of every queue", async () => {
+    cover('orgs remove', '--purge-jobs', '--json');
+    const prefix = uniqueName('fleetflags');
+    const engine = new BullMqEngine({ connection: REDIS_URL, prefix });
+    const remove = (...args: string[]) =>
+      json(['orgs', 'remove', '--json', '--prefix', prefix, '--redis-url', REDIS_URL, ...args]);
+    const add = (slug: string) =>
+      json(['orgs', 'add', slug, '--json', '--mode', 'database', '--database-url', tenantUrl(slug)]);
+    try {
+      await add('rm-kept');
+      await add('rm-purged');
+      await engine.enqueueBulk('reports', [
+        { tenant: 'rm-kept', name: 'n', data: 1 },
+        { tenant: 'rm-purged', name: 'n', data: 2 },
+      ]);
+      await engine.enqueue('emails', { tenant: 'rm-kept', name: 'n', data: 3 });
+      await engine.enqueue('emails', { tenant: 'rm-purged', name: 'n', data: 4, delayMs: 60_000 });
+      await engine.enqueue('emails-rm', { tenant: 'rm-purged', name: 'n', data: 5 });
+
+      // Without --purge-jobs the jobs stay.
+      expect(await remove('rm-kept')).toMatchObject({ slug: 'rm-kept' });
+      expect(
+        await OrgRegistry.open(store.url).then(async (r) => [await r.find('rm-kept'), await r.close()][0]),
+      ).toBeNull();
+      expect((await engine.counts('reports', 'rm-kept')).waiting).toBe(1);
+
+      const out = await remove('rm-purged', '--purge-jobs');
+      expect(out).toMatchObject({ slug: 'rm-purged', purgedQueues: ['emails', 'emails-rm', 'reports'] });
+      expect(await engine.counts('reports', 'rm-purged')).toMatchObject({ waiting: 0, delayed: 0 });
+      expect(await engine.counts('emails', 'rm-purged')).toMatchObject({ waiting: 0, delayed: 0 });
+      expect((await engine.counts('emails-rm', 'rm-purged')).waiting).toBe(0);
+      expect((await engine.counts('reports', 'rm-kept')).waiting).toBe(1);
+      expect((await engine.counts('emails', 'rm-kept')).waiting).toBe(1);
+      const redis = new Redis(REDIS_URL);
+      try {
+        expect(await redis.keys(`${prefix}:*.rm-purged:*`)).toEqual([]);
+        expect(await redis.zscore(`${prefix}:emails:ready`, 'rm-purged')).toBeNull();
+      } finally {
+        redis.disconnect();
+      }
+
+      const unknown = await runCli(
+        ['orgs', 'remove', 'rm-purged', '--prefix', prefix, '--redis-url', REDIS_URL],
+        {
+          env,
+          cwd: dir,
+        },
+      );
+      expect(unknown.code).toBe(1);
+      expect(unknown.stderr).toMatch(/rm-purged/);
     } finally {
       await engine.close();
       await deletePrefix(prefix);

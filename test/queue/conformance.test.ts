@@ -91,6 +91,24 @@ describe.each(engines)('$name engine', (engineCase) => {
     expect((await engine.fetch(queue, 'acme', 'w', LOCK))?.data).toBe(1);
   });
 
+  it('enqueueCounted says how many jobs were new, an id already in its partition not counted', async () => {
+    const jobs = [
+      { tenant: 'acme', name: 'n', data: 1, jobId: 'c-1' },
+      { tenant: 'beta', name: 'n', data: 2, jobId: 'c-1' },
+      { tenant: 'acme', name: 'n', data: 3 },
+    ];
+    expect(await engine.enqueueCounted(queue, jobs)).toMatchObject({
+      ids: ['c-1', 'c-1', expect.any(String)],
+      added: 3,
+    });
+    const again = await engine.enqueueCounted(queue, [
+      ...jobs.slice(0, 2),
+      { tenant: 'gamma', name: 'n', data: 4, jobId: 'c-1' },
+    ]);
+    expect(again).toEqual({ ids: ['c-1', 'c-1', 'c-1'], added: 1 });
+    expect((await engine.counts(queue, 'acme')).waiting).toBe(2);
+  });
+
   it('enqueues in bulk, keeping order within each partition', async () => {
     const jobs = Array.from({ length: 30 }, (_, i) => ({
       tenant: i % 2 ? 'odd' : 'even',

@@ -430,3 +430,48 @@ describe('two scheduler processes on BullMQ', () => {
     }
   });
 });
+
+describe('two schedulers on one BullMQ prefix at the same tick', () => {
+  it('the one whose jobs were all there already logs a skip, not "enqueued"', async () => {
+    await addTenants(3);
+    const prefix = uniqueName('fleetsched');
+    const engine = new BullMqEngine({ connection: REDIS_URL, prefix });
+    const shared = await Fleet.open({ engine, registry });
+    const logs: Array<{ who: string; msg: string; fields: Record<string, unknown> }> = [];
+    const loggerOf = (who: string) => {
+      const log = (fields: Record<string, unknown>, msg: string) => logs.push({ who, msg, fields });
+      return { info: log, warn: log, error: log } as never;
+    };
+    // Separate stores: both pass the "already recorded?" check, as two schedulers that
+    // read the store before either recorded the tick do.
+    const a = new Scheduler(shared, { store: new MemoryScheduleStore(), logger: loggerOf('a') });
+    const b = new Scheduler(shared, { store: new MemoryScheduleStore(), logger: loggerOf('b') });
+    try {
+      await a.fanOut(schedule);
+      await b.fanOut(schedule);
+      const first = new Date(Date.UTC(2030, 0, 1, 3));
+      expect((await a.tick(schedule.id, first))?.added).toBe(3);
+      expect((await b.tick(schedule.id, first))?.added).toBe(0);
+      // And ticking at once: one MULTI wins the page, the other finds its jobs there.
+      const second = new Date(Date.UTC(2030, 0, 2, 3));
+      const both = await Promise.all([a.tick(schedule.id, second), b.tick(schedule.id, second)]);
+      expect(both.map((r) => r?.added).sort()).toEqual([0, 3]);
+
+      const about = (tick: Date) => logs.filter((l) => l.fields.tick === tick.toISOString());
+      for (const tick of [first, second]) {
+        const lines = about(tick);
+        expect(lines.filter((l) => l.msg === 'fan-out enqueued')).toHaveLength(1);
+        expect(lines.filter((l) => l.msg === 'fan-out enqueued')[0]!.fields.enqueued).toBe(3);
+        expect(lines.filter((l) => /^fan-out skipped/.test(l.msg))).toHaveLength(1);
+      }
+      expect(about(first).find((l) => /^fan-out skipped/.test(l.msg))?.who).toBe('b');
+      expect(await shared.batch(fanOutBatchId(schedule.id, first))).toMatchObject({ total: 3 });
+    } finally {
+      await a.close();
+      await b.close();
+      await shared.close();
+      await engine.close();
+      await deletePrefix(prefix);
+    }
+  });
+});

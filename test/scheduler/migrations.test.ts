@@ -12,6 +12,7 @@ import { MemoryEngine } from '../../src/queue/memory/memory-engine.js';
 import { loadMigrations } from '../../src/scheduler/migration-files.js';
 import { migrateTenants } from '../../src/scheduler/tenant-migrations.js';
 import { OrgRegistry } from '../../src/tenancy/registry/org-registry.js';
+import { ChainSecretsResolver } from '../../src/tenancy/secrets.js';
 import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
 import { type DatabaseCase, mysqlCase, postgresCase, type Store, sqliteCase } from '../support/databases.js';
 import { tempDir, uniqueName } from '../support/services.js';
@@ -150,11 +151,14 @@ describe('migrate over 50 tenants of mixed modes and engines', () => {
 });
 
 describe('a tenant whose database cannot be reached', () => {
-  it('is reported as not run once the batch stalls, and the others are migrated', async () => {
+  it('is reported failed with its cause, without waiting and without a job left queued', async () => {
     const home = tempDir('migrations-down-');
-    const reg = await OrgRegistry.open(`sqlite:${join(home, 'registry.db')}`);
+    const reg = await OrgRegistry.open(`sqlite:${join(home, 'registry.db')}`, {
+      secrets: new ChainSecretsResolver({ env: {} }),
+    });
     const tenantPools = await TenantPools.open({ registry: reg, maxConnections: 4 });
-    const local = await Fleet.open({ engine: new MemoryEngine(), registry: reg, pools: tenantPools });
+    const engine = new MemoryEngine();
+    const local = await Fleet.open({ engine, registry: reg, pools: tenantPools });
     try {
       await reg.migrate();
       for (const slug of ['ok-1', 'ok-2']) {
@@ -167,12 +171,56 @@ describe('a tenant whose database cannot be reached', () => {
         storageMode: 'database',
         databaseUrl: `sqlite:${join(home, 'blocker', 'x.db')}`,
       });
-      const report = await migrateTenants(local, { dir, stallTimeoutMs: 5000 });
+      // The operator's case: a secret reference whose variable is not set.
+      await reg.add({ slug: 'nosecret', storageMode: 'database', databaseUrl: 'env://FLEET_TEST_UNSET_DB' });
+      // Were the run to wait for a stalled batch, it would wait past the test's timeout.
+      const report = await migrateTenants(local, { dir, stallTimeoutMs: 3_600_000 });
       expect(report.migrated.map((m) => m.tenant)).toEqual(['ok-1', 'ok-2']);
-      expect(report.failed).toHaveLength(1);
-      expect(report.failed[0]).toMatchObject({ tenant: 'down', version: null });
-      expect(report.failed[0]!.error).toMatch(/not run/);
-      expect(report.progress).toMatchObject({ total: 3, completed: 2, pending: 1 });
+      expect(report.failed.map((f) => f.tenant)).toEqual(['down', 'nosecret']);
+      expect(report.failed.every((f) => f.version === null)).toBe(true);
+      expect(report.failed[0]!.error).toMatch(/not run: .*"down"/);
+      expect(report.failed[1]!.error).toMatch(/not run: .*FLEET_TEST_UNSET_DB/);
+      expect(report.progress).toEqual({ total: 2, completed: 2, failed: 0, pending: 0 });
+      expect(await engine.counts('fleet-migrations', 'down')).toMatchObject({ waiting: 0, delayed: 0 });
+    } finally {
+      await local.close();
+      await tenantPools.close();
+      await reg.close();
+      rmSync(home, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the report is true whoever applied the files', () => {
+  it('a job an earlier run left queued that migrates the tenant first makes it "migrated", not "up to date"', async () => {
+    const home = tempDir('migrations-stale-');
+    const reg = await OrgRegistry.open(`sqlite:${join(home, 'registry.db')}`);
+    const tenantPools = await TenantPools.open({ registry: reg, maxConnections: 4 });
+    const engine = new MemoryEngine();
+    const local = await Fleet.open({ engine, registry: reg, pools: tenantPools });
+    try {
+      await reg.migrate();
+      await reg.add({
+        slug: 'late',
+        storageMode: 'database',
+        databaseUrl: `sqlite:${join(home, 'late.db')}`,
+      });
+      // What a failed run leaves behind: its job for the tenant, still queued.
+      await engine.enqueue('fleet-migrations', {
+        tenant: 'late',
+        name: 'migrate',
+        data: { migrations: loadMigrations(dir) },
+        jobId: 'fo.migrate-earlier.1.late',
+        attempts: 1,
+      });
+      const report = await migrateTenants(local, { dir });
+      expect(report.upToDate).toEqual([]);
+      expect(report.migrated).toEqual([{ tenant: 'late', applied: [1, 2, 3] }]);
+      expect(await engine.getJob('fleet-migrations', 'late', 'fo.migrate-earlier.1.late')).toMatchObject({
+        state: 'completed',
+      });
+      // A later run finds it up to date.
+      expect((await migrateTenants(local, { dir })).upToDate).toEqual(['late']);
     } finally {
       await local.close();
       await tenantPools.close();

@@ -242,6 +242,43 @@ describe.each(cases)('OrgRegistry on a %s registry', (_name, makeCase) => {
     await rejection(() => registry.deactivate(slug('nobody')), UnknownTenantError);
   });
 
+  it('removes an org: its row goes, the cache forgets it, its database stays', async () => {
+    const name = uniqueName('fleet_tenant');
+    tenantDatabases.push(name);
+    const variable = uniqueName('FLEET_TENANT').toUpperCase();
+    env[variable] = dbCase.tenantUrl(name);
+    const org = await registry.add({
+      slug: slug('rm'),
+      storageMode: 'database',
+      databaseUrl: `env://${variable}`,
+    });
+    await registry.provision(org.slug);
+    const before = await registry.count();
+
+    await using cached = await OrgRegistry.open(store.url, { secrets, cacheTtlMs: 600_000 });
+    expect(await cached.get(org.slug)).toEqual(org);
+    expect(await cached.remove(org.slug)).toEqual(org);
+    expect(await cached.find(org.slug)).toBeNull();
+    expect(await registry.find(org.slug)).toBeNull();
+    expect(await registry.count()).toBe(before - 1);
+    expect(await dbCase.tenantExists(name)).toBe(true);
+
+    await rejection(() => registry.remove(org.slug), UnknownTenantError);
+    // The slug is free again, and the kept database is the one it provisions to.
+    await registry.add({ slug: org.slug, storageMode: 'database', databaseUrl: `env://${variable}` });
+    expect((await registry.provision(org.slug)).created).toBe(false);
+  });
+
+  if (dbCase.name === 'postgres') {
+    it('removes a schema-mode org and keeps its schema', async () => {
+      const org = await registry.add({ slug: slug('rms'), storageMode: 'schema' });
+      await registry.provision(org.slug);
+      await registry.remove(org.slug);
+      expect(await registry.find(org.slug)).toBeNull();
+      expect(await schemaExists(org.schemaName!)).toBe(true);
+    });
+  }
+
   it('answers lookups from its cache, and forgets it on every change it makes', async () => {
     await using cached = await OrgRegistry.open(store.url, { cacheTtlMs: 600_000 });
     const org = await registry.add({ slug: slug('cache'), ...storage() });

@@ -1,9 +1,11 @@
-/** `tenant-fleet orgs add|list|update|deactivate` and `tenant-fleet provision`. */
+/** `tenant-fleet orgs add|list|update|deactivate|remove` and `tenant-fleet provision`. */
 import { Command, Option } from 'commander';
+import { ConfigError } from '../../errors.js';
 import type { Org, OrgInput, OrgPatch } from '../../tenancy/org.js';
 import { publicOrg } from '../../tenancy/org.js';
 import { cliLogger, configFor, openRegistry, print, printJson } from '../context.js';
 import { integer, integerOrNone, noneAsNull, oneOf } from '../parse.js';
+import { checkRedis } from '../preflight.js';
 
 interface OrgFlags {
   mode?: 'schema' | 'database';
@@ -49,7 +51,9 @@ function output(org: Org, json: boolean | undefined): void {
 
 /** The `orgs` command group. */
 export function orgsCommand(): Command {
-  const orgs = new Command('orgs').description('add, list, update and deactivate tenants in the registry');
+  const orgs = new Command('orgs').description(
+    'add, list, update, deactivate and remove tenants in the registry',
+  );
 
   orgs
     .command('add')
@@ -148,7 +152,55 @@ export function orgsCommand(): Command {
       await withRegistry(command, async (registry) => output(await registry.deactivate(slug), flags.json));
     });
 
+  orgs
+    .command('remove')
+    .description("remove a tenant's row from the registry (its schema or database is kept)")
+    .argument('<slug>', 'the tenant slug')
+    .option('--purge-jobs', 'also remove its jobs from every queue (bullmq engine)')
+    .option('--json', 'print the removed org (and the purged queues) as JSON')
+    .addHelpText(
+      'after',
+      "\nThe tenant's schema or database is not dropped: drop it yourself once you no longer need its data.",
+    )
+    .action(async (slug: string, flags: { purgeJobs?: boolean; json?: boolean }, command: Command) => {
+      const config = await configFor(command);
+      if (flags.purgeJobs) {
+        if (config.engine === 'memory') {
+          throw new ConfigError(
+            'engine',
+            "Expected engine 'bullmq' for --purge-jobs (memory-engine jobs live only in their own process), got 'memory'",
+          );
+        }
+        // Before the row goes, so an unreachable Redis leaves everything as it was.
+        await checkRedis(config);
+      }
+      await withRegistry(command, async (registry) => {
+        const org = await registry.remove(slug);
+        const purged = flags.purgeJobs ? await purgeTenantJobs(config, slug) : null;
+        if (flags.json) printJson({ ...publicOrg(org), ...(purged ? { purgedQueues: purged } : {}) });
+        else {
+          print(`removed ${slug} (its ${org.storageMode === 'schema' ? 'schema' : 'database'} is kept)`);
+          if (purged)
+            print(purged.length === 0 ? 'no jobs to purge' : `purged its jobs from ${purged.join(', ')}`);
+        }
+      });
+    });
+
   return orgs;
+}
+
+/** Removes the tenant's partitions of every queue under the configured prefix. */
+async function purgeTenantJobs(
+  config: Awaited<ReturnType<typeof configFor>>,
+  slug: string,
+): Promise<string[]> {
+  const { BullMqEngine } = await import('../../queue/bullmq/bullmq-engine.js');
+  const engine = new BullMqEngine({ connection: config.redisUrl, prefix: config.prefix });
+  try {
+    return await engine.purgeTenant(slug);
+  } finally {
+    await engine.close();
+  }
 }
 
 /** `provision <slug...>` or `provision --all`: create tenants' schemas or databases. */

@@ -14,7 +14,7 @@ import { cronPattern, integer } from '../parse.js';
 import { waitForShutdown } from '../shutdown.js';
 import { deleteRedisPrefix } from './cleanup.js';
 import { type DemoDashboard, startDemoDashboard } from './dashboard.js';
-import { DEMO_TABLE, DEMO_TENANTS, demoPaths, NOISY_TENANT, seedDemoTenants } from './setup.js';
+import { DEMO_TENANTS, demoPaths, NOISY_TENANT, seedDemoTenants, sqliteReadCommand } from './setup.js';
 import { DEMO_QUEUE, DemoStats, demoHandler, enqueueWelcomeJobs, generateTraffic } from './traffic.js';
 
 interface DemoFlags {
@@ -126,7 +126,7 @@ export function demoCommand(): Command {
         print(
           `  traffic: "${NOISY_TENANT}" keeps ~2000 jobs waiting; every other tenant enqueues one job a second`,
         );
-        print(`  where to look: sqlite3 ${paths.tenantsDir}/acme.db 'select count(*) from ${DEMO_TABLE}'`);
+        print(`  where to look: ${sqliteReadCommand(`${paths.tenantsDir}/acme.db`)}`);
         print(
           `                 ${paths.registryUrl.replace(/^sqlite:/, '')} (the registry: npx tenant-fleet orgs list --registry-url ${paths.registryUrl},\n                  or npm run fleet -- orgs list … in a clone of the repository)`,
         );

@@ -37,6 +37,18 @@ export const NOISY_TENANT = 'noisy';
 /** The table every tenant gets from the demo migration, and the handler writes to. */
 export const DEMO_TABLE = 'report_runs';
 
+/**
+ * The `sqlite3` command the demo suggests for looking at a tenant's rows while it runs.
+ * It waits up to 5 s for a lock (`.timeout`): the fleet opens and closes connections to
+ * each tenant's file all the time under the demo's small budget, and when the last one
+ * of the process closes, SQLite checkpoints and removes the WAL under a brief exclusive
+ * lock. A reader without a busy timeout (sqlite3's default is none) that opens at that
+ * moment fails with "database is locked"; with one it waits those milliseconds out.
+ */
+export function sqliteReadCommand(dbPath: string): string {
+  return `sqlite3 -cmd '.timeout 5000' ${dbPath} 'select count(*) from ${DEMO_TABLE}'`;
+}
+
 const MIGRATION = `-- Created by the tenant-fleet demo: one row per job the demo worker ran.
 CREATE TABLE IF NOT EXISTS ${DEMO_TABLE} (
   id INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -18,6 +18,7 @@ import type {
   BatchProgress,
   CompleteOptions,
   EnqueueJob,
+  EnqueueOutcome,
   FailOutcome,
   JobCounts,
   JobInfo,
@@ -33,7 +34,7 @@ import {
   serialiseResult,
 } from '../job-input.js';
 import { readBatchProgress } from './batches.js';
-import { enqueueChunk } from './enqueue.js';
+import { enqueueJobs } from './enqueue.js';
 import { completeJob, type FinishContext, failJob } from './finish.js';
 import { type BullMqLease, isLostLock, readJobInfo, toActiveJob } from './jobs.js';
 import { extendLocks, recoverStalled } from './locks.js';
@@ -44,12 +45,9 @@ import {
   resolveBullMqEngineOptions,
 } from './options.js';
 import { PartitionCache, type WorkerPartition } from './partitions.js';
-import { purgePartitions } from './purge.js';
+import { purgePartitions, purgeTenant } from './purge.js';
 import { ACTIVE_GRACE_MS, ReadyIndex } from './ready-index.js';
 import { type FleetCommands, withFleetCommands } from './scripts.js';
-
-/** Jobs per MULTI in `enqueueBulk`: keeps each EXEC short for the other clients. */
-const MULTI_CHUNK = 500;
 
 export type { BullMqEngineOptions, ResolvedBullMqEngineOptions } from './options.js';
 
@@ -106,26 +104,18 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     return id!;
   }
 
-  /**
-   * Adds the jobs in MULTIs of up to 500: each carries its jobs, their tenants'
-   * ready-index entries, batch counts and the wake-up message, so a reader never sees a
-   * job without its tenant listed. Everything is validated before anything is sent.
-   */
   async enqueueBulk<Data>(queue: string, jobs: readonly EnqueueJob<Data>[]): Promise<string[]> {
+    return (await this.enqueueCounted(queue, jobs)).ids;
+  }
+
+  /**
+   * Adds the jobs in MULTIs of up to 500, each with its jobs' ready-index entries, batch
+   * counts and wake-up, so a reader never sees a job without its tenant listed.
+   */
+  async enqueueCounted<Data>(queue: string, jobs: readonly EnqueueJob<Data>[]): Promise<EnqueueOutcome> {
     this.#checkOpen();
     const normalised = normaliseJobs(queue, jobs, this.options.maxDataBytes);
-    const ids: string[] = [];
-    for (let i = 0; i < normalised.length; i += MULTI_CHUNK)
-      ids.push(
-        ...(await enqueueChunk(
-          this.#partitions,
-          this.#index,
-          this.options,
-          queue,
-          normalised.slice(i, i + MULTI_CHUNK),
-        )),
-      );
-    return ids;
+    return enqueueJobs(this.#partitions, this.#index, this.options, queue, normalised);
   }
 
   async readyTenants(queue: string): Promise<string[]> {
@@ -340,6 +330,12 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     this.#checkOpen();
     const slug = tenant === undefined ? null : checkTenant(tenant);
     return purgePartitions(this.#redis, this.#index, this.options.prefix, checkQueueName(queue), slug);
+  }
+
+  /** Purges `tenant`'s partitions of every queue it has jobs in; resolves to those queues, sorted. */
+  purgeTenant(tenant: string): Promise<string[]> {
+    this.#checkOpen();
+    return purgeTenant(this.#redis, this.#index, this.options.prefix, checkTenant(tenant));
   }
 
   /** Closes the Workers, the subscriber and (if the engine opened it) the connection; idempotent. */

@@ -4,6 +4,7 @@
  * sees a job without its tenant listed.
  */
 import { randomUUID } from 'node:crypto';
+import type { EnqueueOutcome } from '../engine.js';
 import type { NormalisedJob } from '../job-input.js';
 import { toBullJobJson } from './jobs.js';
 import type { ResolvedBullMqEngineOptions } from './options.js';
@@ -11,26 +12,57 @@ import type { PartitionCache } from './partitions.js';
 import type { ReadyIndex } from './ready-index.js';
 import type { FleetMulti } from './scripts.js';
 
-/** Adds `jobs` (already validated) to `queue` in one MULTI; resolves to their ids in order. */
-export async function enqueueChunk(
+/** Jobs per MULTI: keeps each EXEC short for the other clients. */
+const MULTI_CHUNK = 500;
+
+/** Adds `jobs` (already validated) in MULTIs of up to 500; ids in order, and how many were new. */
+export async function enqueueJobs(
   partitions: PartitionCache,
   index: ReadyIndex,
   options: ResolvedBullMqEngineOptions,
   queue: string,
   jobs: readonly NormalisedJob[],
-): Promise<string[]> {
+): Promise<EnqueueOutcome> {
+  const outcome: EnqueueOutcome = { ids: [], added: 0 };
+  for (let i = 0; i < jobs.length; i += MULTI_CHUNK) {
+    const chunk = jobs.slice(i, i + MULTI_CHUNK);
+    const { ids, added } = await enqueueChunk(partitions, index, options, queue, chunk);
+    outcome.ids.push(...ids);
+    outcome.added += added;
+  }
+  return outcome;
+}
+
+/**
+ * Adds `jobs` (already validated) to `queue` in one MULTI; resolves to their ids in order
+ * and how many were new (an EXISTS of the job's hash, in the same MULTI, before its add).
+ */
+async function enqueueChunk(
+  partitions: PartitionCache,
+  index: ReadyIndex,
+  options: ResolvedBullMqEngineOptions,
+  queue: string,
+  jobs: readonly NormalisedJob[],
+): Promise<EnqueueOutcome> {
   const now = Date.now();
   const keep = { completed: options.keepCompleted, failed: options.keepFailed };
   const client = await partitions.backend(queue, jobs[0]!.tenant).client;
   const multi = client.multi() as unknown as FleetMulti;
   const readyAt = new Map<string, number>();
   const addIndexes: number[] = [];
+  // Per job, the index of its EXISTS reply; -1 for a job with a fresh id (always new).
+  const existsIndexes: number[] = [];
   let commands = 0;
   for (const job of jobs) {
     const backend = partitions.backend(queue, job.tenant);
     // Our own ids rather than BullMQ's per-queue counter, so that an id names one job
     // across all of a queue's partitions, as it does on the memory engine.
     const id = job.jobId ?? randomUUID();
+    if (job.jobId === null) existsIndexes.push(-1);
+    else {
+      multi.exists(backend.toKey(id));
+      existsIndexes.push(commands++);
+    }
     // Queued synchronously on the MULTI; its outcome is read from exec's results.
     backend.addJobToTransaction(multi as never, toBullJobJson(job, now, keep) as never, id).catch(() => {});
     addIndexes.push(commands++);
@@ -51,10 +83,12 @@ export async function enqueueChunk(
   for (const [tenant, at] of readyAt) index.announceIn(multi, queue, tenant, at);
   index.publishIn(multi, queue);
   const results = (await multi.exec()) ?? [];
-  return addIndexes.map((i) => {
+  const ids = addIndexes.map((i) => {
     const [error, id] = results[i] ?? [new Error('missing MULTI result'), null];
     if (error) throw error;
     if (typeof id === 'number' && id < 0) throw new Error(`BullMQ refused the job (code ${id})`);
     return String(id);
   });
+  const added = existsIndexes.filter((i) => i === -1 || results[i]?.[1] === 0).length;
+  return { ids, added };
 }

@@ -38,3 +38,50 @@ export async function purgePartitions(
   await multi.exec();
   return [...tenants].sort();
 }
+
+/**
+ * The queues in which `tenant` has a partition (any of its BullMQ keys) or an entry in the
+ * ready index, sorted. The engine keeps no list of queues: this SCANs the prefix's keys.
+ */
+async function tenantQueues(
+  redis: Redis,
+  index: ReadyIndex,
+  prefix: string,
+  tenant: string,
+): Promise<string[]> {
+  const queues = new Set<string>();
+  const scan = async (pattern: string, each: (key: string) => Promise<void> | void) => {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT);
+      cursor = next;
+      for (const key of keys) await each(key);
+    } while (cursor !== '0');
+  };
+  const head = `${prefix}:`;
+  await scan(`${head}*.${tenant}:*`, (key) => {
+    // `*` may span a `:` (a job id of another partition): keep only `P:Q.T:…` with Q plain.
+    const rest = key.slice(head.length);
+    const dot = rest.indexOf('.');
+    const queue = rest.slice(0, dot);
+    if (dot > 0 && !queue.includes(':') && rest.startsWith(`${tenant}:`, dot + 1)) queues.add(queue);
+  });
+  await scan(`${head}*:ready`, async (key) => {
+    const queue = key.slice(head.length, -':ready'.length);
+    if (queue.includes(':') || queues.has(queue) || index.readyKey(queue) !== key) return;
+    if ((await redis.zscore(key, tenant)) !== null) queues.add(queue);
+  });
+  return [...queues].sort();
+}
+
+/** Purges `tenant`'s partitions of every queue it appears in; resolves to those queues. */
+export async function purgeTenant(
+  redis: Redis,
+  index: ReadyIndex,
+  prefix: string,
+  tenant: string,
+): Promise<string[]> {
+  const queues = await tenantQueues(redis, index, prefix, tenant);
+  for (const queue of queues) await purgePartitions(redis, index, prefix, queue, tenant);
+  return queues;
+}

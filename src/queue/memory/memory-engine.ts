@@ -14,6 +14,7 @@ import type {
   BatchProgress,
   CompleteOptions,
   EnqueueJob,
+  EnqueueOutcome,
   FailOutcome,
   JobCounts,
   JobInfo,
@@ -36,7 +37,7 @@ import {
   type ResolvedMemoryEngineOptions,
   resolveMemoryEngineOptions,
 } from './options.js';
-import { type JobRecord, jobInfo, MemoryPartition } from './partition.js';
+import { type JobRecord, jobInfo, MemoryPartition, newJobRecord } from './partition.js';
 
 export type { MemoryEngineOptions, ResolvedMemoryEngineOptions } from './options.js';
 
@@ -69,7 +70,12 @@ export class MemoryEngine implements QueueEngine {
   }
 
   async enqueueBulk<Data>(queue: string, jobs: readonly EnqueueJob<Data>[]): Promise<string[]> {
+    return (await this.enqueueCounted(queue, jobs)).ids;
+  }
+
+  async enqueueCounted<Data>(queue: string, jobs: readonly EnqueueJob<Data>[]): Promise<EnqueueOutcome> {
     this.#checkOpen();
+    let added = 0;
     const normalised = normaliseJobs(queue, jobs, this.options.maxDataBytes);
     const now = Date.now();
     const woken = new Set<string>();
@@ -77,29 +83,16 @@ export class MemoryEngine implements QueueEngine {
       const partition = this.#partition(queue, job.tenant, true);
       const id = job.jobId ?? `m${++this.#seq}`;
       if (partition.jobs.has(id)) return id;
-      const record: JobRecord = {
-        id,
-        job,
-        queue,
-        state: 'waiting',
-        seq: ++this.#seq,
-        enqueuedAt: now,
-        dueAt: now + job.delayMs,
-        finishedAt: null,
-        attemptsMade: 0,
-        stalledCount: 0,
-        lock: null,
-        result: null,
-        error: null,
-      };
+      const record = newJobRecord(id, job, queue, ++this.#seq, now);
       partition.jobs.set(id, record);
+      added++;
       if (job.batchId !== null) this.#batch(job.batchId).total += 1;
       if (job.delayMs > 0) this.#delay(partition, record);
       else this.#makeWaiting(partition, record, woken);
       return id;
     });
     for (const q of woken) this.#wake(q);
-    return ids;
+    return { ids, added };
   }
 
   async readyTenants(queue: string): Promise<string[]> {

@@ -24,6 +24,31 @@ export interface JobRecord {
   error: { message: string; stack: string | null } | null;
 }
 
+/** A freshly enqueued job's record: waiting (or delayed, by its `dueAt`), never tried. */
+export function newJobRecord(
+  id: string,
+  job: NormalisedJob,
+  queue: string,
+  seq: number,
+  now: number,
+): JobRecord {
+  return {
+    id,
+    job,
+    queue,
+    state: 'waiting',
+    seq,
+    enqueuedAt: now,
+    dueAt: now + job.delayMs,
+    finishedAt: null,
+    attemptsMade: 0,
+    stalledCount: 0,
+    lock: null,
+    result: null,
+    error: null,
+  };
+}
+
 // Unprioritised jobs sort after every prioritised one, FIFO among themselves.
 const byPriorityThenOrder = (a: JobRecord, b: JobRecord): boolean => {
   const pa = a.job.priority ?? MAX_PRIORITY + 1;

@@ -251,6 +251,30 @@ export class OrgRegistry implements AsyncDisposable {
   }
 
   /**
+   * Removes the org's row and forgets it in the lookup cache; resolves to the org as it
+   * was. Throws {@link UnknownTenantError} when there is none. Its storage stays: the
+   * schema (schema mode) or database (database mode) is not dropped, and neither are its
+   * jobs in the queues (the CLI's `orgs remove --purge-jobs` purges those). A process
+   * with its own registry may answer from its cache for up to its `cacheTtlMs`.
+   */
+  async remove(slug: string): Promise<Org> {
+    validateSlug(slug);
+    const d = this.#dialect;
+    try {
+      return await this.#run((conn) =>
+        this.#transaction(conn, async () => {
+          const current = await this.#select(conn, slug, true);
+          if (current === null) throw new UnknownTenantError(slug);
+          await conn.query(`DELETE FROM ${ORGS_TABLE} WHERE slug = ${d.param(1)}`, [slug]);
+          return current;
+        }),
+      );
+    } finally {
+      this.#forget();
+    }
+  }
+
+  /**
    * Creates the org's storage unless it exists: the quoted schema on the registry
    * database in schema mode; in database mode, resolves `databaseUrl` through the secrets
    * resolver and creates that database on its server (or the SQLite file). Idempotent,
