@@ -14,7 +14,7 @@ import { MAX_DURATION_MS } from '../validate.js';
 import { MAX_CONCURRENCY, MAX_JOBS_PER_TURN } from '../worker/worker-options.js';
 import { defaultExport, loadUserModule } from './load-module.js';
 import { isCronPattern } from './parse.js';
-import { LOG_FORMATS } from './pretty-log.js';
+import { LOG_FORMATS } from './process/pretty-log.js';
 
 /** The file names looked for in the working directory when `--config` is not given. */
 export const CONFIG_FILE_NAMES = [

@@ -10,8 +10,8 @@ import { createLogger, type Logger } from '../logger.js';
 import { redactJsonText, redactUrl } from '../redact.js';
 import type { OrgRegistry } from '../tenancy/registry/org-registry.js';
 import { type FleetConfig, type LoadConfigOptions, loadConfig, requireRegistryUrl } from './config.js';
-import { deadline, PREFLIGHT_TIMEOUT_MS, ServiceUnreachableError } from './preflight.js';
-import { prettyDestination } from './pretty-log.js';
+import { deadline, PREFLIGHT_TIMEOUT_MS, ServiceUnreachableError } from './process/preflight.js';
+import { prettyDestination } from './process/pretty-log.js';
 
 /** The flags every command takes (see `program.ts`). */
 export interface GlobalFlags {

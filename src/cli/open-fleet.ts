@@ -10,8 +10,8 @@ import type { OrgRegistry } from '../tenancy/registry/org-registry.js';
 import { TenantPools } from '../tenancy/tenant-pools/tenant-pools.js';
 import type { FleetConfig } from './config.js';
 import { openRegistry } from './context.js';
-import { checkRedis } from './preflight.js';
-import { watchRedis } from './redis-watch.js';
+import { checkRedis } from './process/preflight.js';
+import { watchRedis } from './process/redis-watch.js';
 
 /** A fleet and what it runs on; `close()` closes them all, idempotently. */
 export interface FleetHandle extends AsyncDisposable {

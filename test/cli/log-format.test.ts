@@ -6,7 +6,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { prettyLine } from '../../src/cli/pretty-log.js';
+import { prettyLine } from '../../src/cli/process/pretty-log.js';
 import { createLogger } from '../../src/logger.js';
 import { tempDir } from '../support/services.js';
 import { until } from '../support/wait.js';

@@ -7,7 +7,7 @@ import { Command } from 'commander';
 import { ConfigError } from '../../errors.js';
 import { cliLogger, configFor, print } from '../context.js';
 import { collect, integer } from '../parse.js';
-import { waitForShutdown } from '../shutdown.js';
+import { waitForShutdown } from '../process/shutdown.js';
 
 interface DashboardFlags {
   host: string;

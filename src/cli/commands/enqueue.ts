@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { ConfigError } from '../../errors.js';
 import { cliLogger, configFor, openRegistry, print } from '../context.js';
 import { integer, json } from '../parse.js';
-import { checkRedis } from '../preflight.js';
+import { checkRedis } from '../process/preflight.js';
 
 interface EnqueueFlags {
   data?: unknown;

@@ -5,7 +5,7 @@ import type { Org, OrgInput, OrgPatch } from '../../tenancy/org.js';
 import { publicOrg } from '../../tenancy/org.js';
 import { cliLogger, configFor, openRegistry, print, printJson } from '../context.js';
 import { integer, integerOrNone, noneAsNull, oneOf } from '../parse.js';
-import { checkRedis } from '../preflight.js';
+import { checkRedis } from '../process/preflight.js';
 
 interface OrgFlags {
   mode?: 'schema' | 'database';

@@ -2,7 +2,7 @@
 import { Command } from 'commander';
 import { ConfigError } from '../../errors.js';
 import { configFor, print } from '../context.js';
-import { checkRedis } from '../preflight.js';
+import { checkRedis } from '../process/preflight.js';
 
 /** The `purge` command. */
 export function purgeCommand(): Command {

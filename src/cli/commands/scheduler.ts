@@ -4,7 +4,7 @@ import { ConfigError } from '../../errors.js';
 import { SnapshotPublisher } from '../../metrics/snapshot-publisher.js';
 import { cliLogger, configFor } from '../context.js';
 import { integer } from '../parse.js';
-import { waitForShutdown } from '../shutdown.js';
+import { waitForShutdown } from '../process/shutdown.js';
 
 /** The `scheduler` command. */
 export function schedulerCommand(): Command {

@@ -8,9 +8,9 @@ import type { FleetWorker } from '../../worker/fleet-worker.js';
 import { resolveFleetWorkerOptions } from '../../worker/worker-options.js';
 import { cliLogger, configFor, print } from '../context.js';
 import { loadUserModule } from '../load-module.js';
-import type { MetricsServer } from '../metrics-server.js';
 import { collect, integer, oneOf } from '../parse.js';
-import { waitForShutdown } from '../shutdown.js';
+import type { MetricsServer } from '../process/metrics-server.js';
+import { waitForShutdown } from '../process/shutdown.js';
 import type { RunningSchedules } from '../start-schedules.js';
 
 interface WorkerFlags {
@@ -90,7 +90,7 @@ export function workerCommand(): Command {
       // Bound first, so a port in use fails before anything connects; /health says 503 until fetching.
       let metricsServer: MetricsServer | undefined;
       if (flags.metricsPort !== undefined) {
-        const { startMetricsServer } = await import('../metrics-server.js');
+        const { startMetricsServer } = await import('../process/metrics-server.js');
         const { authorised } = await import('../../../dashboard/auth.js');
         metricsServer = await startMetricsServer({
           host: flags.metricsHost,

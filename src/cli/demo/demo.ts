@@ -11,7 +11,7 @@ import { migrateTenants } from '../../scheduler/tenant-migrations.js';
 import { loadConfig } from '../config.js';
 import { cliLogger, type GlobalFlags, print } from '../context.js';
 import { cronPattern, integer } from '../parse.js';
-import { waitForShutdown } from '../shutdown.js';
+import { waitForShutdown } from '../process/shutdown.js';
 import { deleteRedisPrefix } from './cleanup.js';
 import { type DemoDashboard, startDemoDashboard } from './dashboard.js';
 import { DEMO_TENANTS, demoPaths, NOISY_TENANT, seedDemoTenants, sqliteReadCommand } from './setup.js';
