@@ -136,7 +136,11 @@ describe.each(kinds)('OrgRegistry on $name: bad add, update and provision', (dbC
     const rows = await registry.list();
     if (!postgres) return { rows };
     const schemas = await admin.query('SELECT schema_name FROM information_schema.schemata ORDER BY 1');
-    const dbs = await admin.query('SELECT datname FROM pg_database ORDER BY 1');
+    // Other suites create and drop databases on the same server meanwhile, each named by
+    // uniqueName (`<prefix>_<8 hex>`); a row here could only create one named otherwise.
+    const dbs = await admin.query(
+      "SELECT datname FROM pg_database WHERE datname !~ '_[0-9a-f]{8}$' ORDER BY 1",
+    );
     return { rows, schemas, dbs };
   }
 
