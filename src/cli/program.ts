@@ -1,9 +1,7 @@
 /** The `tenant-fleet` program: global flags and one command group per file. */
-import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { redactUrl } from '../redact.js';
+import { packageVersion } from '../version.js';
 import { configCommand } from './commands/config.js';
 import { dashboardCommand } from './commands/dashboard.js';
 import { enqueueCommand } from './commands/enqueue.js';
@@ -73,21 +71,4 @@ function configureAll(command: Command): void {
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({ writeErr: (text) => process.stderr.write(redactUrl(text)) });
   for (const sub of command.commands) configureAll(sub);
-}
-
-function packageVersion(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++) {
-    try {
-      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {
-        name?: string;
-        version?: string;
-      };
-      if (pkg.name === 'tenant-fleet' && pkg.version) return pkg.version;
-    } catch {
-      // Not here: look one folder up.
-    }
-    dir = dirname(dir);
-  }
-  return '0.0.0';
 }
