@@ -6,16 +6,18 @@
  * handlers module that imports `'tenant-fleet'`.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, expectTypeOf, it } from 'vitest';
 import type { Org, OrgListOptions, OrgRegistry, SecretsResolver } from '../src/index.js';
-import { childEnv, startCli } from './cli/support.js';
+import { connect } from '../src/tenancy/drivers/index.js';
+import { type CliProcess, childEnv, startCli } from './cli/support.js';
+import { deletePrefix } from './queue/engines.js';
 import { requireBuilt } from './support/built.js';
 import { postgresCase } from './support/databases.js';
-import { tempDir } from './support/services.js';
+import { PG_URL, REDIS_URL, tempDir, uniqueName, withDatabase } from './support/services.js';
 import { until } from './support/wait.js';
 
 const run = promisify(execFile);
@@ -155,6 +157,123 @@ export default defineHandlers({
       await store.drop();
     }
   }, 600_000);
+
+  it("runs README's walk with the installed package: tenants, migrations, a worker, a job, a schedule", async () => {
+    const bin = join(dir, 'node_modules', '.bin', 'tenant-fleet');
+    expect(existsSync(bin), 'the package installed by the test above').toBe(true);
+    const store = await pg.createStore();
+    const globexDb = uniqueName('globex');
+    const prefix = uniqueName('readme');
+    const env = {
+      FLEET_REGISTRY_URL: store.url,
+      FLEET_REDIS_URL: REDIS_URL,
+      FLEET_PREFIX: prefix,
+      GLOBEX_DB_URL: withDatabase(PG_URL, globexDb),
+    };
+    const npx = (args: string[]) =>
+      run('npx', ['tenant-fleet', ...args], { cwd: dir, env: childEnv(env), maxBuffer: 1 << 24 });
+    const rows = async (url: string, table: string) => {
+      const conn = await connect(url);
+      try {
+        return (await conn.query<{ month: string }>(`SELECT month FROM ${table} ORDER BY month`)).map(
+          (r) => r.month,
+        );
+      } finally {
+        await conn.close();
+      }
+    };
+    const started: CliProcess[] = [];
+    try {
+      writeFileSync(join(dir, 'fleet.config.json'), JSON.stringify({ logLevel: 'warn' }));
+      // 1. The registry and its tenants.
+      await npx(['orgs', 'add', 'acme', '--provision']);
+      await npx([
+        'orgs',
+        'add',
+        'globex',
+        '--mode',
+        'database',
+        '--database-url',
+        'env://GLOBEX_DB_URL',
+        '--weight',
+        '3',
+        '--provision',
+      ]);
+      expect((await npx(['orgs', 'list'])).stdout).toMatch(/acme[\s\S]*globex/);
+      // 2. The tenants' tables.
+      mkdirSync(join(dir, 'migrations'), { recursive: true });
+      writeFileSync(
+        join(dir, 'migrations', '001_create_report_runs.sql'),
+        'create table report_runs (month text not null, at timestamptz not null default now());',
+      );
+      await npx(['migrate', '--dir', 'migrations/']);
+      // 3. A handler per queue (README's handlers.ts, as plain JavaScript).
+      writeFileSync(
+        join(dir, 'readme-handlers.mjs'),
+        `import { defineHandlers } from 'tenant-fleet';
+export default defineHandlers({
+  reports: async (job, ctx) => {
+    await ctx.db.query('insert into report_runs (month) values ($1)', [job.data.month]);
+  },
+});
+`,
+      );
+      // 4. A worker.
+      const worker = startCli(['worker', '--handlers', './readme-handlers.mjs', '--concurrency', '16'], {
+        cwd: dir,
+        cli: bin,
+        env,
+      });
+      started.push(worker);
+      // 5. A job.
+      await npx([
+        'enqueue',
+        'reports',
+        'acme',
+        'monthly',
+        '--data',
+        '{"month":"2026-11"}',
+        '--attempts',
+        '3',
+      ]);
+      await until(
+        async () => (await rows(store.url, 'acme.report_runs')).includes('2026-11'),
+        "acme's job to run",
+      );
+      // 6. A schedule (every second here, nightly in README).
+      writeFileSync(
+        join(dir, 'fleet.config.json'),
+        JSON.stringify({
+          logLevel: 'warn',
+          schedules: [
+            {
+              id: 'nightly-report',
+              cron: '* * * * * *',
+              queue: 'reports',
+              name: 'nightly',
+              data: { month: 'current' },
+            },
+          ],
+        }),
+      );
+      const scheduler = startCli(['scheduler'], { cwd: dir, cli: bin, env });
+      started.push(scheduler);
+      await until(
+        async () => (await rows(env.GLOBEX_DB_URL, 'report_runs')).includes('current'),
+        "the schedule's job to run for globex",
+      );
+      for (const child of [scheduler, worker]) {
+        child.child.kill('SIGTERM');
+        expect(await child.exit).toBe(0);
+      }
+    } finally {
+      for (const child of started) if (child.child.exitCode === null) child.child.kill('SIGKILL');
+      await deletePrefix(prefix);
+      await store.drop();
+      const admin = await connect(PG_URL);
+      await admin.query(`DROP DATABASE IF EXISTS "${globexDb}" WITH (FORCE)`).finally(() => admin.close());
+    }
+  }, 120_000);
 });
 
 describe('the public types', () => {
