@@ -1,6 +1,7 @@
 /** Value parsers for command-line flags: a bad value is a usage error (exit code 2). */
 import { InvalidArgumentError } from 'commander';
 import { Cron } from 'croner';
+import { isCronPattern } from '../scheduler/fan-out-options.js';
 
 /** An integer ≥ `min`. */
 export function integer(min: number): (value: string) => number {
@@ -51,17 +52,6 @@ export function oneOf<T extends string>(choices: readonly T[]): (value: string) 
 /** Collects a repeatable flag's values. */
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
-}
-
-/**
- * Whether `value` has the shape of a cron pattern the scheduler takes: 5 fields, or 6
- * with seconds first, or a nickname such as `@daily`. (croner also reads a 7th field, the
- * year, which the scheduler does not promise.)
- */
-export function isCronPattern(value: string): boolean {
-  if (/^@[a-z]+$/.test(value.trim())) return true;
-  const fields = value.trim().split(/\s+/).filter(Boolean).length;
-  return fields === 5 || fields === 6;
 }
 
 /**

@@ -108,12 +108,29 @@ export function validateFanOut(options: FanOutOptions, maxDataBytes: number): Re
   return { ...options, catchUp };
 }
 
+/**
+ * Whether `value` has the shape of a cron pattern the scheduler takes: 5 fields, or 6
+ * with seconds first, or a nickname such as `@daily`. (croner also reads a 7th field, the
+ * year, which the scheduler does not promise.)
+ */
+export function isCronPattern(value: string): boolean {
+  if (/^@[a-z]+$/.test(value.trim())) return true;
+  const fields = value.trim().split(/\s+/).filter(Boolean).length;
+  return fields === 5 || fields === 6;
+}
+
 /** The paused croner job of a schedule; {@link ValidationError} for a bad pattern or zone. */
 export function makeCron(options: FanOutOptions): Cron {
   if (typeof options.cron !== 'string') {
     throw new ValidationError(
       'cron',
       `Expected \`cron\` to be a cron pattern, got ${describe(options.cron)}`,
+    );
+  }
+  if (!isCronPattern(options.cron)) {
+    throw new ValidationError(
+      'cron',
+      `Expected \`cron\` to be a cron pattern of 5 fields, or 6 with seconds first, got ${describe(options.cron)}`,
     );
   }
   if (options.timezone !== undefined && typeof options.timezone !== 'string') {

@@ -114,6 +114,11 @@ const fanOutRows: Row[] = [
   ['jobOptions with a delay', { ...valid, jobOptions: { delayMs: 10 } }, 'jobOptions'],
   ['cron not a pattern', { ...valid, cron: 'every day' }, 'cron'],
   ['cron a number', { ...valid, cron: 5 }, 'cron'],
+  [
+    'cron of 7 fields (croner reads a year; the scheduler promises 5 or 6)',
+    { ...valid, cron: '0 0 3 * * * 2027' },
+    'cron',
+  ],
   ['timezone unknown', { ...valid, timezone: 'Mars/Olympus_Mons' }, 'timezone'],
   ['timezone a number', { ...valid, timezone: 1 }, 'timezone'],
   ['catchUp all', { ...valid, catchUp: 'all' }, 'catchUp'],
