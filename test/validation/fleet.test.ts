@@ -6,13 +6,7 @@
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  ConfigError,
-  type FleetError,
-  TenantInactiveError,
-  UnknownTenantError,
-  ValidationError,
-} from '../../src/errors.js';
+import { ConfigError, TenantInactiveError, UnknownTenantError, ValidationError } from '../../src/errors.js';
 import type { FleetJob } from '../../src/fleet.js';
 import { Fleet } from '../../src/fleet.js';
 import type { FleetOptions } from '../../src/fleet-options.js';
@@ -20,31 +14,13 @@ import { MAX_DURATION_MS } from '../../src/validate.js';
 import { deletePrefix } from '../queue/engines.js';
 import { type PgWorld, pgWorld } from '../support/pools-fixture.js';
 import { PG_URL, REDIS_URL, uniqueName, withDatabase } from '../support/services.js';
-
-type ErrorClass = new (...args: never[]) => FleetError;
-
-function fieldOf(err: unknown): string | undefined {
-  if (err instanceof ConfigError) return err.option;
-  if (err instanceof ValidationError) return err.field;
-  return undefined;
-}
-
-const TOO_LONG = 3_000_000_000;
+import { type ErrorClass, fieldOf, keysUnder, TOO_LONG } from '../support/validation.js';
 
 let world: PgWorld;
 let redis: Redis;
 let prefix: string;
 /** Keys under the test's prefix (SCAN, never KEYS, on a shared server). */
-async function keys(): Promise<number> {
-  let count = 0;
-  let cursor = '0';
-  do {
-    const [next, found] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    cursor = next;
-    count += found.length;
-  } while (cursor !== '0');
-  return count;
-}
+const keys = () => keysUnder(redis, prefix);
 
 beforeAll(async () => {
   world = await pgWorld();

@@ -6,29 +6,13 @@
  * timer can hold (2147483647 ms) and every size at its documented bound.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  ConfigError,
-  type FleetError,
-  TenantInactiveError,
-  UnknownTenantError,
-  ValidationError,
-} from '../../src/errors.js';
+import { ConfigError, TenantInactiveError, UnknownTenantError, ValidationError } from '../../src/errors.js';
 import type { TenantPoolsOptions } from '../../src/tenancy/tenant-pools/options.js';
 import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
 import { MAX_DURATION_MS } from '../../src/validate.js';
 import { type PgWorld, pgWorld } from '../support/pools-fixture.js';
 import { PG_URL, uniqueName, withDatabase } from '../support/services.js';
-
-type ErrorClass = new (...args: never[]) => FleetError;
-
-/** The field a FleetError names: `option` of a ConfigError, `field` of a ValidationError. */
-function fieldOf(err: unknown): string | undefined {
-  if (err instanceof ConfigError) return err.option;
-  if (err instanceof ValidationError) return err.field;
-  return undefined;
-}
-
-const TOO_LONG = 3_000_000_000;
+import { type ErrorClass, fieldOf, TOO_LONG } from '../support/validation.js';
 
 let world: PgWorld;
 let tenantDb: { name: string; url: string };

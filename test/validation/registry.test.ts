@@ -21,15 +21,7 @@ import { ChainSecretsResolver } from '../../src/tenancy/secrets.js';
 import { type DatabaseCase, mysqlCase, postgresCase, type Store, sqliteCase } from '../support/databases.js';
 import { closedPort } from '../support/net.js';
 import { MYSQL_URL, PG_URL, uniqueName, withDatabase } from '../support/services.js';
-
-type ErrorClass = new (...args: never[]) => FleetError;
-
-/** The field a FleetError names: `field` of a ValidationError, `option` of a ConfigError. */
-function fieldOf(err: unknown): string | undefined {
-  if (err instanceof ValidationError) return err.field;
-  if (err instanceof ConfigError) return err.option;
-  return undefined;
-}
+import { type ErrorClass, fieldOf } from '../support/validation.js';
 
 async function caught(fn: () => Promise<unknown>): Promise<unknown> {
   return fn().then(

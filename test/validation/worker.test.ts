@@ -16,8 +16,7 @@ import type { FleetWorkerOptions } from '../../src/worker/worker-options.js';
 import { deletePrefix } from '../queue/engines.js';
 import { type PgWorld, pgWorld } from '../support/pools-fixture.js';
 import { REDIS_URL, uniqueName } from '../support/services.js';
-
-const TOO_LONG = 3_000_000_000;
+import { keysUnder, TOO_LONG } from '../support/validation.js';
 
 let world: PgWorld;
 let redis: Redis;
@@ -27,16 +26,7 @@ let prefix: string;
 const queue = uniqueName('q');
 
 /** Keys under the test's prefix (SCAN, never KEYS, on a shared server). */
-async function keys(): Promise<number> {
-  let count = 0;
-  let cursor = '0';
-  do {
-    const [next, found] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    cursor = next;
-    count += found.length;
-  } while (cursor !== '0');
-  return count;
-}
+const keys = () => keysUnder(redis, prefix);
 
 beforeAll(async () => {
   world = await pgWorld();
