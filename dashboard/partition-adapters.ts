@@ -6,8 +6,8 @@
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import type { BaseAdapter } from '@bull-board/api/dist/queueAdapters/base.js';
 import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
 import type { BullMqEngine } from '../src/queue/bullmq/bullmq-engine.js';
+import { openConnection } from '../src/queue/bullmq/cluster/connection.js';
 import { partitionName } from '../src/queue/bullmq/partitions.js';
 import type { MemoryEngine } from '../src/queue/memory/memory-engine.js';
 import { MemoryPartitionAdapter } from './memory-adapter.js';
@@ -28,18 +28,14 @@ export interface PartitionAdapters {
 
 /** BullMQ partitions through BullMQ's own `Queue`: bull-board's writes work (unless `readOnly`). */
 export function bullMqAdapters(engine: BullMqEngine, readOnly: boolean): PartitionAdapters {
-  const { connection, prefix } = engine.options;
-  const ownsRedis = typeof connection === 'string';
-  const redis = ownsRedis
-    ? new Redis(connection, { connectionName: 'tenant-fleet:dashboard', maxRetriesPerRequest: null })
-    : connection;
+  const { redis, owns: ownsRedis } = openConnection(engine.options.connection, 'tenant-fleet:dashboard');
   if (ownsRedis) redis.on('error', () => {});
   let closed: Promise<void> | null = null;
   return {
     create(queue, tenant) {
       const partition = new Queue(partitionName(queue, tenant), {
         connection: redis,
-        prefix,
+        prefix: engine.partitionPrefix(queue, tenant),
         skipVersionCheck: true,
       } as never);
       return {

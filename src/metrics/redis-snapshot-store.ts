@@ -1,17 +1,22 @@
 /**
  * Process snapshots on Redis, beside the fleet's queues: one string key per process
- * (`<prefix>:#fleet:process:<id>`, JSON, expiring after `ttlMs`) and a sorted set of the
- * ids by heartbeat, so a reader lists the processes without a SCAN. Ids whose key has
+ * (`<prefix>:{#fleet}:process:<id>`, JSON, expiring after `ttlMs`) and a sorted set of the
+ * ids by heartbeat, so a reader lists the processes without a SCAN. The `{#fleet}` hash
+ * tag keeps them in one slot, so the MULTI and MGET below also work on Redis Cluster. Ids whose key has
  * expired (a process that died) are dropped from the set by the next reader.
  */
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { type BullMqConnection, openConnection } from '../queue/bullmq/cluster/connection.js';
 import type { ProcessSnapshot } from './snapshot.js';
 import type { SnapshotStore } from './snapshot-store.js';
 
 /** Options of {@link RedisSnapshotStore}. */
 export interface RedisSnapshotStoreOptions {
-  /** A URL (the store opens and closes its own connection) or an ioredis instance (left open). */
-  connection: string | Redis;
+  /**
+   * A URL or cluster seed nodes (the store opens and closes its own connection) or an
+   * ioredis `Redis` / `Cluster` (left open); as the BullMQ engine's `connection`.
+   */
+  connection: BullMqConnection;
   /** The fleet's key prefix (the engine's `prefix`). @default 'fleet' */
   prefix?: string;
 }
@@ -27,22 +32,20 @@ export class RedisSnapshotStore implements SnapshotStore {
   #closed: Promise<void> | null = null;
 
   constructor(options: RedisSnapshotStoreOptions) {
-    this.#owns = typeof options.connection === 'string';
-    this.#redis =
-      typeof options.connection === 'string'
-        ? new Redis(options.connection, { connectionName: 'tenant-fleet:snapshots', maxRetriesPerRequest: 1 })
-        : options.connection;
+    const { redis, owns } = openConnection(options.connection, 'tenant-fleet:snapshots', 1);
+    this.#owns = owns;
+    this.#redis = redis;
     // An unheard 'error' event would crash the process; a failed command rejects anyway.
     if (this.#owns) this.#redis.on('error', () => {});
     this.#prefix = options.prefix ?? 'fleet';
   }
 
   #key(id: string): string {
-    return `${this.#prefix}:#fleet:process:${id}`;
+    return `${this.#prefix}:{#fleet}:process:${id}`;
   }
 
   get #index(): string {
-    return `${this.#prefix}:#fleet:processes`;
+    return `${this.#prefix}:{#fleet}:processes`;
   }
 
   async publish(snapshot: ProcessSnapshot, ttlMs: number): Promise<void> {

@@ -109,9 +109,13 @@ describe('fleet snapshots', () => {
       await store.publish(snapshot('short'), 150);
       await store.publish(snapshot('long'), 60_000);
       expect((await store.list()).map((s) => s.id).sort()).toEqual(['long', 'short']);
-      await until(async () => (await redis.exists(`${prefix}:#fleet:process:short`)) === 0, 'expiry', WITHIN);
+      await until(
+        async () => (await redis.exists(`${prefix}:{#fleet}:process:short`)) === 0,
+        'expiry',
+        WITHIN,
+      );
       expect((await store.list()).map((s) => s.id)).toEqual(['long']);
-      expect(await redis.zrange(`${prefix}:#fleet:processes`, 0, -1)).toEqual(['long']);
+      expect(await redis.zrange(`${prefix}:{#fleet}:processes`, 0, -1)).toEqual(['long']);
     } finally {
       await store.close();
       await redis.quit();

@@ -28,10 +28,8 @@ describe('BullMQ engine: jobs put in with BullMQ’s own API', () => {
   beforeAll(async () => {
     reg = await openRegistry();
     tenant = (await reg.addTenants(1, {}, 'own'))[0]!;
-    fleet = await Fleet.open({
-      engine: new BullMqEngine({ connection: REDIS_URL, prefix }),
-      registry: reg.registry,
-    });
+    const engine = new BullMqEngine({ connection: REDIS_URL, prefix });
+    fleet = await Fleet.open({ engine, registry: reg.registry });
     fleet.worker(
       queue,
       async (job) => {
@@ -40,7 +38,10 @@ describe('BullMQ engine: jobs put in with BullMQ’s own API', () => {
       },
       { borrowConnection: false },
     );
-    bull = new Queue(partitionName(queue, tenant), { connection: { url: REDIS_URL }, prefix });
+    bull = new Queue(partitionName(queue, tenant), {
+      connection: { url: REDIS_URL },
+      prefix: engine.partitionPrefix(queue, tenant),
+    });
   });
 
   afterAll(async () => {

@@ -11,7 +11,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { type Job, type RedisQueueBackend, raw2NextJobData } from 'bullmq';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { ClosedError, redactUrl } from '../../errors.js';
 import type {
   ActiveJob,
@@ -33,10 +33,12 @@ import {
   normaliseJobs,
   serialiseResult,
 } from '../job-input.js';
-import { readBatchProgress } from './batches.js';
+import { readBatchProgress, touchBatchShards } from './batches.js';
+import { duplicateConnection, openConnection } from './cluster/connection.js';
+import { KeyLayout } from './cluster/key-layout.js';
 import { enqueueJobs } from './enqueue.js';
 import { completeJob, type FinishContext, failJob } from './finish.js';
-import { type BullMqLease, isLostLock, readJobInfo, toActiveJob } from './jobs.js';
+import { type BullMqLease, isLostLock, readJobCounts, readJobInfo, toActiveJob } from './jobs.js';
 import { extendLocks, recoverStalled } from './locks.js';
 import { MarkerSweep } from './marker-sweep.js';
 import {
@@ -64,6 +66,7 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
 
   readonly #redis: Redis & FleetCommands;
   readonly #ownsConnection: boolean;
+  readonly #layout: KeyLayout;
   readonly #partitions: PartitionCache;
   readonly #index: ReadyIndex;
   readonly #sweep: MarkerSweep; // each readyTenants may sweep for jobs put in by BullMQ's own API
@@ -73,25 +76,31 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     super();
     this.options = resolveBullMqEngineOptions(options);
     const { connection, clientName } = this.options;
-    this.#ownsConnection = typeof connection === 'string';
-    const redis =
-      typeof connection === 'string'
-        ? // maxRetriesPerRequest null: during an outage or CLIENT PAUSE, commands wait instead of failing.
-          new Redis(connection, { connectionName: clientName, maxRetriesPerRequest: null })
-        : connection;
+    const { redis, owns } = openConnection(connection, clientName);
+    this.#ownsConnection = owns;
+    this.#layout = new KeyLayout(this.options.prefix, this.options.shards);
     const onError = (error: Error): void => {
       error.message = redactUrl(error.message);
       this.emit('redis:error', { error });
     };
     if (this.#ownsConnection) redis.on('error', onError);
     this.#redis = withFleetCommands(redis);
-    this.#partitions = new PartitionCache(redis, this.options, onError);
-    this.#index = new ReadyIndex(this.#redis, this.options.prefix, () => {
-      const subscriber = redis.duplicate({ connectionName: `${clientName}:sub`, maxRetriesPerRequest: null });
+    this.#partitions = new PartitionCache(redis, this.options, this.#layout, onError);
+    this.#index = new ReadyIndex(this.#redis, this.#layout, () => {
+      const subscriber = duplicateConnection(redis, `${clientName}:sub`);
       subscriber.on('error', onError);
       return subscriber;
     });
-    this.#sweep = new MarkerSweep(redis, this.options.prefix, this.#index, this.#partitions, onError);
+    this.#sweep = new MarkerSweep(redis, this.#layout, this.#index, this.#partitions, onError);
+  }
+
+  /**
+   * BullMQ's `prefix` of a tenant's partition of `queue` (the BullMQ queue
+   * `<queue>.<tenant>`), for BullMQ's own `Queue`, bull-board, or scripts: it carries the
+   * partition's hash tag, `<prefix>:{<queue>}` (or `{<queue>#<shard>}` with `shards` > 1).
+   */
+  partitionPrefix(queue: string, tenant: string): string {
+    return this.#layout.partitionPrefix(checkQueueName(queue), checkTenant(tenant));
   }
 
   /** BullMQ Worker objects cached right now (bounded by `maxCachedPartitions` plus those in use). */
@@ -115,7 +124,7 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
   async enqueueCounted<Data>(queue: string, jobs: readonly EnqueueJob<Data>[]): Promise<EnqueueOutcome> {
     this.#checkOpen();
     const normalised = normaliseJobs(queue, jobs, this.options.maxDataBytes);
-    return enqueueJobs(this.#partitions, this.#index, this.options, queue, normalised);
+    return enqueueJobs(this.#partitions, this.#index, this.#layout, this.options, queue, normalised);
   }
 
   async readyTenants(queue: string): Promise<string[]> {
@@ -171,7 +180,7 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     }
     if (job.deferredFailure) {
       // BullMQ's stalled sweep marks a job that stalled too often to fail on its next fetch.
-      const context = this.#contextOf(partition.worker.getBackend() as RedisQueueBackend);
+      const context = this.#contextOf(partition.worker.getBackend() as RedisQueueBackend, queue, tenant);
       await failJob(context, job, token, new Error(job.deferredFailure));
       return 'retry';
     }
@@ -292,27 +301,10 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     await this.#index.publish(queue);
   }
 
-  /**
-   * Waiting, active and delayed as BullMQ holds them now; completed and failed are the
-   * exact totals BullMQ's metrics count as it finishes each job (finished job bodies
-   * themselves are trimmed to `keepCompleted` / `keepFailed`).
-   */
+  /** BullMQ's counts of the partition; see readJobCounts. */
   async counts(queue: string, tenant: string): Promise<JobCounts> {
     this.#checkOpen();
-    const backend = this.#partitions.backend(checkQueueName(queue), checkTenant(tenant));
-    const [current, completed, failed] = await Promise.all([
-      backend.getCounts(['wait', 'prioritized', 'active', 'delayed']),
-      this.#redis.hget(backend.toKey('metrics:completed'), 'count'),
-      this.#redis.hget(backend.toKey('metrics:failed'), 'count'),
-    ]);
-    const [wait, prioritized, active, delayed] = current.map((n) => Number(n) || 0);
-    return {
-      waiting: wait! + prioritized!,
-      active: active!,
-      delayed: delayed!,
-      completed: Number(completed ?? 0),
-      failed: Number(failed ?? 0),
-    };
+    return readJobCounts(this.#redis, this.#partitions.backend(checkQueueName(queue), checkTenant(tenant)));
   }
 
   async getJob(queue: string, tenant: string, id: string): Promise<JobInfo | null> {
@@ -323,19 +315,19 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
 
   async batchProgress(batchId: string): Promise<BatchProgress> {
     this.#checkOpen();
-    return readBatchProgress(this.#redis, this.#index.batchKey(batchId));
+    return readBatchProgress(this.#redis, this.#layout, batchId);
   }
 
   async purge(queue: string, tenant?: string): Promise<string[]> {
     this.#checkOpen();
     const slug = tenant === undefined ? null : checkTenant(tenant);
-    return purgePartitions(this.#redis, this.#index, this.options.prefix, checkQueueName(queue), slug);
+    return purgePartitions(this.#redis, this.#layout, checkQueueName(queue), slug);
   }
 
   /** Purges `tenant`'s partitions of every queue it has jobs in; resolves to those queues, sorted. */
   purgeTenant(tenant: string): Promise<string[]> {
     this.#checkOpen();
-    return purgeTenant(this.#redis, this.#index, this.options.prefix, checkTenant(tenant));
+    return purgeTenant(this.#redis, this.#layout, checkTenant(tenant));
   }
 
   /** Closes the Workers, the subscriber and (if the engine opened it) the connection; idempotent. */
@@ -385,10 +377,17 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
   #finishContext(job: ActiveJob): FinishContext {
     const partition = this.#partitions.cached(job.queue, job.tenant);
     if (!partition) throw new Error(`no cached partition for held job ${job.queue}.${job.tenant}/${job.id}`);
-    return this.#contextOf(partition.worker.getBackend() as RedisQueueBackend);
+    return this.#contextOf(partition.worker.getBackend() as RedisQueueBackend, job.queue, job.tenant);
   }
 
-  #contextOf(backend: RedisQueueBackend): FinishContext {
-    return { backend, batchKey: (id) => this.#index.batchKey(id), batchTtlMs: this.options.batchTtlMs };
+  #contextOf(backend: RedisQueueBackend, queue: string, tenant: string): FinishContext {
+    const layout = this.#layout;
+    const ttl = this.options.batchTtlMs;
+    return {
+      backend,
+      batchKey: (id) => layout.batchCountsKey(layout.tag(queue, layout.shardOf(tenant)), id),
+      touchBatch: (id) => touchBatchShards(this.#redis, layout, id, ttl),
+      batchTtlMs: ttl,
+    };
   }
 }

@@ -5,7 +5,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { EnqueueOutcome } from '../engine.js';
+import { getOrCreate } from '../get-or-create.js';
 import type { NormalisedJob } from '../job-input.js';
+import { recordBatchShards } from './batches.js';
+import type { KeyLayout } from './cluster/key-layout.js';
 import { toBullJobJson } from './jobs.js';
 import type { ResolvedBullMqEngineOptions } from './options.js';
 import type { PartitionCache } from './partitions.js';
@@ -15,31 +18,60 @@ import type { FleetMulti } from './scripts.js';
 /** Jobs per MULTI: keeps each EXEC short for the other clients. */
 const MULTI_CHUNK = 500;
 
-/** Adds `jobs` (already validated) in MULTIs of up to 500; ids in order, and how many were new. */
+/**
+ * Adds `jobs` (already validated) in MULTIs of up to 500 jobs of one shard each (a MULTI
+ * stays within one hash slot on Redis Cluster); ids in order, and how many were new.
+ */
 export async function enqueueJobs(
   partitions: PartitionCache,
   index: ReadyIndex,
+  layout: KeyLayout,
   options: ResolvedBullMqEngineOptions,
   queue: string,
   jobs: readonly NormalisedJob[],
 ): Promise<EnqueueOutcome> {
-  const outcome: EnqueueOutcome = { ids: [], added: 0 };
-  for (let i = 0; i < jobs.length; i += MULTI_CHUNK) {
-    const chunk = jobs.slice(i, i + MULTI_CHUNK);
-    const { ids, added } = await enqueueChunk(partitions, index, options, queue, chunk);
-    outcome.ids.push(...ids);
-    outcome.added += added;
-  }
+  const outcome: EnqueueOutcome = { ids: new Array<string>(jobs.length), added: 0 };
+  const byShard = new Map<number, number[]>();
+  jobs.forEach((job, i) => {
+    getOrCreate(byShard, layout.shardOf(job.tenant), () => []).push(i);
+  });
+  const batches = new Map<string, Set<string>>();
+  for (const job of jobs)
+    if (job.batchId !== null)
+      getOrCreate(batches, job.batchId, () => new Set()).add(layout.tag(queue, layout.shardOf(job.tenant)));
+  // Listed before the jobs exist: a shard listed early reads as zeros until then.
+  await recordBatchShards(partitions.redis, layout, batches, options.batchTtlMs);
+  await Promise.all(
+    [...byShard.values()].map(async (positions) => {
+      for (let i = 0; i < positions.length; i += MULTI_CHUNK) {
+        const chunk = positions.slice(i, i + MULTI_CHUNK);
+        const { ids, added } = await enqueueChunk(
+          partitions,
+          index,
+          layout,
+          options,
+          queue,
+          chunk.map((position) => jobs[position]!),
+        );
+        chunk.forEach((position, j) => {
+          outcome.ids[position] = ids[j]!;
+        });
+        outcome.added += added;
+      }
+    }),
+  );
   return outcome;
 }
 
 /**
- * Adds `jobs` (already validated) to `queue` in one MULTI; resolves to their ids in order
- * and how many were new (an EXISTS of the job's hash, in the same MULTI, before its add).
+ * Adds `jobs` (already validated, all of one shard) to `queue` in one MULTI; resolves to
+ * their ids in order and how many were new (an EXISTS of the job's hash, in the same
+ * MULTI, before its add).
  */
 async function enqueueChunk(
   partitions: PartitionCache,
   index: ReadyIndex,
+  layout: KeyLayout,
   options: ResolvedBullMqEngineOptions,
   queue: string,
   jobs: readonly NormalisedJob[],
@@ -48,6 +80,7 @@ async function enqueueChunk(
   const keep = { completed: options.keepCompleted, failed: options.keepFailed };
   const client = await partitions.backend(queue, jobs[0]!.tenant).client;
   const multi = client.multi() as unknown as FleetMulti;
+  const tag = layout.tag(queue, layout.shardOf(jobs[0]!.tenant));
   const readyAt = new Map<string, number>();
   const addIndexes: number[] = [];
   // Per job, the index of its EXISTS reply; -1 for a job with a fresh id (always new).
@@ -67,7 +100,7 @@ async function enqueueChunk(
     backend.addJobToTransaction(multi as never, toBullJobJson(job, now, keep) as never, id).catch(() => {});
     addIndexes.push(commands++);
     if (job.batchId !== null) {
-      const batchKey = index.batchKey(job.batchId);
+      const batchKey = layout.batchCountsKey(tag, job.batchId);
       if (job.jobId === null) {
         multi.hincrby(batchKey, 'total', 1);
         multi.pexpire(batchKey, options.batchTtlMs);

@@ -13,7 +13,10 @@ import type { FleetMulti } from './scripts.js';
 export interface FinishContext {
   /** The partition Worker's backend: its options carry the metrics settings. */
   backend: RedisQueueBackend;
+  /** The counts hash of a batch in the job's shard. */
   batchKey: (batchId: string) => string;
+  /** Refreshes the expiry of the batch's list of shards (a key of its own slot). */
+  touchBatch: (batchId: string) => Promise<void>;
   /** How long a batch hash lives after its last change. */
   batchTtlMs: number;
 }
@@ -90,7 +93,8 @@ async function finishJob(
       String(finishedOn),
       context.batchTtlMs,
     );
-    const [error, result] = ((await multi.exec()) ?? [])[0] ?? [new Error('missing MULTI result'), null];
+    const [results] = await Promise.all([multi.exec(), context.touchBatch(batchId)]);
+    const [error, result] = (results ?? [])[0] ?? [new Error('missing MULTI result'), null];
     if (error) throw error;
     code = result;
   }

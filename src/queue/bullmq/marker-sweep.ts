@@ -5,7 +5,7 @@
  *
  * Why a sweep of BullMQ's `marker` keys, and not the alternatives:
  * - Every BullMQ script that makes a job ready (add, retry, promote, reprocess, a delay
- *   elapsed) writes the partition's `<prefix>:<queue>.<tenant>:marker` ZSET, the key a
+ *   elapsed) writes the partition's `<prefix>:{<tag>}:<queue>.<tenant>:marker` ZSET, the key a
  *   plain BullMQ Worker blocks on. The fleet's Workers never block (they fetch with
  *   `getNextJob(token, { block: false })`), so nothing else reads or removes it: a
  *   marker is exactly "something made a job ready here", whoever wrote it.
@@ -15,8 +15,8 @@
  *   a script calling BullMQ directly; the sweep covers both, so the dashboard's
  *   bull-board uses BullMQ's plain adapter.
  *
- * The sweep walks the keyspace with one SCAN cursor per logical queue, `SWEEP_COUNT`
- * keys per step and at most one step per `SWEEP_INTERVAL_MS`, so its cost on Redis is
+ * The sweep walks the keyspace with one SCAN cursor per logical queue and master (on
+ * Redis Cluster a step visits every master), `SWEEP_COUNT` keys per step and at most one step per `SWEEP_INTERVAL_MS`, so its cost on Redis is
  * bounded whatever the number of tenants. For each marker found, one script deletes it
  * and lists the tenant as ready when its partition has a job waiting (or due at the
  * first delayed job's time), then the queue's waiters are woken. A job put in by hand is
@@ -27,6 +27,8 @@
  * cheap script call each, harmless.
  */
 import type { Redis } from 'ioredis';
+import { globEscape, type KeyLayout } from './cluster/key-layout.js';
+import { scanTargets, targetName } from './cluster/scan.js';
 import type { PartitionCache } from './partitions.js';
 import type { ReadyIndex } from './ready-index.js';
 
@@ -36,6 +38,7 @@ export const SWEEP_COUNT = 1000;
 export const SWEEP_INTERVAL_MS = 500;
 
 const TENANT = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
+const MARKER = ':marker';
 
 /**
  * Deletes a partition's marker and lists the tenant as ready if a job waits (now) or is
@@ -57,15 +60,10 @@ return 0`;
 /** The engine's client with the sweep's script defined on it. */
 type SweepRedis = Redis & { fleetSweepMarker(...args: (string | number)[]): Promise<number> };
 
-/** Escapes Redis glob characters. */
-function globEscape(text: string): string {
-  return text.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
-}
-
 /** One engine's marker sweeps: a SCAN cursor per logical queue. */
 export class MarkerSweep {
   readonly #redis: SweepRedis;
-  readonly #prefix: string;
+  readonly #layout: KeyLayout;
   readonly #index: ReadyIndex;
   readonly #partitions: PartitionCache;
   readonly #onError: (error: Error) => void;
@@ -75,7 +73,7 @@ export class MarkerSweep {
 
   constructor(
     redis: Redis,
-    prefix: string,
+    layout: KeyLayout,
     index: ReadyIndex,
     partitions: PartitionCache,
     onError: (error: Error) => void,
@@ -83,7 +81,7 @@ export class MarkerSweep {
     if (typeof (redis as unknown as Partial<SweepRedis>).fleetSweepMarker !== 'function')
       redis.defineCommand('fleetSweepMarker', { numberOfKeys: 6, lua: SWEEP_MARKER });
     this.#redis = redis as SweepRedis;
-    this.#prefix = prefix;
+    this.#layout = layout;
     this.#index = index;
     this.#partitions = partitions;
     this.#onError = onError;
@@ -108,27 +106,37 @@ export class MarkerSweep {
     return queue;
   }
 
-  /** One SCAN step over `queue`'s partitions; resolves to the tenants listed as ready now. */
+  /** One SCAN step over `queue`'s partitions on every master; resolves to the tenants listed as ready now. */
   async step(queue: string): Promise<string[]> {
-    const head = `${this.#prefix}:${queue}.`;
-    const [cursor, found] = await this.#redis.scan(
-      this.#cursors.get(queue) ?? '0',
-      'MATCH',
-      `${globEscape(head)}*:marker`,
-      'COUNT',
-      SWEEP_COUNT,
+    // `{Q` then anything to `}`: the tags of every shard of Q (checked exactly below).
+    const pattern = `${globEscape(this.#layout.prefix)}:{${globEscape(queue)}*}:${globEscape(queue)}.*${MARKER}`;
+    const found = await Promise.all(
+      (await scanTargets(this.#redis)).map(async (node) => {
+        const at = `${queue}\u0000${targetName(node)}`;
+        const [cursor, keys] = await node.scan(
+          this.#cursors.get(at) ?? '0',
+          'MATCH',
+          pattern,
+          'COUNT',
+          SWEEP_COUNT,
+        );
+        this.#cursors.set(at, cursor);
+        return keys;
+      }),
     );
-    this.#cursors.set(queue, cursor);
     const tenants = found
-      .map((key) => key.slice(head.length, -':marker'.length))
-      .filter((tenant) => TENANT.test(tenant));
+      .flat()
+      .filter((key) => key.endsWith(MARKER))
+      .map((key) => this.#layout.parsePartitionKey(key))
+      .filter((owner) => owner !== null && owner.queue === queue && TENANT.test(owner.tenant))
+      .map((owner) => owner!.tenant);
     const now = Date.now();
     const listed = await Promise.all(
       tenants.map(async (tenant) => {
         const keys = this.#partitions.keys(queue, tenant);
         const ready = await this.#redis.fleetSweepMarker(
-          `${head}${tenant}:marker`,
-          this.#index.readyKey(queue),
+          `${this.#layout.partitionHead(queue, tenant)}marker`,
+          this.#index.readyKey(queue, tenant),
           keys.wait,
           keys.prioritized,
           keys.delayed,

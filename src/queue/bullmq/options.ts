@@ -2,17 +2,25 @@
  * Options of the BullMQ engine: one input type, one resolved type, one resolver with
  * the defaults in one object.
  */
-import type { Redis } from 'ioredis';
 import { ConfigError, describe } from '../../errors.js';
 import { durationOption, integerOption } from '../../validate.js';
+import { type BullMqConnection, checkConnection } from './cluster/connection.js';
 
 /** Options of {@link BullMqEngine}. */
 export interface BullMqEngineOptions {
   /**
-   * A `redis://` URL, or an ioredis instance shared with the caller. A passed-in
-   * instance is not closed by the engine; it must not use ioredis' `keyPrefix`.
+   * A `redis://` URL, an ioredis `Redis` or `Cluster` shared with the caller, or a Redis
+   * Cluster's seed nodes as `{ cluster: ['redis://host:port', { host, port }, …] }`. A
+   * passed-in instance is not closed by the engine; it must not use ioredis' `keyPrefix`.
    */
-  connection: string | Redis;
+  connection: BullMqConnection;
+  /**
+   * Hash slots each logical queue is spread over. Each tenant belongs to one shard (a
+   * stable hash of its slug) with its partitions and ready index; on Redis Cluster the
+   * shards of one busy queue land on different masters. Fixed for a prefix's life:
+   * changing it strands the jobs already waiting (see docs/engines.md). @default 1
+   */
+  shards?: number;
   /** Prefix of every Redis key the engine writes (BullMQ's `prefix`). @default 'fleet' */
   prefix?: string;
   /** `CLIENT SETNAME` of the connections the engine opens itself (`<name>` and `<name>:sub`). @default 'tenant-fleet' */
@@ -49,6 +57,7 @@ export type ResolvedBullMqEngineOptions = Required<BullMqEngineOptions>;
 
 const DEFAULTS = {
   prefix: 'fleet',
+  shards: 1,
   clientName: 'tenant-fleet',
   maxCachedPartitions: 1024,
   stalledIntervalMs: 5000,
@@ -65,6 +74,7 @@ const DEFAULTS = {
 // finish; a million kept jobs per partition is past what anyone reads; Redis refuses a
 // string over 512 MiB, so larger `data` could never be stored.
 const SIZES = {
+  shards: [1, 1024],
   maxCachedPartitions: [1, 100_000],
   maxStalledCount: [0, 1_000],
   keepCompleted: [1, 1_000_000],
@@ -79,28 +89,7 @@ export function resolveBullMqEngineOptions(options: BullMqEngineOptions): Resolv
   if (typeof options !== 'object' || options === null)
     throw new ConfigError('options', `Expected an options object, got ${describe(options)}`);
   const resolved = { ...DEFAULTS, ...options };
-  const { connection } = resolved;
-  if (typeof connection === 'string') {
-    if (!/^rediss?:\/\//.test(connection))
-      throw new ConfigError(
-        'connection',
-        'Expected `connection` to be a redis:// or rediss:// URL, got another string',
-      );
-  } else if (
-    typeof connection !== 'object' ||
-    connection === null ||
-    typeof connection.duplicate !== 'function'
-  ) {
-    throw new ConfigError(
-      'connection',
-      `Expected \`connection\` to be a URL or an ioredis instance, got ${describe(connection)}`,
-    );
-  } else if (connection.options.keyPrefix) {
-    throw new ConfigError(
-      'connection',
-      'Expected an ioredis instance without `keyPrefix`; use the `prefix` option instead',
-    );
-  }
+  checkConnection(resolved.connection);
   for (const field of ['prefix', 'clientName'] as const) {
     if (typeof resolved[field] !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(resolved[field]))
       throw new ConfigError(

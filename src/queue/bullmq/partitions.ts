@@ -3,6 +3,9 @@
  * named `<queue>.<tenant>`, so BullMQ's per-queue concurrency, rate limit, pause,
  * retries and bull-board all work per tenant.
  *
+ * A partition's BullMQ prefix carries its shard's hash tag (`P:{Q#s}`, see
+ * cluster/key-layout.ts), so BullMQ's scripts stay within one slot on Redis Cluster.
+ *
  * Every object runs over the engine's one shared command connection: the Workers are
  * built with a backend factory that passes `withBlockingConnection: false` (they fetch
  * with `getNextJob(token, { block: false })` and never block), and the stateless
@@ -12,6 +15,7 @@
  */
 import { type BackendFactory, createRedisBackend, type RedisQueueBackend, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
+import type { KeyLayout } from './cluster/key-layout.js';
 import type { ResolvedBullMqEngineOptions } from './options.js';
 import type { PartitionKeys } from './ready-index.js';
 
@@ -43,6 +47,7 @@ export function partitionName(queue: string, tenant: string): string {
 export class PartitionCache {
   readonly #redis: Redis;
   readonly #options: ResolvedBullMqEngineOptions;
+  readonly #layout: KeyLayout;
   readonly #onError: (error: Error) => void;
   readonly #base: RedisQueueBackend;
   /** Map order is recency: the first entry is the least recently used. */
@@ -50,9 +55,15 @@ export class PartitionCache {
   readonly #siblings = new Map<string, RedisQueueBackend>();
   readonly #closing = new Set<Promise<void>>();
 
-  constructor(redis: Redis, options: ResolvedBullMqEngineOptions, onError: (error: Error) => void) {
+  constructor(
+    redis: Redis,
+    options: ResolvedBullMqEngineOptions,
+    layout: KeyLayout,
+    onError: (error: Error) => void,
+  ) {
     this.#redis = redis;
     this.#options = options;
+    this.#layout = layout;
     this.#onError = onError;
     this.#base = createRedisBackend('fleet-base', {
       connection: redis,
@@ -63,6 +74,11 @@ export class PartitionCache {
       stalledInterval: options.stalledIntervalMs,
     } as Parameters<typeof createRedisBackend>[1]);
     this.#base.on('error', (error: Error) => onError(error));
+  }
+
+  /** The engine's command connection. */
+  get redis(): Redis {
+    return this.#redis;
   }
 
   /** Workers currently cached (for tests and stats). */
@@ -77,7 +93,7 @@ export class PartitionCache {
     if (sibling) {
       this.#siblings.delete(name);
     } else {
-      sibling = this.#base.forQueue(name) as RedisQueueBackend;
+      sibling = this.#base.forQueue(name, this.#layout.partitionPrefix(queue, tenant)) as RedisQueueBackend;
     }
     this.#siblings.set(name, sibling);
     if (this.#siblings.size > this.#options.maxCachedPartitions)
@@ -100,7 +116,7 @@ export class PartitionCache {
 
   /** Runs `fn` with the partition's Worker, which stays cached while `fn` runs. */
   async use<T>(queue: string, tenant: string, fn: (partition: WorkerPartition) => Promise<T>): Promise<T> {
-    const partition = this.#touch(partitionName(queue, tenant));
+    const partition = this.#touch(queue, tenant);
     partition.pins += 1;
     try {
       return await fn(partition);
@@ -139,7 +155,8 @@ export class PartitionCache {
     }
   }
 
-  #touch(key: string): WorkerPartition {
+  #touch(queue: string, tenant: string): WorkerPartition {
+    const key = partitionName(queue, tenant);
     let partition = this.#workers.get(key);
     if (partition) {
       this.#workers.delete(key);
@@ -149,7 +166,7 @@ export class PartitionCache {
         null,
         {
           connection: this.#redis,
-          prefix: this.#options.prefix,
+          prefix: this.#layout.partitionPrefix(queue, tenant),
           autorun: false,
           skipVersionCheck: true,
           maxStalledCount: this.#options.maxStalledCount,

@@ -1,13 +1,16 @@
 /**
- * The ready index of the BullMQ engine: per logical queue, a sorted set of tenants
- * scored by the time from which they may have a job ready (now for waiting jobs, the
- * due time for delayed ones), plus a pub/sub channel that wakes idle workers.
+ * The ready index of the BullMQ engine: per shard of a logical queue, a sorted set of
+ * tenants scored by the time from which they may have a job ready (now for waiting jobs,
+ * the due time for delayed ones), plus one pub/sub channel per queue that wakes idle
+ * workers. Readers see the union of the shards (a tenant is in exactly one), so the
+ * fleet's picker chooses among every ready tenant of the queue, whatever its shard.
  *
  * All subscriptions of one engine share one subscriber connection, opened on the first
  * `waitForReady`, so the connections stay bounded however many queues and tenants exist.
  */
 import type { Redis } from 'ioredis';
 import { getOrCreate } from '../get-or-create.js';
+import type { KeyLayout } from './cluster/key-layout.js';
 import type { FleetCommands, FleetMulti } from './scripts.js';
 
 /** How long a partition stays on the sweep list after a fetch announced it, idle or not. */
@@ -26,7 +29,7 @@ export interface PartitionKeys {
 /** Redis key and channel names of the index, and the operations on them. */
 export class ReadyIndex {
   readonly #redis: Redis & FleetCommands;
-  readonly #prefix: string;
+  readonly #layout: KeyLayout;
   readonly #openSubscriber: () => Redis;
   #subscriber: Redis | null = null;
   readonly #subscribed = new Map<string, Promise<unknown>>();
@@ -34,31 +37,29 @@ export class ReadyIndex {
   readonly #listening = new Set<string>();
   readonly #waiters = new Map<string, Set<() => void>>();
 
-  constructor(redis: Redis & FleetCommands, prefix: string, openSubscriber: () => Redis) {
+  constructor(redis: Redis & FleetCommands, layout: KeyLayout, openSubscriber: () => Redis) {
     this.#redis = redis;
-    this.#prefix = prefix;
+    this.#layout = layout;
     this.#openSubscriber = openSubscriber;
   }
 
-  readyKey(queue: string): string {
-    return `${this.#prefix}:${queue}:ready`;
+  /** The ready set of the tenant's shard. */
+  readyKey(queue: string, tenant: string): string {
+    return this.#layout.readyKey(queue, this.#layout.shardOf(tenant));
   }
 
-  activeTenantsKey(queue: string): string {
-    return `${this.#prefix}:${queue}:active-tenants`;
-  }
-
-  batchKey(batchId: string): string {
-    return `${this.#prefix}:#batch:${batchId}`;
+  /** The active-tenants set of the tenant's shard. */
+  activeTenantsKey(queue: string, tenant: string): string {
+    return this.#layout.activeTenantsKey(queue, this.#layout.shardOf(tenant));
   }
 
   channel(queue: string): string {
-    return `${this.#prefix}:#ready:${queue}`;
+    return this.#layout.channel(queue);
   }
 
-  /** Queues "tenant may be ready from `at`" and a wake-up on an enqueue's MULTI. */
+  /** Queues "tenant may be ready from `at`" on an enqueue's MULTI (of the tenant's shard). */
   announceIn(multi: FleetMulti, queue: string, tenant: string, at: number): void {
-    multi.zadd(this.readyKey(queue), 'LT', at, tenant);
+    multi.zadd(this.readyKey(queue, tenant), 'LT', at, tenant);
   }
 
   /** Queues the wake-up message of `queue` on a MULTI. */
@@ -70,7 +71,7 @@ export class ReadyIndex {
   async announce(queue: string, tenant: string): Promise<void> {
     await this.#redis
       .multi()
-      .zadd(this.readyKey(queue), 'LT', Date.now(), tenant)
+      .zadd(this.readyKey(queue, tenant), 'LT', Date.now(), tenant)
       .publish(this.channel(queue), '1')
       .exec();
   }
@@ -80,14 +81,21 @@ export class ReadyIndex {
     await this.#redis.publish(this.channel(queue), '1');
   }
 
+  /** The tenants ready now, over every shard. */
   async readyTenants(queue: string): Promise<string[]> {
-    return this.#redis.zrangebyscore(this.readyKey(queue), '-inf', Date.now());
+    const now = Date.now();
+    return (await this.#eachShard(queue, (key) => this.#redis.zrangebyscore(key, '-inf', now))).flat();
+  }
+
+  /** Runs `read` on the ready key of every shard of `queue`, in parallel. */
+  #eachShard<T>(queue: string, read: (readyKey: string) => Promise<T>): Promise<T[]> {
+    return Promise.all(this.#layout.allShards().map((shard) => read(this.#layout.readyKey(queue, shard))));
   }
 
   /** After an empty fetch: removes the tenant unless its partition still has jobs. */
   async settle(queue: string, tenant: string, keys: PartitionKeys): Promise<void> {
     await this.#redis.fleetSettleReady(
-      this.readyKey(queue),
+      this.readyKey(queue, tenant),
       keys.wait,
       keys.prioritized,
       keys.delayed,
@@ -103,25 +111,29 @@ export class ReadyIndex {
    */
   markActive(queue: string, tenant: string): Promise<unknown> {
     // GT: a process whose clock lags never moves an announcement back in time.
-    return this.#redis.zadd(this.activeTenantsKey(queue), 'GT', Date.now(), tenant);
+    return this.#redis.zadd(this.activeTenantsKey(queue, tenant), 'GT', Date.now(), tenant);
   }
 
-  /** Tenants whose partitions may hold active jobs. */
-  activeTenants(queue: string): Promise<string[]> {
-    return this.#redis.zrange(this.activeTenantsKey(queue), 0, -1);
+  /** Tenants whose partitions may hold active jobs, over every shard. */
+  async activeTenants(queue: string): Promise<string[]> {
+    const shards = this.#layout.allShards();
+    const lists = await Promise.all(
+      shards.map((shard) => this.#redis.zrange(this.#layout.activeTenantsKey(queue, shard), 0, -1)),
+    );
+    return lists.flat();
   }
 
   /** Re-lists a partition with jobs and forgets it as active once idle; see RECONCILE. */
   async reconcile(queue: string, tenant: string, keys: PartitionKeys): Promise<void> {
     await this.#redis.fleetReconcile(
-      this.readyKey(queue),
+      this.readyKey(queue, tenant),
       keys.wait,
       keys.prioritized,
       keys.delayed,
       keys.paused,
       keys.active,
       keys.stalled,
-      this.activeTenantsKey(queue),
+      this.activeTenantsKey(queue, tenant),
       tenant,
       Date.now(),
       ACTIVE_GRACE_MS,
@@ -149,22 +161,18 @@ export class ReadyIndex {
       let dueIn = Number.POSITIVE_INFINITY;
       try {
         await this.#subscribe(queue);
-        if (
-          early &&
-          (await this.#redis.zrangebyscore(this.readyKey(queue), '-inf', Date.now(), 'LIMIT', 0, 1)).length >
-            0
-        )
-          return;
-        const next = await this.#redis.zrangebyscore(
-          this.readyKey(queue),
-          `(${Date.now()}`,
-          '+inf',
-          'WITHSCORES',
-          'LIMIT',
-          0,
-          1,
+        const now = Date.now();
+        if (early) {
+          const ready = await this.#eachShard(queue, (key) =>
+            this.#redis.zrangebyscore(key, '-inf', now, 'LIMIT', 0, 1),
+          );
+          if (ready.some((tenants) => tenants.length > 0)) return;
+        }
+        const next = await this.#eachShard(queue, (key) =>
+          this.#redis.zrangebyscore(key, `(${now}`, '+inf', 'WITHSCORES', 'LIMIT', 0, 1),
         );
-        if (next[1] !== undefined) dueIn = Number(next[1]) - Date.now();
+        for (const [, score] of next)
+          if (score !== undefined) dueIn = Math.min(dueIn, Number(score) - Date.now());
       } catch {
         // Redis unreachable: the wait degrades to a plain timeout, which is all a hint needs.
       }
@@ -206,7 +214,7 @@ export class ReadyIndex {
       if (!this.#subscriber) {
         const subscriber = this.#openSubscriber();
         subscriber.on('message', (channel: string) => {
-          const queueName = channel.slice(`${this.#prefix}:#ready:`.length);
+          const queueName = channel.slice(`${this.#layout.prefix}:#ready:`.length);
           for (const wake of [...(this.#waiters.get(queueName) ?? [])]) wake();
         });
         this.#subscriber = subscriber;
