@@ -3,6 +3,7 @@
  * (a random Redis prefix) and cleaned up afterwards, the way kysely loops over dialects.
  */
 import { Redis } from 'ioredis';
+import { inject } from 'vitest';
 import { BullMqEngine, type BullMqEngineOptions } from '../../src/queue/bullmq/bullmq-engine.js';
 import type { QueueEngine } from '../../src/queue/engine.js';
 import { MemoryEngine } from '../../src/queue/memory/memory-engine.js';
@@ -35,19 +36,33 @@ export const memoryEngine: EngineCase = {
   },
 };
 
-/** Deletes every key under `prefix` (SCAN, never KEYS, on a shared server). */
-export async function deletePrefix(prefix: string): Promise<void> {
-  const redis = new Redis(REDIS_URL);
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) await redis.unlink(...keys);
-    } while (cursor !== '0');
-  } finally {
-    await redis.quit();
+/**
+ * Deletes every key under `prefix` (SCAN, never KEYS, on a shared server) on each of
+ * `servers` (every master of a cluster), one key per UNLINK so no command spans slots.
+ */
+export async function deletePrefix(prefix: string, servers: readonly string[] = [REDIS_URL]): Promise<void> {
+  for (const url of servers) {
+    const redis = new Redis(url);
+    try {
+      let cursor = '0';
+      do {
+        const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+        cursor = next;
+        if (keys.length > 0) {
+          const pipeline = redis.pipeline();
+          for (const key of keys) pipeline.unlink(key);
+          await pipeline.exec();
+        }
+      } while (cursor !== '0');
+    } finally {
+      await redis.quit();
+    }
   }
+}
+
+/** The masters of the run's local Redis Cluster (test/redis-cluster-setup.ts). */
+export function clusterNodes(): string[] {
+  return inject('redisClusterNodes');
 }
 
 /** A BullMQ engine on its own random prefix, with a short stalled interval for tests. */
@@ -63,25 +78,39 @@ export function openBullMq(options: Partial<BullMqEngineOptions> = {}): {
   };
 }
 
+/** Handles on one BullMQ store, closed and deleted (on each of `servers`) by cleanup. */
+function bullMqHarness(store: ReturnType<typeof openBullMq>, servers?: readonly string[]): EngineHarness {
+  const handles = [store.open()];
+  return {
+    engine: handles[0]!,
+    peer: async () => {
+      const peer = store.open();
+      handles.push(peer);
+      return peer;
+    },
+    cleanup: async () => {
+      await Promise.all(handles.map((handle) => handle.close()));
+      await deletePrefix(store.prefix, servers);
+    },
+  };
+}
+
 export const bullMqEngine: EngineCase = {
   name: 'bullmq',
-  async open() {
-    const store = openBullMq();
-    const handles = [store.open()];
-    return {
-      engine: handles[0]!,
-      peer: async () => {
-        const peer = store.open();
-        handles.push(peer);
-        return peer;
-      },
-      cleanup: async () => {
-        await Promise.all(handles.map((handle) => handle.close()));
-        await deletePrefix(store.prefix);
-      },
-    };
-  },
+  open: async () => bullMqHarness(openBullMq()),
 };
 
+/** The BullMQ engine on the local three-master Redis Cluster, each queue over `shards` slots. */
+function bullMqClusterEngine(shards: number): EngineCase {
+  return {
+    name: `bullmq-cluster-${shards}`,
+    open: async () =>
+      bullMqHarness(openBullMq({ connection: { cluster: clusterNodes() }, shards }), clusterNodes()),
+  };
+}
+
+export const bullMqCluster1 = bullMqClusterEngine(1);
+export const bullMqCluster3 = bullMqClusterEngine(3);
+
 /** Every engine the conformance suite covers. */
-export const engines: EngineCase[] = [memoryEngine, bullMqEngine];
+export const engines: EngineCase[] = [memoryEngine, bullMqEngine, bullMqCluster1, bullMqCluster3];

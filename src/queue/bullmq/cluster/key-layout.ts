@@ -3,8 +3,12 @@
  * fleet's) touches keys of one hash slot, as Redis Cluster requires.
  *
  * A logical queue `Q` is spread over `shards` slots; a tenant belongs to one shard (a
- * stable hash of its slug), and a shard's hash tag is `{Q}` with one shard, `{Q#s}` with
- * several (`#` never appears in a queue name). With prefix `P`:
+ * stable hash of its slug), and a shard's hash tag is `{Q}` with one shard, `{Q#s}` or
+ * `{Q#s.n}` with several (`#` never appears in a queue name). The `n` is the first that
+ * puts shard `s` in the `s`-th of `shards` equal ranges of the 16,384 slots: a cluster
+ * made by `redis-cli --cluster create` gives each master one such range, so with as
+ * many shards as masters (or a multiple) every master holds its share of the queue. With
+ * prefix `P`:
  *
  *   P:{Q#s}:Q.T:wait, :active, …   BullMQ's keys of partition `Q.T` (BullMQ prefix `P:{Q#s}`)
  *   P:{Q#s}:ready                  ZSET tenant → epoch ms from which it may have a job ready
@@ -16,6 +20,8 @@
  * The same layout serves a single Redis, where the tags cost nothing.
  */
 
+import { SLOTS, slotOfTag } from './hash-slot.js';
+
 /** FNV-1a (32 bits): a stable, well-spread hash of a slug, the same in every process. */
 function fnv1a(text: string): number {
   let hash = 0x811c9dc5;
@@ -26,10 +32,23 @@ function fnv1a(text: string): number {
   return hash >>> 0;
 }
 
+/** The tag of shard `shard` of `shards`: the first `Q#s`, `Q#s.1`, … whose slot is in range. */
+function spreadTag(queue: string, shard: number, shards: number): string {
+  const low = Math.floor((shard * SLOTS) / shards);
+  const high = Math.floor(((shard + 1) * SLOTS) / shards);
+  for (let n = 0; ; n++) {
+    const tag = n === 0 ? `${queue}#${shard}` : `${queue}#${shard}.${n}`;
+    const slot = slotOfTag(tag);
+    if (slot >= low && slot < high) return tag;
+  }
+}
+
 /** The key names of one engine (prefix and shard count). */
 export class KeyLayout {
   readonly prefix: string;
   readonly shards: number;
+  /** Per queue, its shards' tags (computed once: a few thousand CRCs at most). */
+  readonly #tags = new Map<string, string[]>();
 
   constructor(prefix: string, shards: number) {
     this.prefix = prefix;
@@ -48,7 +67,13 @@ export class KeyLayout {
 
   /** The hash tag (without braces) of a queue's shard. */
   tag(queue: string, shard: number): string {
-    return this.shards === 1 ? queue : `${queue}#${shard}`;
+    if (this.shards === 1) return queue;
+    let tags = this.#tags.get(queue);
+    if (!tags) {
+      tags = this.allShards().map((s) => spreadTag(queue, s, this.shards));
+      this.#tags.set(queue, tags);
+    }
+    return tags[shard]!;
   }
 
   /** The logical queue a tag belongs to (what precedes `#`). */
