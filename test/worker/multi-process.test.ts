@@ -1,6 +1,7 @@
 /**
  * Several worker processes on one Redis (issue 4, items 3, 6 and 7), BullMQ only: the
- * in-memory engine lives in one process. Each worker is a child process forked from
+ * in-memory engine lives in one process. Run on the shared Redis and on the local Redis
+ * Cluster with one and with three shards per queue. Each worker is a child process forked from
  * `fixtures/fleet-process.ts` with tsx; its handlers record start and end events in a
  * Redis list, which is the order the test checks.
  */
@@ -10,6 +11,7 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Fleet } from '../../src/fleet.js';
 import { BullMqEngine } from '../../src/queue/bullmq/bullmq-engine.js';
+import { clusterNodes, deletePrefix } from '../queue/engines.js';
 import { REDIS_URL, uniqueName } from '../support/services.js';
 import { until } from '../support/wait.js';
 import type { FleetProcessConfig, FleetProcessMessage } from './fixtures/fleet-process.js';
@@ -32,7 +34,14 @@ afterAll(async () => {
   await reg?.cleanup();
 });
 
-describe('worker processes on one Redis (bullmq engine)', () => {
+/** Where the engine of every process keeps its queues (the events list stays on REDIS_URL). */
+const TARGETS = [
+  { name: 'one Redis', cluster: false, shards: 1 },
+  { name: 'a Redis Cluster, 1 shard', cluster: true, shards: 1 },
+  { name: 'a Redis Cluster, 3 shards', cluster: true, shards: 3 },
+];
+
+describe.each(TARGETS)('worker processes on $name (bullmq engine)', (target) => {
   let redis: Redis;
   let prefix: string;
   let queue: string;
@@ -45,8 +54,9 @@ describe('worker processes on one Redis (bullmq engine)', () => {
     prefix = uniqueName('fleetmp');
     queue = uniqueName('q');
     eventsKey = `${prefix}:test-events`;
+    const connection = target.cluster ? { cluster: clusterNodes() } : REDIS_URL;
     fleet = await Fleet.open({
-      engine: new BullMqEngine({ connection: REDIS_URL, prefix }),
+      engine: new BullMqEngine({ connection, prefix, shards: target.shards }),
       registry: reg.registry,
     });
   });
@@ -61,12 +71,15 @@ describe('worker processes on one Redis (bullmq engine)', () => {
       if (keys.length > 0) await redis.unlink(...keys);
     } while (cursor !== '0');
     await redis.quit();
+    if (target.cluster) await deletePrefix(prefix, clusterNodes());
   });
 
   /** Forks one worker process and resolves once it is pulling jobs. */
   async function spawnWorker(overrides: Partial<FleetProcessConfig> = {}): Promise<ChildProcess> {
     const config: FleetProcessConfig = {
       redisUrl: REDIS_URL,
+      cluster: target.cluster ? clusterNodes() : null,
+      shards: target.shards,
       prefix,
       registryUrl: reg.store.url,
       queue,
