@@ -4,9 +4,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Queue, Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
+import { Cluster, type Redis } from 'ioredis';
 import { Fleet } from '../src/fleet.js';
 import { BullMqEngine } from '../src/queue/bullmq/bullmq-engine.js';
+import type { BullMqConnection } from '../src/queue/bullmq/cluster/connection.js';
 import { connect } from '../src/tenancy/drivers/index.js';
 import { OrgRegistry } from '../src/tenancy/registry/org-registry.js';
 import type { TenantPools } from '../src/tenancy/tenant-pools/tenant-pools.js';
@@ -112,7 +113,8 @@ export async function rawEnqueue(
 /**
  * Raw BullMQ: one queue, one Worker with `concurrency`, `count` jobs enqueued first; the
  * time runs from the Worker's creation (right after `onStart`) to the last completion
- * (right before `onFinish`).
+ * (right before `onFinish`). With `clusterNodes`, on that Redis Cluster instead of
+ * `redis` (a `{…}` prefix, as BullMQ needs there), and obliterated afterwards.
  */
 export async function rawBullmqRun(
   redis: Redis,
@@ -120,15 +122,18 @@ export async function rawBullmqRun(
   concurrency: number,
   handler: () => Promise<unknown> = async () => {},
   hooks: RunHooks = {},
+  clusterNodes?: readonly { host: string; port: number }[],
 ): Promise<{ ops: number; ms: number; failed: number }> {
-  const prefix = unique('bench_raw');
-  const queue = new Queue('bench', { connection: redis, prefix });
+  const cluster =
+    clusterNodes && new Cluster([...clusterNodes], { redisOptions: { maxRetriesPerRequest: null } });
+  const prefix = cluster ? `{${unique('bench_raw')}}` : unique('bench_raw');
+  const queue = new Queue('bench', { connection: cluster ?? redis, prefix });
   await rawEnqueue(queue, count);
   const tally = completionTally(count);
   hooks.onStart?.();
   const started = performance.now();
   const worker = new Worker('bench', handler, {
-    connection: redisOptions(),
+    connection: cluster ?? redisOptions(),
     prefix,
     concurrency,
     removeOnComplete: { count: 100 },
@@ -139,8 +144,10 @@ export async function rawBullmqRun(
   const ms = performance.now() - started;
   hooks.onFinish?.();
   await worker.close();
+  if (cluster) await queue.obliterate({ force: true });
   await queue.close();
-  await deleteKeys(redis, prefix);
+  if (cluster) await cluster.quit();
+  else await deleteKeys(redis, prefix);
   return { ops: count - tally.failures, ms, failed: tally.failures };
 }
 
@@ -161,6 +168,9 @@ export interface FleetRunOptions extends RunHooks {
   concurrency: number;
   options: FleetWorkerOptions;
   handler: JobHandler;
+  /** The engine's connection (a Redis Cluster, say) and shards. @default REDIS_URL, 1 shard */
+  connection?: BullMqConnection;
+  shards?: number;
 }
 
 /**
@@ -173,7 +183,11 @@ export async function fleetBullmqRun(
   run: FleetRunOptions,
 ): Promise<{ ops: number; ms: number; tenants: number; failed: number }> {
   const prefix = unique('bench_fleet');
-  const engine = new BullMqEngine({ connection: REDIS_URL, prefix });
+  const engine = new BullMqEngine({
+    connection: run.connection ?? REDIS_URL,
+    prefix,
+    shards: run.shards ?? 1,
+  });
   const fleet = await Fleet.open({ engine, registry: run.registry, pools: run.pools });
   const queue = 'bench';
   for (let start = 0; start < run.jobs; start += 1000) {
@@ -200,7 +214,9 @@ export async function fleetBullmqRun(
   await tally.finished;
   const ms = performance.now() - started;
   run.onFinish?.();
+  // On a cluster the keys are spread over the masters: the engine's own purge finds them.
+  if (run.connection !== undefined) await engine.purge(queue);
   await fleet.close();
-  await deleteKeys(redis, prefix);
+  if (run.connection === undefined) await deleteKeys(redis, prefix);
   return { ops: run.jobs - tally.failures, ms, tenants: run.tenants, failed: tally.failures };
 }
