@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis';
 import { ConfigError, describe } from './errors.js';
 import { type Logger, silentLogger } from './logger.js';
+import type { BullMqConnection } from './queue/bullmq/cluster/connection.js';
 import type { EngineName, QueueEngine } from './queue/engine.js';
 import type { OrgRegistry } from './tenancy/registry/org-registry.js';
 import { resolveTenantPoolsOptions, type TenantPoolsOptions } from './tenancy/tenant-pools/options.js';
@@ -19,10 +19,16 @@ export interface FleetOptions {
    */
   engine?: EngineName | QueueEngine;
   /**
-   * Redis for the `bullmq` engine: a URL (the engine opens and closes its connections)
-   * or an ioredis instance (shared, and left open on close).
+   * Redis for the `bullmq` engine: a URL or a Redis Cluster's seed nodes
+   * (`{ cluster: [...] }`; the engine opens and closes its connections), or an ioredis
+   * `Redis` / `Cluster` (shared, and left open on close). See docs/engines.md.
    */
-  redis?: string | Redis;
+  redis?: BullMqConnection;
+  /**
+   * Hash slots each queue is spread over on the `bullmq` engine (its `shards`; see
+   * docs/engines.md). @default 1
+   */
+  shards?: number;
   /**
    * Key prefix of every Redis key and BullMQ queue of the fleet.
    * @default 'fleet'
@@ -51,7 +57,8 @@ export interface FleetOptions {
 /** {@link FleetOptions} with every default applied. */
 export interface ResolvedFleetOptions {
   engine: EngineName | QueueEngine;
-  redis: string | Redis | undefined;
+  redis: BullMqConnection | undefined;
+  shards: number;
   prefix: string;
   registry: OrgRegistry | string;
   pools: TenantPools | FleetPoolsOptions | undefined;
@@ -129,6 +136,7 @@ export function resolveFleetOptions(options: FleetOptions): ResolvedFleetOptions
   return {
     engine,
     redis: options.redis,
+    shards: options.shards ?? 1,
     prefix,
     registry: options.registry,
     pools: options.pools,

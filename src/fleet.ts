@@ -1,10 +1,9 @@
 import { ClosedError, describe, TenantInactiveError, ValidationError } from './errors.js';
-import { type FleetOptions, resolveFleetOptions } from './fleet-options.js';
+import { type FleetOptions, type ResolvedFleetOptions, resolveFleetOptions } from './fleet-options.js';
 import type { Logger } from './logger.js';
 import { BullMqEngine } from './queue/bullmq/bullmq-engine.js';
 import type {
   BatchProgress,
-  EngineName,
   EnqueueJob,
   EnqueueOutcome,
   JobCounts,
@@ -87,10 +86,7 @@ export class Fleet implements AsyncDisposable {
         resolved.pools === undefined || resolved.pools instanceof TenantPools
           ? resolved.pools
           : await TenantPools.open({ logger, ...resolved.pools, registry });
-      const engine =
-        typeof resolved.engine === 'object'
-          ? resolved.engine
-          : openEngine(resolved.engine, resolved.redis, resolved.prefix);
+      const engine = typeof resolved.engine === 'object' ? resolved.engine : openEngine(resolved);
       return new Fleet(engine, registry, ownsRegistry, pools, ownsPools, logger, resolved.maxDataBytes);
     } catch (error) {
       if (ownsPools) await pools?.close().catch(() => {});
@@ -234,8 +230,8 @@ export class Fleet implements AsyncDisposable {
   }
 }
 
-function openEngine(engine: EngineName, redis: FleetOptions['redis'], prefix: string): QueueEngine {
+function openEngine({ engine, redis, prefix, shards }: ResolvedFleetOptions): QueueEngine {
   if (engine === 'memory') return new MemoryEngine();
   // resolveFleetOptions has checked that bullmq comes with `redis`.
-  return new BullMqEngine({ connection: redis!, prefix });
+  return new BullMqEngine({ connection: redis!, prefix, shards });
 }

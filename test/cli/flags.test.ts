@@ -439,7 +439,7 @@ describe('orgs remove', () => {
       const redis = new Redis(REDIS_URL);
       try {
         expect(await redis.keys(`${prefix}:*.rm-purged:*`)).toEqual([]);
-        expect(await redis.zscore(`${prefix}:emails:ready`, 'rm-purged')).toBeNull();
+        expect(await redis.zscore(`${prefix}:{emails}:ready`, 'rm-purged')).toBeNull();
       } finally {
         redis.disconnect();
       }
