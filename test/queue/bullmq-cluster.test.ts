@@ -46,9 +46,13 @@ describe('the BullMQ engine on a three-master Redis Cluster', () => {
     for (const cleanup of cleanups.splice(0)) await cleanup();
   });
 
-  function open(shards: number): { engine: BullMqEngine; prefix: string } {
-    const prefix = uniqueName('fleetcl');
-    const engine = new BullMqEngine({ connection: { cluster: clusterNodes() }, prefix, shards });
+  function open(shards: number, prefix = uniqueName('fleetcl')): { engine: BullMqEngine; prefix: string } {
+    const engine = new BullMqEngine({
+      connection: { cluster: clusterNodes() },
+      prefix,
+      shards,
+      stalledIntervalMs: 100,
+    });
     cleanups.push(async () => {
       await engine.close();
       await deletePrefix(prefix, clusterNodes());
@@ -145,6 +149,32 @@ describe('the BullMQ engine on a three-master Redis Cluster', () => {
       'every tenant whose job was added by hand to be listed',
     );
     expect((await engine.readyTenants(queue)).sort()).toEqual(TENANTS.slice(0, 6).sort());
+  });
+
+  it('puts back the jobs of a dead worker on every shard, and lists their tenants again', async () => {
+    const { engine: doomed, prefix } = open(3);
+    const { engine: survivor } = open(3, prefix);
+    await doomed.enqueueBulk(
+      'q',
+      TENANTS.map((tenant) => ({ tenant, name: 'n', data: 1 })),
+    );
+    // Fetched with a short lock and never settled: what a SIGKILLed worker leaves behind.
+    for (const tenant of TENANTS) expect(await doomed.fetch('q', tenant, 'doomed', 200)).not.toBeNull();
+    // Locked elsewhere: nothing to fetch, and the empty fetches take the tenants off the index.
+    for (const tenant of TENANTS) expect(await survivor.fetch('q', tenant, 'survivor', LOCK)).toBeNull();
+    expect(await survivor.readyTenants('q')).toEqual([]);
+    let moved = 0;
+    await until(async () => {
+      moved += await survivor.recoverStalled('q');
+      return moved === TENANTS.length;
+    }, 'every stalled job to be put back');
+    expect((await survivor.readyTenants('q')).sort()).toEqual([...TENANTS].sort());
+    for (const tenant of TENANTS) {
+      const job = await survivor.fetch('q', tenant, 'survivor', LOCK);
+      expect(job?.attempt).toBe(1);
+      await survivor.complete(job!, null);
+      expect(await survivor.counts('q', tenant)).toMatchObject({ completed: 1, active: 0, waiting: 0 });
+    }
   });
 
   it('rejects bad cluster options with a ConfigError naming the option', () => {
