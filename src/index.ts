@@ -41,6 +41,11 @@ export {
   type BullMqEngineOptions,
   type ResolvedBullMqEngineOptions,
 } from './queue/bullmq/bullmq-engine.js';
+export type {
+  BullMqConnection,
+  ClusterConnection,
+  ClusterNodeAddress,
+} from './queue/bullmq/cluster/connection.js';
 // queue
 export type {
   ActiveJob,
