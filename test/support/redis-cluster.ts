@@ -23,8 +23,9 @@ async function waitFor(check: () => Promise<boolean>, what: string): Promise<voi
   for (let attempt = 0; attempt < 200; attempt++) {
     try {
       if (await check()) return;
-    } catch {
-      // Not up yet.
+    } catch (error) {
+      // Not up yet, unless the server could not even start.
+      if ((error as Error).message.startsWith('redis cluster:')) throw error;
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
@@ -47,10 +48,12 @@ async function ask(url: string, ...command: string[]): Promise<string> {
 export async function startRedisCluster(masters = 3): Promise<LocalRedisCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'tenant-fleet-cluster-'));
   const children: ChildProcess[] = [];
+  let spawnError: Error | undefined;
   const stop = async () => {
     await Promise.all(
       children.map((child) => {
-        if (child.exitCode !== null || child.signalCode !== null) return undefined;
+        // A server that never started (no pid) has nothing to stop.
+        if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return undefined;
         const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
         child.kill('SIGTERM');
         return exited;
@@ -74,10 +77,18 @@ export async function startRedisCluster(masters = 3): Promise<LocalRedisCluster>
         { stdio: 'ignore' },
       );
       children.push(child);
+      child.once('error', (error) => {
+        spawnError ??= new Error(
+          `redis cluster: could not start redis-server (${error.message}); the cluster suites need Redis 7's redis-server and redis-cli on PATH`,
+        );
+      });
     }
     const nodes = ports.map((port) => `redis://127.0.0.1:${port}`);
     for (const url of nodes)
-      await waitFor(async () => (await ask(url, 'PING')) === 'PONG', `${url} to answer`);
+      await waitFor(async () => {
+        if (spawnError) throw spawnError;
+        return (await ask(url, 'PING')) === 'PONG';
+      }, `${url} to answer`);
     await run('redis-cli', [
       '--cluster',
       'create',
