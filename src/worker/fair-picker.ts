@@ -44,6 +44,8 @@ interface TenantState {
   blocked: boolean;
   /** Blocked keeping its turn: rejoins the round at the head when unblocked. */
   keepsTurn: boolean;
+  /** Left the round at its cap with picks left in its turn: rejoins at the head. */
+  cappedMidTurn: boolean;
   /** Whether the state sits in the round (the linked list below). */
   inRound: boolean;
   prev: TenantState | null;
@@ -88,6 +90,7 @@ export class FairPicker {
         readyEpoch: 0,
         blocked: false,
         keepsTurn: false,
+        cappedMidTurn: false,
         inRound: false,
         prev: null,
         next: null,
@@ -148,6 +151,7 @@ export class FairPicker {
     if (sinceEpoch !== undefined && state.readyEpoch !== sinceEpoch) return;
     state.ready = false;
     state.deficit = 0;
+    state.cappedMidTurn = false;
     this.#sync(state);
   }
 
@@ -203,7 +207,11 @@ export class FairPicker {
     state.deficit -= 1;
     state.running += 1;
     if (state.running >= state.cap) {
-      // At its cap: out of the round until a pick finishes; it keeps what is left of its turn.
+      // At its cap: out of the round until a pick finishes; it keeps what is left of its
+      // turn, and its place: back at the head, else a tenant whose picks last longer (a
+      // slower Redis master, slower jobs) would lose its place at every cap and fall
+      // below its weight.
+      state.cappedMidTurn = state.deficit >= 1;
       this.#unlink(state);
     } else if (state.deficit < 1) {
       this.#rotate(state);
@@ -275,8 +283,10 @@ export class FairPicker {
   /** Puts the state in the round, or takes it out, to match its eligibility. */
   #sync(state: TenantState): void {
     const eligible = this.#eligible(state);
-    if (eligible && !state.inRound) this.#link(state, 'tail');
-    else if (!eligible && state.inRound) this.#unlink(state);
+    if (eligible && !state.inRound) {
+      this.#link(state, state.cappedMidTurn ? 'head' : 'tail');
+      state.cappedMidTurn = false;
+    } else if (!eligible && state.inRound) this.#unlink(state);
   }
 
   /** An unblocked tenant goes back to the round: to its head if it kept its turn. */

@@ -94,6 +94,42 @@ describe('FairPicker', () => {
     expect(count(round, 'noisy')).toBe(5);
   });
 
+  it('keeps the 3:1 ratio when one tenant’s picks last longer and it reaches its cap', () => {
+    // Eight slots; a pick lasts 4 ticks for one tenant, 1 for the other (its Redis master
+    // is slower, or its jobs are), so the slower one fills every slot and hits its cap.
+    for (const [heavyTicks, lightTicks] of [
+      [4, 1],
+      [1, 4],
+    ]) {
+      const picker = new FairPicker();
+      picker.upsert({ slug: 'heavy', weight: 3, cap: 8 });
+      picker.upsert({ slug: 'light', weight: 1, cap: 8 });
+      picker.markReady('heavy');
+      picker.markReady('light');
+      const ticks = (slug: string) => (slug === 'heavy' ? heavyTicks! : lightTicks!);
+      const order: string[] = [];
+      const slots = Array.from({ length: 8 }, () => {
+        const slug = picker.pick()!;
+        order.push(slug);
+        return { slug, until: ticks(slug) };
+      });
+      for (let now = 1; order.length < 4000; now++) {
+        for (const slot of slots) {
+          if (slot.until !== now) continue;
+          picker.finish(slot.slug);
+          slot.slug = picker.pick()!;
+          slot.until = now + ticks(slot.slug);
+          order.push(slot.slug);
+        }
+      }
+      for (let start = 0; start + 400 <= order.length; start += 50) {
+        const heavy = count(order.slice(start, start + 400), 'heavy');
+        expect(heavy / (400 - heavy)).toBeGreaterThanOrEqual(2.7);
+        expect(heavy / (400 - heavy)).toBeLessThanOrEqual(3.3);
+      }
+    }
+  });
+
   it('skips a tenant at its cap and takes it back when a pick finishes', () => {
     const picker = new FairPicker();
     picker.upsert({ slug: 'capped', weight: 4, cap: 2 });
@@ -105,11 +141,14 @@ describe('FairPicker', () => {
     // At its cap: only `other` is served, however many times we ask.
     expect([picker.pick(), picker.pick(), picker.pick()]).toEqual(['other', 'other', 'other']);
     picker.finish('capped');
-    // Back in the round, at the tail, with what was left of its turn.
-    expect(picker.pick()).toBe('other');
+    // Back in the round with what was left of its turn, and its place: at the head.
     expect(picker.pick()).toBe('capped');
     expect(picker.running('capped')).toBe(2);
     expect(picker.pick()).toBe('other');
+    // Freed again: the last pick of its turn, then the turn passes on.
+    picker.finish('capped');
+    picker.finish('capped');
+    expect([picker.pick(), picker.pick()]).toEqual(['capped', 'other']);
   });
 
   it('returns null when every ready tenant is at its cap, and when none is ready', () => {
