@@ -36,7 +36,7 @@ import {
 import { readBatchProgress } from './batches.js';
 import { enqueueJobs } from './enqueue.js';
 import { completeJob, type FinishContext, failJob } from './finish.js';
-import { type BullMqLease, isLostLock, readJobInfo, toActiveJob } from './jobs.js';
+import { attemptsOf, type BullMqLease, isLostLock, readJobInfo, toActiveJob } from './jobs.js';
 import { extendLocks, recoverStalled } from './locks.js';
 import { MarkerSweep } from './marker-sweep.js';
 import {
@@ -86,7 +86,7 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     if (this.#ownsConnection) redis.on('error', onError);
     this.#redis = withFleetCommands(redis);
     this.#partitions = new PartitionCache(redis, this.options, onError);
-    this.#index = new ReadyIndex(this.#redis, this.options.prefix, () => {
+    this.#index = new ReadyIndex(this.#redis, this.options.prefix, this.options.keepCompleted, () => {
       const subscriber = redis.duplicate({ connectionName: `${clientName}:sub`, maxRetriesPerRequest: null });
       subscriber.on('error', onError);
       return subscriber;
@@ -248,7 +248,7 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     const final =
       options.unrecoverable === true ||
       cause.name === 'UnrecoverableError' ||
-      bullJob.attemptsMade + 1 >= (bullJob.opts.attempts ?? 1);
+      bullJob.attemptsMade + 1 >= attemptsOf(bullJob);
     try {
       if (final) {
         const outcome = await failJob(this.#finishContext(job), bullJob, token, cause);
@@ -389,6 +389,11 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
   }
 
   #contextOf(backend: RedisQueueBackend): FinishContext {
-    return { backend, batchKey: (id) => this.#index.batchKey(id), batchTtlMs: this.options.batchTtlMs };
+    return {
+      backend,
+      batchKey: (id) => this.#index.batchKey(id),
+      batchTtlMs: this.options.batchTtlMs,
+      keep: { completed: this.options.keepCompleted, failed: this.options.keepFailed },
+    };
   }
 }

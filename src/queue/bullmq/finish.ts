@@ -16,6 +16,8 @@ export interface FinishContext {
   batchKey: (batchId: string) => string;
   /** How long a batch hash lives after its last change. */
   batchTtlMs: number;
+  /** Finished jobs each partition keeps (BullMQ's removeOnComplete / removeOnFail counts). */
+  keep: { completed: number; failed: number };
 }
 
 /** The outcome of {@link finishJob}: finished, or the lock was lost to someone else. */
@@ -36,7 +38,7 @@ export async function completeJob(
   const args = context.backend.moveToCompletedArgs(
     job,
     resultJson,
-    job.opts.removeOnComplete ?? false,
+    { count: context.keep.completed },
     token,
     fetchNext,
   );
@@ -54,7 +56,7 @@ export async function failJob(
   const args = context.backend.moveToFailedArgs(
     job,
     error.message,
-    job.opts.removeOnFail ?? false,
+    { count: context.keep.failed },
     token,
     false,
     {
