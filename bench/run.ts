@@ -8,7 +8,10 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const available = readdirSync(here)
-  .filter((file) => file.endsWith('.ts') && !['run.ts', 'harness.ts'].includes(file))
+  // The others are shared plumbing, not benchmarks.
+  .filter(
+    (file) => file.endsWith('.ts') && !['run.ts', 'harness.ts', 'cpu.ts', 'fleet-setup.ts'].includes(file),
+  )
   .map((file) => file.replace(/\.ts$/, ''));
 
 const names = process.argv.slice(2).filter((arg) => !arg.startsWith('-'));
