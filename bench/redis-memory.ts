@@ -36,7 +36,7 @@ async function sizes(redis: Redis, prefix: string): Promise<Map<string, number>>
     const pipeline = redis.pipeline();
     for (const key of keys) pipeline.call('MEMORY', 'USAGE', key, 'SAMPLES', '0');
     const replies = (await pipeline.exec()) ?? [];
-    keys.forEach((key, i) => out.set(key, Number(replies[i]?.[1] ?? 0)));
+    for (const [i, key] of keys.entries()) out.set(key, Number(replies[i]?.[1] ?? 0));
   } while (cursor !== '0');
   return out;
 }
