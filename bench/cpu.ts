@@ -8,15 +8,18 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 
-/** CPU microseconds used so far, per side. */
+/** CPU microseconds used so far, per side; Postgres per process (backends come and go). */
 export interface CpuReading {
   node: number;
   redis: number;
-  postgres: number;
+  postgres: Map<number, number>;
 }
 
 /** Microseconds per operation, per side and in all. */
-export interface CpuPerOp extends CpuReading {
+export interface CpuPerOp {
+  node: number;
+  redis: number;
+  postgres: number;
   total: number;
 }
 
@@ -33,9 +36,9 @@ async function redisCpuUs(redis: readonly Redis[]): Promise<number> {
   return seconds * 1e6;
 }
 
-/** utime + stime of every running process whose command is `postgres`. */
-function postgresCpuUs(): number {
-  let ticks = 0;
+/** utime + stime, in microseconds, of every running process whose command is `postgres`, by pid. */
+function postgresCpuUs(): Map<number, number> {
+  const byPid = new Map<number, number>();
   for (const pid of readdirSync('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
     try {
@@ -44,12 +47,12 @@ function postgresCpuUs(): number {
       if (!stat.slice(stat.indexOf('(') + 1, close).startsWith('postgres')) continue;
       const fields = stat.slice(close + 2).split(' ');
       // Fields after the command: state is index 0, so utime (14th) and stime (15th) are 11 and 12.
-      ticks += Number(fields[11]) + Number(fields[12]);
+      byPid.set(Number(pid), ((Number(fields[11]) + Number(fields[12])) / USER_HZ) * 1e6);
     } catch {
       // The process ended meanwhile.
     }
   }
-  return (ticks / USER_HZ) * 1e6;
+  return byPid;
 }
 
 /** Reads every side's CPU now; `redis` are the servers to ask (each master of a cluster). */
@@ -58,11 +61,17 @@ export async function readCpu(redis: readonly Redis[]): Promise<CpuReading> {
   return { node: user + system, redis: await redisCpuUs(redis), postgres: postgresCpuUs() };
 }
 
-/** The CPU a run used per operation, between two readings. */
+/**
+ * The CPU a run used per operation, between two readings. Postgres counts the processes
+ * alive at the end (from zero for one started during the run); a backend that ended
+ * during the run is left out, as /proc no longer has it.
+ */
 export function cpuPerOp(before: CpuReading, after: CpuReading, ops: number): CpuPerOp {
-  const per = (side: keyof CpuReading) => Number(((after[side] - before[side]) / ops).toFixed(1));
-  const node = per('node');
-  const redis = per('redis');
-  const postgres = per('postgres');
+  const per = (us: number) => Number((us / ops).toFixed(1));
+  let postgresUs = 0;
+  for (const [pid, us] of after.postgres) postgresUs += us - (before.postgres.get(pid) ?? 0);
+  const node = per(after.node - before.node);
+  const redis = per(after.redis - before.redis);
+  const postgres = per(postgresUs);
   return { node, redis, postgres, total: Number((node + redis + postgres).toFixed(1)) };
 }

@@ -2,6 +2,7 @@ import { UnknownTenantError } from '../errors.js';
 import type { QueueEngine } from '../queue/engine.js';
 import type { Org } from '../tenancy/org.js';
 import type { FairPicker } from './fair-picker.js';
+import type { Turn } from './worker-types.js';
 
 /** What the directory reads orgs from (an `OrgRegistry` fits). */
 interface OrgReader {
@@ -54,6 +55,25 @@ export class TenantDirectory {
    * rather than stay with one slot. Such a tenant gets `jobsPerTurn` times its weight in
    * the picker, so it still gets its weight's share of the jobs.
    */
+  /**
+   * Whether the slot serves the turn's tenant once more: while the turn has jobs left,
+   * or, once it is used up, when the round would hand the slot the same tenant again
+   * (then a new turn starts). The org is read again, so a deactivation or a new cap ends
+   * the turn. The turn also ends early when a tenant waits for a connection, so that the
+   * turn's connection goes back now rather than after the whole turn.
+   */
+  continueTurn(turn: Turn): boolean {
+    const org = this.org(turn.org.slug);
+    if (org === undefined) return false;
+    turn.org = org;
+    if (turn.db !== undefined && this.#o.picker.hasBlocked) return false;
+    if (turn.served < this.turnLength(org)) return true;
+    // A capped tenant's places go round the fleet: never two turns in a row in one slot.
+    if (org.maxConcurrency !== null || !this.#o.picker.repick(org.slug)) return false;
+    turn.served = 0;
+    return true;
+  }
+
   turnLength(org: Org): number {
     return org.maxConcurrency === null ? this.#o.jobsPerTurn : 1;
   }

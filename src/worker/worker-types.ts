@@ -51,6 +51,8 @@ export interface FleetWorkerEventMap {
 
 /** A job a worker is running (internal to the worker). */
 export interface RunningJob {
+  /** The job's key in the worker's map (running-jobs.ts jobKey). */
+  readonly key: string;
   readonly job: ActiveJob;
   readonly controller: AbortController;
   db: TenantConnection | undefined;
@@ -69,4 +71,8 @@ export interface Turn {
   db: TenantConnection | undefined;
   /** Jobs started in this turn so far. */
   served: number;
+  /** The job the turn starts with. */
+  first: ActiveJob;
+  /** Set when the turn ended by handing the slot on: the next tenant's turn, or null. */
+  handedOn?: Turn | null;
 }

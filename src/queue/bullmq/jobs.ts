@@ -4,7 +4,8 @@
  * `JobInfo` view.
  */
 import { Job, type JobsOptions, type RedisQueueBackend } from 'bullmq';
-import type { ActiveJob, JobInfo, JobState } from '../engine.js';
+import type { Redis } from 'ioredis';
+import type { ActiveJob, JobCounts, JobInfo, JobState } from '../engine.js';
 import { MAX_PRIORITY, type NormalisedJob } from '../job-input.js';
 import { partitionName } from './partitions.js';
 
@@ -125,5 +126,26 @@ function toJobInfo(queue: string, tenant: string, job: Job, bullState: string): 
     batchId: batchOf(job),
     result: job.returnvalue ?? null,
     error: job.failedReason ? { message: job.failedReason, stack: stack ?? null } : null,
+  };
+}
+
+/**
+ * Waiting, active and delayed as BullMQ holds them now; completed and failed are the
+ * exact totals BullMQ's metrics count as it finishes each job (finished job bodies
+ * themselves are trimmed, see docs/engines.md § Redis memory).
+ */
+export async function readCounts(redis: Redis, backend: RedisQueueBackend): Promise<JobCounts> {
+  const [current, completed, failed] = await Promise.all([
+    backend.getCounts(['wait', 'prioritized', 'active', 'delayed']),
+    redis.hget(backend.toKey('metrics:completed'), 'count'),
+    redis.hget(backend.toKey('metrics:failed'), 'count'),
+  ]);
+  const [wait, prioritized, active, delayed] = current.map((n) => Number(n) || 0);
+  return {
+    waiting: wait! + prioritized!,
+    active: active!,
+    delayed: delayed!,
+    completed: Number(completed ?? 0),
+    failed: Number(failed ?? 0),
   };
 }

@@ -11,7 +11,19 @@
  * BullMQ's own keys are P:Q.T:wait, :prioritized, :delayed, :active, … ; `#` cannot
  * appear in a queue name, so the batch keys never meet a queue's.
  */
+import { createRequire } from 'node:module';
 import type { ChainableCommander, Redis } from 'ioredis';
+
+/** The Lua text of one of the BullMQ scripts this package's BullMQ ships. */
+function bullMqScript(file: string, name: string): string {
+  const module = createRequire(import.meta.url)(`bullmq/dist/cjs/scripts/${file}.js`) as Record<
+    string,
+    { content: string }
+  >;
+  const content = module[name]?.content;
+  if (typeof content !== 'string') throw new Error(`BullMQ script ${file} (${name}) not found`);
+  return content;
+}
 
 /**
  * What a partition gives up once it has nothing waiting, so that an idle tenant costs
@@ -124,8 +136,38 @@ redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return 1`;
 
+/**
+ * BullMQ's own moveToFinished on one partition, then — only if it finished the job —
+ * BullMQ's own moveToActive on another partition of the same logical queue, in one
+ * call: the fleet worker completes a job and claims the first job of the tenant it picks
+ * next in one round trip, as a plain BullMQ Worker does within its one queue. Both
+ * scripts run unchanged, each wrapped in a function that takes its KEYS and ARGV.
+ * KEYS: moveToFinished's 14, then moveToActive's 11. ARGV: how many of moveToFinished's
+ * arguments come first, those, then moveToActive's. Replies `{finished}` when
+ * moveToFinished refused (a negative code), else `{finished, taken}`.
+ */
+const FINISH_AND_TAKE = `
+local function finish(KEYS, ARGV)
+${bullMqScript('moveToFinished-14', 'moveToFinished')}
+end
+local function take(KEYS, ARGV)
+${bullMqScript('moveToActive-11', 'moveToActive')}
+end
+local finishKeys, takeKeys, finishArgs, takeArgs = {}, {}, {}, {}
+for i = 1, 14 do finishKeys[i] = KEYS[i] end
+for i = 15, #KEYS do takeKeys[#takeKeys + 1] = KEYS[i] end
+local count = tonumber(ARGV[1])
+for i = 2, count + 1 do finishArgs[#finishArgs + 1] = ARGV[i] end
+for i = count + 2, #ARGV do takeArgs[#takeArgs + 1] = ARGV[i] end
+local finished = finish(finishKeys, finishArgs)
+if type(finished) == 'number' and finished < 0 then
+  return {finished}
+end
+return {finished, take(takeKeys, takeArgs)}`;
+
 /** The scripts as ioredis commands (on the client and on its MULTIs). */
 export interface FleetCommands {
+  fleetFinishAndTake(...args: (string | number | Buffer)[]): Promise<unknown[]>;
   fleetSettleReady(...args: (string | number)[]): Promise<number>;
   fleetReconcile(...args: (string | number)[]): Promise<number>;
   fleetBatchAdd(...args: (string | number)[]): Promise<number>;
@@ -138,6 +180,7 @@ export type FleetMulti = ChainableCommander & {
 };
 
 const SCRIPTS: Record<keyof FleetCommands, { numberOfKeys: number; lua: string }> = {
+  fleetFinishAndTake: { numberOfKeys: 25, lua: FINISH_AND_TAKE },
   fleetSettleReady: { numberOfKeys: 8, lua: SETTLE_READY },
   fleetReconcile: { numberOfKeys: 11, lua: RECONCILE },
   fleetBatchAdd: { numberOfKeys: 2, lua: BATCH_ADD },
