@@ -1,8 +1,10 @@
 /**
- * `npm run bench -- <name> [<name> …]`: runs bench/<name>.ts, each of which prints one
- * JSON document. With no name, lists the benchmarks.
+ * `npm run bench -- <name> [<name> …]`: builds the package, then runs bench/<name>.ts
+ * against the built modules in dist/; each prints one JSON document. With no name, lists
+ * the benchmarks.
  */
 import { readdirSync } from 'node:fs';
+import { register } from 'node:module';
 import { dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -25,6 +27,8 @@ for (const name of names) {
     process.exit(2);
   }
 }
+// The package's modules load from dist/ (built by `npm run bench`): see dist-resolver.mjs.
+register('./dist-resolver.mjs', import.meta.url);
 for (const name of names) {
   const module = (await import(pathToFileURL(`${here}/${name}.ts`).href)) as { main(): Promise<unknown> };
   const result = await module.main();
