@@ -9,7 +9,7 @@ import { ConnectionBorrower } from './connection-borrower.js';
 import { FairPicker } from './fair-picker.js';
 import { createJobContext, type JobHandler, toError } from './job-context.js';
 import { ReadyRefresher } from './ready-refresher.js';
-import { type AbandonReason, RunningJobs } from './running-jobs.js';
+import { type AbandonReason, RunningJobs, signalOf } from './running-jobs.js';
 import { TenantDirectory } from './tenant-directory.js';
 import { isUnrecoverable } from './unrecoverable-error.js';
 import { ErrorLog, logFailure } from './worker-log.js';
@@ -191,6 +191,7 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     const { job } = entry;
     if (reason === 'lock-lost')
       this.#logger.warn({ jobId: job.id, tenant: job.tenant }, 'lost the lock of a running job');
+    entry.controller ??= new AbortController();
     entry.controller.abort(new Error(`Job ${job.id} aborted: ${reason}`));
     // The handler may still hold the connection: destroy it rather than lend it on.
     entry.db?.release(new Error(`job aborted (${reason})`));
@@ -326,7 +327,7 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     let result: Result | undefined;
     let failure: Error | undefined;
     try {
-      const ctx = createJobContext(job, org, db, entry.controller.signal, this.#logger);
+      const ctx = createJobContext(job, org, db, () => signalOf(entry), this.#logger);
       result = await this.#handler(job, ctx);
     } catch (thrown) {
       failure = toError(thrown);

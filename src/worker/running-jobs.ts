@@ -11,6 +11,12 @@ export function jobKey(job: Pick<ActiveJob, 'queue' | 'tenant' | 'id'>): string 
   return `${job.queue}\u0000${job.tenant}\u0000${job.id}`;
 }
 
+/** The job's abort signal, its controller made on first use. */
+export function signalOf(entry: RunningJob): AbortSignal {
+  entry.controller ??= new AbortController();
+  return entry.controller.signal;
+}
+
 /** Why a worker gave up on a running job. */
 export type AbandonReason = 'shutdown' | 'lock-lost';
 
@@ -57,7 +63,7 @@ export class RunningJobs {
     const entry: RunningJob = {
       key: jobKey(job),
       job,
-      controller: new AbortController(),
+      controller: undefined,
       db,
       abandoned: false,
     };

@@ -54,7 +54,8 @@ export interface RunningJob {
   /** The job's key in the worker's map (running-jobs.ts jobKey). */
   readonly key: string;
   readonly job: ActiveJob;
-  readonly controller: AbortController;
+  /** Made on first use (most handlers never read `ctx.signal`): see running-jobs.ts signalOf. */
+  controller: AbortController | undefined;
   db: TenantConnection | undefined;
   /** close() gave up waiting, or the lock was lost: the connection is back, the job no longer ours. */
   abandoned: boolean;

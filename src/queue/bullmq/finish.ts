@@ -91,26 +91,16 @@ export async function completeAndTake(
   const { backend } = context;
   const args = backend.moveToCompletedArgs(job, resultJson, { count: context.keep.completed }, token, false);
   const keyCount = backend.moveToFinishedKeys.length;
-  const keys = take.backend.keys;
-  // moveToActive's keys and arguments, as BullMQ's RedisQueueBackend.moveToActive builds them.
-  const takeKeys = [
-    keys.wait,
-    keys.active,
-    keys.prioritized,
-    keys.events,
-    keys.stalled,
-    keys.limiter,
-    keys.delayed,
-    keys.paused,
-    keys.meta,
-    keys.pc,
-    keys.marker,
-  ] as string[];
-  const takeArgs = [keys['']!, Date.now(), pack({ token: take.token, lockDuration: take.lockDurationMs })];
+  // moveToActive's arguments, as BullMQ's RedisQueueBackend.moveToActive builds them (its
+  // keys are named in the script from the first, the partition's key prefix).
+  const takeArgs = [
+    take.backend.keys['']!,
+    Date.now(),
+    pack({ token: take.token, lockDuration: take.lockDurationMs }),
+  ];
   const client = (await backend.client) as unknown as FleetCommands;
   const [code, next] = await client.fleetFinishAndTake(
     ...(args.slice(0, keyCount) as string[]),
-    ...takeKeys,
     args.length - keyCount,
     ...(args.slice(keyCount) as (string | number | Buffer)[]),
     ...takeArgs,
