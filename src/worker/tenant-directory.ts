@@ -7,6 +7,8 @@ import type { Turn } from './worker-types.js';
 /** What the directory reads orgs from (an `OrgRegistry` fits). */
 interface OrgReader {
   get(slug: string): Promise<Org>;
+  /** Many at once, by slug (absent: not registered); used when there. */
+  findMany?(slugs: readonly string[]): Promise<Map<string, Org>>;
 }
 
 export interface TenantDirectoryOptions {
@@ -96,17 +98,30 @@ export class TenantDirectory {
   }
 
   async #loadAll(slugs: readonly string[]): Promise<void> {
+    // Many orgs in a few statements when the source can (thousands of new tenants at
+    // start-up); if that fails, each is read on its own below.
+    let found: Map<string, Org> | undefined;
+    if (slugs.length > 1 && this.#o.orgs.findMany)
+      found = await this.#o.orgs.findMany(slugs).catch((error: unknown) => {
+        this.#o.onError(error, 'registry.findMany');
+        return undefined;
+      });
     let next = 0;
     const lane = async () => {
-      while (next < slugs.length) await this.#load(slugs[next++]!);
+      while (next < slugs.length) {
+        const slug = slugs[next++]!;
+        await this.#load(slug, found && (found.get(slug) ?? null));
+      }
     };
     await Promise.all(Array.from({ length: Math.min(LOAD_CONCURRENCY, slugs.length) }, lane));
   }
 
-  async #load(slug: string): Promise<void> {
+  /** `known`: the org as already read (null: not registered), or undefined to read it now. */
+  async #load(slug: string, known: Org | null | undefined): Promise<void> {
     let org: Org;
     try {
-      org = await this.#o.orgs.get(slug);
+      if (known === null) throw new UnknownTenantError(slug);
+      org = known ?? (await this.#o.orgs.get(slug));
     } catch (error) {
       const unknown = error instanceof UnknownTenantError;
       if (!unknown) this.#o.onError(error, `registry.get ${slug}`);

@@ -8,6 +8,8 @@ import type { TenantConnection } from '../tenancy/tenant-pools/tenant-connection
 export interface OrgSource {
   /** The org, or `UnknownTenantError`. */
   get(slug: string): Promise<Org>;
+  /** Many orgs at once, by slug (absent: not registered); the worker uses it when there. */
+  findMany?(slugs: readonly string[]): Promise<Map<string, Org>>;
 }
 
 /** Where the worker borrows tenant connections: a `TenantPools` fits. */
