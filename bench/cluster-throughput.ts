@@ -8,9 +8,9 @@
  * - `shards3_vs_raw_bullmq_cluster`: against one plain BullMQ queue and Worker on the same
  *   cluster.
  *
- * Besides ops/s, each run records CPU per job: this process (`process.cpuUsage`) and
- * Redis (the `used_cpu_user` + `used_cpu_sys` delta of `INFO cpu` on every master of the
- * run's target; the single Redis is shared, so its figure includes whatever else ran).
+ * Besides ops/s, each run records CPU per job (bench/cpu.ts): this process, and Redis on
+ * every master of the run's target (the single Redis is shared, so its figure includes
+ * whatever else ran).
  *
  * The cluster is `BENCH_CLUSTER_NODES` (comma-separated `host:port` of its masters), else
  * a local three-master cluster started for the run (test/support/redis-cluster.ts) and
@@ -20,41 +20,12 @@ import { Redis } from 'ioredis';
 import { TenantPools } from '../src/tenancy/tenant-pools/tenant-pools.js';
 import { startRedisCluster } from '../test/support/redis-cluster.js';
 import { benchRegistry, fleetBullmqRun, REDIS_URL, rawBullmqRun } from './fleet-setup.js';
-import { interleave, machine, median, type Sample } from './harness.js';
+import { interleave, machine } from './harness.js';
 
 const JOBS = Number(process.env.BENCH_JOBS ?? 20_000);
 const PAIRS = Number(process.env.BENCH_PAIRS ?? 5);
 const TENANTS = 1000;
 const CONCURRENCY = 50;
-
-/** Total CPU seconds Redis has used, summed over `servers`. */
-async function redisCpu(servers: readonly Redis[]): Promise<number> {
-  let total = 0;
-  for (const server of servers) {
-    const info = await server.info('cpu');
-    for (const field of ['used_cpu_user', 'used_cpu_sys'])
-      total += Number(new RegExp(`^${field}:([0-9.]+)`, 'm').exec(info)?.[1] ?? 0);
-  }
-  return total;
-}
-
-/** Wraps a run to record its CPU per job (µs) in this process and on `servers`. */
-function withCpu(
-  servers: readonly Redis[],
-  cpu: { node: number[]; redis: number[] },
-  run: () => Promise<Sample>,
-) {
-  return async (): Promise<Sample> => {
-    const redisBefore = await redisCpu(servers);
-    const nodeBefore = process.cpuUsage();
-    const sample = await run();
-    const node = process.cpuUsage(nodeBefore);
-    const redis = (await redisCpu(servers)) - redisBefore;
-    cpu.node.push(Math.round((node.user + node.system) / sample.ops));
-    cpu.redis.push(Math.round((redis * 1e6) / sample.ops));
-    return sample;
-  };
-}
 
 export async function main() {
   const local = process.env.BENCH_CLUSTER_NODES ? null : await startRedisCluster();
@@ -82,35 +53,15 @@ export async function main() {
         concurrency: CONCURRENCY,
         options: { borrowConnection: false },
         handler: async () => {},
-        ...(shards === null ? {} : { connection: { cluster: nodes }, shards }),
+        ...(shards === null ? {} : { connection: { cluster: nodes }, shards, cpuOn: masters }),
       });
     const comparisons = {
-      shards3_vs_single_redis: { baseline: fleetRun(null), on: [redis] },
-      shards3_vs_shards1: { baseline: fleetRun(1), on: masters },
-      shards3_vs_raw_bullmq_cluster: {
-        baseline: () => rawBullmqRun(redis, JOBS, CONCURRENCY, async () => {}, {}, nodes),
-        on: masters,
-      },
+      shards3_vs_single_redis: fleetRun(null),
+      shards3_vs_shards1: fleetRun(1),
+      shards3_vs_raw_bullmq_cluster: () => rawBullmqRun(redis, JOBS, CONCURRENCY, async () => {}, {}, nodes),
     };
-    for (const [name, { baseline, on }] of Object.entries(comparisons)) {
-      const cpu = { baseline: { node: [], redis: [] }, subject: { node: [], redis: [] } } as Record<
-        'baseline' | 'subject',
-        { node: number[]; redis: number[] }
-      >;
-      const comparison = await interleave(
-        PAIRS,
-        withCpu(on, cpu.baseline, baseline),
-        withCpu(masters, cpu.subject, fleetRun(3)),
-      );
-      const perJob = (side: { node: number[]; redis: number[] }) => ({
-        ...side,
-        medianNodeUs: median(side.node),
-        medianRedisUs: median(side.redis),
-      });
-      results[name] = {
-        ...comparison,
-        cpuPerJobUs: { baseline: perJob(cpu.baseline), subject: perJob(cpu.subject) },
-      };
+    for (const [name, baseline] of Object.entries(comparisons)) {
+      results[name] = await interleave(PAIRS, baseline, fleetRun(3));
       console.error(name, JSON.stringify(results[name]));
     }
   } finally {

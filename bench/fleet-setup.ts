@@ -13,6 +13,7 @@ import { OrgRegistry } from '../src/tenancy/registry/org-registry.js';
 import type { TenantPools } from '../src/tenancy/tenant-pools/tenant-pools.js';
 import type { JobHandler } from '../src/worker/job-context.js';
 import type { FleetWorkerOptions } from '../src/worker/worker-options.js';
+import { type CpuPerOp, cpuPerOp, readCpu } from './cpu.js';
 
 /** Where the benchmarks find the services: the environment, or the test defaults. */
 export const PG_URL = process.env.FLEET_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -112,9 +113,10 @@ export async function rawEnqueue(
 
 /**
  * Raw BullMQ: one queue, one Worker with `concurrency`, `count` jobs enqueued first; the
- * time runs from the Worker's creation (right after `onStart`) to the last completion
- * (right before `onFinish`). With `clusterNodes`, on that Redis Cluster instead of
- * `redis` (a `{…}` prefix, as BullMQ needs there), and obliterated afterwards.
+ * time and the CPU (bench/cpu.ts) run from the Worker's creation (right after `onStart`)
+ * to the last completion (right before `onFinish`). With `clusterNodes`, on that Redis
+ * Cluster instead of `redis` (a `{…}` prefix, as BullMQ needs there; the CPU read on
+ * every master), and obliterated afterwards.
  */
 export async function rawBullmqRun(
   redis: Redis,
@@ -123,13 +125,16 @@ export async function rawBullmqRun(
   handler: () => Promise<unknown> = async () => {},
   hooks: RunHooks = {},
   clusterNodes?: readonly { host: string; port: number }[],
-): Promise<{ ops: number; ms: number; failed: number }> {
+): Promise<{ ops: number; ms: number; failed: number; cpu: CpuPerOp }> {
   const cluster =
     clusterNodes && new Cluster([...clusterNodes], { redisOptions: { maxRetriesPerRequest: null } });
   const prefix = cluster ? `{${unique('bench_raw')}}` : unique('bench_raw');
   const queue = new Queue('bench', { connection: cluster ?? redis, prefix });
   await rawEnqueue(queue, count);
   const tally = completionTally(count);
+  // On a cluster, Redis CPU is every master's.
+  const cpuOn = cluster ? cluster.nodes('master') : [redis];
+  const cpuBefore = await readCpu(cpuOn);
   hooks.onStart?.();
   const started = performance.now();
   const worker = new Worker('bench', handler, {
@@ -143,12 +148,13 @@ export async function rawBullmqRun(
   await tally.finished;
   const ms = performance.now() - started;
   hooks.onFinish?.();
+  const cpu = cpuPerOp(cpuBefore, await readCpu(cpuOn), count);
   await worker.close();
   if (cluster) await queue.obliterate({ force: true });
   await queue.close();
   if (cluster) await cluster.quit();
   else await deleteKeys(redis, prefix);
-  return { ops: count - tally.failures, ms, failed: tally.failures };
+  return { ops: count - tally.failures, ms, failed: tally.failures, cpu };
 }
 
 /** Called around the timed part of a run: after enqueueing, and at the last completion. */
@@ -171,6 +177,8 @@ export interface FleetRunOptions extends RunHooks {
   /** The engine's connection (a Redis Cluster, say) and shards. @default REDIS_URL, 1 shard */
   connection?: BullMqConnection;
   shards?: number;
+  /** The Redis servers whose CPU counts (every master of the cluster). @default [redis] */
+  cpuOn?: readonly Redis[];
 }
 
 /**
@@ -181,7 +189,7 @@ export interface FleetRunOptions extends RunHooks {
 export async function fleetBullmqRun(
   redis: Redis,
   run: FleetRunOptions,
-): Promise<{ ops: number; ms: number; tenants: number; failed: number }> {
+): Promise<{ ops: number; ms: number; tenants: number; failed: number; cpu: CpuPerOp }> {
   const prefix = unique('bench_fleet');
   const engine = new BullMqEngine({
     connection: run.connection ?? REDIS_URL,
@@ -202,6 +210,8 @@ export async function fleetBullmqRun(
     );
   }
   const tally = completionTally(run.jobs);
+  const cpuOn = run.cpuOn ?? [redis];
+  const cpuBefore = await readCpu(cpuOn);
   run.onStart?.();
   const started = performance.now();
   const worker = fleet.worker(queue, run.handler, {
@@ -214,9 +224,10 @@ export async function fleetBullmqRun(
   await tally.finished;
   const ms = performance.now() - started;
   run.onFinish?.();
+  const cpu = cpuPerOp(cpuBefore, await readCpu(cpuOn), run.jobs);
   // On a cluster the keys are spread over the masters: the engine's own purge finds them.
   if (run.connection !== undefined) await engine.purge(queue);
   await fleet.close();
   if (run.connection === undefined) await deleteKeys(redis, prefix);
-  return { ops: run.jobs - tally.failures, ms, tenants: run.tenants, failed: tally.failures };
+  return { ops: run.jobs - tally.failures, ms, tenants: run.tenants, failed: tally.failures, cpu };
 }

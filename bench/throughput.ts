@@ -13,7 +13,12 @@
  * minute. Each run enqueues first, then times from the worker's creation (org loading
  * and cap set-up included for the fleet) to the last completion.
  *
- * `BENCH_JOBS` and `BENCH_PAIRS` scale it down for a quick look.
+ * A 10,000-tenant row (two jobs per tenant) runs when named in `BENCH_ONLY`, e.g.
+ * `BENCH_ONLY=noop_10000_tenants npm run bench -- throughput`. Each run reports CPU per
+ * job beside its time (bench/cpu.ts): this node process and the Redis server (and the
+ * Postgres backends for select 1).
+ *
+ * `BENCH_JOBS` and `BENCH_PAIRS` scale it down for a quick look; `BENCH_ONLY` picks rows.
  */
 import { Redis } from 'ioredis';
 import pg from 'pg';
@@ -37,9 +42,15 @@ async function report<T>(name: string, comparison: Promise<T>): Promise<T> {
   return result;
 }
 
+/** Only the comparisons named in `BENCH_ONLY` (comma-separated), when it is set. */
+const only = process.env.BENCH_ONLY?.split(',').map((name) => name.trim());
+const wanted = (name: string) => only === undefined || only.includes(name);
+
 export async function main() {
   const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
-  const { registry, slugs, drop } = await benchRegistry(1000, 100);
+  // 10,000 tenants only when the 10,000-tenant row runs: adding them takes a while.
+  const tenantCount = wanted('noop_10000_tenants') ? 10_000 : 1000;
+  const { registry, slugs, drop } = await benchRegistry(tenantCount, 100);
   const pools = await TenantPools.open({
     registry,
     maxConnections: CONCURRENCY,
@@ -60,37 +71,36 @@ export async function main() {
           options,
           handler,
         });
+    const compare = async (
+      name: string,
+      subject: () => Promise<Sample>,
+      handler?: () => Promise<unknown>,
+    ) => {
+      if (!wanted(name)) return;
+      results[name] = await report(
+        name,
+        interleave(PAIRS, () => rawBullmqRun(redis, JOBS, CONCURRENCY, handler), subject),
+      );
+    };
 
     const noop = async () => {};
-    for (const tenants of [1, 100, 1000]) {
-      results[`noop_${tenants}_tenants`] = await report(
-        `noop_${tenants}_tenants`,
-        interleave(
-          PAIRS,
-          () => rawBullmqRun(redis, JOBS, CONCURRENCY),
-          fleetRun(tenants, { borrowConnection: false }, noop),
-        ),
-      );
-    }
+    for (const tenants of [1, 100, 1000])
+      await compare(`noop_${tenants}_tenants`, fleetRun(tenants, { borrowConnection: false }, noop));
     // The finest interleaving: every job of its own turn, so a change of tenant per job.
-    results.noop_1000_tenants_jobsPerTurn_1 = await report(
+    await compare(
       'noop_1000_tenants_jobsPerTurn_1',
-      interleave(
-        PAIRS,
-        () => rawBullmqRun(redis, JOBS, CONCURRENCY),
-        fleetRun(1000, { borrowConnection: false, jobsPerTurn: 1 }, noop),
-      ),
+      fleetRun(1000, { borrowConnection: false, jobsPerTurn: 1 }, noop),
     );
+    // Two jobs per tenant: the worker's start-up (10,000 orgs loaded) is inside the timing.
+    if (tenantCount === 10_000)
+      await compare('noop_10000_tenants', fleetRun(10_000, { borrowConnection: false }, noop));
 
     const plain = new pg.Pool({ connectionString: registry.databaseUrl, max: DB_CONNECTIONS });
     try {
-      results.select1_100_schema_tenants = await report(
+      await compare(
         'select1_100_schema_tenants',
-        interleave(
-          PAIRS,
-          () => rawBullmqRun(redis, JOBS, CONCURRENCY, () => plain.query('select 1')),
-          fleetRun(100, { borrowConnection: true }, async (_job, ctx) => ctx.db!.query('select 1')),
-        ),
+        fleetRun(100, { borrowConnection: true }, async (_job, ctx) => ctx.db!.query('select 1')),
+        () => plain.query('select 1'),
       );
     } finally {
       await plain.end();

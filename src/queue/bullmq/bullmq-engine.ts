@@ -1,18 +1,17 @@
 /**
  * The Redis engine, on BullMQ: one BullMQ queue per (queue, tenant) partition, a ready
- * index of tenants in Redis, and a bounded number of Redis connections per process:
- *
- * - one command connection shared by every partition's BullMQ objects (the caller's
- *   ioredis instance when one is passed in, else one the engine opens), and
- * - one subscriber connection, opened by the first `waitForReady`.
- *
- * So one engine holds at most 2 connections of its own, whatever the number of tenants.
+ * index of tenants in Redis, and a bounded number of Redis connections per process: one
+ * command connection shared by every partition's BullMQ objects (the caller's ioredis
+ * instance when one is passed in, else one the engine opens; one per master on a Redis
+ * Cluster), and one subscriber connection, opened by the first `waitForReady`. So an
+ * engine holds at most 2 connections of its own (masters + 1), whatever the tenants.
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { type Job, type RedisQueueBackend, raw2NextJobData } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { ClosedError, redactUrl } from '../../errors.js';
+import { runCloseSteps } from '../close-steps.js';
 import type {
   ActiveJob,
   BatchProgress,
@@ -37,8 +36,16 @@ import { readBatchProgress, touchBatchShards } from './batches.js';
 import { duplicateConnection, openConnection } from './cluster/connection.js';
 import { KeyLayout } from './cluster/key-layout.js';
 import { enqueueJobs } from './enqueue.js';
-import { completeJob, type FinishContext, failJob } from './finish.js';
-import { type BullMqLease, isLostLock, readJobCounts, readJobInfo, toActiveJob } from './jobs.js';
+import { completeAndTake, completeJob, type FinishContext, failJob } from './finish.js';
+import {
+  attemptsOf,
+  type BullMqLease,
+  batchOf,
+  isLostLock,
+  readCounts,
+  readJobInfo,
+  toActiveJob,
+} from './jobs.js';
 import { extendLocks, recoverStalled } from './locks.js';
 import { MarkerSweep } from './marker-sweep.js';
 import {
@@ -86,7 +93,7 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     if (this.#ownsConnection) redis.on('error', onError);
     this.#redis = withFleetCommands(redis);
     this.#partitions = new PartitionCache(redis, this.options, this.#layout, onError);
-    this.#index = new ReadyIndex(this.#redis, this.#layout, () => {
+    this.#index = new ReadyIndex(this.#redis, this.#layout, this.options.keepCompleted, () => {
       const subscriber = duplicateConnection(redis, `${clientName}:sub`);
       subscriber.on('error', onError);
       return subscriber;
@@ -94,11 +101,7 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     this.#sweep = new MarkerSweep(redis, this.#layout, this.#index, this.#partitions, onError);
   }
 
-  /**
-   * BullMQ's `prefix` of a tenant's partition of `queue` (the BullMQ queue
-   * `<queue>.<tenant>`), for BullMQ's own `Queue`, bull-board, or scripts: it carries the
-   * partition's hash tag, `<prefix>:{<queue>}` (or `{<queue>#<shard>}` with `shards` > 1).
-   */
+  /** BullMQ's `prefix` of partition `<queue>.<tenant>` (for BullMQ's own `Queue`): `<prefix>:{<shard tag>}`. */
   partitionPrefix(queue: string, tenant: string): string {
     return this.#layout.partitionPrefix(checkQueueName(queue), checkTenant(tenant));
   }
@@ -202,35 +205,48 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
   }
 
   /**
-   * With `fetchNext`, BullMQ's moveToFinished finishes the job and takes the partition's
-   * next one in the same script, as a plain BullMQ Worker does: one round trip per job
-   * instead of two. The next job is locked with the finished job's token.
+   * With `fetchNext`, one script call completes the job and takes the next one, as a
+   * plain BullMQ Worker does: of the same partition (BullMQ's moveToFinished, locked with
+   * the finished job's token), or of `fetchNext.tenant`'s (scripts.ts FINISH_AND_TAKE,
+   * with a token of its own). A job counted in a batch completes in its own MULTI first.
    */
   async complete(job: ActiveJob, result: unknown, options: CompleteOptions = {}): Promise<ActiveJob | null> {
     this.#checkOpen();
     const next = options.fetchNext;
     if (next !== undefined) checkLockDuration(next.lockDurationMs);
+    const tenant = next?.tenant === undefined ? job.tenant : checkTenant(next.tenant);
     const json = serialiseResult(result);
     const { token, job: bullJob } = job.lease as BullMqLease;
-    if (next === undefined) {
+    const elsewhere = tenant !== job.tenant;
+    // FINISH_AND_TAKE touches both partitions in one script: only within one shard (slot).
+    const crossShard = elsewhere && this.#layout.shardOf(tenant) !== this.#layout.shardOf(job.tenant);
+    if (next === undefined || (elsewhere && (batchOf(bullJob) !== null || crossShard))) {
       try {
         // 'lost': the job is (or will be) run again by whoever holds it now; nothing to do.
         await completeJob(this.#finishContext(job), bullJob, token, json);
       } finally {
         this.#release(job);
       }
-      return null;
+      return next === undefined ? null : this.fetch(job.queue, tenant, next.workerId, next.lockDurationMs);
     }
-    const { queue, tenant } = job;
+    const { queue } = job;
+    const nextToken = elsewhere ? `${next.workerId}:${randomUUID()}` : token;
     return this.#partitions.use(queue, tenant, async (partition) => {
       let finished: Awaited<ReturnType<typeof completeJob>>;
       try {
         // Read by moveToFinished when it locks the next job.
         partition.worker.opts.lockDuration = next.lockDurationMs;
         this.#markActive(partition, queue, tenant);
-        finished = await completeJob(this.#finishContext(job), bullJob, token, json, true);
+        const context = this.#finishContext(job);
+        finished = elsewhere
+          ? await completeAndTake(context, bullJob, token, json, {
+              backend: partition.worker.getBackend() as RedisQueueBackend,
+              token: nextToken,
+              lockDurationMs: next.lockDurationMs,
+            })
+          : await completeJob(context, bullJob, token, json, true);
       } finally {
-        this.#partitions.release(partition);
+        this.#release(job);
       }
       // Refused (lock lost): nothing was taken either, so take the next job the usual way.
       if (finished.outcome === 'lost') return this.fetch(queue, tenant, next.workerId, next.lockDurationMs);
@@ -243,8 +259,8 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
         partition,
         queue,
         tenant,
-        token,
-        data ? await worker.nextJobFromJobData(data, id, token) : undefined,
+        nextToken,
+        data ? await worker.nextJobFromJobData(data, id, nextToken) : undefined,
       );
       return taken === 'retry' ? this.fetch(queue, tenant, next.workerId, next.lockDurationMs) : taken;
     });
@@ -257,7 +273,7 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     const final =
       options.unrecoverable === true ||
       cause.name === 'UnrecoverableError' ||
-      bullJob.attemptsMade + 1 >= (bullJob.opts.attempts ?? 1);
+      bullJob.attemptsMade + 1 >= attemptsOf(bullJob);
     try {
       if (final) {
         const outcome = await failJob(this.#finishContext(job), bullJob, token, cause);
@@ -301,10 +317,10 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     await this.#index.publish(queue);
   }
 
-  /** BullMQ's counts of the partition; see readJobCounts. */
+  /** Waiting, active and delayed as BullMQ holds them now; completed and failed exact (jobs.ts readCounts). */
   async counts(queue: string, tenant: string): Promise<JobCounts> {
     this.#checkOpen();
-    return readJobCounts(this.#redis, this.#partitions.backend(checkQueueName(queue), checkTenant(tenant)));
+    return readCounts(this.#redis, this.#partitions.backend(checkQueueName(queue), checkTenant(tenant)));
   }
 
   async getJob(queue: string, tenant: string, id: string): Promise<JobInfo | null> {
@@ -343,21 +359,9 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
   async #close(): Promise<void> {
     const quit = async () => void (this.#ownsConnection && (await this.#redis.quit()));
     const steps = [() => this.#partitions.close(), () => this.#index.close(), quit];
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), this.options.closeTimeoutMs);
-    });
-    const work = (async () => {
-      for (const step of steps) {
-        try {
-          await step();
-        } catch (error) {
-          this.emit('redis:error', { error: error as Error });
-        }
-      }
-    })();
-    const outcome = await Promise.race([work, deadline]);
-    clearTimeout(timer);
+    const outcome = await runCloseSteps(steps, this.options.closeTimeoutMs, (error) =>
+      this.emit('redis:error', { error }),
+    );
     if (outcome === 'timeout') {
       this.#index.disconnect();
       if (this.#ownsConnection) this.#redis.disconnect();
@@ -388,6 +392,7 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
       batchKey: (id) => layout.batchCountsKey(layout.tag(queue, layout.shardOf(tenant)), id),
       touchBatch: (id) => touchBatchShards(this.#redis, layout, id, ttl),
       batchTtlMs: ttl,
+      keep: { completed: this.options.keepCompleted, failed: this.options.keepFailed },
     };
   }
 }

@@ -35,7 +35,7 @@ export async function purgePartitions(
       const ready = layout.readyKey(queue, shard);
       const active = layout.activeTenantsKey(queue, shard);
       return tenant === null
-        ? redis.unlink(ready, active)
+        ? redis.unlink(ready, active, layout.finishedKey(queue, shard))
         : redis.multi().zrem(ready, tenant).zrem(active, tenant).exec();
     }),
   );

@@ -24,12 +24,26 @@ export interface PartitionKeys {
   paused: string;
   active: string;
   stalled: string;
+  events: string;
+  completed: string;
+  /** The prefix of the partition's job hashes: `P:{tag}:Q.T:`. */
+  jobPrefix: string;
+}
+
+/**
+ * `P:{tag}:Q.` from a partition's `P:{tag}:Q.T:`: a finished member `T:id` completes it to
+ * the job's hash (the finished set is per shard, so every member shares the tag).
+ */
+function queueJobPrefix(keys: PartitionKeys, tenant: string): string {
+  return keys.jobPrefix.slice(0, keys.jobPrefix.length - tenant.length - 1);
 }
 
 /** Redis key and channel names of the index, and the operations on them. */
 export class ReadyIndex {
   readonly #redis: Redis & FleetCommands;
   readonly #layout: KeyLayout;
+  /** Completed jobs each shard of a logical queue keeps of its idle partitions (scripts.ts RETIRE). */
+  readonly #keepCompleted: number;
   readonly #openSubscriber: () => Redis;
   #subscriber: Redis | null = null;
   readonly #subscribed = new Map<string, Promise<unknown>>();
@@ -37,9 +51,15 @@ export class ReadyIndex {
   readonly #listening = new Set<string>();
   readonly #waiters = new Map<string, Set<() => void>>();
 
-  constructor(redis: Redis & FleetCommands, layout: KeyLayout, openSubscriber: () => Redis) {
+  constructor(
+    redis: Redis & FleetCommands,
+    layout: KeyLayout,
+    keepCompleted: number,
+    openSubscriber: () => Redis,
+  ) {
     this.#redis = redis;
     this.#layout = layout;
+    this.#keepCompleted = keepCompleted;
     this.#openSubscriber = openSubscriber;
   }
 
@@ -51,6 +71,11 @@ export class ReadyIndex {
   /** The active-tenants set of the tenant's shard. */
   activeTenantsKey(queue: string, tenant: string): string {
     return this.#layout.activeTenantsKey(queue, this.#layout.shardOf(tenant));
+  }
+
+  /** Completed jobs handed over by the idle partitions of the tenant's shard (scripts.ts RETIRE). */
+  finishedKey(queue: string, tenant: string): string {
+    return this.#layout.finishedKey(queue, this.#layout.shardOf(tenant));
   }
 
   channel(queue: string): string {
@@ -100,7 +125,12 @@ export class ReadyIndex {
       keys.prioritized,
       keys.delayed,
       keys.paused,
+      keys.events,
+      keys.completed,
+      this.finishedKey(queue, tenant),
       tenant,
+      queueJobPrefix(keys, tenant),
+      this.#keepCompleted,
     );
   }
 
@@ -134,9 +164,14 @@ export class ReadyIndex {
       keys.active,
       keys.stalled,
       this.activeTenantsKey(queue, tenant),
+      keys.events,
+      keys.completed,
+      this.finishedKey(queue, tenant),
       tenant,
       Date.now(),
       ACTIVE_GRACE_MS,
+      queueJobPrefix(keys, tenant),
+      this.#keepCompleted,
     );
   }
 

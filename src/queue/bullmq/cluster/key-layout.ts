@@ -13,6 +13,7 @@
  *   P:{Q#s}:Q.T:wait, :active, …   BullMQ's keys of partition `Q.T` (BullMQ prefix `P:{Q#s}`)
  *   P:{Q#s}:ready                  ZSET tenant → epoch ms from which it may have a job ready
  *   P:{Q#s}:active-tenants         ZSET tenant → when a fetch last announced it
+ *   P:{Q#s}:finished               ZSET completed jobs (`T:id`) handed over by idle partitions
  *   P:{Q#s}:#batch:<id>            HASH total / completed / failed of a batch's jobs in the shard
  *   P:#batch:<id>                  SET of the shard tags a batch has jobs in
  *   P:#ready:Q                     pub/sub channel that wakes the queue's idle workers
@@ -108,6 +109,11 @@ export class KeyLayout {
 
   activeTenantsKey(queue: string, shard: number): string {
     return `${this.shardPrefix(queue, shard)}:active-tenants`;
+  }
+
+  /** Completed jobs handed over by the shard's idle partitions (scripts.ts RETIRE). */
+  finishedKey(queue: string, shard: number): string {
+    return `${this.shardPrefix(queue, shard)}:finished`;
   }
 
   /** The counts of a batch's jobs in one shard (by tag). */
