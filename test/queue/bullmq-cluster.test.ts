@@ -177,6 +177,31 @@ describe('the BullMQ engine on a three-master Redis Cluster', () => {
     }
   });
 
+  it('completes a job and takes another shard’s tenant’s next job (two calls, never one cross-slot script)', async () => {
+    const { engine, prefix } = open(3);
+    const layout = new KeyLayout(prefix, 3);
+    const [a, b] = [TENANTS[0]!, TENANTS.find((t) => layout.shardOf(t) !== layout.shardOf(TENANTS[0]!))!];
+    const c = TENANTS.find((t) => t !== a && layout.shardOf(t) === layout.shardOf(a))!;
+    await engine.enqueueBulk(
+      'q',
+      [a, a, b, c].map((tenant, i) => ({ tenant, name: 'n', data: i })),
+    );
+    const fetchNext = (tenant: string) => ({ fetchNext: { workerId: 'w', lockDurationMs: LOCK, tenant } });
+    const first = (await engine.fetch('q', a, 'w', LOCK))!;
+    // Across shards: completed, then fetched.
+    const ofB = (await engine.complete(first, 'ok', fetchNext(b)))!;
+    expect(ofB).toMatchObject({ tenant: b, data: 2 });
+    const ofC = (await engine.complete(ofB, 'ok', fetchNext(c)))!;
+    expect(ofC).toMatchObject({ tenant: c, data: 3 });
+    // Within one shard: the one script.
+    const secondOfA = (await engine.complete(ofC, 'ok', fetchNext(a)))!;
+    expect(secondOfA).toMatchObject({ tenant: a, data: 1 });
+    expect(await engine.complete(secondOfA, 'ok')).toBeNull();
+    expect(await engine.counts('q', a)).toMatchObject({ completed: 2, active: 0, waiting: 0 });
+    for (const tenant of [b, c])
+      expect(await engine.counts('q', tenant)).toMatchObject({ completed: 1, active: 0, waiting: 0 });
+  });
+
   it('rejects bad cluster options with a ConfigError naming the option', () => {
     const attempt = (options: object) => () =>
       new BullMqEngine({ connection: REDIS_URL, ...options } as ConstructorParameters<
