@@ -98,7 +98,7 @@ export class FleetBudget implements LeaseTaker {
     this.#pollMs = Math.max(20, Math.min(250, Math.floor(options.leaseTtlMs / 10)));
     this.#link = new RedisLink(
       options.redis,
-      Math.max(100, Math.floor(options.leaseTtlMs / 3)),
+      Math.min(2_000, Math.floor(options.leaseTtlMs / 3)),
       (channel, message) => this.#onMessage(channel, message),
     );
     this.#link.subscribe(releasedChannel(options.prefix), wantChannel(options.prefix));
