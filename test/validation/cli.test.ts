@@ -59,7 +59,12 @@ const ROWS: Record<string, readonly Row[]> = {
       argv: ['orgs', 'list'],
       env: { FLEET_SERVER_BUDGET: 'pg-a=5' },
       code: 2,
-      message: config('fleetBudget.perServer.pg-a', 'env FLEET_SERVER_BUDGET', 'Invalid key in record', '"pg-a"'),
+      message: config(
+        'fleetBudget.perServer.pg-a',
+        'env FLEET_SERVER_BUDGET',
+        'Invalid key in record',
+        '"pg-a"',
+      ),
     },
     {
       argv: ['--engine', 'kafka', 'orgs', 'list'],

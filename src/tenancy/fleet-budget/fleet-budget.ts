@@ -49,6 +49,8 @@ export interface FleetServerStats {
 
 /** The fleet budget as `TenantPools.stats()` reports it. */
 export interface FleetBudgetStats {
+  /** This process's id in the budget: its lease ids start with it. */
+  process: string;
   /** False while the budget's Redis does not answer (no new connection is opened then). */
   reachable: boolean;
   servers: FleetServerStats[];
@@ -113,6 +115,7 @@ export class FleetBudget implements LeaseTaker {
     const mine = new Map<string, number>();
     for (const lease of this.#held.values()) mine.set(lease.server, (mine.get(lease.server) ?? 0) + 1);
     return {
+      process: this.#processId,
       reachable: this.#reachable,
       servers: [...this.#servers.values()].map((state) => ({
         server: state.server,
