@@ -10,9 +10,10 @@ import { FleetBudgetError } from '../../src/errors.js';
 import { silentLogger } from '../../src/logger.js';
 import { FleetBudget } from '../../src/tenancy/fleet-budget/fleet-budget.js';
 import type { FleetLease } from '../../src/tenancy/fleet-budget/lease.js';
-import { serverKeys, TAKE } from '../../src/tenancy/fleet-budget/lease-scripts.js';
+import { fleetKeys, serverKeys, TAKE } from '../../src/tenancy/fleet-budget/lease-scripts.js';
 import { resolveFleetBudgetOptions } from '../../src/tenancy/fleet-budget/options.js';
 import { ConnectionBudget } from '../../src/tenancy/pool/budget.js';
+import { startPrivateRedis } from '../support/private-redis.js';
 import { REDIS_URL, uniqueName } from '../support/services.js';
 import { until } from '../support/wait.js';
 
@@ -118,7 +119,19 @@ describe('fleet budget leases', () => {
     // A dead process: leases taken with the script itself and never renewed.
     const keys = serverKeys(prefix, SERVER);
     for (const id of ['dead:1', 'dead:2'])
-      await redis.eval(TAKE, 4, keys.leases, keys.queue, keys.queueExpiry, keys.seq, id, 3, ttl, '', 0);
+      await redis.eval(
+        TAKE,
+        6,
+        ...Object.values(keys),
+        ...Object.values(fleetKeys(prefix)),
+        id,
+        3,
+        ttl,
+        '',
+        0,
+        '',
+        'e1',
+      );
     const alive = processBudget(prefix, 3, ttl);
     const mine = await alive.take(SERVER, false);
     expect(mine).toBeDefined();
@@ -167,6 +180,67 @@ describe('fleet budget leases', () => {
     await Promise.all(waits);
     expect(order).toEqual(['first', 'second', 'third', 'fourth']);
     await until(async () => (await live(prefix)) === 0, 'every lease given back');
+  });
+
+  it('grants nothing after Redis restarted empty until the holders have re-registered their leases', async () => {
+    let own = await startPrivateRedis();
+    const port = Number(new URL(own.url).port);
+    const prefix = newPrefix();
+    const ttl = 1_500;
+    const make = () => {
+      const options = resolveFleetBudgetOptions({
+        redis: own.url,
+        perServer: { [SERVER]: 2 },
+        leaseTtlMs: ttl,
+        prefix,
+      });
+      const budget = new FleetBudget(options, new ConnectionBudget(100), 10_000, silentLogger);
+      budgets.push(budget);
+      return budget;
+    };
+    try {
+      const holder = make();
+      const other = make();
+      const held = [await holder.take(SERVER, false), await holder.take(SERVER, false)] as FleetLease[];
+      // The other process has seen the lease state before (its take was refused: full).
+      await expect(other.take(SERVER, false)).rejects.toBeInstanceOf(FleetBudgetError);
+      await own.stop();
+      own = await startPrivateRedis({ port });
+      const probe = new Redis(own.url);
+      try {
+        // The restarted Redis has no lease: without the fence the other process would get one.
+        expect(await probe.zcard(serverKeys(prefix, SERVER).leases)).toBe(0);
+        await expect(other.take(SERVER, false)).rejects.toBeInstanceOf(FleetBudgetError);
+        expect(await probe.exists(fleetKeys(prefix).fence)).toBe(1);
+        // The holder's next renewal puts its two leases back.
+        await until(
+          async () =>
+            (await probe.zrange(serverKeys(prefix, SERVER).leases, 0, -1)).sort().join() ===
+            held
+              .map((l) => l.id)
+              .sort()
+              .join(),
+          'the holder to re-register its leases',
+          { timeoutMs: 10_000, intervalMs: 20 },
+        );
+        await until(async () => (await probe.exists(fleetKeys(prefix).fence)) === 0, 'the fence to lift', {
+          timeoutMs: 10_000,
+          intervalMs: 20,
+        });
+        await expect(other.take(SERVER, false)).rejects.toBeInstanceOf(FleetBudgetError);
+        held[0]!.end();
+        await until(
+          async () => (await probe.zcard(serverKeys(prefix, SERVER).leases)) === 1,
+          'a lease given back',
+        );
+        await expect(other.take(SERVER, false)).resolves.toBeDefined();
+      } finally {
+        probe.disconnect();
+      }
+    } finally {
+      for (const budget of budgets.splice(0)) await budget.close();
+      await own.stop();
+    }
   });
 
   it('withdraws the ticket of a waiter that timed out, so it blocks nobody', async () => {

@@ -20,6 +20,7 @@ import type { Logger } from '../../logger.js';
 import type { ConnectionBudget, IdleSlot } from '../pool/budget.js';
 import { FleetLease, type LeaseTaker } from './lease.js';
 import {
+  fleetKeys,
   RELEASE,
   RENEW,
   releasedChannel,
@@ -84,6 +85,8 @@ export class FleetBudget implements LeaseTaker {
   readonly #releasing = new Set<Promise<unknown>>();
   #renewing = false;
   #seq = 0;
+  // The epoch of the Redis lease state this process last saw ('' before its first call).
+  #epoch = '';
   #reachable = true;
   #closed = false;
 
@@ -150,17 +153,19 @@ export class FleetBudget implements LeaseTaker {
     this.#renewing = true;
     try {
       const states = [...this.#servers.values()];
-      const args: Array<string | number> = [this.#options.leaseTtlMs];
+      const args: Array<string | number> = [this.#options.leaseTtlMs, this.#epoch, this.#newEpoch()];
       for (const state of states) {
         const ids = [...this.#held.values()].filter((l) => l.server === state.server).map((l) => l.id);
         args.push(state.limit, ids.length, ...ids);
       }
-      const answer = (await this.#link.run(
+      const { epoch, fence } = fleetKeys(this.#options.prefix);
+      const [seen, ...answer] = (await this.#link.run(
         RENEW,
-        states.map((state) => state.keys.leases),
+        [epoch, fence, ...states.map((state) => state.keys.leases)],
         args,
-      )) as Array<[number, string[]]>;
+      )) as [string, ...Array<[number, string[]]>];
       this.#reached();
+      this.#epoch = seen;
       answer.forEach(([live, lost], index) => {
         states[index]!.live = live;
         for (const id of lost) this.#lose(id);
@@ -224,20 +229,26 @@ export class FleetBudget implements LeaseTaker {
   async #try(state: ServerState, id: string, ticket: string): Promise<boolean> {
     const ttl = this.#options.leaseTtlMs;
     const { leases, queue, queueExpiry, seq } = state.keys;
-    let answer: [number, number, number];
+    const { epoch, fence } = fleetKeys(this.#options.prefix);
+    let answer: [number, number, number, string];
     try {
       answer = (await this.#link.run(
         TAKE,
-        [leases, queue, queueExpiry, seq],
-        [id, state.limit, ttl, ticket, ttl],
-      )) as [number, number, number];
+        [leases, queue, queueExpiry, seq, epoch, fence],
+        [id, state.limit, ttl, ticket, ttl, this.#epoch, this.#newEpoch()],
+      )) as [number, number, number, string];
     } catch (err) {
       this.#unreached(err);
       throw new FleetBudgetError(state.server, 'unreachable', { cause: err });
     }
     this.#reached();
+    this.#epoch = answer[3];
     state.live = answer[1];
     return answer[0] === 1;
+  }
+
+  #newEpoch(): string {
+    return `${this.#processId}:epoch:${++this.#seq}`;
   }
 
   #hold(id: string, server: string): FleetLease {
