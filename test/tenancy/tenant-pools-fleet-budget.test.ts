@@ -7,12 +7,13 @@
  */
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { AcquireTimeoutError } from '../../src/errors.js';
+import { AcquireTimeoutError, ClosedError } from '../../src/errors.js';
 import { serverOf } from '../../src/tenancy/pool/connector.js';
 import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
 import { addDatabaseTenants, type PgWorld, pgWorld } from '../support/pools-fixture.js';
 import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
 import { PG_URL, REDIS_URL, uniqueName } from '../support/services.js';
+import { until } from '../support/wait.js';
 
 const SERVER = serverOf(PG_URL) as string;
 let world: PgWorld;
@@ -104,6 +105,21 @@ describe('TenantPools with a fleet budget', () => {
     // gave at least one up when asked (it had no caller of its own).
     expect(second.stats().fleet?.servers[0]?.mine).toBeGreaterThan(0);
     expect(first.stats().fleet?.servers[0]?.mine).toBeLessThan(2);
+  });
+
+  it('closes at once while a caller waits for a lease held by another process', async () => {
+    const [a, b] = await addDatabaseTenants(world, tenantDb.url, 'fbclose', 2);
+    const prefix = newPrefix();
+    const holder = await fleetPools(prefix, 1);
+    const held = await holder.acquire(a!);
+    // Ten minutes to wait: only close() can end this acquire within the test's timeout.
+    const waiter = await fleetPools(prefix, 1, { acquireTimeoutMs: 600_000 });
+    const waiting = waiter.acquire(b!).catch((err: unknown) => err);
+    await until(() => waiter.stats().fleet?.servers[0]?.waiting === 1, 'the caller to wait for a lease');
+    await waiter.close();
+    expect(await waiting).toBeInstanceOf(ClosedError);
+    expect(await world.serverConnections(tenantDb.name)).toBe(1);
+    held.release();
   });
 
   it('checks out an open connection without a single Redis command', async () => {

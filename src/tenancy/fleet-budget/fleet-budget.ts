@@ -88,7 +88,9 @@ export class FleetBudget implements LeaseTaker {
   // The epoch of the Redis lease state this process last saw ('' before its first call).
   #epoch = '';
   #reachable = true;
+  // No new lease or wait (closing); then no renewal and no Redis (closed).
   #closed = false;
+  #stopped = false;
 
   constructor(
     options: ResolvedFleetBudgetOptions,
@@ -149,7 +151,7 @@ export class FleetBudget implements LeaseTaker {
 
   /** Renews every lease this process holds, in one call; run by the heartbeat. */
   async renew(): Promise<void> {
-    if (this.#renewing || this.#closed) return;
+    if (this.#renewing || this.#stopped) return;
     this.#renewing = true;
     try {
       const states = [...this.#servers.values()];
@@ -178,14 +180,23 @@ export class FleetBudget implements LeaseTaker {
   }
 
   /**
-   * Stops renewing and waiting (waiters get ClosedError), waits for the releases in flight,
-   * and disconnects. Call it once the pools have closed: a lease still held then lapses.
+   * Ends every wait for a lease at once (ClosedError) and refuses new ones, so that pools
+   * closing do not wait on a connect that waits on the fleet. Leases held stay renewed.
+   */
+  stopWaiting(): void {
+    this.#closed = true;
+    for (const state of this.#servers.values()) for (const wake of [...state.wakers]) wake();
+  }
+
+  /**
+   * Stops renewing, waits for the releases in flight, and disconnects. Call it once the
+   * pools have closed: a lease still held then lapses within the TTL.
    */
   async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
+    this.stopWaiting();
+    if (this.#stopped) return;
+    this.#stopped = true;
     clearInterval(this.#heartbeat);
-    for (const state of this.#servers.values()) for (const wake of [...state.wakers]) wake();
     await Promise.allSettled([...this.#releasing]);
     this.#link.close();
   }

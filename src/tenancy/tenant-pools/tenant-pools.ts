@@ -285,6 +285,7 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
     // No slot is granted from now on; queued requests are rejected and their pools'
     // waiters get ClosedError as the pools close.
     this.#budget.close();
+    this.#fleet?.stopWaiting();
     await closePools(pools, this.options.closeTimeoutMs, () => {
       this.options.logger.warn('tenant pools: closing connections still lent after closeTimeoutMs');
     });
