@@ -19,56 +19,13 @@ import { ClosedError, FleetBudgetError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { ConnectionBudget, IdleSlot } from '../pool/budget.js';
 import { FleetLease, type LeaseTaker } from './lease.js';
-import {
-  fleetKeys,
-  RELEASE,
-  RENEW,
-  releasedChannel,
-  type ServerKeys,
-  serverKeys,
-  TAKE,
-  WITHDRAW,
-  wantChannel,
-} from './lease-scripts.js';
+import { fleetKeys, RELEASE, RENEW, releasedChannel, TAKE, WITHDRAW, wantChannel } from './lease-scripts.js';
 import { LocalIdle, slotLease } from './local-idle.js';
 import type { ResolvedFleetBudgetOptions } from './options.js';
 import { RedisLink } from './redis-link.js';
+import { type FleetBudgetStats, newServerState, type ServerState } from './server-state.js';
 
-/** One server's budget as `TenantPools.stats()` reports it. */
-export interface FleetServerStats {
-  /** `host:port`. */
-  server: string;
-  /** Connections the whole fleet may hold on it. */
-  limit: number;
-  /** Leases live fleet-wide, as Redis last told this process. */
-  leases: number;
-  /** Leases this process holds. */
-  mine: number;
-  /** Callers of this process waiting for a lease. */
-  waiting: number;
-}
-
-/** The fleet budget as `TenantPools.stats()` reports it. */
-export interface FleetBudgetStats {
-  /** This process's id in the budget: its lease ids start with it. */
-  process: string;
-  /** False while the budget's Redis does not answer (no new connection is opened then). */
-  reachable: boolean;
-  servers: FleetServerStats[];
-}
-
-interface ServerState {
-  readonly server: string;
-  readonly limit: number;
-  readonly keys: ServerKeys;
-  live: number;
-  waiting: number;
-  readonly wakers: Set<() => void>;
-  lastAskedAt: number;
-  // Until when the next connection of ours on this server that comes back is closed, because
-  // another process asked for one while we had none idle.
-  giveBackUntil: number;
-}
+export type { FleetBudgetStats, FleetServerStats } from './server-state.js';
 
 /** The leases of one process, and its way to wait for one. */
 export class FleetBudget implements LeaseTaker {
@@ -208,7 +165,10 @@ export class FleetBudget implements LeaseTaker {
     state.waiting++;
     try {
       for (;;) {
-        if (this.#closed) throw new ClosedError('fleet budget');
+        if (this.#closed) {
+          this.#withdraw(state, ticket);
+          throw new ClosedError('fleet budget');
+        }
         failure = undefined;
         try {
           if (await this.#try(state, id, ticket)) return this.#hold(id, state.server);
@@ -285,11 +245,13 @@ export class FleetBudget implements LeaseTaker {
 
   #withdraw(state: ServerState, ticket: string): void {
     const { queue, queueExpiry } = state.keys;
-    this.#link
+    const withdrawing = this.#link
       .run(WITHDRAW, [queue, queueExpiry], [ticket, releasedChannel(this.#options.prefix), state.server])
       .catch(() => {
         // Unreachable: the ticket lapses within the lease TTL.
-      });
+      })
+      .finally(() => this.#releasing.delete(withdrawing));
+    this.#releasing.add(withdrawing);
   }
 
   // Asks the other processes, at most once per poll per server, to close an idle
@@ -371,16 +333,7 @@ export class FleetBudget implements LeaseTaker {
     if (state) return state;
     const limit = this.#options.perServer.get(server) ?? this.#options.defaultPerServer;
     if (limit === undefined) return undefined;
-    state = {
-      server,
-      limit,
-      keys: serverKeys(this.#options.prefix, server),
-      live: 0,
-      waiting: 0,
-      wakers: new Set(),
-      lastAskedAt: 0,
-      giveBackUntil: 0,
-    };
+    state = newServerState(server, limit, this.#options.prefix);
     this.#servers.set(server, state);
     return state;
   }
