@@ -122,6 +122,26 @@ describe('TenantPools with a fleet budget', () => {
     held.release();
   });
 
+  it('takes an ioredis instance, and leaves it open on close', async () => {
+    const [slug] = await addDatabaseTenants(world, tenantDb.url, 'fbinst', 1);
+    const prefix = newPrefix();
+    const client = new Redis(REDIS_URL);
+    try {
+      const pools = await TenantPools.open({
+        registry: world.registry,
+        fleetBudget: { redis: client, perServer: { [SERVER]: 3 }, prefix },
+      });
+      await pools.withTenant(slug!, (db) => db.query('select 1'));
+      expect(await client.zcard(`{${prefix}}:${SERVER}:leases`)).toBe(1);
+      await pools.close();
+      // The lease went back with the connection; the caller's client still works.
+      expect(await client.zcard(`{${prefix}}:${SERVER}:leases`)).toBe(0);
+      expect(await client.ping()).toBe('PONG');
+    } finally {
+      client.disconnect();
+    }
+  });
+
   it('checks out an open connection without a single Redis command', async () => {
     const [slug] = await addDatabaseTenants(world, tenantDb.url, 'fbhit', 1);
     const own: PrivateRedis = await startPrivateRedis();

@@ -15,6 +15,7 @@ export class RedisLink {
   readonly #owned: boolean;
   readonly #timeoutMs: number;
   readonly #shas = new Map<string, string>();
+  #connected: Promise<void> | undefined;
 
   constructor(
     redis: string | Redis,
@@ -78,15 +79,19 @@ export class RedisLink {
   }
 
   // Resolves once the client is connected (at once, mostly): a call made while it is still
-  // connecting, or reconnecting, waits for that within its bound instead of failing.
+  // connecting, or reconnecting, waits for that within its own bound instead of failing.
+  // One listener however many calls wait.
   #ready(): Promise<void> {
     const client = this.client;
     if (client.status === 'ready') return Promise.resolve();
     if (client.status === 'wait') client.connect().catch(() => {});
-    return new Promise((resolve) => {
-      client.once('ready', resolve);
-      setTimeout(() => client.off('ready', resolve), this.#timeoutMs).unref();
-    });
+    this.#connected ??= new Promise((resolve) =>
+      client.once('ready', () => {
+        this.#connected = undefined;
+        resolve();
+      }),
+    );
+    return this.#connected;
   }
 
   /** `work`, or a rejection once the bound has passed. */
