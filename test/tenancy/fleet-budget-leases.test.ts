@@ -68,7 +68,7 @@ describe('fleet budget leases', () => {
     const prefix = newPrefix();
     const processes = [processBudget(prefix, 7), processBudget(prefix, 7), processBudget(prefix, 7)];
     const outcomes = await Promise.allSettled(
-      Array.from({ length: 60 }, (_, i) => processes[i % 3]!.take(SERVER, false)),
+      Array.from({ length: 60 }, (_, i) => processes[i % 3]!.take(SERVER)),
     );
     const granted = outcomes.filter((o) => o.status === 'fulfilled');
     const refused = outcomes.filter((o) => o.status === 'rejected');
@@ -82,7 +82,7 @@ describe('fleet budget leases', () => {
     // Released leases leave Redis and may be taken again.
     for (const o of granted) (o as PromiseFulfilledResult<FleetLease>).value.end();
     await until(async () => (await live(prefix)) === 0, 'every lease to be given back');
-    await expect(processes[0]!.take(SERVER, false)).resolves.toBeDefined();
+    await expect(processes[0]!.take(SERVER)).resolves.toBeDefined();
   });
 
   it('never holds more than the limit while 40 waiters from four processes take turns', async () => {
@@ -99,7 +99,7 @@ describe('fleet budget leases', () => {
     let served = 0;
     await Promise.all(
       Array.from({ length: 40 }, async (_, i) => {
-        const lease = (await processes[i % 4]!.take(SERVER, true)) as FleetLease;
+        const lease = (await processes[i % 4]!.take(SERVER, () => true)) as FleetLease;
         await new Promise((resolve) => setTimeout(resolve, 5));
         served++;
         lease.end();
@@ -133,14 +133,14 @@ describe('fleet budget leases', () => {
         'e1',
       );
     const alive = processBudget(prefix, 3, ttl);
-    const mine = await alive.take(SERVER, false);
+    const mine = await alive.take(SERVER);
     expect(mine).toBeDefined();
-    await expect(processBudget(prefix, 3, ttl).take(SERVER, false)).rejects.toBeInstanceOf(FleetBudgetError);
+    await expect(processBudget(prefix, 3, ttl).take(SERVER)).rejects.toBeInstanceOf(FleetBudgetError);
     const other = processBudget(prefix, 3, ttl);
     await until(
       async () => {
         try {
-          await other.take(SERVER, false);
+          await other.take(SERVER);
           return true;
         } catch {
           return false;
@@ -150,7 +150,7 @@ describe('fleet budget leases', () => {
       { timeoutMs: 10_000, intervalMs: 20 },
     );
     // Both dead leases are gone; the live process's is still there, renewed.
-    await other.take(SERVER, false);
+    await other.take(SERVER);
     await new Promise((resolve) => setTimeout(resolve, 3 * ttl));
     const members = await redis.zrange(keys.leases, 0, -1);
     expect(members).toContain((mine as FleetLease).id);
@@ -162,16 +162,18 @@ describe('fleet budget leases', () => {
   it('serves waiters from different processes in the order they queued, fleet-wide', async () => {
     const prefix = newPrefix();
     const holderProcess = processBudget(prefix, 1);
-    const holder = (await holderProcess.take(SERVER, false)) as FleetLease;
+    const holder = (await holderProcess.take(SERVER)) as FleetLease;
     const order: string[] = [];
     const waits: Promise<void>[] = [];
     for (const [index, name] of ['first', 'second', 'third', 'fourth'].entries()) {
       const budget = processBudget(prefix, 1);
       waits.push(
-        budget.take(SERVER, true).then((lease) => {
-          order.push(name);
-          setTimeout(() => lease?.end(), 10);
-        }),
+        budget
+          .take(SERVER, () => true)
+          .then((lease) => {
+            order.push(name);
+            setTimeout(() => lease?.end(), 10);
+          }),
       );
       // The next one queues only once this one has its ticket.
       await until(async () => (await queued(prefix)) === index + 1, `${name} to queue`);
@@ -201,16 +203,16 @@ describe('fleet budget leases', () => {
     try {
       const holder = make();
       const other = make();
-      const held = [await holder.take(SERVER, false), await holder.take(SERVER, false)] as FleetLease[];
+      const held = [await holder.take(SERVER), await holder.take(SERVER)] as FleetLease[];
       // The other process has seen the lease state before (its take was refused: full).
-      await expect(other.take(SERVER, false)).rejects.toBeInstanceOf(FleetBudgetError);
+      await expect(other.take(SERVER)).rejects.toBeInstanceOf(FleetBudgetError);
       await own.stop();
       own = await startPrivateRedis({ port });
       const probe = new Redis(own.url);
       try {
         // The restarted Redis has no lease: without the fence the other process would get one.
         expect(await probe.zcard(serverKeys(prefix, SERVER).leases)).toBe(0);
-        await expect(other.take(SERVER, false)).rejects.toBeInstanceOf(FleetBudgetError);
+        await expect(other.take(SERVER)).rejects.toBeInstanceOf(FleetBudgetError);
         expect(await probe.exists(fleetKeys(prefix).fence)).toBe(1);
         // The holder's next renewal puts its two leases back.
         await until(
@@ -227,13 +229,13 @@ describe('fleet budget leases', () => {
           timeoutMs: 10_000,
           intervalMs: 20,
         });
-        await expect(other.take(SERVER, false)).rejects.toBeInstanceOf(FleetBudgetError);
+        await expect(other.take(SERVER)).rejects.toBeInstanceOf(FleetBudgetError);
         held[0]!.end();
         await until(
           async () => (await probe.zcard(serverKeys(prefix, SERVER).leases)) === 1,
           'a lease given back',
         );
-        await expect(other.take(SERVER, false)).resolves.toBeDefined();
+        await expect(other.take(SERVER)).resolves.toBeDefined();
       } finally {
         probe.disconnect();
       }
@@ -245,14 +247,14 @@ describe('fleet budget leases', () => {
 
   it('withdraws the ticket of a waiter that timed out, so it blocks nobody', async () => {
     const prefix = newPrefix();
-    const holder = (await processBudget(prefix, 1).take(SERVER, false)) as FleetLease;
+    const holder = (await processBudget(prefix, 1).take(SERVER)) as FleetLease;
     const impatient = processBudget(prefix, 1, 3_000, 300);
-    const error = await impatient.take(SERVER, true).catch((err: unknown) => err);
+    const error = await impatient.take(SERVER, () => true).catch((err: unknown) => err);
     expect(error).toBeInstanceOf(FleetBudgetError);
     expect((error as FleetBudgetError).reason).toBe('full');
     await until(async () => (await queued(prefix)) === 0, 'the ticket to be withdrawn');
     holder.end();
     await until(async () => (await live(prefix)) === 0, 'the lease given back');
-    await expect(processBudget(prefix, 1).take(SERVER, false)).resolves.toBeDefined();
+    await expect(processBudget(prefix, 1).take(SERVER)).resolves.toBeDefined();
   });
 });

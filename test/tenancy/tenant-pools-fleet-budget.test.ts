@@ -122,6 +122,27 @@ describe('TenantPools with a fleet budget', () => {
     held.release();
   });
 
+  it('gives its place in the fleet queue up once the caller it waited for is gone', async () => {
+    const [a, b] = await addDatabaseTenants(world, tenantDb.url, 'fbgone', 2);
+    const prefix = newPrefix();
+    const holder = await fleetPools(prefix, 1);
+    const held = await holder.acquire(a!);
+    const waiter = await fleetPools(prefix, 1, { acquireTimeoutMs: 600_000 });
+    const controller = new AbortController();
+    const waiting = waiter.acquire(b!, { signal: controller.signal }).catch((err: unknown) => err);
+    const queue = `{${prefix}}:${SERVER}:queue`;
+    await until(async () => (await redis.zcard(queue)) === 1, 'the caller to queue for a lease');
+    controller.abort(new Error('gone'));
+    expect(((await waiting) as Error).message).toBe('gone');
+    // Within a poll, not after the ten minutes of acquireTimeoutMs.
+    await until(async () => (await redis.zcard(queue)) === 0, 'the ticket to be withdrawn');
+    held.release();
+    await holder.invalidate(a!);
+    await until(() => holder.stats().fleet?.servers[0]?.mine === 0, 'the holder to give its lease back');
+    expect(waiter.stats().fleet?.servers[0]).toMatchObject({ mine: 0, waiting: 0 });
+    expect(await world.serverConnections(tenantDb.name)).toBe(0);
+  });
+
   it('takes an ioredis instance, and leaves it open on close', async () => {
     const [slug] = await addDatabaseTenants(world, tenantDb.url, 'fbinst', 1);
     const prefix = newPrefix();

@@ -96,12 +96,12 @@ export class FleetBudget implements LeaseTaker {
       : "the fleet budget's Redis does not answer; no new connection is opened without a lease";
   }
 
-  async take(server: string, wait: boolean): Promise<FleetLease | undefined> {
+  async take(server: string, wanted?: () => boolean): Promise<FleetLease | undefined> {
     const state = this.#state(server);
     if (!state) return undefined;
     if (this.#closed) throw new ClosedError('fleet budget');
     const id = `${this.#processId}:${++this.#seq}`;
-    if (wait) return this.#wait(state, id);
+    if (wanted) return this.#wait(state, id, wanted);
     if (await this.#try(state, id, '')) return this.#hold(id, server);
     throw new FleetBudgetError(server, 'full');
   }
@@ -158,7 +158,7 @@ export class FleetBudget implements LeaseTaker {
     this.#link.close();
   }
 
-  async #wait(state: ServerState, id: string): Promise<FleetLease> {
+  async #wait(state: ServerState, id: string, wanted: () => boolean): Promise<FleetLease> {
     const deadline = Date.now() + this.#acquireTimeoutMs;
     const ticket = `${id}:ticket`;
     let failure: unknown;
@@ -184,7 +184,8 @@ export class FleetBudget implements LeaseTaker {
           this.#askOthers(state);
         }
         const left = deadline - Date.now();
-        if (left <= 0) break;
+        // Past the deadline, or nobody waits for the connection any more: give the place up.
+        if (left <= 0 || !wanted()) break;
         await this.#sleep(state, Math.min(left, this.#pollMs));
       }
     } finally {

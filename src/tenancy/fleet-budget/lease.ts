@@ -59,9 +59,10 @@ export function bindLease(raw: RawConnection, lease: FleetLease): void {
 export interface LeaseTaker {
   /**
    * A lease for a new connection to `server` (`host:port`), or undefined when that server
-   * has no fleet budget. With `wait`, reclaims, asks the fleet and queues FIFO until one
-   * frees (at most `acquireTimeoutMs`); without, only takes one free with nobody queued.
-   * Rejects with `FleetBudgetError` when none could be had.
+   * has no fleet budget. With `wanted`, reclaims, asks the fleet and queues FIFO until one
+   * frees, for at most `acquireTimeoutMs` and while `wanted()` (someone still waits for
+   * the connection); without, only takes one free with nobody queued. Rejects with
+   * `FleetBudgetError` when none could be had.
    */
-  take(server: string, wait: boolean): Promise<FleetLease | undefined>;
+  take(server: string, wanted?: () => boolean): Promise<FleetLease | undefined>;
 }

@@ -69,7 +69,7 @@ export class ConnectionPool implements BudgetMember {
         popIdle: () => this.#popIdle(),
         canGrow: () => this.#total() < this.maxConnections,
         checkConnect: () => this.#hooks.checkConnect(this),
-        connectWithSlot: () => this.#connectWithSlot(true),
+        connectWithSlot: () => this.#connectWithSlot(() => this.#waiters.length > 0),
         connectFailed: (err) => this.#connectFailed(err),
         connected: (conn) => {
           this.#hooks.onConnect(this, undefined);
@@ -304,11 +304,11 @@ export class ConnectionPool implements BudgetMember {
 
   // Opens one connection with a slot the caller already holds. On failure the slot is
   // given back before the error is thrown.
-  async #connectWithSlot(waitForLease = false): Promise<PooledConnection> {
+  async #connectWithSlot(leaseWanted?: () => boolean): Promise<PooledConnection> {
     this.#connecting++;
     let raw: RawConnection;
     try {
-      raw = await this.#connector.open(waitForLease);
+      raw = await this.#connector.open(leaseWanted);
     } catch (err) {
       this.#connecting--;
       this.#budget.free();

@@ -43,10 +43,11 @@ export class PoolConnector {
 
   /**
    * Opens one connection; rejects with the resolver's error, a `FleetBudgetError` (no lease
-   * of the fleet budget: `wait` says whether to wait for one), or a
+   * of the fleet budget: with `leaseWanted` it waits for one while that says it is still
+   * wanted, else it takes only a free one), or a
    * {@link TenantConnectionError} whose cause is the driver's (scrubbed) error.
    */
-  async open(wait = false): Promise<RawConnection> {
+  async open(leaseWanted?: () => boolean): Promise<RawConnection> {
     this.#url ??= this.#resolveUrl();
     const url = this.#url;
     let resolved: string;
@@ -57,7 +58,7 @@ export class PoolConnector {
       throw err;
     }
     const server = this.#leases ? serverOf(resolved) : null;
-    const lease = server === null ? undefined : await this.#leases?.take(server, wait);
+    const lease = server === null ? undefined : await this.#leases?.take(server, leaseWanted);
     try {
       const raw = await connect(resolved, { connectTimeoutMs: this.#connectTimeoutMs });
       if (lease) bindLease(raw, lease);
