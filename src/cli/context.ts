@@ -21,6 +21,7 @@ export interface GlobalFlags {
   redisUrl?: string;
   prefix?: string;
   budget?: string;
+  serverBudget?: string;
   logLevel?: string;
   logFormat?: string;
 }
@@ -40,6 +41,7 @@ export function globalConfigFlags(flags: GlobalFlags): NonNullable<LoadConfigOpt
     redisUrl: flags.redisUrl,
     prefix: flags.prefix,
     budget: flags.budget,
+    fleetBudget: flags.serverBudget,
     logLevel: flags.logLevel,
     logFormat: flags.logFormat,
   };

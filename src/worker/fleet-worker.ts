@@ -246,9 +246,11 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
       await sleep(ERROR_BACKOFF_MS, undefined, { signal: this.#stop.signal }).catch(() => {});
       return null;
     }
-    if (job === null) {
+    if (job === null || job.tenant !== slug) {
       this.#borrower?.giveBack(db);
-      this.#fetchedNothing(org, epoch);
+      // Never run another tenant's job with this tenant's connection (a faulty engine): its lock lapses.
+      if (job === null) this.#fetchedNothing(org, epoch);
+      else this.#error(new Error(`Expected a job of tenant ${slug}, got one of ${job.tenant}`), during);
       this.#picker.finish(slug);
       return null;
     }
