@@ -77,6 +77,12 @@ describe('global flags', () => {
     ['--redis-url', 'redis://app:s3cret@127.0.0.1:6390', 'redisUrl', 'redis://app:***@127.0.0.1:6390'],
     ['--prefix', 'flagged', 'prefix', 'flagged'],
     ['--budget', '7', 'budget', 7],
+    [
+      '--server-budget',
+      '127.0.0.1:5432=24,*=10',
+      'fleetBudget',
+      { perServer: { '127.0.0.1:5432': 24 }, defaultPerServer: 10 },
+    ],
     ['--log-level', 'debug', 'logLevel', 'debug'],
     ['--log-format', 'pretty', 'logFormat', 'pretty'],
   ];
