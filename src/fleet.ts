@@ -1,5 +1,5 @@
 import { ClosedError, describe, TenantInactiveError, ValidationError } from './errors.js';
-import { type FleetOptions, resolveFleetOptions } from './fleet-options.js';
+import { type FleetOptions, type ResolvedFleetOptions, resolveFleetOptions } from './fleet-options.js';
 import type { Logger } from './logger.js';
 import { BullMqEngine } from './queue/bullmq/bullmq-engine.js';
 import type {
@@ -13,6 +13,7 @@ import type {
 } from './queue/engine.js';
 import { checkQueueName, checkTenant, normaliseJob } from './queue/job-input.js';
 import { MemoryEngine } from './queue/memory/memory-engine.js';
+import { PgBossEngine } from './queue/pgboss/pgboss-engine.js';
 import { Scheduler, type SchedulerOptions } from './scheduler/scheduler.js';
 import { OrgRegistry } from './tenancy/registry/org-registry.js';
 import { TenantPools } from './tenancy/tenant-pools/tenant-pools.js';
@@ -88,9 +89,7 @@ export class Fleet implements AsyncDisposable {
           ? resolved.pools
           : await TenantPools.open({ logger, ...resolved.pools, registry });
       const engine =
-        typeof resolved.engine === 'object'
-          ? resolved.engine
-          : openEngine(resolved.engine, resolved.redis, resolved.prefix);
+        typeof resolved.engine === 'object' ? resolved.engine : openEngine(resolved.engine, resolved);
       return new Fleet(engine, registry, ownsRegistry, pools, ownsPools, logger, resolved.maxDataBytes);
     } catch (error) {
       if (ownsPools) await pools?.close().catch(() => {});
@@ -234,8 +233,9 @@ export class Fleet implements AsyncDisposable {
   }
 }
 
-function openEngine(engine: EngineName, redis: FleetOptions['redis'], prefix: string): QueueEngine {
+function openEngine(engine: EngineName, options: ResolvedFleetOptions): QueueEngine {
   if (engine === 'memory') return new MemoryEngine();
-  // resolveFleetOptions has checked that bullmq comes with `redis`.
-  return new BullMqEngine({ connection: redis!, prefix });
+  // resolveFleetOptions has checked that pgboss comes with `database`, bullmq with `redis`.
+  if (engine === 'pgboss') return new PgBossEngine({ database: options.database! });
+  return new BullMqEngine({ connection: options.redis!, prefix: options.prefix });
 }

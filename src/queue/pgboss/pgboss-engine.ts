@@ -66,6 +66,7 @@ import {
   getJobSql,
   nextDueSql,
   purgeSql,
+  purgeTenantSql,
   readyTenantsSql,
   recoverSql,
   setCapSql,
@@ -201,25 +202,17 @@ export class PgBossEngine extends EventEmitter<PgBossEngineEventMap> implements 
     const output = serialiseResult(result);
     const lease = job.lease as PgBossLease;
     const { keepCompleted, keepFailed } = this.options;
+    const values = [job.queue, job.tenant, lease.uuid, lease.token, output, keepCompleted, keepFailed];
     if (next === undefined) {
       await this.#pool.query(
         `SELECT ${this.#s}.fleet_finish($1, $2, $3, $4, true, $5, NULL, false, $6, $7)`,
-        [job.queue, job.tenant, lease.uuid, lease.token, output, keepCompleted, keepFailed],
+        values,
       );
       return null;
     }
     const claimed = await this.#pool.query<ClaimedRow>(
       `SELECT * FROM ${this.#s}.fleet_complete_next($1, $2, $3, $4, $5, $6, $7, $8)`,
-      [
-        job.queue,
-        job.tenant,
-        lease.uuid,
-        lease.token,
-        output,
-        keepCompleted,
-        keepFailed,
-        next.lockDurationMs,
-      ],
+      [...values, next.lockDurationMs],
     );
     const row = claimed.rows[0];
     return row ? toActiveJob(job.queue, job.tenant, row) : null;
@@ -323,6 +316,15 @@ export class PgBossEngine extends EventEmitter<PgBossEngineEventMap> implements 
     await this.#init();
     const result = await this.#pool.query<{ tenant: string }>(purgeSql(this.#s), [queue, tenant ?? null]);
     return result.rows.map((row) => row.tenant);
+  }
+
+  /** Removes a tenant's partitions of every queue (a removed org); resolves to the queues, sorted. */
+  async purgeTenant(tenant: string): Promise<string[]> {
+    this.#checkOpen();
+    checkTenant(tenant);
+    await this.#init();
+    const result = await this.#pool.query<{ queue: string }>(purgeTenantSql(this.#s), [tenant]);
+    return result.rows.map((row) => row.queue);
   }
 
   close(): Promise<void> {

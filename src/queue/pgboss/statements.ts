@@ -184,3 +184,16 @@ SELECT pg_notify('${wakeChannel(s)}', $1::text) FROM capped`;
 export function batchSql(s: string): string {
   return `SELECT total::int, completed::int, failed::int FROM ${s}.fleet_batch WHERE id = $1::text`;
 }
+
+/** Removes one tenant's jobs and partitions from every queue; returns the queues found. $1 tenant. */
+export function purgeTenantSql(s: string): string {
+  return `
+WITH jobs AS (
+  DELETE FROM ${s}.job WHERE singleton_key = $1::text AND fleet_name IS NOT NULL RETURNING name
+), partitions AS (
+  DELETE FROM ${s}.fleet_partition WHERE tenant = $1::text RETURNING queue
+), counts AS (
+  DELETE FROM ${s}.fleet_count WHERE tenant = $1::text RETURNING queue
+)
+SELECT queue FROM partitions UNION SELECT queue FROM counts UNION SELECT name FROM jobs ORDER BY 1`;
+}
