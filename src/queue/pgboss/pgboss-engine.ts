@@ -58,7 +58,7 @@ import {
   toActiveJob,
   toJobInfo,
 } from './rows.js';
-import { startBossSchema, wakeChannel } from './schema.js';
+import { isConnectionError, startBossSchema, wakeChannel } from './schema.js';
 import {
   batchSql,
   countsSql,
@@ -368,14 +368,10 @@ export class PgBossEngine extends EventEmitter<PgBossEngineEventMap> implements 
    */
   #init(): Promise<void> {
     this.#ready ??= (async () => {
-      let boss: PgBoss;
-      try {
-        boss = await startBossSchema(this.#pool, this.#s, (error) => this.emit('pg:error', { error }));
-      } catch (error) {
-        throw new DatabaseConnectionError('queue', this.options.database, error);
-      }
-      this.#boss = boss;
+      this.#boss = await startBossSchema(this.#pool, this.#s, (error) => this.emit('pg:error', { error }));
     })().catch((error) => {
+      if (isConnectionError(error))
+        error = new DatabaseConnectionError('queue', this.options.database, error);
       this.#ready = null;
       throw error;
     });

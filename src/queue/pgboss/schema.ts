@@ -230,3 +230,14 @@ export async function startBossSchema(
   await installFleetSchema(pool, schema);
   return boss;
 }
+
+/**
+ * Whether `error` says the database could not be reached or would not let us in (a
+ * socket error, SQLSTATE classes 08 and 28, an unknown database), rather than a failed
+ * statement.
+ */
+export function isConnectionError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return error instanceof Error && /connect|terminat/i.test(error.message);
+  return /^E[A-Z]+$/.test(code) || /^(08|28)/.test(code) || code === '3D000';
+}
