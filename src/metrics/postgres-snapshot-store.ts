@@ -5,6 +5,7 @@
  * others (a process that died), as the Redis store drops expired ids from its index.
  */
 import pg from 'pg';
+import { withSchemaLock } from '../queue/pgboss/schema.js';
 import type { ProcessSnapshot } from './snapshot.js';
 import type { SnapshotStore } from './snapshot-store.js';
 
@@ -72,28 +73,13 @@ export class PostgresSnapshotStore implements SnapshotStore {
 
   /** Creates the schema and table once (under pg-boss's advisory lock: many processes start at once). */
   #table_(): Promise<void> {
-    this.#ready ??= (async () => {
-      const client = await this.#pool.connect();
-      try {
-        await client.query('BEGIN');
-        // pg-boss's own lock on the schema, so this never races its CREATE SCHEMA.
-        await client.query(
-          `SELECT pg_advisory_xact_lock(('x' || encode(sha224((current_database() || '.pgboss.' || $1)::bytea), 'hex'))::bit(64)::bigint)`,
-          [this.#schema],
-        );
-        await client.query(`CREATE SCHEMA IF NOT EXISTS ${this.#schema}`);
-        await client.query(
-          `CREATE TABLE IF NOT EXISTS ${this.#table} (
-             id text PRIMARY KEY, heartbeat_at bigint NOT NULL, expires_at timestamptz NOT NULL, body jsonb NOT NULL)`,
-        );
-        await client.query('COMMIT');
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => {});
-        throw error;
-      } finally {
-        client.release();
-      }
-    })().catch((error) => {
+    this.#ready ??= withSchemaLock(this.#pool, this.#schema, async (client) => {
+      await client.query(`CREATE SCHEMA IF NOT EXISTS ${this.#schema}`);
+      await client.query(
+        `CREATE TABLE IF NOT EXISTS ${this.#table} (
+           id text PRIMARY KEY, heartbeat_at bigint NOT NULL, expires_at timestamptz NOT NULL, body jsonb NOT NULL)`,
+      );
+    }).catch((error) => {
       this.#ready = null;
       throw error;
     });

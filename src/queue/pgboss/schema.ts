@@ -188,18 +188,32 @@ INSERT INTO ${s}.fleet_version (version) VALUES (${FLEET_SCHEMA_VERSION});
  * created) unless they are there; safe to run from many processes at once.
  */
 async function installFleetSchema(pool: pg.Pool, schema: string): Promise<void> {
-  const installed = await pool.query<{ version: number }>(`SELECT to_regclass($1) IS NOT NULL AS installed`, [
-    `${schema}.fleet_version`,
-  ]);
-  if ((installed.rows[0] as unknown as { installed: boolean }).installed) return;
+  const installed = `SELECT to_regclass('${schema}.fleet_version') IS NOT NULL AS installed`;
+  if ((await pool.query<{ installed: boolean }>(installed)).rows[0]!.installed) return;
+  await withSchemaLock(pool, schema, async (client) => {
+    if (!(await client.query<{ installed: boolean }>(installed)).rows[0]!.installed)
+      await client.query(ddl(schema));
+  });
+}
+
+/**
+ * Runs `work` in a transaction holding pg-boss's own advisory lock on `schema` (the one
+ * pg-boss takes to create or migrate it), so schema changes made by the fleet and by
+ * pg-boss in many processes at once never race.
+ */
+export async function withSchemaLock(
+  pool: pg.Pool,
+  schema: string,
+  work: (client: pg.PoolClient) => Promise<void>,
+): Promise<void> {
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
-    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`${schema}.fleet_schema`]);
-    const again = await client.query(`SELECT to_regclass($1) IS NOT NULL AS installed`, [
-      `${schema}.fleet_version`,
-    ]);
-    if (!again.rows[0].installed) await client.query(ddl(schema));
+    await client.query(
+      `SELECT pg_advisory_xact_lock(('x' || encode(sha224((current_database() || '.pgboss.' || $1)::bytea), 'hex'))::bit(64)::bigint)`,
+      [schema],
+    );
+    await work(client);
     await client.query('COMMIT');
   } catch (error) {
     await client.query('ROLLBACK').catch(() => {});
