@@ -12,6 +12,7 @@ import { OrgRegistry } from '../src/tenancy/registry/org-registry.js';
 import type { TenantPools } from '../src/tenancy/tenant-pools/tenant-pools.js';
 import type { JobHandler } from '../src/worker/job-context.js';
 import type { FleetWorkerOptions } from '../src/worker/worker-options.js';
+import { type CpuPerOp, cpuPerOp, readCpu } from './cpu.js';
 
 /** Where the benchmarks find the services: the environment, or the test defaults. */
 export const PG_URL = process.env.FLEET_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -111,8 +112,8 @@ export async function rawEnqueue(
 
 /**
  * Raw BullMQ: one queue, one Worker with `concurrency`, `count` jobs enqueued first; the
- * time runs from the Worker's creation (right after `onStart`) to the last completion
- * (right before `onFinish`).
+ * time and the CPU (bench/cpu.ts) run from the Worker's creation (right after `onStart`)
+ * to the last completion (right before `onFinish`).
  */
 export async function rawBullmqRun(
   redis: Redis,
@@ -120,11 +121,12 @@ export async function rawBullmqRun(
   concurrency: number,
   handler: () => Promise<unknown> = async () => {},
   hooks: RunHooks = {},
-): Promise<{ ops: number; ms: number; failed: number }> {
+): Promise<{ ops: number; ms: number; failed: number; cpu: CpuPerOp }> {
   const prefix = unique('bench_raw');
   const queue = new Queue('bench', { connection: redis, prefix });
   await rawEnqueue(queue, count);
   const tally = completionTally(count);
+  const cpuBefore = await readCpu([redis]);
   hooks.onStart?.();
   const started = performance.now();
   const worker = new Worker('bench', handler, {
@@ -138,10 +140,11 @@ export async function rawBullmqRun(
   await tally.finished;
   const ms = performance.now() - started;
   hooks.onFinish?.();
+  const cpu = cpuPerOp(cpuBefore, await readCpu([redis]), count);
   await worker.close();
   await queue.close();
   await deleteKeys(redis, prefix);
-  return { ops: count - tally.failures, ms, failed: tally.failures };
+  return { ops: count - tally.failures, ms, failed: tally.failures, cpu };
 }
 
 /** Called around the timed part of a run: after enqueueing, and at the last completion. */
@@ -171,7 +174,7 @@ export interface FleetRunOptions extends RunHooks {
 export async function fleetBullmqRun(
   redis: Redis,
   run: FleetRunOptions,
-): Promise<{ ops: number; ms: number; tenants: number; failed: number }> {
+): Promise<{ ops: number; ms: number; tenants: number; failed: number; cpu: CpuPerOp }> {
   const prefix = unique('bench_fleet');
   const engine = new BullMqEngine({ connection: REDIS_URL, prefix });
   const fleet = await Fleet.open({ engine, registry: run.registry, pools: run.pools });
@@ -188,6 +191,7 @@ export async function fleetBullmqRun(
     );
   }
   const tally = completionTally(run.jobs);
+  const cpuBefore = await readCpu([redis]);
   run.onStart?.();
   const started = performance.now();
   const worker = fleet.worker(queue, run.handler, {
@@ -200,7 +204,8 @@ export async function fleetBullmqRun(
   await tally.finished;
   const ms = performance.now() - started;
   run.onFinish?.();
+  const cpu = cpuPerOp(cpuBefore, await readCpu([redis]), run.jobs);
   await fleet.close();
   await deleteKeys(redis, prefix);
-  return { ops: run.jobs - tally.failures, ms, tenants: run.tenants, failed: tally.failures };
+  return { ops: run.jobs - tally.failures, ms, tenants: run.tenants, failed: tally.failures, cpu };
 }

@@ -4,11 +4,14 @@
  * and the subject (A B A B …) in one process and reports the median of per-pair ratios.
  */
 import os from 'node:os';
+import type { CpuPerOp } from './cpu.js';
 
 /** One measured run: how many operations in how many milliseconds, plus anything else. */
 export interface Sample {
   ops: number;
   ms: number;
+  /** CPU microseconds per operation (bench/cpu.ts), when the run measured it. */
+  cpu?: CpuPerOp;
   [extra: string]: unknown;
 }
 
@@ -21,6 +24,17 @@ export interface Comparison {
   ratios: number[];
   /** The median of `ratios`: the number a target is checked against. */
   medianRatio: number;
+  /**
+   * CPU per operation, when both sides measured it: each side's per-run readings and
+   * medians, and baseline ÷ subject total CPU per pair with its median (like `ratios`,
+   * 1 is parity and below 1 means the subject costs more).
+   */
+  cpu?: {
+    baseline: { perOp: CpuPerOp[]; medianTotal: number };
+    subject: { perOp: CpuPerOp[]; medianTotal: number };
+    ratios: number[];
+    medianRatio: number;
+  };
 }
 
 export function median(values: readonly number[]): number {
@@ -48,22 +62,38 @@ export async function interleave(
   const base: number[] = [];
   const subj: number[] = [];
   const ratios: number[] = [];
+  const cpuA: CpuPerOp[] = [];
+  const cpuB: CpuPerOp[] = [];
   for (let i = 0; i < pairs; i++) {
     const a = await baseline();
     const b = await subject();
+    if (a.cpu && b.cpu) {
+      cpuA.push(a.cpu);
+      cpuB.push(b.cpu);
+    }
     const aRate = (a.ops / a.ms) * 1000;
     const bRate = (b.ops / b.ms) * 1000;
     base.push(round(aRate, 1));
     subj.push(round(bRate, 1));
     ratios.push(round(bRate / aRate));
   }
-  return {
+  const comparison: Comparison = {
     pairs,
     baseline: { opsPerSec: base, medianOpsPerSec: round(median(base), 1) },
     subject: { opsPerSec: subj, medianOpsPerSec: round(median(subj), 1) },
     ratios,
     medianRatio: round(median(ratios)),
   };
+  if (cpuA.length === pairs) {
+    const cpuRatios = cpuA.map((a, i) => round(a.total / cpuB[i]!.total));
+    comparison.cpu = {
+      baseline: { perOp: cpuA, medianTotal: round(median(cpuA.map((c) => c.total)), 1) },
+      subject: { perOp: cpuB, medianTotal: round(median(cpuB.map((c) => c.total)), 1) },
+      ratios: cpuRatios,
+      medianRatio: round(median(cpuRatios)),
+    };
+  }
+  return comparison;
 }
 
 /** Times one async run. */

@@ -4,23 +4,32 @@
  *   same Postgres database, interleaved A/B, median of per-pair ratios;
  * - churn: 1,000 SQLite-file tenants, Zipf(1.1) access, maxConnections 20, 50 concurrent
  *   acquirers, 200,000 acquires;
- * - memory: heap bytes per cached idle pool with 10,000 tenants.
- * Env: FLEET_BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres);
- * POOLS_BENCH=hit runs only the hit-path comparison (`POOLS_BENCH=hit npm run bench -- pools`).
+ * - memory: heap bytes per cached idle pool with 10,000 tenants;
+ * - miss: opening a connection (acquire after the pool was dropped, `select 1`, release)
+ *   without and with a fleet budget (a lease taken in Redis and given back per connection),
+ *   interleaved A/B on the same Postgres database.
+ * Env: FLEET_BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres),
+ * FLEET_BENCH_REDIS_URL (default redis://127.0.0.1:6379);
+ * POOLS_BENCH=hit runs only the hit-path comparison (`POOLS_BENCH=hit npm run bench -- pools`),
+ * POOLS_BENCH=miss only the miss-path one (MISS_OPS connections per sample, default 200;
+ * MISS_PAIRS pairs, default 11).
  */
 import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import v8 from 'node:v8';
 import vm from 'node:vm';
+import { Redis } from 'ioredis';
 import pg from 'pg';
 import { connect } from '../src/tenancy/drivers/index.js';
 import type { Org } from '../src/tenancy/org.js';
+import { serverOf } from '../src/tenancy/pool/connector.js';
 import { OrgRegistry } from '../src/tenancy/registry/org-registry.js';
 import { TenantPools } from '../src/tenancy/tenant-pools/tenant-pools.js';
 import { interleave, machine, percentile, type Sample } from './harness.js';
 
 const PG_URL = process.env.FLEET_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const REDIS_URL = process.env.FLEET_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const round = (n: number, digits = 3) => Number(n.toFixed(digits));
 const suffix = () => Math.random().toString(16).slice(2, 10);
 
@@ -115,6 +124,63 @@ export async function hitPath(dir: string) {
     await pools.close();
     return { database: 'postgres', opsPerSample: ops, baselineName: 'pg.Pool (max 4)', ...comparison };
   } finally {
+    await registry.close();
+    await admin.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
+    await admin.close();
+  }
+}
+
+/**
+ * The miss path with and without the fleet budget: each op opens a new connection (the
+ * tenant's pool is dropped after every release, so the next acquire builds a pool and
+ * connects), runs `select 1` and gives it back; with the budget, a lease is taken before
+ * the connect and released once the close completes.
+ */
+export async function missPath(dir: string) {
+  const ops = Number(process.env.MISS_OPS ?? 200);
+  const pairs = Number(process.env.MISS_PAIRS ?? 11);
+  const admin = await connect(PG_URL);
+  const database = `bench_miss_${suffix()}`;
+  await admin.query(`CREATE DATABASE "${database}"`);
+  const url = withDatabase(PG_URL, database);
+  const registry = await OrgRegistry.open(`sqlite:${join(dir, 'miss-registry.db')}`);
+  const prefix = `bench-budget-${suffix()}`;
+  const redis = new Redis(REDIS_URL);
+  try {
+    await registry.migrate();
+    await registry.add({ slug: 'acme', storageMode: 'database', databaseUrl: url });
+    const local = await TenantPools.open({ registry, maxConnections: 4 });
+    const fleet = await TenantPools.open({
+      registry,
+      maxConnections: 4,
+      fleetBudget: { redis: REDIS_URL, perServer: { [serverOf(url) as string]: 4 }, prefix },
+    });
+    const run = (pools: TenantPools) => async (): Promise<Sample> => {
+      const start = performance.now();
+      for (let i = 0; i < ops; i++) {
+        const db = await pools.acquire('acme');
+        await db.query('select 1');
+        db.release();
+        await pools.invalidate('acme');
+      }
+      return { ops, ms: performance.now() - start };
+    };
+    await run(local)();
+    await run(fleet)();
+    const comparison = await interleave(pairs, run(local), run(fleet));
+    await local.close();
+    await fleet.close();
+    return {
+      database: 'postgres',
+      opsPerSample: ops,
+      baselineName: 'TenantPools without fleetBudget',
+      subjectName: 'TenantPools with fleetBudget (Redis lease per connection)',
+      ...comparison,
+    };
+  } finally {
+    const keys = await redis.keys(`{${prefix}}:*`);
+    if (keys.length > 0) await redis.unlink(...keys);
+    redis.disconnect();
     await registry.close();
     await admin.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
     await admin.close();
@@ -242,8 +308,10 @@ async function sqliteOpenClose(dir: string) {
 export async function main() {
   const dir = join(tmpdir(), `tenant-fleet-bench-${suffix()}`);
   try {
+    if (process.env.POOLS_BENCH === 'miss') return { machine: machine(), miss: await missPath(dir) };
     const hit = await hitPath(dir);
     if (process.env.POOLS_BENCH === 'hit') return { machine: machine(), hit };
+    const miss = await missPath(dir);
     // Every tenant's pool may stay cached: the budget of 20 is the only constraint.
     const churnResult = await churn(dir, 1000);
     // The default cache of 64 pools: new tenants also wait for a pool place (fewer acquires).
@@ -253,6 +321,7 @@ export async function main() {
     return {
       machine: machine(),
       hit,
+      miss,
       churn: churnResult,
       churnDefaultCache,
       sqliteOpenSelectCloseMs: missCost,

@@ -1,14 +1,19 @@
 /**
- * `npm run bench -- <name> [<name> …]`: runs bench/<name>.ts, each of which prints one
- * JSON document. With no name, lists the benchmarks.
+ * `npm run bench -- <name> [<name> …]`: builds the package, then runs bench/<name>.ts
+ * against the built modules in dist/; each prints one JSON document. With no name, lists
+ * the benchmarks.
  */
 import { readdirSync } from 'node:fs';
+import { register } from 'node:module';
 import { dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const available = readdirSync(here)
-  .filter((file) => file.endsWith('.ts') && !['run.ts', 'harness.ts'].includes(file))
+  // The others are shared plumbing, not benchmarks.
+  .filter(
+    (file) => file.endsWith('.ts') && !['run.ts', 'harness.ts', 'cpu.ts', 'fleet-setup.ts'].includes(file),
+  )
   .map((file) => file.replace(/\.ts$/, ''));
 
 const names = process.argv.slice(2).filter((arg) => !arg.startsWith('-'));
@@ -22,6 +27,8 @@ for (const name of names) {
     process.exit(2);
   }
 }
+// The package's modules load from dist/ (built by `npm run bench`): see dist-resolver.mjs.
+register('./dist-resolver.mjs', import.meta.url);
 for (const name of names) {
   const module = (await import(pathToFileURL(`${here}/${name}.ts`).href)) as { main(): Promise<unknown> };
   const result = await module.main();

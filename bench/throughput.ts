@@ -13,13 +13,18 @@
  * minute. Each run enqueues first, then times from the worker's creation (org loading
  * and cap set-up included for the fleet) to the last completion.
  *
- * pg-boss rows: raw pg-boss (one queue, no-op, `BENCH_PGBOSS_LOOPS` loops of
- * `boss.fetch(queue, { batchSize: BENCH_PGBOSS_BATCH })` + `complete`, 4 × 100 by default)
- * against a FleetWorker on the pg-boss engine over 1 and 1,000 tenants, with the CPU per
- * job of this process and of the Postgres backends of each side's connections.
+ * A 10,000-tenant row (two jobs per tenant) runs when named in `BENCH_ONLY`, e.g.
+ * `BENCH_ONLY=noop_10000_tenants npm run bench -- throughput`. Each run reports CPU per
+ * job beside its time (bench/cpu.ts): this node process and the Redis server (and the
+ * Postgres backends for select 1).
  *
- * `BENCH_JOBS` and `BENCH_PAIRS` scale it down for a quick look; `BENCH_ENGINES`
- * (`bullmq,pgboss` by default) picks the rows.
+ * pg-boss rows (`pgboss_noop_1_tenants`, `pgboss_noop_1000_tenants`): raw pg-boss (one
+ * queue, no-op, `BENCH_PGBOSS_LOOPS` loops of `boss.fetch(queue, { batchSize:
+ * BENCH_PGBOSS_BATCH })` + `complete`, 4 × 100 by default) against a FleetWorker on the
+ * pg-boss engine, with the CPU per job of this process and of the Postgres backends of
+ * each side's own connections (bench/pgboss-setup.ts).
+ *
+ * `BENCH_JOBS` and `BENCH_PAIRS` scale it down for a quick look; `BENCH_ONLY` picks rows.
  */
 import { Redis } from 'ioredis';
 import pg from 'pg';
@@ -36,7 +41,6 @@ const CONCURRENCY = 50;
 // Postgres connections for the select-1 comparison, the same for both sides. Well under
 // the server's max_connections (100 by default), which the test suites share.
 const DB_CONNECTIONS = 20;
-const ENGINES = (process.env.BENCH_ENGINES ?? 'bullmq,pgboss').split(',');
 const PGBOSS_BATCH = Number(process.env.BENCH_PGBOSS_BATCH ?? 100);
 const PGBOSS_LOOPS = Number(process.env.BENCH_PGBOSS_LOOPS ?? 4);
 
@@ -55,9 +59,15 @@ async function report<T>(name: string, comparison: Promise<T>): Promise<T> {
   return result;
 }
 
+/** Only the comparisons named in `BENCH_ONLY` (comma-separated), when it is set. */
+const only = process.env.BENCH_ONLY?.split(',').map((name) => name.trim());
+const wanted = (name: string) => only === undefined || only.includes(name);
+
 export async function main() {
   const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
-  const { registry, slugs, drop } = await benchRegistry(1000, 100);
+  // 10,000 tenants only when the 10,000-tenant row runs: adding them takes a while.
+  const tenantCount = wanted('noop_10000_tenants') ? 10_000 : 1000;
+  const { registry, slugs, drop } = await benchRegistry(tenantCount, 100);
   const pools = await TenantPools.open({
     registry,
     maxConnections: CONCURRENCY,
@@ -78,12 +88,24 @@ export async function main() {
           options,
           handler,
         });
+    const compare = async (
+      name: string,
+      subject: () => Promise<Sample>,
+      handler?: () => Promise<unknown>,
+    ) => {
+      if (!wanted(name)) return;
+      results[name] = await report(
+        name,
+        interleave(PAIRS, () => rawBullmqRun(redis, JOBS, CONCURRENCY, handler), subject),
+      );
+    };
 
     const noop = async () => {};
-    for (const tenants of ENGINES.includes('pgboss') ? [1, 1000] : []) {
+    for (const tenants of [1, 1000]) {
+      const name = `pgboss_noop_${tenants}_tenants`;
+      if (!wanted(name)) continue;
       const raw: CpuSample[] = [];
       const fleet: CpuSample[] = [];
-      const name = `pgboss_noop_${tenants}_tenants`;
       const comparison = await interleave(
         PAIRS,
         async () => {
@@ -111,37 +133,23 @@ export async function main() {
         Promise.resolve({ ...comparison, cpu: { rawPgBoss: cpuPerJob(raw), tenantFleet: cpuPerJob(fleet) } }),
       );
     }
-    if (!ENGINES.includes('bullmq'))
-      return { machine: machine(), jobs: JOBS, concurrency: CONCURRENCY, results };
-    for (const tenants of [1, 100, 1000]) {
-      results[`noop_${tenants}_tenants`] = await report(
-        `noop_${tenants}_tenants`,
-        interleave(
-          PAIRS,
-          () => rawBullmqRun(redis, JOBS, CONCURRENCY),
-          fleetRun(tenants, { borrowConnection: false }, noop),
-        ),
-      );
-    }
+    for (const tenants of [1, 100, 1000])
+      await compare(`noop_${tenants}_tenants`, fleetRun(tenants, { borrowConnection: false }, noop));
     // The finest interleaving: every job of its own turn, so a change of tenant per job.
-    results.noop_1000_tenants_jobsPerTurn_1 = await report(
+    await compare(
       'noop_1000_tenants_jobsPerTurn_1',
-      interleave(
-        PAIRS,
-        () => rawBullmqRun(redis, JOBS, CONCURRENCY),
-        fleetRun(1000, { borrowConnection: false, jobsPerTurn: 1 }, noop),
-      ),
+      fleetRun(1000, { borrowConnection: false, jobsPerTurn: 1 }, noop),
     );
+    // Two jobs per tenant: the worker's start-up (10,000 orgs loaded) is inside the timing.
+    if (tenantCount === 10_000)
+      await compare('noop_10000_tenants', fleetRun(10_000, { borrowConnection: false }, noop));
 
     const plain = new pg.Pool({ connectionString: registry.databaseUrl, max: DB_CONNECTIONS });
     try {
-      results.select1_100_schema_tenants = await report(
+      await compare(
         'select1_100_schema_tenants',
-        interleave(
-          PAIRS,
-          () => rawBullmqRun(redis, JOBS, CONCURRENCY, () => plain.query('select 1')),
-          fleetRun(100, { borrowConnection: true }, async (_job, ctx) => ctx.db!.query('select 1')),
-        ),
+        fleetRun(100, { borrowConnection: true }, async (_job, ctx) => ctx.db!.query('select 1')),
+        () => plain.query('select 1'),
       );
     } finally {
       await plain.end();

@@ -166,6 +166,12 @@ export function fleetRegistry(
   metric('fleet_pool_waiting', 'gauge', 'Requests waiting for a budget slot', (p) => [
     { labels: {}, value: p.pools.budget.waiting },
   ]);
+  metric('fleet_server_leases', 'gauge', 'Fleet budget leases held per database server', (p) =>
+    (p.pools.servers ?? []).map((s) => ({ labels: { server: s.server }, value: s.leases })),
+  );
+  metric('fleet_server_lease_limit', 'gauge', 'Fleet budget limit per database server', (p) =>
+    (p.pools.servers ?? []).map((s) => ({ labels: { server: s.server }, value: s.limit })),
+  );
   // The pools keep recent acquire waits as percentiles, not buckets: a summary per process.
   metric(
     'fleet_pool_acquire_wait_seconds',

@@ -26,7 +26,8 @@ export type FleetErrorCode =
   | 'DATABASE_UNAVAILABLE'
   | 'FAN_OUT_FAILED'
   | 'SERVICE_UNREACHABLE'
-  | 'UNSUPPORTED';
+  | 'UNSUPPORTED'
+  | 'FLEET_BUDGET';
 
 /** Base class of every error tenant-fleet throws. */
 export class FleetError extends Error {
@@ -144,6 +145,26 @@ export class ConfigError extends FleetError {
 export class UnsupportedError extends FleetError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('UNSUPPORTED', message, options);
+  }
+}
+
+/**
+ * No lease of the fleet-wide connection budget could be had for a database server: the
+ * budget is full (and the caller would not wait, or waited its time), or the Redis that
+ * keeps the budget did not answer (fail closed: no connection is opened without a lease).
+ */
+export class FleetBudgetError extends FleetError {
+  /** `host:port` of the database server; never a credential. */
+  readonly server: string;
+  /** `full`: every lease is held; `unreachable`: the budget's Redis did not answer. */
+  readonly reason: 'full' | 'unreachable';
+
+  constructor(server: string, reason: 'full' | 'unreachable', options?: { cause?: unknown }) {
+    const got =
+      reason === 'full' ? 'every lease of its fleet budget held' : "no answer from the fleet budget's Redis";
+    super('FLEET_BUDGET', `Expected a connection lease for database server ${server}, got ${got}`, options);
+    this.server = server;
+    this.reason = reason;
   }
 }
 

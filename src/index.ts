@@ -8,6 +8,7 @@ export {
   ConfigError,
   DatabaseConnectionError,
   FanOutError,
+  FleetBudgetError,
   FleetError,
   type FleetErrorCode,
   PoolCapacityError,
@@ -116,6 +117,9 @@ export {
 } from './scheduler/tenant-migrations.js';
 // tenancy: drivers
 export type { DatabaseKind, RawConnection, Row } from './tenancy/drivers/driver.js';
+// tenancy: the fleet-wide connection budget per database server
+export type { FleetBudgetStats, FleetServerStats } from './tenancy/fleet-budget/fleet-budget.js';
+export type { FleetBudgetOptions } from './tenancy/fleet-budget/options.js';
 // tenancy: orgs
 export {
   type Org,

@@ -89,6 +89,11 @@
       text(
         `evictions ${page.pools.counters.poolEvictions}, reclaims ${page.pools.counters.reclaims}, timeouts ${page.pools.counters.timeouts}, open breakers ${page.pools.breakersOpen ?? 0}`,
       ),
+      // The fleet budget per database server, when the processes have one.
+      ...(page.pools.servers ?? []).flatMap((s) => [
+        document.createElement('br'),
+        text(`${s.server}: leases ${s.leases} / ${s.limit}${s.waiting ? `, waiting ${s.waiting}` : ''}`),
+      ]),
     );
     $('fairness').textContent = page.fairness === null ? '–' : fmt(page.fairness, 2);
     $('process-count').textContent = String(page.processes.length);

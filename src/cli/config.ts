@@ -13,6 +13,7 @@ import { isCronPattern } from '../scheduler/fan-out-options.js';
 import { MAX_CACHED_POOLS, MAX_CONNECTIONS } from '../tenancy/tenant-pools/options.js';
 import { MAX_DURATION_MS } from '../validate.js';
 import { MAX_CONCURRENCY, MAX_JOBS_PER_TURN } from '../worker/worker-options.js';
+import { fleetBudgetSchema, serverBudgetValue } from './fleet-budget-config.js';
 import { defaultExport, loadUserModule } from './load-module.js';
 import { LOG_FORMATS } from './process/pretty-log.js';
 
@@ -71,6 +72,8 @@ const configSchema = z
     budget: z.int().min(1).max(MAX_CONNECTIONS).default(20),
     maxCachedPools: z.int().min(1).max(MAX_CACHED_POOLS).optional(),
     acquireTimeoutMs: z.int().min(1).max(MAX_DURATION_MS).optional(),
+    /** The fleet-wide connection budget per database server (TenantPools' `fleetBudget`). */
+    fleetBudget: fleetBudgetSchema.optional(),
     /** @default 'info' for long-running commands (worker, scheduler), 'warn' for one-shot ones */
     logLevel: z.enum(logLevels).optional(),
     /** Log lines as JSON, or `pretty` for a terminal. @default 'json' */
@@ -99,6 +102,7 @@ export const ENV_KEYS = {
   FLEET_BUDGET: 'budget',
   FLEET_MAX_CACHED_POOLS: 'maxCachedPools',
   FLEET_ACQUIRE_TIMEOUT_MS: 'acquireTimeoutMs',
+  FLEET_SERVER_BUDGET: 'fleetBudget',
   FLEET_LOG_LEVEL: 'logLevel',
   FLEET_LOG_FORMAT: 'logFormat',
 } as const satisfies Record<string, keyof FleetConfigInput>;
@@ -113,6 +117,7 @@ export const FLAG_KEYS = {
   pgbossUrl: '--pgboss-url',
   prefix: '--prefix',
   budget: '--budget',
+  fleetBudget: '--server-budget',
   logLevel: '--log-level',
   logFormat: '--log-format',
 } as const satisfies Partial<Record<TopKey, string>>;
@@ -151,12 +156,12 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<Loade
   for (const [name, key] of Object.entries(ENV_KEYS)) {
     const value = env[name];
     if (value === undefined || value === '') continue;
-    merged[key] = coerce(key, value);
+    merged[key] = key === 'fleetBudget' ? serverBudgetValue(merged[key], value) : coerce(key, value);
     sources.set(key, `env ${name}`);
   }
   for (const [key, value] of Object.entries(options.flags ?? {})) {
     if (value === undefined) continue;
-    merged[key] = coerce(key, value);
+    merged[key] = key === 'fleetBudget' ? serverBudgetValue(merged[key], value) : coerce(key, value);
     sources.set(key, `flag ${FLAG_KEYS[key as keyof typeof FLAG_KEYS] ?? key}`);
   }
   const parsed = configSchema.safeParse(merged, { reportInput: true });

@@ -22,6 +22,7 @@ export interface GlobalFlags {
   pgbossUrl?: string;
   prefix?: string;
   budget?: string;
+  serverBudget?: string;
   logLevel?: string;
   logFormat?: string;
 }
@@ -42,6 +43,7 @@ export function globalConfigFlags(flags: GlobalFlags): NonNullable<LoadConfigOpt
     pgbossUrl: flags.pgbossUrl,
     prefix: flags.prefix,
     budget: flags.budget,
+    fleetBudget: flags.serverBudget,
     logLevel: flags.logLevel,
     logFormat: flags.logFormat,
   };

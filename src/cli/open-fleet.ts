@@ -8,10 +8,12 @@
 import { Fleet } from '../fleet.js';
 import type { Logger } from '../logger.js';
 import { PgBossEngine } from '../queue/pgboss/pgboss-engine.js';
+import type { FleetBudgetOptions } from '../tenancy/fleet-budget/options.js';
 import type { OrgRegistry } from '../tenancy/registry/org-registry.js';
 import { TenantPools } from '../tenancy/tenant-pools/tenant-pools.js';
 import { type FleetConfig, requirePgbossUrl } from './config.js';
 import { openRegistry } from './context.js';
+import { fleetBudgetOptions } from './fleet-budget-config.js';
 import { checkRedis } from './process/preflight.js';
 import { watchRedis } from './process/redis-watch.js';
 
@@ -50,6 +52,7 @@ export async function openFleet(config: FleetConfig, logger: Logger): Promise<Fl
       maxConnections: config.budget,
       ...(config.maxCachedPools ? { maxCachedPools: config.maxCachedPools } : {}),
       ...(config.acquireTimeoutMs ? { acquireTimeoutMs: config.acquireTimeoutMs } : {}),
+      ...(config.fleetBudget ? { fleetBudget: fleetBudgetOptions(config) as FleetBudgetOptions } : {}),
       logger,
     });
     steps.push(['pools', () => pools.close()]);

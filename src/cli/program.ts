@@ -37,6 +37,10 @@ export function buildProgram(): Command {
       '--budget <n>',
       "this process's database connection budget: connections open at once across all tenants (env FLEET_BUDGET)",
     )
+    .option(
+      '--server-budget <limits>',
+      'the fleet-wide connection budget per database server, host:port=n pairs and *=n for the rest (env FLEET_SERVER_BUDGET)',
+    )
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (env FLEET_LOG_LEVEL)')
     .option(
       '--log-format <format>',

@@ -64,6 +64,17 @@ export interface BreakerRow extends OpenBreaker {
   process: string;
 }
 
+/** One database server's fleet budget, over the live processes. */
+export interface ServerLeaseRow {
+  /** `host:port`. */
+  server: string;
+  limit: number;
+  /** Leases the live processes hold, summed (a dead process's lapse within the lease TTL). */
+  leases: number;
+  /** Callers of the live processes waiting for a lease. */
+  waiting: number;
+}
+
 /** The whole fleet. */
 export interface FleetAggregate {
   /** Epoch ms when it was computed. */
@@ -85,6 +96,8 @@ export interface FleetAggregate {
     breakersOpen: number;
     /** Those breakers, the soonest to close first, at most `maxPoolRows`. */
     breakers: BreakerRow[];
+    /** With a fleet budget: per database server, leases held and the limit. */
+    servers: ServerLeaseRow[];
   };
 }
 
@@ -122,6 +135,7 @@ export function aggregate(
   const rows: PoolRow[] = [];
   const breakers: BreakerRow[] = [];
   const schedules = new Map<string, ScheduleSnapshot>();
+  const servers = new Map<string, ServerLeaseRow>();
   for (const s of live) {
     // A process of an older version, or without a scheduler, publishes no schedules.
     for (const schedule of s.schedules ?? []) {
@@ -173,6 +187,12 @@ export function aggregate(
       acquireWaitMs.max = Math.max(acquireWaitMs.max, s.pools.acquireWaitMs.max);
       // A process of an older version publishes no breakers.
       for (const b of s.pools.breakers ?? []) breakers.push({ process: s.id, ...b });
+      for (const f of s.pools.fleet?.servers ?? []) {
+        const row = servers.get(f.server) ?? { server: f.server, limit: f.limit, leases: 0, waiting: 0 };
+        row.leases += f.mine;
+        row.waiting += f.waiting;
+        servers.set(f.server, row);
+      }
       for (const p of s.pools.pools)
         rows.push({
           process: s.id,
@@ -214,6 +234,7 @@ export function aggregate(
       rows: rows.slice(0, maxPoolRows),
       breakersOpen: breakers.length,
       breakers: breakers.slice(0, maxPoolRows),
+      servers: [...servers.values()].sort((a, b) => a.server.localeCompare(b.server)),
     },
   };
 }

@@ -73,8 +73,11 @@ export interface ActiveJob<Data = unknown> {
 
 /** Options of {@link QueueEngine.complete}. */
 export interface CompleteOptions {
-  /** Take the partition's next ready job too, locked as `fetch(queue, tenant, workerId, lockDurationMs)` would. */
-  fetchNext?: { workerId: string; lockDurationMs: number };
+  /**
+   * Take a next ready job too, locked as `fetch(queue, tenant, workerId, lockDurationMs)`
+   * would: of the same partition, or of `tenant`'s partition of the same queue.
+   */
+  fetchNext?: { workerId: string; lockDurationMs: number; tenant?: string };
 }
 
 /** What became of a failed job. */
@@ -155,10 +158,10 @@ export interface QueueEngine {
   fetch(queue: string, tenant: string, workerId: string, lockDurationMs: number): Promise<ActiveJob | null>;
   /**
    * Marks an active job completed with its result. With `fetchNext`, also takes the next
-   * ready job of the same partition for `fetchNext.workerId` and resolves to it (null
-   * when there is none, as `fetch` would answer), in the same round trip where the
-   * engine allows (BullMQ: one moveToFinished script, as a plain BullMQ Worker does).
-   * Without it, resolves to null.
+   * ready job of the same partition (or of `fetchNext.tenant`'s) for `fetchNext.workerId`
+   * and resolves to it (null when there is none, as `fetch` would answer), in the same
+   * round trip where the engine allows (BullMQ: one script call, as a plain BullMQ Worker
+   * does). Without it, resolves to null.
    */
   complete(job: ActiveJob, result: unknown, options?: CompleteOptions): Promise<ActiveJob | null>;
   /**

@@ -8,8 +8,8 @@ import { durationOption } from '../validate.js';
 import { ConnectionBorrower } from './connection-borrower.js';
 import { FairPicker } from './fair-picker.js';
 import { createJobContext, type JobHandler, toError } from './job-context.js';
-import { jobKey, LockKeeper } from './lock-keeper.js';
 import { ReadyRefresher } from './ready-refresher.js';
+import { type AbandonReason, RunningJobs, signalOf } from './running-jobs.js';
 import { TenantDirectory } from './tenant-directory.js';
 import { isUnrecoverable } from './unrecoverable-error.js';
 import { ErrorLog, logFailure } from './worker-log.js';
@@ -49,13 +49,10 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
   readonly #handler: JobHandler<Data, Result>;
   readonly #picker = new FairPicker();
   readonly #tenants: TenantDirectory;
-  /** Keyed by {@link jobKey}: a caller's jobId is unique only within its tenant's partition. */
-  readonly #running = new Map<string, RunningJob>();
-  readonly #locks: LockKeeper;
+  readonly #running: RunningJobs;
   readonly #stop = new AbortController();
   #wakers: Array<() => void> = [];
   #loops: Promise<void>[] = [];
-  #timers: NodeJS.Timeout[] = [];
   readonly #refresher: ReadyRefresher;
   #started = false;
   #closing = false;
@@ -104,16 +101,19 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
       queue,
       tenants: this.#tenants,
       pollIntervalMs: this.options.pollIntervalMs,
+      stalledIntervalMs: this.options.stalledIntervalMs,
+      orgRefreshMs: this.options.orgRefreshMs,
+      onRecovered: (moved) => this.#logger.info({ moved }, 'put back jobs whose lock expired'),
       onReady: () => this.#wake(),
       hasIdleSlot: () => this.#wakers.length > 0,
       onError: (error, during) => this.#error(error, during),
     });
-    this.#locks = new LockKeeper(
-      deps.engine,
-      this.options.lockDurationMs,
-      (jobs) => this.#lockLost(jobs),
-      (error) => this.#error(error, 'extendLocks'),
-    );
+    this.#running = new RunningJobs({
+      engine: deps.engine,
+      lockDurationMs: this.options.lockDurationMs,
+      onAbandoned: (entry, reason) => this.#abandoned(entry, reason),
+      onError: (error) => this.#error(error, 'extendLocks'),
+    });
     if (this.options.autorun) this.run();
   }
 
@@ -137,12 +137,9 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     if (this.#closing) throw new ClosedError('FleetWorker');
     if (this.#started) return;
     this.#started = true;
-    this.#locks.start();
+    this.#running.start();
     this.#loops.push(this.#refresher.run());
     for (let i = 0; i < this.options.concurrency; i++) this.#loops.push(this.#slotLoop());
-    this.#every(this.options.stalledIntervalMs, () => this.#recoverStalled());
-    this.#every(this.options.orgRefreshMs, () => this.#tenants.refresh().then(() => this.#wake()));
-    void this.#recoverStalled();
   }
 
   /**
@@ -165,7 +162,6 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     this.#closing = true;
     this.#stop.abort();
     this.#refresher.stop();
-    for (const timer of this.#timers) clearInterval(timer);
     this.#borrower?.stop();
     for (const wake of this.#wakers.splice(0)) wake();
     const loops = Promise.allSettled(this.#loops);
@@ -179,10 +175,10 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     clearTimeout(deadline);
     if (timedOut) {
       this.#gaveUp = true;
-      for (const entry of this.#running.values()) this.#abandon(entry, 'shutdown');
+      this.#running.abandonAll('shutdown');
     }
     try {
-      await this.#locks.stop();
+      await this.#running.stop();
     } catch (error) {
       this.#error(error, 'close');
     }
@@ -190,26 +186,17 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     this.emit('closed');
   }
 
-  /** Gives up on a running job: abort its handler, give its connection back, leave its lock to expire. */
-  #abandon(entry: RunningJob, reason: 'shutdown' | 'lock-lost'): void {
-    if (entry.abandoned) return;
-    entry.abandoned = true;
-    this.#locks.delete(entry.job);
-    this.#running.delete(jobKey(entry.job));
-    entry.controller.abort(new Error(`Job ${entry.job.id} aborted: ${reason}`));
+  /** A job given up on: abort its handler, give its connection back; its lock is left to expire. */
+  #abandoned(entry: RunningJob, reason: AbandonReason): void {
+    const { job } = entry;
+    if (reason === 'lock-lost')
+      this.#logger.warn({ jobId: job.id, tenant: job.tenant }, 'lost the lock of a running job');
+    entry.controller ??= new AbortController();
+    entry.controller.abort(new Error(`Job ${job.id} aborted: ${reason}`));
     // The handler may still hold the connection: destroy it rather than lend it on.
     entry.db?.release(new Error(`job aborted (${reason})`));
     entry.db = undefined;
-    this.emit('job:aborted', { job: entry.job, reason });
-  }
-
-  #lockLost(jobs: readonly ActiveJob[]): void {
-    for (const job of jobs) {
-      const entry = this.#running.get(jobKey(job));
-      if (entry === undefined || entry.job !== job) continue;
-      this.#logger.warn({ jobId: job.id, tenant: job.tenant }, 'lost the lock of a running job');
-      this.#abandon(entry, 'lock-lost');
-    }
+    this.emit('job:aborted', { job, reason });
   }
 
   async #slotLoop(): Promise<void> {
@@ -221,54 +208,103 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
       }
       // Chain the wake-up: another idle slot takes the next eligible tenant.
       if (this.#picker.hasEligible) this.#wakeOne();
-      await this.#serve(slug);
+      const { workerId, lockDurationMs } = this.options;
+      let turn = await this.#claim(slug, 'fetch', () =>
+        this.#engine.fetch(this.queue, slug, workerId, lockDurationMs),
+      );
+      // A turn that ends by handing the slot on starts the next tenant's turn at once.
+      while (turn !== null) turn = await this.#serve(turn);
     }
   }
 
   /**
-   * One pick, a turn of up to `jobsPerTurn` jobs of one tenant: borrow, fetch, run,
-   * settle. Within the turn (and while the round would hand the slot the same tenant
-   * again) each job is completed and the next one fetched in one engine call; each job
-   * borrows its own connection, fresh from the pool's checkout. Never throws.
+   * Starts a turn with a tenant the picker named: borrows a connection to its data, then
+   * `take`s its first job (a fetch, or the previous turn's completion taking it). Null
+   * when there is none to run: the picker has been told why, and the pick is finished.
    */
-  async #serve(slug: string): Promise<void> {
+  async #claim(slug: string, during: string, take: () => Promise<ActiveJob | null>): Promise<Turn | null> {
     const org = this.#tenants.org(slug);
     if (org === undefined) {
       this.#picker.finish(slug);
-      return;
+      return null;
     }
     const db = this.#borrower === undefined ? undefined : await this.#borrower.borrow(org);
     if (db === null) {
       // Blocked: the round skips the tenant until a connection comes back.
       this.#picker.finish(slug);
-      return;
+      return null;
     }
     // Read before fetching: a readiness signal during the fetch must survive a null.
     const epoch = this.#picker.readyEpoch(slug);
     let job: ActiveJob | null;
     try {
-      job = await this.#engine.fetch(this.queue, slug, this.options.workerId, this.options.lockDurationMs);
+      job = await take();
     } catch (error) {
       this.#borrower?.giveBack(db);
       this.#picker.finish(slug);
-      this.#error(error, 'fetch');
+      this.#error(error, during);
       await sleep(ERROR_BACKOFF_MS, undefined, { signal: this.#stop.signal }).catch(() => {});
-      return;
+      return null;
     }
-    if (job === null) {
+    if (job === null || job.tenant !== slug) {
       this.#borrower?.giveBack(db);
-      this.#fetchedNothing(org, epoch);
+      // Never run another tenant's job with this tenant's connection (a faulty engine): its lock lapses.
+      if (job === null) this.#fetchedNothing(org, epoch);
+      else this.#error(new Error(`Expected a job of tenant ${slug}, got one of ${job.tenant}`), during);
       this.#picker.finish(slug);
-      return;
+      return null;
     }
     // The tenant had a job, so it may have more: undo a markEmpty another slot raced in.
     this.#picker.markReady(slug);
+    return { org, db, served: 0, first: job as ActiveJob<Data> };
+  }
+
+  /** Runs a turn; resolves to the next tenant's turn when this one handed the slot on. */
+  async #serve(turn: Turn): Promise<Turn | null> {
+    // A job taken after close() gave up waiting is not run: its lock expires and it runs again.
+    if (this.#gaveUp) {
+      this.#borrower?.giveBack(turn.db);
+      this.#picker.finish(turn.org.slug);
+      return null;
+    }
     // Each run gives its connection back, then hands the turn on (with a fresh one) or ends it.
-    const turn: Turn = { org, db, served: 0 };
-    for (let next: ActiveJob | null = job; next !== null; )
+    for (let next: ActiveJob | null = turn.first; next !== null; )
       next = await this.#run(next as ActiveJob<Data>, turn);
-    this.#picker.finish(slug);
+    if (turn.handedOn !== undefined) return turn.handedOn;
+    this.#picker.finish(turn.org.slug);
     this.#wake();
+    return null;
+  }
+
+  /**
+   * Ends a turn whose last job succeeded: the picker names the next tenant now, and the
+   * completion takes that tenant's first job in the same engine call (one round trip
+   * where a plain worker would spend two). Resolves to that tenant's turn, if any.
+   */
+  async #handOn(job: ActiveJob<Data>, result: Result | undefined, started: number): Promise<Turn | null> {
+    this.#picker.finish(job.tenant);
+    const slug = this.#picker.pick();
+    if (slug !== null && this.#picker.hasEligible) this.#wakeOne();
+    let completing = false;
+    const complete = async (tenant?: string): Promise<ActiveJob | null> => {
+      completing = true;
+      const { workerId, lockDurationMs } = this.options;
+      const fetchNext =
+        tenant === undefined ? undefined : { fetchNext: { workerId, lockDurationMs, tenant } };
+      const next = await this.#engine.complete(job, result, fetchNext);
+      this.#completed(job, result, started);
+      return next;
+    };
+    const turn = slug === null ? null : await this.#claim(slug, 'complete', () => complete(slug));
+    // The next tenant could not start (no org, no connection): complete on its own.
+    if (!completing) await complete().catch((error: unknown) => this.#error(error, 'complete'));
+    this.#wake();
+    return turn;
+  }
+
+  #completed(job: ActiveJob<Data>, result: Result | undefined, started: number): void {
+    if (this.listenerCount('job:completed') > 0)
+      this.emit('job:completed', { job, result, durationMs: performance.now() - started });
   }
 
   /** A fetch found nothing (or the tenant is at its fleet-wide cap). */
@@ -287,26 +323,22 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
   async #run(job: ActiveJob<Data>, turn: Turn): Promise<ActiveJob | null> {
     const { org, db } = turn;
     turn.served += 1;
-    const entry: RunningJob = { job, controller: new AbortController(), db, abandoned: false };
-    this.#running.set(jobKey(job), entry);
-    this.#locks.add(job);
+    const entry = this.#running.add(job, db);
     const started = performance.now();
     if (this.listenerCount('job:active') > 0) this.emit('job:active', { job, tenant: org });
     let result: Result | undefined;
     let failure: Error | undefined;
     try {
-      const ctx = createJobContext(job, org, db, entry.controller.signal, this.#logger);
+      const ctx = createJobContext(job, org, db, () => signalOf(entry), this.#logger);
       result = await this.#handler(job, ctx);
     } catch (thrown) {
       failure = toError(thrown);
     }
     // Abandoned (close timed out, or the lock was lost): the job is someone else's now.
     if (entry.abandoned) return null;
-    this.#locks.delete(job);
-    this.#running.delete(jobKey(job));
-    entry.db = undefined;
+    this.#running.settle(entry);
     // The turn goes on: take the tenant's next job with the completion.
-    let again = failure === undefined && !this.#closing && this.#continueTurn(turn);
+    let again = failure === undefined && !this.#closing && this.#tenants.continueTurn(turn);
     // Back to the pool after every job, and the next job borrows again: only the pool's
     // checkout ends a transaction the handler left open, resets the session and sets
     // search_path (handed on, the next job could write into another tenant's schema).
@@ -314,6 +346,10 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     turn.db = again ? await this.#borrower?.borrowAgain(turn.org) : undefined;
     // Nothing to lend without waiting: the turn ends, the next pick borrows as usual.
     if (this.#borrower !== undefined && turn.db === undefined) again = false;
+    if (failure === undefined && !again && !this.#closing) {
+      turn.handedOn = await this.#handOn(job, result, started);
+      return null;
+    }
     const epoch = this.#picker.readyEpoch(job.tenant);
     let next: ActiveJob | null = null;
     let settled = false;
@@ -322,8 +358,7 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
         const fetchNext = { workerId: this.options.workerId, lockDurationMs: this.options.lockDurationMs };
         next = await this.#engine.complete(job, result, again ? { fetchNext } : undefined);
         settled = true;
-        if (this.listenerCount('job:completed') > 0)
-          this.emit('job:completed', { job, result, durationMs: performance.now() - started });
+        this.#completed(job, result, started);
       } else {
         const unrecoverable = isUnrecoverable(failure);
         const outcome = await this.#engine.fail(job, failure, { unrecoverable });
@@ -345,35 +380,6 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     return null;
   }
 
-  /**
-   * Whether the slot serves the turn's tenant once more: while the turn has jobs left,
-   * or, once it is used up, when the round would hand the slot the same tenant again
-   * (then a new turn starts). The org is read again, so a deactivation or a new cap ends
-   * the turn. The turn also ends early when a tenant waits for a connection, so that the
-   * turn's connection goes back now rather than after the whole turn.
-   */
-  #continueTurn(turn: Turn): boolean {
-    const org = this.#tenants.org(turn.org.slug);
-    if (org === undefined) return false;
-    turn.org = org;
-    if (turn.db !== undefined && this.#picker.hasBlocked) return false;
-    if (turn.served < this.#tenants.turnLength(org)) return true;
-    // A capped tenant's places go round the fleet: never two turns in a row in one slot.
-    if (org.maxConcurrency !== null || !this.#picker.repick(org.slug)) return false;
-    turn.served = 0;
-    return true;
-  }
-
-  async #recoverStalled(): Promise<void> {
-    if (this.#closing) return;
-    try {
-      const moved = await this.#engine.recoverStalled(this.queue);
-      if (moved > 0) this.#logger.info({ moved }, 'put back jobs whose lock expired');
-    } catch (error) {
-      this.#error(error, 'recoverStalled');
-    }
-  }
-
   /** Wakes an idle slot if a tenant can be picked; that slot wakes the next (see #slotLoop). */
   #wake(): void {
     if (this.#picker.hasEligible) this.#wakeOne();
@@ -381,12 +387,6 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
 
   #wakeOne(): void {
     this.#wakers.shift()?.();
-  }
-
-  #every(ms: number, fn: () => unknown): void {
-    const timer = setInterval(fn, ms);
-    timer.unref();
-    this.#timers.push(timer);
   }
 
   #error(thrown: unknown, during: string): void {

@@ -32,21 +32,24 @@ export type JobHandler<Data = unknown, Result = unknown> = (
 ) => Promise<Result> | Result;
 
 /**
- * Builds a context. The logger child is made on first use only: most handlers never
- * log, and a child per job is measurable at 10,000 jobs a second.
+ * Builds a context. The logger child and the abort signal are made on first use only:
+ * most handlers never log or read the signal, and either per job is measurable at
+ * 10,000 jobs a second.
  */
 export function createJobContext(
   job: ActiveJob,
   tenant: Org,
   db: TenantConnection | undefined,
-  signal: AbortSignal,
+  signal: () => AbortSignal,
   logger: Logger,
 ): JobContext {
   let log: Logger | undefined;
   return {
     tenant,
     db,
-    signal,
+    get signal() {
+      return signal();
+    },
     attempt: job.attempt,
     get log() {
       // The worker's logger already names the queue (and the worker).

@@ -13,6 +13,12 @@ export interface ReadyRefresherOptions {
   queue: string;
   tenants: TenantDirectory;
   pollIntervalMs: number;
+  /** How often to put back jobs whose lock expired (`engine.recoverStalled`). */
+  stalledIntervalMs: number;
+  /** How often to read every known org again (a new weight, cap or deactivation). */
+  orgRefreshMs: number;
+  /** Jobs whose lock expired were put back. */
+  onRecovered: (moved: number) => void;
   /** Tenants may have become pickable: wake an idle slot. */
   onReady: () => void;
   /** Whether some slot is idle (then every wake-up is worth a read at once). */
@@ -24,6 +30,8 @@ export interface ReadyRefresherOptions {
  * Keeps a worker's picker in step with the engine's ready index: reads the ready
  * tenants, admits them, then waits for the engine's wake-up (an enqueue, a retry, a
  * delayed job coming due), the poll interval, or a {@link soon} kick, and reads again.
+ * Beside the loop, two chores on timers: putting back jobs whose lock expired (they are
+ * ready again) and reading the known orgs again.
  */
 export class ReadyRefresher {
   readonly #o: ReadyRefresherOptions;
@@ -31,6 +39,7 @@ export class ReadyRefresher {
   /** Aborting it ends the current wait early (see {@link soon}); `stop()` aborts it too. */
   #kick = new AbortController();
   #kickTimer: NodeJS.Timeout | undefined;
+  readonly #timers: NodeJS.Timeout[] = [];
 
   constructor(options: ReadyRefresherOptions) {
     this.#o = options;
@@ -38,8 +47,11 @@ export class ReadyRefresher {
 
   /** The loop; resolves once {@link stop} has been called and the current pass ended. */
   async run(): Promise<void> {
-    const { engine, queue } = this.#o;
+    const { engine, queue, tenants } = this.#o;
     const signal = this.#stop.signal;
+    this.#every(this.#o.stalledIntervalMs, () => this.#recoverStalled());
+    this.#every(this.#o.orgRefreshMs, () => tenants.refresh().then(() => this.#o.onReady()));
+    void this.#recoverStalled();
     while (!signal.aborted) {
       const started = Date.now();
       this.#kick = new AbortController();
@@ -80,5 +92,22 @@ export class ReadyRefresher {
     this.#stop.abort();
     this.#kick.abort();
     clearTimeout(this.#kickTimer);
+    for (const timer of this.#timers) clearInterval(timer);
+  }
+
+  async #recoverStalled(): Promise<void> {
+    if (this.#stop.signal.aborted) return;
+    try {
+      const moved = await this.#o.engine.recoverStalled(this.#o.queue);
+      if (moved > 0) this.#o.onRecovered(moved);
+    } catch (error) {
+      this.#o.onError(error, 'recoverStalled');
+    }
+  }
+
+  #every(ms: number, fn: () => unknown): void {
+    const timer = setInterval(fn, ms);
+    timer.unref();
+    this.#timers.push(timer);
   }
 }

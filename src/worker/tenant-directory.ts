@@ -2,10 +2,13 @@ import { UnknownTenantError } from '../errors.js';
 import type { QueueEngine } from '../queue/engine.js';
 import type { Org } from '../tenancy/org.js';
 import type { FairPicker } from './fair-picker.js';
+import type { Turn } from './worker-types.js';
 
 /** What the directory reads orgs from (an `OrgRegistry` fits). */
 interface OrgReader {
   get(slug: string): Promise<Org>;
+  /** Many at once, by slug (absent: not registered); used when there. */
+  findMany?(slugs: readonly string[]): Promise<Map<string, Org>>;
 }
 
 export interface TenantDirectoryOptions {
@@ -54,6 +57,25 @@ export class TenantDirectory {
    * rather than stay with one slot. Such a tenant gets `jobsPerTurn` times its weight in
    * the picker, so it still gets its weight's share of the jobs.
    */
+  /**
+   * Whether the slot serves the turn's tenant once more: while the turn has jobs left,
+   * or, once it is used up, when the round would hand the slot the same tenant again
+   * (then a new turn starts). The org is read again, so a deactivation or a new cap ends
+   * the turn. The turn also ends early when a tenant waits for a connection, so that the
+   * turn's connection goes back now rather than after the whole turn.
+   */
+  continueTurn(turn: Turn): boolean {
+    const org = this.org(turn.org.slug);
+    if (org === undefined) return false;
+    turn.org = org;
+    if (turn.db !== undefined && this.#o.picker.hasBlocked) return false;
+    if (turn.served < this.turnLength(org)) return true;
+    // A capped tenant's places go round the fleet: never two turns in a row in one slot.
+    if (org.maxConcurrency !== null || !this.#o.picker.repick(org.slug)) return false;
+    turn.served = 0;
+    return true;
+  }
+
   turnLength(org: Org): number {
     return org.maxConcurrency === null ? this.#o.jobsPerTurn : 1;
   }
@@ -76,17 +98,30 @@ export class TenantDirectory {
   }
 
   async #loadAll(slugs: readonly string[]): Promise<void> {
+    // Many orgs in a few statements when the source can (thousands of new tenants at
+    // start-up); if that fails, each is read on its own below.
+    let found: Map<string, Org> | undefined;
+    if (slugs.length > 1 && this.#o.orgs.findMany)
+      found = await this.#o.orgs.findMany(slugs).catch((error: unknown) => {
+        this.#o.onError(error, 'registry.findMany');
+        return undefined;
+      });
     let next = 0;
     const lane = async () => {
-      while (next < slugs.length) await this.#load(slugs[next++]!);
+      while (next < slugs.length) {
+        const slug = slugs[next++]!;
+        await this.#load(slug, found && (found.get(slug) ?? null));
+      }
     };
     await Promise.all(Array.from({ length: Math.min(LOAD_CONCURRENCY, slugs.length) }, lane));
   }
 
-  async #load(slug: string): Promise<void> {
+  /** `known`: the org as already read (null: not registered), or undefined to read it now. */
+  async #load(slug: string, known: Org | null | undefined): Promise<void> {
     let org: Org;
     try {
-      org = await this.#o.orgs.get(slug);
+      if (known === null) throw new UnknownTenantError(slug);
+      org = known ?? (await this.#o.orgs.get(slug));
     } catch (error) {
       const unknown = error instanceof UnknownTenantError;
       if (!unknown) this.#o.onError(error, `registry.get ${slug}`);

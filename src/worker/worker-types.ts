@@ -8,6 +8,8 @@ import type { TenantConnection } from '../tenancy/tenant-pools/tenant-connection
 export interface OrgSource {
   /** The org, or `UnknownTenantError`. */
   get(slug: string): Promise<Org>;
+  /** Many orgs at once, by slug (absent: not registered); the worker uses it when there. */
+  findMany?(slugs: readonly string[]): Promise<Map<string, Org>>;
 }
 
 /** Where the worker borrows tenant connections: a `TenantPools` fits. */
@@ -51,8 +53,11 @@ export interface FleetWorkerEventMap {
 
 /** A job a worker is running (internal to the worker). */
 export interface RunningJob {
+  /** The job's key in the worker's map (running-jobs.ts jobKey). */
+  readonly key: string;
   readonly job: ActiveJob;
-  readonly controller: AbortController;
+  /** Made on first use (most handlers never read `ctx.signal`): see running-jobs.ts signalOf. */
+  controller: AbortController | undefined;
   db: TenantConnection | undefined;
   /** close() gave up waiting, or the lock was lost: the connection is back, the job no longer ours. */
   abandoned: boolean;
@@ -69,4 +74,8 @@ export interface Turn {
   db: TenantConnection | undefined;
   /** Jobs started in this turn so far. */
   served: number;
+  /** The job the turn starts with. */
+  first: ActiveJob;
+  /** Set when the turn ended by handing the slot on: the next tenant's turn, or null. */
+  handedOn?: Turn | null;
 }

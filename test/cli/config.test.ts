@@ -7,6 +7,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/cli/config.js';
+import { fleetBudgetOptions } from '../../src/cli/fleet-budget-config.js';
 import { ConfigError } from '../../src/errors.js';
 import { tempDir } from '../support/services.js';
 
@@ -88,6 +89,10 @@ describe('loadConfig', () => {
       [{ worker: { jobsPerTurn: 1_001 } }, 'worker.jobsPerTurn'],
       [{ budget: 10_001 }, 'budget'],
       [{ maxCachedPools: 10_001 }, 'maxCachedPools'],
+      [{ fleetBudget: { perServer: { 'pg-a:5432': 0 } } }, 'fleetBudget.perServer.pg-a:5432'],
+      [{ fleetBudget: { redisUrl: 'redis://x' } }, 'fleetBudget'],
+      [{ fleetBudget: { defaultPerServer: 5, leaseTtlMs: 10 } }, 'fleetBudget.leaseTtlMs'],
+      [{ fleetBudget: { defaultPerServer: 5, lease: 10 } }, 'fleetBudget'],
     ] as const) {
       const cwd = fresh();
       writeFileSync(join(cwd, 'fleet.config.json'), JSON.stringify(config));
@@ -95,6 +100,31 @@ describe('loadConfig', () => {
       expect(error).toBeInstanceOf(ConfigError);
       expect((error as ConfigError).option).toBe(option);
     }
+  });
+
+  it('reads the fleet budget from the file, with --server-budget / FLEET_SERVER_BUDGET limits over it', async () => {
+    const cwd = fresh();
+    writeFileSync(
+      join(cwd, 'fleet.config.json'),
+      JSON.stringify({ fleetBudget: { perServer: { 'pg-a:5432': 90 }, leaseTtlMs: 5_000 } }),
+    );
+    const file = await loadConfig({ cwd, env: {} });
+    expect(file.config.fleetBudget).toEqual({ perServer: { 'pg-a:5432': 90 }, leaseTtlMs: 5_000 });
+    expect(fleetBudgetOptions(file.config)).toEqual({
+      redis: 'redis://127.0.0.1:6379',
+      prefix: 'fleet:budget',
+      perServer: { 'pg-a:5432': 90 },
+      leaseTtlMs: 5_000,
+    });
+    const env = await loadConfig({ cwd, env: { FLEET_SERVER_BUDGET: 'pg-b:5433=12, *=7' } });
+    expect(env.config.fleetBudget).toEqual({
+      perServer: { 'pg-b:5433': 12 },
+      defaultPerServer: 7,
+      leaseTtlMs: 5_000,
+    });
+    const flag = await loadConfig({ cwd: fresh(), env: {}, flags: { fleetBudget: '*=3' } });
+    expect(flag.config.fleetBudget).toEqual({ defaultPerServer: 3 });
+    expect(fleetBudgetOptions((await loadConfig({ cwd: fresh(), env: {} })).config)).toBeUndefined();
   });
 
   it('names the key, its source, the expectation and the value', async () => {

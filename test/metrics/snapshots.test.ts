@@ -151,6 +151,11 @@ describe('fleet snapshots', () => {
       },
       acquireWaitMs: { p50: 1, p99: 5 * max, max: 9 },
       breakers: [],
+      fleet: {
+        process: `p${max}`,
+        reachable: true,
+        servers: [{ server: 'pg-a:5432', limit: 24, leases: 7, mine: inUse + max, waiting: 1 }],
+      },
     });
     const proc = (id: string, age: number, max: number): ProcessSnapshot => ({
       id,
@@ -184,6 +189,8 @@ describe('fleet snapshots', () => {
     expect(fleet.pools.counters).toMatchObject({ poolEvictions: 4, reclaims: 6 });
     expect(fleet.pools.acquireWaitMs.p99).toBe(30);
     expect(fleet.pools.rows).toHaveLength(2);
+    // The fleet budget per server: the live processes' leases summed (1+4 and 1+6).
+    expect(fleet.pools.servers).toEqual([{ server: 'pg-a:5432', limit: 24, leases: 12, waiting: 2 }]);
   });
 
   it('rejects a bad period with a ConfigError that says what it got', () => {

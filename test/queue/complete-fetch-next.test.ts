@@ -98,6 +98,86 @@ describe.each(engines)('complete with fetchNext on the $name engine', (engineCas
     expect(await engine.complete(taken!, 'ok')).toBeNull();
     expect(await engine.counts(queue, 'acme')).toMatchObject({ completed: 1 });
   });
+  it('takes the next job of another tenant’s partition when fetchNext names it', async () => {
+    await engine.enqueueBulk(queue, [
+      { tenant: 'acme', name: 'n', data: 'a1' },
+      { tenant: 'acme', name: 'n', data: 'a2' },
+      { tenant: 'beta', name: 'n', data: 'b1', priority: 3 },
+      { tenant: 'beta', name: 'n', data: 'b0', priority: 1 },
+    ]);
+    const a1 = await engine.fetch(queue, 'acme', 'w', LOCK);
+    const b0 = await engine.complete(a1!, 'done a1', { fetchNext: { ...next.fetchNext, tenant: 'beta' } });
+    expect(b0).toMatchObject({ queue, tenant: 'beta', data: 'b0', attempt: 1 });
+    expect(await engine.getJob(queue, 'acme', a1!.id)).toMatchObject({
+      state: 'completed',
+      result: 'done a1',
+    });
+    // Locked for us: its lock extends and it settles like any fetched job.
+    expect(await engine.extendLocks([b0!], LOCK)).toEqual([]);
+    expect(await engine.counts(queue, 'beta')).toMatchObject({ active: 1, waiting: 1 });
+    expect(await engine.counts(queue, 'acme')).toMatchObject({ active: 0, waiting: 1, completed: 1 });
+    // And back: beta's job completes, acme's next is taken.
+    const a2 = await engine.complete(b0!, 'done b0', { fetchNext: { ...next.fetchNext, tenant: 'acme' } });
+    expect(a2?.data).toBe('a2');
+    expect(await engine.fail(a2!, new Error('no'))).toBe('failed');
+    // A tenant with nothing ready answers null, as fetch would, and the completion still holds.
+    const b1 = await engine.fetch(queue, 'beta', 'w', LOCK);
+    expect(
+      await engine.complete(b1!, 'done b1', { fetchNext: { ...next.fetchNext, tenant: 'acme' } }),
+    ).toBeNull();
+    expect(await engine.counts(queue, 'beta')).toEqual({
+      waiting: 0,
+      active: 0,
+      delayed: 0,
+      completed: 2,
+      failed: 0,
+    });
+    expect(await engine.counts(queue, 'acme')).toEqual({
+      waiting: 0,
+      active: 0,
+      delayed: 0,
+      completed: 1,
+      failed: 1,
+    });
+    await expect(
+      engine.complete(b1!, null, { fetchNext: { ...next.fetchNext, tenant: 'bad slug' } }),
+    ).rejects.toThrow(ValidationError);
+  });
+
+  it('takes another tenant’s next job even when the completed one’s lock was lost, and respects its cap', async () => {
+    await engine.enqueueBulk(queue, [
+      { tenant: 'acme', name: 'n', data: 'stale' },
+      { tenant: 'beta', name: 'n', data: 'b1' },
+      { tenant: 'beta', name: 'n', data: 'b2' },
+    ]);
+    const stale = await engine.fetch(queue, 'acme', 'w', 100);
+    await sleep(300);
+    const b1 = await engine.complete(stale!, 'late', { fetchNext: { ...next.fetchNext, tenant: 'beta' } });
+    expect(b1?.data).toBe('b1');
+    expect(await engine.getJob(queue, 'acme', stale!.id)).toMatchObject({ state: 'active', result: null });
+    // beta at its fleet-wide cap of 1: nothing more is taken from it.
+    await engine.setTenantConcurrency(queue, 'beta', 1);
+    await engine.enqueue(queue, { tenant: 'acme', name: 'n', data: 'a' });
+    const a = await engine.fetch(queue, 'acme', 'w', LOCK);
+    expect(await engine.complete(a!, null, { fetchNext: { ...next.fetchNext, tenant: 'beta' } })).toBeNull();
+    expect(await engine.counts(queue, 'beta')).toMatchObject({ active: 1, waiting: 1 });
+  });
+
+  it('counts a batch job completed with fetchNext naming another tenant once', async () => {
+    const batchId = uniqueName('batch');
+    await engine.enqueueBulk(queue, [
+      { tenant: 'acme', name: 'n', data: 1, batchId },
+      { tenant: 'beta', name: 'n', data: 2, batchId },
+    ]);
+    const first = await engine.fetch(queue, 'acme', 'w', LOCK);
+    const second = await engine.complete(first!, null, { fetchNext: { ...next.fetchNext, tenant: 'beta' } });
+    expect(second?.data).toBe(2);
+    expect(
+      await engine.complete(second!, null, { fetchNext: { ...next.fetchNext, tenant: 'acme' } }),
+    ).toBeNull();
+    expect(await engine.batchProgress(batchId)).toEqual({ total: 2, completed: 2, failed: 0, pending: 0 });
+  });
+
   it('counts each job of a batch once when it is completed with fetchNext', async () => {
     const batchId = uniqueName('batch');
     await engine.enqueueBulk(

@@ -10,6 +10,10 @@ import { freePort } from './net.js';
 export interface PrivateRedis {
   url: string;
   stop(): Promise<void>;
+  /** Freezes the server (SIGSTOP): connections stay open, nothing is answered. */
+  pause(): void;
+  /** Lets a paused server run again (SIGCONT). */
+  resume(): void;
 }
 
 /** Starts `redis-server` on a free port (or `port`, to restart one), keeping nothing on disk. */
@@ -44,7 +48,14 @@ export async function startPrivateRedis(options: { port?: number } = {}): Promis
   }
   return {
     url,
+    pause() {
+      child.kill('SIGSTOP');
+    },
+    resume() {
+      child.kill('SIGCONT');
+    },
     async stop() {
+      child.kill('SIGCONT');
       child.kill('SIGTERM');
       await exited;
     },

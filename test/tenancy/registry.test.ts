@@ -299,6 +299,28 @@ describe.each(cases)('OrgRegistry on a %s registry', (_name, makeCase) => {
     expect((await cached.find(later))?.slug).toBe(later);
   });
 
+  it('finds many orgs at once: the registered ones by slug, over several statements, and caches them', async () => {
+    const slugs = Array.from({ length: 1203 }, () => slug('many'));
+    const registered = slugs.filter((_, i) => i % 3 !== 1);
+    for (const each of registered) await registry.add({ slug: each, ...storage() });
+    const asked = [...slugs, 'Not A Slug', registered[0]!];
+    const found = await registry.findMany(asked);
+    expect([...found.keys()].sort()).toEqual([...registered].sort());
+    expect(found.get(registered[5]!)).toEqual(await registry.get(registered[5]!));
+    await registry.deactivate(registered[0]!);
+    expect((await registry.findMany([registered[0]!])).get(registered[0]!)?.active).toBe(false);
+
+    // Through a caching registry: findMany fills the cache that get and find answer from.
+    await using cached = await OrgRegistry.open(store.url, { cacheTtlMs: 600_000 });
+    expect((await cached.findMany(registered.slice(0, 3))).size).toBe(3);
+    await registry.update(registered[1]!, { weight: 5 });
+    expect((await cached.get(registered[1]!)).weight).toBe(1);
+    expect(await cached.find(slugs[1]!)).toBeNull();
+    // A change made through the cached registry forgets what findMany cached.
+    await cached.update(registered[2]!, { weight: 3 });
+    expect((await cached.findMany([registered[1]!])).get(registered[1]!)?.weight).toBe(5);
+  });
+
   it('provisions a database-mode tenant through its secret reference, idempotently', async () => {
     const name = uniqueName('fleet_tenant');
     tenantDatabases.push(name);

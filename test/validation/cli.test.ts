@@ -46,6 +46,27 @@ const ROWS: Record<string, readonly Row[]> = {
       message: config('budget', 'flag --budget', 'expected number', '"abc"'),
     },
     {
+      argv: ['--server-budget', 'lots', 'orgs', 'list'],
+      code: 2,
+      message: config('fleetBudget', 'flag --server-budget', 'expected object', '"lots"'),
+    },
+    {
+      argv: ['--server-budget', 'pg-a:5432=0', 'orgs', 'list'],
+      code: 2,
+      message: config('fleetBudget.perServer.pg-a:5432', 'flag --server-budget', '>=1', '0'),
+    },
+    {
+      argv: ['orgs', 'list'],
+      env: { FLEET_SERVER_BUDGET: 'pg-a=5' },
+      code: 2,
+      message: config(
+        'fleetBudget.perServer.pg-a',
+        'env FLEET_SERVER_BUDGET',
+        'Invalid key in record',
+        '"pg-a"',
+      ),
+    },
+    {
       argv: ['--engine', 'kafka', 'orgs', 'list'],
       code: 2,
       message: config('engine', 'flag --engine', 'expected one of "memory"\\|"bullmq"', '"kafka"'),

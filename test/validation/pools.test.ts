@@ -11,7 +11,7 @@ import type { TenantPoolsOptions } from '../../src/tenancy/tenant-pools/options.
 import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
 import { MAX_DURATION_MS } from '../../src/validate.js';
 import { type PgWorld, pgWorld } from '../support/pools-fixture.js';
-import { PG_URL, uniqueName, withDatabase } from '../support/services.js';
+import { PG_URL, REDIS_URL, uniqueName, withDatabase } from '../support/services.js';
 import { type ErrorClass, fieldOf, TOO_LONG } from '../support/validation.js';
 
 let world: PgWorld;
@@ -72,6 +72,80 @@ describe('TenantPools.open bad input', () => {
     ['prewarmConcurrency 1001', { prewarmConcurrency: 1_001 }, 'prewarmConcurrency'],
     ['closeTimeoutMs -1', { closeTimeoutMs: -1 }, 'closeTimeoutMs'],
     ['closeTimeoutMs 3e9', { closeTimeoutMs: TOO_LONG }, 'closeTimeoutMs'],
+    ['fleetBudget null', { fleetBudget: null as never }, 'fleetBudget'],
+    ['fleetBudget an array', { fleetBudget: [] as never }, 'fleetBudget'],
+    ['fleetBudget.redis missing', { fleetBudget: { defaultPerServer: 5 } as never }, 'fleetBudget.redis'],
+    [
+      'fleetBudget.redis 42',
+      { fleetBudget: { redis: 42 as never, defaultPerServer: 5 } },
+      'fleetBudget.redis',
+    ],
+    [
+      'fleetBudget.redis an http URL',
+      { fleetBudget: { redis: 'http://cache:6379', defaultPerServer: 5 } },
+      'fleetBudget.redis',
+    ],
+    [
+      'fleetBudget.redis an object without evalsha',
+      { fleetBudget: { redis: {} as never, defaultPerServer: 5 } },
+      'fleetBudget.redis',
+    ],
+    ['fleetBudget without any limit', { fleetBudget: { redis: REDIS_URL } }, 'fleetBudget.perServer'],
+    [
+      'fleetBudget.perServer an array',
+      { fleetBudget: { redis: REDIS_URL, perServer: [] as never } },
+      'fleetBudget.perServer',
+    ],
+    [
+      'fleetBudget.perServer key without a port',
+      { fleetBudget: { redis: REDIS_URL, perServer: { 'pg-a': 5 } } },
+      'fleetBudget.perServer',
+    ],
+    [
+      'fleetBudget.perServer key with port 70000',
+      { fleetBudget: { redis: REDIS_URL, perServer: { 'pg-a:70000': 5 } } },
+      'fleetBudget.perServer',
+    ],
+    [
+      'fleetBudget.perServer limit 0',
+      { fleetBudget: { redis: REDIS_URL, perServer: { 'pg-a:5432': 0 } } },
+      'fleetBudget.perServer.pg-a:5432',
+    ],
+    [
+      'fleetBudget.perServer limit 2.5',
+      { fleetBudget: { redis: REDIS_URL, perServer: { 'pg-a:5432': 2.5 } } },
+      'fleetBudget.perServer.pg-a:5432',
+    ],
+    [
+      'fleetBudget.perServer limit "9"',
+      { fleetBudget: { redis: REDIS_URL, perServer: { 'pg-a:5432': '9' as never } } },
+      'fleetBudget.perServer.pg-a:5432',
+    ],
+    [
+      'fleetBudget.defaultPerServer 0',
+      { fleetBudget: { redis: REDIS_URL, defaultPerServer: 0 } },
+      'fleetBudget.defaultPerServer',
+    ],
+    [
+      'fleetBudget.defaultPerServer 1000001',
+      { fleetBudget: { redis: REDIS_URL, defaultPerServer: 1_000_001 } },
+      'fleetBudget.defaultPerServer',
+    ],
+    [
+      'fleetBudget.leaseTtlMs 100',
+      { fleetBudget: { redis: REDIS_URL, defaultPerServer: 5, leaseTtlMs: 100 } },
+      'fleetBudget.leaseTtlMs',
+    ],
+    [
+      'fleetBudget.leaseTtlMs 3e9',
+      { fleetBudget: { redis: REDIS_URL, defaultPerServer: 5, leaseTtlMs: TOO_LONG } },
+      'fleetBudget.leaseTtlMs',
+    ],
+    [
+      'fleetBudget.prefix with a space',
+      { fleetBudget: { redis: REDIS_URL, defaultPerServer: 5, prefix: 'a b' } },
+      'fleetBudget.prefix',
+    ],
   ];
 
   it.each(rows)('%s: ConfigError naming the option, nothing opened', async (_label, input, field) => {

@@ -155,3 +155,39 @@ describe('a worker turn in database mode', () => {
     },
   );
 });
+
+describe('a worker given another tenant’s job by a faulty engine', () => {
+  it('does not run it with the tenant’s connection, and reports the error', async () => {
+    const { fleet } = fx;
+    const queue = uniqueName('q');
+    const [a, b] = await reg.addTenants(2);
+    await fleet.enqueueBulk(queue, [
+      ...[1, 2, 3, 4].map((data) => ({ tenant: a!, name: 'n', data })),
+      { tenant: b!, name: 'n', data: 5 },
+    ]);
+    // A wrapper engine that answers a fetch for b with a's job.
+    const engine = fleet.engine;
+    const fetch = engine.fetch.bind(engine);
+    engine.fetch = (q, tenant, workerId, lock) => fetch(q, tenant === b ? a! : tenant, workerId, lock);
+    const runs: string[] = [];
+    const errors: string[] = [];
+    const worker = fleet.worker(
+      queue,
+      async (job, ctx) =>
+        void runs.push(`${job.tenant} with ${ctx.tenant.slug}'s connection (${ctx.db?.kind})`),
+      { concurrency: 1, jobsPerTurn: 1 },
+    );
+    worker.on('error', ({ error }) => errors.push(error.message));
+    try {
+      await until(() => errors.length > 0, 'the faulty answer to be reported');
+    } finally {
+      await worker.close();
+      engine.fetch = fetch;
+    }
+    for (const run of runs)
+      expect(run.startsWith(`${run.split(' ')[0]} with ${run.split(' ')[0]}'s`)).toBe(true);
+    expect(errors.some((message) => message.includes(`Expected a job of tenant ${b}, got one of ${a}`))).toBe(
+      true,
+    );
+  });
+});

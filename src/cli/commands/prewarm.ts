@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { redactUrl } from '../../errors.js';
 import { cliLogger, configFor, openRegistry, print, printJson } from '../context.js';
+import { fleetBudgetOptions } from '../fleet-budget-config.js';
 
 /** The `prewarm` command. */
 export function prewarmCommand(): Command {
@@ -16,7 +17,13 @@ export function prewarmCommand(): Command {
       const registry = await openRegistry(config, logger);
       try {
         const { TenantPools } = await import('../../tenancy/tenant-pools/tenant-pools.js');
-        const pools = await TenantPools.open({ registry, maxConnections: config.budget, logger });
+        const fleetBudget = fleetBudgetOptions(config);
+        const pools = await TenantPools.open({
+          registry,
+          maxConnections: config.budget,
+          ...(fleetBudget ? { fleetBudget } : {}),
+          logger,
+        });
         // The report only counts failures; the pools' error events say which tenant and why.
         const failures: { tenant: string; error: string }[] = [];
         pools.on('error', ({ slug, error }) => {

@@ -35,8 +35,16 @@ import {
 } from '../job-input.js';
 import { readBatchProgress } from './batches.js';
 import { enqueueJobs } from './enqueue.js';
-import { completeJob, type FinishContext, failJob } from './finish.js';
-import { type BullMqLease, isLostLock, readJobInfo, toActiveJob } from './jobs.js';
+import { completeAndTake, completeJob, type FinishContext, failJob } from './finish.js';
+import {
+  attemptsOf,
+  type BullMqLease,
+  batchOf,
+  isLostLock,
+  readCounts,
+  readJobInfo,
+  toActiveJob,
+} from './jobs.js';
 import { extendLocks, recoverStalled } from './locks.js';
 import { MarkerSweep } from './marker-sweep.js';
 import {
@@ -86,7 +94,7 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     if (this.#ownsConnection) redis.on('error', onError);
     this.#redis = withFleetCommands(redis);
     this.#partitions = new PartitionCache(redis, this.options, onError);
-    this.#index = new ReadyIndex(this.#redis, this.options.prefix, () => {
+    this.#index = new ReadyIndex(this.#redis, this.options.prefix, this.options.keepCompleted, () => {
       const subscriber = redis.duplicate({ connectionName: `${clientName}:sub`, maxRetriesPerRequest: null });
       subscriber.on('error', onError);
       return subscriber;
@@ -193,35 +201,46 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
   }
 
   /**
-   * With `fetchNext`, BullMQ's moveToFinished finishes the job and takes the partition's
-   * next one in the same script, as a plain BullMQ Worker does: one round trip per job
-   * instead of two. The next job is locked with the finished job's token.
+   * With `fetchNext`, one script call completes the job and takes the next one, as a
+   * plain BullMQ Worker does: of the same partition (BullMQ's moveToFinished, locked with
+   * the finished job's token), or of `fetchNext.tenant`'s (scripts.ts FINISH_AND_TAKE,
+   * with a token of its own). A job counted in a batch completes in its own MULTI first.
    */
   async complete(job: ActiveJob, result: unknown, options: CompleteOptions = {}): Promise<ActiveJob | null> {
     this.#checkOpen();
     const next = options.fetchNext;
     if (next !== undefined) checkLockDuration(next.lockDurationMs);
+    const tenant = next?.tenant === undefined ? job.tenant : checkTenant(next.tenant);
     const json = serialiseResult(result);
     const { token, job: bullJob } = job.lease as BullMqLease;
-    if (next === undefined) {
+    const elsewhere = tenant !== job.tenant;
+    if (next === undefined || (elsewhere && batchOf(bullJob) !== null)) {
       try {
         // 'lost': the job is (or will be) run again by whoever holds it now; nothing to do.
         await completeJob(this.#finishContext(job), bullJob, token, json);
       } finally {
         this.#release(job);
       }
-      return null;
+      return next === undefined ? null : this.fetch(job.queue, tenant, next.workerId, next.lockDurationMs);
     }
-    const { queue, tenant } = job;
+    const { queue } = job;
+    const nextToken = elsewhere ? `${next.workerId}:${randomUUID()}` : token;
     return this.#partitions.use(queue, tenant, async (partition) => {
       let finished: Awaited<ReturnType<typeof completeJob>>;
       try {
         // Read by moveToFinished when it locks the next job.
         partition.worker.opts.lockDuration = next.lockDurationMs;
         this.#markActive(partition, queue, tenant);
-        finished = await completeJob(this.#finishContext(job), bullJob, token, json, true);
+        const context = this.#finishContext(job);
+        finished = elsewhere
+          ? await completeAndTake(context, bullJob, token, json, {
+              backend: partition.worker.getBackend() as RedisQueueBackend,
+              token: nextToken,
+              lockDurationMs: next.lockDurationMs,
+            })
+          : await completeJob(context, bullJob, token, json, true);
       } finally {
-        this.#partitions.release(partition);
+        this.#release(job);
       }
       // Refused (lock lost): nothing was taken either, so take the next job the usual way.
       if (finished.outcome === 'lost') return this.fetch(queue, tenant, next.workerId, next.lockDurationMs);
@@ -234,8 +253,8 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
         partition,
         queue,
         tenant,
-        token,
-        data ? await worker.nextJobFromJobData(data, id, token) : undefined,
+        nextToken,
+        data ? await worker.nextJobFromJobData(data, id, nextToken) : undefined,
       );
       return taken === 'retry' ? this.fetch(queue, tenant, next.workerId, next.lockDurationMs) : taken;
     });
@@ -248,7 +267,7 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     const final =
       options.unrecoverable === true ||
       cause.name === 'UnrecoverableError' ||
-      bullJob.attemptsMade + 1 >= (bullJob.opts.attempts ?? 1);
+      bullJob.attemptsMade + 1 >= attemptsOf(bullJob);
     try {
       if (final) {
         const outcome = await failJob(this.#finishContext(job), bullJob, token, cause);
@@ -292,27 +311,10 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     await this.#index.publish(queue);
   }
 
-  /**
-   * Waiting, active and delayed as BullMQ holds them now; completed and failed are the
-   * exact totals BullMQ's metrics count as it finishes each job (finished job bodies
-   * themselves are trimmed to `keepCompleted` / `keepFailed`).
-   */
+  /** Waiting, active and delayed as BullMQ holds them now; completed and failed exact (jobs.ts readCounts). */
   async counts(queue: string, tenant: string): Promise<JobCounts> {
     this.#checkOpen();
-    const backend = this.#partitions.backend(checkQueueName(queue), checkTenant(tenant));
-    const [current, completed, failed] = await Promise.all([
-      backend.getCounts(['wait', 'prioritized', 'active', 'delayed']),
-      this.#redis.hget(backend.toKey('metrics:completed'), 'count'),
-      this.#redis.hget(backend.toKey('metrics:failed'), 'count'),
-    ]);
-    const [wait, prioritized, active, delayed] = current.map((n) => Number(n) || 0);
-    return {
-      waiting: wait! + prioritized!,
-      active: active!,
-      delayed: delayed!,
-      completed: Number(completed ?? 0),
-      failed: Number(failed ?? 0),
-    };
+    return readCounts(this.#redis, this.#partitions.backend(checkQueueName(queue), checkTenant(tenant)));
   }
 
   async getJob(queue: string, tenant: string, id: string): Promise<JobInfo | null> {
@@ -389,6 +391,11 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
   }
 
   #contextOf(backend: RedisQueueBackend): FinishContext {
-    return { backend, batchKey: (id) => this.#index.batchKey(id), batchTtlMs: this.options.batchTtlMs };
+    return {
+      backend,
+      batchKey: (id) => this.#index.batchKey(id),
+      batchTtlMs: this.options.batchTtlMs,
+      keep: { completed: this.options.keepCompleted, failed: this.options.keepFailed },
+    };
   }
 }

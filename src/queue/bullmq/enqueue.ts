@@ -45,7 +45,6 @@ async function enqueueChunk(
   jobs: readonly NormalisedJob[],
 ): Promise<EnqueueOutcome> {
   const now = Date.now();
-  const keep = { completed: options.keepCompleted, failed: options.keepFailed };
   const client = await partitions.backend(queue, jobs[0]!.tenant).client;
   const multi = client.multi() as unknown as FleetMulti;
   const readyAt = new Map<string, number>();
@@ -64,7 +63,7 @@ async function enqueueChunk(
       existsIndexes.push(commands++);
     }
     // Queued synchronously on the MULTI; its outcome is read from exec's results.
-    backend.addJobToTransaction(multi as never, toBullJobJson(job, now, keep) as never, id).catch(() => {});
+    backend.addJobToTransaction(multi as never, toBullJobJson(job, now) as never, id).catch(() => {});
     addIndexes.push(commands++);
     if (job.batchId !== null) {
       const batchKey = index.batchKey(job.batchId);
@@ -80,7 +79,14 @@ async function enqueueChunk(
     const at = now + job.delayMs;
     readyAt.set(job.tenant, Math.min(readyAt.get(job.tenant) ?? at, at));
   }
-  for (const [tenant, at] of readyAt) index.announceIn(multi, queue, tenant, at);
+  for (const [tenant, at] of readyAt) {
+    index.announceIn(multi, queue, tenant, at);
+    // No part of the fleet reads a partition's BullMQ events: keep BullMQ from growing
+    // the stream (one stream node at most) and drop what is there (scripts.ts RETIRE).
+    const { meta, events } = partitions.backend(queue, tenant).keys;
+    multi.hset(meta!, 'opts.maxLenEvents', 0);
+    multi.del(events!);
+  }
   index.publishIn(multi, queue);
   const results = (await multi.exec()) ?? [];
   const ids = addIndexes.map((i) => {

@@ -6,8 +6,9 @@
  * job, even when the process dies right after.
  */
 import type { Job, RedisQueueBackend } from 'bullmq';
+import { pack } from 'msgpackr';
 import { batchOf, isLostLock } from './jobs.js';
-import type { FleetMulti } from './scripts.js';
+import type { FleetCommands, FleetMulti } from './scripts.js';
 
 /** What `finishJob` needs besides the job. */
 export interface FinishContext {
@@ -16,6 +17,8 @@ export interface FinishContext {
   batchKey: (batchId: string) => string;
   /** How long a batch hash lives after its last change. */
   batchTtlMs: number;
+  /** Finished jobs each partition keeps (BullMQ's removeOnComplete / removeOnFail counts). */
+  keep: { completed: number; failed: number };
 }
 
 /** The outcome of {@link finishJob}: finished, or the lock was lost to someone else. */
@@ -36,7 +39,7 @@ export async function completeJob(
   const args = context.backend.moveToCompletedArgs(
     job,
     resultJson,
-    job.opts.removeOnComplete ?? false,
+    { count: context.keep.completed },
     token,
     fetchNext,
   );
@@ -54,7 +57,7 @@ export async function failJob(
   const args = context.backend.moveToFailedArgs(
     job,
     error.message,
-    job.opts.removeOnFail ?? false,
+    { count: context.keep.failed },
     token,
     false,
     {
@@ -63,6 +66,60 @@ export async function failJob(
     },
   );
   return (await finishJob(context, job, args, 'failed')).outcome;
+}
+
+/** Where {@link completeAndTake} takes the next job: another partition of the same queue. */
+export interface TakeFrom {
+  backend: RedisQueueBackend;
+  /** The lock token of the job it takes. */
+  token: string;
+  lockDurationMs: number;
+}
+
+/**
+ * Completes a job (without a batch) and, if that went through, takes the next job of
+ * another partition in the same script call (scripts.ts FINISH_AND_TAKE). `next` is
+ * moveToActive's raw reply, null when the completion was refused.
+ */
+export async function completeAndTake(
+  context: FinishContext,
+  job: Job,
+  token: string,
+  resultJson: string,
+  take: TakeFrom,
+): Promise<{ outcome: FinishResult; next: unknown }> {
+  const { backend } = context;
+  const args = backend.moveToCompletedArgs(job, resultJson, { count: context.keep.completed }, token, false);
+  const keyCount = backend.moveToFinishedKeys.length;
+  // moveToActive's arguments, as BullMQ's RedisQueueBackend.moveToActive builds them (its
+  // keys are named in the script from the first, the partition's key prefix).
+  const takeArgs = [
+    take.backend.keys['']!,
+    Date.now(),
+    pack({ token: take.token, lockDuration: take.lockDurationMs }),
+  ];
+  const client = (await backend.client) as unknown as FleetCommands;
+  const [code, next] = await client.fleetFinishAndTake(
+    ...(args.slice(0, keyCount) as string[]),
+    args.length - keyCount,
+    ...(args.slice(keyCount) as (string | number | Buffer)[]),
+    ...takeArgs,
+  );
+  const refused = refusal(backend, job, code);
+  if (refused !== null) return refused;
+  return { outcome: 'finished', next };
+}
+
+/** null when moveToFinished finished the job; else 'lost', or throws BullMQ's error. */
+function refusal(
+  backend: RedisQueueBackend,
+  job: Job,
+  code: unknown,
+): { outcome: 'lost'; next: null } | null {
+  if (typeof code !== 'number' || code >= 0) return null;
+  const error = backend.finishedErrors({ code, jobId: job.id, command: 'moveToFinished', state: 'active' });
+  if (isLostLock(error)) return { outcome: 'lost', next: null };
+  throw error;
 }
 
 async function finishJob(
@@ -94,15 +151,5 @@ async function finishJob(
     if (error) throw error;
     code = result;
   }
-  if (typeof code === 'number' && code < 0) {
-    const refusal = backend.finishedErrors({
-      code,
-      jobId: job.id,
-      command: 'moveToFinished',
-      state: 'active',
-    });
-    if (isLostLock(refusal)) return { outcome: 'lost', next: null };
-    throw refusal;
-  }
-  return { outcome: 'finished', next: code };
+  return refusal(backend, job, code) ?? { outcome: 'finished', next: code };
 }

@@ -4,7 +4,8 @@
  * `JobInfo` view.
  */
 import { Job, type JobsOptions, type RedisQueueBackend } from 'bullmq';
-import type { ActiveJob, JobInfo, JobState } from '../engine.js';
+import type { Redis } from 'ioredis';
+import type { ActiveJob, JobCounts, JobInfo, JobState } from '../engine.js';
 import { MAX_PRIORITY, type NormalisedJob } from '../job-input.js';
 import { partitionName } from './partitions.js';
 
@@ -17,25 +18,33 @@ export interface BullMqLease {
 /** BullMQ's priority for jobs enqueued without one: after every prioritised job, FIFO. */
 export const UNPRIORITISED = MAX_PRIORITY + 1;
 
-/** The stored BullMQ job of a normalised job, ready for `addJobToTransaction`. */
+/**
+ * The stored BullMQ job of a normalised job, ready for `addJobToTransaction`. Its `opts`
+ * hold only what differs from BullMQ's defaults (retention is given when the job
+ * finishes, see finish.ts), so that a plain job's `opts` stays under Redis's
+ * `hash-max-listpack-value` (64 bytes) and its hash keeps the compact listpack encoding:
+ * about a third of the memory of a hashtable-encoded one.
+ */
 export function toBullJobJson(
   job: NormalisedJob,
   timestamp: number,
-  keep: { completed: number; failed: number },
 ): { name: string; data: string; timestamp: number; opts: JobsOptions } {
-  const opts: JobsOptions & { fleetBatch?: string } = {
-    attempts: job.attempts,
-    backoff: { type: job.backoff.type, delay: job.backoff.delayMs },
-    // Every job is prioritised: BullMQ runs unprioritised jobs *first*, the contract last.
-    priority: job.priority ?? UNPRIORITISED,
-    removeOnComplete: { count: keep.completed },
-    removeOnFail: { count: keep.failed },
-  };
+  // Every job is prioritised: BullMQ runs unprioritised jobs *first*, the contract last.
+  const opts: JobsOptions & { fleetBatch?: string } = { priority: job.priority ?? UNPRIORITISED };
+  if (job.attempts > 1) {
+    opts.attempts = job.attempts;
+    opts.backoff = { type: job.backoff.type, delay: job.backoff.delayMs };
+  }
   if (job.delayMs > 0) opts.delay = job.delayMs;
   if (job.jobId !== null) opts.jobId = job.jobId;
   // Unknown option keys are stored as they are, so the batch id travels with the job.
   if (job.batchId !== null) opts.fleetBatch = job.batchId;
   return { name: job.name, data: job.json, timestamp, opts };
+}
+
+/** Attempts in all: stored only when more than one (BullMQ reads a missing value as 0). */
+export function attemptsOf(job: Job): number {
+  return Math.max(1, job.opts.attempts ?? 1);
 }
 
 /** The batch id a BullMQ job was enqueued with, if any. */
@@ -53,7 +62,7 @@ export function toActiveJob(queue: string, tenant: string, job: Job, token: stri
     name: job.name,
     data: job.data,
     attempt: job.attemptsMade + 1,
-    maxAttempts: job.opts.attempts ?? 1,
+    maxAttempts: attemptsOf(job),
     enqueuedAt: job.timestamp,
     batchId: batchOf(job),
     lease,
@@ -108,14 +117,35 @@ function toJobInfo(queue: string, tenant: string, job: Job, bullState: string): 
     tenant,
     name: job.name,
     data: job.data,
-    state: STATES[bullState] ?? 'waiting',
+    state: STATES[bullState] ?? (job.finishedOn ? (job.failedReason ? 'failed' : 'completed') : 'waiting'),
     attemptsMade: job.attemptsMade,
-    maxAttempts: job.opts.attempts ?? 1,
+    maxAttempts: attemptsOf(job),
     priority: priority === undefined || priority >= UNPRIORITISED ? null : priority,
     enqueuedAt: job.timestamp,
     finishedAt: job.finishedOn ?? null,
     batchId: batchOf(job),
     result: job.returnvalue ?? null,
     error: job.failedReason ? { message: job.failedReason, stack: stack ?? null } : null,
+  };
+}
+
+/**
+ * Waiting, active and delayed as BullMQ holds them now; completed and failed are the
+ * exact totals BullMQ's metrics count as it finishes each job (finished job bodies
+ * themselves are trimmed, see docs/engines.md § Redis memory).
+ */
+export async function readCounts(redis: Redis, backend: RedisQueueBackend): Promise<JobCounts> {
+  const [current, completed, failed] = await Promise.all([
+    backend.getCounts(['wait', 'prioritized', 'active', 'delayed']),
+    redis.hget(backend.toKey('metrics:completed'), 'count'),
+    redis.hget(backend.toKey('metrics:failed'), 'count'),
+  ]);
+  const [wait, prioritized, active, delayed] = current.map((n) => Number(n) || 0);
+  return {
+    waiting: wait! + prioritized!,
+    active: active!,
+    delayed: delayed!,
+    completed: Number(completed ?? 0),
+    failed: Number(failed ?? 0),
   };
 }

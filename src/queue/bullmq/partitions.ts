@@ -87,7 +87,8 @@ export class PartitionCache {
 
   /** The BullMQ keys of a partition that the ready-index scripts need. */
   keys(queue: string, tenant: string): PartitionKeys {
-    const { wait, prioritized, delayed, paused, active, stalled } = this.backend(queue, tenant).keys;
+    const backend = this.backend(queue, tenant);
+    const { wait, prioritized, delayed, paused, active, stalled, events, completed } = backend.keys;
     return {
       wait: wait!,
       prioritized: prioritized!,
@@ -95,6 +96,9 @@ export class PartitionCache {
       paused: paused!,
       active: active!,
       stalled: stalled!,
+      events: events!,
+      completed: completed!,
+      jobPrefix: backend.toKey(''),
     };
   }
 

@@ -33,7 +33,8 @@ export async function purgePartitions(
     if (keys.length > 0) await redis.unlink(...keys);
   } while (cursor !== '0');
   const multi = redis.multi();
-  if (tenant === null) multi.unlink(index.readyKey(queue), index.activeTenantsKey(queue));
+  if (tenant === null)
+    multi.unlink(index.readyKey(queue), index.activeTenantsKey(queue), index.finishedKey(queue));
   else multi.zrem(index.readyKey(queue), tenant).zrem(index.activeTenantsKey(queue), tenant);
   await multi.exec();
   return [...tenants].sort();

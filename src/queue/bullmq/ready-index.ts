@@ -21,12 +21,23 @@ export interface PartitionKeys {
   paused: string;
   active: string;
   stalled: string;
+  events: string;
+  completed: string;
+  /** The prefix of the partition's job hashes: `P:Q.T:`. */
+  jobPrefix: string;
+}
+
+/** `P:Q.` from a partition's `P:Q.T:`: a finished member `T:id` completes it to the job's hash. */
+function queueJobPrefix(keys: PartitionKeys, tenant: string): string {
+  return keys.jobPrefix.slice(0, keys.jobPrefix.length - tenant.length - 1);
 }
 
 /** Redis key and channel names of the index, and the operations on them. */
 export class ReadyIndex {
   readonly #redis: Redis & FleetCommands;
   readonly #prefix: string;
+  /** Completed jobs each logical queue keeps of its idle partitions (scripts.ts RETIRE). */
+  readonly #keepCompleted: number;
   readonly #openSubscriber: () => Redis;
   #subscriber: Redis | null = null;
   readonly #subscribed = new Map<string, Promise<unknown>>();
@@ -34,9 +45,15 @@ export class ReadyIndex {
   readonly #listening = new Set<string>();
   readonly #waiters = new Map<string, Set<() => void>>();
 
-  constructor(redis: Redis & FleetCommands, prefix: string, openSubscriber: () => Redis) {
+  constructor(
+    redis: Redis & FleetCommands,
+    prefix: string,
+    keepCompleted: number,
+    openSubscriber: () => Redis,
+  ) {
     this.#redis = redis;
     this.#prefix = prefix;
+    this.#keepCompleted = keepCompleted;
     this.#openSubscriber = openSubscriber;
   }
 
@@ -46,6 +63,11 @@ export class ReadyIndex {
 
   activeTenantsKey(queue: string): string {
     return `${this.#prefix}:${queue}:active-tenants`;
+  }
+
+  /** Completed jobs handed over by idle partitions (scripts.ts RETIRE). */
+  finishedKey(queue: string): string {
+    return `${this.#prefix}:${queue}:finished`;
   }
 
   batchKey(batchId: string): string {
@@ -92,7 +114,12 @@ export class ReadyIndex {
       keys.prioritized,
       keys.delayed,
       keys.paused,
+      keys.events,
+      keys.completed,
+      this.finishedKey(queue),
       tenant,
+      queueJobPrefix(keys, tenant),
+      this.#keepCompleted,
     );
   }
 
@@ -122,9 +149,14 @@ export class ReadyIndex {
       keys.active,
       keys.stalled,
       this.activeTenantsKey(queue),
+      keys.events,
+      keys.completed,
+      this.finishedKey(queue),
       tenant,
       Date.now(),
       ACTIVE_GRACE_MS,
+      queueJobPrefix(keys, tenant),
+      this.#keepCompleted,
     );
   }
 

@@ -162,7 +162,9 @@ export class MemoryEngine implements QueueEngine {
       this.#finish(held.partition, held.record, 'completed');
     }
     // A lost lock changes nothing of the job, but the next one is still the caller's to take.
-    return next === undefined ? null : this.fetch(job.queue, job.tenant, next.workerId, next.lockDurationMs);
+    return next === undefined
+      ? null
+      : this.fetch(job.queue, next.tenant ?? job.tenant, next.workerId, next.lockDurationMs);
   }
 
   async fail(job: ActiveJob, error: Error, options: { unrecoverable?: boolean } = {}): Promise<FailOutcome> {

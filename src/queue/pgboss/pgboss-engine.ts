@@ -199,6 +199,8 @@ export class PgBossEngine extends EventEmitter<PgBossEngineEventMap> implements 
     this.#checkOpen();
     const next = options.fetchNext;
     if (next !== undefined) checkLockDuration(next.lockDurationMs);
+    // The next job may be of another tenant's partition (the worker hands its turn on).
+    const nextTenant = next?.tenant === undefined ? job.tenant : checkTenant(next.tenant);
     const output = serialiseResult(result);
     const lease = job.lease as PgBossLease;
     const { keepCompleted, keepFailed } = this.options;
@@ -211,11 +213,10 @@ export class PgBossEngine extends EventEmitter<PgBossEngineEventMap> implements 
       return null;
     }
     const claimed = await this.#pool.query<ClaimedRow>(
-      `SELECT * FROM ${this.#s}.fleet_complete_next($1, $2, $3, $4, $5, $6, $7, $8)`,
-      [...values, next.lockDurationMs],
+      `SELECT * FROM ${this.#s}.fleet_complete_next($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+      [...values, next.lockDurationMs, nextTenant],
     );
-    const row = claimed.rows[0];
-    return row ? toActiveJob(job.queue, job.tenant, row) : null;
+    return claimed.rows[0] ? toActiveJob(job.queue, nextTenant, claimed.rows[0]) : null;
   }
 
   async fail(job: ActiveJob, error: Error, options: { unrecoverable?: boolean } = {}): Promise<FailOutcome> {

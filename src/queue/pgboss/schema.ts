@@ -170,12 +170,12 @@ BEGIN
 END $$ LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan;
 
 CREATE OR REPLACE FUNCTION ${s}.fleet_complete_next(q text, t text, jid uuid, tok text,
-  output jsonb, keep_completed integer, keep_failed integer, lock_ms bigint)
+  output jsonb, keep_completed integer, keep_failed integer, lock_ms bigint, next_tenant text)
 RETURNS TABLE (id uuid, fleet_key text, fleet_name text, data jsonb, retry_count integer,
   retry_limit integer, created_ms double precision, fleet_batch text, token text) AS $$
 BEGIN
   PERFORM ${s}.fleet_finish(q, t, jid, tok, true, output, NULL, false, keep_completed, keep_failed);
-  RETURN QUERY SELECT * FROM ${s}.fleet_claim(q, t, 1, lock_ms);
+  RETURN QUERY SELECT * FROM ${s}.fleet_claim(q, next_tenant, 1, lock_ms);
 END $$ LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan;
 
 CREATE TABLE IF NOT EXISTS ${s}.fleet_version (version integer NOT NULL);

@@ -45,6 +45,14 @@ interface QueuedRequest {
   reject(err: Error): void;
 }
 
+/** What a budget above this one (the fleet budget) hears of idle connections. */
+export interface BudgetWatcher {
+  /** Whether a connection coming back must close rather than be parked (another process wants its server). */
+  handBack(slot: IdleSlot): boolean;
+  /** A connection was parked idle. */
+  onIdle(slot: IdleSlot): void;
+}
+
 /** A snapshot of the budget, as `TenantPools.stats()` reports it. */
 export interface BudgetSnapshot {
   /** The hard cap on connections open at once. */
@@ -72,6 +80,7 @@ export class ConnectionBudget {
   readonly #queue: QueuedRequest[] = [];
   #closed = false;
   #reclaims = 0;
+  #watcher: BudgetWatcher | undefined;
 
   constructor(max: number) {
     this.max = max;
@@ -82,9 +91,37 @@ export class ConnectionBudget {
     return this.#reclaims;
   }
 
-  /** Whether some pool is waiting for a slot (a released connection should then be closed). */
+  /** Whether some pool is waiting for a slot. */
   get hasWaiters(): boolean {
     return this.#queue.length > 0;
+  }
+
+  /**
+   * Whether a connection coming back (no caller of its own pool waiting) should be closed
+   * rather than parked: some pool is waiting for a slot, or the watcher wants it back.
+   */
+  wantsBack(slot: IdleSlot): boolean {
+    return this.#queue.length > 0 || (this.#watcher?.handBack(slot) ?? false);
+  }
+
+  /** Lets the fleet budget hear of idle connections and ask for some back. */
+  watch(watcher: BudgetWatcher): void {
+    this.#watcher = watcher;
+  }
+
+  /**
+   * Takes the least recently used idle connection that `match` accepts off the idle list,
+   * for its owner to close; the caller frees its slot once it has closed.
+   */
+  takeIdleWhere(match: (slot: IdleSlot) => boolean): IdleSlot | undefined {
+    for (const slot of this.#idle) {
+      if (match(slot)) {
+        this.#idle.delete(slot);
+        this.#reclaims++;
+        return slot;
+      }
+    }
+    return undefined;
   }
 
   /**
@@ -166,6 +203,7 @@ export class ConnectionBudget {
   /** Registers a connection that has just become idle, as the most recently used one. */
   addIdle(slot: IdleSlot): void {
     this.#idle.add(slot);
+    this.#watcher?.onIdle(slot);
   }
 
   /** Unregisters an idle connection that is being lent out or closed. */

@@ -9,7 +9,7 @@
  * one idle for a while is pinged before it is lent, so a caller does not see the error of
  * a connection that died in the pool.
  */
-import { ClosedError } from '../../errors.js';
+import { ClosedError, FleetBudgetError } from '../../errors.js';
 import type { DatabaseKind, RawConnection } from '../drivers/driver.js';
 import type { StorageMode } from '../org.js';
 import type { BudgetMember, ConnectionBudget, IdleSlot } from './budget.js';
@@ -69,7 +69,7 @@ export class ConnectionPool implements BudgetMember {
         popIdle: () => this.#popIdle(),
         canGrow: () => this.#total() < this.maxConnections,
         checkConnect: () => this.#hooks.checkConnect(this),
-        connectWithSlot: () => this.#connectWithSlot(),
+        connectWithSlot: () => this.#connectWithSlot(() => this.#waiters.length > 0),
         connectFailed: (err) => this.#connectFailed(err),
         connected: (conn) => {
           this.#hooks.onConnect(this, undefined);
@@ -87,6 +87,7 @@ export class ConnectionPool implements BudgetMember {
       options.resolveUrl,
       options.connectTimeoutMs,
       options.slug,
+      options.leases,
     );
     this.#sideCancel = {
       budget: options.budget,
@@ -162,6 +163,7 @@ export class ConnectionPool implements BudgetMember {
         try {
           conn = await this.#connectWithSlot();
         } catch (err) {
+          if (err instanceof FleetBudgetError) return null; // no fleet lease: like a full budget
           this.#connectFailed(err);
           throw err;
         }
@@ -215,6 +217,7 @@ export class ConnectionPool implements BudgetMember {
             this.#checkin(conn);
           },
           (err: unknown) => {
+            if (err instanceof FleetBudgetError) return; // warm only takes free leases
             this.#connectFailed(err);
             throw err;
           },
@@ -274,8 +277,7 @@ export class ConnectionPool implements BudgetMember {
     return this.#drain.drained();
   }
 
-  // Busy, idle, being opened, or asked of the budget: what counts against the pool's max.
-  // Closing connections do not: their slot is already on its way elsewhere.
+  // Busy, idle, being opened, or asked of the budget (not closing): what counts against the max.
   #total(): number {
     return this.#conns.size + this.#connecting + this.#waiters.requested;
   }
@@ -302,11 +304,11 @@ export class ConnectionPool implements BudgetMember {
 
   // Opens one connection with a slot the caller already holds. On failure the slot is
   // given back before the error is thrown.
-  async #connectWithSlot(): Promise<PooledConnection> {
+  async #connectWithSlot(leaseWanted?: () => boolean): Promise<PooledConnection> {
     this.#connecting++;
     let raw: RawConnection;
     try {
-      raw = await this.#connector.open();
+      raw = await this.#connector.open(leaseWanted);
     } catch (err) {
       this.#connecting--;
       this.#budget.free();
@@ -317,8 +319,7 @@ export class ConnectionPool implements BudgetMember {
     this.#connecting--;
     const now = Date.now();
     const conn: PooledConnection = { raw, member: this, createdAt: now, idleSince: now, state: 'busy' };
-    // The driver always listens for errors; this only makes sure an idle connection that
-    // died leaves the pool at once instead of at its next checkout.
+    // The driver always listens for errors; this makes a dead idle connection leave at once.
     raw.onError((err) => {
       if (conn.state === 'idle') this.#destroy(conn, 'dead');
       this.#hooks.onConnectionError(this, err);
@@ -331,9 +332,8 @@ export class ConnectionPool implements BudgetMember {
     return conn;
   }
 
-  // A connection that is free again (released or newly opened) goes, in this order of
-  // preference: to this pool's oldest waiter; closed, if some other pool is waiting for a
-  // slot (so the slot moves to where it is needed); or parked idle.
+  // A connection free again (released or newly opened) goes to this pool's oldest waiter;
+  // else it closes if another pool (or process) waits for a slot on it; else it is parked.
   #checkin(conn: PooledConnection): void {
     // Checked in counts as used: a connection passed straight from one caller to the next
     // is known to be working and needs no ping.
@@ -344,7 +344,7 @@ export class ConnectionPool implements BudgetMember {
       this.#recycle(conn);
     } else {
       if (this.#waiters.serve(conn)) return;
-      if (this.#budget.hasWaiters) {
+      if (this.#budget.wantsBack(conn)) {
         this.#destroy(conn, 'handover');
       } else {
         this.#conns.park(conn);
@@ -374,19 +374,20 @@ export class ConnectionPool implements BudgetMember {
     this.#drain.closeConnection(conn.raw, closed, sideCancelFor(conn.raw, this.#sideCancel));
   }
 
-  // A connect failed: the breaker hears of it, unless the pool was merely closed meanwhile.
+  // A connect failed: the breaker hears of it, unless the pool was merely closed meanwhile
+  // or no lease of the fleet budget was to be had (the server is fine, only busy).
   #connectFailed(err: unknown): Error | undefined {
-    return err instanceof ClosedError ? undefined : this.#hooks.onConnect(this, err);
+    if (err instanceof ClosedError || err instanceof FleetBudgetError) return undefined;
+    return this.#hooks.onConnect(this, err);
   }
 
   #checkSettled(): void {
     if (!this.#drain.closed && this.settled) this.#hooks.onSettled(this);
   }
 
-  // The pool's total dropped (a connection closed, a connect failed or was given up):
-  // a waiter that no earlier request covered may need a slot now, and the pool may have
-  // settled for a tenant waiting for a cache place. Run once, after the current call
-  // finished its own bookkeeping (callers destroy from inside pump and #popIdle).
+  // The pool's total dropped (a connection closed, a connect failed or was given up): a
+  // waiter no earlier request covered may need a slot, and the pool may have settled. Run
+  // once, after the current call's bookkeeping (callers destroy inside pump and #popIdle).
   #afterDrop(): void {
     if (this.#afterDropQueued || this.#drain.closed) return;
     this.#afterDropQueued = true;

@@ -8,6 +8,7 @@
 import { FleetError, TenantConnectionError } from '../../errors.js';
 import { type RawConnection, sqlitePath } from '../drivers/driver.js';
 import { connect, databaseKindOf } from '../drivers/index.js';
+import { bindLease, type LeaseTaker } from '../fleet-budget/lease.js';
 import type { CloseReason } from './types.js';
 
 /** Opens raw connections to one database whose URL is a secret resolved on demand. */
@@ -15,6 +16,7 @@ export class PoolConnector {
   readonly #slug: string | null;
   readonly #resolveUrl: () => Promise<string>;
   readonly #connectTimeoutMs: number;
+  readonly #leases: LeaseTaker | undefined;
   // The resolved URL, shared by concurrent connects; cleared on failure so the next
   // connect retries the resolver instead of repeating a cached error.
   #url: Promise<string> | undefined;
@@ -23,33 +25,48 @@ export class PoolConnector {
    * @param url the URL resolved when the pool was built
    * @param resolveUrl resolves it again, once the pool forgets it
    * @param slug the tenant, or null for the shared schema-mode pool (named in errors)
+   * @param leases the fleet budget, whose lease every connection to a server takes first
    */
   constructor(
     url: string,
     resolveUrl: () => Promise<string>,
     connectTimeoutMs: number,
     slug: string | null = null,
+    leases?: LeaseTaker,
   ) {
     this.#slug = slug;
+    this.#leases = leases;
     this.#url = Promise.resolve(url);
     this.#resolveUrl = resolveUrl;
     this.#connectTimeoutMs = connectTimeoutMs;
   }
 
   /**
-   * Opens one connection; rejects with the resolver's error, or a
+   * Opens one connection; rejects with the resolver's error, a `FleetBudgetError` (no lease
+   * of the fleet budget: with `leaseWanted` it waits for one while that says it is still
+   * wanted, else it takes only a free one), or a
    * {@link TenantConnectionError} whose cause is the driver's (scrubbed) error.
    */
-  async open(): Promise<RawConnection> {
+  async open(leaseWanted?: () => boolean): Promise<RawConnection> {
     this.#url ??= this.#resolveUrl();
     const url = this.#url;
-    let resolved: string | undefined;
+    let resolved: string;
     try {
       resolved = await url;
-      return await connect(resolved, { connectTimeoutMs: this.#connectTimeoutMs });
     } catch (err) {
       if (this.#url === url) this.#url = undefined;
-      if (err instanceof FleetError || resolved === undefined) throw err;
+      throw err;
+    }
+    const server = this.#leases ? serverOf(resolved) : null;
+    const lease = server === null ? undefined : await this.#leases?.take(server, leaseWanted);
+    try {
+      const raw = await connect(resolved, { connectTimeoutMs: this.#connectTimeoutMs });
+      if (lease) bindLease(raw, lease);
+      return raw;
+    } catch (err) {
+      lease?.end();
+      if (this.#url === url) this.#url = undefined;
+      if (err instanceof FleetError) throw err;
       throw new TenantConnectionError(this.#slug, addressOf(resolved), { cause: err });
     }
   }
@@ -58,6 +75,11 @@ export class PoolConnector {
   forgetUrl(): void {
     this.#url = undefined;
   }
+}
+
+/** The server a database URL points at, `host:port` (lower case), or null for a SQLite file. */
+export function serverOf(url: string): string | null {
+  return databaseKindOf(url) === 'sqlite' ? null : addressOf(url).toLowerCase();
 }
 
 /** Where a database URL points, without its credentials: `host:port`, or a SQLite file. */

@@ -5,6 +5,7 @@
  */
 
 import type { DatabaseKind, RawConnection } from '../drivers/driver.js';
+import type { LeaseTaker } from '../fleet-budget/lease.js';
 import type { StorageMode } from '../org.js';
 import type { ConnectionBudget, IdleSlot } from './budget.js';
 import type { WaitSpec } from './wait-queue.js';
@@ -60,6 +61,8 @@ export interface ConnectionPoolOptions<Pool> {
   maxLifetimeMs: number;
   connectTimeoutMs: number;
   budget: ConnectionBudget;
+  /** The fleet budget, whose lease every connection to a server takes first (none: no fleet budget). */
+  leases?: LeaseTaker | undefined;
   /** The connection URL, resolved when the pool was built. */
   url: string;
   /** Resolves the connection URL (the secret) again, after a lifetime recycle. */

@@ -5,6 +5,7 @@
  * asked per waiter, and one no longer needed (the waiter was served another way or left)
  * is withdrawn or given straight back, so it neither leaks nor delays another pool.
  */
+import { FleetBudgetError } from '../../errors.js';
 import { type BudgetMember, type ConnectionBudget, MemberRequests } from './budget.js';
 import type { PooledConnection, WaitOptions } from './types.js';
 import { WaitQueue } from './wait-queue.js';
@@ -138,6 +139,13 @@ export class PoolWaiters {
       conn = await this.#host.connectWithSlot();
     } catch (err) {
       this.#connecting--;
+      if (err instanceof FleetBudgetError) {
+        // No lease within acquireTimeoutMs: the server is busy, not broken. Waiters keep
+        // their own deadlines (AcquireTimeoutError); those still here get a new attempt.
+        this.pump();
+        this.#host.checkSettled();
+        return;
+      }
       // The connect was for the oldest waiter; it gets the error. When the circuit breaker
       // has just opened, the other waiters fail fast with TenantUnavailableError too.
       const fatal = this.#host.connectFailed(err);

@@ -4,15 +4,16 @@ import { databaseKindOf } from '../drivers/driver.js';
 import type { DatabaseKind, RawConnection } from '../drivers/index.js';
 import {
   applyOrgPatch,
-  defaultSchemaName,
   type Org,
   type OrgInput,
   type OrgPatch,
+  SLUG_PATTERN,
   type ValidatedOrg,
   validateOrgInput,
   validateSlug,
 } from '../org.js';
 import type { SecretsResolver } from '../secrets.js';
+import { collisionError, type RegistryReader } from './collision.js';
 import {
   type OrgCountOptions,
   type OrgListOptions,
@@ -21,6 +22,7 @@ import {
   resolveOrgRegistryOptions,
   validateListOptions,
 } from './options.js';
+import { OrgCache } from './org-cache.js';
 import { type ProvisionResult, provisionDatabase, provisionSchema } from './provision.js';
 import { SerialConnection } from './serial-connection.js';
 import { type Dialect, dialectFor, ORG_COLUMNS, ORGS_TABLE, orgToParams, rowToOrg } from './sql-dialect.js';
@@ -32,12 +34,9 @@ export type {
   ResolvedOrgRegistryOptions,
 } from './options.js';
 
-interface CacheEntry {
-  expiresAt: number;
-  value: Promise<Org | null>;
-}
-
 const SELECT_ORG = `SELECT ${ORG_COLUMNS.join(', ')} FROM ${ORGS_TABLE}`;
+// Slugs per statement of findMany: well under every driver's limit on parameters.
+const FIND_MANY_CHUNK = 500;
 
 /**
  * The orgs table (`fleet_orgs`) on Postgres, MySQL or SQLite, chosen by the URL's scheme.
@@ -65,9 +64,12 @@ export class OrgRegistry implements AsyncDisposable {
 
   readonly #options: ResolvedOrgRegistryOptions;
   readonly #dialect: Dialect;
-  readonly #cache = new Map<string, CacheEntry>();
-  // Bumped by every change, so a lookup that started before it does not refill the cache.
-  #generation = 0;
+  readonly #cache: OrgCache;
+  /** Read statements for the collision report (collision.ts). */
+  readonly #reader: RegistryReader = {
+    param: (n) => this.#dialect.param(n),
+    query: (sql, params) => this.#run((conn) => conn.query(sql, params), true),
+  };
   // Statements run one at a time on the single connection; transactions need that anyway.
   readonly #connection: SerialConnection;
   #closing: Promise<void> | undefined;
@@ -78,6 +80,7 @@ export class OrgRegistry implements AsyncDisposable {
     this.secrets = options.secrets;
     this.#options = options;
     this.#dialect = dialectFor(kind);
+    this.#cache = new OrgCache(options.cacheTtlMs);
     this.#connection = new SerialConnection({
       url,
       what: 'registry',
@@ -135,7 +138,7 @@ export class OrgRegistry implements AsyncDisposable {
       );
     } catch (err) {
       if (d.isDuplicateKey(err))
-        throw await this.#collision({ slug: org.slug, schemaName: input.schemaName }, true, err);
+        throw await collisionError(this.#reader, { slug: org.slug, schemaName: input.schemaName }, true, err);
       throw err;
     } finally {
       this.#forget();
@@ -159,20 +162,47 @@ export class OrgRegistry implements AsyncDisposable {
       return this.#closing ? Promise.reject(new ClosedError('OrgRegistry')) : Promise.resolve(null);
     }
     const now = Date.now();
-    const cached = this.#cache.get(slug);
-    if (cached && cached.expiresAt > now && !this.#closing) return cached.value;
-    const generation = this.#generation;
+    const cached = this.#closing ? undefined : this.#cache.get(slug, now);
+    if (cached) return cached;
     const value = this.#run((conn) => this.#select(conn, slug, false), true);
-    if (this.#options.cacheTtlMs > 0) {
-      this.#cache.set(slug, { expiresAt: now + this.#options.cacheTtlMs, value });
-      const drop = () => {
-        if (this.#cache.get(slug)?.value === value) this.#cache.delete(slug);
-      };
-      // A change landed while this lookup ran: its answer may be stale, so it must not
-      // stay cached (a newer entry, made after the change, is left alone).
-      value.then(() => generation !== this.#generation && drop(), drop);
-    }
+    this.#cache.remember(slug, value, now);
     return value;
+  }
+
+  /**
+   * The orgs of many slugs at once, by slug (a slug not registered, or not a slug at
+   * all, is absent): cached answers, then one statement per 500 slugs for the rest,
+   * whose answers are cached as `find`'s would be. A worker that meets 10,000 tenants
+   * loads them in 20 statements instead of 10,000.
+   */
+  async findMany(slugs: readonly string[]): Promise<Map<string, Org>> {
+    const found = new Map<string, Org>();
+    const now = Date.now();
+    const missing: string[] = [];
+    for (const slug of new Set(slugs)) {
+      const cached = this.#closing ? undefined : this.#cache.get(slug, now);
+      if (cached) {
+        const org = await cached;
+        if (org) found.set(slug, org);
+      } else if (SLUG_PATTERN.test(slug)) missing.push(slug);
+    }
+    for (let i = 0; i < missing.length; i += FIND_MANY_CHUNK) {
+      const chunk = missing.slice(i, i + FIND_MANY_CHUNK);
+      const placeholders = chunk.map((_, k) => this.#dialect.param(k + 1)).join(', ');
+      const orgs = this.#run(
+        (conn) => conn.query(`${SELECT_ORG} WHERE slug IN (${placeholders})`, chunk),
+        true,
+      ).then((rows) => new Map(rows.map((row) => [String(row.slug), rowToOrg(row)] as const)));
+      // Cached before the answer comes, so that a change landing meanwhile drops it (see OrgCache).
+      for (const slug of chunk)
+        this.#cache.remember(
+          slug,
+          orgs.then((bySlug) => bySlug.get(slug) ?? null),
+          now,
+        );
+      for (const [slug, org] of await orgs) found.set(slug, org);
+    }
+    return found;
   }
 
   /** Orgs ordered by slug, optionally only active or inactive ones, a page at a time. */
@@ -238,7 +268,7 @@ export class OrgRegistry implements AsyncDisposable {
       );
     } catch (err) {
       if (d.isDuplicateKey(err))
-        throw await this.#collision({ slug, schemaName: patch.schemaName }, false, err);
+        throw await collisionError(this.#reader, { slug, schemaName: patch.schemaName }, false, err);
       throw err;
     } finally {
       this.#forget();
@@ -308,7 +338,7 @@ export class OrgRegistry implements AsyncDisposable {
   /** Closes the connection after the statements already queued (up to `closeTimeoutMs`); idempotent. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      this.#cache.clear();
+      this.#cache.forget();
       await this.#connection.close(this.#options.closeTimeoutMs);
     })();
     return this.#closing;
@@ -328,46 +358,8 @@ export class OrgRegistry implements AsyncDisposable {
     return org;
   }
 
-  // A unique violation is the slug (on add) or the schema name: says which, and which org
-  // holds the schema. A default schema name (the slug, '-' turned to '_') collides with the
-  // slug spelled with '_': the message says so, since the caller never named the schema.
-  async #collision(
-    org: { slug: string; schemaName?: string | null | undefined },
-    adding: boolean,
-    cause: unknown,
-  ): Promise<ValidationError> {
-    if (adding && (await this.#run((conn) => this.#select(conn, org.slug, false), true))) {
-      return new ValidationError(
-        'slug',
-        `Expected a new slug, got ${JSON.stringify(org.slug)} which is already registered`,
-        { cause },
-      );
-    }
-    const schema = org.schemaName ?? defaultSchemaName(org.slug);
-    const d = this.#dialect;
-    const rows = await this.#run(
-      (conn) =>
-        conn.query(
-          `SELECT slug FROM ${ORGS_TABLE} WHERE schema_name = ${d.param(1)} AND slug <> ${d.param(2)}`,
-          [schema, org.slug],
-        ),
-      true,
-    );
-    const holder = rows[0] ? `, the schema of org ${JSON.stringify(String(rows[0].slug))}` : '';
-    const derived =
-      org.schemaName == null
-        ? ` (the default for slug ${JSON.stringify(org.slug)}: '-' becomes '_', so slugs that differ only there share it; give one a schemaName)`
-        : '';
-    return new ValidationError(
-      'schemaName',
-      `Expected a schemaName no other org uses, got ${JSON.stringify(schema)}${holder}${derived}`,
-      { cause },
-    );
-  }
-
   #forget(): void {
-    this.#generation++;
-    this.#cache.clear();
+    this.#cache.forget();
   }
 
   async #select(conn: RawConnection, slug: string, lock: boolean): Promise<Org | null> {

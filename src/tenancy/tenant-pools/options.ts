@@ -5,6 +5,11 @@
 import { ConfigError, describe } from '../../errors.js';
 import { type Logger, silentLogger } from '../../logger.js';
 import { durationOption, integerOption } from '../../validate.js';
+import {
+  type FleetBudgetOptions,
+  type ResolvedFleetBudgetOptions,
+  resolveFleetBudgetOptions,
+} from '../fleet-budget/options.js';
 import type { OrgRegistry } from '../registry/org-registry.js';
 import type { SecretsResolver } from '../secrets.js';
 
@@ -61,6 +66,11 @@ export interface TenantPoolsOptions {
   closeTimeoutMs?: number;
   /** Where pool events worth a line are logged (a pino logger). @default no logging */
   logger?: Logger;
+  /**
+   * One connection budget per database server over every process of the fleet, kept as
+   * leases in Redis (see docs/tenancy.md). @default none: each process counts only its own
+   */
+  fleetBudget?: FleetBudgetOptions;
 }
 
 /** {@link TenantPoolsOptions} validated, with every default filled in. */
@@ -82,6 +92,7 @@ export interface ResolvedTenantPoolsOptions {
   prewarmConcurrency: number;
   closeTimeoutMs: number;
   logger: Logger;
+  fleetBudget: ResolvedFleetBudgetOptions | undefined;
 }
 
 const DEFAULTS = {
@@ -229,5 +240,7 @@ export function resolveTenantPoolsOptions(options: TenantPoolsOptions): Resolved
     ),
     closeTimeoutMs: durationOption('closeTimeoutMs', options.closeTimeoutMs ?? DEFAULTS.closeTimeoutMs, 0),
     logger: options.logger ?? silentLogger,
+    fleetBudget:
+      options.fleetBudget === undefined ? undefined : resolveFleetBudgetOptions(options.fleetBudget),
   };
 }

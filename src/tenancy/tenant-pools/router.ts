@@ -6,6 +6,7 @@
  */
 import { ConfigError } from '../../errors.js';
 import { databaseKindOf } from '../drivers/driver.js';
+import type { LeaseTaker } from '../fleet-budget/lease.js';
 import type { Org } from '../org.js';
 import type { ConnectionBudget } from '../pool/budget.js';
 import { ConnectionPool } from '../pool/connection-pool.js';
@@ -30,6 +31,8 @@ export interface RouterDeps {
   secrets: SecretsResolver;
   options: ResolvedTenantPoolsOptions;
   budget: ConnectionBudget;
+  /** The fleet budget, when configured. */
+  leases: LeaseTaker | undefined;
   breaker: CircuitBreaker;
   monitor: PoolMonitor;
   cache: PoolCache;
@@ -126,6 +129,7 @@ export class PoolRouter {
       maxLifetimeMs: options.maxLifetimeMs,
       connectTimeoutMs: options.connectTimeoutMs,
       budget: this.#deps.budget,
+      leases: this.#deps.leases,
       url,
       // The shared pool's URL is the registry's own; a tenant's is its secret, resolved
       // again after a lifetime recycle so a rotated secret is picked up.

@@ -4,6 +4,7 @@
  */
 
 import type { DatabaseKind } from '../drivers/driver.js';
+import type { FleetBudgetStats } from '../fleet-budget/fleet-budget.js';
 import type { StorageMode } from '../org.js';
 import type { BudgetSnapshot } from '../pool/budget.js';
 import type { CloseReason } from '../pool/connection-pool.js';
@@ -61,6 +62,8 @@ export interface TenantPoolsStats {
   acquireWaitMs: { p50: number; p99: number; max: number };
   /** The circuit breakers open now, the soonest to close first. */
   breakers: OpenBreaker[];
+  /** With a fleet budget: per database server, the leases in use fleet-wide, the limit and this process's share. */
+  fleet?: FleetBudgetStats;
 }
 
 /** The payload naming a pool in events. */

@@ -23,11 +23,13 @@ import {
   UnknownTenantError,
   ValidationError,
 } from '../../errors.js';
+import { FleetBudget } from '../fleet-budget/fleet-budget.js';
 import type { Org } from '../org.js';
 import { ConnectionBudget } from '../pool/budget.js';
 import type { PooledConnection } from '../pool/connection-pool.js';
 import { withinDeadline } from '../pool/wait-queue.js';
 import { OrgRegistry } from '../registry/org-registry.js';
+import { type AcquireOptions, acquireSignal } from './acquire-options.js';
 import { CircuitBreaker } from './circuit-breaker.js';
 import { breakerKey, PoolMonitor, poolInfo } from './monitor.js';
 import {
@@ -42,11 +44,7 @@ import { PoolRouter, type Target } from './router.js';
 import type { TenantPoolsEventMap, TenantPoolsStats } from './stats.js';
 import { Lease, type TenantConnection } from './tenant-connection.js';
 
-/** Options of `acquire`. */
-export interface AcquireOptions {
-  /** Ends the wait with the signal's reason; no slot is kept for an aborted acquire. */
-  signal?: AbortSignal;
-}
+export type { AcquireOptions } from './acquire-options.js';
 
 /**
  * The lazy, LRU-evicting, budgeted registry of per-tenant connection pools.
@@ -63,6 +61,8 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
   readonly options: ResolvedTenantPoolsOptions;
   readonly #ownsRegistry: boolean;
   readonly #budget: ConnectionBudget;
+  // The fleet-wide budget per database server, when configured.
+  readonly #fleet: FleetBudget | undefined;
   readonly #breaker: CircuitBreaker;
   readonly #pools: PoolCache;
   readonly #router: PoolRouter;
@@ -79,6 +79,9 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
     this.registry = registry;
     this.#ownsRegistry = ownsRegistry;
     this.#budget = new ConnectionBudget(options.maxConnections);
+    this.#fleet =
+      options.fleetBudget &&
+      new FleetBudget(options.fleetBudget, this.#budget, options.acquireTimeoutMs, options.logger);
     this.#breaker = new CircuitBreaker(options.failureThreshold, options.failureCooldownMs);
     this.#monitor = new PoolMonitor(this, this.#breaker, options.logger);
     this.#pools = new PoolCache(options.maxCachedPools, (pool, reason) => {
@@ -96,6 +99,7 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
       secrets: options.secrets ?? registry.secrets,
       options,
       budget: this.#budget,
+      leases: this.#fleet,
       breaker: this.#breaker,
       monitor: this.#monitor,
       cache: this.#pools,
@@ -158,7 +162,7 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
         signal,
         deadline,
         schema,
-        timeoutError: () => this.#timedOut(new AcquireTimeoutError(org.slug, this.options.acquireTimeoutMs)),
+        timeoutError: () => this.#timedOut(this.#acquireTimeout(org.slug)),
       });
       return this.#lend(target, conn, started);
     });
@@ -238,7 +242,7 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
     this.#pools.evict(slug, 'invalidate');
   }
 
-  /** Budget, every pool, counters, acquire-wait percentiles and open breakers, right now. */
+  /** Budget, every pool, counters, acquire-wait percentiles, open breakers and fleet leases, right now. */
   stats(): TenantPoolsStats {
     const shared = this.#router.shared;
     const pools = shared ? [shared, ...this.#pools.pools()] : this.#pools.pools();
@@ -254,6 +258,7 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
       counters: { ...this.#monitor.counters, reclaims: this.#budget.reclaims },
       acquireWaitMs: this.#monitor.waits.summary(),
       breakers: this.#monitor.openBreakers(),
+      ...(this.#fleet ? { fleet: this.#fleet.stats() } : {}),
     };
   }
 
@@ -280,9 +285,12 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
     // No slot is granted from now on; queued requests are rejected and their pools'
     // waiters get ClosedError as the pools close.
     this.#budget.close();
+    this.#fleet?.stopWaiting();
     await closePools(pools, this.options.closeTimeoutMs, () => {
       this.options.logger.warn('tenant pools: closing connections still lent after closeTimeoutMs');
     });
+    // Every connection has closed and given its lease back: nothing left to renew.
+    await this.#fleet?.close();
     if (this.#ownsRegistry) {
       try {
         await this.registry.close();
@@ -299,6 +307,11 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
   #lend(target: Target, conn: PooledConnection, started: number): TenantConnection {
     this.#monitor.lent(started);
     return new Lease(target.pool, conn, target.org.slug, target.pool.kind, target.schema);
+  }
+
+  // Names the fleet budget's Redis when it is why no connection could be opened.
+  #acquireTimeout(slug: string): AcquireTimeoutError {
+    return new AcquireTimeoutError(slug, this.options.acquireTimeoutMs, this.#fleet?.trouble());
   }
 
   #timedOut<E extends Error & { slug: string }>(error: E): E {
@@ -338,7 +351,7 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
     // The lookup and the secret count against the caller's deadline and signal too; an Org
     // given as such, or a lookup already answered, needs no timer.
     const slug = typeof slugOrOrg === 'string' ? slugOrOrg : String(slugOrOrg?.slug);
-    const timeoutError = () => this.#timedOut(new AcquireTimeoutError(slug, this.options.acquireTimeoutMs));
+    const timeoutError = () => this.#timedOut(this.#acquireTimeout(slug));
     const bounded = <R>(work: Promise<R>): Promise<R> => {
       if (!wait || this.#answered.has(work)) return work;
       const answered = () => this.#answered.add(work);
@@ -384,17 +397,4 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
     for (const pool of this.#pools.pools()) pool.sweep(now, this.options.idleTimeoutMs);
     this.#router.shared?.sweep(now, this.options.idleTimeoutMs);
   }
-}
-
-/** The signal of `acquire`'s options; {@link ValidationError} for options or a signal of the wrong type. */
-function acquireSignal(options: AcquireOptions): AbortSignal | undefined {
-  if (typeof options !== 'object' || options === null) {
-    throw new ValidationError(
-      'options',
-      `Expected acquire options to be an object, got ${describe(options)}`,
-    );
-  }
-  const { signal } = options;
-  if (signal === undefined || signal instanceof AbortSignal) return signal;
-  throw new ValidationError('signal', `Expected \`signal\` to be an AbortSignal, got ${describe(signal)}`);
 }

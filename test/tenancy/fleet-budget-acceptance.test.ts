@@ -1,0 +1,292 @@
+/**
+ * The fleet budget's acceptance run, once per database kind: four worker processes, each
+ * with `maxConnections: 20`, share a fleet budget of 24 on the tenants' server; 200
+ * database-mode tenants (plus schema-mode ones on Postgres) get a random workload for
+ * FLEET_BUDGET_RUN_SECONDS (60 by default). Counted on the server every 20 ms, the
+ * fleet's connections never exceed 24; every job completes; a process killed with
+ * SIGKILL has its leases lapse within leaseTtlMs; and a 5 s outage of the budget's Redis
+ * (a private redis-server frozen with SIGSTOP) opens no connection meanwhile and recovers
+ * by itself.
+ *
+ * How the fleet's connections are told apart on the server: on Postgres, every tenant
+ * database's URL carries `application_name=<tag>`, and the schema-mode pool's connections
+ * are those to the registry database other than the registry connections (whose pids are
+ * noted as each process starts, before any job runs). On MariaDB, by database: every
+ * tenant database's name starts with the run's unique prefix.
+ */
+import { type ChildProcess, fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Fleet } from '../../src/fleet.js';
+import { BullMqEngine } from '../../src/queue/bullmq/bullmq-engine.js';
+import { connect, type RawConnection } from '../../src/tenancy/drivers/index.js';
+import { serverKeys } from '../../src/tenancy/fleet-budget/lease-scripts.js';
+import { serverOf } from '../../src/tenancy/pool/connector.js';
+import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
+import { MYSQL_URL, PG_URL, REDIS_URL, uniqueName, withDatabase } from '../support/services.js';
+import { until } from '../support/wait.js';
+import { openRegistry, type RegistryFixture } from '../worker/support.js';
+import type { BudgetProcessConfig, BudgetProcessReady } from './fixtures/fleet-budget-process.js';
+
+const SCRIPT = fileURLToPath(new URL('./fixtures/fleet-budget-process.ts', import.meta.url));
+const RUN_MS = Number(process.env.FLEET_BUDGET_RUN_SECONDS ?? 60) * 1_000;
+const LIMIT = 24;
+const LEASE_TTL_MS = 10_000;
+const OUTAGE_MS = 5_000;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+let reg: RegistryFixture;
+let admin: { pg: RawConnection; mysql: RawConnection };
+let redis: Redis;
+let budgetRedis: PrivateRedis;
+beforeAll(async () => {
+  reg = await openRegistry();
+  admin = { pg: await connect(PG_URL), mysql: await connect(MYSQL_URL) };
+  redis = new Redis(REDIS_URL);
+  budgetRedis = await startPrivateRedis();
+});
+afterAll(async () => {
+  await budgetRedis?.stop();
+  await redis?.quit();
+  await admin?.pg.close();
+  await admin?.mysql.close();
+  await reg?.cleanup();
+});
+
+interface Run {
+  kind: 'postgres' | 'mysql';
+  /** The fleet's connections on the server right now. */
+  count(): Promise<number>;
+  /** Backend ids of the fleet's connections right now. */
+  ids(): Promise<number[]>;
+  tenants: string[];
+  drop(): Promise<void>;
+}
+
+async function postgresRun(registryPids: () => Promise<number[]>): Promise<Run> {
+  const tag = uniqueName('fbtag');
+  const base = uniqueName('fbpg');
+  const tenants: string[] = [];
+  const databases: string[] = [];
+  for (let i = 0; i < 200; i++) {
+    const slug = `${base.replaceAll('_', '-')}-${i}`;
+    const name = `${base}_${i}`;
+    await reg.registry.add({
+      slug,
+      storageMode: 'database',
+      databaseUrl: `${withDatabase(PG_URL, name)}?application_name=${tag}`,
+    });
+    await reg.registry.provision(slug);
+    tenants.push(slug);
+    databases.push(name);
+  }
+  tenants.push(...(await reg.addTenants(20, { storageMode: 'schema' }, 'fbschema')));
+  const registryDb = new URL(reg.store.url).pathname.slice(1);
+  const ids = async () => {
+    const excluded = await registryPids();
+    return (
+      await admin.pg.query<{ pid: number }>(
+        `SELECT pid FROM pg_stat_activity WHERE application_name = $1
+           OR (datname = $2 AND pid <> pg_backend_pid() AND NOT (pid = ANY($3::int[])))`,
+        [tag, registryDb, excluded],
+      )
+    ).map((row) => row.pid);
+  };
+  return {
+    kind: 'postgres',
+    ids,
+    count: async () => (await ids()).length,
+    tenants,
+    async drop() {
+      for (const name of databases) await admin.pg.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    },
+  };
+}
+
+async function mysqlRun(): Promise<Run> {
+  const base = uniqueName('fbmy');
+  const tenants: string[] = [];
+  const databases: string[] = [];
+  for (let i = 0; i < 200; i++) {
+    const slug = `${base.replaceAll('_', '-')}-${i}`;
+    const name = `${base}_${i}`;
+    await reg.registry.add({ slug, storageMode: 'database', databaseUrl: withDatabase(MYSQL_URL, name) });
+    await reg.registry.provision(slug);
+    tenants.push(slug);
+    databases.push(name);
+  }
+  const ids = async () =>
+    (
+      await admin.mysql.query<{ id: number }>(
+        'SELECT ID AS id FROM information_schema.PROCESSLIST WHERE DB LIKE ? AND ID <> CONNECTION_ID()',
+        [`${base}\\_%`],
+      )
+    ).map((row) => Number(row.id));
+  return {
+    kind: 'mysql',
+    ids,
+    count: async () => (await ids()).length,
+    tenants,
+    async drop() {
+      for (const name of databases) await admin.mysql.query(`DROP DATABASE IF EXISTS \`${name}\``);
+    },
+  };
+}
+
+describe.each(['postgres', 'mysql'] as const)('fleet budget across four processes on %s', (kind) => {
+  it(`never lets the server see more than ${LIMIT} fleet connections, through a SIGKILL and a Redis outage`, async () => {
+    const children: ChildProcess[] = [];
+    // Registry connections of the child processes, noted as each one starts (Postgres).
+    const registryPids: number[] = [];
+    const registryDb = new URL(reg.store.url).pathname.slice(1);
+    const pidsOnRegistry = async () =>
+      (
+        await admin.pg.query<{ pid: number }>(
+          'SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()',
+          [registryDb],
+        )
+      ).map((row) => row.pid);
+    const run = kind === 'postgres' ? await postgresRun(async () => registryPids) : await mysqlRun();
+    const server = serverOf(kind === 'postgres' ? PG_URL : MYSQL_URL) as string;
+    const queuePrefix = uniqueName('fbq');
+    const budgetPrefix = uniqueName('fbb');
+    const doneKey = `${queuePrefix}:done`;
+    const queue = uniqueName('q');
+    const leasesKey = serverKeys(budgetPrefix, server).leases;
+    const budget = new Redis(budgetRedis.url);
+    const fleet = await Fleet.open({
+      engine: new BullMqEngine({ connection: REDIS_URL, prefix: queuePrefix }),
+      registry: reg.registry,
+    });
+    try {
+      // The parent's own registry connection is not the fleet's either.
+      registryPids.push(...(await pidsOnRegistry()));
+      const ready: BudgetProcessReady[] = [];
+      for (let i = 0; i < 4; i++) {
+        const config: BudgetProcessConfig = {
+          registryUrl: reg.store.url,
+          queueRedisUrl: REDIS_URL,
+          queuePrefix,
+          queue,
+          budgetRedisUrl: budgetRedis.url,
+          budgetPrefix,
+          server,
+          limit: LIMIT,
+          leaseTtlMs: LEASE_TTL_MS,
+          doneKey,
+          kind,
+        };
+        const child = fork(SCRIPT, [JSON.stringify(config)], {
+          execArgv: ['--import', 'tsx'],
+          stdio: 'inherit',
+        });
+        children.push(child);
+        ready.push(
+          await new Promise<BudgetProcessReady>((resolve, reject) => {
+            child.once('message', (message: BudgetProcessReady) => resolve(message));
+            child.once('exit', (code) => reject(new Error(`worker process exited early with ${code}`)));
+          }),
+        );
+        if (kind === 'postgres') {
+          for (const pid of await pidsOnRegistry()) if (!registryPids.includes(pid)) registryPids.push(pid);
+        }
+      }
+
+      // Sample the server every 20 ms for the whole run.
+      let sampling = true;
+      let peak = 0;
+      let samples = 0;
+      const sampler = (async () => {
+        while (sampling) {
+          peak = Math.max(peak, await run.count());
+          samples++;
+          await sleep(20);
+        }
+      })();
+
+      // A random workload: batches of jobs on random tenants, each holding its connection 2–40 ms.
+      let enqueued = 0;
+      const started = Date.now();
+      const producer = (async () => {
+        while (Date.now() - started < RUN_MS) {
+          const batch = Array.from({ length: 10 + Math.floor(Math.random() * 40) }, () => ({
+            tenant: run.tenants[Math.floor(Math.random() * run.tenants.length)]!,
+            name: 'work',
+            data: { ms: 2 + Math.floor(Math.random() * 38) },
+          }));
+          await fleet.enqueueBulk(queue, batch);
+          enqueued += batch.length;
+          await sleep(100 + Math.random() * 400);
+        }
+      })();
+
+      // At 30%: SIGKILL one process that holds leases; they lapse within leaseTtlMs.
+      await sleep(RUN_MS * 0.3);
+      const victim = ready[3]!;
+      const victimLeases = async () =>
+        (await budget.zrange(leasesKey, 0, -1)).filter((id) => id.startsWith(`${victim.budgetId}:`)).length;
+      await until(async () => (await victimLeases()) > 0, 'the victim to hold a lease', { intervalMs: 20 });
+      children[3]!.kill('SIGKILL');
+      await until(async () => (await victimLeases()) === 0, 'the killed process’s leases to lapse', {
+        timeoutMs: LEASE_TTL_MS + 1_000,
+        intervalMs: 50,
+      });
+
+      // At ~60%: freeze the budget's Redis for 5 s. No fleet connection may be opened
+      // meanwhile (a take already answered may still be connecting in the first moment).
+      await sleep(Math.max(0, started + RUN_MS * 0.6 - Date.now()));
+      budgetRedis.pause();
+      const pausedAt = Date.now();
+      await sleep(500);
+      const before = new Set(await run.ids());
+      const opened = new Set<number>();
+      while (Date.now() - pausedAt < OUTAGE_MS) {
+        for (const id of await run.ids()) if (!before.has(id)) opened.add(id);
+        await sleep(20);
+      }
+      budgetRedis.resume();
+      expect([...opened]).toEqual([]);
+      // It recovers by itself: new connections (with leases) are opened again.
+      await until(
+        async () => (await run.ids()).some((id) => !before.has(id)),
+        'a connection opened after the outage',
+        {
+          timeoutMs: 30_000,
+          intervalMs: 20,
+        },
+      );
+
+      await producer;
+      await until(async () => (await redis.scard(doneKey)) === enqueued, 'every job to complete', {
+        timeoutMs: 120_000,
+        intervalMs: 200,
+      });
+      sampling = false;
+      await sampler;
+      expect(samples).toBeGreaterThan(RUN_MS / 100);
+      expect(peak).toBeGreaterThan(LIMIT / 2);
+      expect(peak).toBeLessThanOrEqual(LIMIT);
+      expect(await budget.zcard(leasesKey)).toBeLessThanOrEqual(LIMIT);
+    } finally {
+      for (const child of children)
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await Promise.all(
+        children.map((child) =>
+          child.exitCode !== null || child.signalCode !== null
+            ? undefined
+            : new Promise((resolve) => child.once('exit', resolve)),
+        ),
+      );
+      await fleet.close();
+      budget.disconnect();
+      await run.drop();
+      let cursor = '0';
+      do {
+        const [next, keys] = await redis.scan(cursor, 'MATCH', `${queuePrefix}:*`, 'COUNT', 1000);
+        cursor = next;
+        if (keys.length > 0) await redis.unlink(...keys);
+      } while (cursor !== '0');
+    }
+  }, 600_000);
+});

@@ -1,0 +1,260 @@
+/**
+ * The lease protocol of the fleet budget against the real Redis, each test under a key
+ * prefix of its own: the limit under concurrent takers from several "processes" (one
+ * FleetBudget each), a dead holder's leases lapsing, renewal keeping them, the fleet-wide
+ * FIFO of waiters, and what Redis holds after every step.
+ */
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { FleetBudgetError } from '../../src/errors.js';
+import { silentLogger } from '../../src/logger.js';
+import { FleetBudget } from '../../src/tenancy/fleet-budget/fleet-budget.js';
+import type { FleetLease } from '../../src/tenancy/fleet-budget/lease.js';
+import { fleetKeys, serverKeys, TAKE } from '../../src/tenancy/fleet-budget/lease-scripts.js';
+import { resolveFleetBudgetOptions } from '../../src/tenancy/fleet-budget/options.js';
+import { ConnectionBudget } from '../../src/tenancy/pool/budget.js';
+import { startPrivateRedis } from '../support/private-redis.js';
+import { REDIS_URL, uniqueName } from '../support/services.js';
+import { until } from '../support/wait.js';
+
+const SERVER = 'db-a.internal:5432';
+let redis: Redis;
+const budgets: FleetBudget[] = [];
+const prefixes: string[] = [];
+
+beforeAll(() => {
+  redis = new Redis(REDIS_URL);
+});
+afterEach(async () => {
+  for (const budget of budgets.splice(0)) await budget.close();
+  for (const prefix of prefixes.splice(0)) {
+    const keys = await redis.keys(`{${prefix}}:*`);
+    if (keys.length > 0) await redis.unlink(...keys);
+  }
+});
+afterAll(async () => {
+  await redis.quit();
+});
+
+function newPrefix(): string {
+  const prefix = uniqueName('fbtest');
+  prefixes.push(prefix);
+  return prefix;
+}
+
+/** One "process": a FleetBudget with its own Redis connections. */
+function processBudget(
+  prefix: string,
+  limit: number,
+  leaseTtlMs = 3_000,
+  acquireTimeoutMs = 10_000,
+): FleetBudget {
+  const options = resolveFleetBudgetOptions({
+    redis: REDIS_URL,
+    perServer: { [SERVER]: limit },
+    leaseTtlMs,
+    prefix,
+  });
+  const budget = new FleetBudget(options, new ConnectionBudget(100), acquireTimeoutMs, silentLogger);
+  budgets.push(budget);
+  return budget;
+}
+
+const live = (prefix: string) => redis.zcard(serverKeys(prefix, SERVER).leases);
+const queued = (prefix: string) => redis.zcard(serverKeys(prefix, SERVER).queue);
+
+describe('fleet budget leases', () => {
+  it('grants exactly the limit to 60 concurrent takers from three processes', async () => {
+    const prefix = newPrefix();
+    const processes = [processBudget(prefix, 7), processBudget(prefix, 7), processBudget(prefix, 7)];
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 60 }, (_, i) => processes[i % 3]!.take(SERVER)),
+    );
+    const granted = outcomes.filter((o) => o.status === 'fulfilled');
+    const refused = outcomes.filter((o) => o.status === 'rejected');
+    expect(granted).toHaveLength(7);
+    expect(refused).toHaveLength(53);
+    for (const o of refused) {
+      expect((o as PromiseRejectedResult).reason).toBeInstanceOf(FleetBudgetError);
+      expect((o as PromiseRejectedResult).reason.reason).toBe('full');
+    }
+    expect(await live(prefix)).toBe(7);
+    // Released leases leave Redis and may be taken again.
+    for (const o of granted) (o as PromiseFulfilledResult<FleetLease>).value.end();
+    await until(async () => (await live(prefix)) === 0, 'every lease to be given back');
+    await expect(processes[0]!.take(SERVER)).resolves.toBeDefined();
+  });
+
+  it('never holds more than the limit while 40 waiters from four processes take turns', async () => {
+    const prefix = newPrefix();
+    const processes = Array.from({ length: 4 }, () => processBudget(prefix, 3));
+    let peak = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        peak = Math.max(peak, await live(prefix));
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+    })();
+    let served = 0;
+    await Promise.all(
+      Array.from({ length: 40 }, async (_, i) => {
+        const lease = (await processes[i % 4]!.take(SERVER, () => true)) as FleetLease;
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        served++;
+        lease.end();
+      }),
+    );
+    sampling = false;
+    await sampler;
+    expect(served).toBe(40);
+    expect(peak).toBeGreaterThan(0);
+    expect(peak).toBeLessThanOrEqual(3);
+    await until(async () => (await live(prefix)) === 0 && (await queued(prefix)) === 0, 'an empty budget');
+  });
+
+  it('lets the leases of a holder that stopped renewing lapse within the TTL, and renews a live one', async () => {
+    const prefix = newPrefix();
+    const ttl = 600;
+    // A dead process: leases taken with the script itself and never renewed.
+    const keys = serverKeys(prefix, SERVER);
+    for (const id of ['dead:1', 'dead:2'])
+      await redis.eval(
+        TAKE,
+        6,
+        ...Object.values(keys),
+        ...Object.values(fleetKeys(prefix)),
+        id,
+        3,
+        ttl,
+        '',
+        0,
+        '',
+        'e1',
+      );
+    const alive = processBudget(prefix, 3, ttl);
+    const mine = await alive.take(SERVER);
+    expect(mine).toBeDefined();
+    await expect(processBudget(prefix, 3, ttl).take(SERVER)).rejects.toBeInstanceOf(FleetBudgetError);
+    const other = processBudget(prefix, 3, ttl);
+    await until(
+      async () => {
+        try {
+          await other.take(SERVER);
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      'the dead leases to lapse',
+      { timeoutMs: 10_000, intervalMs: 20 },
+    );
+    // Both dead leases are gone; the live process's is still there, renewed.
+    await other.take(SERVER);
+    await new Promise((resolve) => setTimeout(resolve, 3 * ttl));
+    const members = await redis.zrange(keys.leases, 0, -1);
+    expect(members).toContain((mine as FleetLease).id);
+    expect(members.filter((m) => m.startsWith('dead:'))).toEqual([]);
+    expect(members).toHaveLength(3);
+    expect(alive.stats().servers[0]).toMatchObject({ server: SERVER, limit: 3, mine: 1 });
+  });
+
+  it('serves waiters from different processes in the order they queued, fleet-wide', async () => {
+    const prefix = newPrefix();
+    const holderProcess = processBudget(prefix, 1);
+    const holder = (await holderProcess.take(SERVER)) as FleetLease;
+    const order: string[] = [];
+    const waits: Promise<void>[] = [];
+    for (const [index, name] of ['first', 'second', 'third', 'fourth'].entries()) {
+      const budget = processBudget(prefix, 1);
+      waits.push(
+        budget
+          .take(SERVER, () => true)
+          .then((lease) => {
+            order.push(name);
+            setTimeout(() => lease?.end(), 10);
+          }),
+      );
+      // The next one queues only once this one has its ticket.
+      await until(async () => (await queued(prefix)) === index + 1, `${name} to queue`);
+    }
+    holder.end();
+    await Promise.all(waits);
+    expect(order).toEqual(['first', 'second', 'third', 'fourth']);
+    await until(async () => (await live(prefix)) === 0, 'every lease given back');
+  });
+
+  it('grants nothing after Redis restarted empty until the holders have re-registered their leases', async () => {
+    let own = await startPrivateRedis();
+    const port = Number(new URL(own.url).port);
+    const prefix = newPrefix();
+    const ttl = 1_500;
+    const make = () => {
+      const options = resolveFleetBudgetOptions({
+        redis: own.url,
+        perServer: { [SERVER]: 2 },
+        leaseTtlMs: ttl,
+        prefix,
+      });
+      const budget = new FleetBudget(options, new ConnectionBudget(100), 10_000, silentLogger);
+      budgets.push(budget);
+      return budget;
+    };
+    try {
+      const holder = make();
+      const other = make();
+      const held = [await holder.take(SERVER), await holder.take(SERVER)] as FleetLease[];
+      // The other process has seen the lease state before (its take was refused: full).
+      await expect(other.take(SERVER)).rejects.toBeInstanceOf(FleetBudgetError);
+      await own.stop();
+      own = await startPrivateRedis({ port });
+      const probe = new Redis(own.url);
+      try {
+        // The restarted Redis has no lease: without the fence the other process would get one.
+        expect(await probe.zcard(serverKeys(prefix, SERVER).leases)).toBe(0);
+        await expect(other.take(SERVER)).rejects.toBeInstanceOf(FleetBudgetError);
+        expect(await probe.exists(fleetKeys(prefix).fence)).toBe(1);
+        // The holder's next renewal puts its two leases back.
+        await until(
+          async () =>
+            (await probe.zrange(serverKeys(prefix, SERVER).leases, 0, -1)).sort().join() ===
+            held
+              .map((l) => l.id)
+              .sort()
+              .join(),
+          'the holder to re-register its leases',
+          { timeoutMs: 10_000, intervalMs: 20 },
+        );
+        await until(async () => (await probe.exists(fleetKeys(prefix).fence)) === 0, 'the fence to lift', {
+          timeoutMs: 10_000,
+          intervalMs: 20,
+        });
+        await expect(other.take(SERVER)).rejects.toBeInstanceOf(FleetBudgetError);
+        held[0]!.end();
+        await until(
+          async () => (await probe.zcard(serverKeys(prefix, SERVER).leases)) === 1,
+          'a lease given back',
+        );
+        await expect(other.take(SERVER)).resolves.toBeDefined();
+      } finally {
+        probe.disconnect();
+      }
+    } finally {
+      for (const budget of budgets.splice(0)) await budget.close();
+      await own.stop();
+    }
+  });
+
+  it('withdraws the ticket of a waiter that timed out, so it blocks nobody', async () => {
+    const prefix = newPrefix();
+    const holder = (await processBudget(prefix, 1).take(SERVER)) as FleetLease;
+    const impatient = processBudget(prefix, 1, 3_000, 300);
+    const error = await impatient.take(SERVER, () => true).catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(FleetBudgetError);
+    expect((error as FleetBudgetError).reason).toBe('full');
+    await until(async () => (await queued(prefix)) === 0, 'the ticket to be withdrawn');
+    holder.end();
+    await until(async () => (await live(prefix)) === 0, 'the lease given back');
+    await expect(processBudget(prefix, 1).take(SERVER)).resolves.toBeDefined();
+  });
+});
