@@ -7,18 +7,18 @@
  *
  * Why pg-boss's tables with the engine's own claim rather than pg-boss's fetch: pg-boss
  * 10 has no per-tenant partitions of a queue. A pg-boss queue per tenant is a table per
- * tenant (pg-boss 10 partitions `job` by queue; `createQueue` took 17 ms each here, so
- * 10,000 tenants would be 3 minutes and 10,000 tables), each polled on its own. Groups
+ * tenant (pg-boss 10 partitions `job` by queue; `createQueue` took 17–23 ms each here,
+ * so 10,000 tenants would be minutes and 10,000 tables), each polled on its own. Groups
  * need pg-boss 12 (Node ≥ 22), are soft under races and pick by priority then age, not by
  * tenant. So the claim is the engine's: one plpgsql call that takes up to N ready rows of
  * one tenant with `FOR UPDATE SKIP LOCKED` through a partial index on (queue, tenant,
  * priority, order); for a capped tenant it first locks the partition's row and counts
  * its active jobs under that lock, so the cap never overshoots. Measured here (Postgres
- * 15, 2 busy cores): complete + fetch of the next job in one call 0.8 ms a job on one
- * connection (2 ms once the schema holds 100 queues: generic plans over 100 partitions);
- * with a 100,000-job backlog in the same partition, 1.0 ms; `readyTenants` over 1,001
- * tenants 46 ms (a skip scan, two index probes per tenant). Readiness wakes through
- * LISTEN/NOTIFY (wake-listener.ts), not polling.
+ * 15, 2 cores busy with other work, load ≈ 6): complete + fetch of the next job in one
+ * call 1.4 ms a job on one connection, the same with 100 queues in the schema (generic
+ * plans); fetch then complete with a 100,000-job backlog in the partition 2.5 ms;
+ * `readyTenants` over 1,001 tenants 44 ms (a skip scan, two index probes per tenant).
+ * Readiness wakes through LISTEN/NOTIFY (wake-listener.ts), not polling.
  */
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
