@@ -8,23 +8,42 @@
  * over the completions made while every tenant still had jobs waiting (1 is perfectly
  * even, 1/21 is one tenant taking everything). The interleaved ratio compares how fast
  * the quiet tenants' 200 jobs are done (quiet jobs per second until the last one ends).
+ *
+ * pg-boss rows, the same backlog: raw pg-boss (one queue, FIFO by creation, 4 loops of
+ * `fetch` in batches of 100 + `complete`) against a FleetWorker on the pg-boss engine,
+ * with CPU per job (node, and the Postgres backends of each side's connections).
+ * `BENCH_ENGINES` (`bullmq,pgboss` by default) picks the rows.
  */
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
+import pg from 'pg';
 import { Fleet } from '../src/fleet.js';
 import { BullMqEngine } from '../src/queue/bullmq/bullmq-engine.js';
-import { benchRegistry, deleteKeys, REDIS_URL, rawEnqueue, redisOptions, unique } from './fleet-setup.js';
-import { interleave, machine, percentile, type Sample } from './harness.js';
+import { PgBossEngine } from '../src/queue/pgboss/pgboss-engine.js';
+import {
+  benchRegistry,
+  deleteKeys,
+  PG_URL,
+  REDIS_URL,
+  rawEnqueue,
+  redisOptions,
+  unique,
+} from './fleet-setup.js';
+import { interleave, machine, median, percentile, type Sample } from './harness.js';
+import { CpuMeter, rawPgBossRun } from './pgboss-setup.js';
 
 const NOISY = Number(process.env.BENCH_NOISY ?? 100_000);
 const PAIRS = Number(process.env.BENCH_PAIRS ?? 5);
 const QUIET_TENANTS = 20;
 const QUIET_JOBS = 10;
 const CONCURRENCY = 8;
+const ENGINES = (process.env.BENCH_ENGINES ?? 'bullmq,pgboss').split(',');
 
 interface RunStats {
   waits: number[];
   jain: number;
+  /** pg-boss rows only: CPU ms per job run (node, Postgres backends). */
+  cpu?: { node: number; pg: number };
 }
 
 /** Jain's index over the completions made before the first tenant ran out of jobs. */
@@ -139,9 +158,108 @@ export async function main() {
     return { ops: QUIET_TENANTS * QUIET_JOBS, ms };
   };
 
-  let comparison: Awaited<ReturnType<typeof interleave>>;
+  const pgRuns: { raw: RunStats[]; fleet: RunStats[] } = { raw: [], fleet: [] };
+
+  const rawPgBoss = async (): Promise<Sample> => {
+    const order: string[] = [];
+    const waits: number[] = [];
+    let quietDone = 0;
+    let finish!: () => void;
+    const done = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    const tags = [...totals()].flatMap(([name, n]) => Array.from({ length: n }, () => name));
+    const started = performance.now();
+    const sample = await rawPgBossRun({
+      jobs: tags.length,
+      batchSize: 100,
+      loops: 4,
+      data: (i) => ({ tenant: tags[i], at: Date.now() }),
+      handle: (job) => {
+        const { tenant, at } = job.data as { tenant: string; at: number };
+        order.push(tenant);
+        if (tenant !== 'noisy') {
+          waits.push(Date.now() - at);
+          if (++quietDone === QUIET_TENANTS * QUIET_JOBS) finish();
+        }
+      },
+      done,
+    });
+    pgRuns.raw.push({
+      waits,
+      jain: jainWhileBacklogged(order, totals()),
+      cpu: { node: sample.nodeCpuMsPerJob, pg: sample.pgCpuMsPerJob },
+    });
+    return { ops: QUIET_TENANTS * QUIET_JOBS, ms: performance.now() - started };
+  };
+
+  const fleetPgBoss = async (): Promise<Sample> => {
+    const schema = unique('bench_fair');
+    const app = unique('bench_fair');
+    const fleet = await Fleet.open({
+      engine: new PgBossEngine({ database: PG_URL, schema, applicationName: app }),
+      registry,
+    });
+    try {
+      for (let start = 0; start < NOISY; start += 1000) {
+        const size = Math.min(1000, NOISY - start);
+        await fleet.enqueueBulk(
+          'bench',
+          Array.from({ length: size }, () => ({ tenant: slugOf('noisy'), name: 'noop', data: {} })),
+        );
+      }
+      for (let q = 0; q < QUIET_TENANTS; q++) {
+        await fleet.enqueueBulk(
+          'bench',
+          Array.from({ length: QUIET_JOBS }, () => ({ tenant: slugOf(`quiet${q}`), name: 'noop', data: {} })),
+        );
+      }
+      const order: string[] = [];
+      const waits: number[] = [];
+      let quietDone = 0;
+      let finish!: () => void;
+      const finished = new Promise<void>((resolve) => {
+        finish = resolve;
+      });
+      const meter = new CpuMeter(app);
+      await meter.start();
+      const started = performance.now();
+      const worker = fleet.worker(
+        'bench',
+        async (job) => {
+          const name = nameOf.get(job.tenant)!;
+          order.push(name);
+          if (name !== 'noisy') {
+            waits.push(Date.now() - job.enqueuedAt);
+            if (++quietDone === QUIET_TENANTS * QUIET_JOBS) finish();
+          }
+        },
+        { concurrency: CONCURRENCY, borrowConnection: false },
+      );
+      await finished;
+      const ms = performance.now() - started;
+      const cpu = await meter.stop();
+      await worker.close();
+      pgRuns.fleet.push({
+        waits,
+        jain: jainWhileBacklogged(order, totals()),
+        cpu: { node: cpu.nodeCpuMs / order.length, pg: cpu.pgCpuMs / order.length },
+      });
+      return { ops: QUIET_TENANTS * QUIET_JOBS, ms };
+    } finally {
+      await fleet.close();
+      const admin = new pg.Client({ connectionString: PG_URL });
+      await admin.connect();
+      await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      await admin.end();
+    }
+  };
+
+  let comparison: Awaited<ReturnType<typeof interleave>> | null = null;
+  let pgComparison: Awaited<ReturnType<typeof interleave>> | null = null;
   try {
-    comparison = await interleave(PAIRS, rawRun, fleetRun);
+    if (ENGINES.includes('bullmq')) comparison = await interleave(PAIRS, rawRun, fleetRun);
+    if (ENGINES.includes('pgboss')) pgComparison = await interleave(PAIRS, rawPgBoss, fleetPgBoss);
   } finally {
     await drop();
     redis.disconnect();
@@ -150,6 +268,12 @@ export async function main() {
     quietWaitMsP50: list.map((r) => percentile(r.waits, 0.5)),
     quietWaitMsP99: list.map((r) => percentile(r.waits, 0.99)),
     jainIndex: list.map((r) => Number(r.jain.toFixed(3))),
+    ...(list[0]?.cpu
+      ? {
+          nodeCpuMsPerJob: Number(median(list.map((r) => r.cpu!.node)).toFixed(4)),
+          pgCpuMsPerJob: Number(median(list.map((r) => r.cpu!.pg)).toFixed(4)),
+        }
+      : {}),
   });
   return {
     machine: machine(),
@@ -160,5 +284,10 @@ export async function main() {
     rawFifoBullmq: summary(runs.raw),
     tenantFleet: summary(runs.fleet),
     quietJobsPerSecond: comparison,
+    pgboss: pgComparison && {
+      rawFifoPgBoss: summary(pgRuns.raw),
+      tenantFleet: summary(pgRuns.fleet),
+      quietJobsPerSecond: pgComparison,
+    },
   };
 }

@@ -18,6 +18,12 @@
  * job beside its time (bench/cpu.ts): this node process and the Redis server (and the
  * Postgres backends for select 1).
  *
+ * pg-boss rows (`pgboss_noop_1_tenants`, `pgboss_noop_1000_tenants`): raw pg-boss (one
+ * queue, no-op, `BENCH_PGBOSS_LOOPS` loops of `boss.fetch(queue, { batchSize:
+ * BENCH_PGBOSS_BATCH })` + `complete`, 4 × 100 by default) against a FleetWorker on the
+ * pg-boss engine, with the CPU per job of this process and of the Postgres backends of
+ * each side's own connections (bench/pgboss-setup.ts).
+ *
  * `BENCH_JOBS` and `BENCH_PAIRS` scale it down for a quick look; `BENCH_ONLY` picks rows.
  */
 import { Redis } from 'ioredis';
@@ -26,7 +32,8 @@ import { TenantPools } from '../src/tenancy/tenant-pools/tenant-pools.js';
 import type { JobHandler } from '../src/worker/job-context.js';
 import type { FleetWorkerOptions } from '../src/worker/worker-options.js';
 import { benchRegistry, fleetBullmqRun, REDIS_URL, rawBullmqRun } from './fleet-setup.js';
-import { interleave, machine, type Sample } from './harness.js';
+import { interleave, machine, median, type Sample } from './harness.js';
+import { type CpuSample, fleetPgBossRun, rawPgBossRun } from './pgboss-setup.js';
 
 const JOBS = Number(process.env.BENCH_JOBS ?? 20_000);
 const PAIRS = Number(process.env.BENCH_PAIRS ?? 5);
@@ -34,6 +41,16 @@ const CONCURRENCY = 50;
 // Postgres connections for the select-1 comparison, the same for both sides. Well under
 // the server's max_connections (100 by default), which the test suites share.
 const DB_CONNECTIONS = 20;
+const PGBOSS_BATCH = Number(process.env.BENCH_PGBOSS_BATCH ?? 100);
+const PGBOSS_LOOPS = Number(process.env.BENCH_PGBOSS_LOOPS ?? 4);
+
+/** The median CPU per job of a side's runs. */
+function cpuPerJob(samples: readonly CpuSample[]) {
+  return {
+    nodeCpuMsPerJob: median(samples.map((s) => s.nodeCpuMsPerJob)),
+    pgCpuMsPerJob: median(samples.map((s) => s.pgCpuMsPerJob)),
+  };
+}
 
 /** Prints each comparison to stderr as it finishes, so a long run shows progress. */
 async function report<T>(name: string, comparison: Promise<T>): Promise<T> {
@@ -84,6 +101,38 @@ export async function main() {
     };
 
     const noop = async () => {};
+    for (const tenants of [1, 1000]) {
+      const name = `pgboss_noop_${tenants}_tenants`;
+      if (!wanted(name)) continue;
+      const raw: CpuSample[] = [];
+      const fleet: CpuSample[] = [];
+      const comparison = await interleave(
+        PAIRS,
+        async () => {
+          const sample = await rawPgBossRun({ jobs: JOBS, batchSize: PGBOSS_BATCH, loops: PGBOSS_LOOPS });
+          raw.push(sample);
+          return sample;
+        },
+        async () => {
+          const sample = await fleetPgBossRun({
+            registry,
+            pools,
+            slugs,
+            tenants,
+            jobs: JOBS,
+            concurrency: CONCURRENCY,
+            options: { borrowConnection: false },
+            handler: noop,
+          });
+          fleet.push(sample);
+          return sample;
+        },
+      );
+      results[name] = await report(
+        name,
+        Promise.resolve({ ...comparison, cpu: { rawPgBoss: cpuPerJob(raw), tenantFleet: cpuPerJob(fleet) } }),
+      );
+    }
     for (const tenants of [1, 100, 1000])
       await compare(`noop_${tenants}_tenants`, fleetRun(tenants, { borrowConnection: false }, noop));
     // The finest interleaving: every job of its own turn, so a change of tenant per job.

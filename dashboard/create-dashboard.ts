@@ -12,11 +12,12 @@ import { snapshotStoreFor } from '../src/metrics/store-for-engine.js';
 import { BullMqEngine } from '../src/queue/bullmq/bullmq-engine.js';
 import { checkTenant } from '../src/queue/job-input.js';
 import { MemoryEngine } from '../src/queue/memory/memory-engine.js';
+import { PgBossEngine } from '../src/queue/pgboss/pgboss-engine.js';
 import { tokenGuard } from './auth.js';
 import { FleetView } from './fleet-view.js';
 import { type DashboardOptions, resolveDashboardOptions } from './options.js';
-import { bullMqAdapters, memoryAdapters } from './partition-adapters.js';
-import { PartitionBoard } from './partition-board.js';
+import { bullMqAdapters, memoryAdapters, pgBossAdapters } from './partitions/partition-adapters.js';
+import { PartitionBoard } from './partitions/partition-board.js';
 import { fleetRegistry } from './prometheus.js';
 
 /** How often the page receives an update by server-sent events. */
@@ -60,9 +61,11 @@ export function createDashboard(options: DashboardOptions): FastifyPluginAsync {
     const adapters =
       resolved.engine instanceof BullMqEngine
         ? bullMqAdapters(resolved.engine, resolved.readOnly)
-        : resolved.engine instanceof MemoryEngine
-          ? memoryAdapters(resolved.engine)
-          : null;
+        : resolved.engine instanceof PgBossEngine
+          ? pgBossAdapters(resolved.engine, resolved.readOnly)
+          : resolved.engine instanceof MemoryEngine
+            ? memoryAdapters(resolved.engine)
+            : null;
     const board = adapters ? new PartitionBoard(adapters, view, resolved.topTenants) : null;
     const streams = new Set<() => void>();
     app.addHook('onClose', async () => {

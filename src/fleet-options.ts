@@ -13,9 +13,10 @@ export type FleetPoolsOptions = Omit<TenantPoolsOptions, 'registry'>;
 /** Options of {@link Fleet.open}. */
 export interface FleetOptions {
   /**
-   * The queue engine: the name of one to open, `bullmq` (Redis; needs `redis`) or `memory`
-   * (this process only), or a ready engine instance, which the fleet closes on `close()`.
-   * @default 'bullmq' when `redis` is given, else 'memory'
+   * The queue engine: the name of one to open, `bullmq` (Redis; needs `redis`), `pgboss`
+   * (Postgres, in the `pgboss` schema; needs `database`) or `memory` (this process only),
+   * or a ready engine instance, which the fleet closes on `close()`.
+   * @default 'bullmq' when `redis` is given, else 'pgboss' when `database` is, else 'memory'
    */
   engine?: EngineName | QueueEngine;
   /**
@@ -29,6 +30,8 @@ export interface FleetOptions {
    * docs/engines.md). @default 1
    */
   shards?: number;
+  /** Postgres for the `pgboss` engine: a `postgres://` URL (the engine opens and closes its pool). */
+  database?: string;
   /**
    * Key prefix of every Redis key and BullMQ queue of the fleet.
    * @default 'fleet'
@@ -59,6 +62,7 @@ export interface ResolvedFleetOptions {
   engine: EngineName | QueueEngine;
   redis: BullMqConnection | undefined;
   shards: number;
+  database: string | undefined;
   prefix: string;
   registry: OrgRegistry | string;
   pools: TenantPools | FleetPoolsOptions | undefined;
@@ -76,11 +80,35 @@ export function resolveFleetOptions(options: FleetOptions): ResolvedFleetOptions
   if (typeof options !== 'object' || options === null) {
     throw new ConfigError('options', `Expected fleet options to be an object, got ${describe(options)}`);
   }
-  const engine = options.engine ?? (options.redis !== undefined ? 'bullmq' : 'memory');
-  if (engine !== 'bullmq' && engine !== 'memory' && (typeof engine !== 'object' || engine === null)) {
+  const engine =
+    options.engine ??
+    (options.redis !== undefined ? 'bullmq' : options.database !== undefined ? 'pgboss' : 'memory');
+  if (
+    engine !== 'bullmq' &&
+    engine !== 'pgboss' &&
+    engine !== 'memory' &&
+    (typeof engine !== 'object' || engine === null)
+  ) {
     throw new ConfigError(
       'engine',
-      `Expected \`engine\` to be 'bullmq', 'memory' or a queue engine instance, got ${describe(engine)}`,
+      `Expected \`engine\` to be 'bullmq', 'pgboss', 'memory' or a queue engine instance, got ${describe(engine)}`,
+    );
+  }
+  if (engine === 'pgboss' && options.database === undefined) {
+    throw new ConfigError(
+      'database',
+      "Expected `database` (a postgres:// URL) for engine 'pgboss', got none",
+    );
+  }
+  if (
+    options.database !== undefined &&
+    (typeof options.database !== 'string' || !/^postgres(ql)?:\/\//.test(options.database))
+  ) {
+    throw new ConfigError(
+      'database',
+      typeof options.database === 'string'
+        ? 'Expected `database` to be a postgres:// or postgresql:// URL, got another string'
+        : `Expected \`database\` to be a postgres:// URL, got ${describe(options.database)}`,
     );
   }
   if (engine === 'bullmq' && options.redis === undefined) {
@@ -137,6 +165,7 @@ export function resolveFleetOptions(options: FleetOptions): ResolvedFleetOptions
     engine,
     redis: options.redis,
     shards: options.shards ?? 1,
+    database: options.database,
     prefix,
     registry: options.registry,
     pools: options.pools,

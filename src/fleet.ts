@@ -4,6 +4,7 @@ import type { Logger } from './logger.js';
 import { BullMqEngine } from './queue/bullmq/bullmq-engine.js';
 import type {
   BatchProgress,
+  EngineName,
   EnqueueJob,
   EnqueueOutcome,
   JobCounts,
@@ -12,6 +13,7 @@ import type {
 } from './queue/engine.js';
 import { checkQueueName, checkTenant, normaliseJob } from './queue/job-input.js';
 import { MemoryEngine } from './queue/memory/memory-engine.js';
+import { PgBossEngine } from './queue/pgboss/pgboss-engine.js';
 import { Scheduler, type SchedulerOptions } from './scheduler/scheduler.js';
 import { OrgRegistry } from './tenancy/registry/org-registry.js';
 import { TenantPools } from './tenancy/tenant-pools/tenant-pools.js';
@@ -86,7 +88,8 @@ export class Fleet implements AsyncDisposable {
         resolved.pools === undefined || resolved.pools instanceof TenantPools
           ? resolved.pools
           : await TenantPools.open({ logger, ...resolved.pools, registry });
-      const engine = typeof resolved.engine === 'object' ? resolved.engine : openEngine(resolved);
+      const engine =
+        typeof resolved.engine === 'object' ? resolved.engine : openEngine(resolved.engine, resolved);
       return new Fleet(engine, registry, ownsRegistry, pools, ownsPools, logger, resolved.maxDataBytes);
     } catch (error) {
       if (ownsPools) await pools?.close().catch(() => {});
@@ -230,8 +233,9 @@ export class Fleet implements AsyncDisposable {
   }
 }
 
-function openEngine({ engine, redis, prefix, shards }: ResolvedFleetOptions): QueueEngine {
+function openEngine(engine: EngineName, options: ResolvedFleetOptions): QueueEngine {
   if (engine === 'memory') return new MemoryEngine();
-  // resolveFleetOptions has checked that bullmq comes with `redis`.
-  return new BullMqEngine({ connection: redis!, prefix, shards });
+  // resolveFleetOptions has checked that pgboss comes with `database`, bullmq with `redis`.
+  if (engine === 'pgboss') return new PgBossEngine({ database: options.database! });
+  return new BullMqEngine({ connection: options.redis!, prefix: options.prefix, shards: options.shards });
 }

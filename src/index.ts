@@ -66,6 +66,12 @@ export {
   type MemoryEngineOptions,
   type ResolvedMemoryEngineOptions,
 } from './queue/memory/memory-engine.js';
+export {
+  PgBossEngine,
+  type PgBossEngineEventMap,
+  type PgBossEngineOptions,
+  type ResolvedPgBossEngineOptions,
+} from './queue/pgboss/pgboss-engine.js';
 export { redactConnectionString, redactUrl } from './redact.js';
 // scheduler: cron fan-out, catch-up state, startup jobs, tenant migrations
 export {

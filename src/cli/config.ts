@@ -54,11 +54,16 @@ const workerSchema = z
 const configSchema = z
   .object({
     registryUrl: z.string().min(1).optional(),
-    engine: z.enum(['memory', 'bullmq']).default('bullmq'),
+    engine: z.enum(['memory', 'bullmq', 'pgboss']).default('bullmq'),
     redisUrl: z
       .string()
       .regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL')
       .default('redis://127.0.0.1:6379'),
+    /**
+     * Postgres for the pgboss engine (its jobs live in the `pgboss` schema there). Checked
+     * only when the engine is pgboss: DATABASE_URL may name another database otherwise.
+     */
+    pgbossUrl: z.string().min(1).optional(),
     prefix: z
       .string()
       .regex(/^[A-Za-z0-9_-]{1,40}$/, 'expected 1–40 letters, digits, - or _')
@@ -90,6 +95,9 @@ export const ENV_KEYS = {
   FLEET_REGISTRY_URL: 'registryUrl',
   FLEET_ENGINE: 'engine',
   FLEET_REDIS_URL: 'redisUrl',
+  // The conventional name first, so that FLEET_PGBOSS_URL, read after it, wins.
+  DATABASE_URL: 'pgbossUrl',
+  FLEET_PGBOSS_URL: 'pgbossUrl',
   FLEET_PREFIX: 'prefix',
   FLEET_BUDGET: 'budget',
   FLEET_MAX_CACHED_POOLS: 'maxCachedPools',
@@ -106,6 +114,7 @@ export const FLAG_KEYS = {
   registryUrl: '--registry-url',
   engine: '--engine',
   redisUrl: '--redis-url',
+  pgbossUrl: '--pgboss-url',
   prefix: '--prefix',
   budget: '--budget',
   fleetBudget: '--server-budget',
@@ -228,4 +237,21 @@ export function requireRegistryUrl(config: FleetConfig): string {
     );
   }
   return config.registryUrl;
+}
+
+/** The configured Postgres URL of the pgboss engine, or a {@link ConfigError} saying how to set it. */
+export function requirePgbossUrl(config: FleetConfig): string {
+  if (!config.pgbossUrl) {
+    throw new ConfigError(
+      'pgbossUrl',
+      "Expected a Postgres URL for engine 'pgboss' from --pgboss-url, FLEET_PGBOSS_URL, DATABASE_URL or `pgbossUrl` in fleet.config.json, got none",
+    );
+  }
+  if (!/^postgres(ql)?:\/\//.test(config.pgbossUrl)) {
+    throw new ConfigError(
+      'pgbossUrl',
+      `Expected a postgres:// or postgresql:// URL for engine 'pgboss', got ${redactUrl(config.pgbossUrl)}`,
+    );
+  }
+  return config.pgbossUrl;
 }

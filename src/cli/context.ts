@@ -19,6 +19,7 @@ export interface GlobalFlags {
   registryUrl?: string;
   engine?: string;
   redisUrl?: string;
+  pgbossUrl?: string;
   prefix?: string;
   budget?: string;
   serverBudget?: string;
@@ -39,6 +40,7 @@ export function globalConfigFlags(flags: GlobalFlags): NonNullable<LoadConfigOpt
     registryUrl: flags.registryUrl,
     engine: flags.engine,
     redisUrl: flags.redisUrl,
+    pgbossUrl: flags.pgbossUrl,
     prefix: flags.prefix,
     budget: flags.budget,
     fleetBudget: flags.serverBudget,

@@ -1,15 +1,17 @@
 /**
  * Opens what the fleet-running commands need, from the configuration: the registry,
  * the tenant pools (with the process's connection budget) and the fleet on its engine,
- * after checking that Redis (bullmq engine) answers;
+ * after checking that Redis (bullmq engine) answers, and before returning that Postgres
+ * (pgboss engine) does;
  * and closes them in reverse order, each step on its own.
  */
 import { Fleet } from '../fleet.js';
 import type { Logger } from '../logger.js';
+import { PgBossEngine } from '../queue/pgboss/pgboss-engine.js';
 import type { FleetBudgetOptions } from '../tenancy/fleet-budget/options.js';
 import type { OrgRegistry } from '../tenancy/registry/org-registry.js';
 import { TenantPools } from '../tenancy/tenant-pools/tenant-pools.js';
-import type { FleetConfig } from './config.js';
+import { type FleetConfig, requirePgbossUrl } from './config.js';
 import { openRegistry } from './context.js';
 import { fleetBudgetOptions } from './fleet-budget-config.js';
 import { checkRedis } from './process/preflight.js';
@@ -57,12 +59,15 @@ export async function openFleet(config: FleetConfig, logger: Logger): Promise<Fl
     const fleet = await Fleet.open({
       engine: config.engine,
       ...(config.engine === 'bullmq' ? { redis: config.redisUrl } : {}),
+      ...(config.engine === 'pgboss' ? { database: requirePgbossUrl(config) } : {}),
       prefix: config.prefix,
       registry,
       pools,
       logger,
     });
     steps.push(['fleet', () => fleet.close()]);
+    // Postgres is reached lazily; reach it now, so a wrong URL fails the command at once.
+    if (fleet.engine instanceof PgBossEngine) await fleet.engine.boss();
     const unwatch = watchRedis(fleet.engine, config.redisUrl, logger);
     steps.push(['redis watch', async () => unwatch()]);
     return { config, logger, registry, pools, fleet, close, [Symbol.asyncDispose]: close };

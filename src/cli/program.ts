@@ -29,8 +29,9 @@ export function buildProgram(): Command {
       '--registry-url <url>',
       'the registry database: postgres://, mysql:// or sqlite:PATH (env FLEET_REGISTRY_URL)',
     )
-    .option('--engine <engine>', 'queue engine: bullmq or memory (env FLEET_ENGINE)')
+    .option('--engine <engine>', 'queue engine: bullmq, pgboss or memory (env FLEET_ENGINE)')
     .option('--redis-url <url>', 'Redis for the bullmq engine (env FLEET_REDIS_URL)')
+    .option('--pgboss-url <url>', 'Postgres for the pgboss engine (env FLEET_PGBOSS_URL or DATABASE_URL)')
     .option('--prefix <prefix>', 'key prefix of the fleet on Redis (env FLEET_PREFIX)')
     .option(
       '--budget <n>',

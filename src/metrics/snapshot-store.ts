@@ -1,6 +1,7 @@
 /**
  * Where process snapshots live: in the engine. On BullMQ, Redis keys with a TTL
- * (`redis-snapshot-store.ts`); on the in-memory engine, a map beside the engine in the
+ * (`redis-snapshot-store.ts`); on pg-boss, a table (`postgres-snapshot-store.ts`); on the
+ * in-memory engine, a map beside the engine in the
  * one process that has it.
  */
 import type { QueueEngine } from '../queue/engine.js';

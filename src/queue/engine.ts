@@ -9,7 +9,7 @@
  */
 
 /** The engines tenant-fleet ships. */
-export type EngineName = 'memory' | 'bullmq';
+export type EngineName = 'memory' | 'bullmq' | 'pgboss';
 
 /** How a failed job waits before its next attempt. */
 export interface BackoffOptions {

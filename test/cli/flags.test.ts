@@ -75,6 +75,13 @@ describe('global flags', () => {
     ['--registry-url', 'sqlite:elsewhere.db', 'registryUrl', 'sqlite:elsewhere.db'],
     ['--engine', 'memory', 'engine', 'memory'],
     ['--redis-url', 'redis://app:s3cret@127.0.0.1:6390', 'redisUrl', 'redis://app:***@127.0.0.1:6390'],
+    ['--engine', 'pgboss', 'engine', 'pgboss'],
+    [
+      '--pgboss-url',
+      'postgres://app:s3cret@127.0.0.1:5433/jobs',
+      'pgbossUrl',
+      'postgres://app:***@127.0.0.1:5433/jobs',
+    ],
     ['--prefix', 'flagged', 'prefix', 'flagged'],
     ['--budget', '7', 'budget', 7],
     [

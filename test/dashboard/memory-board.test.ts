@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningDashboard, startDashboard } from '../../dashboard/index.js';
-import { MemoryPartitionAdapter } from '../../dashboard/memory-adapter.js';
+import { MemoryPartitionAdapter } from '../../dashboard/partitions/memory-adapter.js';
 import { UnsupportedError } from '../../src/errors.js';
 import { MemoryEngine } from '../../src/queue/memory/memory-engine.js';
 

@@ -14,7 +14,7 @@ import { SnapshotPublisher } from '../../src/metrics/snapshot-publisher.js';
 import { snapshotStoreFor } from '../../src/metrics/store-for-engine.js';
 import { BullMqEngine } from '../../src/queue/bullmq/bullmq-engine.js';
 import { MemoryEngine } from '../../src/queue/memory/memory-engine.js';
-import { deletePrefix } from '../queue/engines.js';
+import { deletePrefix, dropSchema, openPgBoss } from '../queue/engines.js';
 import { REDIS_URL, uniqueName } from '../support/services.js';
 import { until } from '../support/wait.js';
 import { openRegistry, type RegistryFixture } from '../worker/support.js';
@@ -25,6 +25,7 @@ describe('fleet snapshots', () => {
   let reg: RegistryFixture;
   let tenants: string[] = [];
   const prefix = uniqueName('fleet-snap');
+  const pgboss = openPgBoss();
 
   beforeAll(async () => {
     reg = await openRegistry();
@@ -33,13 +34,18 @@ describe('fleet snapshots', () => {
 
   afterAll(async () => {
     await deletePrefix(prefix);
+    await dropSchema(pgboss.schema);
     await reg?.cleanup();
   });
 
-  for (const engineName of ['bullmq', 'memory'] as const) {
+  for (const engineName of ['bullmq', 'pgboss', 'memory'] as const) {
     it(`publishes counters, pools and identity into the ${engineName} engine, and removes them on close`, async () => {
       const engine =
-        engineName === 'bullmq' ? new BullMqEngine({ connection: REDIS_URL, prefix }) : new MemoryEngine();
+        engineName === 'bullmq'
+          ? new BullMqEngine({ connection: REDIS_URL, prefix })
+          : engineName === 'pgboss'
+            ? pgboss.open()
+            : new MemoryEngine();
       const fleet = await Fleet.open({ engine, registry: reg.registry, pools: { maxConnections: 3 } });
       const publisher = new SnapshotPublisher({ engine, pools: fleet.pools, periodMs: 100, topTenants: 2 });
       const reader = snapshotStoreFor(engine);

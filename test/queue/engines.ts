@@ -3,11 +3,13 @@
  * (a random Redis prefix) and cleaned up afterwards, the way kysely loops over dialects.
  */
 import { Redis } from 'ioredis';
+import pg from 'pg';
 import { inject } from 'vitest';
 import { BullMqEngine, type BullMqEngineOptions } from '../../src/queue/bullmq/bullmq-engine.js';
 import type { QueueEngine } from '../../src/queue/engine.js';
 import { MemoryEngine } from '../../src/queue/memory/memory-engine.js';
-import { REDIS_URL, uniqueName } from '../support/services.js';
+import { PgBossEngine, type PgBossEngineOptions } from '../../src/queue/pgboss/pgboss-engine.js';
+import { PG_URL, REDIS_URL, uniqueName } from '../support/services.js';
 
 /** One engine under test. */
 export interface EngineHarness {
@@ -78,26 +80,72 @@ export function openBullMq(options: Partial<BullMqEngineOptions> = {}): {
   };
 }
 
-/** Handles on one BullMQ store, closed and deleted (on each of `servers`) by cleanup. */
-function bullMqHarness(store: ReturnType<typeof openBullMq>, servers?: readonly string[]): EngineHarness {
-  const handles = [store.open()];
+/** A case whose handles all open on one store, removed by `drop` once they are closed. */
+function storeHarness(open: () => QueueEngine, drop: () => Promise<void>): EngineHarness {
+  const handles = [open()];
   return {
     engine: handles[0]!,
     peer: async () => {
-      const peer = store.open();
+      const peer = open();
       handles.push(peer);
       return peer;
     },
     cleanup: async () => {
       await Promise.all(handles.map((handle) => handle.close()));
-      await deletePrefix(store.prefix, servers);
+      await drop();
     },
   };
+}
+
+/** Handles on one BullMQ store, closed and deleted (on each of `servers`) by cleanup. */
+function bullMqHarness(store: ReturnType<typeof openBullMq>, servers?: readonly string[]): EngineHarness {
+  return storeHarness(
+    () => store.open(),
+    () => deletePrefix(store.prefix, servers),
+  );
 }
 
 export const bullMqEngine: EngineCase = {
   name: 'bullmq',
   open: async () => bullMqHarness(openBullMq()),
+};
+
+/** Drops a pg-boss schema the tests created, with everything in it. */
+export async function dropSchema(schema: string): Promise<void> {
+  const client = new pg.Client({ connectionString: PG_URL });
+  await client.connect();
+  try {
+    await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  } finally {
+    await client.end();
+  }
+}
+
+/** A pg-boss engine on its own schema (a unique name), so tests never share jobs. */
+export function openPgBoss(options: Partial<PgBossEngineOptions> = {}): {
+  schema: string;
+  open(extra?: Partial<PgBossEngineOptions>): PgBossEngine;
+} {
+  const schema =
+    options.schema ??
+    uniqueName('fleettest')
+      .toLowerCase()
+      .replace(/[^a-z0-9_]/g, '_');
+  return {
+    schema,
+    open: (extra = {}) => new PgBossEngine({ database: PG_URL, ...options, ...extra, schema }),
+  };
+}
+
+export const pgBossEngine: EngineCase = {
+  name: 'pgboss',
+  open: async () => {
+    const store = openPgBoss();
+    return storeHarness(
+      () => store.open(),
+      () => dropSchema(store.schema),
+    );
+  },
 };
 
 /** The BullMQ engine on the local three-master Redis Cluster, each queue over `shards` slots. */
@@ -113,4 +161,10 @@ export const bullMqCluster1 = bullMqClusterEngine(1);
 export const bullMqCluster3 = bullMqClusterEngine(3);
 
 /** Every engine the conformance suite covers. */
-export const engines: EngineCase[] = [memoryEngine, bullMqEngine, bullMqCluster1, bullMqCluster3];
+export const engines: EngineCase[] = [
+  memoryEngine,
+  bullMqEngine,
+  bullMqCluster1,
+  bullMqCluster3,
+  pgBossEngine,
+];

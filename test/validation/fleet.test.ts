@@ -36,8 +36,11 @@ afterAll(async () => {
 describe('Fleet.open bad input', () => {
   const rows: Array<[label: string, options: Partial<FleetOptions> | null, field: string]> = [
     ['options null', null, 'options'],
-    ['engine unknown', { engine: 'pgboss' as never }, 'engine'],
+    ['engine unknown', { engine: 'kafka' as never }, 'engine'],
     ['engine bullmq without redis', { engine: 'bullmq', redis: undefined }, 'redis'],
+    ['engine pgboss without database', { engine: 'pgboss', database: undefined }, 'database'],
+    ['database a redis URL', { engine: 'pgboss', database: 'redis://127.0.0.1:6379' }, 'database'],
+    ['database a number', { database: 5432 as never }, 'database'],
     ['redis a number', { redis: 6379 as never }, 'redis'],
     ['prefix with a colon', { prefix: 'a:b' }, 'prefix'],
     ['prefix empty', { prefix: '' }, 'prefix'],

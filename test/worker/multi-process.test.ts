@@ -1,18 +1,19 @@
 /**
- * Several worker processes on one Redis (issue 4, items 3, 6 and 7), BullMQ only: the
- * in-memory engine lives in one process. Run on the shared Redis and on the local Redis
- * Cluster with one and with three shards per queue. Each worker is a child process forked from
- * `fixtures/fleet-process.ts` with tsx; its handlers record start and end events in a
- * Redis list, which is the order the test checks.
+ * Several worker processes on one store, on each engine that can be shared between
+ * processes (BullMQ on one Redis and on the local Redis Cluster with one and with three
+ * shards per queue, pg-boss on Postgres; the in-memory engine lives in one process).
+ * Each worker is a child process forked from `fixtures/fleet-process.ts` with tsx; its
+ * handlers record start and end events in a Redis list, which is the order the test
+ * checks.
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Fleet } from '../../src/fleet.js';
-import { BullMqEngine } from '../../src/queue/bullmq/bullmq-engine.js';
-import { clusterNodes, deletePrefix } from '../queue/engines.js';
-import { REDIS_URL, uniqueName } from '../support/services.js';
+import type { QueueEngine } from '../../src/queue/engine.js';
+import { clusterNodes, deletePrefix, dropSchema, openBullMq, openPgBoss } from '../queue/engines.js';
+import { PG_URL, REDIS_URL, uniqueName } from '../support/services.js';
 import { until } from '../support/wait.js';
 import type { FleetProcessConfig, FleetProcessMessage } from './fixtures/fleet-process.js';
 import { openRegistry, type RegistryFixture } from './support.js';
@@ -34,15 +35,59 @@ afterAll(async () => {
   await reg?.cleanup();
 });
 
-/** Where the engine of every process keeps its queues (the events list stays on REDIS_URL). */
-const TARGETS = [
-  { name: 'one Redis', cluster: false, shards: 1 },
-  { name: 'a Redis Cluster, 1 shard', cluster: true, shards: 1 },
-  { name: 'a Redis Cluster, 3 shards', cluster: true, shards: 3 },
+/** A store several processes share: the engine's name, a handle on it, and its removal. */
+interface SharedStore {
+  engine: 'bullmq' | 'pgboss';
+  /** The BullMQ prefix or the pg-boss schema. */
+  prefix: string;
+  /** BullMQ on a Redis Cluster: its seed nodes (the events list stays on REDIS_URL). */
+  cluster: string[] | null;
+  shards: number;
+  open(): QueueEngine;
+  drop(): Promise<void>;
+}
+
+/** BullMQ on one Redis, or on the local Redis Cluster with `shards` slots per queue. */
+function bullMqStore(cluster: boolean, shards: number): SharedStore {
+  const nodes = cluster ? clusterNodes() : null;
+  const store = openBullMq({
+    prefix: uniqueName('fleetmp'),
+    shards,
+    ...(nodes ? { connection: { cluster: nodes } } : {}),
+  });
+  return {
+    engine: 'bullmq',
+    prefix: store.prefix,
+    cluster: nodes,
+    shards,
+    open: () => store.open(),
+    drop: () => deletePrefix(store.prefix, nodes ?? undefined),
+  };
+}
+
+const stores = [
+  { name: 'one Redis (bullmq engine)', make: () => bullMqStore(false, 1) },
+  { name: 'a Redis Cluster, 1 shard (bullmq engine)', make: () => bullMqStore(true, 1) },
+  { name: 'a Redis Cluster, 3 shards (bullmq engine)', make: () => bullMqStore(true, 3) },
+  {
+    name: 'Postgres (pgboss engine)',
+    make(): SharedStore {
+      const store = openPgBoss();
+      return {
+        engine: 'pgboss',
+        prefix: store.schema,
+        cluster: null,
+        shards: 1,
+        open: () => store.open(),
+        drop: () => dropSchema(store.schema),
+      };
+    },
+  },
 ];
 
-describe.each(TARGETS)('worker processes on $name (bullmq engine)', (target) => {
+describe.each(stores)('worker processes on $name', ({ make }) => {
   let redis: Redis;
+  let store: SharedStore;
   let prefix: string;
   let queue: string;
   let eventsKey: string;
@@ -51,35 +96,29 @@ describe.each(TARGETS)('worker processes on $name (bullmq engine)', (target) => 
 
   beforeEach(async () => {
     redis = new Redis(REDIS_URL);
-    prefix = uniqueName('fleetmp');
+    store = make();
+    prefix = store.prefix;
     queue = uniqueName('q');
     eventsKey = `${prefix}:test-events`;
-    const connection = target.cluster ? { cluster: clusterNodes() } : REDIS_URL;
-    fleet = await Fleet.open({
-      engine: new BullMqEngine({ connection, prefix, shards: target.shards }),
-      registry: reg.registry,
-    });
+    fleet = await Fleet.open({ engine: store.open(), registry: reg.registry });
   });
   afterEach(async () => {
     for (const child of children.splice(0))
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     await fleet.close();
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) await redis.unlink(...keys);
-    } while (cursor !== '0');
+    await redis.del(eventsKey);
+    await store.drop();
     await redis.quit();
-    if (target.cluster) await deletePrefix(prefix, clusterNodes());
   });
 
   /** Forks one worker process and resolves once it is pulling jobs. */
   async function spawnWorker(overrides: Partial<FleetProcessConfig> = {}): Promise<ChildProcess> {
     const config: FleetProcessConfig = {
+      engine: store.engine,
       redisUrl: REDIS_URL,
-      cluster: target.cluster ? clusterNodes() : null,
-      shards: target.shards,
+      cluster: store.cluster,
+      shards: store.shards,
+      databaseUrl: PG_URL,
       prefix,
       registryUrl: reg.store.url,
       queue,
@@ -91,6 +130,7 @@ describe.each(TARGETS)('worker processes on $name (bullmq engine)', (target) => 
       shutdownTimeoutMs: 10_000,
       behaviour: 'sleep',
       sleepMs: 20,
+      pollIntervalMs: 200,
       ...overrides,
     };
     const child = fork(SCRIPT, [JSON.stringify(config)], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
@@ -191,5 +231,54 @@ describe.each(TARGETS)('worker processes on $name (bullmq engine)', (target) => 
       active: 0,
       failed: 0,
     });
+  });
+
+  it('serves two backlogged tenants of weights 3 and 1 at 3:1 (±10%) across two processes', async () => {
+    const [heavy] = await reg.addTenants(1, { weight: 3 }, 'mpheavy');
+    const [light] = await reg.addTenants(1, { weight: 1 }, 'mplight');
+    // Both backlogged through the 1,600 starts measured (light has 400 of its 1,200 by then).
+    await fleet.enqueueBulk(
+      queue,
+      Array.from({ length: 2_400 }, (_, i) => ({ tenant: heavy!, name: 'n', data: i })),
+    );
+    await fleet.enqueueBulk(
+      queue,
+      Array.from({ length: 1_200 }, (_, i) => ({ tenant: light!, name: 'n', data: i })),
+    );
+    const both = { sleepMs: 2, concurrency: 4, perTenantConcurrency: 4 };
+    await Promise.all([spawnWorker(both), spawnWorker(both)]);
+    await until(async () => (await redis.llen(eventsKey)) >= 3_300, '1,600 starts', { timeoutMs: 120_000 });
+    const starts = (await recorded()).filter((e) => e.what === 'start').slice(0, 1_600);
+    expect(new Set(starts.map((e) => e.pid)).size).toBe(2);
+    // Windows of 400 starts after the first, in which both processes fill their slots.
+    for (let from = 400; from < 1_600; from += 400) {
+      const window = starts.slice(from, from + 400);
+      const ratio =
+        window.filter((e) => e.tenant === heavy).length / window.filter((e) => e.tenant === light).length;
+      expect(ratio).toBeGreaterThanOrEqual(2.7);
+      expect(ratio).toBeLessThanOrEqual(3.3);
+    }
+  });
+
+  it('loses no readiness: every job enqueued on a drained tenant runs without waiting for a poll', async () => {
+    const tenants = await reg.addTenants(3, {}, 'mpready');
+    // A poll an hour apart: a job whose readiness signal were lost would sit out the test.
+    const hourly = { pollIntervalMs: 3_600_000, sleepMs: 1 };
+    await Promise.all([spawnWorker(hourly), spawnWorker(hourly)]);
+    let enqueued = 0;
+    for (let round = 0; round < 60; round++) {
+      const tenant = tenants[round % tenants.length]!;
+      await fleet.enqueue(queue, { tenant, name: 'n', data: round });
+      enqueued += 1;
+      // Wait until the workers drained the tenant, so the next enqueue lands on an empty one.
+      await until(async () => (await fleet.counts(queue, tenant)).waiting === 0, 'the tenant to drain');
+    }
+    const completed = async () => {
+      let sum = 0;
+      for (const tenant of tenants) sum += (await fleet.counts(queue, tenant)).completed;
+      return sum;
+    };
+    await until(async () => (await completed()) === enqueued, 'every job to complete');
+    expect(await completed()).toBe(60);
   });
 });

@@ -6,6 +6,7 @@
 import { Command } from 'commander';
 import { ConfigError } from '../../errors.js';
 import { cliLogger, configFor, print } from '../context.js';
+import { engineFor } from '../engine-for.js';
 import { collect, integer } from '../parse.js';
 import { waitForShutdown } from '../process/shutdown.js';
 
@@ -42,13 +43,8 @@ export function dashboardCommand(): Command {
           'host',
           `Expected FLEET_DASHBOARD_TOKEN to be set to serve on ${flags.host}, got no token (only a loopback host may go without)`,
         );
-      const { BullMqEngine } = await import('../../queue/bullmq/bullmq-engine.js');
-      const { MemoryEngine } = await import('../../queue/memory/memory-engine.js');
       const { startDashboard } = await import('../../../dashboard/index.js');
-      const engine =
-        config.engine === 'bullmq'
-          ? new BullMqEngine({ connection: config.redisUrl, prefix: config.prefix })
-          : new MemoryEngine();
+      const engine = await engineFor(config);
       try {
         const dashboard = await startDashboard({
           engine,

@@ -1,6 +1,7 @@
 /** `tenant-fleet enqueue <queue> <tenant> <name>`: add one job. */
 import { Command } from 'commander';
 import { ConfigError } from '../../errors.js';
+import { requirePgbossUrl } from '../config.js';
 import { cliLogger, configFor, openRegistry, print } from '../context.js';
 import { integer, json } from '../parse.js';
 import { checkRedis } from '../process/preflight.js';
@@ -30,7 +31,7 @@ export function enqueueCommand(): Command {
       if (config.engine === 'memory') {
         throw new ConfigError(
           'engine',
-          "Expected engine 'bullmq' to enqueue from the command line (a memory-engine job would vanish with this process), got 'memory'",
+          "Expected engine 'bullmq' or 'pgboss' to enqueue from the command line (a memory-engine job would vanish with this process), got 'memory'",
         );
       }
       const logger = cliLogger(config);
@@ -39,9 +40,10 @@ export function enqueueCommand(): Command {
       try {
         const { Fleet } = await import('../../fleet.js');
         const fleet = await Fleet.open({
-          engine: 'bullmq',
-          redis: config.redisUrl,
-          prefix: config.prefix,
+          engine: config.engine,
+          ...(config.engine === 'pgboss'
+            ? { database: requirePgbossUrl(config) }
+            : { redis: config.redisUrl, prefix: config.prefix }),
           registry,
           logger,
         });

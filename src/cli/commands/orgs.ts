@@ -1,9 +1,12 @@
 /** `tenant-fleet orgs add|list|update|deactivate|remove` and `tenant-fleet provision`. */
+
 import { Command, Option } from 'commander';
 import { ConfigError } from '../../errors.js';
+import type { QueueEngine } from '../../queue/engine.js';
 import type { Org, OrgInput, OrgPatch } from '../../tenancy/org.js';
 import { publicOrg } from '../../tenancy/org.js';
 import { cliLogger, configFor, openRegistry, print, printJson } from '../context.js';
+import { engineFor } from '../engine-for.js';
 import { integer, integerOrNone, noneAsNull, oneOf } from '../parse.js';
 import { checkRedis } from '../process/preflight.js';
 
@@ -168,7 +171,7 @@ export function orgsCommand(): Command {
         if (config.engine === 'memory') {
           throw new ConfigError(
             'engine',
-            "Expected engine 'bullmq' for --purge-jobs (memory-engine jobs live only in their own process), got 'memory'",
+            "Expected engine 'bullmq' or 'pgboss' for --purge-jobs (memory-engine jobs live only in their own process), got 'memory'",
           );
         }
         // Before the row goes, so an unreachable Redis leaves everything as it was.
@@ -189,13 +192,13 @@ export function orgsCommand(): Command {
   return orgs;
 }
 
-/** Removes the tenant's partitions of every queue under the configured prefix. */
+/** Removes the tenant's partitions of every queue of the configured engine. */
 async function purgeTenantJobs(
   config: Awaited<ReturnType<typeof configFor>>,
   slug: string,
 ): Promise<string[]> {
-  const { BullMqEngine } = await import('../../queue/bullmq/bullmq-engine.js');
-  const engine = new BullMqEngine({ connection: config.redisUrl, prefix: config.prefix });
+  // Both shared engines can purge a tenant from every queue at once.
+  const engine = (await engineFor(config)) as QueueEngine & { purgeTenant(slug: string): Promise<string[]> };
   try {
     return await engine.purgeTenant(slug);
   } finally {

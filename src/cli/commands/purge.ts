@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { ConfigError } from '../../errors.js';
 import { configFor, print } from '../context.js';
+import { engineFor } from '../engine-for.js';
 import { checkRedis } from '../process/preflight.js';
 
 /** The `purge` command. */
@@ -22,12 +23,11 @@ export function purgeCommand(): Command {
       if (config.engine === 'memory') {
         throw new ConfigError(
           'engine',
-          "Expected engine 'bullmq' to purge from the command line (memory-engine jobs live only in their own process), got 'memory'",
+          "Expected engine 'bullmq' or 'pgboss' to purge from the command line (memory-engine jobs live only in their own process), got 'memory'",
         );
       }
       await checkRedis(config);
-      const { BullMqEngine } = await import('../../queue/bullmq/bullmq-engine.js');
-      const engine = new BullMqEngine({ connection: config.redisUrl, prefix: config.prefix });
+      const engine = await engineFor(config);
       try {
         const tenants = await engine.purge(flags.queue, flags.tenant);
         if (flags.json) print(JSON.stringify({ queue: flags.queue, tenants }));

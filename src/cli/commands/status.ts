@@ -5,6 +5,7 @@
  */
 import { Command } from 'commander';
 import { cliLogger, configFor, print, printJson } from '../context.js';
+import { engineFor } from '../engine-for.js';
 import { integer } from '../parse.js';
 
 interface StatusFlags {
@@ -27,17 +28,12 @@ export function statusCommand(): Command {
     .action(async (flags: StatusFlags, command: Command) => {
       const config = await configFor(command);
       cliLogger(config);
-      const { BullMqEngine } = await import('../../queue/bullmq/bullmq-engine.js');
-      const { MemoryEngine } = await import('../../queue/memory/memory-engine.js');
       const { checkQueueName, checkTenant } = await import('../../queue/job-input.js');
       const { snapshotStoreFor } = await import('../../metrics/store-for-engine.js');
       const { FleetView } = await import('../../../dashboard/fleet-view.js');
       const queue = flags.queue === undefined ? undefined : checkQueueName(flags.queue);
       const tenant = flags.tenant === undefined ? undefined : checkTenant(flags.tenant);
-      const engine =
-        config.engine === 'bullmq'
-          ? new BullMqEngine({ connection: config.redisUrl, prefix: config.prefix })
-          : new MemoryEngine();
+      const engine = await engineFor(config);
       const store = snapshotStoreFor(engine);
       try {
         const page = await new FleetView(engine, store, queue ? [queue] : [], flags.top ?? 10, 2000).read();

@@ -6,6 +6,7 @@
  * Ctrl-C stops it cleanly; a second run reuses `.fleet/`.
  */
 import { Command } from 'commander';
+import { redactUrl } from '../../errors.js';
 import { prewarmJob, runStartupJobs } from '../../scheduler/startup.js';
 import { migrateTenants } from '../../scheduler/tenant-migrations.js';
 import { loadConfig } from '../config.js';
@@ -37,7 +38,10 @@ export function demoCommand(): Command {
       cronPattern,
       '*/10 * * * * *',
     )
-    .option('--keep', "with --engine bullmq, leave the demo's keys on Redis at exit (default: removed)")
+    .option(
+      '--keep',
+      "with --engine bullmq or pgboss, leave the demo's jobs on Redis or Postgres at exit (default: removed)",
+    )
     .option(
       '--dashboard-port <n>',
       'serve the dashboard on 127.0.0.1 at this port (0: none)',
@@ -46,7 +50,7 @@ export function demoCommand(): Command {
     )
     .addHelpText(
       'after',
-      '\nWith --engine bullmq the jobs go through Redis at --redis-url, REDIS_URL or FLEET_REDIS_URL (default redis://127.0.0.1:6379).',
+      '\nWith --engine bullmq the jobs go through Redis at --redis-url, REDIS_URL or FLEET_REDIS_URL (default redis://127.0.0.1:6379);\nwith --engine pgboss through Postgres at --pgboss-url, FLEET_PGBOSS_URL or DATABASE_URL (schema pgboss).',
     )
     .action(async (flags: DemoFlags, command: Command) => {
       const shutdown = waitForShutdown();
@@ -60,6 +64,7 @@ export function demoCommand(): Command {
           registryUrl: paths.registryUrl,
           engine: globals.engine ?? process.env.FLEET_ENGINE ?? 'memory',
           redisUrl: globals.redisUrl ?? process.env.FLEET_REDIS_URL ?? process.env.REDIS_URL,
+          pgbossUrl: globals.pgbossUrl,
           prefix: globals.prefix ?? process.env.FLEET_PREFIX ?? 'fleet-demo',
           budget: globals.budget ?? process.env.FLEET_BUDGET ?? '10',
           logLevel: globals.logLevel ?? process.env.FLEET_LOG_LEVEL ?? 'warn',
@@ -118,9 +123,12 @@ export function demoCommand(): Command {
         closeSchedules = schedules.close;
         flood = generateTraffic(fleet, tenants, stop.signal);
 
-        print(
-          `  engine: ${config.engine}${config.engine === 'bullmq' ? ` (prefix ${config.prefix})` : ' (in this process)'}`,
-        );
+        const where = {
+          bullmq: ` (prefix ${config.prefix})`,
+          pgboss: ` (schema pgboss on ${redactUrl(config.pgbossUrl ?? '')})`,
+          memory: ' (in this process)',
+        };
+        print(`  engine: ${config.engine}${where[config.engine]}`);
         print(`  worker: queue "${DEMO_QUEUE}", concurrency 8, fair across tenants`);
         print(`  scheduler: one "${DEMO_QUEUE}" job per active tenant on "${flags.cron}"`);
         print(
@@ -151,6 +159,10 @@ export function demoCommand(): Command {
         await flood;
         await closeSchedules?.();
         await dashboard?.close();
+        if (config.engine === 'pgboss' && !flags.keep) {
+          const purged = await fleet.engine.purge(DEMO_QUEUE).catch(() => []);
+          print(`removed the demo's jobs of ${purged.length} tenants from Postgres (--keep leaves them)`);
+        }
         await handle.close();
         if (config.engine === 'bullmq' && !flags.keep) {
           const removed = await deleteRedisPrefix(config.redisUrl, config.prefix);

@@ -7,23 +7,12 @@
  * hides those buttons and answers 405) and every write throws an {@link UnsupportedError}
  * saying so. Counts and jobs are read straight from the engine's partition.
  */
-import { BaseAdapter } from '@bull-board/api/dist/queueAdapters/base.js';
-import type {
-  AppJobScheduler,
-  JobCounts,
-  JobSchedulerUpdateResult,
-  JobState,
-  JobStatus,
-  QueueJob,
-  QueueJobJson,
-  QueueMetrics,
-  Status,
-} from '@bull-board/api/dist/types.js';
-import { UnsupportedError } from '../src/errors.js';
-import type { MemoryEngine } from '../src/queue/memory/memory-engine.js';
-import type { JobRecord, MemoryPartition } from '../src/queue/memory/partition.js';
+import type { JobCounts, JobState, JobStatus, QueueJob, QueueJobJson } from '@bull-board/api/dist/types.js';
+import { UnsupportedError } from '../../src/errors.js';
+import type { MemoryEngine } from '../../src/queue/memory/memory-engine.js';
+import type { JobRecord, MemoryPartition } from '../../src/queue/memory/partition.js';
+import { EnginePartitionAdapter, STATUSES } from './engine-partition-adapter.js';
 
-const STATUSES = ['active', 'waiting', 'delayed', 'completed', 'failed'] as const;
 type MemoryStatus = (typeof STATUSES)[number];
 
 function readOnly(action: string): never {
@@ -73,25 +62,21 @@ function queueJob(record: JobRecord): QueueJob {
 }
 
 /** One (queue, tenant) partition of a {@link MemoryEngine}, read-only. */
-export class MemoryPartitionAdapter extends BaseAdapter {
+export class MemoryPartitionAdapter extends EnginePartitionAdapter {
   readonly #engine: MemoryEngine;
-  readonly #queue: string;
-  readonly #tenant: string;
 
   constructor(engine: MemoryEngine, queue: string, tenant: string) {
-    super('bullmq', { readOnlyMode: true, allowRetries: false, delimiter: '.' });
+    super(queue, tenant, true);
     this.#engine = engine;
-    this.#queue = queue;
-    this.#tenant = tenant;
+  }
+
+  protected refuse(action: string): never {
+    return readOnly(action);
   }
 
   /** The partition now (a purge may have dropped it: then nothing). */
   #partition(): MemoryPartition | undefined {
-    return this.#engine.partitions().get(this.#queue)?.get(this.#tenant);
-  }
-
-  getName(): string {
-    return `${this.#queue}.${this.#tenant}`;
+    return this.#engine.partitions().get(this.queue)?.get(this.tenant);
   }
 
   async getJobCounts(): Promise<JobCounts> {
@@ -119,84 +104,15 @@ export class MemoryPartitionAdapter extends BaseAdapter {
     return record ? queueJob(record) : undefined;
   }
 
-  getStatuses(): Status[] {
-    return ['latest', ...STATUSES];
-  }
-
-  getJobStatuses(): JobStatus[] {
-    return [...STATUSES];
-  }
-
-  async getJobLogs(): Promise<string[]> {
-    return [];
-  }
-
-  async getMetrics(): Promise<QueueMetrics> {
-    return { meta: { count: 0, prevTS: 0, prevCount: 0 }, data: [], count: 0 };
-  }
-
-  // Not on Redis: bull-board shows no server stats for it.
-  async getRedisInfo(): Promise<string | null> {
-    return null;
-  }
-
-  async isPaused(): Promise<boolean> {
-    return false;
-  }
-
   async getGlobalConcurrency(): Promise<number | null> {
     return this.#partition()?.cap ?? null;
-  }
-
-  async getJobSchedulers(): Promise<Omit<AppJobScheduler, 'queueName'>[]> {
-    return [];
-  }
-
-  async getJobSchedulersCount(): Promise<number> {
-    return 0;
   }
 
   async clean(): Promise<void> {
     readOnly('clean jobs');
   }
 
-  async addJob(): Promise<QueueJob> {
-    return readOnly('add a job');
-  }
-
-  async pause(): Promise<void> {
-    readOnly('pause');
-  }
-
-  async resume(): Promise<void> {
-    readOnly('resume');
-  }
-
-  async empty(): Promise<void> {
-    readOnly('empty the partition');
-  }
-
-  async obliterate(): Promise<void> {
-    readOnly('obliterate the partition');
-  }
-
   async promoteAll(): Promise<void> {
     readOnly('promote jobs');
-  }
-
-  async removeJobScheduler(): Promise<boolean> {
-    return readOnly('remove a job scheduler');
-  }
-
-  async updateJobScheduler(): Promise<JobSchedulerUpdateResult> {
-    return readOnly('update a job scheduler');
-  }
-
-  async runJobSchedulerNow(): Promise<QueueJob | 'not-found'> {
-    return readOnly('run a job scheduler');
-  }
-
-  async setGlobalConcurrency(): Promise<void> {
-    readOnly('set the concurrency');
   }
 }

@@ -21,8 +21,8 @@
 import { createBullBoard } from '@bull-board/api';
 import { FastifyAdapter } from '@bull-board/fastify';
 import type { FastifyInstance } from 'fastify';
-import { partitionName } from '../src/queue/bullmq/partitions.js';
-import type { FleetView } from './fleet-view.js';
+import { partitionName } from '../../src/queue/bullmq/partitions.js';
+import type { FleetView } from '../fleet-view.js';
 import type { PartitionAdapter, PartitionAdapters } from './partition-adapters.js';
 
 const REFRESH_MS = 5000;

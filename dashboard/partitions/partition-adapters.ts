@@ -1,16 +1,20 @@
 /**
  * Where bull-board's adapters for the partitions come from, one kind per engine: on
  * BullMQ, bull-board's own BullMQAdapter over a `Queue` per partition on one shared
- * Redis connection; on the in-memory engine, the read-only {@link MemoryPartitionAdapter}.
+ * Redis connection; on pg-boss, {@link PgBossPartitionAdapter} over one board (a small
+ * pool of its own); on the in-memory engine, the read-only {@link MemoryPartitionAdapter}.
  */
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import type { BaseAdapter } from '@bull-board/api/dist/queueAdapters/base.js';
 import { Queue } from 'bullmq';
-import type { BullMqEngine } from '../src/queue/bullmq/bullmq-engine.js';
-import { openConnection } from '../src/queue/bullmq/cluster/connection.js';
-import { partitionName } from '../src/queue/bullmq/partitions.js';
-import type { MemoryEngine } from '../src/queue/memory/memory-engine.js';
+import type { BullMqEngine } from '../../src/queue/bullmq/bullmq-engine.js';
+import { openConnection } from '../../src/queue/bullmq/cluster/connection.js';
+import { partitionName } from '../../src/queue/bullmq/partitions.js';
+import type { MemoryEngine } from '../../src/queue/memory/memory-engine.js';
+import { PgBossBoard } from '../../src/queue/pgboss/board.js';
+import type { PgBossEngine } from '../../src/queue/pgboss/pgboss-engine.js';
 import { MemoryPartitionAdapter } from './memory-adapter.js';
+import { PgBossPartitionAdapter } from './pgboss-adapter.js';
 
 /** One registered partition: its adapter, and what to close when it is dropped. */
 export interface PartitionAdapter {
@@ -63,5 +67,17 @@ export function memoryAdapters(engine: MemoryEngine): PartitionAdapters {
       close: async () => {},
     }),
     close: async () => {},
+  };
+}
+
+/** pg-boss partitions through the engine's board: bull-board's retry, promote, remove and clean work (unless `readOnly`). */
+export function pgBossAdapters(engine: PgBossEngine, readOnly: boolean): PartitionAdapters {
+  const board = new PgBossBoard(engine.options.database, engine.options.schema);
+  return {
+    create: (queue, tenant) => ({
+      adapter: new PgBossPartitionAdapter(engine, board, queue, tenant, readOnly),
+      close: async () => {},
+    }),
+    close: () => board.close(),
   };
 }

@@ -1,0 +1,126 @@
+/**
+ * What the pg-boss engine promises beyond the conformance suite: its options, a typed
+ * error for an unreachable database, jobs that pg-boss's own API reads, a cap that holds
+ * when many handles claim at once, and wake-ups through LISTEN/NOTIFY across handles,
+ * counted on the server (pg_stat_activity), not in our own stats.
+ */
+import pg from 'pg';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ConfigError, DatabaseConnectionError } from '../../src/errors.js';
+import { PgBossEngine, type PgBossEngineOptions } from '../../src/queue/pgboss/pgboss-engine.js';
+import { PG_URL, uniqueName } from '../support/services.js';
+import { dropSchema, openPgBoss } from './engines.js';
+
+const LOCK = 30_000;
+
+describe('PgBossEngine options', () => {
+  const rows: Array<[label: string, options: Partial<PgBossEngineOptions>, field: string]> = [
+    ['database missing', { database: undefined as never }, 'database'],
+    ['database a redis URL', { database: 'redis://127.0.0.1:6379' }, 'database'],
+    ['schema with a capital', { schema: 'Jobs' }, 'schema'],
+    ['schema too long', { schema: 'x'.repeat(51) }, 'schema'],
+    ['maxConnections 0', { maxConnections: 0 }, 'maxConnections'],
+    ['keepCompleted 0', { keepCompleted: 0 }, 'keepCompleted'],
+    ['closeTimeoutMs -1', { closeTimeoutMs: -1 }, 'closeTimeoutMs'],
+  ];
+  it.each(rows)('%s: ConfigError naming the option', (_label, options, field) => {
+    let error: unknown;
+    try {
+      new PgBossEngine({ database: PG_URL, ...options });
+    } catch (thrown) {
+      error = thrown;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error).toMatchObject({ option: field });
+    expect((error as Error).message).toMatch(/^Expected /);
+  });
+});
+
+describe('PgBossEngine on Postgres', () => {
+  let schema: string;
+  let engines: PgBossEngine[];
+  let admin: pg.Client;
+  let open: () => PgBossEngine;
+
+  beforeEach(async () => {
+    const store = openPgBoss();
+    schema = store.schema;
+    engines = [];
+    open = () => {
+      const engine = store.open({ applicationName: `${schema}-app` });
+      engines.push(engine);
+      return engine;
+    };
+    admin = new pg.Client({ connectionString: PG_URL });
+    await admin.connect();
+  });
+  afterEach(async () => {
+    await Promise.all(engines.map((engine) => engine.close()));
+    await admin.end();
+    await dropSchema(schema);
+  });
+
+  it('rejects with DatabaseConnectionError, password redacted, and tries again on the next call', async () => {
+    const engine = new PgBossEngine({ database: 'postgres://fleet:s3cret@127.0.0.1:1/nowhere', schema });
+    engines.push(engine);
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const error = await engine.readyTenants('q').catch((thrown: unknown) => thrown);
+      expect(error).toBeInstanceOf(DatabaseConnectionError);
+      expect((error as Error).message).not.toContain('s3cret');
+      expect((error as Error).message).toContain('ECONNREFUSED');
+    }
+  });
+
+  it("stores jobs where pg-boss's own API reads them, the tenant as singleton_key", async () => {
+    const engine = open();
+    const queue = uniqueName('q');
+    const id = await engine.enqueue(queue, { tenant: 'acme', name: 'render', data: { n: 1 } });
+    const boss = await engine.boss();
+    const job = await boss.getJobById(queue, id);
+    expect(job).toMatchObject({ name: queue, data: { n: 1 }, singletonKey: 'acme', state: 'created' });
+    const active = await engine.fetch(queue, 'acme', 'w', LOCK);
+    expect((await boss.getJobById(queue, id))?.state).toBe('active');
+    await engine.complete(active!, { ok: true });
+    expect(await boss.getJobById(queue, id)).toMatchObject({ state: 'completed', output: { ok: true } });
+  });
+
+  it('never lets more than the cap run when eight handles claim one tenant at once', async () => {
+    const queue = uniqueName('q');
+    const handles = Array.from({ length: 8 }, () => open());
+    await handles[0]!.setTenantConcurrency(queue, 'acme', 3);
+    await handles[0]!.enqueueBulk(
+      queue,
+      Array.from({ length: 40 }, (_, i) => ({ tenant: 'acme', name: 'n', data: i })),
+    );
+    for (let round = 0; round < 5; round++) {
+      const claimed = await Promise.all(
+        handles.map((handle, i) => handle.fetchMany(queue, 'acme', `w${i}`, LOCK, 2)),
+      );
+      const held = claimed.flat();
+      // What the server holds, not what the handles report.
+      const { rows } = await admin.query(
+        `SELECT count(*)::int AS n FROM ${schema}.job WHERE name = $1 AND state = 'active'`,
+        [queue],
+      );
+      expect(rows[0].n).toBe(3);
+      expect(held).toHaveLength(3);
+      for (const job of held) await handles[0]!.complete(job, null);
+    }
+    expect((await handles[0]!.counts(queue, 'acme')).completed).toBe(15);
+  });
+
+  it('wakes a waiter on one handle when another enqueues, over one LISTEN connection each', async () => {
+    const waiter = open();
+    const producer = open();
+    const queue = uniqueName('q');
+    await waiter.waitForReady(queue, 1); // opens the LISTEN connection
+    const woken = waiter.waitForReady(queue, 600_000); // longer than the test: only a NOTIFY ends it
+    await producer.enqueue(queue, { tenant: 'acme', name: 'n', data: null });
+    await woken;
+    const { rows } = await admin.query(
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'LISTEN%'`,
+      [`${schema}-app:listen`],
+    );
+    expect(rows[0].n).toBe(1);
+  });
+});
