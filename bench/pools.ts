@@ -120,9 +120,44 @@ export async function hitPath(dir: string) {
     await viaPgPool();
     await viaPools();
     const comparison = await interleave(11, viaPgPool, viaPools);
+    // The checkout alone (acquire + release, no query), in CPU per checkout: by slug, and
+    // given the Org (as the worker does), against pg.Pool's connect() + release().
+    const checkouts = 20_000;
+    const cpuRun = (checkout: () => Promise<{ release(): void }>) => async (): Promise<Sample> => {
+      const start = performance.now();
+      const cpu = process.cpuUsage();
+      for (let i = 0; i < checkouts; i++) (await checkout()).release();
+      const used = process.cpuUsage(cpu);
+      const perOp = Number(((used.user + used.system) / checkouts).toFixed(2));
+      return {
+        ops: checkouts,
+        ms: performance.now() - start,
+        cpu: { node: perOp, redis: 0, postgres: 0, total: perOp },
+      };
+    };
+    const org = await registry.get('acme');
+    const pgCheckout = cpuRun(() => plain.connect());
+    const checkout = {
+      bySlug: await interleave(
+        7,
+        pgCheckout,
+        cpuRun(() => pools.acquire('acme')),
+      ),
+      byOrg: await interleave(
+        7,
+        pgCheckout,
+        cpuRun(() => pools.acquire(org)),
+      ),
+    };
     await plain.end();
     await pools.close();
-    return { database: 'postgres', opsPerSample: ops, baselineName: 'pg.Pool (max 4)', ...comparison };
+    return {
+      database: 'postgres',
+      opsPerSample: ops,
+      baselineName: 'pg.Pool (max 4)',
+      ...comparison,
+      checkout,
+    };
   } finally {
     await registry.close();
     await admin.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
