@@ -48,9 +48,9 @@ function byKind(all: Map<string, number>, prefixLength: number): Record<string, 
   const kinds: Record<string, number> = {};
   for (const [key, size] of all) {
     const rest = key.slice(prefixLength);
-    const kind = /^[^:]+:[0-9a-f-]{36}$|^[^:]+:\d+$/.test(rest)
-      ? 'job hash'
-      : rest.slice(rest.lastIndexOf(':') + 1);
+    // `{Q}:Q.T:<uuid>` (fleet) or `Q:<n>` (raw) is a job hash; else the key's last segment.
+    const last = rest.slice(rest.lastIndexOf(':') + 1);
+    const kind = /^[0-9a-f-]{36}$|^\d+$/.test(last) ? 'job hash' : last;
     kinds[kind] = (kinds[kind] ?? 0) + size;
   }
   return kinds;
@@ -103,18 +103,23 @@ async function fleetIdle(redis: Redis) {
       job = await engine.complete(job, null, { fetchNext: { workerId: 'w', lockDurationMs: LOCK } });
   }
   const all = await sizes(redis, prefix);
-  const retained = new Set(
-    (await redis.zrange(`${prefix}:bench:finished`, 0, -1)).map((m) => `${prefix}:bench.${m}`),
-  );
+  // One shard: a partition's keys start `<P>:{bench}:bench.<tenant>:`, the queue's own `<P>:{bench}:`.
+  const head = engine.partitionPrefix('bench', tenants[0]!);
+  const finished = await redis.zrange(`${head}:finished`, 0, -1);
+  const retained = new Set(finished.map((member) => `${head}:bench.${member}`));
   const perTenant = tenants.map((tenant) =>
     sum(
       [...all]
-        .filter(([key]) => key.startsWith(`${prefix}:bench.${tenant}:`) && !retained.has(key))
+        .filter(([key]) => key.startsWith(`${head}:bench.${tenant}:`) && !retained.has(key))
         .map(([, s]) => s),
     ),
   );
   const queueLevel = sum(
-    [...all].filter(([key]) => retained.has(key) || key.startsWith(`${prefix}:bench:`)).map(([, s]) => s),
+    [...all]
+      .filter(
+        ([key]) => retained.has(key) || (key.startsWith(`${head}:`) && !key.startsWith(`${head}:bench.`)),
+      )
+      .map(([, s]) => s),
   );
   await engine.close();
   await deleteKeys(redis, prefix);

@@ -109,6 +109,41 @@ describe('PgBossEngine on Postgres', () => {
     expect((await handles[0]!.counts(queue, 'acme')).completed).toBe(15);
   });
 
+  it('completes one partition from 40 concurrent callers without a deadlock, trimming as it goes', async () => {
+    const engine = new PgBossEngine({ database: PG_URL, schema, maxConnections: 20 });
+    engines.push(engine);
+    const queue = uniqueName('q');
+    for (let i = 0; i < 6000; i += 1000)
+      await engine.enqueueBulk(
+        queue,
+        Array.from({ length: 1000 }, (_, k) => ({ tenant: 'acme', name: 'n', data: i + k })),
+      );
+    // 40 callers, each completing its job and taking the next in one call, as slots do.
+    const failures: string[] = [];
+    await Promise.all(
+      Array.from({ length: 40 }, async (_, i) => {
+        let job = await engine.fetch(queue, 'acme', `w${i}`, LOCK);
+        while (job) {
+          try {
+            job = await engine.complete(job, null, {
+              fetchNext: { workerId: `w${i}`, lockDurationMs: LOCK },
+            });
+          } catch (error) {
+            failures.push((error as Error).message);
+            job = await engine.fetch(queue, 'acme', `w${i}`, LOCK);
+          }
+        }
+      }),
+    );
+    expect(failures).toEqual([]);
+    expect(await engine.counts(queue, 'acme')).toMatchObject({ waiting: 0, active: 0, completed: 6000 });
+    // Finished rows were trimmed down towards keepCompleted (100) on the way.
+    const { rows } = await admin.query(`SELECT count(*)::int AS n FROM ${schema}.job WHERE name = $1`, [
+      queue,
+    ]);
+    expect(rows[0].n).toBeLessThan(6000);
+  });
+
   it('wakes a waiter on one handle when another enqueues, over one LISTEN connection each', async () => {
     const waiter = open();
     const producer = open();

@@ -144,8 +144,11 @@ BEGIN
   END IF;
   -- Finished rows are kept up to a bound per partition: getJob hides those past it at
   -- once, and about one finish in 16 deletes them, adding them to fleet_count, so the
-  -- counts stay whole and no finish waits on a partition-wide counter row.
-  IF outcome <> 'retrying' AND random() < 0.0625 THEN
+  -- counts stay whole and no finish waits on a partition-wide counter row. One trim per
+  -- partition at a time (a transaction-scoped try-lock; the others skip it): two trims
+  -- deleting the same rows in different orders deadlocked under concurrent finishes.
+  IF outcome <> 'retrying' AND random() < 0.0625
+      AND pg_try_advisory_xact_lock(hashtext('fleet-trim:' || q), hashtext(t)) THEN
     WITH trimmed AS (
       DELETE FROM ${s}.job d WHERE d.name = q AND d.id IN (
         SELECT k.id FROM ${s}.job k
