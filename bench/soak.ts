@@ -75,6 +75,8 @@ export async function main() {
     }
   };
   const sample = async (phase: string) => {
+    // With --expose-gc, the heap is read after a collection (what is still referenced).
+    (globalThis as { gc?: () => void }).gc?.();
     const { keys, bytes } = await keyBytes(redis, prefix);
     const memory = process.memoryUsage();
     const point = {

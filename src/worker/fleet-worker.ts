@@ -212,7 +212,6 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
       let turn = await this.#claim(slug, 'fetch', () =>
         this.#engine.fetch(this.queue, slug, workerId, lockDurationMs),
       );
-      // A turn that ends by handing the slot on starts the next tenant's turn at once.
       while (turn !== null) turn = await this.#serve(turn);
     }
   }
@@ -259,7 +258,7 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     return { org, db, served: 0, first: job as ActiveJob<Data> };
   }
 
-  /** Runs a turn; resolves to the next tenant's turn when this one handed the slot on. */
+  /** Runs a turn, then hands its pick back; resolves to null (a turn hands nothing on). */
   async #serve(turn: Turn): Promise<Turn | null> {
     // A job taken after close() gave up waiting is not run: its lock expires and it runs again.
     if (this.#gaveUp) {
@@ -270,36 +269,9 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     // Each run gives its connection back, then hands the turn on (with a fresh one) or ends it.
     for (let next: ActiveJob | null = turn.first; next !== null; )
       next = await this.#run(next as ActiveJob<Data>, turn);
-    if (turn.handedOn !== undefined) return turn.handedOn;
     this.#picker.finish(turn.org.slug);
     this.#wake();
     return null;
-  }
-
-  /**
-   * Ends a turn whose last job succeeded: the picker names the next tenant now, and the
-   * completion takes that tenant's first job in the same engine call (one round trip
-   * where a plain worker would spend two). Resolves to that tenant's turn, if any.
-   */
-  async #handOn(job: ActiveJob<Data>, result: Result | undefined, started: number): Promise<Turn | null> {
-    this.#picker.finish(job.tenant);
-    const slug = this.#picker.pick();
-    if (slug !== null && this.#picker.hasEligible) this.#wakeOne();
-    let completing = false;
-    const complete = async (tenant?: string): Promise<ActiveJob | null> => {
-      completing = true;
-      const { workerId, lockDurationMs } = this.options;
-      const fetchNext =
-        tenant === undefined ? undefined : { fetchNext: { workerId, lockDurationMs, tenant } };
-      const next = await this.#engine.complete(job, result, fetchNext);
-      this.#completed(job, result, started);
-      return next;
-    };
-    const turn = slug === null ? null : await this.#claim(slug, 'complete', () => complete(slug));
-    // The next tenant could not start (no org, no connection): complete on its own.
-    if (!completing) await complete().catch((error: unknown) => this.#error(error, 'complete'));
-    this.#wake();
-    return turn;
   }
 
   #completed(job: ActiveJob<Data>, result: Result | undefined, started: number): void {
@@ -346,10 +318,6 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     turn.db = again ? await this.#borrower?.borrowAgain(turn.org) : undefined;
     // Nothing to lend without waiting: the turn ends, the next pick borrows as usual.
     if (this.#borrower !== undefined && turn.db === undefined) again = false;
-    if (failure === undefined && !again && !this.#closing) {
-      turn.handedOn = await this.#handOn(job, result, started);
-      return null;
-    }
     const epoch = this.#picker.readyEpoch(job.tenant);
     let next: ActiveJob | null = null;
     let settled = false;

@@ -76,6 +76,4 @@ export interface Turn {
   served: number;
   /** The job the turn starts with. */
   first: ActiveJob;
-  /** Set when the turn ended by handing the slot on: the next tenant's turn, or null. */
-  handedOn?: Turn | null;
 }

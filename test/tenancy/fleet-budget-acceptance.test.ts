@@ -4,9 +4,9 @@
  * database-mode tenants (plus schema-mode ones on Postgres) get a random workload for
  * FLEET_BUDGET_RUN_SECONDS (60 by default). Counted on the server every 20 ms, the
  * fleet's connections never exceed 24; every job completes; a process killed with
- * SIGKILL has its leases lapse within leaseTtlMs; and a 5 s outage of the budget's Redis
- * (a private redis-server frozen with SIGSTOP) opens no connection meanwhile and recovers
- * by itself.
+ * SIGKILL has its leases lapse within leaseTtlMs; and a 5 s outage of the fleet's Redis
+ * (one private redis-server, holding the queue and the budget, frozen with SIGSTOP) opens
+ * no connection meanwhile, loses no job, and recovers by itself.
  *
  * How the fleet's connections are told apart on the server: on Postgres, every tenant
  * database's URL carries `application_name=<tag>`, and the schema-mode pool's connections
@@ -24,7 +24,7 @@ import { connect, type RawConnection } from '../../src/tenancy/drivers/index.js'
 import { serverKeys } from '../../src/tenancy/fleet-budget/lease-scripts.js';
 import { serverOf } from '../../src/tenancy/pool/connector.js';
 import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
-import { MYSQL_URL, PG_URL, REDIS_URL, uniqueName, withDatabase } from '../support/services.js';
+import { MYSQL_URL, PG_URL, uniqueName, withDatabase } from '../support/services.js';
 import { until } from '../support/wait.js';
 import { openRegistry, type RegistryFixture } from '../worker/support.js';
 import type { BudgetProcessConfig, BudgetProcessReady } from './fixtures/fleet-budget-process.js';
@@ -43,8 +43,10 @@ let budgetRedis: PrivateRedis;
 beforeAll(async () => {
   reg = await openRegistry();
   admin = { pg: await connect(PG_URL), mysql: await connect(MYSQL_URL) };
-  redis = new Redis(REDIS_URL);
+  // One private redis-server holds both the queue and the budget, as a fleet with one
+  // Redis would, so the outage below takes both away.
   budgetRedis = await startPrivateRedis();
+  redis = new Redis(budgetRedis.url);
 });
 afterAll(async () => {
   await budgetRedis?.stop();
@@ -156,7 +158,7 @@ describe.each(['postgres', 'mysql'] as const)('fleet budget across four processe
     const leasesKey = serverKeys(budgetPrefix, server).leases;
     const budget = new Redis(budgetRedis.url);
     const fleet = await Fleet.open({
-      engine: new BullMqEngine({ connection: REDIS_URL, prefix: queuePrefix }),
+      engine: new BullMqEngine({ connection: budgetRedis.url, prefix: queuePrefix }),
       registry: reg.registry,
     });
     try {
@@ -166,7 +168,7 @@ describe.each(['postgres', 'mysql'] as const)('fleet budget across four processe
       for (let i = 0; i < 4; i++) {
         const config: BudgetProcessConfig = {
           registryUrl: reg.store.url,
-          queueRedisUrl: REDIS_URL,
+          queueRedisUrl: budgetRedis.url,
           queuePrefix,
           queue,
           budgetRedisUrl: budgetRedis.url,
@@ -233,8 +235,9 @@ describe.each(['postgres', 'mysql'] as const)('fleet budget across four processe
         intervalMs: 50,
       });
 
-      // At ~60%: freeze the budget's Redis for 5 s. No fleet connection may be opened
-      // meanwhile (a take already answered may still be connecting in the first moment).
+      // At ~60%: freeze the fleet's Redis (queue and budget) for 5 s. No fleet connection
+      // may be opened meanwhile (a take already answered may still be connecting in the
+      // first moment); afterwards every job still completes.
       await sleep(Math.max(0, started + RUN_MS * 0.6 - Date.now()));
       budgetRedis.pause();
       const pausedAt = Date.now();

@@ -362,52 +362,6 @@ describe.each(engines)('FleetWorker on the $name engine', (engine) => {
     await worker.close();
   });
 
-  it('ends each turn by completing its job and taking the next tenant’s first job in one engine call', async () => {
-    const { fleet, queue } = fx;
-    const tenants = await reg.addTenants(3);
-    await fleet.enqueueBulk(
-      queue,
-      tenants.flatMap((tenant) => [1, 2, 3, 4].map((i) => ({ tenant, name: 'n', data: i }))),
-    );
-    // Count what the worker asks of the engine (the engine itself runs as usual).
-    const engineUnderTest = fleet.engine;
-    const calls = { fetch: 0, handedOn: 0 };
-    const fetch = engineUnderTest.fetch.bind(engineUnderTest);
-    const complete = engineUnderTest.complete.bind(engineUnderTest);
-    // An engine may fetch inside complete (the memory engine does): count the worker's own.
-    let completing = 0;
-    engineUnderTest.fetch = (...args) => {
-      if (completing === 0) calls.fetch += 1;
-      return fetch(...args);
-    };
-    engineUnderTest.complete = async (job, result, options) => {
-      const tenant = options?.fetchNext?.tenant;
-      if (tenant !== undefined && tenant !== job.tenant) calls.handedOn += 1;
-      completing += 1;
-      try {
-        return await complete(job, result, options);
-      } finally {
-        completing -= 1;
-      }
-    };
-    const order: string[] = [];
-    const worker = fleet.worker(queue, async (job) => void order.push(job.tenant), {
-      concurrency: 1,
-      jobsPerTurn: 1,
-      borrowConnection: false,
-    });
-    await until(() => order.length === 12, 'every job to run');
-    await worker.close();
-    // Strict rotation, and every change of tenant went through a completion.
-    expect(order.slice(0, 3).sort()).toEqual([...tenants].sort());
-    for (let i = 3; i < 12; i++) expect(order[i]).toBe(order[i - 3]);
-    expect(calls.handedOn).toBeGreaterThanOrEqual(11);
-    // Fetches only start the slot and look again once the tenants run dry at the end
-    // (a plain worker would fetch once per tenant change: 12 times).
-    expect(calls.fetch).toBeLessThanOrEqual(4);
-    expect(await fleet.counts(queue, tenants[0]!)).toMatchObject({ completed: 4, active: 0, waiting: 0 });
-  });
-
   it('close() waits for running jobs, then stops fetching', async () => {
     const { fleet, queue } = fx;
     const [tenant] = await reg.addTenants(1);
