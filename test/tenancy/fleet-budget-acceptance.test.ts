@@ -49,8 +49,9 @@ beforeAll(async () => {
   redis = new Redis(budgetRedis.url);
 });
 afterAll(async () => {
-  await budgetRedis?.stop();
+  // The client first: its server is the private one stopped next.
   await redis?.quit();
+  await budgetRedis?.stop();
   await admin?.pg.close();
   await admin?.mysql.close();
   await reg?.cleanup();
