@@ -85,8 +85,8 @@ describe('BullMqEngine', () => {
     const { job: bullJob, token } = job!.lease as BullMqLease;
     await bullJob.moveToFailed(new Error('crash'), token, false);
     expect(await engine.counts('q', 'acme')).toMatchObject({ waiting: 1, active: 0 });
-    expect(await engine.readyTenants('q')).toEqual([]);
-    // Any worker's next sweep repairs the index.
+    // Any worker's next sweep repairs the index (readyTenants' own marker sweep may have
+    // done it already, when its interval has passed: not asserted either way).
     await engine.recoverStalled('q');
     expect(await engine.readyTenants('q')).toEqual(['acme']);
     expect((await engine.fetch('q', 'acme', 'w', LOCK))?.attempt).toBe(2);
