@@ -122,9 +122,6 @@ export {
 } from './scheduler/tenant-migrations.js';
 // tenancy: drivers
 export type { DatabaseKind, RawConnection, Row } from './tenancy/drivers/driver.js';
-// tenancy: the fleet-wide connection budget per database server
-export type { FleetBudgetStats, FleetServerStats } from './tenancy/fleet-budget/fleet-budget.js';
-export type { FleetBudgetOptions } from './tenancy/fleet-budget/options.js';
 // tenancy: orgs
 export {
   type Org,
@@ -137,6 +134,9 @@ export {
 // tenancy: TenantPools, the budgeted, LRU-evicting per-tenant connection pools
 export type { BudgetSnapshot } from './tenancy/pool/budget.js';
 export type { CloseReason } from './tenancy/pool/connection-pool.js';
+// tenancy: the fleet-wide connection budget per database server
+export type { FleetBudgetStats, FleetServerStats } from './tenancy/pool/fleet-budget/fleet-budget.js';
+export type { FleetBudgetOptions } from './tenancy/pool/fleet-budget/options.js';
 // tenancy: registry and secrets
 export {
   type OrgCountOptions,

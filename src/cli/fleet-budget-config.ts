@@ -5,8 +5,8 @@
  * (`pg-a.internal:5432=90,*=40`), over whatever the file says.
  */
 import { z } from 'zod';
-import type { FleetBudgetOptions } from '../tenancy/fleet-budget/options.js';
-import { MAX_PER_SERVER, MIN_LEASE_TTL_MS } from '../tenancy/fleet-budget/options.js';
+import type { FleetBudgetOptions } from '../tenancy/pool/fleet-budget/options.js';
+import { MAX_PER_SERVER, MIN_LEASE_TTL_MS } from '../tenancy/pool/fleet-budget/options.js';
 import { MAX_DURATION_MS } from '../validate.js';
 
 const limit = z.int().min(1).max(MAX_PER_SERVER);

@@ -8,7 +8,7 @@
 import { Fleet } from '../fleet.js';
 import type { Logger } from '../logger.js';
 import { PgBossEngine } from '../queue/pgboss/pgboss-engine.js';
-import type { FleetBudgetOptions } from '../tenancy/fleet-budget/options.js';
+import type { FleetBudgetOptions } from '../tenancy/pool/fleet-budget/options.js';
 import type { OrgRegistry } from '../tenancy/registry/org-registry.js';
 import { TenantPools } from '../tenancy/tenant-pools/tenant-pools.js';
 import { type FleetConfig, requirePgbossUrl } from './config.js';

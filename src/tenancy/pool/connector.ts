@@ -8,7 +8,7 @@
 import { FleetError, TenantConnectionError } from '../../errors.js';
 import { type RawConnection, sqlitePath } from '../drivers/driver.js';
 import { connect, databaseKindOf } from '../drivers/index.js';
-import { bindLease, type LeaseTaker } from '../fleet-budget/lease.js';
+import { bindLease, type LeaseTaker } from './fleet-budget/lease.js';
 import type { CloseReason } from './types.js';
 
 /** Opens raw connections to one database whose URL is a secret resolved on demand. */

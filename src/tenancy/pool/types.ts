@@ -5,9 +5,9 @@
  */
 
 import type { DatabaseKind, RawConnection } from '../drivers/driver.js';
-import type { LeaseTaker } from '../fleet-budget/lease.js';
 import type { StorageMode } from '../org.js';
 import type { ConnectionBudget, IdleSlot } from './budget.js';
+import type { LeaseTaker } from './fleet-budget/lease.js';
 import type { WaitSpec } from './wait-queue.js';
 
 /** Why a connection was closed, as the `connection:close` event reports it. */

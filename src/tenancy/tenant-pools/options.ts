@@ -9,7 +9,7 @@ import {
   type FleetBudgetOptions,
   type ResolvedFleetBudgetOptions,
   resolveFleetBudgetOptions,
-} from '../fleet-budget/options.js';
+} from '../pool/fleet-budget/options.js';
 import type { OrgRegistry } from '../registry/org-registry.js';
 import type { SecretsResolver } from '../secrets.js';
 

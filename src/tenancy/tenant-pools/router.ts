@@ -6,10 +6,10 @@
  */
 import { ConfigError } from '../../errors.js';
 import { databaseKindOf } from '../drivers/driver.js';
-import type { LeaseTaker } from '../fleet-budget/lease.js';
 import type { Org } from '../org.js';
 import type { ConnectionBudget } from '../pool/budget.js';
 import { ConnectionPool } from '../pool/connection-pool.js';
+import type { LeaseTaker } from '../pool/fleet-budget/lease.js';
 import type { PoolHooks } from '../pool/types.js';
 import type { OrgRegistry } from '../registry/org-registry.js';
 import type { SecretsResolver } from '../secrets.js';

@@ -4,10 +4,10 @@
  */
 
 import type { DatabaseKind } from '../drivers/driver.js';
-import type { FleetBudgetStats } from '../fleet-budget/fleet-budget.js';
 import type { StorageMode } from '../org.js';
 import type { BudgetSnapshot } from '../pool/budget.js';
 import type { CloseReason } from '../pool/connection-pool.js';
+import type { FleetBudgetStats } from '../pool/fleet-budget/fleet-budget.js';
 
 /** One pool as `stats()` reports it. */
 export interface PoolStats {

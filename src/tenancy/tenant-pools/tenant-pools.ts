@@ -23,10 +23,10 @@ import {
   UnknownTenantError,
   ValidationError,
 } from '../../errors.js';
-import { FleetBudget } from '../fleet-budget/fleet-budget.js';
 import type { Org } from '../org.js';
 import { ConnectionBudget } from '../pool/budget.js';
 import type { PooledConnection } from '../pool/connection-pool.js';
+import { FleetBudget } from '../pool/fleet-budget/fleet-budget.js';
 import { withinDeadline } from '../pool/wait-queue.js';
 import { OrgRegistry } from '../registry/org-registry.js';
 import { type AcquireOptions, acquireSignal } from './acquire-options.js';

@@ -4,8 +4,8 @@
  * without a round trip to Redis); giving one up for another process gives the lease back.
  * Either way the connection's local budget slot is freed once it has closed.
  */
-import type { ConnectionBudget, IdleSlot } from '../pool/budget.js';
-import type { PooledConnection } from '../pool/types.js';
+import type { ConnectionBudget, IdleSlot } from '../budget.js';
+import type { PooledConnection } from '../types.js';
 import { type FleetLease, leaseOf } from './lease.js';
 
 /** The lease of an idle slot (a pooled connection), if it was opened with one. */

@@ -15,9 +15,9 @@
  *   open keep serving; everything resumes when Redis answers again.
  */
 import { randomUUID } from 'node:crypto';
-import { ClosedError, FleetBudgetError } from '../../errors.js';
-import type { Logger } from '../../logger.js';
-import type { ConnectionBudget, IdleSlot } from '../pool/budget.js';
+import { ClosedError, FleetBudgetError } from '../../../errors.js';
+import type { Logger } from '../../../logger.js';
+import type { ConnectionBudget, IdleSlot } from '../budget.js';
 import { FleetLease, type LeaseTaker } from './lease.js';
 import { fleetKeys, RELEASE, RENEW, releasedChannel, TAKE, WITHDRAW, wantChannel } from './lease-scripts.js';
 import { LocalIdle, slotLease } from './local-idle.js';

@@ -3,8 +3,8 @@
  * the input type, the resolved type, and the one function that validates them.
  */
 import type { Redis } from 'ioredis';
-import { ConfigError, describe } from '../../errors.js';
-import { integerOption } from '../../validate.js';
+import { ConfigError, describe } from '../../../errors.js';
+import { integerOption } from '../../../validate.js';
 
 /** The fleet-wide connection budget: how many connections every process together may hold per server. */
 export interface FleetBudgetOptions {

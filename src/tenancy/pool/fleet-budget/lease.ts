@@ -3,7 +3,7 @@
  * pays for. The lease ends when that connection's `close()` has completed — once the
  * server has ended the session, like the local budget's slot — never earlier.
  */
-import type { RawConnection } from '../drivers/driver.js';
+import type { RawConnection } from '../../drivers/driver.js';
 
 /** A lease held by this process: one connection to `server`, open or being opened. */
 export class FleetLease {
