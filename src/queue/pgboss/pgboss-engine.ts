@@ -10,20 +10,23 @@
  * tenant (pg-boss 10 partitions `job` by queue; `createQueue` took 17–23 ms each here,
  * so 10,000 tenants would be minutes and 10,000 tables), each polled on its own. Groups
  * need pg-boss 12 (Node ≥ 22), are soft under races and pick by priority then age, not by
- * tenant. So the claim is the engine's: one plpgsql call that takes up to N ready rows of
- * one tenant with `FOR UPDATE SKIP LOCKED` through a partial index on (queue, tenant,
- * priority, order); for a capped tenant it first locks the partition's row and counts
- * its active jobs under that lock, so the cap never overshoots. Measured here (Postgres
- * 15, 2 cores busy with other work, load ≈ 6): complete + fetch of the next job in one
- * call 1.4 ms a job on one connection, the same with 100 queues in the schema (generic
- * plans); fetch then complete with a 100,000-job backlog in the partition 2.5 ms;
- * `readyTenants` over 1,001 tenants 44 ms (a skip scan, two index probes per tenant).
- * Readiness wakes through LISTEN/NOTIFY (wake-listener.ts), not polling.
+ * tenant. So the claim is the engine's: ready rows of one tenant taken with `FOR UPDATE
+ * SKIP LOCKED` through a partial index on (queue, tenant, priority, order); for a capped
+ * tenant the partition's row is locked first and its active jobs counted under that lock,
+ * so the cap never overshoots.
+ *
+ * Completions and claims are coalesced (settle-batcher.ts): the calls of a queue that
+ * arrive while a statement is in flight share the next one, so a busy worker pays one
+ * round trip and one commit per batch, as raw pg-boss does with `fetch({ batchSize })` +
+ * `complete(ids)`. One commit per job was what held the first version to a third of raw
+ * pg-boss's throughput (docs/BENCHMARKS.md). Readiness wakes through LISTEN/NOTIFY
+ * (wake-listener.ts), not polling.
  */
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import type PgBoss from 'pg-boss';
 import { ClosedError, DatabaseConnectionError, redactUrl } from '../../errors.js';
+import { runCloseSteps } from '../close-steps.js';
 import type {
   ActiveJob,
   BatchProgress,
@@ -59,6 +62,7 @@ import {
   toJobInfo,
 } from './rows.js';
 import { isConnectionError, startBossSchema, wakeChannel } from './schema.js';
+import { SettleBatcher } from './settle-batcher.js';
 import {
   batchSql,
   countsSql,
@@ -71,7 +75,7 @@ import {
   recoverSql,
   setCapSql,
 } from './statements.js';
-import { WakeListener } from './wake-listener.js';
+import { listenClient, WakeListener } from './wake-listener.js';
 
 export type { PgBossEngineOptions, ResolvedPgBossEngineOptions } from './options.js';
 
@@ -90,6 +94,7 @@ export class PgBossEngine extends EventEmitter<PgBossEngineEventMap> implements 
   readonly #listener: WakeListener;
   readonly #s: string;
   readonly #queues = new Map<string, Promise<void>>();
+  readonly #settlers = new Map<string, SettleBatcher>();
   #boss: PgBoss | null = null;
   #ready: Promise<void> | null = null;
   #closePromise: Promise<void> | null = null;
@@ -111,14 +116,7 @@ export class PgBossEngine extends EventEmitter<PgBossEngineEventMap> implements 
     this.#pool.on('error', onError);
     this.#listener = new WakeListener(async () => {
       await this.#init();
-      const client = new pg.Client({
-        connectionString: database,
-        application_name: `${applicationName}:listen`,
-      });
-      client.on('error', () => {}); // reported by the listener once it owns the client
-      await client.connect();
-      await client.query(`LISTEN ${wakeChannel(schema)}`);
-      return client;
+      return listenClient(database, `${applicationName}:listen`, wakeChannel(schema));
     }, onError);
   }
 
@@ -168,8 +166,15 @@ export class PgBossEngine extends EventEmitter<PgBossEngineEventMap> implements 
     );
   }
 
-  async fetch(queue: string, tenant: string, workerId: string, lockMs: number): Promise<ActiveJob | null> {
-    return (await this.fetchMany(queue, tenant, workerId, lockMs, 1))[0] ?? null;
+  /** One job, claimed in the next `fleet_settle` call of the queue (shared with other callers). */
+  async fetch(queue: string, tenant: string, _workerId: string, lockMs: number): Promise<ActiveJob | null> {
+    this.#checkOpen();
+    checkQueueName(queue);
+    checkTenant(tenant);
+    checkLockDuration(lockMs);
+    await this.#init();
+    const row = await this.#settler(queue).claim(tenant, lockMs);
+    return row === null ? null : toActiveJob(queue, tenant, row);
   }
 
   /**
@@ -195,6 +200,10 @@ export class PgBossEngine extends EventEmitter<PgBossEngineEventMap> implements 
     return result.rows.map((row) => toActiveJob(queue, tenant, row));
   }
 
+  /**
+   * Completes in the queue's next `fleet_settle` call, with the next job's claim (if
+   * asked) in the same call, so it sees the room the completion made under a cap.
+   */
   async complete(job: ActiveJob, result: unknown, options: CompleteOptions = {}): Promise<ActiveJob | null> {
     this.#checkOpen();
     const next = options.fetchNext;
@@ -203,20 +212,16 @@ export class PgBossEngine extends EventEmitter<PgBossEngineEventMap> implements 
     const nextTenant = next?.tenant === undefined ? job.tenant : checkTenant(next.tenant);
     const output = serialiseResult(result);
     const lease = job.lease as PgBossLease;
-    const { keepCompleted, keepFailed } = this.options;
-    const values = [job.queue, job.tenant, lease.uuid, lease.token, output, keepCompleted, keepFailed];
+    const settler = this.#settler(job.queue);
+    const completed = settler.complete(lease.uuid, lease.token, output);
     if (next === undefined) {
-      await this.#pool.query(
-        `SELECT ${this.#s}.fleet_finish($1, $2, $3, $4, true, $5, NULL, false, $6, $7)`,
-        values,
-      );
+      await completed;
       return null;
     }
-    const claimed = await this.#pool.query<ClaimedRow>(
-      `SELECT * FROM ${this.#s}.fleet_complete_next($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-      [...values, next.lockDurationMs, nextTenant],
-    );
-    return claimed.rows[0] ? toActiveJob(job.queue, nextTenant, claimed.rows[0]) : null;
+    const claimed = settler.claim(nextTenant, next.lockDurationMs);
+    // Both settle with one statement; wait for both so neither rejection goes unheard.
+    const [, row] = await Promise.all([completed, claimed]);
+    return row === null ? null : toActiveJob(job.queue, nextTenant, row);
   }
 
   async fail(job: ActiveJob, error: Error, options: { unrecoverable?: boolean } = {}): Promise<FailOutcome> {
@@ -332,24 +337,10 @@ export class PgBossEngine extends EventEmitter<PgBossEngineEventMap> implements 
     this.#closePromise ??= (async () => {
       const steps = [
         () => this.#listener.close(),
-        () => this.#boss?.stop({ close: false, graceful: false, wait: true }),
+        async () => this.#boss?.stop({ close: false, graceful: false, wait: true }),
         () => this.#pool.end(),
       ];
-      const deadline = new Promise<void>((resolve) =>
-        setTimeout(resolve, this.options.closeTimeoutMs).unref(),
-      );
-      await Promise.race([
-        (async () => {
-          for (const step of steps) {
-            try {
-              await step();
-            } catch (error) {
-              this.emit('pg:error', { error: error as Error });
-            }
-          }
-        })(),
-        deadline,
-      ]);
+      await runCloseSteps(steps, this.options.closeTimeoutMs, (error) => this.emit('pg:error', { error }));
     })();
     return this.#closePromise;
   }
@@ -377,6 +368,17 @@ export class PgBossEngine extends EventEmitter<PgBossEngineEventMap> implements 
       throw error;
     });
     return this.#ready;
+  }
+
+  /** The batcher of a queue's completions and claims. */
+  #settler(queue: string): SettleBatcher {
+    let settler = this.#settlers.get(queue);
+    if (settler === undefined) {
+      const { keepCompleted } = this.options;
+      settler = new SettleBatcher({ pool: this.#pool, schema: this.#s, queue, keepCompleted });
+      this.#settlers.set(queue, settler);
+    }
+    return settler;
   }
 
   /** Creates the pg-boss queue behind a logical queue once per engine (pg-boss skips an existing one). */

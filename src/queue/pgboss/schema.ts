@@ -12,9 +12,10 @@
  * - `fleet_batch`: the counts `batchProgress` reads;
  * - partial indexes: the ready index `(name, tenant, priority, seq) WHERE state <
  *   'active'` that claims and `readyTenants` (a skip scan) read, and one of active jobs;
- * - `fleet_claim` / `fleet_finish` / `fleet_complete_next`: plpgsql functions, so a claim
- *   or a finish is one round trip, and each statement inside sees a fresh snapshot
- *   (READ COMMITTED), which is what makes the cap check strict after the row lock. Their
+ * - `fleet_claim` / `fleet_finish` / `fleet_settle` (settle-function.ts): plpgsql
+ *   functions, so a claim, a failure or a batch of completions and claims is one round
+ *   trip, and each statement inside sees a fresh snapshot (READ COMMITTED), which is
+ *   what makes the cap check strict after the row lock. Their
  *   plans are generic from the first call: custom plans re-plan over every partition of
  *   pg-boss's `job` (one per queue) on each of a connection's first five calls.
  *
@@ -23,9 +24,10 @@
  */
 import type pg from 'pg';
 import PgBoss from 'pg-boss';
+import { settleFunctionDdl } from './settle-function.js';
 
 /** Bumped when what `install` creates changes; stored in `<schema>.fleet_version`. */
-const FLEET_SCHEMA_VERSION = 1;
+const FLEET_SCHEMA_VERSION = 2;
 
 /** The NOTIFY channel of a schema's wake-ups; the payload is the queue name. */
 export function wakeChannel(schema: string): string {
@@ -172,16 +174,10 @@ BEGIN
   RETURN outcome;
 END $$ LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan;
 
-CREATE OR REPLACE FUNCTION ${s}.fleet_complete_next(q text, t text, jid uuid, tok text,
-  output jsonb, keep_completed integer, keep_failed integer, lock_ms bigint, next_tenant text)
-RETURNS TABLE (id uuid, fleet_key text, fleet_name text, data jsonb, retry_count integer,
-  retry_limit integer, created_ms double precision, fleet_batch text, token text) AS $$
-BEGIN
-  PERFORM ${s}.fleet_finish(q, t, jid, tok, true, output, NULL, false, keep_completed, keep_failed);
-  RETURN QUERY SELECT * FROM ${s}.fleet_claim(q, next_tenant, 1, lock_ms);
-END $$ LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan;
 
+${settleFunctionDdl(s, channel)}
 CREATE TABLE IF NOT EXISTS ${s}.fleet_version (version integer NOT NULL);
+DELETE FROM ${s}.fleet_version;
 INSERT INTO ${s}.fleet_version (version) VALUES (${FLEET_SCHEMA_VERSION});
 `;
 }
@@ -191,11 +187,16 @@ INSERT INTO ${s}.fleet_version (version) VALUES (${FLEET_SCHEMA_VERSION});
  * created) unless they are there; safe to run from many processes at once.
  */
 async function installFleetSchema(pool: pg.Pool, schema: string): Promise<void> {
-  const installed = `SELECT to_regclass('${schema}.fleet_version') IS NOT NULL AS installed`;
-  if ((await pool.query<{ installed: boolean }>(installed)).rows[0]!.installed) return;
+  const current = async (db: pg.Pool | pg.PoolClient): Promise<boolean> => {
+    const exists = `SELECT to_regclass('${schema}.fleet_version') IS NOT NULL AS installed`;
+    if (!(await db.query<{ installed: boolean }>(exists)).rows[0]!.installed) return false;
+    const version = `SELECT coalesce(max(version), 0) AS version FROM ${schema}.fleet_version`;
+    return (await db.query<{ version: number }>(version)).rows[0]!.version >= FLEET_SCHEMA_VERSION;
+  };
+  if (await current(pool)) return;
+  // Every statement of the DDL is idempotent, so an older install is brought up to date by running it again.
   await withSchemaLock(pool, schema, async (client) => {
-    if (!(await client.query<{ installed: boolean }>(installed)).rows[0]!.installed)
-      await client.query(ddl(schema));
+    if (!(await current(client))) await client.query(ddl(schema));
   });
 }
 

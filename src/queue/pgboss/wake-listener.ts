@@ -5,8 +5,21 @@
  * is committed and visible. Jobs that become due by time (a delay, a backoff) send no
  * notification: a waiter sleeps until the queue's next due job at the latest.
  */
-import type pg from 'pg';
+import pg from 'pg';
 import { getOrCreate } from '../get-or-create.js';
+
+/** Connects a client of its own (not the pool's) that LISTENs on `channel`. */
+export async function listenClient(
+  database: string,
+  applicationName: string,
+  channel: string,
+): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: database, application_name: applicationName });
+  client.on('error', () => {}); // reported by the listener once it owns the client
+  await client.connect();
+  await client.query(`LISTEN ${channel}`);
+  return client;
+}
 
 /** Wakes `waitForReady` callers per queue from NOTIFY messages. */
 export class WakeListener {
