@@ -137,4 +137,36 @@ describe('PgBossEngine settles in batches', () => {
     expect(capped.filter((job) => job !== null)).toHaveLength(2);
     expect(await engine.counts(queue, 'capped')).toMatchObject({ active: 2, waiting: 4 });
   });
+
+  it('writes caps set together in one go, the last asked for a tenant winning, and rewrites no row whose cap is unchanged', async () => {
+    const tenants = Array.from({ length: 200 }, (_, i) => `t${i}`);
+    await Promise.all([
+      ...tenants.map((tenant, i) => engine.setTenantConcurrency(queue, tenant, i % 2 === 0 ? 2 : null)),
+      engine.setTenantConcurrency(queue, 't1', 5),
+    ]);
+    const { rows } = await admin.query<{ tenant: string; cap: number | null }>(
+      `SELECT tenant, cap FROM ${schema}.fleet_partition WHERE queue = $1`,
+      [queue],
+    );
+    const caps = new Map(rows.map((row) => [row.tenant, row.cap]));
+    expect(caps.size).toBe(200);
+    expect(caps.get('t0')).toBe(2);
+    expect(caps.get('t1')).toBe(5);
+    expect(caps.get('t3')).toBeNull();
+    // Setting the same caps again changes no row: no row version is written.
+    const before = await admin.query(
+      `SELECT xmin::text FROM ${schema}.fleet_partition WHERE queue = $1 ORDER BY tenant`,
+      [queue],
+    );
+    await Promise.all(
+      tenants.map((tenant, i) =>
+        engine.setTenantConcurrency(queue, tenant, i === 1 ? 5 : i % 2 === 0 ? 2 : null),
+      ),
+    );
+    const after = await admin.query(
+      `SELECT xmin::text FROM ${schema}.fleet_partition WHERE queue = $1 ORDER BY tenant`,
+      [queue],
+    );
+    expect(after.rows).toEqual(before.rows);
+  });
 });

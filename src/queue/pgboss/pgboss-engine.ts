@@ -20,7 +20,7 @@
  * round trip and one commit per batch, as raw pg-boss does with `fetch({ batchSize })` +
  * `complete(ids)`. One commit per job was what held the first version to a third of raw
  * pg-boss's throughput (docs/BENCHMARKS.md). Readiness wakes through LISTEN/NOTIFY
- * (wake-listener.ts), not polling.
+ * (wake-listener.ts), not polling. A batch of caps is one statement too (cap-writer.ts).
  */
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
@@ -47,6 +47,7 @@ import {
   normaliseJobs,
   serialiseResult,
 } from '../job-input.js';
+import { CapWriter } from './cap-writer.js';
 import { insertJobs } from './enqueue.js';
 import {
   type PgBossEngineOptions,
@@ -73,7 +74,6 @@ import {
   purgeTenantSql,
   readyTenantsSql,
   recoverSql,
-  setCapSql,
 } from './statements.js';
 import { listenClient, WakeListener } from './wake-listener.js';
 
@@ -95,6 +95,7 @@ export class PgBossEngine extends EventEmitter<PgBossEngineEventMap> implements 
   readonly #s: string;
   readonly #queues = new Map<string, Promise<void>>();
   readonly #settlers = new Map<string, SettleBatcher>();
+  readonly #caps: CapWriter;
   #boss: PgBoss | null = null;
   #ready: Promise<void> | null = null;
   #closePromise: Promise<void> | null = null;
@@ -114,6 +115,7 @@ export class PgBossEngine extends EventEmitter<PgBossEngineEventMap> implements 
       application_name: applicationName,
     });
     this.#pool.on('error', onError);
+    this.#caps = new CapWriter(this.#pool, schema, wakeChannel(schema));
     this.#listener = new WakeListener(async () => {
       await this.#init();
       return listenClient(database, `${applicationName}:listen`, wakeChannel(schema));
@@ -128,7 +130,7 @@ export class PgBossEngine extends EventEmitter<PgBossEngineEventMap> implements 
   }
 
   async enqueue<Data>(queue: string, job: EnqueueJob<Data>): Promise<string> {
-    return (await this.enqueueBulk(queue, [job]))[0]!;
+    return (await this.enqueueCounted(queue, [job])).ids[0]!;
   }
 
   async enqueueBulk<Data>(queue: string, jobs: readonly EnqueueJob<Data>[]): Promise<string[]> {
@@ -184,18 +186,18 @@ export class PgBossEngine extends EventEmitter<PgBossEngineEventMap> implements 
   async fetchMany(
     queue: string,
     tenant: string,
-    _workerId: string,
-    lockDurationMs: number,
+    _worker: string,
+    lockMs: number,
     max: number,
   ): Promise<ActiveJob[]> {
     this.#checkOpen();
     checkQueueName(queue);
     checkTenant(tenant);
-    checkLockDuration(lockDurationMs);
+    checkLockDuration(lockMs);
     await this.#init();
     const result = await this.#pool.query<ClaimedRow>(
       `SELECT * FROM ${this.#s}.fleet_claim($1, $2, $3, $4)`,
-      [queue, tenant, max, lockDurationMs],
+      [queue, tenant, max, lockMs],
     );
     return result.rows.map((row) => toActiveJob(queue, tenant, row));
   }
@@ -264,11 +266,8 @@ export class PgBossEngine extends EventEmitter<PgBossEngineEventMap> implements 
     this.#checkOpen();
     checkQueueName(queue);
     await this.#init();
-    const result = await this.#pool.query<{ moved: number }>(recoverSql(this.#s), [
-      queue,
-      this.options.maxStalledCount,
-    ]);
-    return result.rows[0]!.moved;
+    const values = [queue, this.options.maxStalledCount];
+    return (await this.#pool.query<{ moved: number }>(recoverSql(this.#s), values)).rows[0]!.moved;
   }
 
   async setTenantConcurrency(queue: string, tenant: string, max: number | null): Promise<void> {
@@ -277,7 +276,7 @@ export class PgBossEngine extends EventEmitter<PgBossEngineEventMap> implements 
     checkTenant(tenant);
     const cap = checkConcurrency(max);
     await this.#init();
-    await this.#pool.query(setCapSql(this.#s), [queue, tenant, cap]);
+    await this.#caps.set(queue, tenant, cap);
   }
 
   async counts(queue: string, tenant: string): Promise<JobCounts> {

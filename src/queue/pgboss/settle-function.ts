@@ -22,6 +22,15 @@
  * Returns the claimed rows, tenant by tenant in claim order.
  */
 
+/**
+ * The cap of tenant `w.t`'s partition, one primary-key probe per claim: a plain join let
+ * the planner hash every partition row of the queue (3 ms a batch at 1,000 tenants).
+ * `LIMIT 1` keeps the subquery from being pulled up into such a join.
+ */
+function partitionCap(s: string): string {
+  return `SELECT p.cap FROM ${s}.fleet_partition p WHERE p.queue = q AND p.tenant = w.t LIMIT 1`;
+}
+
 /** The DDL of `fleet_settle` in schema `s`, whose wake-ups go to `channel`. */
 export function settleFunctionDdl(s: string, channel: string): string {
   return `
@@ -38,7 +47,8 @@ BEGIN
     ), done AS (
       UPDATE ${s}.job j SET state = 'completed', completed_on = clock_timestamp(), output = i.output
       FROM input i
-      WHERE j.name = q AND j.id = i.id AND j.state = 'active' AND j.started_on = i.tok::timestamptz
+      WHERE j.name = q AND j.id = ANY(done_ids) AND j.id = i.id AND j.state = 'active'
+        AND j.started_on = i.tok::timestamptz
         AND j.started_on + j.expire_in > clock_timestamp()
       RETURNING j.singleton_key AS t, j.fleet_batch AS b
     )
@@ -75,7 +85,7 @@ BEGIN
     RETURN QUERY
     WITH wanted AS (
       SELECT w.t, w.n FROM unnest(claim_tenants, claim_counts) AS w(t, n)
-      JOIN ${s}.fleet_partition p ON p.queue = q AND p.tenant = w.t AND p.cap IS NULL
+      CROSS JOIN LATERAL (${partitionCap(s)}) p WHERE p.cap IS NULL
     ), picked AS (
       SELECT x.id FROM wanted w CROSS JOIN LATERAL (
         SELECT j.id FROM ${s}.job j
@@ -86,7 +96,7 @@ BEGIN
     ), claimed AS (
       UPDATE ${s}.job j SET state = 'active', started_on = clock_timestamp(),
         expire_in = make_interval(secs => lock_ms / 1000.0)
-      FROM picked WHERE j.name = q AND j.id = picked.id
+      WHERE j.name = q AND j.id = ANY(ARRAY(SELECT picked.id FROM picked))
       RETURNING j.*
     )
     SELECT c.singleton_key, c.id, c.fleet_key, c.fleet_name, c.data, c.retry_count, c.retry_limit,
@@ -94,7 +104,7 @@ BEGIN
     FROM claimed c ORDER BY c.singleton_key, c.priority DESC, c.fleet_seq;
 
     FOR r IN SELECT w.t, w.n FROM unnest(claim_tenants, claim_counts) AS w(t, n)
-        JOIN ${s}.fleet_partition p ON p.queue = q AND p.tenant = w.t AND p.cap IS NOT NULL
+        CROSS JOIN LATERAL (${partitionCap(s)}) p WHERE p.cap IS NOT NULL
         ORDER BY w.t LOOP
       RETURN QUERY SELECT r.t, k.* FROM ${s}.fleet_claim(q, r.t, r.n, lock_ms) k;
     END LOOP;

@@ -169,24 +169,6 @@ WITH jobs AS (
 SELECT tenant FROM partitions UNION SELECT tenant FROM jobs ORDER BY 1`;
 }
 
-/**
- * Sets (or lifts) a partition's cap, creating its row; writes (and NOTIFYs) only when the
- * cap changes, so a worker lifting the absent cap of every tenant it first sees costs
- * a read each, not a commit and a wake-up each. $1 queue; $2 tenant; $3 cap or null.
- */
-export function setCapSql(s: string): string {
-  return `
-WITH capped AS (
-  INSERT INTO ${s}.fleet_partition (queue, tenant, cap)
-  SELECT $1::text, $2::text, $3::int
-  WHERE NOT EXISTS (SELECT 1 FROM ${s}.fleet_partition p
-    WHERE p.queue = $1::text AND p.tenant = $2::text AND p.cap IS NOT DISTINCT FROM $3::int)
-  ON CONFLICT (queue, tenant) DO UPDATE SET cap = excluded.cap
-  RETURNING 1
-)
-SELECT pg_notify('${wakeChannel(s)}', $1::text) FROM capped`;
-}
-
 /** A batch's counts. $1 batch id. */
 export function batchSql(s: string): string {
   return `SELECT total::int, completed::int, failed::int FROM ${s}.fleet_batch WHERE id = $1::text`;
