@@ -106,6 +106,9 @@ export class TenantDirectory {
         this.#o.onError(error, 'registry.findMany');
         return undefined;
       });
+    // With the orgs in hand only the caps are left to set: all at once, which engines
+    // pipeline (BullMQ) or coalesce into one statement (pg-boss).
+    const lanes = found === undefined ? LOAD_CONCURRENCY : slugs.length;
     let next = 0;
     const lane = async () => {
       while (next < slugs.length) {
@@ -113,7 +116,7 @@ export class TenantDirectory {
         await this.#load(slug, found && (found.get(slug) ?? null));
       }
     };
-    await Promise.all(Array.from({ length: Math.min(LOAD_CONCURRENCY, slugs.length) }, lane));
+    await Promise.all(Array.from({ length: Math.min(lanes, slugs.length) }, lane));
   }
 
   /** `known`: the org as already read (null: not registered), or undefined to read it now. */
