@@ -25,12 +25,12 @@ export interface LeaseStoreCase {
   close(): Promise<void>;
 }
 
-/** The Redis store on the shared test Redis. */
-export function redisLeaseStore(): LeaseStoreCase {
-  const redis = new Redis(REDIS_URL);
+/** The Redis store on the shared test Redis (or the one at `url`). */
+export function redisLeaseStore(url = REDIS_URL): LeaseStoreCase {
+  const redis = new Redis(url);
   return {
     name: 'redis',
-    option: (url = REDIS_URL) => ({ redis: url }),
+    option: (other = url) => ({ redis: other }),
     leaseIds: (prefix, server) => redis.zrange(serverKeys(prefix, server).leases, 0, -1),
     queued: (prefix, server) => redis.zcard(serverKeys(prefix, server).queue),
     async takeDead(prefix, server, id, limit, ttlMs) {

@@ -102,9 +102,9 @@ export class FleetBudget implements LeaseTaker {
     const state = this.#state(server);
     if (!state) return undefined;
     if (this.#closed) throw new ClosedError('fleet budget');
-    const id = `${this.#processId}:${++this.#seq}`;
-    if (wanted) return this.#wait(state, id, wanted);
-    if (await this.#try(state, id, '')) return this.#hold(id, server);
+    if (wanted) return this.#wait(state, wanted);
+    const id = await this.#try(state, '');
+    if (id !== undefined) return this.#hold(id, server);
     throw new FleetBudgetError(server, 'full');
   }
 
@@ -156,9 +156,9 @@ export class FleetBudget implements LeaseTaker {
     await this.#store.close();
   }
 
-  async #wait(state: ServerState, id: string, wanted: () => boolean): Promise<FleetLease> {
+  async #wait(state: ServerState, wanted: () => boolean): Promise<FleetLease> {
     const deadline = Date.now() + this.#acquireTimeoutMs;
-    const ticket = `${id}:ticket`;
+    const ticket = `${this.#processId}:${++this.#seq}:ticket`;
     let failure: unknown;
     state.waiting++;
     try {
@@ -169,7 +169,8 @@ export class FleetBudget implements LeaseTaker {
         }
         failure = undefined;
         try {
-          if (await this.#try(state, id, ticket)) return this.#hold(id, state.server);
+          const id = await this.#try(state, ticket);
+          if (id !== undefined) return this.#hold(id, state.server);
         } catch (err) {
           failure = err;
         }
@@ -195,18 +196,24 @@ export class FleetBudget implements LeaseTaker {
     });
   }
 
-  // One attempt at a lease; rejects with FleetBudgetError('unreachable') when the store fails.
-  async #try(state: ServerState, id: string, ticket: string): Promise<boolean> {
+  // One attempt at a lease: its id when granted. Rejects with FleetBudgetError('unreachable')
+  // when the store fails; a take that failed only on its way back (the store granted it,
+  // then the answer came too late or the connection dropped) is given back at once rather
+  // than left to block the server until it lapses, which is why every attempt has an id
+  // of its own: that release can never remove a lease granted to a later attempt.
+  async #try(state: ServerState, ticket: string): Promise<string | undefined> {
+    const id = `${this.#processId}:${++this.#seq}`;
     let answer: { taken: boolean; live: number };
     try {
       answer = await this.#store.take(state.server, state.limit, id, ticket, this.#options.leaseTtlMs);
     } catch (err) {
       this.#unreached(err);
+      this.#track(this.#store.release(state.server, id));
       throw new FleetBudgetError(state.server, 'unreachable', { cause: err });
     }
     this.#reached();
     state.live = answer.live;
-    return answer.taken;
+    return answer.taken ? id : undefined;
   }
 
   #hold(id: string, server: string): FleetLease {
@@ -222,21 +229,18 @@ export class FleetBudget implements LeaseTaker {
     const state = this.#servers.get(lease.server);
     if (!state) return;
     state.live = Math.max(0, state.live - 1);
-    const releasing = this.#store
-      .release(lease.server, lease.id)
-      .catch((err: unknown) => this.#unreached(err))
-      .finally(() => this.#releasing.delete(releasing));
-    this.#releasing.add(releasing);
+    this.#track(this.#store.release(lease.server, lease.id), (err) => this.#unreached(err));
   }
 
   #withdraw(state: ServerState, ticket: string): void {
-    const withdrawing = this.#store
-      .withdraw(state.server, ticket)
-      .catch(() => {
-        // Unreachable: the ticket lapses within the lease TTL.
-      })
-      .finally(() => this.#releasing.delete(withdrawing));
-    this.#releasing.add(withdrawing);
+    // Unreachable: the ticket lapses within the lease TTL.
+    this.#track(this.#store.withdraw(state.server, ticket));
+  }
+
+  // A call to the store that close() waits for; failing, it lapses within the TTL.
+  #track(call: Promise<unknown>, onError: (err: unknown) => void = () => {}): void {
+    const tracked: Promise<unknown> = call.catch(onError).finally(() => this.#releasing.delete(tracked));
+    this.#releasing.add(tracked);
   }
 
   // Asks the other processes, at most once per poll per server, to close an idle

@@ -12,7 +12,7 @@ import { ensureSql, ident, MISSING_CODES } from './lease-sql.js';
 /** What the store's own connections are called in `pg_stat_activity`. */
 export const APPLICATION_NAME = 'tenant-fleet-budget';
 // Takes serialise on a server's row anyway: a few connections carry every caller.
-const POOL_SIZE = 4;
+const POOL_SIZE = 3;
 
 /** Runs the lease functions and NOTIFYs, and hands notifications of the channel to `onPayload`. */
 export class PgLink {
