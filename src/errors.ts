@@ -150,18 +150,20 @@ export class UnsupportedError extends FleetError {
 
 /**
  * No lease of the fleet-wide connection budget could be had for a database server: the
- * budget is full (and the caller would not wait, or waited its time), or the Redis that
+ * budget is full (and the caller would not wait, or waited its time), or the store that
  * keeps the budget did not answer (fail closed: no connection is opened without a lease).
  */
 export class FleetBudgetError extends FleetError {
   /** `host:port` of the database server; never a credential. */
   readonly server: string;
-  /** `full`: every lease is held; `unreachable`: the budget's Redis did not answer. */
+  /** `full`: every lease is held; `unreachable`: the budget's lease store did not answer. */
   readonly reason: 'full' | 'unreachable';
 
   constructor(server: string, reason: 'full' | 'unreachable', options?: { cause?: unknown }) {
     const got =
-      reason === 'full' ? 'every lease of its fleet budget held' : "no answer from the fleet budget's Redis";
+      reason === 'full'
+        ? 'every lease of its fleet budget held'
+        : "no answer from the fleet budget's lease store (Redis or Postgres)";
     super('FLEET_BUDGET', `Expected a connection lease for database server ${server}, got ${got}`, options);
     this.server = server;
     this.reason = reason;

@@ -3,6 +3,11 @@
  * config file it is an object; `--server-budget` and `FLEET_SERVER_BUDGET` set its limits
  * as `host:port=n` pairs, comma-separated, `*=n` for every other server
  * (`pg-a.internal:5432=90,*=40`), over whatever the file says.
+ *
+ * Where the leases are kept: `fleetBudget.redisUrl` or `fleetBudget.postgresUrl` when
+ * given; else the engine's own store: the pg-boss database on the pgboss engine (a fleet
+ * that runs on Postgres alone needs no Redis for its budget either), the config's
+ * `redisUrl` on the others.
  */
 import { z } from 'zod';
 import type { FleetBudgetOptions } from '../tenancy/pool/fleet-budget/options.js';
@@ -14,10 +19,15 @@ const limit = z.int().min(1).max(MAX_PER_SERVER);
 /** The schema of the `fleetBudget` config key. */
 export const fleetBudgetSchema = z
   .object({
-    /** Where the leases are kept. @default the config's `redisUrl` */
+    /** Keep the leases in this Redis. @default the config's `redisUrl`, except on the pgboss engine */
     redisUrl: z
       .string()
       .regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL')
+      .optional(),
+    /** Keep the leases in this Postgres. @default the pg-boss database on the pgboss engine */
+    postgresUrl: z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, 'expected a postgres:// or postgresql:// URL')
       .optional(),
     perServer: z
       .record(z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):\d{1,5}$/, 'expected host:port'), limit)
@@ -33,6 +43,10 @@ export const fleetBudgetSchema = z
   .strict()
   .refine((value) => value.perServer !== undefined || value.defaultPerServer !== undefined, {
     message: 'expected perServer or defaultPerServer',
+  })
+  .refine((value) => value.redisUrl === undefined || value.postgresUrl === undefined, {
+    message: 'expected one of redisUrl and postgresUrl',
+    path: ['postgresUrl'],
   });
 
 /**
@@ -56,17 +70,33 @@ export function serverBudgetValue(current: unknown, raw: string): unknown {
   };
 }
 
-/** TenantPools' `fleetBudget` from the validated config (undefined when not configured). */
-export function fleetBudgetOptions(config: {
-  fleetBudget?: z.output<typeof fleetBudgetSchema> | undefined;
-  redisUrl: string;
-  prefix: string;
-}): FleetBudgetOptions | undefined {
+/**
+ * TenantPools' `fleetBudget` from the validated config (undefined when not configured).
+ * `pgbossUrl` is asked for only when the leases go to the pg-boss database.
+ */
+export function fleetBudgetOptions(
+  config: {
+    fleetBudget?: z.output<typeof fleetBudgetSchema> | undefined;
+    engine: string;
+    redisUrl: string;
+    prefix: string;
+  },
+  pgbossUrl: () => string,
+): FleetBudgetOptions | undefined {
   const budget = config.fleetBudget;
   if (!budget) return undefined;
+  const store = budget.postgresUrl
+    ? { postgres: budget.postgresUrl }
+    : budget.redisUrl
+      ? { redis: budget.redisUrl }
+      : config.engine === 'pgboss'
+        ? { postgres: pgbossUrl() }
+        : { redis: config.redisUrl };
   return {
-    redis: budget.redisUrl ?? config.redisUrl,
-    prefix: budget.prefix ?? `${config.prefix}:budget`,
+    ...store,
+    // A Postgres schema's name: `fleet_budget` rather than `fleet:budget`, so that it needs
+    // no quotes in psql.
+    prefix: budget.prefix ?? ('postgres' in store ? `${config.prefix}_budget` : `${config.prefix}:budget`),
     ...(budget.perServer ? { perServer: budget.perServer } : {}),
     ...(budget.defaultPerServer !== undefined ? { defaultPerServer: budget.defaultPerServer } : {}),
     ...(budget.leaseTtlMs !== undefined ? { leaseTtlMs: budget.leaseTtlMs } : {}),

@@ -52,7 +52,9 @@ export async function openFleet(config: FleetConfig, logger: Logger): Promise<Fl
       maxConnections: config.budget,
       ...(config.maxCachedPools ? { maxCachedPools: config.maxCachedPools } : {}),
       ...(config.acquireTimeoutMs ? { acquireTimeoutMs: config.acquireTimeoutMs } : {}),
-      ...(config.fleetBudget ? { fleetBudget: fleetBudgetOptions(config) as FleetBudgetOptions } : {}),
+      ...(config.fleetBudget
+        ? { fleetBudget: fleetBudgetOptions(config, () => requirePgbossUrl(config)) as FleetBudgetOptions }
+        : {}),
       logger,
     });
     steps.push(['pools', () => pools.close()]);

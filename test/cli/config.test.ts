@@ -110,7 +110,7 @@ describe('loadConfig', () => {
     );
     const file = await loadConfig({ cwd, env: {} });
     expect(file.config.fleetBudget).toEqual({ perServer: { 'pg-a:5432': 90 }, leaseTtlMs: 5_000 });
-    expect(fleetBudgetOptions(file.config)).toEqual({
+    expect(fleetBudgetOptions(file.config, () => 'postgres://unused')).toEqual({
       redis: 'redis://127.0.0.1:6379',
       prefix: 'fleet:budget',
       perServer: { 'pg-a:5432': 90 },
@@ -124,7 +124,44 @@ describe('loadConfig', () => {
     });
     const flag = await loadConfig({ cwd: fresh(), env: {}, flags: { fleetBudget: '*=3' } });
     expect(flag.config.fleetBudget).toEqual({ defaultPerServer: 3 });
-    expect(fleetBudgetOptions((await loadConfig({ cwd: fresh(), env: {} })).config)).toBeUndefined();
+    expect(
+      fleetBudgetOptions((await loadConfig({ cwd: fresh(), env: {} })).config, () => 'postgres://unused'),
+    ).toBeUndefined();
+  });
+
+  it('keeps the fleet budget in the pg-boss database on the pgboss engine unless the budget names a Redis', async () => {
+    const pgboss = 'postgres://app@db.internal:5432/jobs';
+    const onPgboss = await loadConfig({
+      cwd: fresh(),
+      env: { FLEET_ENGINE: 'pgboss', DATABASE_URL: pgboss, FLEET_SERVER_BUDGET: '*=7' },
+    });
+    expect(fleetBudgetOptions(onPgboss.config, () => pgboss)).toEqual({
+      postgres: pgboss,
+      prefix: 'fleet_budget',
+      defaultPerServer: 7,
+    });
+    const cwd = fresh();
+    writeFileSync(
+      join(cwd, 'fleet.config.json'),
+      JSON.stringify({
+        engine: 'pgboss',
+        fleetBudget: { redisUrl: 'redis://cache:6379', defaultPerServer: 7 },
+      }),
+    );
+    const named = await loadConfig({ cwd, env: {} });
+    expect(fleetBudgetOptions(named.config, () => pgboss)).toMatchObject({
+      redis: 'redis://cache:6379',
+      prefix: 'fleet:budget',
+    });
+    writeFileSync(
+      join(cwd, 'fleet.config.json'),
+      JSON.stringify({
+        fleetBudget: { redisUrl: 'redis://cache:6379', postgresUrl: pgboss, defaultPerServer: 7 },
+      }),
+    );
+    const both = await loadConfig({ cwd, env: {} }).catch((e: unknown) => e);
+    expect(both).toBeInstanceOf(ConfigError);
+    expect((both as ConfigError).option).toBe('fleetBudget.postgresUrl');
   });
 
   it('names the key, its source, the expectation and the value', async () => {

@@ -1,12 +1,15 @@
 /**
- * The fleet budget's acceptance run, once per database kind: four worker processes, each
- * with `maxConnections: 20`, share a fleet budget of 24 on the tenants' server; 200
+ * The fleet budget's acceptance run, once per database kind with the leases in Redis, and
+ * once on Postgres with the leases in Postgres: four worker processes, each with
+ * `maxConnections: 20`, share a fleet budget of 24 on the tenants' server; 200
  * database-mode tenants (plus schema-mode ones on Postgres) get a random workload for
- * FLEET_BUDGET_RUN_SECONDS (60 by default). Counted on the server every 20 ms, the
+ * FLEET_BUDGET_RUN_SECONDS (60 by default, 20 for the Postgres-lease run). Counted on the server every 20 ms, the
  * fleet's connections never exceed 24; every job completes; a process killed with
- * SIGKILL has its leases lapse within leaseTtlMs; and a 5 s outage of the fleet's Redis
- * (one private redis-server, holding the queue and the budget, frozen with SIGSTOP) opens
- * no connection meanwhile, loses no job, and recovers by itself.
+ * SIGKILL has its leases lapse within leaseTtlMs. With Redis leases, a 5 s outage of the
+ * fleet's Redis (one private redis-server, holding the queue and the budget, frozen with
+ * SIGSTOP) opens no connection meanwhile, loses no job, and recovers by itself. With
+ * Postgres leases, the store's connections are killed (`pg_terminate_backend`) again and
+ * again for 5 s: no job is lost, the limit holds, and new connections are opened after.
  *
  * How the fleet's connections are told apart on the server: on Postgres, every tenant
  * database's URL carries `application_name=<tag>`, and the schema-mode pool's connections
@@ -17,12 +20,13 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Fleet } from '../../src/fleet.js';
 import { BullMqEngine } from '../../src/queue/bullmq/bullmq-engine.js';
 import { connect, type RawConnection } from '../../src/tenancy/drivers/index.js';
 import { serverOf } from '../../src/tenancy/pool/connector.js';
-import { serverKeys } from '../../src/tenancy/pool/fleet-budget/lease-scripts.js';
+import { type LeaseStoreCase, postgresLeaseStore, redisLeaseStore } from '../support/lease-stores.js';
 import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
 import { MYSQL_URL, PG_URL, uniqueName, withDatabase } from '../support/services.js';
 import { until } from '../support/wait.js';
@@ -30,7 +34,9 @@ import { openRegistry, type RegistryFixture } from '../worker/support.js';
 import type { BudgetProcessConfig, BudgetProcessReady } from './fixtures/fleet-budget-process.js';
 
 const SCRIPT = fileURLToPath(new URL('./fixtures/fleet-budget-process.ts', import.meta.url));
-const RUN_MS = Number(process.env.FLEET_BUDGET_RUN_SECONDS ?? 60) * 1_000;
+// The Postgres-lease run is shorter by default: it drains its backlog more slowly.
+const runMs = (leases: 'redis' | 'postgres') =>
+  Number(process.env.FLEET_BUDGET_RUN_SECONDS ?? (leases === 'redis' ? 60 : 20)) * 1_000;
 const LIMIT = 24;
 const LEASE_TTL_MS = 10_000;
 const OUTAGE_MS = 5_000;
@@ -137,8 +143,15 @@ async function mysqlRun(): Promise<Run> {
   };
 }
 
-describe.each(['postgres', 'mysql'] as const)('fleet budget across four processes on %s', (kind) => {
-  it(`never lets the server see more than ${LIMIT} fleet connections, through a SIGKILL and a Redis outage`, async () => {
+const runs = [
+  { kind: 'postgres', leases: 'redis' },
+  { kind: 'mysql', leases: 'redis' },
+  { kind: 'postgres', leases: 'postgres' },
+] as const;
+
+describe.each(runs)('fleet budget across four processes on $kind, leases in $leases', ({ kind, leases }) => {
+  const fault = leases === 'redis' ? 'a Redis outage' : "its lease store's connections killed";
+  it(`never lets the server see more than ${LIMIT} fleet connections, through a SIGKILL and ${fault}`, async () => {
     const children: ChildProcess[] = [];
     // Registry connections of the child processes, noted as each one starts (Postgres).
     const registryPids: number[] = [];
@@ -156,8 +169,15 @@ describe.each(['postgres', 'mysql'] as const)('fleet budget across four processe
     const budgetPrefix = uniqueName('fbb');
     const doneKey = `${queuePrefix}:done`;
     const queue = uniqueName('q');
-    const leasesKey = serverKeys(budgetPrefix, server).leases;
-    const budget = new Redis(budgetRedis.url);
+    // The lease store's connections carry a name of their own (Postgres), to be killed.
+    const storeTag = uniqueName('fbstore');
+    const RUN_MS = runMs(leases);
+    const store: LeaseStoreCase =
+      leases === 'redis' ? redisLeaseStore(budgetRedis.url) : postgresLeaseStore();
+    const budgetStore =
+      leases === 'redis'
+        ? { redis: budgetRedis.url }
+        : { postgres: `${withDatabase(PG_URL, 'postgres')}?application_name=${storeTag}` };
     const fleet = await Fleet.open({
       engine: new BullMqEngine({ connection: budgetRedis.url, prefix: queuePrefix }),
       registry: reg.registry,
@@ -172,7 +192,7 @@ describe.each(['postgres', 'mysql'] as const)('fleet budget across four processe
           queueRedisUrl: budgetRedis.url,
           queuePrefix,
           queue,
-          budgetRedisUrl: budgetRedis.url,
+          budgetStore,
           budgetPrefix,
           server,
           limit: LIMIT,
@@ -228,7 +248,8 @@ describe.each(['postgres', 'mysql'] as const)('fleet budget across four processe
       await sleep(RUN_MS * 0.3);
       const victim = ready[3]!;
       const victimLeases = async () =>
-        (await budget.zrange(leasesKey, 0, -1)).filter((id) => id.startsWith(`${victim.budgetId}:`)).length;
+        (await store.leaseIds(budgetPrefix, server)).filter((id) => id.startsWith(`${victim.budgetId}:`))
+          .length;
       await until(async () => (await victimLeases()) > 0, 'the victim to hold a lease', { intervalMs: 20 });
       children[3]!.kill('SIGKILL');
       await until(async () => (await victimLeases()) === 0, 'the killed process’s leases to lapse', {
@@ -236,24 +257,13 @@ describe.each(['postgres', 'mysql'] as const)('fleet budget across four processe
         intervalMs: 50,
       });
 
-      // At ~60%: freeze the fleet's Redis (queue and budget) for 5 s. No fleet connection
-      // may be opened meanwhile (a take already answered may still be connecting in the
-      // first moment); afterwards every job still completes.
+      // At ~60%: the store's fault for 5 s. No fleet connection beyond the limit, and
+      // afterwards every job still completes.
       await sleep(Math.max(0, started + RUN_MS * 0.6 - Date.now()));
-      budgetRedis.pause();
-      const pausedAt = Date.now();
-      await sleep(500);
-      const before = new Set(await run.ids());
-      const opened = new Set<number>();
-      while (Date.now() - pausedAt < OUTAGE_MS) {
-        for (const id of await run.ids()) if (!before.has(id)) opened.add(id);
-        await sleep(20);
-      }
-      budgetRedis.resume();
-      expect([...opened]).toEqual([]);
+      const seen = leases === 'redis' ? await redisOutage(run) : await killStoreConnections(storeTag, run);
       // It recovers by itself: new connections (with leases) are opened again.
       await until(
-        async () => (await run.ids()).some((id) => !before.has(id)),
+        async () => (await run.ids()).some((id) => !seen.has(id)),
         'a connection opened after the outage',
         {
           timeoutMs: 30_000,
@@ -271,7 +281,7 @@ describe.each(['postgres', 'mysql'] as const)('fleet budget across four processe
       expect(samples).toBeGreaterThan(RUN_MS / 100);
       expect(peak).toBeGreaterThan(LIMIT / 2);
       expect(peak).toBeLessThanOrEqual(LIMIT);
-      expect(await budget.zcard(leasesKey)).toBeLessThanOrEqual(LIMIT);
+      expect((await store.leaseIds(budgetPrefix, server)).length).toBeLessThanOrEqual(LIMIT);
     } finally {
       for (const child of children)
         if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
@@ -283,7 +293,8 @@ describe.each(['postgres', 'mysql'] as const)('fleet budget across four processe
         ),
       );
       await fleet.close();
-      budget.disconnect();
+      await store.cleanup(budgetPrefix);
+      await store.close();
       await run.drop();
       let cursor = '0';
       do {
@@ -294,3 +305,53 @@ describe.each(['postgres', 'mysql'] as const)('fleet budget across four processe
     }
   }, 600_000);
 });
+
+/**
+ * Freezes the fleet's Redis (queue and budget) for OUTAGE_MS: no fleet connection may be
+ * opened meanwhile (a take already answered may still be connecting in the first moment).
+ * Resolves to the connections open once the outage had begun.
+ */
+async function redisOutage(run: Run): Promise<Set<number>> {
+  budgetRedis.pause();
+  const pausedAt = Date.now();
+  await sleep(500);
+  const before = new Set(await run.ids());
+  const opened = new Set<number>();
+  while (Date.now() - pausedAt < OUTAGE_MS) {
+    for (const id of await run.ids()) if (!before.has(id)) opened.add(id);
+    await sleep(20);
+  }
+  budgetRedis.resume();
+  expect([...opened]).toEqual([]);
+  return before;
+}
+
+/**
+ * Ends every connection of the Postgres lease store (pool and LISTEN) every 100 ms for
+ * OUTAGE_MS: steps in flight fail, the processes reconnect, and meanwhile the limit holds.
+ * Resolves to the fleet's connections open once it stopped.
+ */
+async function killStoreConnections(tag: string, run: Run): Promise<Set<number>> {
+  const killer = new pg.Client({ connectionString: PG_URL });
+  await killer.connect();
+  try {
+    const startedAt = Date.now();
+    let killed = 0;
+    while (Date.now() - startedAt < OUTAGE_MS) {
+      // The pids first, then only those: never a filter the planner may order after the kill.
+      const { rows } = await killer.query<{ pid: number }>(
+        'SELECT pid FROM pg_stat_activity WHERE application_name = $1',
+        [tag],
+      );
+      const pids = rows.map((row) => row.pid);
+      if (pids.length > 0)
+        await killer.query('SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid', [pids]);
+      killed += pids.length;
+      await sleep(100);
+    }
+    expect(killed).toBeGreaterThan(0);
+    return new Set(await run.ids());
+  } finally {
+    await killer.end();
+  }
+}

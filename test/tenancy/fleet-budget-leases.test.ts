@@ -1,56 +1,51 @@
 /**
- * The lease protocol of the fleet budget against the real Redis, each test under a key
- * prefix of its own: the limit under concurrent takers from several "processes" (one
- * FleetBudget each), a dead holder's leases lapsing, renewal keeping them, the fleet-wide
- * FIFO of waiters, and what Redis holds after every step.
+ * The lease protocol of the fleet budget against the real stores, Redis and Postgres, each
+ * test under a prefix of its own: the limit under concurrent takers from several
+ * "processes" (one FleetBudget each), a dead holder's leases lapsing, renewal keeping
+ * them, the fleet-wide FIFO of waiters, what the store holds after every step, and a
+ * lost lease state (Redis restarted empty, Postgres tables dropped) fencing new leases
+ * until the holders have re-registered theirs.
  */
 import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { FleetBudgetError } from '../../src/errors.js';
 import { silentLogger } from '../../src/logger.js';
 import { ConnectionBudget } from '../../src/tenancy/pool/budget.js';
 import { FleetBudget } from '../../src/tenancy/pool/fleet-budget/fleet-budget.js';
 import type { FleetLease } from '../../src/tenancy/pool/fleet-budget/lease.js';
-import { fleetKeys, serverKeys, TAKE } from '../../src/tenancy/pool/fleet-budget/lease-scripts.js';
 import { resolveFleetBudgetOptions } from '../../src/tenancy/pool/fleet-budget/options.js';
+import { ident } from '../../src/tenancy/pool/fleet-budget/postgres/lease-sql.js';
+import { fleetKeys, serverKeys } from '../../src/tenancy/pool/fleet-budget/redis/lease-scripts.js';
+import { type LeaseStoreCase, postgresLeaseStore, redisLeaseStore } from '../support/lease-stores.js';
 import { startPrivateRedis } from '../support/private-redis.js';
-import { REDIS_URL, uniqueName } from '../support/services.js';
+import { PG_URL, uniqueName } from '../support/services.js';
 import { until } from '../support/wait.js';
 
 const SERVER = 'db-a.internal:5432';
-let redis: Redis;
+const stores = { redis: redisLeaseStore(), postgres: postgresLeaseStore() };
 const budgets: FleetBudget[] = [];
-const prefixes: string[] = [];
+const prefixes: Array<[LeaseStoreCase, string]> = [];
 
-beforeAll(() => {
-  redis = new Redis(REDIS_URL);
-});
 afterEach(async () => {
   for (const budget of budgets.splice(0)) await budget.close();
-  for (const prefix of prefixes.splice(0)) {
-    const keys = await redis.keys(`{${prefix}}:*`);
-    if (keys.length > 0) await redis.unlink(...keys);
-  }
+  for (const [store, prefix] of prefixes.splice(0)) await store.cleanup(prefix);
 });
 afterAll(async () => {
-  await redis.quit();
+  await stores.redis.close();
+  await stores.postgres.close();
 });
 
-function newPrefix(): string {
-  const prefix = uniqueName('fbtest');
-  prefixes.push(prefix);
-  return prefix;
-}
-
-/** One "process": a FleetBudget with its own Redis connections. */
-function processBudget(
+/** One "process": a FleetBudget with its own connections to the store `option` names. */
+function newBudget(
+  option: { redis: string } | { postgres: string },
   prefix: string,
   limit: number,
   leaseTtlMs = 3_000,
   acquireTimeoutMs = 10_000,
 ): FleetBudget {
   const options = resolveFleetBudgetOptions({
-    redis: REDIS_URL,
+    ...option,
     perServer: { [SERVER]: limit },
     leaseTtlMs,
     prefix,
@@ -60,10 +55,20 @@ function processBudget(
   return budget;
 }
 
-const live = (prefix: string) => redis.zcard(serverKeys(prefix, SERVER).leases);
-const queued = (prefix: string) => redis.zcard(serverKeys(prefix, SERVER).queue);
+describe.each(['redis', 'postgres'] as const)('fleet budget leases in %s', (name) => {
+  const store = stores[name];
 
-describe('fleet budget leases', () => {
+  function newPrefix(): string {
+    const prefix = uniqueName('fbtest');
+    prefixes.push([store, prefix]);
+    return prefix;
+  }
+
+  const processBudget = (prefix: string, limit: number, leaseTtlMs?: number, acquireTimeoutMs?: number) =>
+    newBudget(store.option(), prefix, limit, leaseTtlMs, acquireTimeoutMs);
+  const live = async (prefix: string) => (await store.leaseIds(prefix, SERVER)).length;
+  const queued = (prefix: string) => store.queued(prefix, SERVER);
+
   it('grants exactly the limit to 60 concurrent takers from three processes', async () => {
     const prefix = newPrefix();
     const processes = [processBudget(prefix, 7), processBudget(prefix, 7), processBudget(prefix, 7)];
@@ -116,43 +121,31 @@ describe('fleet budget leases', () => {
   it('lets the leases of a holder that stopped renewing lapse within the TTL, and renews a live one', async () => {
     const prefix = newPrefix();
     const ttl = 600;
-    // A dead process: leases taken with the script itself and never renewed.
-    const keys = serverKeys(prefix, SERVER);
-    for (const id of ['dead:1', 'dead:2'])
-      await redis.eval(
-        TAKE,
-        6,
-        ...Object.values(keys),
-        ...Object.values(fleetKeys(prefix)),
-        id,
-        3,
-        ttl,
-        '',
-        0,
-        '',
-        'e1',
-      );
+    // A dead process: leases taken in the store directly and never renewed.
+    for (const id of ['dead:1', 'dead:2']) await store.takeDead(prefix, SERVER, id, 3, ttl);
     const alive = processBudget(prefix, 3, ttl);
     const mine = await alive.take(SERVER);
     expect(mine).toBeDefined();
     await expect(processBudget(prefix, 3, ttl).take(SERVER)).rejects.toBeInstanceOf(FleetBudgetError);
     const other = processBudget(prefix, 3, ttl);
-    await until(
-      async () => {
-        try {
-          await other.take(SERVER);
-          return true;
-        } catch {
-          return false;
-        }
-      },
-      'the dead leases to lapse',
-      { timeoutMs: 10_000, intervalMs: 20 },
-    );
+    // One lease each time a dead one has lapsed (they were taken a moment apart).
+    for (const which of ['first', 'second']) {
+      await until(
+        async () => {
+          try {
+            await other.take(SERVER);
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        `the ${which} dead lease to lapse`,
+        { timeoutMs: 10_000, intervalMs: 20 },
+      );
+    }
     // Both dead leases are gone; the live process's is still there, renewed.
-    await other.take(SERVER);
     await new Promise((resolve) => setTimeout(resolve, 3 * ttl));
-    const members = await redis.zrange(keys.leases, 0, -1);
+    const members = await store.leaseIds(prefix, SERVER);
     expect(members).toContain((mine as FleetLease).id);
     expect(members.filter((m) => m.startsWith('dead:'))).toEqual([]);
     expect(members).toHaveLength(3);
@@ -184,22 +177,27 @@ describe('fleet budget leases', () => {
     await until(async () => (await live(prefix)) === 0, 'every lease given back');
   });
 
+  it('withdraws the ticket of a waiter that timed out, so it blocks nobody', async () => {
+    const prefix = newPrefix();
+    const holder = (await processBudget(prefix, 1).take(SERVER)) as FleetLease;
+    const impatient = processBudget(prefix, 1, 3_000, 300);
+    const error = await impatient.take(SERVER, () => true).catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(FleetBudgetError);
+    expect((error as FleetBudgetError).reason).toBe('full');
+    await until(async () => (await queued(prefix)) === 0, 'the ticket to be withdrawn');
+    holder.end();
+    await until(async () => (await live(prefix)) === 0, 'the lease given back');
+    await expect(processBudget(prefix, 1).take(SERVER)).resolves.toBeDefined();
+  });
+});
+
+describe('fleet budget leases after a lost lease state', () => {
   it('grants nothing after Redis restarted empty until the holders have re-registered their leases', async () => {
     let own = await startPrivateRedis();
     const port = Number(new URL(own.url).port);
-    const prefix = newPrefix();
+    const prefix = uniqueName('fbtest');
     const ttl = 1_500;
-    const make = () => {
-      const options = resolveFleetBudgetOptions({
-        redis: own.url,
-        perServer: { [SERVER]: 2 },
-        leaseTtlMs: ttl,
-        prefix,
-      });
-      const budget = new FleetBudget(options, new ConnectionBudget(100), 10_000, silentLogger);
-      budgets.push(budget);
-      return budget;
-    };
+    const make = () => newBudget({ redis: own.url }, prefix, 2, ttl);
     try {
       const holder = make();
       const other = make();
@@ -214,28 +212,12 @@ describe('fleet budget leases', () => {
         expect(await probe.zcard(serverKeys(prefix, SERVER).leases)).toBe(0);
         await expect(other.take(SERVER)).rejects.toBeInstanceOf(FleetBudgetError);
         expect(await probe.exists(fleetKeys(prefix).fence)).toBe(1);
-        // The holder's next renewal puts its two leases back.
-        await until(
-          async () =>
-            (await probe.zrange(serverKeys(prefix, SERVER).leases, 0, -1)).sort().join() ===
-            held
-              .map((l) => l.id)
-              .sort()
-              .join(),
-          'the holder to re-register its leases',
-          { timeoutMs: 10_000, intervalMs: 20 },
-        );
-        await until(async () => (await probe.exists(fleetKeys(prefix).fence)) === 0, 'the fence to lift', {
-          timeoutMs: 10_000,
-          intervalMs: 20,
+        await recovers({
+          ids: async () => (await probe.zrange(serverKeys(prefix, SERVER).leases, 0, -1)).sort(),
+          fenced: async () => (await probe.exists(fleetKeys(prefix).fence)) === 1,
+          other,
+          held,
         });
-        await expect(other.take(SERVER)).rejects.toBeInstanceOf(FleetBudgetError);
-        held[0]!.end();
-        await until(
-          async () => (await probe.zcard(serverKeys(prefix, SERVER).leases)) === 1,
-          'a lease given back',
-        );
-        await expect(other.take(SERVER)).resolves.toBeDefined();
       } finally {
         probe.disconnect();
       }
@@ -245,16 +227,61 @@ describe('fleet budget leases', () => {
     }
   });
 
-  it('withdraws the ticket of a waiter that timed out, so it blocks nobody', async () => {
-    const prefix = newPrefix();
-    const holder = (await processBudget(prefix, 1).take(SERVER)) as FleetLease;
-    const impatient = processBudget(prefix, 1, 3_000, 300);
-    const error = await impatient.take(SERVER, () => true).catch((err: unknown) => err);
-    expect(error).toBeInstanceOf(FleetBudgetError);
-    expect((error as FleetBudgetError).reason).toBe('full');
-    await until(async () => (await queued(prefix)) === 0, 'the ticket to be withdrawn');
-    holder.end();
-    await until(async () => (await live(prefix)) === 0, 'the lease given back');
-    await expect(processBudget(prefix, 1).take(SERVER)).resolves.toBeDefined();
+  it('grants nothing after the Postgres tables were dropped until the holders have re-registered their leases', async () => {
+    const prefix = uniqueName('fbtest');
+    prefixes.push([stores.postgres, prefix]);
+    const ttl = 1_500;
+    const make = () => newBudget({ postgres: PG_URL }, prefix, 2, ttl);
+    const admin = new pg.Client({ connectionString: PG_URL });
+    await admin.connect();
+    try {
+      const holder = make();
+      const other = make();
+      const held = [await holder.take(SERVER), await holder.take(SERVER)] as FleetLease[];
+      await expect(other.take(SERVER)).rejects.toBeInstanceOf(FleetBudgetError);
+      const epoch = async () =>
+        (await admin.query<{ epoch: string }>(`SELECT epoch FROM ${ident(prefix)}.state`)).rows[0]?.epoch;
+      const before = await epoch();
+      await admin.query(`DROP SCHEMA ${ident(prefix)} CASCADE`);
+      // The other process's take recreates the tables (a new epoch) and finds no lease:
+      // without the fence it would get one while the holder's two connections are open.
+      await expect(other.take(SERVER)).rejects.toBeInstanceOf(FleetBudgetError);
+      expect(await epoch()).not.toBe(before);
+      const fenced = async () =>
+        (
+          await admin.query<{ fenced: boolean }>(
+            `SELECT fenced_until > clock_timestamp() AS fenced FROM ${ident(prefix)}.state`,
+          )
+        ).rows[0]?.fenced === true;
+      expect(await fenced()).toBe(true);
+      await recovers({ ids: () => stores.postgres.leaseIds(prefix, SERVER), fenced, other, held });
+    } finally {
+      await admin.end();
+    }
   });
 });
+
+/**
+ * After a lost state, with the fence standing: the holder's next renewal puts its leases
+ * back (sorted `ids`), the fence lifts, the full server still refuses `other`, and a lease
+ * given back is `other`'s to take.
+ */
+async function recovers(fleet: {
+  ids: () => Promise<string[]>;
+  fenced: () => Promise<boolean>;
+  other: FleetBudget;
+  held: FleetLease[];
+}): Promise<void> {
+  const { ids, fenced, other, held } = fleet;
+  const wanted = held
+    .map((l) => l.id)
+    .sort()
+    .join();
+  const patient = { timeoutMs: 10_000, intervalMs: 20 };
+  await until(async () => (await ids()).join() === wanted, 'the holder to re-register its leases', patient);
+  await until(async () => !(await fenced()), 'the fence to lift', patient);
+  await expect(other.take(SERVER)).rejects.toBeInstanceOf(FleetBudgetError);
+  held[0]!.end();
+  await until(async () => (await ids()).length === 1, 'a lease given back');
+  await expect(other.take(SERVER)).resolves.toBeDefined();
+}

@@ -90,6 +90,26 @@ describe('TenantPools.open bad input', () => {
       { fleetBudget: { redis: {} as never, defaultPerServer: 5 } },
       'fleetBudget.redis',
     ],
+    [
+      'fleetBudget with both redis and postgres',
+      { fleetBudget: { redis: REDIS_URL, postgres: 'postgres://db/fleet', defaultPerServer: 5 } },
+      'fleetBudget.postgres',
+    ],
+    [
+      'fleetBudget.postgres a redis URL',
+      { fleetBudget: { postgres: REDIS_URL, defaultPerServer: 5 } },
+      'fleetBudget.postgres',
+    ],
+    [
+      'fleetBudget.postgres an object without query',
+      { fleetBudget: { postgres: {} as never, defaultPerServer: 5 } },
+      'fleetBudget.postgres',
+    ],
+    [
+      'fleetBudget.prefix of 64 characters with postgres',
+      { fleetBudget: { postgres: 'postgres://db/fleet', defaultPerServer: 5, prefix: 'p'.repeat(64) } },
+      'fleetBudget.prefix',
+    ],
     ['fleetBudget without any limit', { fleetBudget: { redis: REDIS_URL } }, 'fleetBudget.perServer'],
     [
       'fleetBudget.perServer an array',

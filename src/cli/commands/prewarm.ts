@@ -1,6 +1,7 @@
 /** `tenant-fleet prewarm`: open every active tenant's pool once and report. */
 import { Command } from 'commander';
 import { redactUrl } from '../../errors.js';
+import { requirePgbossUrl } from '../config.js';
 import { cliLogger, configFor, openRegistry, print, printJson } from '../context.js';
 import { fleetBudgetOptions } from '../fleet-budget-config.js';
 
@@ -17,7 +18,7 @@ export function prewarmCommand(): Command {
       const registry = await openRegistry(config, logger);
       try {
         const { TenantPools } = await import('../../tenancy/tenant-pools/tenant-pools.js');
-        const fleetBudget = fleetBudgetOptions(config);
+        const fleetBudget = fleetBudgetOptions(config, () => requirePgbossUrl(config));
         const pools = await TenantPools.open({
           registry,
           maxConnections: config.budget,

@@ -1,28 +1,29 @@
 /**
  * The fleet-wide connection budget: per database server, how many connections every
- * process of the fleet together may hold, kept as leases in Redis (see lease-scripts.ts).
+ * process of the fleet together may hold, kept as leases in a lease store shared by the
+ * fleet: Redis or Postgres (lease-store.ts; `redis/`, `postgres/`).
  *
  * - Opening a connection first takes a lease; the lease ends when the connection's close
- *   has completed. A checkout of a connection already open never touches Redis.
+ *   has completed. A checkout of a connection already open never touches the store.
  * - When the server's budget is full, a caller who may wait first reclaims this process's
  *   own least recently used idle connection on that server (its lease is handed over
  *   without a round trip), then asks the other processes to give up one of theirs
- *   (pub/sub), then waits in the fleet-wide FIFO, woken by every release and polling as a
+ *   (the store's `want` message), then waits in the fleet-wide FIFO, woken by every release and polling as a
  *   backstop, for at most `acquireTimeoutMs`.
- * - Every third of the lease TTL, one script renews all this process's leases; a crashed
+ * - Every third of the lease TTL, one call renews all this process's leases; a crashed
  *   process's leases lapse within the TTL.
- * - Redis unreachable: no lease, so no new connection (fail closed); connections already
- *   open keep serving; everything resumes when Redis answers again.
+ * - The store unreachable: no lease, so no new connection (fail closed); connections
+ *   already open keep serving; everything resumes when the store answers again.
  */
 import { randomUUID } from 'node:crypto';
 import { ClosedError, FleetBudgetError } from '../../../errors.js';
 import type { Logger } from '../../../logger.js';
 import type { ConnectionBudget, IdleSlot } from '../budget.js';
 import { FleetLease, type LeaseTaker } from './lease.js';
-import { fleetKeys, RELEASE, RENEW, releasedChannel, TAKE, WITHDRAW, wantChannel } from './lease-scripts.js';
+import type { LeaseStore } from './lease-store.js';
 import { LocalIdle, slotLease } from './local-idle.js';
+import { openLeaseStore } from './open-lease-store.js';
 import type { ResolvedFleetBudgetOptions } from './options.js';
-import { RedisLink } from './redis-link.js';
 import { type FleetBudgetStats, newServerState, type ServerState } from './server-state.js';
 
 export type { FleetBudgetStats, FleetServerStats } from './server-state.js';
@@ -32,7 +33,7 @@ export class FleetBudget implements LeaseTaker {
   readonly #options: ResolvedFleetBudgetOptions;
   readonly #acquireTimeoutMs: number;
   readonly #logger: Logger;
-  readonly #link: RedisLink;
+  readonly #store: LeaseStore;
   readonly #local: LocalIdle;
   readonly #processId = randomUUID();
   readonly #servers = new Map<string, ServerState>();
@@ -42,10 +43,8 @@ export class FleetBudget implements LeaseTaker {
   readonly #releasing = new Set<Promise<unknown>>();
   #renewing = false;
   #seq = 0;
-  // The epoch of the Redis lease state this process last saw ('' before its first call).
-  #epoch = '';
   #reachable = true;
-  // No new lease or wait (closing); then no renewal and no Redis (closed).
+  // No new lease or wait (closing); then no renewal and no store (closed).
   #closed = false;
   #stopped = false;
 
@@ -60,12 +59,15 @@ export class FleetBudget implements LeaseTaker {
     this.#logger = logger;
     this.#local = new LocalIdle(budget);
     this.#pollMs = Math.max(20, Math.min(250, Math.floor(options.leaseTtlMs / 10)));
-    this.#link = new RedisLink(
-      options.redis,
+    this.#store = openLeaseStore(
+      options,
+      this.#processId,
       Math.min(2_000, Math.floor(options.leaseTtlMs / 3)),
-      (channel, message) => this.#onMessage(channel, message),
+      {
+        released: (server) => this.#onReleased(server),
+        wanted: (server, from) => this.#onWanted(server, from),
+      },
     );
-    this.#link.subscribe(releasedChannel(options.prefix), wantChannel(options.prefix));
     for (const server of options.perServer.keys()) this.#state(server);
     budget.watch({ handBack: (slot) => this.#handBack(slot), onIdle: (slot) => this.#onIdle(slot) });
     this.#heartbeat = setInterval(() => void this.renew(), Math.floor(options.leaseTtlMs / 3));
@@ -89,20 +91,20 @@ export class FleetBudget implements LeaseTaker {
     };
   }
 
-  /** Why new connections may be failing right now ('' when Redis answers). */
+  /** Why new connections may be failing right now ('' when the store answers). */
   trouble(): string {
     return this.#reachable
       ? ''
-      : "the fleet budget's Redis does not answer; no new connection is opened without a lease";
+      : `the fleet budget's ${this.#store.name} does not answer; no new connection is opened without a lease`;
   }
 
   async take(server: string, wanted?: () => boolean): Promise<FleetLease | undefined> {
     const state = this.#state(server);
     if (!state) return undefined;
     if (this.#closed) throw new ClosedError('fleet budget');
-    const id = `${this.#processId}:${++this.#seq}`;
-    if (wanted) return this.#wait(state, id, wanted);
-    if (await this.#try(state, id, '')) return this.#hold(id, server);
+    if (wanted) return this.#wait(state, wanted);
+    const id = await this.#try(state, '');
+    if (id !== undefined) return this.#hold(id, server);
     throw new FleetBudgetError(server, 'full');
   }
 
@@ -112,20 +114,16 @@ export class FleetBudget implements LeaseTaker {
     this.#renewing = true;
     try {
       const states = [...this.#servers.values()];
-      const args: Array<string | number> = [this.#options.leaseTtlMs, this.#epoch, this.#newEpoch()];
-      for (const state of states) {
-        const ids = [...this.#held.values()].filter((l) => l.server === state.server).map((l) => l.id);
-        args.push(state.limit, ids.length, ...ids);
-      }
-      const { epoch, fence } = fleetKeys(this.#options.prefix);
-      const [seen, ...answer] = (await this.#link.run(
-        RENEW,
-        [epoch, fence, ...states.map((state) => state.keys.leases)],
-        args,
-      )) as [string, ...Array<[number, string[]]>];
+      const answer = await this.#store.renew(
+        this.#options.leaseTtlMs,
+        states.map((state) => ({
+          server: state.server,
+          limit: state.limit,
+          ids: [...this.#held.values()].filter((l) => l.server === state.server).map((l) => l.id),
+        })),
+      );
       this.#reached();
-      this.#epoch = seen;
-      answer.forEach(([live, lost], index) => {
+      answer.forEach(({ live, lost }, index) => {
         states[index]!.live = live;
         for (const id of lost) this.#lose(id);
       });
@@ -155,12 +153,12 @@ export class FleetBudget implements LeaseTaker {
     this.#stopped = true;
     clearInterval(this.#heartbeat);
     await Promise.allSettled([...this.#releasing]);
-    this.#link.close();
+    await this.#store.close();
   }
 
-  async #wait(state: ServerState, id: string, wanted: () => boolean): Promise<FleetLease> {
+  async #wait(state: ServerState, wanted: () => boolean): Promise<FleetLease> {
     const deadline = Date.now() + this.#acquireTimeoutMs;
-    const ticket = `${id}:ticket`;
+    const ticket = `${this.#processId}:${++this.#seq}:ticket`;
     let failure: unknown;
     state.waiting++;
     try {
@@ -171,7 +169,8 @@ export class FleetBudget implements LeaseTaker {
         }
         failure = undefined;
         try {
-          if (await this.#try(state, id, ticket)) return this.#hold(id, state.server);
+          const id = await this.#try(state, ticket);
+          if (id !== undefined) return this.#hold(id, state.server);
         } catch (err) {
           failure = err;
         }
@@ -197,30 +196,24 @@ export class FleetBudget implements LeaseTaker {
     });
   }
 
-  // One attempt at a lease; rejects with FleetBudgetError('unreachable') when Redis fails.
-  async #try(state: ServerState, id: string, ticket: string): Promise<boolean> {
-    const ttl = this.#options.leaseTtlMs;
-    const { leases, queue, queueExpiry, seq } = state.keys;
-    const { epoch, fence } = fleetKeys(this.#options.prefix);
-    let answer: [number, number, number, string];
+  // One attempt at a lease: its id when granted. Rejects with FleetBudgetError('unreachable')
+  // when the store fails; a take that failed only on its way back (the store granted it,
+  // then the answer came too late or the connection dropped) is given back at once rather
+  // than left to block the server until it lapses, which is why every attempt has an id
+  // of its own: that release can never remove a lease granted to a later attempt.
+  async #try(state: ServerState, ticket: string): Promise<string | undefined> {
+    const id = `${this.#processId}:${++this.#seq}`;
+    let answer: { taken: boolean; live: number };
     try {
-      answer = (await this.#link.run(
-        TAKE,
-        [leases, queue, queueExpiry, seq, epoch, fence],
-        [id, state.limit, ttl, ticket, ttl, this.#epoch, this.#newEpoch()],
-      )) as [number, number, number, string];
+      answer = await this.#store.take(state.server, state.limit, id, ticket, this.#options.leaseTtlMs);
     } catch (err) {
       this.#unreached(err);
+      this.#track(this.#store.release(state.server, id));
       throw new FleetBudgetError(state.server, 'unreachable', { cause: err });
     }
     this.#reached();
-    this.#epoch = answer[3];
-    state.live = answer[1];
-    return answer[0] === 1;
-  }
-
-  #newEpoch(): string {
-    return `${this.#processId}:epoch:${++this.#seq}`;
+    state.live = answer.live;
+    return answer.taken ? id : undefined;
   }
 
   #hold(id: string, server: string): FleetLease {
@@ -229,30 +222,25 @@ export class FleetBudget implements LeaseTaker {
     return lease;
   }
 
-  // The lease's connection has closed: back to Redis. If that fails the lease lapses
+  // The lease's connection has closed: back to the store. If that fails the lease lapses
   // within the TTL (nobody renews it any more).
   #release(lease: FleetLease): void {
     this.#held.delete(lease.id);
     const state = this.#servers.get(lease.server);
     if (!state) return;
     state.live = Math.max(0, state.live - 1);
-    const channel = releasedChannel(this.#options.prefix);
-    const releasing = this.#link
-      .run(RELEASE, [state.keys.leases, state.keys.queue], [lease.id, channel, lease.server])
-      .catch((err: unknown) => this.#unreached(err))
-      .finally(() => this.#releasing.delete(releasing));
-    this.#releasing.add(releasing);
+    this.#track(this.#store.release(lease.server, lease.id), (err) => this.#unreached(err));
   }
 
   #withdraw(state: ServerState, ticket: string): void {
-    const { queue, queueExpiry } = state.keys;
-    const withdrawing = this.#link
-      .run(WITHDRAW, [queue, queueExpiry], [ticket, releasedChannel(this.#options.prefix), state.server])
-      .catch(() => {
-        // Unreachable: the ticket lapses within the lease TTL.
-      })
-      .finally(() => this.#releasing.delete(withdrawing));
-    this.#releasing.add(withdrawing);
+    // Unreachable: the ticket lapses within the lease TTL.
+    this.#track(this.#store.withdraw(state.server, ticket));
+  }
+
+  // A call to the store that close() waits for; failing, it lapses within the TTL.
+  #track(call: Promise<unknown>, onError: (err: unknown) => void = () => {}): void {
+    const tracked: Promise<unknown> = call.catch(onError).finally(() => this.#releasing.delete(tracked));
+    this.#releasing.add(tracked);
   }
 
   // Asks the other processes, at most once per poll per server, to close an idle
@@ -261,8 +249,7 @@ export class FleetBudget implements LeaseTaker {
     const now = Date.now();
     if (now - state.lastAskedAt < this.#pollMs) return;
     state.lastAskedAt = now;
-    const message = JSON.stringify({ server: state.server, from: this.#processId });
-    this.#link.publish(wantChannel(this.#options.prefix), message).catch(() => {
+    this.#store.want(state.server, this.#processId).catch(() => {
       // Unreachable: the next poll asks again.
     });
   }
@@ -279,20 +266,14 @@ export class FleetBudget implements LeaseTaker {
     });
   }
 
-  #onMessage(channel: string, message: string): void {
-    if (channel === releasedChannel(this.#options.prefix)) {
-      const state = this.#servers.get(message);
-      if (state) for (const wake of [...state.wakers]) wake();
-      return;
-    }
-    let asked: { server?: unknown; from?: unknown };
-    try {
-      asked = JSON.parse(message) as typeof asked;
-    } catch {
-      return;
-    }
-    if (asked.from === this.#processId || typeof asked.server !== 'string') return;
-    const state = this.#servers.get(asked.server);
+  #onReleased(server: string): void {
+    const state = this.#servers.get(server);
+    if (state) for (const wake of [...state.wakers]) wake();
+  }
+
+  #onWanted(server: string, from: string): void {
+    if (from === this.#processId) return;
+    const state = this.#servers.get(server);
     if (!state) return;
     // Our least recently used idle connection there closes; with none idle, the next one
     // to come back closes instead of being parked.
@@ -334,7 +315,7 @@ export class FleetBudget implements LeaseTaker {
     if (state) return state;
     const limit = this.#options.perServer.get(server) ?? this.#options.defaultPerServer;
     if (limit === undefined) return undefined;
-    state = newServerState(server, limit, this.#options.prefix);
+    state = newServerState(server, limit);
     this.#servers.set(server, state);
     return state;
   }
@@ -342,12 +323,15 @@ export class FleetBudget implements LeaseTaker {
   #reached(): void {
     if (this.#reachable) return;
     this.#reachable = true;
-    this.#logger.info('fleet budget: Redis answers again');
+    this.#logger.info(`fleet budget: ${this.#store.name} answers again`);
   }
 
   #unreached(err: unknown): void {
     if (!this.#reachable) return;
     this.#reachable = false;
-    this.#logger.warn({ err }, 'fleet budget: Redis does not answer; no new connection is opened');
+    this.#logger.warn(
+      { err },
+      `fleet budget: ${this.#store.name} does not answer; no new connection is opened`,
+    );
   }
 }

@@ -24,7 +24,7 @@ export class FleetLease {
     return this.#onEnd !== undefined;
   }
 
-  /** Sends the lease elsewhere when it ends: to a caller of this process, not back to Redis. */
+  /** Sends the lease elsewhere when it ends: to a caller of this process, not back to the store. */
   redirect(onEnd: (lease: FleetLease) => void): void {
     this.#onEnd = onEnd;
   }

@@ -1,7 +1,7 @@
 /**
  * This process's idle connections as the fleet budget sees them: by the server their
  * lease is for. Reclaiming one for a caller of this process keeps its lease (handed over
- * without a round trip to Redis); giving one up for another process gives the lease back.
+ * without a round trip to the store); giving one up for another process gives the lease back.
  * Either way the connection's local budget slot is freed once it has closed.
  */
 import type { ConnectionBudget, IdleSlot } from '../budget.js';
@@ -34,7 +34,7 @@ export class LocalIdle {
     if (!slot) return undefined;
     const lease = slotLease(slot) as FleetLease;
     lease.redirect(() => {
-      // Handed over: the lease stays in Redis, now the caller's.
+      // Handed over: the lease stays in the store, now the caller's.
     });
     try {
       await slot.member.surrender(slot);
@@ -46,7 +46,7 @@ export class LocalIdle {
 
   /**
    * Closes the least recently used idle connection whose lease matches; its lease goes
-   * back to Redis once the server closed the session. False when none is idle.
+   * back to the store once the server closed the session. False when none is idle.
    */
   giveUp(match: (lease: FleetLease) => boolean): boolean {
     const slot = this.#budget.takeIdleWhere((idle) => {

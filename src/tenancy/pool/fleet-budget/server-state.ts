@@ -2,7 +2,6 @@
  * What the fleet budget keeps per database server, and how `TenantPools.stats()` reports
  * it.
  */
-import { type ServerKeys, serverKeys } from './lease-scripts.js';
 
 /** One server's budget as `TenantPools.stats()` reports it. */
 export interface FleetServerStats {
@@ -10,7 +9,7 @@ export interface FleetServerStats {
   server: string;
   /** Connections the whole fleet may hold on it. */
   limit: number;
-  /** Leases live fleet-wide, as Redis last told this process. */
+  /** Leases live fleet-wide, as the lease store last told this process. */
   leases: number;
   /** Leases this process holds. */
   mine: number;
@@ -22,7 +21,7 @@ export interface FleetServerStats {
 export interface FleetBudgetStats {
   /** This process's id in the budget: its lease ids start with it. */
   process: string;
-  /** False while the budget's Redis does not answer (no new connection is opened then). */
+  /** False while the budget's lease store does not answer (no new connection is opened then). */
   reachable: boolean;
   servers: FleetServerStats[];
 }
@@ -31,8 +30,7 @@ export interface FleetBudgetStats {
 export interface ServerState {
   readonly server: string;
   readonly limit: number;
-  readonly keys: ServerKeys;
-  /** Leases live fleet-wide, as of the last answer from Redis. */
+  /** Leases live fleet-wide, as of the store's last answer. */
   live: number;
   /** Callers of this process waiting for a lease. */
   waiting: number;
@@ -46,11 +44,10 @@ export interface ServerState {
 }
 
 /** A server's state before anything was asked of it. */
-export function newServerState(server: string, limit: number, prefix: string): ServerState {
+export function newServerState(server: string, limit: number): ServerState {
   return {
     server,
     limit,
-    keys: serverKeys(prefix, server),
     live: 0,
     waiting: 0,
     wakers: new Set(),

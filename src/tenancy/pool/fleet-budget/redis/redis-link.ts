@@ -7,6 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
+import { bounded } from '../bounded.js';
 
 /** Runs the budget's scripts and publishes, each call bounded by `timeoutMs`. */
 export class RedisLink {
@@ -70,12 +71,16 @@ export class RedisLink {
         return this.client.eval(script, keys.length, ...keys, ...args);
       }
     };
-    return this.bounded(this.#ready().then(call));
+    return bounded(this.#ready().then(call), this.#timeoutMs, 'Redis');
   }
 
   /** Publishes within the time bound. */
   publish(channel: string, message: string): Promise<unknown> {
-    return this.bounded(this.#ready().then(() => this.client.publish(channel, message)));
+    return bounded(
+      this.#ready().then(() => this.client.publish(channel, message)),
+      this.#timeoutMs,
+      'Redis',
+    );
   }
 
   // Resolves once the client is connected (at once, mostly): a call made while it is still
@@ -92,21 +97,6 @@ export class RedisLink {
       }),
     );
     return this.#connected;
-  }
-
-  /** `work`, or a rejection once the bound has passed. */
-  bounded<T>(work: Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`Redis did not answer within ${this.#timeoutMs} ms`)),
-        this.#timeoutMs,
-      );
-    });
-    work.catch(() => {
-      // Whatever it ends with after the bound, nobody waits for it any more.
-    });
-    return Promise.race([work, late]).finally(() => clearTimeout(timer));
   }
 
   /** Closes what the link opened (the subscriber always; the client when it made it). */
