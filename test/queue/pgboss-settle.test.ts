@@ -111,6 +111,30 @@ describe('PgBossEngine settles in batches', () => {
     expect(new Set(again.map((job) => job?.id))).toEqual(new Set(jobs.map((job) => job.id)));
   });
 
+  it('fails only the completion whose result Postgres refuses, not the jobs that finished beside it', async () => {
+    const jobs = await activeJobs('acme', 10);
+    // JSON allows a NUL character in a string; jsonb does not (SQLSTATE 22P05).
+    const results = await Promise.allSettled(
+      jobs.map((job, i) => engine.complete(job, i === 4 ? { text: 'a\u0000b' } : { ok: i })),
+    );
+    expect(results.map((result) => result.status)).toEqual(
+      jobs.map((_, i) => (i === 4 ? 'rejected' : 'fulfilled')),
+    );
+    expect(await engine.counts(queue, 'acme')).toMatchObject({ active: 1, completed: 9 });
+  });
+
+  it('sends the completions already asked for before close() ends its connections', async () => {
+    const jobs = await activeJobs('acme', 20);
+    const completions = Promise.allSettled(jobs.map((job) => engine.complete(job, null)));
+    await engine.close();
+    expect((await completions).every((result) => result.status === 'fulfilled')).toBe(true);
+    const { rows } = await admin.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM ${schema}.job WHERE name = $1 AND state = 'completed'`,
+      [queue],
+    );
+    expect(rows[0]!.n).toBe(20);
+  });
+
   it('hands claims made together each its own job, in partition order, within a cap, null when none is left', async () => {
     await engine.enqueueBulk(queue, [
       ...Array.from({ length: 3 }, (_, i) => ({ tenant: 'few', name: 'n', data: { i } })),

@@ -37,6 +37,7 @@ export class CapWriter {
   #pending = new Map<string, Map<string, PendingCap>>();
   #sending = false;
   #scheduled = false;
+  #drained: Array<() => void> = [];
 
   constructor(pool: pg.Pool, schema: string, channel: string) {
     this.#pool = pool;
@@ -59,6 +60,14 @@ export class CapWriter {
     });
   }
 
+  /** Resolves once no cap is pending or being written. */
+  async drain(): Promise<void> {
+    while (this.#pending.size > 0 || this.#sending) {
+      if (!this.#sending) await this.#flush();
+      else await new Promise<void>((resolve) => this.#drained.push(resolve));
+    }
+  }
+
   #schedule(): void {
     if (this.#scheduled || this.#sending) return;
     this.#scheduled = true;
@@ -69,7 +78,7 @@ export class CapWriter {
   }
 
   async #flush(): Promise<void> {
-    if (this.#pending.size === 0) return;
+    if (this.#pending.size === 0 || this.#sending) return;
     const batch = this.#pending;
     this.#pending = new Map();
     this.#sending = true;
@@ -89,6 +98,7 @@ export class CapWriter {
       failure = { error };
     } finally {
       this.#sending = false;
+      for (const resolve of this.#drained.splice(0)) resolve();
       if (this.#pending.size > 0) this.#schedule();
     }
     for (const byTenant of batch.values())

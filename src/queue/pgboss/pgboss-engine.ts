@@ -335,6 +335,8 @@ export class PgBossEngine extends EventEmitter<PgBossEngineEventMap> implements 
   close(): Promise<void> {
     this.#closePromise ??= (async () => {
       const steps = [
+        // Calls already made (completions above all) go out before the pool ends.
+        () => Promise.all([this.#caps.drain(), ...[...this.#settlers.values()].map((s) => s.drain())]),
         () => this.#listener.close(),
         async () => this.#boss?.stop({ close: false, graceful: false, wait: true }),
         () => this.#pool.end(),

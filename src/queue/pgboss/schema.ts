@@ -27,7 +27,7 @@ import PgBoss from 'pg-boss';
 import { settleFunctionDdl } from './settle-function.js';
 
 /** Bumped when what `install` creates changes; stored in `<schema>.fleet_version`. */
-const FLEET_SCHEMA_VERSION = 2;
+const FLEET_SCHEMA_VERSION = 3;
 
 /** The NOTIFY channel of a schema's wake-ups; the payload is the queue name. */
 export function wakeChannel(schema: string): string {

@@ -79,6 +79,8 @@ export class SettleBatcher {
   #pending = new Batch();
   #inFlight = 0;
   #scheduled = false;
+  /** Callers of `drain` waiting for a statement in flight to come back. */
+  #drained: Array<() => void> = [];
 
   constructor(options: SettleBatcherOptions) {
     this.#options = options;
@@ -118,21 +120,60 @@ export class SettleBatcher {
     });
   }
 
+  /**
+   * Resolves once nothing is pending or in flight (the engine's close waits for it before
+   * ending the pool, so a completion already asked for is not thrown away).
+   */
+  async drain(): Promise<void> {
+    while (!this.#pending.empty || this.#inFlight > 0) {
+      if (this.#inFlight === 0) await this.#flush();
+      else await new Promise<void>((resolve) => this.#drained.push(resolve));
+    }
+  }
+
   async #flush(): Promise<void> {
     if (this.#pending.empty || this.#inFlight >= MAX_IN_FLIGHT) return;
     const batch = this.#pending;
     this.#pending = new Batch();
     this.#inFlight += 1;
     try {
-      const rows = await this.#send(batch);
-      for (const completion of batch.completions) completion.resolve();
-      this.#handOut(batch, rows);
-    } catch (error) {
-      batch.fail(error);
+      await this.#settle(batch);
     } finally {
       this.#inFlight -= 1;
+      for (const resolve of this.#drained.splice(0)) resolve();
       if (!this.#pending.empty) this.#schedule();
     }
+  }
+
+  /**
+   * Sends a batch and settles its callers. A statement refused for its data (SQLSTATE
+   * class 22: say a result holding a NUL character, which JSON allows and jsonb does not)
+   * is sent again one completion at a time, so only the offending caller fails rather
+   * than every job that finished beside it.
+   */
+  async #settle(batch: Batch): Promise<void> {
+    let rows: SettledRow[];
+    try {
+      rows = await this.#send(batch);
+    } catch (error) {
+      const dataError = /^22/.test(String((error as { code?: unknown } | null)?.code ?? ''));
+      if (!dataError || batch.completions.length <= 1) {
+        batch.fail(error);
+        return;
+      }
+      const claims = new Batch();
+      for (const [tenant, claim] of batch.claims) claims.claims.set(tenant, claim);
+      claims.lockMs = batch.lockMs;
+      for (const completion of batch.completions) {
+        const alone = new Batch();
+        alone.completions.push(completion);
+        await this.#settle(alone);
+      }
+      if (!claims.empty) await this.#settle(claims);
+      return;
+    }
+    for (const completion of batch.completions) completion.resolve();
+    this.#handOut(batch, rows);
   }
 
   async #send(batch: Batch): Promise<SettledRow[]> {

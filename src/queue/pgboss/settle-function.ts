@@ -5,11 +5,13 @@
  * function: one round trip and one commit (one WAL flush) for a batch of jobs rather than
  * one per job, which is what raw pg-boss gets from `fetch({ batchSize })` + `complete(ids)`.
  *
- * Inside, everything is set-based, and the rows two batches may both lock are taken in
- * one global order, so concurrent batches (other slots, other processes) cannot deadlock:
+ * Inside, everything is set-based, and rows that others may lock too are taken in one
+ * order (job rows by id, batch rows by id, partition rows by tenant), the same order
+ * extendLocks, recoverStalled and enqueues take them in; a deadlock victim all the same
+ * is retried by the batcher (the call is one statement: whole or not at all):
  *
- * 1. the completed jobs, one UPDATE over the batch (a job whose lock was lost — another
- *    token, or expired — is left alone, as `fleet_finish` leaves it);
+ * 1. the completed jobs, locked by id, then one UPDATE over the batch (a job whose lock
+ *    was lost — another token, or expired — is left alone, as `fleet_finish` leaves it);
  * 2. their fan-out batches' counters, one row at a time in id order;
  * 3. trimming finished rows past `keep_completed`, per partition, as often as one finish
  *    in 16 would (a transaction-scoped try-lock per partition: a trim never waits);
@@ -40,8 +42,11 @@ RETURNS TABLE (tenant text, id uuid, fleet_key text, fleet_name text, data jsonb
   retry_limit integer, created_ms double precision, fleet_batch text, token text) AS $$
 #variable_conflict use_column
 DECLARE done_tenants text[]; done_batches text[]; r record;
+  free_t text[]; free_n integer[]; capped_t text[]; capped_n integer[];
 BEGIN
   IF cardinality(done_ids) > 0 THEN
+    -- The rows first, in id order (as extendLocks takes them), by the primary key.
+    PERFORM 1 FROM ${s}.job j WHERE j.name = q AND j.id = ANY(done_ids) ORDER BY j.id FOR UPDATE;
     WITH input AS (
       SELECT * FROM unnest(done_ids, done_tokens, outputs) AS i(id, tok, output)
     ), done AS (
@@ -82,12 +87,17 @@ BEGIN
   END IF;
 
   IF cardinality(claim_tenants) > 0 THEN
+    -- Capped or not, read once: a cap set meanwhile must not send a tenant down both paths.
+    SELECT coalesce(array_agg(w.t) FILTER (WHERE p.cap IS NULL), '{}'),
+      coalesce(array_agg(w.n) FILTER (WHERE p.cap IS NULL), '{}'),
+      coalesce(array_agg(w.t ORDER BY w.t) FILTER (WHERE p.cap IS NOT NULL), '{}'),
+      coalesce(array_agg(w.n ORDER BY w.t) FILTER (WHERE p.cap IS NOT NULL), '{}')
+    INTO free_t, free_n, capped_t, capped_n
+    FROM unnest(claim_tenants, claim_counts) AS w(t, n) CROSS JOIN LATERAL (${partitionCap(s)}) p;
+
     RETURN QUERY
-    WITH wanted AS (
-      SELECT w.t, w.n FROM unnest(claim_tenants, claim_counts) AS w(t, n)
-      CROSS JOIN LATERAL (${partitionCap(s)}) p WHERE p.cap IS NULL
-    ), picked AS (
-      SELECT x.id FROM wanted w CROSS JOIN LATERAL (
+    WITH picked AS (
+      SELECT x.id FROM unnest(free_t, free_n) AS w(t, n) CROSS JOIN LATERAL (
         SELECT j.id FROM ${s}.job j
         WHERE j.name = q AND j.singleton_key = w.t AND j.state < 'active' AND j.start_after <= now()
         ORDER BY j.priority DESC, j.fleet_seq
@@ -103,9 +113,7 @@ BEGIN
       (extract(epoch FROM c.created_on) * 1000)::double precision, c.fleet_batch, c.started_on::text
     FROM claimed c ORDER BY c.singleton_key, c.priority DESC, c.fleet_seq;
 
-    FOR r IN SELECT w.t, w.n FROM unnest(claim_tenants, claim_counts) AS w(t, n)
-        CROSS JOIN LATERAL (${partitionCap(s)}) p WHERE p.cap IS NOT NULL
-        ORDER BY w.t LOOP
+    FOR r IN SELECT w.t, w.n FROM unnest(capped_t, capped_n) AS w(t, n) ORDER BY w.t LOOP
       RETURN QUERY SELECT r.t, k.* FROM ${s}.fleet_claim(q, r.t, r.n, lock_ms) k;
     END LOOP;
   END IF;

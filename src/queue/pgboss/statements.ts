@@ -32,7 +32,7 @@ WITH input AS (
   RETURNING id, fleet_batch, start_after <= now() AS ready
 ), batches AS (
   INSERT INTO ${s}.fleet_batch AS b (id, total)
-  SELECT fleet_batch, count(*) FROM added WHERE fleet_batch IS NOT NULL GROUP BY fleet_batch
+  SELECT fleet_batch, count(*) FROM added WHERE fleet_batch IS NOT NULL GROUP BY fleet_batch ORDER BY fleet_batch
   ON CONFLICT (id) DO UPDATE SET total = b.total + excluded.total
 ), woken AS (
   SELECT pg_notify('${wakeChannel(s)}', $1::text) FROM added WHERE ready LIMIT 1
@@ -40,11 +40,20 @@ WITH input AS (
 SELECT (SELECT count(*)::int FROM added) AS added, (SELECT count(*)::int FROM woken) AS woken`;
 }
 
-/** Extends the locks still held; returns the uuids extended. $1 queues; $2 uuids; $3 tokens; $4 lock ms. */
+/**
+ * Extends the locks still held; returns the uuids extended. The rows are locked in id
+ * order first, as `fleet_settle` locks the rows it completes, so the two never deadlock.
+ * $1 queues; $2 uuids; $3 tokens; $4 lock ms.
+ */
 export function extendSql(s: string): string {
   return `
+WITH x AS (
+  SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[]) AS x(queue, id, token)
+), locked AS (
+  SELECT j.name, j.id FROM ${s}.job j JOIN x ON j.name = x.queue AND j.id = x.id ORDER BY j.id FOR UPDATE OF j
+)
 UPDATE ${s}.job j SET expire_in = (clock_timestamp() - j.started_on) + make_interval(secs => $4::bigint / 1000.0)
-FROM unnest($1::text[], $2::uuid[], $3::text[]) AS x(queue, id, token)
+FROM x JOIN locked l ON l.name = x.queue AND l.id = x.id
 WHERE j.name = x.queue AND j.id = x.id AND j.state = 'active' AND j.started_on = x.token::timestamptz
   AND j.started_on + j.expire_in > clock_timestamp()
 RETURNING j.id::text AS id`;
@@ -70,9 +79,15 @@ WITH expired AS (
       THEN '{"message":"job stalled more than allowable limit","stack":null}'::jsonb ELSE j.fleet_error END
   FROM expired e WHERE j.name = $1::text AND j.id = e.id
   RETURNING j.singleton_key AS tenant, j.state = 'failed' AS failed, j.fleet_batch
+), failed_batches AS (
+  SELECT fleet_batch, count(*) AS f FROM moved WHERE failed AND fleet_batch IS NOT NULL GROUP BY 1
+), locked_batches AS (
+  -- In id order, as fleet_settle takes them.
+  SELECT b.id FROM ${s}.fleet_batch b WHERE b.id IN (SELECT fleet_batch FROM failed_batches)
+  ORDER BY b.id FOR UPDATE
 ), batches AS (
   UPDATE ${s}.fleet_batch b SET failed = b.failed + m.f
-  FROM (SELECT fleet_batch, count(*) AS f FROM moved WHERE failed AND fleet_batch IS NOT NULL GROUP BY 1) m
+  FROM failed_batches m JOIN locked_batches l ON l.id = m.fleet_batch
   WHERE b.id = m.fleet_batch
 ), woken AS (
   SELECT pg_notify('${wakeChannel(s)}', $1::text) FROM moved WHERE NOT failed LIMIT 1
