@@ -4,6 +4,7 @@
  * lent one counts in the budget's `inUse`.
  */
 import type { ConnectionBudget } from './budget.js';
+import { pingDue } from './connector.js';
 import type { PooledConnection } from './types.js';
 
 /** Idle (most recently used last) and lent connections of one pool. */
@@ -30,6 +31,22 @@ export class PoolConnections {
     return conn;
   }
 
+  /**
+   * Lends the most recently used idle connection if it can be lent as it is: alive,
+   * within `maxLifetimeMs` of its opening, and used recently enough to need no ping.
+   * Otherwise undefined, with nothing changed: the caller goes the way that can deal with
+   * it (closing a dead one, pinging a stale one).
+   */
+  takeReady(now: number, maxLifetimeMs: number): PooledConnection | undefined {
+    const conn = this.idle[this.idle.length - 1];
+    if (conn === undefined || !conn.raw.alive || now - conn.createdAt >= maxLifetimeMs || pingDue(conn, now))
+      return undefined;
+    this.idle.pop();
+    this.#budget.removeIdle(conn);
+    this.lend(conn);
+    return conn;
+  }
+
   /** Marks a connection lent. */
   lend(conn: PooledConnection): void {
     conn.state = 'busy';
@@ -51,7 +68,7 @@ export class PoolConnections {
     return true;
   }
 
-  /** Takes a connection off either list, because it is about to close. */
+  /** Takes a connection off either list and marks it closing: it is about to close. */
   unlink(conn: PooledConnection): void {
     if (conn.state === 'idle') {
       const index = this.idle.indexOf(conn);
@@ -60,5 +77,6 @@ export class PoolConnections {
     } else if (this.busy.delete(conn)) {
       this.#budget.countInUse(-1);
     }
+    conn.state = 'closing';
   }
 }
