@@ -4,8 +4,8 @@
  * - The hit path is synchronous: the org's answer already in the registry's cache (or the
  *   Org given), its database-mode pool cached, and an idle connection ready to lend as it
  *   is (no ping due, nobody queued before). It allocates the lease and nothing else: no
- *   promise, no closure, no timer. It is what most checkouts of a busy worker take, so it
- *   stays at about the cost of `pg.Pool`'s own checkout.
+ *   promise of its own, no closure, no timer. Most checkouts of a busy worker take it, so
+ *   it is kept within the cost of `pg.Pool`'s own checkout (docs/BENCHMARKS.md).
  * - Everything else (a lookup to run, a secret to resolve, a pool to build, a place in the
  *   cache or a connection to wait for, schema mode's `search_path`) takes the long way,
  *   which is also where every error is thrown from.
