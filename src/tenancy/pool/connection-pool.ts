@@ -94,7 +94,7 @@ export class ConnectionPool implements BudgetMember {
 
   /** Nothing lent, nobody waiting, nothing being opened: eviction would hurt nobody. */
   get settled(): boolean {
-    return this.#conns.busy.size === 0 && this.#waiters.length === 0 && this.#connecting === 0;
+    return this.#conns.lent === 0 && this.#waiters.length === 0 && this.#connecting === 0;
   }
 
   /** Lends a connection, waiting in FIFO order behind earlier callers when none is free. */
@@ -190,7 +190,6 @@ export class ConnectionPool implements BudgetMember {
       this.#checkSettled();
       return;
     }
-    conn.state = 'idle';
     this.#checkin(conn, now);
   }
 
@@ -254,7 +253,7 @@ export class ConnectionPool implements BudgetMember {
   counts(): PoolCounts {
     return {
       open: this.#conns.size + this.#connecting,
-      inUse: this.#conns.busy.size,
+      inUse: this.#conns.lent,
       idle: this.#conns.idle.length,
       waiting: this.#waiters.length,
     };
@@ -268,7 +267,7 @@ export class ConnectionPool implements BudgetMember {
     this.#drain.close(reason);
     this.#waiters.close(new ClosedError('connection pool'));
     for (const conn of [...this.#conns.idle]) this.#destroy(conn, reason);
-    if (force) for (const conn of [...this.#conns.busy]) this.#destroy(conn, reason);
+    if (force) for (const conn of this.#conns.lentConnections()) this.#destroy(conn, reason);
     return this.#drain.drained();
   }
 
@@ -300,7 +299,6 @@ export class ConnectionPool implements BudgetMember {
   // A connection opened for no caller in particular: reported, then checked in.
   #connected(conn: PooledConnection): void {
     this.#hooks.onConnect(this, undefined);
-    conn.state = 'idle';
     this.#checkin(conn);
   }
 
@@ -319,8 +317,7 @@ export class ConnectionPool implements BudgetMember {
       throw err;
     }
     this.#connecting--;
-    const now = Date.now();
-    const conn: PooledConnection = { raw, member: this, createdAt: now, idleSince: now, state: 'busy' };
+    const conn = this.#conns.adopt(raw, this);
     // The driver always listens for errors; this makes a dead idle connection leave at once.
     raw.onError((err) => {
       if (conn.state === 'idle') this.#destroy(conn, 'dead');
