@@ -21,6 +21,7 @@ export class IdleList<T extends IdleLinks> {
   #tail: T | undefined;
   #size = 0;
 
+  /** Slots listed. */
   get size(): number {
     return this.#size;
   }
