@@ -15,6 +15,7 @@
  * (as {@link IdleSlot}s) so that reclaim can pick the oldest across every pool.
  */
 import { ClosedError } from '../../errors.js';
+import { type IdleLinks, IdleList } from './idle-list.js';
 
 /** A pool as the budget sees it: something that can give up one of its idle connections. */
 export interface BudgetMember {
@@ -26,8 +27,8 @@ export interface BudgetMember {
   surrender(slot: IdleSlot): Promise<void>;
 }
 
-/** An idle connection registered with the budget. */
-export interface IdleSlot {
+/** An idle connection registered with the budget (which links it into its idle list). */
+export interface IdleSlot extends IdleLinks {
   readonly member: BudgetMember;
 }
 
@@ -73,10 +74,10 @@ export class ConnectionBudget {
   readonly max: number;
   #open = 0;
   #inUse = 0;
-  // A Set keeps insertion order, so its first entry is the connection idle the longest:
-  // the least recently used one, which reclaim takes first. Adding on release and
-  // deleting on checkout keeps that order without any sorting.
-  readonly #idle = new Set<IdleSlot>();
+  // In insertion order, so the first is the connection idle the longest: the least
+  // recently used one, which reclaim takes first. Adding on release and deleting on
+  // checkout keeps that order without any sorting.
+  readonly #idle = new IdleList<IdleSlot>();
   readonly #queue: QueuedRequest[] = [];
   #closed = false;
   #reclaims = 0;
@@ -114,14 +115,11 @@ export class ConnectionBudget {
    * for its owner to close; the caller frees its slot once it has closed.
    */
   takeIdleWhere(match: (slot: IdleSlot) => boolean): IdleSlot | undefined {
-    for (const slot of this.#idle) {
-      if (match(slot)) {
-        this.#idle.delete(slot);
-        this.#reclaims++;
-        return slot;
-      }
-    }
-    return undefined;
+    const slot = this.#idle.find(match);
+    if (slot === undefined) return undefined;
+    this.#idle.delete(slot);
+    this.#reclaims++;
+    return slot;
   }
 
   /**
@@ -213,7 +211,7 @@ export class ConnectionBudget {
 
   /** Idle connections, least recently used first (for the idle-timeout sweep). */
   idleSlots(): IdleSlot[] {
-    return [...this.#idle];
+    return this.#idle.toArray();
   }
 
   /** Counts a connection as lent out (+1) or given back (-1), for {@link snapshot}. */
@@ -248,13 +246,9 @@ export class ConnectionBudget {
   // The least recently used idle connection of any *other* member. The requester's own
   // idle connections are skipped: if it had one it would lend it instead of asking.
   #takeVictim(member: BudgetMember): IdleSlot | undefined {
-    for (const slot of this.#idle) {
-      if (slot.member !== member) {
-        this.#idle.delete(slot);
-        return slot;
-      }
-    }
-    return undefined;
+    const slot = this.#idle.find((idle) => idle.member !== member);
+    if (slot !== undefined) this.#idle.delete(slot);
+    return slot;
   }
 
   async #surrender(victim: IdleSlot): Promise<void> {

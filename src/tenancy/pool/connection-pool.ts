@@ -71,24 +71,14 @@ export class ConnectionPool implements BudgetMember {
         checkConnect: () => this.#hooks.checkConnect(this),
         connectWithSlot: () => this.#connectWithSlot(() => this.#waiters.length > 0),
         connectFailed: (err) => this.#connectFailed(err),
-        connected: (conn) => {
-          this.#hooks.onConnect(this, undefined);
-          conn.state = 'idle';
-          this.#checkin(conn);
-        },
+        connected: (conn) => this.#connected(conn),
         lend: (conn) => this.#markBusy(conn),
         checkSettled: () => this.#checkSettled(),
       },
       options.budget,
       this,
     );
-    this.#connector = new PoolConnector(
-      options.url,
-      options.resolveUrl,
-      options.connectTimeoutMs,
-      options.slug,
-      options.leases,
-    );
+    this.#connector = new PoolConnector(options);
     this.#sideCancel = {
       budget: options.budget,
       open: () => this.#connector.open(),
@@ -104,7 +94,7 @@ export class ConnectionPool implements BudgetMember {
 
   /** Nothing lent, nobody waiting, nothing being opened: eviction would hurt nobody. */
   get settled(): boolean {
-    return this.#conns.busy.size === 0 && this.#waiters.length === 0 && this.#connecting === 0;
+    return this.#conns.lent === 0 && this.#waiters.length === 0 && this.#connecting === 0;
   }
 
   /** Lends a connection, waiting in FIFO order behind earlier callers when none is free. */
@@ -130,6 +120,17 @@ export class ConnectionPool implements BudgetMember {
   }
 
   /**
+   * Lends an idle connection at once if one is ready as it is (`PoolConnections.takeReady`)
+   * and nobody queued earlier, else undefined. Database mode: no `search_path` to set.
+   */
+  lendReady(now: number): PooledConnection | undefined {
+    if (this.#waiters.length > 0 || this.#drain.closed) return undefined;
+    const conn = this.#conns.takeReady(now, this.#options.maxLifetimeMs);
+    if (conn !== undefined) this.lastUsedAt = now;
+    return conn;
+  }
+
+  /**
    * Lends a connection without waiting for a slot: an idle one, or a new one opened with a
    * free slot or one reclaimed from another pool's idle connection. Null when the pool is
    * at its maximum, has callers queued, or the budget has nothing to give.
@@ -137,54 +138,51 @@ export class ConnectionPool implements BudgetMember {
   async tryAcquire(schema: string | null): Promise<PooledConnection | null> {
     if (this.#drain.closed) throw new ClosedError('connection pool');
     try {
-      return await this.#tryCheckout(schema);
+      for (let attempt = 0; attempt < MAX_CHECKOUT_ATTEMPTS; attempt++) {
+        if (this.#waiters.length > 0) return null;
+        let conn = this.#popIdle();
+        if (!conn) {
+          if (this.#total() >= this.maxConnections) return null;
+          this.#hooks.checkConnect(this);
+          // Count the attempt before the await so concurrent callers respect the maximum.
+          this.#connecting++;
+          let slot = false;
+          try {
+            slot = await this.#budget.tryTake(this);
+          } finally {
+            this.#connecting--;
+          }
+          if (!slot) return null;
+          try {
+            conn = await this.#connectWithSlot();
+          } catch (err) {
+            if (err instanceof FleetBudgetError) return null; // no fleet lease: like a full budget
+            this.#connectFailed(err);
+            throw err;
+          }
+          this.#hooks.onConnect(this, undefined);
+          this.#markBusy(conn);
+        }
+        try {
+          const preparing = prepareCheckout(conn, schema);
+          if (preparing) await preparing;
+          return conn;
+        } catch {
+          this.#destroy(conn, 'dead');
+        }
+      }
+      return null;
     } finally {
       // Whatever it counted while it tried (a connect, a slot asked for) is gone now.
       this.#afterDrop();
     }
   }
 
-  async #tryCheckout(schema: string | null): Promise<PooledConnection | null> {
-    for (let attempt = 0; attempt < MAX_CHECKOUT_ATTEMPTS; attempt++) {
-      if (this.#waiters.length > 0) return null;
-      let conn = this.#popIdle();
-      if (!conn) {
-        if (this.#total() >= this.maxConnections) return null;
-        this.#hooks.checkConnect(this);
-        // Count the attempt before the await so concurrent callers respect the maximum.
-        this.#connecting++;
-        let slot = false;
-        try {
-          slot = await this.#budget.tryTake(this);
-        } finally {
-          this.#connecting--;
-        }
-        if (!slot) return null;
-        try {
-          conn = await this.#connectWithSlot();
-        } catch (err) {
-          if (err instanceof FleetBudgetError) return null; // no fleet lease: like a full budget
-          this.#connectFailed(err);
-          throw err;
-        }
-        this.#hooks.onConnect(this, undefined);
-        this.#markBusy(conn);
-      }
-      try {
-        const preparing = prepareCheckout(conn, schema);
-        if (preparing) await preparing;
-        return conn;
-      } catch {
-        this.#destroy(conn, 'dead');
-      }
-    }
-    return null;
-  }
-
   /** Gives a lent connection back; with an error it is closed instead. Idempotent. */
   release(conn: PooledConnection, err?: unknown): void {
     if (!this.#conns.giveBack(conn)) return;
-    this.lastUsedAt = Date.now();
+    const now = Date.now();
+    this.lastUsedAt = now;
     const reason = err === undefined ? unfitReason(conn.raw) : 'released-with-error';
     if (reason !== undefined) {
       this.#destroy(conn, reason);
@@ -192,8 +190,7 @@ export class ConnectionPool implements BudgetMember {
       this.#checkSettled();
       return;
     }
-    conn.state = 'idle';
-    this.#checkin(conn);
+    this.#checkin(conn, now);
   }
 
   /**
@@ -211,10 +208,8 @@ export class ConnectionPool implements BudgetMember {
       attempts.push(
         this.#connectWithSlot().then(
           (conn) => {
-            this.#hooks.onConnect(this, undefined);
             opened++;
-            conn.state = 'idle';
-            this.#checkin(conn);
+            this.#connected(conn);
           },
           (err: unknown) => {
             if (err instanceof FleetBudgetError) return; // warm only takes free leases
@@ -252,14 +247,13 @@ export class ConnectionPool implements BudgetMember {
     const conn = slot as PooledConnection;
     // The budget took it off its own list already; unlink is harmless there.
     this.#conns.unlink(conn);
-    conn.state = 'closing';
     return this.#drain.closeConnection(conn.raw, () => this.#hooks.onClose(this, 'reclaim'));
   }
 
   counts(): PoolCounts {
     return {
       open: this.#conns.size + this.#connecting,
-      inUse: this.#conns.busy.size,
+      inUse: this.#conns.lent,
       idle: this.#conns.idle.length,
       waiting: this.#waiters.length,
     };
@@ -273,7 +267,7 @@ export class ConnectionPool implements BudgetMember {
     this.#drain.close(reason);
     this.#waiters.close(new ClosedError('connection pool'));
     for (const conn of [...this.#conns.idle]) this.#destroy(conn, reason);
-    if (force) for (const conn of [...this.#conns.busy]) this.#destroy(conn, reason);
+    if (force) for (const conn of this.#conns.lentConnections()) this.#destroy(conn, reason);
     return this.#drain.drained();
   }
 
@@ -302,6 +296,12 @@ export class ConnectionPool implements BudgetMember {
     this.lastUsedAt = Date.now();
   }
 
+  // A connection opened for no caller in particular: reported, then checked in.
+  #connected(conn: PooledConnection): void {
+    this.#hooks.onConnect(this, undefined);
+    this.#checkin(conn);
+  }
+
   // Opens one connection with a slot the caller already holds. On failure the slot is
   // given back before the error is thrown.
   async #connectWithSlot(leaseWanted?: () => boolean): Promise<PooledConnection> {
@@ -317,8 +317,7 @@ export class ConnectionPool implements BudgetMember {
       throw err;
     }
     this.#connecting--;
-    const now = Date.now();
-    const conn: PooledConnection = { raw, member: this, createdAt: now, idleSince: now, state: 'busy' };
+    const conn = this.#conns.adopt(raw, this);
     // The driver always listens for errors; this makes a dead idle connection leave at once.
     raw.onError((err) => {
       if (conn.state === 'idle') this.#destroy(conn, 'dead');
@@ -334,23 +333,22 @@ export class ConnectionPool implements BudgetMember {
 
   // A connection free again (released or newly opened) goes to this pool's oldest waiter;
   // else it closes if another pool (or process) waits for a slot on it; else it is parked.
-  #checkin(conn: PooledConnection): void {
+  #checkin(conn: PooledConnection, now = Date.now()): void {
     // Checked in counts as used: a connection passed straight from one caller to the next
     // is known to be working and needs no ping.
-    conn.idleSince = Date.now();
+    conn.idleSince = now;
     if (this.#drain.closed || !conn.raw.alive) {
       this.#destroy(conn, this.#drain.closed ? this.#drain.reason : 'dead');
-    } else if (Date.now() - conn.createdAt >= this.#options.maxLifetimeMs) {
+    } else if (now - conn.createdAt >= this.#options.maxLifetimeMs) {
       this.#recycle(conn);
+    } else if (this.#waiters.length > 0 && this.#waiters.serve(conn)) {
+      return;
+    } else if (this.#budget.wantsBack(conn)) {
+      this.#destroy(conn, 'handover');
     } else {
-      if (this.#waiters.serve(conn)) return;
-      if (this.#budget.wantsBack(conn)) {
-        this.#destroy(conn, 'handover');
-      } else {
-        this.#conns.park(conn);
-      }
+      this.#conns.park(conn);
     }
-    this.#waiters.pump();
+    if (this.#waiters.length > 0) this.#waiters.pump();
     this.#checkSettled();
   }
 
@@ -365,7 +363,6 @@ export class ConnectionPool implements BudgetMember {
   #destroy(conn: PooledConnection, reason: CloseReason): void {
     if (conn.state === 'closing') return;
     this.#conns.unlink(conn);
-    conn.state = 'closing';
     this.#afterDrop();
     const closed = () => {
       this.#budget.free();

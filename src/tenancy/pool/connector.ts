@@ -9,7 +9,13 @@ import { FleetError, TenantConnectionError } from '../../errors.js';
 import { type RawConnection, sqlitePath } from '../drivers/driver.js';
 import { connect, databaseKindOf } from '../drivers/index.js';
 import { bindLease, type LeaseTaker } from './fleet-budget/lease.js';
-import type { CloseReason } from './types.js';
+import type { CloseReason, ConnectionPoolOptions } from './types.js';
+
+/** What the connector takes from its pool's options. */
+type ConnectorOptions = Pick<
+  ConnectionPoolOptions<unknown>,
+  'url' | 'resolveUrl' | 'connectTimeoutMs' | 'slug' | 'leases'
+>;
 
 /** Opens raw connections to one database whose URL is a secret resolved on demand. */
 export class PoolConnector {
@@ -22,23 +28,16 @@ export class PoolConnector {
   #url: Promise<string> | undefined;
 
   /**
-   * @param url the URL resolved when the pool was built
-   * @param resolveUrl resolves it again, once the pool forgets it
-   * @param slug the tenant, or null for the shared schema-mode pool (named in errors)
-   * @param leases the fleet budget, whose lease every connection to a server takes first
+   * From the pool's options: `url` as resolved when the pool was built, `resolveUrl` to
+   * resolve it again once forgotten, `slug` (null for the shared schema-mode pool) to name
+   * in errors, and `leases`, the fleet budget whose lease every connection takes first.
    */
-  constructor(
-    url: string,
-    resolveUrl: () => Promise<string>,
-    connectTimeoutMs: number,
-    slug: string | null = null,
-    leases?: LeaseTaker,
-  ) {
-    this.#slug = slug;
-    this.#leases = leases;
-    this.#url = Promise.resolve(url);
-    this.#resolveUrl = resolveUrl;
-    this.#connectTimeoutMs = connectTimeoutMs;
+  constructor(options: ConnectorOptions) {
+    this.#slug = options.slug;
+    this.#leases = options.leases;
+    this.#url = Promise.resolve(options.url);
+    this.#resolveUrl = options.resolveUrl;
+    this.#connectTimeoutMs = options.connectTimeoutMs;
   }
 
   /**
@@ -101,6 +100,11 @@ function addressOf(url: string): string {
  */
 const VALIDATE_AFTER_IDLE_MS = 1_000;
 
+/** Whether a connection idle since `idleSince` must be pinged before it is lent at `now`. */
+export function pingDue(conn: { readonly idleSince: number }, now: number): boolean {
+  return now - conn.idleSince > VALIDATE_AFTER_IDLE_MS;
+}
+
 /**
  * Session state one tenant may leave on a shared schema-mode connection that another
  * tenant could read or be confused by: temp tables (`pg_temp` is searched *before*
@@ -132,7 +136,7 @@ export function prepareCheckout(
   conn: { readonly raw: RawConnection; readonly idleSince: number; schema?: string | undefined },
   schema: string | null,
 ): Promise<unknown> | undefined {
-  const stale = Date.now() - conn.idleSince > VALIDATE_AFTER_IDLE_MS;
+  const stale = pingDue(conn, Date.now());
   if (!stale && schema === null) return undefined;
   return (async () => {
     if (stale) await conn.raw.ping();

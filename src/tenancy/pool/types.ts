@@ -28,7 +28,11 @@ export interface PooledConnection extends IdleSlot {
   readonly raw: RawConnection;
   readonly createdAt: number;
   idleSince: number;
-  state: 'idle' | 'busy' | 'closing';
+  /**
+   * `held`: the pool's, neither parked nor lent (just opened, or just given back, about to
+   * be parked, handed on or closed); `idle`: parked; `busy`: lent; `closing`: on its way out.
+   */
+  state: 'held' | 'idle' | 'busy' | 'closing';
   /** Schema mode: the schema of the tenant the connection last served (undefined: none yet). */
   schema?: string | undefined;
 }

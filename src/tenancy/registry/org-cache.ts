@@ -3,6 +3,9 @@ import type { Org } from '../org.js';
 interface CacheEntry {
   expiresAt: number;
   value: Promise<Org | null>;
+  // The answer once `value` has settled with it (undefined before), so that a caller on a
+  // hot path can read it without a turn of the event loop.
+  answer: Org | null | undefined;
 }
 
 /**
@@ -26,15 +29,29 @@ export class OrgCache {
     return cached && cached.expiresAt > now ? cached.value : undefined;
   }
 
+  /**
+   * The cached answer for `slug` if it is fresh at `now` and has arrived: the org, or null
+   * (not registered); undefined otherwise. Only slugs that passed validation are cached,
+   * so a hit needs no second check of the string.
+   */
+  settled(slug: string, now: number): Org | null | undefined {
+    const cached = this.#entries.get(slug);
+    return cached !== undefined && cached.expiresAt > now ? cached.answer : undefined;
+  }
+
   /** Keeps a lookup's answer for the TTL, unless it fails or a change lands before it settles. */
   remember(slug: string, value: Promise<Org | null>, now: number): void {
     if (this.#ttlMs <= 0) return;
     const generation = this.#generation;
-    this.#entries.set(slug, { expiresAt: now + this.#ttlMs, value });
+    const entry: CacheEntry = { expiresAt: now + this.#ttlMs, value, answer: undefined };
+    this.#entries.set(slug, entry);
     const drop = () => {
-      if (this.#entries.get(slug)?.value === value) this.#entries.delete(slug);
+      if (this.#entries.get(slug) === entry) this.#entries.delete(slug);
     };
-    value.then(() => generation !== this.#generation && drop(), drop);
+    value.then((answer) => {
+      if (generation !== this.#generation) drop();
+      else entry.answer = answer;
+    }, drop);
   }
 
   /** A change landed: forget every answer, and every lookup still running. */

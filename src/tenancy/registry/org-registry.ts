@@ -170,6 +170,15 @@ export class OrgRegistry implements AsyncDisposable {
   }
 
   /**
+   * The org with this slug when the lookup cache already holds its answer (null: not
+   * registered), without a statement or a turn of the event loop; undefined when `find`
+   * would have to ask the database (or wait for a lookup under way).
+   */
+  cached(slug: string): Org | null | undefined {
+    return this.#closing ? undefined : this.#cache.settled(slug, Date.now());
+  }
+
+  /**
    * The orgs of many slugs at once, by slug (a slug not registered, or not a slug at
    * all, is absent): cached answers, then one statement per 500 slugs for the rest,
    * whose answers are cached as `find`'s would be. A worker that meets 10,000 tenants

@@ -75,10 +75,10 @@ export class PoolMonitor {
       .map(({ key, ...circuit }) => ({ slug: key === SCHEMA_POOL_KEY ? null : key, ...circuit }));
   }
 
-  /** A connection was lent, `started` (performance.now()) being when it was asked for. */
-  lent(started: number): void {
+  /** A connection was lent, `waitedMs` after it was asked for. */
+  lent(waitedMs: number): void {
     this.counters.acquires++;
-    this.waits.record(performance.now() - started);
+    this.waits.record(waitedMs);
   }
 
   /** Counts and announces an acquire that ran out of time; returns the error to throw. */

@@ -16,19 +16,24 @@ export interface CacheEntry {
   readonly org: Org;
 }
 
+// An entry with its recency, kept on the entry itself: marking a use on the hit path is
+// two writes, with no map or set to update.
+interface Cached extends CacheEntry {
+  // The tick of the pool's last use (a lookup for a checkout, or settling after its last
+  // release), so a pool lent for an hour and released a moment ago counts as recently
+  // used. A counter rather than a clock: pools used within one millisecond still have an
+  // order.
+  used: number;
+  // Looked up since it last settled: only then is its settling a use (a pool also settles
+  // when an idle connection times out, which uses nothing).
+  touched: boolean;
+}
+
 /** Database-mode pools by slug, bounded, evicting the least recently used idle one. */
 export class PoolCache {
   readonly #max: number;
   readonly #onEvict: (pool: ConnectionPool, reason: EvictReason) => void;
-  readonly #entries = new Map<string, CacheEntry>();
-  // Recency: the tick of each pool's last use (a lookup for a checkout, or settling after
-  // its last release), so a pool lent for an hour and released a moment ago counts as
-  // recently used. A counter rather than a clock: pools used within one millisecond
-  // still have an order.
-  readonly #used = new Map<ConnectionPool, number>();
-  // Pools looked up since they last settled: only their settling is a use (a pool also
-  // settles when an idle connection times out, which uses nothing).
-  readonly #touched = new Set<ConnectionPool>();
+  readonly #entries = new Map<string, Cached>();
   #tick = 0;
   // Pools taken out of the cache that may still have connections lent; close() waits for them.
   readonly #retired = new Set<ConnectionPool>();
@@ -57,8 +62,8 @@ export class PoolCache {
   use(slug: string): CacheEntry | undefined {
     const entry = this.#entries.get(slug);
     if (entry !== undefined) {
-      this.#used.set(entry.pool, ++this.#tick);
-      this.#touched.add(entry.pool);
+      entry.used = ++this.#tick;
+      entry.touched = true;
     }
     return entry;
   }
@@ -87,8 +92,7 @@ export class PoolCache {
     // A linear scan, run only when the cache is full and a new tenant arrives.
     let victim: ConnectionPool | undefined;
     let oldest = Number.POSITIVE_INFINITY;
-    for (const { pool } of this.#entries.values()) {
-      const used = this.#used.get(pool) ?? 0;
+    for (const { pool, used } of this.#entries.values()) {
       if (pool.settled && used < oldest) {
         victim = pool;
         oldest = used;
@@ -104,9 +108,8 @@ export class PoolCache {
    * waiting for a place no longer needs one: they are woken to use this pool (left
    * waiting, they would take the next freed place too, or evict this very pool).
    */
-  add(slug: string, entry: CacheEntry): void {
-    this.#entries.set(slug, entry);
-    this.#used.set(entry.pool, ++this.#tick);
+  add(slug: string, pool: ConnectionPool, org: Org): void {
+    this.#entries.set(slug, { pool, org, used: ++this.#tick, touched: false });
     for (const waiter of this.#waiters.takeKeyed(slug)) waiter.resolve();
   }
 
@@ -116,8 +119,6 @@ export class PoolCache {
     if (!entry) return;
     this.#entries.delete(slug);
     const { pool } = entry;
-    this.#used.delete(pool);
-    this.#touched.delete(pool);
     this.#onEvict(pool, reason);
     this.#retired.add(pool);
     pool
@@ -138,9 +139,14 @@ export class PoolCache {
 
   /** A pool settled: if a tenant waits for a place, this pool makes it. */
   settled(pool: ConnectionPool): void {
-    if (pool.slug === null || this.#entries.get(pool.slug)?.pool !== pool) return;
+    if (pool.slug === null) return;
+    const entry = this.#entries.get(pool.slug);
+    if (entry === undefined || entry.pool !== pool) return;
     // Settled after its last release: that release is the pool's latest use.
-    if (this.#touched.delete(pool)) this.#used.set(pool, ++this.#tick);
+    if (entry.touched) {
+      entry.touched = false;
+      entry.used = ++this.#tick;
+    }
     if (this.#waiters.length > 0) this.evict(pool.slug, 'lru');
   }
 

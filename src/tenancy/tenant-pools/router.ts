@@ -57,7 +57,7 @@ export class PoolRouter {
 
   /** The shared schema-mode pool, or the tenant's cached pool; null when it has none. */
   cached(org: Org): Target | null {
-    const { registry, cache } = this.#deps;
+    const { registry } = this.#deps;
     if (org.storageMode === 'schema') {
       if (registry.kind !== 'postgres') {
         throw new ConfigError(
@@ -68,15 +68,26 @@ export class PoolRouter {
       this.#shared ??= this.#build(org, null, registry.databaseUrl);
       return { org, pool: this.#shared, schema: org.schemaName };
     }
+    const pool = this.ownPool(org);
+    return pool === undefined ? null : { org, pool, schema: null };
+  }
+
+  /**
+   * A database-mode org's cached pool, marked as the most recently used one and held to
+   * the org's `maxConnections`; undefined when it has none, or had one for the database
+   * the org was moved away from (that one is evicted).
+   */
+  ownPool(org: Org): ConnectionPool | undefined {
+    const { cache } = this.#deps;
     const entry = cache.use(org.slug);
-    if (!entry) return null;
+    if (entry === undefined) return undefined;
     if (entry.org.databaseUrl !== org.databaseUrl || entry.org.storageMode !== org.storageMode) {
       // The org was moved to another database: new connections must go there.
       cache.evict(org.slug, 'config-change');
-      return null;
+      return undefined;
     }
     entry.pool.maxConnections = this.#poolMax(org);
-    return { org, pool: entry.pool, schema: null };
+    return entry.pool;
   }
 
   /**
@@ -89,7 +100,7 @@ export class PoolRouter {
     const { cache } = this.#deps;
     if (!cache.makeRoom(evict)) return null;
     const pool = this.#build(org, org.slug, url);
-    cache.add(org.slug, { pool, org });
+    cache.add(org.slug, pool, org);
     return { org, pool, schema: null };
   }
 

@@ -13,25 +13,15 @@
  *   `search_path` to the tenant's schema.
  */
 import { EventEmitter } from 'node:events';
-import {
-  AcquireTimeoutError,
-  ClosedError,
-  ConfigError,
-  describe,
-  PoolCapacityError,
-  TenantInactiveError,
-  UnknownTenantError,
-  ValidationError,
-} from '../../errors.js';
+import { ClosedError, describe, ValidationError } from '../../errors.js';
 import type { Org } from '../org.js';
 import { ConnectionBudget } from '../pool/budget.js';
-import type { PooledConnection } from '../pool/connection-pool.js';
 import { FleetBudget } from '../pool/fleet-budget/fleet-budget.js';
-import { withinDeadline } from '../pool/wait-queue.js';
 import { OrgRegistry } from '../registry/org-registry.js';
 import { type AcquireOptions, acquireSignal } from './acquire-options.js';
+import { Checkout } from './checkout.js';
 import { CircuitBreaker } from './circuit-breaker.js';
-import { breakerKey, PoolMonitor, poolInfo } from './monitor.js';
+import { PoolMonitor, poolInfo } from './monitor.js';
 import {
   type ResolvedTenantPoolsOptions,
   resolveTenantPoolsOptions,
@@ -40,9 +30,9 @@ import {
 import { closePools, PoolCache } from './pool-cache.js';
 import { type PrewarmReport, runPrewarm } from './prewarm.js';
 import { prewarmTarget } from './prewarm-target.js';
-import { PoolRouter, type Target } from './router.js';
+import { PoolRouter } from './router.js';
 import type { TenantPoolsEventMap, TenantPoolsStats } from './stats.js';
-import { Lease, type TenantConnection } from './tenant-connection.js';
+import type { TenantConnection } from './tenant-connection.js';
 
 export type { AcquireOptions } from './acquire-options.js';
 
@@ -67,9 +57,8 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
   readonly #pools: PoolCache;
   readonly #router: PoolRouter;
   readonly #monitor: PoolMonitor;
+  readonly #checkout: Checkout;
   readonly #sweeper: NodeJS.Timeout;
-  // Registry answers known settled (a cache hit hands back the same promise): no timer.
-  readonly #answered = new WeakSet<Promise<unknown>>();
   #lastPrewarm: PrewarmReport | undefined;
   #closing: Promise<void> | undefined;
 
@@ -106,6 +95,16 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
       // A pool nobody uses any more is a place for a tenant waiting for one.
       hooks: this.#monitor.hooks((pool) => this.#pools.settled(pool)),
       onCreate: (pool) => this.#monitor.emit('pool:create', poolInfo(pool)),
+    });
+    this.#checkout = new Checkout({
+      registry,
+      options,
+      router: this.#router,
+      cache: this.#pools,
+      breaker: this.#breaker,
+      monitor: this.#monitor,
+      fleet: this.#fleet,
+      closing: () => this.#closing !== undefined,
     });
     this.#sweeper = setInterval(() => this.#sweep(), every);
     this.#sweeper.unref();
@@ -149,25 +148,17 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
    * {@link PoolCapacityError} (every cached pool busy that long), {@link ClosedError}, or
    * the signal's reason.
    */
-  async acquire(slugOrOrg: string | Org, options: AcquireOptions = {}): Promise<TenantConnection> {
-    this.#assertOpen();
-    const started = performance.now();
-    const deadline = Date.now() + this.options.acquireTimeoutMs;
-    const signal = acquireSignal(options);
-    signal?.throwIfAborted();
-    const lent = await this.#withTarget(slugOrOrg, { deadline, signal }, async (target) => {
-      const { org, pool, schema } = target;
-      this.#breaker.check(breakerKey(pool), org.slug);
-      const conn = await pool.acquire({
-        signal,
-        deadline,
-        schema,
-        timeoutError: () => this.#timedOut(this.#acquireTimeout(org.slug)),
-      });
-      return this.#lend(target, conn, started);
-    });
-    // Only a lookup without waiting gives up with null.
-    return lent as TenantConnection;
+  acquire(slugOrOrg: string | Org, options?: AcquireOptions): Promise<TenantConnection> {
+    // Not async: a hit hands back a settled promise with no await in between.
+    try {
+      this.#assertOpen();
+      const signal = options === undefined ? undefined : acquireSignal(options);
+      signal?.throwIfAborted();
+      const lent = this.#checkout.lendNow(slugOrOrg);
+      return lent === undefined ? this.#checkout.acquire(slugOrOrg, signal) : Promise.resolve(lent);
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   /**
@@ -176,14 +167,14 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
    * otherwise (pool at its maximum, callers queued, budget exhausted, no cache place).
    * Still throws for an unknown, inactive or unavailable tenant.
    */
-  async tryAcquire(slugOrOrg: string | Org): Promise<TenantConnection | null> {
-    this.#assertOpen();
-    const started = performance.now();
-    return this.#withTarget(slugOrOrg, null, async (target) => {
-      this.#breaker.check(breakerKey(target.pool), target.org.slug);
-      const conn = await target.pool.tryAcquire(target.schema);
-      return conn === null ? null : this.#lend(target, conn, started);
-    });
+  tryAcquire(slugOrOrg: string | Org): Promise<TenantConnection | null> {
+    try {
+      this.#assertOpen();
+      const lent = this.#checkout.lendNow(slugOrOrg);
+      return lent === undefined ? this.#checkout.tryAcquire(slugOrOrg) : Promise.resolve(lent);
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   /**
@@ -193,7 +184,7 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
   async withTenant<T>(
     slugOrOrg: string | Org,
     fn: (db: TenantConnection) => Promise<T> | T,
-    options: AcquireOptions = {},
+    options?: AcquireOptions,
   ): Promise<T> {
     const db = await this.acquire(slugOrOrg, options);
     let result: T;
@@ -302,94 +293,6 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
 
   #assertOpen(): void {
     if (this.#closing) throw new ClosedError('TenantPools');
-  }
-
-  #lend(target: Target, conn: PooledConnection, started: number): TenantConnection {
-    this.#monitor.lent(started);
-    return new Lease(target.pool, conn, target.org.slug, target.pool.kind, target.schema);
-  }
-
-  // Names the fleet budget's Redis when it is why no connection could be opened.
-  #acquireTimeout(slug: string): AcquireTimeoutError {
-    return new AcquireTimeoutError(slug, this.options.acquireTimeoutMs, this.#fleet?.trouble());
-  }
-
-  #timedOut<E extends Error & { slug: string }>(error: E): E {
-    return this.#monitor.timedOut(error, this.options.acquireTimeoutMs);
-  }
-
-  async #org(slugOrOrg: string | Org, bounded: <R>(work: Promise<R>) => Promise<R>): Promise<Org> {
-    let org: Org;
-    if (typeof slugOrOrg === 'string') {
-      const found = await bounded(this.registry.find(slugOrOrg));
-      if (found === null) throw new UnknownTenantError(slugOrOrg);
-      org = found;
-    } else if (typeof slugOrOrg === 'object' && slugOrOrg !== null && typeof slugOrOrg.slug === 'string')
-      org = slugOrOrg;
-    else throw new ValidationError('slug', `Expected a tenant slug or an Org, got ${describe(slugOrOrg)}`);
-    if (!org.active) throw new TenantInactiveError(org.slug);
-    return org;
-  }
-
-  // Finds the pool (and schema) an acquire goes to and hands it to `use`. A new tenant's
-  // secret is resolved first (its kind is only known from the resolved URL); with
-  // `wait`, it then waits for a place in the cache when every cached pool is busy, without
-  // `wait` the answer is null.
-  //
-  // `use` is called synchronously, in the same turn as the lookup: its checkout (or its
-  // place in the queue) marks the pool busy before any other caller runs. Returning the
-  // pool to an awaiting caller instead would leave a gap in which another tenant could
-  // evict the pool, idle as it still looks, and close it under our feet.
-  //
-  // A pool closed under a caller already in it (invalidate, a config change) sends the
-  // caller back to look again, to the new pool, while TenantPools itself is open.
-  async #withTarget<T>(
-    slugOrOrg: string | Org,
-    wait: { deadline: number; signal: AbortSignal | undefined } | null,
-    use: (target: Target) => Promise<T>,
-  ): Promise<T | null> {
-    // The lookup and the secret count against the caller's deadline and signal too; an Org
-    // given as such, or a lookup already answered, needs no timer.
-    const slug = typeof slugOrOrg === 'string' ? slugOrOrg : String(slugOrOrg?.slug);
-    const timeoutError = () => this.#timedOut(this.#acquireTimeout(slug));
-    const bounded = <R>(work: Promise<R>): Promise<R> => {
-      if (!wait || this.#answered.has(work)) return work;
-      const answered = () => this.#answered.add(work);
-      work.then(answered, answered);
-      return withinDeadline(work, { ...wait, timeoutError });
-    };
-    const org = await this.#org(slugOrOrg, bounded);
-    let url: string | undefined;
-    for (;;) {
-      this.#assertOpen();
-      const cached = this.#router.cached(org);
-      let target: Target | null = cached;
-      if (!target && url === undefined) {
-        url = await bounded(this.#router.resolveSecret(org));
-        // Another caller may have built the pool meanwhile: look again.
-        continue;
-      }
-      target ??= this.#router.build(org, url as string, true);
-      if (target) {
-        try {
-          return await use(target);
-        } catch (err) {
-          if (!(err instanceof ClosedError) || this.#closing || !target.pool.closed) throw err;
-          // The new pool resolves the secret afresh (invalidate's purpose).
-          url = undefined;
-          continue;
-        }
-      }
-      if (!wait) return null;
-      await this.#pools.waitForPlace(org.slug, {
-        deadline: wait.deadline,
-        signal: wait.signal,
-        timeoutError: () =>
-          this.#timedOut(
-            new PoolCapacityError(org.slug, this.options.maxCachedPools, this.options.acquireTimeoutMs),
-          ),
-      });
-    }
   }
 
   #sweep(): void {
