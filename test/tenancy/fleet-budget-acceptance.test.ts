@@ -307,22 +307,25 @@ describe.each(runs)('fleet budget across four processes on $kind, leases in $lea
 });
 
 /**
- * Freezes the fleet's Redis (queue and budget) for OUTAGE_MS: no fleet connection may be
- * opened meanwhile (a take already answered may still be connecting in the first moment).
- * Resolves to the connections open once the outage had begun.
+ * Freezes the fleet's Redis (queue and budget) for OUTAGE_MS: no lease may be granted
+ * meanwhile, so the fleet's connections never outnumber those open once the outage had
+ * begun (a take already answered may still be connecting in the first moment). A process
+ * may still swap one of its idle connections for another on the same server (a reclaim
+ * hands the lease over without the store), so a new pid alone is no breach; a count above
+ * the start is. Resolves to the connections open once the outage had begun.
  */
 async function redisOutage(run: Run): Promise<Set<number>> {
   budgetRedis.pause();
   const pausedAt = Date.now();
   await sleep(500);
   const before = new Set(await run.ids());
-  const opened = new Set<number>();
+  let most = before.size;
   while (Date.now() - pausedAt < OUTAGE_MS) {
-    for (const id of await run.ids()) if (!before.has(id)) opened.add(id);
+    most = Math.max(most, (await run.ids()).length);
     await sleep(20);
   }
   budgetRedis.resume();
-  expect([...opened]).toEqual([]);
+  expect(most).toBeLessThanOrEqual(before.size);
   return before;
 }
 
