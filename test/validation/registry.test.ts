@@ -128,10 +128,11 @@ describe.each(kinds)('OrgRegistry on $name: bad add, update and provision', (dbC
     const rows = await registry.list();
     if (!postgres) return { rows };
     const schemas = await admin.query('SELECT schema_name FROM information_schema.schemata ORDER BY 1');
-    // Other suites create and drop databases on the same server meanwhile, each named by
-    // uniqueName (`<prefix>_<8 hex>`); a row here could only create one named otherwise.
+    // Other suites create and drop databases on the same server meanwhile, each named from
+    // uniqueName (`<prefix>_<8 hex>`, or that plus `_<n>`); a row here could only create one
+    // named otherwise.
     const dbs = await admin.query(
-      "SELECT datname FROM pg_database WHERE datname !~ '_[0-9a-f]{8}$' ORDER BY 1",
+      "SELECT datname FROM pg_database WHERE datname !~ '_[0-9a-f]{8}(_[0-9]+)?$' ORDER BY 1",
     );
     return { rows, schemas, dbs };
   }
