@@ -1,11 +1,12 @@
 /**
- * `setTenantConcurrency` on Postgres, coalesced: the caps set while a statement is in
- * flight (a worker seeing a thousand tenants for the first time sets each one's cap, or
- * lifts it) go out together as one statement. Each partition row is written, and each
+ * `setTenantConcurrency` on Postgres, coalesced (coalescer.ts): the caps set while a
+ * statement is in flight (a worker seeing a thousand tenants for the first time sets each
+ * one's cap, or lifts it) go out together as one statement. Each partition row is written, and each
  * queue woken (NOTIFY), only when its cap changes, so lifting caps that were never set
  * costs one read per tenant and no commit of its own.
  */
 import type pg from 'pg';
+import { Coalescer } from './coalescer.js';
 
 interface PendingCap {
   cap: number | null;
@@ -29,59 +30,49 @@ WITH input AS (
 SELECT pg_notify('${channel}', queue) FROM (SELECT DISTINCT queue FROM changed) c`;
 }
 
+/** By queue, then tenant: the last cap asked for wins. */
+type CapBatch = Map<string, Map<string, PendingCap>>;
+
 /** Writes the caps of a schema's partitions, many per statement. */
 export class CapWriter {
   readonly #pool: pg.Pool;
   readonly #sql: string;
-  /** By queue, then tenant: the last cap asked for wins. */
-  #pending = new Map<string, Map<string, PendingCap>>();
-  #sending = false;
-  #scheduled = false;
-  #drained: Array<() => void> = [];
+  readonly #batches: Coalescer<CapBatch>;
 
   constructor(pool: pg.Pool, schema: string, channel: string) {
     this.#pool = pool;
     this.#sql = setCapsSql(schema, channel);
+    this.#batches = new Coalescer<CapBatch>({
+      maxInFlight: 1,
+      create: () => new Map(),
+      isEmpty: (batch) => batch.size === 0,
+      send: (batch) => this.#send(batch),
+    });
   }
 
   /** Resolves once the cap (of a checked queue and tenant) is committed. */
   set(queue: string, tenant: string, cap: number | null): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      let tenants = this.#pending.get(queue);
-      if (tenants === undefined) {
-        tenants = new Map();
-        this.#pending.set(queue, tenants);
-      }
-      const pending = tenants.get(tenant) ?? { cap, waiters: [] };
-      pending.cap = cap;
-      pending.waiters.push({ resolve, reject });
-      tenants.set(tenant, pending);
-      this.#schedule();
+      this.#batches.add((batch) => {
+        let tenants = batch.get(queue);
+        if (tenants === undefined) {
+          tenants = new Map();
+          batch.set(queue, tenants);
+        }
+        const pending = tenants.get(tenant) ?? { cap, waiters: [] };
+        pending.cap = cap;
+        pending.waiters.push({ resolve, reject });
+        tenants.set(tenant, pending);
+      });
     });
   }
 
   /** Resolves once no cap is pending or being written. */
-  async drain(): Promise<void> {
-    while (this.#pending.size > 0 || this.#sending) {
-      if (!this.#sending) await this.#flush();
-      else await new Promise<void>((resolve) => this.#drained.push(resolve));
-    }
+  drain(): Promise<void> {
+    return this.#batches.drain();
   }
 
-  #schedule(): void {
-    if (this.#scheduled || this.#sending) return;
-    this.#scheduled = true;
-    setImmediate(() => {
-      this.#scheduled = false;
-      void this.#flush();
-    });
-  }
-
-  async #flush(): Promise<void> {
-    if (this.#pending.size === 0 || this.#sending) return;
-    const batch = this.#pending;
-    this.#pending = new Map();
-    this.#sending = true;
+  async #send(batch: CapBatch): Promise<void> {
     const queues: string[] = [];
     const tenants: string[] = [];
     const caps: Array<number | null> = [];
@@ -96,10 +87,6 @@ export class CapWriter {
       await this.#pool.query(this.#sql, [queues, tenants, caps]);
     } catch (error) {
       failure = { error };
-    } finally {
-      this.#sending = false;
-      for (const resolve of this.#drained.splice(0)) resolve();
-      if (this.#pending.size > 0) this.#schedule();
     }
     for (const byTenant of batch.values())
       for (const { waiters } of byTenant.values())

@@ -14,6 +14,7 @@
  * deadlock victim (SQLSTATE 40P01: it took nothing, it is whole or not at all) is retried.
  */
 import type pg from 'pg';
+import { Coalescer } from './coalescer.js';
 import type { ClaimedRow } from './rows.js';
 
 /** Statements of one queue in flight at once: one being sent while the next one fills. */
@@ -76,47 +77,39 @@ export interface SettleBatcherOptions {
 export class SettleBatcher {
   readonly #options: SettleBatcherOptions;
   readonly #sql: string;
-  #pending = new Batch();
-  #inFlight = 0;
-  #scheduled = false;
-  /** Callers of `drain` waiting for a statement in flight to come back. */
-  #drained: Array<() => void> = [];
+  readonly #batches: Coalescer<Batch>;
 
   constructor(options: SettleBatcherOptions) {
     this.#options = options;
     this.#sql = `SELECT * FROM ${options.schema}.fleet_settle($1, $2, $3, $4, $5, $6, $7, $8)`;
+    this.#batches = new Coalescer({
+      maxInFlight: MAX_IN_FLIGHT,
+      create: () => new Batch(),
+      isEmpty: (batch) => batch.empty,
+      send: (batch) => this.#settle(batch),
+    });
   }
 
   /** Completes an active job (`output` is its result as JSON); resolves once committed. */
   complete(uuid: string, token: string, output: string): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.#pending.completions.push({ uuid, token, output, resolve, reject });
-      this.#schedule();
+      this.#batches.add((batch) => batch.completions.push({ uuid, token, output, resolve, reject }));
     });
   }
 
   /** Claims the next ready job of `tenant`'s partition, locked for `lockMs`; null when none. */
   claim(tenant: string, lockMs: number): Promise<ClaimedRow | null> {
     return new Promise<ClaimedRow | null>((resolve, reject) => {
-      const batch = this.#pending;
-      let claim = batch.claims.get(tenant);
-      if (claim === undefined) {
-        claim = { count: 0, takers: [] };
-        batch.claims.set(tenant, claim);
-      }
-      claim.count += 1;
-      claim.takers.push({ resolve, reject });
-      batch.lockMs = Math.max(batch.lockMs, lockMs);
-      this.#schedule();
-    });
-  }
-
-  #schedule(): void {
-    if (this.#scheduled || this.#inFlight >= MAX_IN_FLIGHT) return;
-    this.#scheduled = true;
-    setImmediate(() => {
-      this.#scheduled = false;
-      void this.#flush();
+      this.#batches.add((batch) => {
+        let claim = batch.claims.get(tenant);
+        if (claim === undefined) {
+          claim = { count: 0, takers: [] };
+          batch.claims.set(tenant, claim);
+        }
+        claim.count += 1;
+        claim.takers.push({ resolve, reject });
+        batch.lockMs = Math.max(batch.lockMs, lockMs);
+      });
     });
   }
 
@@ -124,25 +117,8 @@ export class SettleBatcher {
    * Resolves once nothing is pending or in flight (the engine's close waits for it before
    * ending the pool, so a completion already asked for is not thrown away).
    */
-  async drain(): Promise<void> {
-    while (!this.#pending.empty || this.#inFlight > 0) {
-      if (this.#inFlight === 0) await this.#flush();
-      else await new Promise<void>((resolve) => this.#drained.push(resolve));
-    }
-  }
-
-  async #flush(): Promise<void> {
-    if (this.#pending.empty || this.#inFlight >= MAX_IN_FLIGHT) return;
-    const batch = this.#pending;
-    this.#pending = new Batch();
-    this.#inFlight += 1;
-    try {
-      await this.#settle(batch);
-    } finally {
-      this.#inFlight -= 1;
-      for (const resolve of this.#drained.splice(0)) resolve();
-      if (!this.#pending.empty) this.#schedule();
-    }
+  drain(): Promise<void> {
+    return this.#batches.drain();
   }
 
   /**
