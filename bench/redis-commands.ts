@@ -3,7 +3,7 @@
  * every command any ioredis client of this process sends from the worker's start to the
  * last completion (not while jobs are enqueued, nor at clean-up), per no-op job. Raw BullMQ (one queue, one Worker) against
  * tenant-fleet on BullMQ over 1, 100 and 1,000 tenants, with the default `jobsPerTurn`
- * and with 1. Deterministic up to timing (polls, lock renewals), so one run each.
+ * and with 1, and over 10,000 tenants (two jobs each). Deterministic up to timing (polls, lock renewals), so one run each.
  *
  * `BENCH_JOBS` scales it (20,000 by default, as in bench/throughput.ts).
  */
@@ -75,7 +75,7 @@ export async function main() {
   } as typeof define;
 
   const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
-  const { registry, slugs, drop } = await benchRegistry(1000, 0);
+  const { registry, slugs, drop } = await benchRegistry(10_000, 0);
   const pools = await TenantPools.open({ registry });
   const results: Record<string, unknown> = {};
   try {
@@ -88,6 +88,7 @@ export async function main() {
       ['fleet_1000_tenants', 1000, {}],
       ['fleet_100_tenants_jobsPerTurn_1', 100, { jobsPerTurn: 1 }],
       ['fleet_1000_tenants_jobsPerTurn_1', 1000, { jobsPerTurn: 1 }],
+      ['fleet_10000_tenants', 10_000, {}],
     ];
     for (const [name, tenants, options] of scenarios) {
       await fleetBullmqRun(redis, {

@@ -9,7 +9,7 @@ import type { BaseAdapter } from '@bull-board/api/dist/queueAdapters/base.js';
 import { Queue } from 'bullmq';
 import type { BullMqEngine } from '../../src/queue/bullmq/bullmq-engine.js';
 import { openConnection } from '../../src/queue/bullmq/cluster/connection.js';
-import { partitionName } from '../../src/queue/bullmq/partitions.js';
+import { partitionName } from '../../src/queue/bullmq/partition/partitions.js';
 import type { MemoryEngine } from '../../src/queue/memory/memory-engine.js';
 import { PgBossBoard } from '../../src/queue/pgboss/board.js';
 import type { PgBossEngine } from '../../src/queue/pgboss/pgboss-engine.js';

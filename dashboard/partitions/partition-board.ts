@@ -21,7 +21,7 @@
 import { createBullBoard } from '@bull-board/api';
 import { FastifyAdapter } from '@bull-board/fastify';
 import type { FastifyInstance } from 'fastify';
-import { partitionName } from '../../src/queue/bullmq/partitions.js';
+import { partitionName } from '../../src/queue/bullmq/partition/partitions.js';
 import type { FleetView } from '../fleet-view.js';
 import type { PartitionAdapter, PartitionAdapters } from './partition-adapters.js';
 

@@ -67,6 +67,12 @@ export interface ActiveJob<Data = unknown> {
   /** Epoch milliseconds when the job was enqueued. */
   readonly enqueuedAt: number;
   readonly batchId: string | null;
+  /**
+   * True when, as it was taken, no other job of its partition was waiting or delayed: the
+   * worker ends the tenant's turn with this job rather than ask for a next one it would
+   * not find. Engines that cannot tell leave it out.
+   */
+  readonly lastReady?: boolean;
   /** Engine-private: the lock token and whatever else the engine needs. */
   readonly lease: unknown;
 }

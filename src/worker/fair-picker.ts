@@ -39,8 +39,13 @@ interface TenantState {
   /** Picks left in the current turn. */
   deficit: number;
   ready: boolean;
-  /** Counts readiness signals, so a fetch that started before one cannot undo it. */
-  readyEpoch: number;
+  /**
+   * The picker's stamps (see {@link FairPicker.stamp}) of the latest news that the tenant
+   * had jobs, and that it had none: whichever is later decides, so an answer the engine
+   * gave before another cannot undo it, whatever order the two arrive in.
+   */
+  readyAsOf: number;
+  emptyAsOf: number;
   blocked: boolean;
   /** Blocked keeping its turn: rejoins the round at the head when unblocked. */
   keepsTurn: boolean;
@@ -68,6 +73,8 @@ export class FairPicker {
   #head: TenantState | null = null;
   #tail: TenantState | null = null;
   #size = 0;
+  /** The picker's time: see {@link stamp}. */
+  #clock = 0;
   /** Tenants blocked now, oldest first (unblocking is free when there are none: it runs per release). */
   readonly #blocked = new Set<TenantState>();
 
@@ -87,7 +94,8 @@ export class FairPicker {
         running: 0,
         deficit: 0,
         ready: false,
-        readyEpoch: 0,
+        readyAsOf: 0,
+        emptyAsOf: 0,
         blocked: false,
         keepsTurn: false,
         cappedMidTurn: false,
@@ -117,38 +125,41 @@ export class FairPicker {
   }
 
   /**
-   * The tenant may have jobs ready. Every call counts as a new signal (see
-   * {@link readyEpoch}), even when the tenant is already marked ready. Unknown slugs are
-   * ignored (upsert them first).
+   * A point in the picker's own time: every call returns a larger number. Take one just
+   * before asking the engine (a fetch, a read of its ready index) and pass it with the
+   * answer to {@link markReady} or {@link markEmpty}: the news is then as of when it was
+   * asked for, not when it arrived.
    */
-  markReady(slug: string): void {
+  stamp(): number {
+    return ++this.#clock;
+  }
+
+  /**
+   * The tenant may have jobs ready, as of `asOf` (a {@link stamp}; now by default). News
+   * older than its latest {@link markEmpty} is ignored: a read of the ready index sent
+   * before the take of a partition's last job lists the tenant even when its reply comes
+   * after. (Nothing is lost by that: a job enqueued since wakes a read asked for later.)
+   * Unknown slugs are ignored (upsert them first).
+   */
+  markReady(slug: string, asOf: number = this.stamp()): void {
     const state = this.#tenants.get(slug);
-    if (state === undefined) return;
-    state.readyEpoch += 1;
+    if (state === undefined || asOf <= state.emptyAsOf) return;
+    state.readyAsOf = Math.max(state.readyAsOf, asOf);
     if (state.ready) return;
     state.ready = true;
     this.#sync(state);
   }
 
   /**
-   * The number of readiness signals the tenant has had. Read it before a fetch and pass
-   * it to {@link markEmpty}: a signal that arrived while the fetch was in flight (a job
-   * enqueued just after the engine found the partition empty) then keeps the tenant
-   * ready instead of being lost.
+   * The tenant had nothing to fetch, as of `asOf` (a {@link stamp} taken before the fetch
+   * was sent; now by default). It leaves the round and, as in DRR, loses what is left of
+   * its turn: an idle tenant does not bank credit for a later burst. News of jobs asked for
+   * later (a job enqueued while the fetch was in flight) wins: the tenant stays ready.
    */
-  readyEpoch(slug: string): number {
-    return this.#tenants.get(slug)?.readyEpoch ?? 0;
-  }
-
-  /**
-   * The tenant had nothing to fetch. It leaves the round and, as in DRR, loses what is
-   * left of its turn: an idle tenant does not bank credit for a later burst. With
-   * `sinceEpoch`, a readiness signal after that epoch wins and the tenant stays ready.
-   */
-  markEmpty(slug: string, sinceEpoch?: number): void {
+  markEmpty(slug: string, asOf: number = this.stamp()): void {
     const state = this.#tenants.get(slug);
-    if (state === undefined) return;
-    if (sinceEpoch !== undefined && state.readyEpoch !== sinceEpoch) return;
+    if (state === undefined || asOf < state.readyAsOf) return;
+    state.emptyAsOf = Math.max(state.emptyAsOf, asOf);
     state.ready = false;
     state.deficit = 0;
     state.cappedMidTurn = false;

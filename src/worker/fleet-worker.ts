@@ -164,38 +164,25 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     this.#refresher.stop();
     this.#borrower?.stop();
     for (const wake of this.#wakers.splice(0)) wake();
-    const loops = Promise.allSettled(this.#loops);
-    let deadline: NodeJS.Timeout | undefined;
+    const deadline = new AbortController();
     const timedOut = await Promise.race([
-      loops.then(() => false),
-      new Promise<boolean>((resolve) => {
-        deadline = setTimeout(() => resolve(true), timeoutMs);
-      }),
+      Promise.allSettled(this.#loops).then(() => false),
+      sleep(timeoutMs, true, { signal: deadline.signal }).catch(() => false),
     ]);
-    clearTimeout(deadline);
+    deadline.abort();
     if (timedOut) {
       this.#gaveUp = true;
       this.#running.abandonAll('shutdown');
     }
-    try {
-      await this.#running.stop();
-    } catch (error) {
-      this.#error(error, 'close');
-    }
+    await this.#running.stop().catch((error: unknown) => this.#error(error, 'close'));
     this.#logger.debug({ abandoned: timedOut }, 'worker closed');
     this.emit('closed');
   }
 
-  /** A job given up on: abort its handler, give its connection back; its lock is left to expire. */
-  #abandoned(entry: RunningJob, reason: AbandonReason): void {
-    const { job } = entry;
+  /** A job given up on (RunningJobs aborted it and released its connection): say so. */
+  #abandoned({ job }: RunningJob, reason: AbandonReason): void {
     if (reason === 'lock-lost')
       this.#logger.warn({ jobId: job.id, tenant: job.tenant }, 'lost the lock of a running job');
-    entry.controller ??= new AbortController();
-    entry.controller.abort(new Error(`Job ${job.id} aborted: ${reason}`));
-    // The handler may still hold the connection: destroy it rather than lend it on.
-    entry.db?.release(new Error(`job aborted (${reason})`));
-    entry.db = undefined;
     this.emit('job:aborted', { job, reason });
   }
 
@@ -212,6 +199,7 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
       let turn = await this.#claim(slug, 'fetch', () =>
         this.#engine.fetch(this.queue, slug, workerId, lockDurationMs),
       );
+      // A turn that ends by handing the slot on starts the next tenant's turn at once.
       while (turn !== null) turn = await this.#serve(turn);
     }
   }
@@ -233,8 +221,8 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
       this.#picker.finish(slug);
       return null;
     }
-    // Read before fetching: a readiness signal during the fetch must survive a null.
-    const epoch = this.#picker.readyEpoch(slug);
+    // Stamped before fetching: news of a job enqueued during the fetch must survive a null.
+    const asOf = this.#picker.stamp();
     let job: ActiveJob | null;
     try {
       job = await take();
@@ -248,17 +236,17 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     if (job === null || job.tenant !== slug) {
       this.#borrower?.giveBack(db);
       // Never run another tenant's job with this tenant's connection (a faulty engine): its lock lapses.
-      if (job === null) this.#fetchedNothing(org, epoch);
+      if (job === null) this.#fetchedNothing(org, asOf);
       else this.#error(new Error(`Expected a job of tenant ${slug}, got one of ${job.tenant}`), during);
       this.#picker.finish(slug);
       return null;
     }
-    // The tenant had a job, so it may have more: undo a markEmpty another slot raced in.
-    this.#picker.markReady(slug);
-    return { org, db, served: 0, first: job as ActiveJob<Data> };
+    // The tenant had a job, so it may have more: undo a markEmpty another slot asked for earlier.
+    this.#picker.markReady(slug, asOf);
+    return { org, db, served: 0, first: job as ActiveJob<Data>, takenAsOf: asOf, handedOn: undefined };
   }
 
-  /** Runs a turn, then hands its pick back; resolves to null (a turn hands nothing on). */
+  /** Runs a turn; resolves to the next tenant's turn when this one handed the slot on. */
   async #serve(turn: Turn): Promise<Turn | null> {
     // A job taken after close() gave up waiting is not run: its lock expires and it runs again.
     if (this.#gaveUp) {
@@ -269,9 +257,43 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     // Each run gives its connection back, then hands the turn on (with a fresh one) or ends it.
     for (let next: ActiveJob | null = turn.first; next !== null; )
       next = await this.#run(next as ActiveJob<Data>, turn);
+    // Taken off the turn, so that no chain of turns forms (see Turn.handedOn).
+    const { handedOn } = turn;
+    turn.handedOn = undefined;
+    if (handedOn !== undefined) return handedOn;
     this.#picker.finish(turn.org.slug);
     this.#wake();
     return null;
+  }
+
+  /**
+   * Ends a turn whose last job succeeded: the picker names the next tenant now, and the
+   * completion takes that tenant's first job in the same engine call (one round trip
+   * where a plain worker would spend two). Resolves to that tenant's turn, if any. A job
+   * that was its partition's last one (`lastReady`) leaves the tenant marked empty, as its
+   * take left the engine's ready index.
+   */
+  async #handOn(entry: RunningJob, result: Result | undefined, started: number, ended: Turn) {
+    const job = entry.job as ActiveJob<Data>;
+    if (job.lastReady === true) this.#picker.markEmpty(job.tenant, ended.takenAsOf);
+    this.#picker.finish(job.tenant);
+    const slug = this.#picker.pick();
+    if (slug !== null && this.#picker.hasEligible) this.#wakeOne();
+    let completing = false;
+    const complete = async (tenant?: string): Promise<ActiveJob | null> => {
+      completing = true;
+      this.#running.settle(entry);
+      const { workerId, lockDurationMs } = this.options;
+      const fetchNext = tenant === undefined ? undefined : { workerId, lockDurationMs, tenant };
+      const next = await this.#engine.complete(job, result, fetchNext && { fetchNext });
+      this.#completed(job, result, started);
+      return next;
+    };
+    const turn = slug === null ? null : await this.#claim(slug, 'complete', () => complete(slug));
+    // The next tenant could not start (no org, no connection): complete on its own.
+    if (!completing) await complete().catch((error: unknown) => this.#error(error, 'complete'));
+    this.#wake();
+    return turn;
   }
 
   #completed(job: ActiveJob<Data>, result: Result | undefined, started: number): void {
@@ -280,8 +302,8 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
   }
 
   /** A fetch found nothing (or the tenant is at its fleet-wide cap). */
-  #fetchedNothing(org: Org, epoch: number): void {
-    this.#picker.markEmpty(org.slug, epoch);
+  #fetchedNothing(org: Org, asOf: number): void {
+    this.#picker.markEmpty(org.slug, asOf);
     // Null may mean "at its fleet-wide cap" rather than empty; nobody signals when another
     // process frees a place, so ask the engine again soon rather than at the next poll.
     if (org.maxConcurrency !== null) this.#refresher.soon(CAP_RETRY_MS);
@@ -308,19 +330,27 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     }
     // Abandoned (close timed out, or the lock was lost): the job is someone else's now.
     if (entry.abandoned) return null;
-    this.#running.settle(entry);
     // The turn goes on: take the tenant's next job with the completion.
-    let again = failure === undefined && !this.#closing && this.#tenants.continueTurn(turn);
+    // The partition's last job waiting ends the turn: asking for the next would find none.
+    let again =
+      failure === undefined && !this.#closing && job.lastReady !== true && this.#tenants.continueTurn(turn);
     // Back to the pool after every job, and the next job borrows again: only the pool's
     // checkout ends a transaction the handler left open, resets the session and sets
-    // search_path (handed on, the next job could write into another tenant's schema).
+    // search_path (handed on, the next job could write into another tenant's schema). The
+    // lock stays renewed until the completion goes out (a borrow may open a connection).
     this.#borrower?.giveBack(db, failure);
+    entry.db = undefined;
     turn.db = again ? await this.#borrower?.borrowAgain(turn.org) : undefined;
     // Nothing to lend without waiting: the turn ends, the next pick borrows as usual.
     if (this.#borrower !== undefined && turn.db === undefined) again = false;
-    const epoch = this.#picker.readyEpoch(job.tenant);
+    if (failure === undefined && !again && !this.#closing) {
+      turn.handedOn = await this.#handOn(entry, result, started, turn);
+      return null;
+    }
+    const asOf = this.#picker.stamp();
     let next: ActiveJob | null = null;
     let settled = false;
+    this.#running.settle(entry);
     try {
       if (failure === undefined) {
         const fetchNext = { workerId: this.options.workerId, lockDurationMs: this.options.lockDurationMs };
@@ -339,12 +369,13 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
     }
     // A job fetched after close() gave up waiting is not run: its lock expires and it runs again.
     if (again && next !== null && !this.#gaveUp) {
-      this.#picker.markReady(job.tenant);
+      this.#picker.markReady(job.tenant, asOf);
+      turn.takenAsOf = asOf;
       return next;
     }
     this.#borrower?.giveBack(turn.db);
     // Only a completion that went through, asking for more, says the partition had nothing more.
-    if (again && next === null && settled) this.#fetchedNothing(org, epoch);
+    if (again && next === null && settled) this.#fetchedNothing(org, asOf);
     return null;
   }
 

@@ -63,7 +63,7 @@ export class ReadyRefresher {
           if (!signal.aborted) this.#o.onError(error, 'waitForReady');
         });
       try {
-        await this.#o.tenants.admit(await engine.readyTenants(queue));
+        await this.#o.tenants.admitReady();
         this.#o.onReady();
       } catch (error) {
         this.#o.onError(error, 'readyTenants');

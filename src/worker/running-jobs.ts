@@ -24,7 +24,7 @@ export type AbandonReason = 'shutdown' | 'lock-lost';
 export interface RunningJobsOptions {
   engine: QueueEngine;
   lockDurationMs: number;
-  /** Called once per job given up on (aborts its handler, gives its connection back). */
+  /** Called once per job given up on, after its handler was aborted and its connection released. */
   onAbandoned: (entry: RunningJob, reason: AbandonReason) => void;
   onError: (error: unknown) => void;
 }
@@ -77,11 +77,19 @@ export class RunningJobs {
     entry.db = undefined;
   }
 
-  /** Gives up on a running job, once: its lock is left to expire. */
+  /**
+   * Gives up on a running job, once: aborts its handler and releases its connection; its
+   * lock is left to expire.
+   */
   abandon(entry: RunningJob, reason: AbandonReason): void {
     if (entry.abandoned) return;
     entry.abandoned = true;
     this.#entries.delete(entry.key);
+    entry.controller ??= new AbortController();
+    entry.controller.abort(new Error(`Job ${entry.job.id} aborted: ${reason}`));
+    // The handler may still hold the connection: destroy it rather than lend it on.
+    entry.db?.release(new Error(`job aborted (${reason})`));
+    entry.db = undefined;
     this.#o.onAbandoned(entry, reason);
   }
 

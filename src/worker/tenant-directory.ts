@@ -81,15 +81,20 @@ export class TenantDirectory {
   }
 
   /**
-   * Loads the orgs of tenants seen for the first time, then marks every known one ready.
-   * All at once on purpose: marking each as its org arrives let the first-loaded tenant
-   * (often the noisy one) run hundreds of jobs before the others were even pickable.
+   * Reads the engine's ready tenants, loads the orgs of those seen for the first time, then
+   * marks every known one ready as of the read (stamped before it was sent, so a tenant
+   * whose last job was taken meanwhile is not made ready again). All at once on purpose:
+   * marking each as its org arrives let the first-loaded tenant (often the noisy one) run
+   * hundreds of jobs before the others were even pickable.
    */
-  async admit(slugs: readonly string[]): Promise<void> {
+  async admitReady(): Promise<void> {
+    const { engine, picker, queue } = this.#o;
+    const asOf = picker.stamp();
+    const slugs = await engine.readyTenants(queue);
     const now = Date.now();
     const fresh = slugs.filter((slug) => !this.#known.has(slug) && (this.#skipped.get(slug) ?? 0) <= now);
     if (fresh.length > 0) await this.#loadAll(fresh);
-    for (const slug of slugs) this.#o.picker.markReady(slug);
+    for (const slug of slugs) picker.markReady(slug, asOf);
   }
 
   /** Reads every known org again so a new weight, cap or deactivation takes effect. */
@@ -106,8 +111,8 @@ export class TenantDirectory {
         this.#o.onError(error, 'registry.findMany');
         return undefined;
       });
-    // With the orgs in hand only the caps are left to set: all at once, which engines
-    // pipeline (BullMQ) or coalesce into one statement (pg-boss).
+    // With the orgs in hand only the caps are left to set: all at once, which the
+    // engines coalesce (a script call per shard on BullMQ, one statement on pg-boss).
     const lanes = found === undefined ? LOAD_CONCURRENCY : slugs.length;
     let next = 0;
     const lane = async () => {

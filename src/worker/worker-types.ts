@@ -76,4 +76,18 @@ export interface Turn {
   served: number;
   /** The job the turn starts with. */
   first: ActiveJob;
+  /**
+   * The picker's stamp (FairPicker.stamp) taken before its current job was asked for: a
+   * job taken as its partition's last (`lastReady`) marks the tenant empty as of then, so
+   * news of jobs asked for later keeps it ready, and news asked for earlier does not.
+   */
+  takenAsOf: number;
+  /**
+   * Set when the turn ended by handing the slot on: the next tenant's turn, or null. Taken
+   * off again as the worker moves on to that turn: were turns linked each to the next, one
+   * stale reference to an old turn would hold every turn since, each with its first job. V8
+   * leaves one in an optimised slot loop's suspended frame, which under a backlog that never
+   * runs dry (every turn handing on) grew the heap by a turn and its job per turn.
+   */
+  handedOn: Turn | null | undefined;
 }

@@ -11,7 +11,7 @@ import { ConfigError } from '../../src/errors.js';
 import { BullMqEngine } from '../../src/queue/bullmq/bullmq-engine.js';
 import { slotOfTag } from '../../src/queue/bullmq/cluster/hash-slot.js';
 import { KeyLayout } from '../../src/queue/bullmq/cluster/key-layout.js';
-import { partitionName } from '../../src/queue/bullmq/partitions.js';
+import { partitionName } from '../../src/queue/bullmq/partition/partitions.js';
 import { REDIS_URL, uniqueName } from '../support/services.js';
 import { until } from '../support/wait.js';
 import { clusterNodes, deletePrefix } from './engines.js';
@@ -96,7 +96,10 @@ describe('the BullMQ engine on a three-master Redis Cluster', () => {
       expect(await masters[0]!.cluster('KEYSLOT', layout.readyKey('q', layout.shardOf('t1')))).toBe(
         tenantSlot,
       );
-      expect((await engine.readyTenants('q')).sort()).toEqual(TENANTS.filter((t) => t !== 't0').sort());
+      // t0's job is delayed; t1's only job was taken, and t1 left the index with it.
+      expect((await engine.readyTenants('q')).sort()).toEqual(
+        TENANTS.filter((t) => t !== 't0' && t !== 't1').sort(),
+      );
       expect(await engine.batchProgress('b')).toEqual({ total: 30, completed: 1, failed: 0, pending: 29 });
     },
   );

@@ -146,9 +146,16 @@ describe('BullMQ engine memory in Redis', () => {
       'q',
       Array.from({ length: 3 }, (_, i) => ({ tenant: 'acme', name: 'n', data: i })),
     );
-    for (let i = 0; i < 3; i++) await engine.complete((await engine.fetch('q', 'acme', 'w', LOCK))!, i);
+    // Three slots take a job each; the last one taken settles the partition as it completes,
+    // and the other two complete after it: the partition is empty, its ready-index entry
+    // gone, but it holds their events and completed jobs until the sweep comes.
+    const jobs = [];
+    for (let i = 0; i < 3; i++) jobs.push((await engine.fetch('q', 'acme', 'w', LOCK))!);
+    expect(jobs.map((job) => job.lastReady)).toEqual([false, false, true]);
+    for (const [i, job] of [jobs[2]!, jobs[0]!, jobs[1]!].entries()) await engine.complete(job, i);
+    expect(await redis.zcard(`${prefix}:{q}:ready`)).toBe(0);
     expect(await redis.exists(`${prefix}:{q}:q.acme:events`)).toBe(1);
-    expect(await redis.zcard(`${prefix}:{q}:q.acme:completed`)).toBe(3);
+    expect(await redis.zcard(`${prefix}:{q}:q.acme:completed`)).toBe(2);
     // The sweep forgets a partition whose last fetch is older than its grace period.
     await redis.zadd(`${prefix}:{q}:active-tenants`, 0, 'acme');
     await engine.recoverStalled('q');

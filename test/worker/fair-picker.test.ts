@@ -220,17 +220,65 @@ describe('FairPicker', () => {
     picker.upsert({ slug: 'a', weight: 1, cap: 100 });
     picker.markReady('a');
     // A fetch starts; while it is in flight a job is enqueued and the signal comes in.
-    const before = picker.readyEpoch('a');
+    const fetchAsOf = picker.stamp();
     expect(picker.pick()).toBe('a');
     picker.markReady('a');
     // The fetch found nothing (it ran before the enqueue): the signal must not be lost.
-    picker.markEmpty('a', before);
+    picker.markEmpty('a', fetchAsOf);
     picker.finish('a');
     expect(picker.pick()).toBe('a');
     // Without a new signal, the next empty fetch does take it out.
-    const again = picker.readyEpoch('a');
-    picker.markEmpty('a', again);
+    picker.markEmpty('a', picker.stamp());
     picker.finish('a');
+    expect(picker.pick()).toBeNull();
+  });
+
+  it('decides by when the engine was asked, not by the order the answers arrive in', () => {
+    const picker = new FairPicker();
+    picker.upsert({ slug: 'a', weight: 1, cap: 100 });
+    picker.upsert({ slug: 'b', weight: 1, cap: 100 });
+    // A read of the ready index is sent; then 'a's last job is taken (and leaves the index).
+    const readAsOf = picker.stamp();
+    const takeAsOf = picker.stamp();
+    // The take's answer comes first: 'a' is empty as of its take.
+    picker.markEmpty('a', takeAsOf);
+    // The read's answer, older news, still lists 'a': it stays out of the round.
+    picker.markReady('a', readAsOf);
+    picker.markReady('b', readAsOf);
+    expect(drain(picker, 2)).toEqual(['b', 'b']);
+    // The same two answers in the other order end the same way.
+    const readAsOf2 = picker.stamp();
+    const takeAsOf2 = picker.stamp();
+    picker.markReady('a', readAsOf2);
+    expect(drain(picker, 2)).toContain('a');
+    picker.markEmpty('a', takeAsOf2);
+    expect(drain(picker, 2)).toEqual(['b', 'b']);
+    // News asked for after the take (a job enqueued since) brings it back.
+    picker.markReady('a', picker.stamp());
+    expect(drain(picker, 2)).toContain('a');
+  });
+
+  it('a job found puts back a tenant another slot marked empty by an earlier fetch, not by a later one', () => {
+    const picker = new FairPicker();
+    picker.upsert({ slug: 'a', weight: 1, cap: 100 });
+    picker.markReady('a');
+    const earlier = picker.stamp();
+    const take = picker.stamp();
+    expect(picker.pick()).toBe('a');
+    // Another slot's earlier fetch found nothing, then this slot's take found a job after all.
+    picker.markEmpty('a', earlier);
+    picker.markReady('a', take);
+    picker.finish('a');
+    expect(picker.pick()).toBe('a');
+    // That job was the last one waiting: marked empty as of its take, the tenant leaves.
+    picker.markEmpty('a', take);
+    picker.finish('a');
+    expect(picker.pick()).toBeNull();
+    // A fetch sent later than the take found nothing: the take's answer, arriving after, is older news.
+    const take2 = picker.stamp();
+    const later = picker.stamp();
+    picker.markEmpty('a', later);
+    picker.markReady('a', take2);
     expect(picker.pick()).toBeNull();
   });
 

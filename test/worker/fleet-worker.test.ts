@@ -16,9 +16,16 @@ import type { TenantConnection } from '../../src/tenancy/tenant-pools/tenant-con
 import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
 import { FleetWorker } from '../../src/worker/fleet-worker.js';
 import { UnrecoverableError } from '../../src/worker/unrecoverable-error.js';
-import { engines } from '../queue/engines.js';
+import { engines, memoryEngine } from '../queue/engines.js';
 import { until } from '../support/wait.js';
-import { type FleetFixture, gate, openFleet, openRegistry, type RegistryFixture } from './support.js';
+import {
+  type FleetFixture,
+  garbageCollector,
+  gate,
+  openFleet,
+  openRegistry,
+  type RegistryFixture,
+} from './support.js';
 
 let reg: RegistryFixture;
 let pools: TenantPools;
@@ -362,6 +369,52 @@ describe.each(engines)('FleetWorker on the $name engine', (engine) => {
     await worker.close();
   });
 
+  it('ends each turn by completing its job and taking the next tenant’s first job in one engine call', async () => {
+    const { fleet, queue } = fx;
+    const tenants = await reg.addTenants(3);
+    await fleet.enqueueBulk(
+      queue,
+      tenants.flatMap((tenant) => [1, 2, 3, 4].map((i) => ({ tenant, name: 'n', data: i }))),
+    );
+    // Count what the worker asks of the engine (the engine itself runs as usual).
+    const engineUnderTest = fleet.engine;
+    const calls = { fetch: 0, handedOn: 0 };
+    const fetch = engineUnderTest.fetch.bind(engineUnderTest);
+    const complete = engineUnderTest.complete.bind(engineUnderTest);
+    // An engine may fetch inside complete (the memory engine does): count the worker's own.
+    let completing = 0;
+    engineUnderTest.fetch = (...args) => {
+      if (completing === 0) calls.fetch += 1;
+      return fetch(...args);
+    };
+    engineUnderTest.complete = async (job, result, options) => {
+      const tenant = options?.fetchNext?.tenant;
+      if (tenant !== undefined && tenant !== job.tenant) calls.handedOn += 1;
+      completing += 1;
+      try {
+        return await complete(job, result, options);
+      } finally {
+        completing -= 1;
+      }
+    };
+    const order: string[] = [];
+    const worker = fleet.worker(queue, async (job) => void order.push(job.tenant), {
+      concurrency: 1,
+      jobsPerTurn: 1,
+      borrowConnection: false,
+    });
+    await until(() => order.length === 12, 'every job to run');
+    await worker.close();
+    // Strict rotation, and every change of tenant went through a completion.
+    expect(order.slice(0, 3).sort()).toEqual([...tenants].sort());
+    for (let i = 3; i < 12; i++) expect(order[i]).toBe(order[i - 3]);
+    expect(calls.handedOn).toBeGreaterThanOrEqual(11);
+    // Fetches only start the slot and look again once the tenants run dry at the end
+    // (a plain worker would fetch once per tenant change: 12 times).
+    expect(calls.fetch).toBeLessThanOrEqual(4);
+    expect(await fleet.counts(queue, tenants[0]!)).toMatchObject({ completed: 4, active: 0, waiting: 0 });
+  });
+
   it('close() waits for running jobs, then stops fetching', async () => {
     const { fleet, queue } = fx;
     const [tenant] = await reg.addTenants(1);
@@ -437,5 +490,49 @@ describe.each(engines)('FleetWorker on the $name engine', (engine) => {
     await until(async () => (await fleet.counts(queue, tenant!)).completed === 1, 'the job to run again');
     expect(attempts).toEqual([1]);
     await second.close();
+  });
+});
+
+// Once per file on the memory engine: the worker alone is under test, and it takes thousands
+// of jobs, which the memory engine runs in a blink, for V8 to optimise the slot loop.
+describe('FleetWorker hand-ons', () => {
+  it('let each finished turn and its first job be collected while the hand-ons go on', async () => {
+    const fx = await openFleet(memoryEngine, reg.registry);
+    try {
+      const { fleet, queue } = fx;
+      const tenants = await reg.addTenants(3);
+      const perTenant = 2_000;
+      for (const tenant of tenants)
+        await fleet.enqueueBulk(
+          queue,
+          Array.from({ length: perTenant }, (_, i) => ({ tenant, name: 'n', data: { i } })),
+        );
+      // Turns once linked each to the next (turn.handedOn), and the slot loop, once V8 had
+      // optimised it, kept a stale turn in its suspended frame: under a backlog that never
+      // ran dry, every turn after that one stayed reachable, each with its first job.
+      const collect = garbageCollector();
+      const seen: WeakRef<ActiveJob>[] = [];
+      const lookBackAt = perTenant * 3 - 100;
+      let alive: number | undefined;
+      const worker = fleet.worker(
+        queue,
+        async (job) => {
+          seen.push(new WeakRef(job));
+          if (seen.length !== lookBackAt) return;
+          // Still mid-backlog, so every turn so far ended by handing the slot on. A macrotask
+          // first: a WeakRef keeps its target alive until the event loop's current job ends.
+          await new Promise((resolve) => setImmediate(resolve));
+          collect();
+          alive = seen.slice(0, -10).filter((ref) => ref.deref() !== undefined).length;
+        },
+        { concurrency: 1, jobsPerTurn: 1, borrowConnection: false },
+      );
+      await until(() => alive !== undefined, 'the worker to look back');
+      await worker.close();
+      // A stale turn in the slot's frame may keep its own job; the chain kept thousands.
+      expect(alive).toBeLessThanOrEqual(2);
+    } finally {
+      await fx.cleanup();
+    }
   });
 });

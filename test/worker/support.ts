@@ -3,6 +3,8 @@
  * over one engine of the conformance list, and small helpers to wait for outcomes
  * without putting a timing into an assertion.
  */
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { Fleet } from '../../src/fleet.js';
 import type { OrgInput } from '../../src/tenancy/org.js';
 import { OrgRegistry } from '../../src/tenancy/registry/org-registry.js';
@@ -86,4 +88,17 @@ export function gate(): { promise: Promise<void>; open: () => void } {
     open = resolve;
   });
   return { promise, open };
+}
+
+/**
+ * A full garbage collection on demand: `global.gc` under --expose-gc, else the same
+ * function got by turning the flag on at run time (V8 gives it to contexts made afterwards).
+ */
+export function garbageCollector(): () => void {
+  const existing = (globalThis as { gc?: () => void }).gc;
+  if (existing) return existing;
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as unknown;
+  if (typeof gc !== 'function') throw new Error('no way to force a garbage collection');
+  return gc as () => void;
 }

@@ -8,7 +8,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { type Job, type RedisQueueBackend, raw2NextJobData } from 'bullmq';
+import { raw2NextJobData } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { ClosedError, redactUrl } from '../../errors.js';
 import { runCloseSteps } from '../close-steps.js';
@@ -36,11 +36,12 @@ import { readBatchProgress, touchBatchShards } from './batches.js';
 import { duplicateConnection, openConnection } from './cluster/connection.js';
 import { KeyLayout } from './cluster/key-layout.js';
 import { enqueueJobs } from './enqueue.js';
-import { completeAndTake, completeJob, type FinishContext, failJob } from './finish.js';
+import { completeAndNext, completeAndTake, completeJob, type FinishContext, failJob } from './finish.js';
 import {
   attemptsOf,
   type BullMqLease,
   batchOf,
+  fetchedJob,
   isLostLock,
   readCounts,
   readJobInfo,
@@ -53,9 +54,10 @@ import {
   type ResolvedBullMqEngineOptions,
   resolveBullMqEngineOptions,
 } from './options.js';
-import { PartitionCache, type WorkerPartition } from './partitions.js';
+import { CapWriter } from './partition/caps.js';
+import { type Partition, PartitionCache, setLockDuration } from './partition/partitions.js';
 import { purgePartitions, purgeTenant } from './purge.js';
-import { ACTIVE_GRACE_MS, ReadyIndex } from './ready-index.js';
+import { ACTIVE_GRACE_MS, ReadyIndex, type TakeCall, type TakeLock } from './ready-index.js';
 import { type FleetCommands, withFleetCommands } from './scripts.js';
 
 export type { BullMqEngineOptions, ResolvedBullMqEngineOptions } from './options.js';
@@ -77,6 +79,7 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
   readonly #partitions: PartitionCache;
   readonly #index: ReadyIndex;
   readonly #sweep: MarkerSweep; // each readyTenants may sweep for jobs put in by BullMQ's own API
+  readonly #caps: CapWriter;
   #closePromise: Promise<void> | null = null;
 
   constructor(options: BullMqEngineOptions) {
@@ -99,6 +102,7 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
       return subscriber;
     });
     this.#sweep = new MarkerSweep(redis, this.#layout, this.#index, this.#partitions, onError);
+    this.#caps = new CapWriter(this.#redis, this.#layout, (queue) => this.#index.publish(queue));
   }
 
   /** BullMQ's `prefix` of partition `<queue>.<tenant>` (for BullMQ's own `Queue`): `<prefix>:{<shard tag>}`. */
@@ -106,9 +110,9 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     return this.#layout.partitionPrefix(checkQueueName(queue), checkTenant(tenant));
   }
 
-  /** BullMQ Worker objects cached right now (bounded by `maxCachedPartitions` plus those in use). */
+  /** Partition handles cached right now (at most `maxCachedPartitions`). */
   get cachedPartitions(): number {
-    return this.#partitions.cachedWorkers;
+    return this.#partitions.size;
   }
 
   async enqueue<Data>(queue: string, job: EnqueueJob<Data>): Promise<string> {
@@ -150,65 +154,71 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     checkQueueName(queue);
     checkTenant(tenant);
     checkLockDuration(lockDurationMs);
-    return this.#partitions.use(queue, tenant, async (partition) => {
-      const { worker } = partition;
-      // Read by BullMQ's moveToActive when it takes the lock.
-      worker.opts.lockDuration = lockDurationMs;
-      this.#markActive(partition, queue, tenant);
-      for (;;) {
-        const token = `${workerId}:${randomUUID()}`;
-        const job = await this.#taken(
-          partition,
-          queue,
-          tenant,
-          token,
-          await worker.getNextJob(token, { block: false }),
-        );
-        if (job !== 'retry') return job;
-      }
-    });
-  }
-
-  /** A partition Worker's answer to a fetch as an ActiveJob (null when none; 'retry' after a deferred failure). */
-  async #taken(
-    partition: WorkerPartition,
-    queue: string,
-    tenant: string,
-    token: string,
-    job: Job | undefined,
-  ): Promise<ActiveJob | null | 'retry'> {
-    if (!job) {
-      await this.#index.settle(queue, tenant, this.#partitions.keys(queue, tenant));
-      return null;
+    const partition = this.#partitions.get(queue, tenant);
+    for (;;) {
+      const token = `${workerId}:${randomUUID()}`;
+      const call = this.#takeCall(partition, queue, tenant, { token, lockDurationMs });
+      const reply = await this.#index.take(call);
+      this.#announced(partition, call.announcedAt);
+      const job = await this.#taken(partition, queue, tenant, token, reply);
+      if (job !== 'retry') return job;
     }
-    if (job.deferredFailure) {
-      // BullMQ's stalled sweep marks a job that stalled too often to fail on its next fetch.
-      const context = this.#contextOf(partition.worker.getBackend() as RedisQueueBackend, queue, tenant);
-      await failJob(context, job, token, new Error(job.deferredFailure));
-      return 'retry';
-    }
-    this.#partitions.hold(partition);
-    return toActiveJob(queue, tenant, job, token);
   }
 
   /**
-   * Announces the partition to the stalled sweeps before a moveToActive goes out on the
-   * same connection (so Redis sees it first). A sweep forgets a partition only when
-   * nothing in it is active and its announcement is older than the grace period, so an
-   * announcement younger than half of it covers every fetch until it is renewed.
+   * A fetch's raw reply (moveToActive's, marked by scripts.ts TAKE when it took the last
+   * job waiting) as an ActiveJob: null when the partition had none (its ready-index entry
+   * is settled by then), 'retry' after failing a job BullMQ marked to fail. (BullMQ's own
+   * job schedulers, which a Worker would advance here, are not supported on partitions.)
    */
-  #markActive(partition: WorkerPartition, queue: string, tenant: string): void {
-    const now = Date.now();
-    if (now - partition.markedAt <= ACTIVE_GRACE_MS / 2) return;
-    partition.markedAt = now;
-    this.#index.markActive(queue, tenant).catch((error: Error) => this.emit('redis:error', { error }));
+  async #taken(
+    partition: Partition,
+    queue: string,
+    tenant: string,
+    token: string,
+    reply: unknown[],
+  ): Promise<ActiveJob | null | 'retry'> {
+    const [data, id] = raw2NextJobData(reply);
+    if (!data) return null;
+    const job = fetchedJob(partition, data, id, token);
+    if (job.deferredFailure) {
+      // BullMQ's stalled sweep marks a job that stalled too often to fail on its next fetch.
+      await failJob(this.#contextOf(partition, queue, tenant), job, token, new Error(job.deferredFailure));
+      return 'retry';
+    }
+    return toActiveJob(queue, tenant, partition, job, token, reply[4] === 1);
+  }
+
+  /**
+   * A take from the partition (scripts.ts TAKE), which announces the partition to the
+   * stalled sweeps in the same script, before its moveToActive, when the last
+   * announcement is older than half the grace period: a sweep forgets a partition only
+   * when nothing in it is active and its announcement is older than the whole of it.
+   */
+  #takeCall(partition: Partition, queue: string, tenant: string, lock: TakeLock | null): TakeCall {
+    const announce = this.#announceDue(partition);
+    return this.#index.takeCall(queue, tenant, partition.prefix, announce, lock);
+  }
+
+  /** Whether a fetch from the partition is to announce it first (see `#takeCall`). */
+  #announceDue(partition: Partition): boolean {
+    return Date.now() - partition.markedAt > ACTIVE_GRACE_MS / 2;
+  }
+
+  /** Records an announcement once the call that carried it went through (null: none). */
+  #announced(partition: Partition, at: number | null): void {
+    partition.markedAt = Math.max(partition.markedAt, at ?? 0);
   }
 
   /**
    * With `fetchNext`, one script call completes the job and takes the next one, as a
-   * plain BullMQ Worker does: of the same partition (BullMQ's moveToFinished, locked with
-   * the finished job's token), or of `fetchNext.tenant`'s (scripts.ts FINISH_AND_TAKE,
-   * with a token of its own). A job counted in a batch completes in its own MULTI first.
+   * plain BullMQ Worker does: of the same partition (scripts.ts FINISH_NEXT, BullMQ's own
+   * moveToFinished with fetch-next, which costs Redis less than FINISH_AND_TAKE), or of
+   * `fetchNext.tenant`'s (FINISH_AND_TAKE). A job counted in a batch completes in its own
+   * MULTI first, and a tenant of another shard is fetched from on its own. The job that was
+   * its partition's last one waiting (`lastReady`) settles the partition in the same call
+   * (retiring its events and completed jobs), as a fetch that found it empty would; one
+   * counted in a batch leaves that to the stalled sweep.
    */
   async complete(job: ActiveJob, result: unknown, options: CompleteOptions = {}): Promise<ActiveJob | null> {
     this.#checkOpen();
@@ -216,67 +226,69 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     if (next !== undefined) checkLockDuration(next.lockDurationMs);
     const tenant = next?.tenant === undefined ? job.tenant : checkTenant(next.tenant);
     const json = serialiseResult(result);
-    const { token, job: bullJob } = job.lease as BullMqLease;
+    const { token, job: bullJob, partition: own } = job.lease as BullMqLease;
+    const { queue } = job;
+    const context = this.#contextOf(own, queue, job.tenant);
     const elsewhere = tenant !== job.tenant;
     // FINISH_AND_TAKE touches both partitions in one script: only within one shard (slot).
     const crossShard = elsewhere && this.#layout.shardOf(tenant) !== this.#layout.shardOf(job.tenant);
-    if (next === undefined || (elsewhere && (batchOf(bullJob) !== null || crossShard))) {
-      try {
-        // 'lost': the job is (or will be) run again by whoever holds it now; nothing to do.
-        await completeJob(this.#finishContext(job), bullJob, token, json);
-      } finally {
-        this.#release(job);
-      }
-      return next === undefined ? null : this.fetch(job.queue, tenant, next.workerId, next.lockDurationMs);
+    const settles = job.lastReady === true && batchOf(bullJob) === null;
+    // Completes without taking a next job; the partition's last job waiting settles it.
+    // 'lost': the job is (or will be) run again by whoever holds it now; nothing to do.
+    const finishOwn = async () => {
+      if (!settles) return completeJob(context, bullJob, token, json);
+      const take = this.#takeCall(own, queue, job.tenant, null);
+      const { outcome } = await completeAndNext(context, bullJob, token, json, take, false);
+      if (outcome === 'finished') this.#announced(own, take.announcedAt);
+      return outcome;
+    };
+    if (next === undefined) {
+      await finishOwn();
+      return null;
     }
-    const { queue } = job;
+    const fetchNext = () =>
+      this.#afterCompletion(() => this.fetch(queue, tenant, next.workerId, next.lockDurationMs));
+    // A job counted in a batch finishes in a MULTI with its count, and one handing on to
+    // another shard on its own: the next job is fetched apart.
+    if (batchOf(bullJob) !== null || crossShard) {
+      await finishOwn();
+      return fetchNext();
+    }
+    const partition = elsewhere ? this.#partitions.get(queue, tenant) : own;
+    // BullMQ's fetch-next locks the next job with the finished job's token.
     const nextToken = elsewhere ? `${next.workerId}:${randomUUID()}` : token;
-    return this.#partitions.use(queue, tenant, async (partition) => {
-      let finished: Awaited<ReturnType<typeof completeJob>>;
-      try {
-        // Read by moveToFinished when it locks the next job.
-        partition.worker.opts.lockDuration = next.lockDurationMs;
-        this.#markActive(partition, queue, tenant);
-        const context = this.#finishContext(job);
-        finished = elsewhere
-          ? await completeAndTake(context, bullJob, token, json, {
-              backend: partition.worker.getBackend() as RedisQueueBackend,
-              token: nextToken,
-              lockDurationMs: next.lockDurationMs,
-            })
-          : await completeJob(context, bullJob, token, json, true);
-      } finally {
-        this.#release(job);
-      }
-      // Refused (lock lost): nothing was taken either, so take the next job the usual way.
-      if (finished.outcome === 'lost') return this.fetch(queue, tenant, next.workerId, next.lockDurationMs);
-      const [data, id] = raw2NextJobData(finished.next as unknown[]);
-      // BullMQ's own decoding of a fetched job (Worker.getNextJob ends the same way).
-      const worker = partition.worker as unknown as {
-        nextJobFromJobData(d: unknown, i: unknown, t: string): Promise<Job | undefined>;
-      };
-      const taken = await this.#taken(
-        partition,
-        queue,
-        tenant,
-        nextToken,
-        data ? await worker.nextJobFromJobData(data, id, nextToken) : undefined,
-      );
-      return taken === 'retry' ? this.fetch(queue, tenant, next.workerId, next.lockDurationMs) : taken;
+    const lock = { token: nextToken, lockDurationMs: next.lockDurationMs };
+    // FINISH_NEXT: BullMQ's fetch-next takes the lock, for the duration set on the backend.
+    const take = this.#takeCall(partition, queue, tenant, elsewhere ? lock : null);
+    if (!elsewhere) setLockDuration(own.backend, next.lockDurationMs);
+    const finished = elsewhere
+      ? await completeAndTake(context, bullJob, token, json, take, settles ? job.tenant : null)
+      : await completeAndNext(context, bullJob, token, json, take);
+    // Refused (lock lost): nothing was taken either, so take the next job the usual way.
+    if (finished.outcome === 'lost') return fetchNext();
+    this.#announced(partition, take.announcedAt);
+    return this.#afterCompletion(async () => {
+      const taken = await this.#taken(partition, queue, tenant, nextToken, finished.next as unknown[]);
+      return taken === 'retry' ? fetchNext() : taken;
     });
+  }
+
+  /** Takes the next job after a completion: a failure here is no failed completion (reported, null). */
+  #afterCompletion(next: () => Promise<ActiveJob | null>): Promise<ActiveJob | null> {
+    const report = (error: Error) => void this.emit('redis:error', { error });
+    return next().catch((error: Error) => report(error) ?? null);
   }
 
   async fail(job: ActiveJob, error: Error, options: { unrecoverable?: boolean } = {}): Promise<FailOutcome> {
     this.#checkOpen();
-    const { token, job: bullJob } = job.lease as BullMqLease;
+    const { token, job: bullJob, partition } = job.lease as BullMqLease;
     const cause = error instanceof Error ? error : new Error(String(error));
-    const final =
-      options.unrecoverable === true ||
-      cause.name === 'UnrecoverableError' ||
-      bullJob.attemptsMade + 1 >= attemptsOf(bullJob);
+    const exhausted = bullJob.attemptsMade + 1 >= attemptsOf(bullJob);
+    const final = exhausted || options.unrecoverable === true || cause.name === 'UnrecoverableError';
     try {
       if (final) {
-        const outcome = await failJob(this.#finishContext(job), bullJob, token, cause);
+        const context = this.#contextOf(partition, job.queue, job.tenant);
+        const outcome = await failJob(context, bullJob, token, cause);
         return outcome === 'lost' ? 'retrying' : 'failed';
       }
       // BullMQ's own retry: back off into delayed (or straight back to waiting).
@@ -284,8 +296,6 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     } catch (failure) {
       if (isLostLock(failure)) return 'retrying';
       throw failure;
-    } finally {
-      this.#release(job);
     }
     await this.#index.announce(job.queue, job.tenant);
     return 'retrying';
@@ -294,7 +304,7 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
   async extendLocks(jobs: readonly ActiveJob[], lockDurationMs: number): Promise<string[]> {
     this.#checkOpen();
     checkLockDuration(lockDurationMs);
-    return extendLocks(this.#partitions, jobs, lockDurationMs);
+    return extendLocks(jobs, lockDurationMs);
   }
 
   async recoverStalled(queue: string): Promise<number> {
@@ -302,19 +312,15 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     return recoverStalled(this.#partitions, this.#index, checkQueueName(queue));
   }
 
-  /** BullMQ's own per-queue global concurrency of the tenant's partition. */
+  /**
+   * BullMQ's own per-queue global concurrency of the tenant's partition. Caps set in the
+   * same moment go out together (partition/caps.ts); the queue's workers are woken only
+   * when a cap changed (lifting one that was not there frees no place).
+   */
   async setTenantConcurrency(queue: string, tenant: string, max: number | null): Promise<void> {
     this.#checkOpen();
     const cap = checkConcurrency(max);
-    const backend = this.#partitions.backend(checkQueueName(queue), checkTenant(tenant));
-    if (cap === null) {
-      // Lifting a cap that was not there frees no place: no one needs waking (a worker
-      // lifts on first sight of every uncapped tenant, so this saves a PUBLISH per tenant).
-      if ((await backend.removeQueueMetaFields(['concurrency'])) === 0) return;
-    } else {
-      await backend.setQueueMeta({ concurrency: cap });
-    }
-    await this.#index.publish(queue);
+    return this.#caps.set(checkQueueName(queue), checkTenant(tenant), cap);
   }
 
   /** Waiting, active and delayed as BullMQ holds them now; completed and failed exact (jobs.ts readCounts). */
@@ -325,8 +331,8 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
 
   async getJob(queue: string, tenant: string, id: string): Promise<JobInfo | null> {
     this.#checkOpen();
-    const backend = this.#partitions.backend(checkQueueName(queue), checkTenant(tenant));
-    return readJobInfo(backend, queue, tenant, checkJobId(id));
+    const partition = this.#partitions.get(checkQueueName(queue), checkTenant(tenant));
+    return readJobInfo(partition, queue, tenant, checkJobId(id));
   }
 
   async batchProgress(batchId: string): Promise<BatchProgress> {
@@ -346,7 +352,7 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     return purgeTenant(this.#redis, this.#layout, checkTenant(tenant));
   }
 
-  /** Closes the Workers, the subscriber and (if the engine opened it) the connection; idempotent. */
+  /** Closes the base backend, the subscriber and (if the engine opened it) the connection; idempotent. */
   close(): Promise<void> {
     this.#closePromise ??= this.#close();
     return this.#closePromise;
@@ -358,6 +364,8 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
 
   async #close(): Promise<void> {
     const quit = async () => void (this.#ownsConnection && (await this.#redis.quit()));
+    // Caps still being written are not waited for: with Redis unreachable they never
+    // settle (commands wait for a reconnection); quitting rejects them instead.
     const steps = [() => this.#partitions.close(), () => this.#index.close(), quit];
     const outcome = await runCloseSteps(steps, this.options.closeTimeoutMs, (error) =>
       this.emit('redis:error', { error }),
@@ -372,23 +380,11 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     if (this.#closePromise) throw new ClosedError('BullMqEngine');
   }
 
-  #release(job: ActiveJob): void {
-    const partition = this.#partitions.cached(job.queue, job.tenant);
-    if (partition) this.#partitions.release(partition);
-  }
-
-  /** The job's partition Worker backend (cached while the job is held). */
-  #finishContext(job: ActiveJob): FinishContext {
-    const partition = this.#partitions.cached(job.queue, job.tenant);
-    if (!partition) throw new Error(`no cached partition for held job ${job.queue}.${job.tenant}/${job.id}`);
-    return this.#contextOf(partition.worker.getBackend() as RedisQueueBackend, job.queue, job.tenant);
-  }
-
-  #contextOf(backend: RedisQueueBackend, queue: string, tenant: string): FinishContext {
+  #contextOf(partition: Partition, queue: string, tenant: string): FinishContext {
     const layout = this.#layout;
     const ttl = this.options.batchTtlMs;
     return {
-      backend,
+      backend: partition.backend,
       batchKey: (id) => layout.batchCountsKey(layout.tag(queue, layout.shardOf(tenant)), id),
       touchBatch: (id) => touchBatchShards(this.#redis, layout, id, ttl),
       batchTtlMs: ttl,

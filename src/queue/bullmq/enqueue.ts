@@ -11,7 +11,7 @@ import { recordBatchShards } from './batches.js';
 import type { KeyLayout } from './cluster/key-layout.js';
 import { toBullJobJson } from './jobs.js';
 import type { ResolvedBullMqEngineOptions } from './options.js';
-import type { PartitionCache } from './partitions.js';
+import type { PartitionCache } from './partition/partitions.js';
 import type { ReadyIndex } from './ready-index.js';
 import type { FleetMulti } from './scripts.js';
 

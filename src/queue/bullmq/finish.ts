@@ -6,13 +6,13 @@
  * job, even when the process dies right after.
  */
 import type { Job, RedisQueueBackend } from 'bullmq';
-import { pack } from 'msgpackr';
 import { batchOf, isLostLock } from './jobs.js';
+import type { TakeCall } from './ready-index.js';
 import type { FleetCommands, FleetMulti } from './scripts.js';
 
 /** What `finishJob` needs besides the job. */
 export interface FinishContext {
-  /** The partition Worker's backend: its options carry the metrics settings. */
+  /** The partition's backend: its options carry the metrics settings. */
   backend: RedisQueueBackend;
   /** The counts hash of a batch in the job's shard. */
   batchKey: (batchId: string) => string;
@@ -27,25 +27,15 @@ export interface FinishContext {
 /** The outcome of {@link finishJob}: finished, or the lock was lost to someone else. */
 export type FinishResult = 'finished' | 'lost';
 
-/**
- * Moves an active job to completed with `resultJson`. With `fetchNext`, BullMQ's script
- * also takes the partition's next job (locked with the same token, for the Worker's
- * `opts.lockDuration`) and `next` carries its raw data as the script returned it.
- */
+/** Moves an active job to completed with `resultJson`. */
 export async function completeJob(
   context: FinishContext,
   job: Job,
   token: string,
   resultJson: string,
-  fetchNext = false,
-): Promise<{ outcome: FinishResult; next: unknown }> {
-  const args = context.backend.moveToCompletedArgs(
-    job,
-    resultJson,
-    { count: context.keep.completed },
-    token,
-    fetchNext,
-  );
+): Promise<FinishResult> {
+  const keep = { count: context.keep.completed };
+  const args = context.backend.moveToCompletedArgs(job, resultJson, keep, token, false);
   return finishJob(context, job, args, 'completed');
 }
 
@@ -68,60 +58,91 @@ export async function failJob(
       stacktrace: JSON.stringify(stacktrace),
     },
   );
-  return (await finishJob(context, job, args, 'failed')).outcome;
-}
-
-/** Where {@link completeAndTake} takes the next job: another partition of the same queue. */
-export interface TakeFrom {
-  backend: RedisQueueBackend;
-  /** The lock token of the job it takes. */
-  token: string;
-  lockDurationMs: number;
+  return finishJob(context, job, args, 'failed');
 }
 
 /**
- * Completes a job (without a batch) and, if that went through, takes the next job of
- * another partition in the same script call (scripts.ts FINISH_AND_TAKE). `next` is
- * moveToActive's raw reply, null when the completion was refused.
+ * Completes a job (without a batch) and, if that went through, takes the next job of a
+ * partition of the same shard in the same script call (scripts.ts FINISH_AND_TAKE, with
+ * `take` from `ReadyIndex.takeCall`), settling the finished job's partition too when
+ * `settleTenant` (its tenant) is given. `next` is moveToActive's raw reply, null when the
+ * completion was refused.
  */
 export async function completeAndTake(
   context: FinishContext,
   job: Job,
   token: string,
   resultJson: string,
-  take: TakeFrom,
+  take: TakeCall,
+  settleTenant: string | null,
 ): Promise<{ outcome: FinishResult; next: unknown }> {
-  const { backend } = context;
-  const args = backend.moveToCompletedArgs(job, resultJson, { count: context.keep.completed }, token, false);
-  const keyCount = backend.moveToFinishedKeys.length;
-  // moveToActive's arguments, as BullMQ's RedisQueueBackend.moveToActive builds them (its
-  // keys are named in the script from the first, the partition's key prefix).
-  const takeArgs = [
-    take.backend.keys['']!,
-    Date.now(),
-    pack({ token: take.token, lockDuration: take.lockDurationMs }),
-  ];
-  const client = (await backend.client) as unknown as FleetCommands;
-  const [code, next] = await client.fleetFinishAndTake(
-    ...(args.slice(0, keyCount) as string[]),
-    args.length - keyCount,
-    ...(args.slice(keyCount) as (string | number | Buffer)[]),
-    ...takeArgs,
+  const call = await completion(context, job, token, resultJson, false);
+  const [code, next] = await call.client.fleetFinishAndTake(
+    ...take.keys,
+    call.prefix,
+    settleTenant ?? '',
+    call.args.length,
+    ...call.args,
+    ...take.args,
   );
-  const refused = refusal(backend, job, code);
-  if (refused !== null) return refused;
+  const refused = refusal(context.backend, job, code);
+  if (refused !== null) return { outcome: refused, next: null };
   return { outcome: 'finished', next };
 }
 
-/** null when moveToFinished finished the job; else 'lost', or throws BullMQ's error. */
-function refusal(
-  backend: RedisQueueBackend,
+/**
+ * Completes a job (without a batch) and takes the partition's next job in one call, as a
+ * plain BullMQ Worker does (locked with the same token, for the lock duration set by
+ * `setLockDuration`), with TAKE's announcement and settle around it (scripts.ts
+ * FINISH_NEXT, with `take` from `ReadyIndex.takeCall`). `next` is the raw reply. Without
+ * `fetchNext`, it completes the job and settles the partition.
+ */
+export async function completeAndNext(
+  context: FinishContext,
   job: Job,
-  code: unknown,
-): { outcome: 'lost'; next: null } | null {
+  token: string,
+  resultJson: string,
+  take: TakeCall,
+  fetchNext = true,
+): Promise<{ outcome: FinishResult; next: unknown }> {
+  const call = await completion(context, job, token, resultJson, fetchNext);
+  const code = await call.client.fleetFinishNext(...take.keys, ...call.args, ...take.args);
+  return { outcome: refusal(context.backend, job, code) ?? 'finished', next: code };
+}
+
+/**
+ * BullMQ's moveToFinished call completing `job`: its arguments, and the partition's key
+ * prefix from which the scripts name its keys (scripts.ts FINISH_FUNCTION), and the client.
+ */
+async function completion(
+  context: FinishContext,
+  job: Job,
+  token: string,
+  resultJson: string,
+  fetchNext: boolean,
+): Promise<{ prefix: string; args: (string | number | Buffer)[]; client: FleetCommands }> {
+  const { backend } = context;
+  const args = backend.moveToCompletedArgs(
+    job,
+    resultJson,
+    { count: context.keep.completed },
+    token,
+    fetchNext,
+  );
+  const keyCount = backend.moveToFinishedKeys.length;
+  return {
+    prefix: backend.keys['']!,
+    // BullMQ leaves its last argument undefined when there are no fields to update.
+    args: args.slice(keyCount).map((arg) => arg ?? '') as (string | number | Buffer)[],
+    client: (await backend.client) as unknown as FleetCommands,
+  };
+}
+
+/** null when moveToFinished finished the job; else 'lost', or throws BullMQ's error. */
+function refusal(backend: RedisQueueBackend, job: Job, code: unknown): 'lost' | null {
   if (typeof code !== 'number' || code >= 0) return null;
   const error = backend.finishedErrors({ code, jobId: job.id, command: 'moveToFinished', state: 'active' });
-  if (isLostLock(error)) return { outcome: 'lost', next: null };
+  if (isLostLock(error)) return 'lost';
   throw error;
 }
 
@@ -130,7 +151,7 @@ async function finishJob(
   job: Job,
   args: (string | number | boolean | Buffer)[],
   target: 'completed' | 'failed',
-): Promise<{ outcome: FinishResult; next: unknown }> {
+): Promise<FinishResult> {
   const { backend } = context;
   // moveToFinished's ARGV[2] (right after its 14 keys) is the finishedOn timestamp.
   const finishedOn = args[backend.moveToFinishedKeys.length + 1];
@@ -155,5 +176,5 @@ async function finishJob(
     if (error) throw error;
     code = result;
   }
-  return refusal(backend, job, code) ?? { outcome: 'finished', next: code };
+  return refusal(backend, job, code) ?? 'finished';
 }

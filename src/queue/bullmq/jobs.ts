@@ -7,12 +7,14 @@ import { Job, type JobsOptions, type RedisQueueBackend } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { ActiveJob, JobCounts, JobInfo, JobState } from '../engine.js';
 import { MAX_PRIORITY, type NormalisedJob } from '../job-input.js';
-import { partitionName } from './partitions.js';
+import type { Partition } from './partition/partitions.js';
 
 /** What an `ActiveJob` of this engine carries in `lease`. */
 export interface BullMqLease {
   readonly token: string;
   readonly job: Job;
+  /** The job's partition handle, kept with the job (the cache may drop it meanwhile). */
+  readonly partition: Partition;
 }
 
 /** BullMQ's priority for jobs enqueued without one: after every prioritised job, FIFO. */
@@ -52,9 +54,28 @@ export function batchOf(job: Job): string | null {
   return (job.opts as { fleetBatch?: string }).fleetBatch ?? null;
 }
 
+/** BullMQ's job of a fetched job's raw data (as moveToActive returns it), locked with `token`. */
+export function fetchedJob(
+  partition: Partition,
+  data: Record<string, unknown>,
+  id: string,
+  token: string,
+): Job {
+  const job = Job.fromJSON(partition.host as never, data as never, id);
+  job.token = token;
+  return job;
+}
+
 /** The `ActiveJob` handed to a worker for a fetched BullMQ job. */
-export function toActiveJob(queue: string, tenant: string, job: Job, token: string): ActiveJob {
-  const lease: BullMqLease = { token, job };
+export function toActiveJob(
+  queue: string,
+  tenant: string,
+  partition: Partition,
+  job: Job,
+  token: string,
+  lastReady: boolean,
+): ActiveJob {
+  const lease: BullMqLease = { token, job, partition };
   return {
     id: job.id!,
     queue,
@@ -65,6 +86,7 @@ export function toActiveJob(queue: string, tenant: string, job: Job, token: stri
     maxAttempts: attemptsOf(job),
     enqueuedAt: job.timestamp,
     batchId: batchOf(job),
+    lastReady,
     lease,
   };
 }
@@ -89,22 +111,15 @@ const STATES: Record<string, JobState> = {
 
 /** The read-only view of one job of a partition, or null when it is unknown (or trimmed). */
 export async function readJobInfo(
-  backend: RedisQueueBackend,
+  partition: Partition,
   queue: string,
   tenant: string,
   id: string,
 ): Promise<JobInfo | null> {
+  const { backend, host } = partition;
   const [json, state] = await Promise.all([backend.getJobData(id), backend.getState(id)]);
   if (!json) return null;
-  // Job.fromJSON needs only the queue's naming helpers to decode a stored job.
-  const queueLike = {
-    name: partitionName(queue, tenant),
-    qualifiedName: backend.qualifiedName,
-    toKey: backend.toKey.bind(backend),
-    opts: {},
-    backend,
-  };
-  return toJobInfo(queue, tenant, Job.fromJSON(queueLike as never, json, id), state);
+  return toJobInfo(queue, tenant, Job.fromJSON(host as never, json, id), state);
 }
 
 /** The read-only view of a stored BullMQ job. */

@@ -1,38 +1,36 @@
 /**
  * Lock upkeep for jobs fetched by hand. BullMQ renews locks and sweeps stalled jobs only
- * for Workers that `run()`; the fleet fetches with `getNextJob`, so both are done here:
+ * for Workers that `run()`; the fleet runs BullMQ's moveToActive script itself, with no
+ * Worker (partitions.ts), so both are done here:
  * lock extensions batched into one script call per partition, and stalled sweeps over
  * every partition that may hold active jobs (the `active-tenants` set).
  */
+import type { RedisQueueBackend } from 'bullmq';
 import type { ActiveJob } from '../engine.js';
 import type { BullMqLease } from './jobs.js';
-import type { PartitionCache } from './partitions.js';
+import type { PartitionCache } from './partition/partitions.js';
 import type { ReadyIndex } from './ready-index.js';
 
 /** Partitions swept at once by `recoverStalled`, to bound the burst on Redis. */
 const SWEEP_CONCURRENCY = 32;
 
 /** Extends the locks of `jobs`; resolves to the ids whose lock was lost. */
-export async function extendLocks(
-  partitions: PartitionCache,
-  jobs: readonly ActiveJob[],
-  lockDurationMs: number,
-): Promise<string[]> {
-  const groups = new Map<string, { queue: string; tenant: string; ids: string[]; tokens: string[] }>();
+export async function extendLocks(jobs: readonly ActiveJob[], lockDurationMs: number): Promise<string[]> {
+  // By the partition handle each job's lease keeps (no cache lookup that would reorder the LRU).
+  const groups = new Map<string, { backend: RedisQueueBackend; ids: string[]; tokens: string[] }>();
   for (const job of jobs) {
+    const { token, partition } = job.lease as BullMqLease;
     const key = `${job.queue}\u0000${job.tenant}`;
     let group = groups.get(key);
     if (!group) {
-      group = { queue: job.queue, tenant: job.tenant, ids: [], tokens: [] };
+      group = { backend: partition.backend, ids: [], tokens: [] };
       groups.set(key, group);
     }
     group.ids.push(job.id);
-    group.tokens.push((job.lease as BullMqLease).token);
+    group.tokens.push(token);
   }
   const lost = await Promise.all(
-    [...groups.values()].map((group) =>
-      partitions.backend(group.queue, group.tenant).extendLocks(group.ids, group.tokens, lockDurationMs),
-    ),
+    [...groups.values()].map((group) => group.backend.extendLocks(group.ids, group.tokens, lockDurationMs)),
   );
   return lost.flat();
 }

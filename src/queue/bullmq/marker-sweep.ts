@@ -6,8 +6,8 @@
  * Why a sweep of BullMQ's `marker` keys, and not the alternatives:
  * - Every BullMQ script that makes a job ready (add, retry, promote, reprocess, a delay
  *   elapsed) writes the partition's `<prefix>:{<tag>}:<queue>.<tenant>:marker` ZSET, the key a
- *   plain BullMQ Worker blocks on. The fleet's Workers never block (they fetch with
- *   `getNextJob(token, { block: false })`), so nothing else reads or removes it: a
+ *   plain BullMQ Worker blocks on. The fleet never blocks (it fetches with BullMQ's
+ *   moveToActive script, see partitions.ts), so nothing else reads or removes it: a
  *   marker is exactly "something made a job ready here", whoever wrote it.
  * - BullMQ's events stream is per partition: hearing every partition would take one
  *   XREAD over thousands of streams. Keyspace notifications are off by default and need
@@ -29,7 +29,7 @@
 import type { Redis } from 'ioredis';
 import { globEscape, type KeyLayout } from './cluster/key-layout.js';
 import { scanTargets, targetName } from './cluster/scan.js';
-import type { PartitionCache } from './partitions.js';
+import type { PartitionCache } from './partition/partitions.js';
 import type { ReadyIndex } from './ready-index.js';
 
 /** Keys examined per SCAN step. */

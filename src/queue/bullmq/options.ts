@@ -26,9 +26,9 @@ export interface BullMqEngineOptions {
   /** `CLIENT SETNAME` of the connections the engine opens itself (`<name>` and `<name>:sub`). @default 'tenant-fleet' */
   clientName?: string;
   /**
-   * BullMQ Worker objects (one per partition) kept in memory; the least recently used
-   * ones beyond this are closed. Partitions with jobs this process holds are never closed.
-   * About 10 KB each; a Worker is rebuilt (≈0.2 ms of CPU) when an evicted tenant returns.
+   * Partition handles (BullMQ's scripts bound to one partition's keys) kept in memory;
+   * the least recently used beyond this are dropped (they hold no connection, listener
+   * or timer, and a job in hand keeps its own) and rebuilt when their tenant returns.
    * @default 1024
    */
   maxCachedPartitions?: number;
@@ -69,10 +69,10 @@ const DEFAULTS = {
   closeTimeoutMs: 5000,
 } satisfies Omit<ResolvedBullMqEngineOptions, 'connection'>;
 
-// The sizes, with their bounds. A cached partition's Worker is about 10 KB, so 100,000 of
-// them is already a gigabyte; a job put back more than 1,000 times is never going to
-// finish; a million kept jobs per partition is past what anyone reads; Redis refuses a
-// string over 512 MiB, so larger `data` could never be stored.
+// The sizes, with their bounds. 100,000 cached partition handles are a few hundred MB; a
+// job put back more than 1,000 times is never going to finish; a million kept jobs per
+// partition is past what anyone reads; Redis refuses a string over 512 MiB, so larger
+// `data` could never be stored.
 const SIZES = {
   shards: [1, 1024],
   maxCachedPartitions: [1, 100_000],

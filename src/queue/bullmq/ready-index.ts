@@ -9,9 +9,24 @@
  * `waitForReady`, so the connections stay bounded however many queues and tenants exist.
  */
 import type { Redis } from 'ioredis';
+import { pack } from 'msgpackr';
 import { getOrCreate } from '../get-or-create.js';
 import type { KeyLayout } from './cluster/key-layout.js';
 import type { FleetCommands, FleetMulti } from './scripts.js';
+
+/** A fetch's keys and arguments (scripts.ts TAKE), see `ReadyIndex.takeCall`. */
+export interface TakeCall {
+  keys: [ready: string, activeTenants: string, finished: string];
+  args: (string | number | Buffer)[];
+  /** When it announces the partition to the stalled sweeps, the time it announces; else null. */
+  announcedAt: number | null;
+}
+
+/** The lock a fetch takes its job with. */
+export interface TakeLock {
+  token: string;
+  lockDurationMs: number;
+}
 
 /** How long a partition stays on the sweep list after a fetch announced it, idle or not. */
 export const ACTIVE_GRACE_MS = 60_000;
@@ -34,8 +49,8 @@ export interface PartitionKeys {
  * `P:{tag}:Q.` from a partition's `P:{tag}:Q.T:`: a finished member `T:id` completes it to
  * the job's hash (the finished set is per shard, so every member shares the tag).
  */
-function queueJobPrefix(keys: PartitionKeys, tenant: string): string {
-  return keys.jobPrefix.slice(0, keys.jobPrefix.length - tenant.length - 1);
+function queueJobPrefix(partitionPrefix: string, tenant: string): string {
+  return partitionPrefix.slice(0, partitionPrefix.length - tenant.length - 1);
 }
 
 /** Redis key and channel names of the index, and the operations on them. */
@@ -117,31 +132,44 @@ export class ReadyIndex {
     return Promise.all(this.#layout.allShards().map((shard) => read(this.#layout.readyKey(queue, shard))));
   }
 
-  /** After an empty fetch: removes the tenant unless its partition still has jobs. */
-  async settle(queue: string, tenant: string, keys: PartitionKeys): Promise<void> {
-    await this.#redis.fleetSettleReady(
-      this.readyKey(queue, tenant),
-      keys.wait,
-      keys.prioritized,
-      keys.delayed,
-      keys.paused,
-      keys.events,
-      keys.completed,
-      this.finishedKey(queue, tenant),
-      tenant,
-      queueJobPrefix(keys, tenant),
-      this.#keepCompleted,
-    );
+  /**
+   * The keys and arguments of a fetch from the tenant's partition (scripts.ts TAKE, alone,
+   * after FINISH_AND_TAKE's moveToFinished, or around FINISH_NEXT's): `prefix` is the
+   * partition's key prefix `P:{tag}:Q.T:`; with `announce`, the partition is first
+   * announced to the stalled sweeps (added to its shard's active-tenants set).
+   */
+  takeCall(
+    queue: string,
+    tenant: string,
+    prefix: string,
+    announce: boolean,
+    lock: TakeLock | null,
+  ): TakeCall {
+    const now = Date.now();
+    return {
+      announcedAt: announce ? now : null,
+      keys: [
+        this.readyKey(queue, tenant),
+        this.activeTenantsKey(queue, tenant),
+        this.finishedKey(queue, tenant),
+      ],
+      args: [
+        tenant,
+        announce ? '1' : '0',
+        queueJobPrefix(prefix, tenant),
+        this.#keepCompleted,
+        prefix,
+        now,
+        // moveToActive's options, as BullMQ's RedisQueueBackend.moveToActive packs them
+        // (none when BullMQ's own fetch-next takes the job: FINISH_NEXT).
+        lock === null ? '' : pack({ token: lock.token, lockDuration: lock.lockDurationMs }),
+      ],
+    };
   }
 
-  /**
-   * Records, before a fetch's moveToActive goes out on the same connection, that the
-   * partition may get active jobs, so that stalled sweeps visit it. Not awaited by the
-   * caller: ioredis sends commands in call order, so it reaches Redis first anyway.
-   */
-  markActive(queue: string, tenant: string): Promise<unknown> {
-    // GT: a process whose clock lags never moves an announcement back in time.
-    return this.#redis.zadd(this.activeTenantsKey(queue, tenant), 'GT', Date.now(), tenant);
+  /** Takes the partition's next job (TAKE); resolves to moveToActive's raw reply. */
+  take(call: TakeCall): Promise<unknown[]> {
+    return this.#redis.fleetTake(...call.keys, ...call.args);
   }
 
   /** Tenants whose partitions may hold active jobs, over every shard. */
@@ -170,7 +198,7 @@ export class ReadyIndex {
       tenant,
       Date.now(),
       ACTIVE_GRACE_MS,
-      queueJobPrefix(keys, tenant),
+      queueJobPrefix(keys.jobPrefix, tenant),
       this.#keepCompleted,
     );
   }

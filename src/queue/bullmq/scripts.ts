@@ -7,7 +7,9 @@
  *   P:{T}:ready, P:{T}:active-tenants, P:{T}:finished (ZSET <tenant>:<id> → finish time:
  *   completed jobs of idle partitions), P:{T}:#batch:<id> (HASH total / completed /
  *   failed), and BullMQ's own P:{T}:Q.<tenant>:wait, :prioritized, :delayed, :active, …
- * so FINISH_AND_TAKE may only join two partitions of one shard.
+ * so FINISH_AND_TAKE may only join two partitions of one shard. TAKE, FINISH_NEXT and
+ * FINISH_AND_TAKE name a partition's keys from its prefix, which carries the shard's tag:
+ * the same slot as the keys they declare.
  */
 import { createRequire } from 'node:module';
 import type { ChainableCommander, Redis } from 'ioredis';
@@ -57,26 +59,78 @@ end
 `;
 
 /**
- * After a fetch found nothing: keep the tenant listed if its partition still has a
- * waiting job, move its score to the first delayed job's due time if it has one, and
- * only otherwise remove it. A concurrent enqueue re-adds the tenant in the same MULTI
- * as the job, so whichever runs first, the index ends up right. With nothing waiting,
- * the partition retires its events and completed jobs (RETIRE).
+ * After a fetch found nothing: keep the tenant listed if its partition (named by its key
+ * prefix `P:{tag}:Q.T:`) still has a waiting job, move its score to the first delayed
+ * job's due time if it has one, and only otherwise remove it. A concurrent enqueue
+ * re-adds the tenant in the same MULTI as the job, so whichever runs first, the index
+ * ends up right. With nothing waiting, the partition retires its events and completed
+ * jobs (RETIRE).
  */
-const SETTLE_READY = `${RETIRE}
--- KEYS: ready, wait, prioritized, delayed, paused, events, completed, finished
--- ARGV: tenant, queue job prefix (P:Q.), keepCompleted
-if redis.call('LLEN', KEYS[2]) > 0 or redis.call('ZCARD', KEYS[3]) > 0 or redis.call('LLEN', KEYS[5]) > 0 then
-  return 1
+const SETTLE = `${RETIRE}
+local function waiting(prefix)
+  return redis.call('ZCARD', prefix .. 'prioritized') > 0 or redis.call('LLEN', prefix .. 'wait') > 0
+    or redis.call('LLEN', prefix .. 'paused') > 0
 end
-retire(KEYS[6], KEYS[7], KEYS[8], ARGV[2], ARGV[1], tonumber(ARGV[3]))
-local first = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
-if first[2] then
-  redis.call('ZADD', KEYS[1], math.floor(tonumber(first[2]) / 4096), ARGV[1])
-  return 2
+local function settle(ready, prefix, finished, tenant, queueJobPrefix, keep)
+  if waiting(prefix) then return 1 end
+  retire(prefix .. 'events', prefix .. 'completed', finished, queueJobPrefix, tenant, keep)
+  local first = redis.call('ZRANGE', prefix .. 'delayed', 0, 0, 'WITHSCORES')
+  if first[2] then
+    redis.call('ZADD', ready, math.floor(tonumber(first[2]) / 4096), tenant)
+    return 2
+  end
+  redis.call('ZREM', ready, tenant)
+  return 0
 end
-redis.call('ZREM', KEYS[1], ARGV[1])
-return 0`;
+`;
+
+/**
+ * A fetch from one partition, the fleet's own: BullMQ's moveToActive, unchanged, on the
+ * partition named by its key prefix (its 11 keys are named here, fewer bytes to send),
+ * preceded when asked by the partition's announcement to the stalled sweeps (so Redis
+ * records it before any job of it is active) and followed, when it took nothing, by
+ * SETTLE. One round trip where a fetch took up to three. A job taken when nothing else
+ * waits in its partition, nor is delayed there, carries a fifth element, 1, after
+ * moveToActive's four (`lastReady` of the ActiveJob: the worker then ends the turn with
+ * it rather than ask for another), and the tenant leaves the ready index at once, as
+ * after an empty fetch: a poll of the index while that job runs no longer lists it.
+ * (A failed job's retry, a stalled one's recovery and an enqueue list it again.)
+ * take(ready, activeTenants, finished, ARGV, i) reads 7 arguments from ARGV[i]: tenant,
+ * '1' to announce, the queue's job prefix (`P:{tag}:Q.`), keepCompleted, the partition's
+ * key prefix (`P:{tag}:Q.T:`), now, and moveToActive's packed options.
+ */
+const TAKE_FUNCTION = `${SETTLE}
+local function announce(activeTenants, a, i)
+  -- GT: a process whose clock lags never moves an announcement back in time.
+  if a[i + 1] == '1' then redis.call('ZADD', activeTenants, 'GT', a[i + 5], a[i]) end
+end
+local function moveToActive(KEYS, ARGV)
+${bullMqScript('moveToActive-11', 'moveToActive')}
+end
+local function markLast(taken, ready, prefix, tenant)
+  if waiting(prefix) or redis.call('ZCARD', prefix .. 'delayed') > 0 then return taken end
+  redis.call('ZREM', ready, tenant)
+  taken[5] = 1
+  return taken
+end
+local function take(ready, activeTenants, finished, a, i)
+  local tenant, prefix, now = a[i], a[i + 4], a[i + 5]
+  announce(activeTenants, a, i)
+  local keys = {}
+  for k, name in ipairs({'wait', 'active', 'prioritized', 'events', 'stalled', 'limiter', 'delayed',
+      'paused', 'meta', 'pc', 'marker'}) do
+    keys[k] = prefix .. name
+  end
+  local taken = moveToActive(keys, {prefix, now, a[i + 6]})
+  if type(taken[1]) == 'table' then return markLast(taken, ready, prefix, tenant) end
+  settle(ready, prefix, finished, tenant, a[i + 2], tonumber(a[i + 3]))
+  return taken
+end
+`;
+
+/** KEYS: ready, activeTenants, finished (of the tenant's shard). ARGV: take's 7 arguments. */
+const TAKE = `${TAKE_FUNCTION}
+return take(KEYS[1], KEYS[2], KEYS[3], ARGV, 1)`;
 
 /**
  * Run after each stalled sweep of a partition (and so also after a process died
@@ -135,46 +189,103 @@ redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return 1`;
 
 /**
- * BullMQ's own moveToFinished on one partition, then — only if it finished the job —
- * BullMQ's own moveToActive on another partition of the same logical queue, in one
- * call: the fleet worker completes a job and claims the first job of the tenant it picks
- * next in one round trip, as a plain BullMQ Worker does within its one queue. Both
- * scripts run unchanged, each wrapped in a function that takes its KEYS and ARGV.
- * KEYS: moveToFinished's 14. ARGV: how many of moveToFinished's arguments come first,
- * those, then moveToActive's, the first of which is the other partition's key prefix
- * (`P:Q.T:`), from which its 11 keys are named here (fewer bytes to send per job).
- * Replies `{finished}` when moveToFinished refused (a negative code), else
- * `{finished, taken}`.
+ * BullMQ's own moveToFinished, unchanged, as `finish(KEYS, ARGV)`, and the 14 keys it
+ * takes to complete job `jobId` of the partition with key prefix `prefix` (`P:{tag}:Q.T:`),
+ * named here as BullMQ names them: fewer bytes to send per job than the keys themselves.
  */
-const FINISH_AND_TAKE = `
+const FINISH_FUNCTION = `
 local function finish(KEYS, ARGV)
 ${bullMqScript('moveToFinished-14', 'moveToFinished')}
 end
-local function take(KEYS, ARGV)
-${bullMqScript('moveToActive-11', 'moveToActive')}
+local function completionKeys(prefix, jobId)
+  local keys = {}
+  for i, name in ipairs({'wait', 'active', 'prioritized', 'events', 'stalled', 'limiter', 'delayed',
+      'paused', 'meta', 'pc', 'completed'}) do
+    keys[i] = prefix .. name
+  end
+  keys[12] = prefix .. jobId
+  keys[13] = prefix .. 'metrics:completed'
+  keys[14] = prefix .. 'marker'
+  return keys
 end
-local finishArgs, takeArgs = {}, {}
-local count = tonumber(ARGV[1])
-for i = 2, count + 1 do finishArgs[#finishArgs + 1] = ARGV[i] end
-for i = count + 2, #ARGV do takeArgs[#takeArgs + 1] = ARGV[i] end
-local takeKeys = {}
-for i, name in ipairs({'wait', 'active', 'prioritized', 'events', 'stalled', 'limiter', 'delayed',
-    'paused', 'meta', 'pc', 'marker'}) do
-  takeKeys[i] = takeArgs[1] .. name
-end
-local finished = finish(KEYS, finishArgs)
+`;
+
+/**
+ * BullMQ's own moveToFinished completing a job, then — only if it finished it — TAKE on
+ * a partition of the same shard (another tenant's), in one call: the fleet worker
+ * completes a job and claims the next job of the tenant it picks in one round trip, as a
+ * plain BullMQ Worker does within its one queue. Given the finished job's tenant (its
+ * job was the last one waiting when taken), SETTLE its partition too, as a fetch that
+ * found it empty would.
+ * KEYS: TAKE's 3. ARGV: the finished job's partition key prefix, its tenant or '', how
+ * many of moveToFinished's arguments follow, those, then TAKE's 7.
+ * Replies `{finished}` when moveToFinished refused (a negative code), else
+ * `{finished, taken}`.
+ */
+const FINISH_AND_TAKE = `${TAKE_FUNCTION}${FINISH_FUNCTION}
+local count = tonumber(ARGV[3])
+local finishArgs = {}
+for i = 4, count + 3 do finishArgs[#finishArgs + 1] = ARGV[i] end
+local finished = finish(completionKeys(ARGV[1], finishArgs[1]), finishArgs)
 if type(finished) == 'number' and finished < 0 then
   return {finished}
 end
-return {finished, take(takeKeys, takeArgs)}`;
+local t = count + 4
+if ARGV[2] ~= '' then settle(KEYS[1], ARGV[1], KEYS[3], ARGV[2], ARGV[t + 2], tonumber(ARGV[t + 3])) end
+return {finished, take(KEYS[1], KEYS[2], KEYS[3], ARGV, t)}`;
+
+/**
+ * BullMQ's own moveToFinished with fetch-next completing a job, as a plain BullMQ Worker
+ * calls it, between TAKE's announcement and its SETTLE when no next job was taken: a
+ * turn's completions cost Redis what a plain Worker's do, and the one that finds the
+ * partition empty settles its ready-index entry in the same call. (moveToActive itself
+ * is only defined here, never run: BullMQ's fetch-next takes the job.) Without fetch-next
+ * it completes and settles: the end of a turn whose last job was the last one waiting.
+ * KEYS: TAKE's 3. ARGV: moveToFinished's, then TAKE's 7 (its packed options empty).
+ * Replies as moveToFinished does, a job taken marked as TAKE marks it.
+ */
+const FINISH_NEXT = `${TAKE_FUNCTION}${FINISH_FUNCTION}
+local t = #ARGV - 6
+local finishArgs = {}
+for i = 1, t - 1 do finishArgs[i] = ARGV[i] end
+announce(KEYS[2], ARGV, t)
+local finished = finish(completionKeys(ARGV[t + 4], ARGV[1]), finishArgs)
+if type(finished) == 'table' and type(finished[1]) == 'table' then
+  return markLast(finished, KEYS[1], ARGV[t + 4], ARGV[t])
+end
+if finished == 0 or type(finished) == 'table' then
+  settle(KEYS[1], ARGV[t + 4], KEYS[3], ARGV[t], ARGV[t + 2], tonumber(ARGV[t + 3]))
+end
+return finished`;
+
+/**
+ * Sets or lifts BullMQ's global concurrency of many partitions of one shard
+ * (partition/caps.ts). KEYS: their `meta` hashes. ARGV[i]: KEYS[i]'s cap, '' to lift it.
+ * Replies how many caps changed (a cap set again to its value is no change).
+ */
+const SET_CAPS = `
+local changed = 0
+for i, meta in ipairs(KEYS) do
+  local cap = ARGV[i]
+  if cap == '' then
+    changed = changed + redis.call('HDEL', meta, 'concurrency')
+  elseif redis.call('HGET', meta, 'concurrency') ~= cap then
+    redis.call('HSET', meta, 'concurrency', cap)
+    changed = changed + 1
+  end
+end
+return changed`;
 
 /** The scripts as ioredis commands (on the client and on its MULTIs). */
 export interface FleetCommands {
   fleetFinishAndTake(...args: (string | number | Buffer)[]): Promise<unknown[]>;
-  fleetSettleReady(...args: (string | number)[]): Promise<number>;
+  fleetTake(...args: (string | number | Buffer)[]): Promise<unknown[]>;
+  fleetFinishNext(...args: (string | number | Buffer)[]): Promise<unknown>;
   fleetReconcile(...args: (string | number)[]): Promise<number>;
   fleetBatchAdd(...args: (string | number)[]): Promise<number>;
   fleetBatchSettle(...args: (string | number)[]): Promise<number>;
+  /** Its first argument is the number of keys. */
+  fleetSetCaps(...args: (string | number)[]): Promise<number>;
 }
 
 /** A MULTI carrying the fleet commands besides the usual ones. */
@@ -182,12 +293,15 @@ export type FleetMulti = ChainableCommander & {
   [K in keyof FleetCommands]: (...args: (string | number)[]) => FleetMulti;
 };
 
-const SCRIPTS: Record<keyof FleetCommands, { numberOfKeys: number; lua: string }> = {
-  fleetFinishAndTake: { numberOfKeys: 14, lua: FINISH_AND_TAKE },
-  fleetSettleReady: { numberOfKeys: 8, lua: SETTLE_READY },
+/** Without `numberOfKeys`, the caller passes the number of keys first. */
+const SCRIPTS: Record<keyof FleetCommands, { numberOfKeys?: number; lua: string }> = {
+  fleetFinishAndTake: { numberOfKeys: 3, lua: FINISH_AND_TAKE },
+  fleetTake: { numberOfKeys: 3, lua: TAKE },
+  fleetFinishNext: { numberOfKeys: 3, lua: FINISH_NEXT },
   fleetReconcile: { numberOfKeys: 11, lua: RECONCILE },
   fleetBatchAdd: { numberOfKeys: 2, lua: BATCH_ADD },
   fleetBatchSettle: { numberOfKeys: 2, lua: BATCH_SETTLE },
+  fleetSetCaps: { lua: SET_CAPS },
 };
 
 /** Defines the scripts on `redis` (once) and returns it typed with them. */

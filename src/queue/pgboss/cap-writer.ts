@@ -1,17 +1,12 @@
 /**
- * `setTenantConcurrency` on Postgres, coalesced (coalescer.ts): the caps set while a
+ * `setTenantConcurrency` on Postgres, coalesced (../cap-batcher.ts): the caps set while a
  * statement is in flight (a worker seeing a thousand tenants for the first time sets each
  * one's cap, or lifts it) go out together as one statement. Each partition row is written, and each
  * queue woken (NOTIFY), only when its cap changes, so lifting caps that were never set
  * costs one read per tenant and no commit of its own.
  */
 import type pg from 'pg';
-import { Coalescer } from './coalescer.js';
-
-interface PendingCap {
-  cap: number | null;
-  waiters: Array<{ resolve: () => void; reject: (error: unknown) => void }>;
-}
+import { type CapBatch, CapBatcher, settleCap } from '../cap-batcher.js';
 
 /** The statement: $1 queues, $2 tenants, $3 caps (null lifts), one row per partition. */
 function setCapsSql(s: string, channel: string): string {
@@ -30,46 +25,25 @@ WITH input AS (
 SELECT pg_notify('${channel}', queue) FROM (SELECT DISTINCT queue FROM changed) c`;
 }
 
-/** By queue, then tenant: the last cap asked for wins. */
-type CapBatch = Map<string, Map<string, PendingCap>>;
-
 /** Writes the caps of a schema's partitions, many per statement. */
 export class CapWriter {
   readonly #pool: pg.Pool;
   readonly #sql: string;
-  readonly #batches: Coalescer<CapBatch>;
+  readonly #caps = new CapBatcher((batch) => this.#send(batch));
 
   constructor(pool: pg.Pool, schema: string, channel: string) {
     this.#pool = pool;
     this.#sql = setCapsSql(schema, channel);
-    this.#batches = new Coalescer<CapBatch>({
-      maxInFlight: 1,
-      create: () => new Map(),
-      isEmpty: (batch) => batch.size === 0,
-      send: (batch) => this.#send(batch),
-    });
   }
 
   /** Resolves once the cap (of a checked queue and tenant) is committed. */
   set(queue: string, tenant: string, cap: number | null): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.#batches.add((batch) => {
-        let tenants = batch.get(queue);
-        if (tenants === undefined) {
-          tenants = new Map();
-          batch.set(queue, tenants);
-        }
-        const pending = tenants.get(tenant) ?? { cap, waiters: [] };
-        pending.cap = cap;
-        pending.waiters.push({ resolve, reject });
-        tenants.set(tenant, pending);
-      });
-    });
+    return this.#caps.set(queue, tenant, cap);
   }
 
   /** Resolves once no cap is pending or being written. */
   drain(): Promise<void> {
-    return this.#batches.drain();
+    return this.#caps.drain();
   }
 
   async #send(batch: CapBatch): Promise<void> {
@@ -89,7 +63,6 @@ export class CapWriter {
       failure = { error };
     }
     for (const byTenant of batch.values())
-      for (const { waiters } of byTenant.values())
-        for (const waiter of waiters) failure ? waiter.reject(failure.error) : waiter.resolve();
+      for (const pending of byTenant.values()) settleCap(pending, failure);
   }
 }

@@ -14,7 +14,7 @@
  * deadlock victim (SQLSTATE 40P01: it took nothing, it is whole or not at all) is retried.
  */
 import type pg from 'pg';
-import { Coalescer } from './coalescer.js';
+import { Coalescer } from '../coalescer.js';
 import type { ClaimedRow } from './rows.js';
 
 /** Statements of one queue in flight at once: one being sent while the next one fills. */

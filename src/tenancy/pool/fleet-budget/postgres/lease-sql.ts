@@ -37,9 +37,17 @@ export function literal(text: string): string {
 export const MISSING_CODES: ReadonlySet<string> = new Set(['3F000', '42P01', '42883']);
 
 /**
+ * How long creating the schema may take: DDL waits for catalog locks, which other work
+ * on a busy server (databases created and dropped) holds for a while, and processes
+ * starting together queue on the advisory lock; a step's own bound is far shorter.
+ */
+export const ENSURE_TIMEOUT_MS = 15_000;
+
+/**
  * Creates the schema, tables and functions, idempotently: one implicit transaction (a
  * multi-statement query) under an advisory lock, so processes starting together do not
- * race on `CREATE`. Creating any table writes a new epoch.
+ * race on `CREATE`, with a statement timeout of its own (ENSURE_TIMEOUT_MS). Creating
+ * any table writes a new epoch.
  */
 export function ensureSql(schema: string): string {
   const s = ident(schema);
@@ -47,6 +55,7 @@ export function ensureSql(schema: string): string {
   const ttl = `p_ttl_ms * interval '1 millisecond'`;
   const channel = literal(schema);
   return `
+SET LOCAL statement_timeout = ${ENSURE_TIMEOUT_MS};
 SELECT pg_advisory_xact_lock(hashtext('tenant-fleet:fleet-budget'), hashtext(${literal(schema)}));
 DO $ensure$
 DECLARE

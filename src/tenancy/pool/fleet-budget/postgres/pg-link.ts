@@ -7,7 +7,7 @@
  */
 import pg from 'pg';
 import { bounded } from '../bounded.js';
-import { ensureSql, ident, MISSING_CODES } from './lease-sql.js';
+import { ENSURE_TIMEOUT_MS, ensureSql, ident, MISSING_CODES } from './lease-sql.js';
 
 /** What the store's own connections are called in `pg_stat_activity`. */
 export const APPLICATION_NAME = 'tenant-fleet-budget';
@@ -55,21 +55,26 @@ export class PgLink {
     this.#listen();
   }
 
-  /** Runs `sql` with `params` within the time bound, (re)creating the schema when it is missing. */
-  query<R extends pg.QueryResultRow>(sql: string, params: unknown[]): Promise<R[]> {
-    const run = async () => {
+  /**
+   * Runs `sql` with `params` within the time bound, (re)creating the schema when it is
+   * missing; creating it has a bound of its own (ENSURE_TIMEOUT_MS), as a step's bound is
+   * too short for DDL on a busy server.
+   */
+  async query<R extends pg.QueryResultRow>(sql: string, params: unknown[]): Promise<R[]> {
+    await this.#ensure();
+    try {
+      return await bounded(this.#rows<R>(sql, params), this.#timeoutMs, 'Postgres');
+    } catch (err) {
+      if (!MISSING_CODES.has((err as { code?: string }).code ?? '')) throw err;
+      // Dropped under us: create it again (a new epoch), then try once more.
+      this.#ensured = undefined;
       await this.#ensure();
-      try {
-        return (await this.#pool.query<R>(sql, params)).rows;
-      } catch (err) {
-        if (!MISSING_CODES.has((err as { code?: string }).code ?? '')) throw err;
-        // Dropped under us: create it again (a new epoch), then try once more.
-        this.#ensured = undefined;
-        await this.#ensure();
-        return (await this.#pool.query<R>(sql, params)).rows;
-      }
-    };
-    return bounded(run(), this.#timeoutMs, 'Postgres');
+      return bounded(this.#rows<R>(sql, params), this.#timeoutMs, 'Postgres');
+    }
+  }
+
+  async #rows<R extends pg.QueryResultRow>(sql: string, params: unknown[]): Promise<R[]> {
+    return (await this.#pool.query<R>(sql, params)).rows;
   }
 
   /** Closes the listener, and the pool when the link made it. */
@@ -84,7 +89,8 @@ export class PgLink {
 
   // Cached while it holds; cleared on failure so that the next call tries again.
   #ensure(): Promise<void> {
-    this.#ensured ??= this.#pool.query(ensureSql(this.#schema)).then(
+    const bound = Math.max(this.#timeoutMs, ENSURE_TIMEOUT_MS);
+    this.#ensured ??= bounded(this.#pool.query(ensureSql(this.#schema)), bound, 'Postgres').then(
       () => undefined,
       (err: unknown) => {
         this.#ensured = undefined;

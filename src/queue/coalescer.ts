@@ -1,6 +1,6 @@
 /**
- * The mechanism the pg-boss engine's batched writes share (settle-batcher.ts,
- * cap-writer.ts): callers add to the pending batch; it goes out at the next turn of the
+ * The mechanism the engines' batched writes share (pgboss/settle-batcher.ts,
+ * pgboss/cap-writer.ts, bullmq/partition/caps.ts): callers add to the pending batch; it goes out at the next turn of the
  * event loop while fewer than `maxInFlight` batches are in flight, and what arrives
  * meanwhile rides the next one. Nothing waits to fill a batch. `send` settles the
  * callers of its batch itself and must not throw.
