@@ -168,7 +168,8 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
   /**
    * A fetch's raw reply (moveToActive's, marked by scripts.ts TAKE when it took the last
    * job waiting) as an ActiveJob: null when the partition had none (its ready-index entry
-   * is settled by then), 'retry' after failing a job BullMQ marked to fail. (BullMQ's own
+   * is settled by then, and the local waiters are woken when its first delayed job falls
+   * due), 'retry' after failing a job BullMQ marked to fail. (BullMQ's own
    * job schedulers, which a Worker would advance here, are not supported on partitions.)
    */
   async #taken(
@@ -179,7 +180,12 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     reply: unknown[],
   ): Promise<ActiveJob | null | 'retry'> {
     const [data, id] = raw2NextJobData(reply);
-    if (!data) return null;
+    if (!data) {
+      // Only delayed jobs left: moveToActive's fourth element is the first one's due time.
+      const due = Number(reply[3]);
+      if (due > 0) this.#index.wakeAt(queue, due);
+      return null;
+    }
     const job = fetchedJob(partition, data, id, token);
     if (job.deferredFailure) {
       // BullMQ's stalled sweep marks a job that stalled too often to fail on its next fetch.

@@ -65,6 +65,8 @@ export class ReadyIndex {
   /** Queues whose SUBSCRIBE has been confirmed. */
   readonly #listening = new Set<string>();
   readonly #waiters = new Map<string, Set<() => void>>();
+  /** Per queue, the earliest wake-up {@link wakeAt} set, and its timer. */
+  readonly #dueWakes = new Map<string, { at: number; timer: NodeJS.Timeout }>();
 
   constructor(
     redis: Redis & FleetCommands,
@@ -248,9 +250,37 @@ export class ReadyIndex {
     }
   }
 
+  /**
+   * Wakes the local waiters of `queue` at `at` (epoch ms). A take that found only delayed
+   * jobs moved its tenant's score to the first one's due time (scripts.ts SETTLE); a wait
+   * under way read the index's next due time as it began, and would sleep past this one
+   * until its poll interval ran out. The wait this wakes reads the index again. Other
+   * processes are not told: this one's worker takes the job when due, theirs at a poll.
+   */
+  wakeAt(queue: string, at: number): void {
+    const pending = this.#dueWakes.get(queue);
+    if (pending !== undefined && pending.at <= at) return;
+    clearTimeout(pending?.timer);
+    const timer = setTimeout(
+      () => {
+        this.#dueWakes.delete(queue);
+        this.#wake(queue);
+      },
+      Math.max(0, at - Date.now()),
+    );
+    timer.unref();
+    this.#dueWakes.set(queue, { at, timer });
+  }
+
   /** Wakes every local waiter (used by close). */
   wakeAll(): void {
-    for (const waiters of this.#waiters.values()) for (const wake of [...waiters]) wake();
+    for (const { timer } of this.#dueWakes.values()) clearTimeout(timer);
+    this.#dueWakes.clear();
+    for (const queue of this.#waiters.keys()) this.#wake(queue);
+  }
+
+  #wake(queue: string): void {
+    for (const wake of [...(this.#waiters.get(queue) ?? [])]) wake();
   }
 
   /** Closes the subscriber connection, if one was opened. */
@@ -277,8 +307,7 @@ export class ReadyIndex {
       if (!this.#subscriber) {
         const subscriber = this.#openSubscriber();
         subscriber.on('message', (channel: string) => {
-          const queueName = channel.slice(`${this.#layout.prefix}:#ready:`.length);
-          for (const wake of [...(this.#waiters.get(queueName) ?? [])]) wake();
+          this.#wake(channel.slice(`${this.#layout.prefix}:#ready:`.length));
         });
         this.#subscriber = subscriber;
       }

@@ -4,15 +4,15 @@
  * turn, on any database kind the worker borrows from.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Fleet } from '../../src/fleet.js';
-import { connect } from '../../src/tenancy/drivers/index.js';
-import type { TenantConnection } from '../../src/tenancy/tenant-pools/tenant-connection.js';
-import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
-import { memoryEngine } from '../queue/engines.js';
-import { mysqlDatabase, sqliteFolder } from '../support/pools-fixture.js';
-import { PG_URL, uniqueName, withDatabase } from '../support/services.js';
-import { until } from '../support/wait.js';
-import { type FleetFixture, openFleet, openRegistry, type RegistryFixture } from './support.js';
+import type { Fleet } from '../../../src/fleet.js';
+import { connect } from '../../../src/tenancy/drivers/index.js';
+import type { TenantConnection } from '../../../src/tenancy/tenant-pools/tenant-connection.js';
+import { TenantPools } from '../../../src/tenancy/tenant-pools/tenant-pools.js';
+import { memoryEngine } from '../../queue/engines.js';
+import { mysqlDatabase, sqliteFolder } from '../../support/pools-fixture.js';
+import { PG_URL, uniqueName, withDatabase } from '../../support/services.js';
+import { until } from '../../support/wait.js';
+import { type FleetFixture, openFleet, openRegistry, type RegistryFixture } from '../support.js';
 
 /** What one job does: `begin` opens a transaction and leaves it open, `switch` runs `sql`. */
 type Step = { v: string; begin?: true; sql?: string };

@@ -2,17 +2,17 @@
  * A tenant's last job waiting ends its turn (BullMQ marks it `lastReady` as it is taken):
  * the worker hands the slot on with that job's completion and marks the tenant empty, so
  * it does not ask the engine for a job it would not find (a fetch, or a completion's
- * fetch-next, that comes back empty), and every job still runs once. A delayed job is
- * more to come: it keeps the turn going, so it runs once due, not at the next poll.
+ * fetch-next, that comes back empty), and every job still runs once. (A delayed job is
+ * more to come: delayed-jobs.test.ts.)
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, beforeEach, expect, it } from 'vitest';
-import { Fleet } from '../../src/fleet.js';
-import type { ActiveJob, CompleteOptions, QueueEngine } from '../../src/queue/engine.js';
-import { bullMqEngine, type EngineHarness } from '../queue/engines.js';
-import { uniqueName } from '../support/services.js';
-import { until } from '../support/wait.js';
-import { openRegistry, type RegistryFixture } from './support.js';
+import { Fleet } from '../../../src/fleet.js';
+import type { ActiveJob, CompleteOptions, QueueEngine } from '../../../src/queue/engine.js';
+import { bullMqEngine, type EngineHarness } from '../../queue/engines.js';
+import { uniqueName } from '../../support/services.js';
+import { until } from '../../support/wait.js';
+import { openRegistry, type RegistryFixture } from '../support.js';
 
 let reg: RegistryFixture;
 let harness: EngineHarness;
@@ -105,34 +105,3 @@ it.each([{ traffic: false }, { traffic: true }])(
     }
   },
 );
-
-it('runs a delayed job that falls due while the only waiting job runs, without a poll', async () => {
-  const { engine } = harness;
-  const [tenant] = await reg.addTenants(1, {}, 'lastdelay');
-  const queue = uniqueName('q');
-  await engine.enqueueBulk(queue, [
-    { tenant: tenant!, name: 'n', data: 'now' },
-    { tenant: tenant!, name: 'n', data: 'soon', delayMs: 100 },
-  ]);
-  const fleet = await Fleet.open({ engine, registry: reg.registry });
-  const ran: string[] = [];
-  // No poll of the ready index during the test: only the turn itself can find 'soon'.
-  const worker = fleet.worker<string>(
-    queue,
-    async (job) => {
-      ran.push(job.data);
-      // 'soon' falls due while 'now' runs.
-      if (job.data === 'now') await sleep(300);
-    },
-    { concurrency: 1, pollIntervalMs: 600_000, borrowConnection: false },
-  );
-  try {
-    await until(() => ran.length === 2, "the delayed job to run (before the worker's next poll)", {
-      timeoutMs: 30_000,
-    });
-    expect(ran).toEqual(['now', 'soon']);
-    await worker.close();
-  } finally {
-    await fleet.close();
-  }
-});

@@ -7,14 +7,14 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { Fleet } from '../../src/fleet.js';
-import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
-import { bullMqEngine, type EngineHarness } from '../queue/engines.js';
-import { type PgWorld, pgWorld, slugs } from '../support/pools-fixture.js';
-import { uniqueName } from '../support/services.js';
-import { type TcpProxy, tcpProxy } from '../support/tcp-proxy.js';
-import { until } from '../support/wait.js';
-import { gate } from './support.js';
+import { Fleet } from '../../../src/fleet.js';
+import { TenantPools } from '../../../src/tenancy/tenant-pools/tenant-pools.js';
+import { bullMqEngine, type EngineHarness } from '../../queue/engines.js';
+import { type PgWorld, pgWorld, slugs } from '../../support/pools-fixture.js';
+import { uniqueName } from '../../support/services.js';
+import { type TcpProxy, tcpProxy } from '../../support/tcp-proxy.js';
+import { until } from '../../support/wait.js';
+import { gate } from '../support.js';
 
 const LOCK_MS = 2_000;
 
