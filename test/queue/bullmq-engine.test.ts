@@ -4,6 +4,7 @@
  * of a partition's last job waiting, announcements recorded only once sent, a completion
  * whose next fetch fails, and its option checks.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/errors.js';
@@ -333,6 +334,43 @@ describe('BullMqEngine', () => {
     // The completion itself went through, and was counted.
     expect(await engine.counts('q', 'a')).toMatchObject({ active: 0, completed: 1 });
     expect(await engine.batchProgress('b1')).toMatchObject({ total: 1, completed: 1, pending: 0 });
+  });
+
+  it('wakes the waits when a fetch finds only delayed jobs, at the first due time, with no timer overflow', async () => {
+    const { engine } = onSharedRedis();
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning.name);
+    process.on('warning', onWarning);
+    try {
+      // Due in 30 days, beyond what one Node timer holds (about 24.8 days).
+      await engine.enqueue('q', { tenant: 'a', name: 'n', data: 1, delayMs: 30 * 86_400_000 });
+      let woken = false;
+      const far = engine.waitForReady('q', 600_000).then(() => {
+        woken = true;
+      });
+      await sleep(100);
+      expect(await engine.fetch('q', 'a', 'w', LOCK)).toBeNull();
+      await sleep(200);
+      expect(warnings).not.toContain('TimeoutOverflowWarning');
+      expect(woken).toBe(false);
+      // Tenant b: a job ready now and one due in 300 ms. A wait begins while b is listed as
+      // ready now, so it reads no due time of b's; then b's ready job is taken, and the next
+      // fetch finds only the delayed one: that fetch wakes the wait when it falls due.
+      await engine.enqueueBulk('q', [
+        { tenant: 'b', name: 'n', data: 1 },
+        { tenant: 'b', name: 'n', data: 2, delayMs: 300 },
+      ]);
+      await sleep(100); // the enqueue's wake-up message, delivered before the wait begins
+      const near = engine.waitForReady('q', 600_000);
+      expect((await engine.fetch('q', 'b', 'w', LOCK))?.data).toBe(1);
+      expect(await engine.fetch('q', 'b', 'w', LOCK)).toBeNull();
+      await near;
+      expect(await engine.readyTenants('q')).toEqual(['b']);
+      await engine.close();
+      await far;
+    } finally {
+      process.off('warning', onWarning);
+    }
   });
 
   it('rejects bad options with a ConfigError naming the option', () => {

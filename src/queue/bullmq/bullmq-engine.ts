@@ -253,7 +253,7 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
       return null;
     }
     const fetchNext = () =>
-      this.#afterCompletion(() => this.fetch(queue, tenant, next.workerId, next.lockDurationMs));
+      this.#afterCompletion(queue, () => this.fetch(queue, tenant, next.workerId, next.lockDurationMs));
     // A job counted in a batch finishes in a MULTI with its count, and one handing on to
     // another shard on its own: the next job is fetched apart.
     if (batchOf(bullJob) !== null || crossShard) {
@@ -273,16 +273,23 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     // Refused (lock lost): nothing was taken either, so take the next job the usual way.
     if (finished.outcome === 'lost') return fetchNext();
     this.#announced(partition, take.announcedAt);
-    return this.#afterCompletion(async () => {
+    return this.#afterCompletion(queue, async () => {
       const taken = await this.#taken(partition, queue, tenant, nextToken, finished.next as unknown[]);
       return taken === 'retry' ? fetchNext() : taken;
     });
   }
 
-  /** Takes the next job after a completion: a failure here is no failed completion (reported, null). */
-  #afterCompletion(next: () => Promise<ActiveJob | null>): Promise<ActiveJob | null> {
-    const report = (error: Error) => void this.emit('redis:error', { error });
-    return next().catch((error: Error) => report(error) ?? null);
+  /**
+   * Takes the next job after a completion: a failure is no failed completion (reported,
+   * null). A null may mark the tenant empty, so the queue's waits are woken: the read of
+   * the ready index that follows lists the tenant again if it still has jobs.
+   */
+  #afterCompletion(queue: string, next: () => Promise<ActiveJob | null>): Promise<ActiveJob | null> {
+    return next().catch((error: Error) => {
+      this.emit('redis:error', { error });
+      this.#index.wakeAt(queue, Date.now());
+      return null;
+    });
   }
 
   async fail(job: ActiveJob, error: Error, options: { unrecoverable?: boolean } = {}): Promise<FailOutcome> {

@@ -10,6 +10,7 @@
  */
 import type { Redis } from 'ioredis';
 import { pack } from 'msgpackr';
+import { MAX_DURATION_MS } from '../../validate.js';
 import { getOrCreate } from '../get-or-create.js';
 import type { KeyLayout } from './cluster/key-layout.js';
 import type { FleetCommands, FleetMulti } from './scripts.js';
@@ -67,6 +68,7 @@ export class ReadyIndex {
   readonly #waiters = new Map<string, Set<() => void>>();
   /** Per queue, the earliest wake-up {@link wakeAt} set, and its timer. */
   readonly #dueWakes = new Map<string, { at: number; timer: NodeJS.Timeout }>();
+  #closed = false;
 
   constructor(
     redis: Redis & FleetCommands,
@@ -258,15 +260,19 @@ export class ReadyIndex {
    * processes are not told: this one's worker takes the job when due, theirs at a poll.
    */
   wakeAt(queue: string, at: number): void {
+    if (this.#closed) return;
     const pending = this.#dueWakes.get(queue);
     if (pending !== undefined && pending.at <= at) return;
     clearTimeout(pending?.timer);
+    // A timer holds at most MAX_DURATION_MS (about 24.8 days), and may fire a little early:
+    // before `at`, it is set again for the rest.
     const timer = setTimeout(
       () => {
         this.#dueWakes.delete(queue);
-        this.#wake(queue);
+        if (at > Date.now()) this.wakeAt(queue, at);
+        else this.#wake(queue);
       },
-      Math.max(0, at - Date.now()),
+      Math.min(MAX_DURATION_MS, Math.max(0, at - Date.now())),
     );
     timer.unref();
     this.#dueWakes.set(queue, { at, timer });
@@ -285,6 +291,7 @@ export class ReadyIndex {
 
   /** Closes the subscriber connection, if one was opened. */
   async close(): Promise<void> {
+    this.#closed = true;
     this.wakeAll();
     const subscriber = this.#subscriber;
     this.#subscriber = null;

@@ -7,7 +7,8 @@ import { wakeChannel } from './schema.js';
 /**
  * Inserts a bulk from parallel arrays in one statement: the jobs (a repeated id in a
  * partition is skipped by the primary key), their partitions' rows, their batches'
- * totals and one NOTIFY when anything ready was added, all in one transaction.
+ * totals and one NOTIFY when anything was added, all in one transaction: a delayed job
+ * too, since a wait under way read the queue's next due time before it existed.
  * $1 queue; $2 uuids; $3 tenants; $4 keys; $5 names; $6 data; $7 priorities;
  * $8 retry limits; $9 backoffs; $10 delays (ms); $11 batches.
  */
@@ -29,13 +30,13 @@ WITH input AS (
     now() + make_interval(secs => delay_ms / 1000.0), tenant, 'standard', key, jname, batch, backoff
   FROM input ORDER BY ord
   ON CONFLICT DO NOTHING
-  RETURNING id, fleet_batch, start_after <= now() AS ready
+  RETURNING id, fleet_batch
 ), batches AS (
   INSERT INTO ${s}.fleet_batch AS b (id, total)
   SELECT fleet_batch, count(*) FROM added WHERE fleet_batch IS NOT NULL GROUP BY fleet_batch ORDER BY fleet_batch
   ON CONFLICT (id) DO UPDATE SET total = b.total + excluded.total
 ), woken AS (
-  SELECT pg_notify('${wakeChannel(s)}', $1::text) FROM added WHERE ready LIMIT 1
+  SELECT pg_notify('${wakeChannel(s)}', $1::text) FROM added LIMIT 1
 )
 SELECT (SELECT count(*)::int FROM added) AS added, (SELECT count(*)::int FROM woken) AS woken`;
 }

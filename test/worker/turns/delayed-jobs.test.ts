@@ -3,7 +3,8 @@
  * is longer than the test), whether it falls due while its partition's only waiting job
  * runs (on BullMQ that job is then not its partition's last: the turn goes on) or only
  * after the partition ran dry (on BullMQ the partition's entry in the ready index moves to
- * its due time, which a wait for the engine's wake-up already under way did not read).
+ * its due time, which a wait for the engine's wake-up already under way did not read), or
+ * was enqueued while the worker idled (on pg-boss that enqueue sent no wake-up).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -69,5 +70,34 @@ describe.each([memoryEngine, bullMqEngine, pgBossEngine])('on $name', (engineCas
     expect(ran.map((r) => r.data)).toEqual(['now', 'later']);
     // Not before it was due.
     expect(ran[1]!.at).toBeGreaterThanOrEqual(enqueuedAt + delayMs);
+  });
+
+  it('runs a job enqueued delayed while the worker idles once it falls due', async () => {
+    const harness = await engineCase.open();
+    const { engine } = harness;
+    const [tenant] = await reg.addTenants(1, {}, 'idledelay');
+    const queue = uniqueName('q');
+    const fleet = await Fleet.open({ engine, registry: reg.registry });
+    const ran: number[] = [];
+    const worker = fleet.worker(queue, async () => void ran.push(Date.now()), {
+      concurrency: 1,
+      pollIntervalMs: 600_000,
+      borrowConnection: false,
+    });
+    try {
+      // The worker's wait for a wake-up is under way, with nothing due.
+      await sleep(300);
+      const delayMs = 500;
+      const enqueuedAt = Date.now();
+      await engine.enqueue(queue, { tenant: tenant!, name: 'n', data: 1, delayMs });
+      await until(() => ran.length === 1, "the delayed job to run (before the worker's next poll)", {
+        timeoutMs: 30_000,
+      });
+      expect(ran[0]!).toBeGreaterThanOrEqual(enqueuedAt + delayMs);
+      await worker.close();
+    } finally {
+      await fleet.close();
+      await harness.cleanup();
+    }
   });
 });
