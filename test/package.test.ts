@@ -93,7 +93,9 @@ describe('the packed package, installed in a fresh folder', () => {
 
   it('installs from the tarball, runs `npx tenant-fleet`, and a worker loads handlers importing tenant-fleet', async () => {
     requireBuilt(entry);
-    const { stdout: packed } = await run('npm', ['pack', '--pack-destination', dir], {
+    // No prepack build: `npm test` built dist first, and a rebuild here would rewrite it
+    // under the suites running beside this one.
+    const { stdout: packed } = await run('npm', ['pack', '--ignore-scripts', '--pack-destination', dir], {
       cwd: root,
       env: childEnv(),
     });
