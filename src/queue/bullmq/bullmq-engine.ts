@@ -166,10 +166,9 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
   }
 
   /**
-   * A fetch's raw reply (moveToActive's, marked by scripts.ts TAKE when it took the last
-   * job waiting) as an ActiveJob: null when the partition had none (its ready-index entry
-   * is settled by then, and the local waiters are woken when its first delayed job falls
-   * due), 'retry' after failing a job BullMQ marked to fail. (BullMQ's own
+   * A fetch's raw reply (moveToActive's; TAKE marks the last job waiting) as an ActiveJob:
+   * null when the partition had none (its ready-index entry settled, waits woken when its
+   * first delayed job falls due), 'retry' after failing a job BullMQ marked to fail. (BullMQ
    * job schedulers, which a Worker would advance here, are not supported on partitions.)
    */
   async #taken(
@@ -181,8 +180,7 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
   ): Promise<ActiveJob | null | 'retry'> {
     const [data, id] = raw2NextJobData(reply);
     if (!data) {
-      // Only delayed jobs left: moveToActive's fourth element is the first one's due time.
-      const due = Number(reply[3]);
+      const due = Number(reply[3]); // moveToActive's: the first delayed job's due time, or 0
       if (due > 0) this.#index.wakeAt(queue, due);
       return null;
     }
@@ -202,13 +200,8 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
    * when nothing in it is active and its announcement is older than the whole of it.
    */
   #takeCall(partition: Partition, queue: string, tenant: string, lock: TakeLock | null): TakeCall {
-    const announce = this.#announceDue(partition);
+    const announce = Date.now() - partition.markedAt > ACTIVE_GRACE_MS / 2;
     return this.#index.takeCall(queue, tenant, partition.prefix, announce, lock);
-  }
-
-  /** Whether a fetch from the partition is to announce it first (see `#takeCall`). */
-  #announceDue(partition: Partition): boolean {
-    return Date.now() - partition.markedAt > ACTIVE_GRACE_MS / 2;
   }
 
   /** Records an announcement once the call that carried it went through (null: none). */
