@@ -22,6 +22,7 @@
  * Messages go out with NOTIFY on one channel named like the schema: `{"released": server}`
  * when a lease or ticket goes while someone is queued, `{"want": server, "from": id}`.
  */
+import { createHash } from 'node:crypto';
 
 /** `name` as a quoted SQL identifier. */
 export function ident(name: string): string {
@@ -47,9 +48,40 @@ export const ENSURE_TIMEOUT_MS = 15_000;
  * Creates the schema, tables and functions, idempotently: one implicit transaction (a
  * multi-statement query) under an advisory lock, so processes starting together do not
  * race on `CREATE`, with a statement timeout of its own (ENSURE_TIMEOUT_MS). Creating
- * any table writes a new epoch.
+ * any table writes a new epoch. It ends by stamping the schema's comment with
+ * schemaStamp, which lets a process that finds the stamp skip it (see readySql).
  */
 export function ensureSql(schema: string): string {
+  return `${ddl(schema)}
+COMMENT ON SCHEMA ${ident(schema)} IS ${literal(schemaStamp(schema))};
+`;
+}
+
+/**
+ * What the schema's comment says once ensureSql has run: a hash of its DDL, so a
+ * process of another version (other functions) runs the DDL again.
+ */
+export function schemaStamp(schema: string): string {
+  return `tenant-fleet lease store ${createHash('sha256').update(ddl(schema)).digest('hex').slice(0, 16)}`;
+}
+
+/**
+ * Whether the schema is there as ensureSql leaves it (its stamp and its four tables), in
+ * one read that takes no lock. The DDL itself must not run when it need not: even with
+ * IF NOT EXISTS, `CREATE INDEX` waits for every step in flight on the table and holds
+ * every later one until it commits, so a process starting stalled the whole fleet's
+ * takes. One dropped function is not seen here; its call fails with 42883 and the link
+ * runs ensureSql then.
+ */
+export function readySql(schema: string): string {
+  const s = ident(schema);
+  const exists = (table: string) => `to_regclass(${literal(`${s}.${table}`)}) IS NOT NULL`;
+  return `SELECT coalesce(obj_description(to_regnamespace(${literal(s)}), 'pg_namespace') = ${literal(
+    schemaStamp(schema),
+  )} AND ${['servers', 'leases', 'tickets', 'state'].map(exists).join(' AND ')}, false) AS ready`;
+}
+
+function ddl(schema: string): string {
   const s = ident(schema);
   const reg = (table: string) => `to_regclass(${literal(`${s}.${table}`)}) IS NULL`;
   const ttl = `p_ttl_ms * interval '1 millisecond'`;

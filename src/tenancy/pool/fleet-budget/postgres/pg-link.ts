@@ -2,12 +2,13 @@
  * The Postgres lease store's connections: a small pool for the steps (or the caller's
  * pool), and one client of its own that LISTENs on the fleet's channel, reconnecting on
  * its own after it was dropped (a restart, `pg_terminate_backend`). Every call is bounded
- * in time, first makes sure the schema exists (once per link, again if it was dropped),
+ * in time, first makes sure the schema exists (once per link, again if it was dropped;
+ * the DDL only when a read finds it missing or of another version),
  * and fails at once when Postgres is down: the budget then opens no connection.
  */
 import pg from 'pg';
 import { bounded } from '../bounded.js';
-import { ENSURE_TIMEOUT_MS, ensureSql, ident, MISSING_CODES } from './lease-sql.js';
+import { ENSURE_TIMEOUT_MS, ensureSql, ident, MISSING_CODES, readySql } from './lease-sql.js';
 
 /** What the store's own connections are called in `pg_stat_activity`. */
 export const APPLICATION_NAME = 'tenant-fleet-budget';
@@ -68,7 +69,7 @@ export class PgLink {
       if (!MISSING_CODES.has((err as { code?: string }).code ?? '')) throw err;
       // Dropped under us: create it again (a new epoch), then try once more.
       this.#ensured = undefined;
-      await this.#ensure();
+      await this.#ensure(true);
       return bounded(this.#rows<R>(sql, params), this.#timeoutMs, 'Postgres');
     }
   }
@@ -87,17 +88,27 @@ export class PgLink {
     if (this.#owned) await this.#pool.end().catch(() => {});
   }
 
-  // Cached while it holds; cleared on failure so that the next call tries again.
-  #ensure(): Promise<void> {
-    const bound = Math.max(this.#timeoutMs, ENSURE_TIMEOUT_MS);
-    this.#ensured ??= bounded(this.#pool.query(ensureSql(this.#schema)), bound, 'Postgres').then(
-      () => undefined,
-      (err: unknown) => {
-        this.#ensured = undefined;
-        throw err;
-      },
-    );
+  // Cached while it holds; cleared on failure so that the next call tries again. The DDL
+  // runs only when the schema is not as it leaves it, or `force` (a call found a piece gone).
+  #ensure(force = false): Promise<void> {
+    this.#ensured ??= this.#create(force).catch((err: unknown) => {
+      this.#ensured = undefined;
+      throw err;
+    });
     return this.#ensured;
+  }
+
+  async #create(force: boolean): Promise<void> {
+    const bound = Math.max(this.#timeoutMs, ENSURE_TIMEOUT_MS);
+    if (!force) {
+      const [row] = await bounded(
+        this.#rows<{ ready: boolean }>(readySql(this.#schema), []),
+        bound,
+        'Postgres',
+      );
+      if (row?.ready) return;
+    }
+    await bounded(this.#pool.query(ensureSql(this.#schema)), bound, 'Postgres');
   }
 
   #listen(): void {

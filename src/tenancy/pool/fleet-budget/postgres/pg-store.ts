@@ -1,9 +1,9 @@
 /**
  * The lease store in Postgres, for a fleet without Redis: the plpgsql functions of
- * lease-sql.ts, one round trip per step, and NOTIFY for the messages. Like the Redis
- * store, it remembers the epoch of the tables it last saw and passes it along, so tables
- * dropped and recreated under a running fleet fence new leases until the holders have
- * re-registered theirs.
+ * lease-sql.ts, one round trip per step (a server's takes one at a time), and NOTIFY for
+ * the messages. Like the Redis store, it remembers the epoch of the tables it last saw
+ * and passes it along, so tables dropped and recreated under a running fleet fence new
+ * leases until the holders have re-registered theirs.
  */
 import type pg from 'pg';
 import type {
@@ -15,6 +15,7 @@ import type {
 } from '../lease-store.js';
 import { ident } from './lease-sql.js';
 import { PgLink } from './pg-link.js';
+import { SerialSteps } from './serial-steps.js';
 
 /** The fleet budget's leases in Postgres (a URL, or a pg.Pool left open on close). */
 export class PgLeaseStore implements LeaseStore {
@@ -22,6 +23,7 @@ export class PgLeaseStore implements LeaseStore {
   readonly #link: PgLink;
   readonly #schema: string;
   readonly #channel: string;
+  readonly #takes = new SerialSteps();
   // The epoch of the lease tables this process last saw ('' before its first call).
   #epoch = '';
 
@@ -42,13 +44,16 @@ export class PgLeaseStore implements LeaseStore {
     });
   }
 
-  async take(server: string, limit: number, id: string, ticket: string, ttlMs: number): Promise<TakeAnswer> {
-    const [row] = await this.#link.query<{ o_taken: boolean; o_live: number; o_epoch: string }>(
-      `SELECT o_taken, o_live, o_epoch FROM ${this.#schema}.take($1, $2, $3, $4, $5, $6)`,
-      [server, limit, id, ticket, ttlMs, this.#epoch],
-    );
-    this.#epoch = row!.o_epoch;
-    return { taken: row!.o_taken, live: row!.o_live };
+  // One take per server at a time from this process (see serial-steps.ts).
+  take(server: string, limit: number, id: string, ticket: string, ttlMs: number): Promise<TakeAnswer> {
+    return this.#takes.run(server, async () => {
+      const [row] = await this.#link.query<{ o_taken: boolean; o_live: number; o_epoch: string }>(
+        `SELECT o_taken, o_live, o_epoch FROM ${this.#schema}.take($1, $2, $3, $4, $5, $6)`,
+        [server, limit, id, ticket, ttlMs, this.#epoch],
+      );
+      this.#epoch = row!.o_epoch;
+      return { taken: row!.o_taken, live: row!.o_live };
+    });
   }
 
   async release(server: string, id: string): Promise<void> {

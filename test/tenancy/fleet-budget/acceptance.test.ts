@@ -22,18 +22,18 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Fleet } from '../../src/fleet.js';
-import { BullMqEngine } from '../../src/queue/bullmq/bullmq-engine.js';
-import { connect, type RawConnection } from '../../src/tenancy/drivers/index.js';
-import { serverOf } from '../../src/tenancy/pool/connector.js';
-import { type LeaseStoreCase, postgresLeaseStore, redisLeaseStore } from '../support/lease-stores.js';
-import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
-import { MYSQL_URL, PG_URL, uniqueName, withDatabase } from '../support/services.js';
-import { until } from '../support/wait.js';
-import { openRegistry, type RegistryFixture } from '../worker/support.js';
-import type { BudgetProcessConfig, BudgetProcessReady } from './fixtures/fleet-budget-process.js';
+import { Fleet } from '../../../src/fleet.js';
+import { BullMqEngine } from '../../../src/queue/bullmq/bullmq-engine.js';
+import { connect, type RawConnection } from '../../../src/tenancy/drivers/index.js';
+import { serverOf } from '../../../src/tenancy/pool/connector.js';
+import { type LeaseStoreCase, postgresLeaseStore, redisLeaseStore } from '../../support/lease-stores.js';
+import { type PrivateRedis, startPrivateRedis } from '../../support/private-redis.js';
+import { MYSQL_URL, PG_URL, uniqueName, withDatabase } from '../../support/services.js';
+import { until } from '../../support/wait.js';
+import { openRegistry, type RegistryFixture } from '../../worker/support.js';
+import type { BudgetProcessConfig, BudgetProcessReady } from '../fixtures/fleet-budget-process.js';
 
-const SCRIPT = fileURLToPath(new URL('./fixtures/fleet-budget-process.ts', import.meta.url));
+const SCRIPT = fileURLToPath(new URL('../fixtures/fleet-budget-process.ts', import.meta.url));
 // The Postgres-lease run is shorter by default: it drains its backlog more slowly.
 const runMs = (leases: 'redis' | 'postgres') =>
   Number(process.env.FLEET_BUDGET_RUN_SECONDS ?? (leases === 'redis' ? 60 : 20)) * 1_000;
