@@ -29,6 +29,13 @@ async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
+// A reader that has read enough closes the pipe (`tenant-fleet orgs list | head`): stop
+// quietly, as other command-line tools do, not with a stack trace. Logs go to stderr.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+  process.exit(0);
+});
+
 // A command may set a failing exit code of its own (migrate with a failed tenant).
 const code = (await main(process.argv)) || Number(process.exitCode ?? 0);
 process.exitCode = code;

@@ -706,6 +706,7 @@ describe('dashboard and status', () => {
       );
       expect(logLine(dashboard.stderr(), /^dashboard running$/)).toMatchObject({
         url: `http://127.0.0.1:${port}`,
+        auth: 'none',
         queues: ['q1', 'q2'],
         readOnly: true,
         top: 3,

@@ -1,13 +1,14 @@
 /**
- * What the commands tell an operator: a repeated --job-id is reported as a no-op, and
- * prewarm names each tenant it could not warm, with the cause.
+ * What the commands tell an operator: a repeated --job-id is reported as a no-op,
+ * prewarm names each tenant it could not warm, with the cause, and a listing whose
+ * reader went away (`| head`) ends quietly.
  */
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deletePrefix } from '../queue/engines.js';
 import { REDIS_URL, tempDir, uniqueName } from '../support/services.js';
-import { runCli } from './support.js';
+import { runCli, startCli } from './support.js';
 
 let dir: string;
 let env: Record<string, string>;
@@ -68,5 +69,15 @@ describe('prewarm', () => {
     expect(report.failures).toEqual([
       { tenant: 'broken', error: expect.stringMatching(/TENANT_FLEET_NOT_SET/) },
     ]);
+  });
+});
+
+describe('orgs list into a pipe closed early', () => {
+  it('stops quietly with 0, as `tenant-fleet orgs list | head` expects', async () => {
+    const cli = startCli(['orgs', 'list'], { env });
+    // The reader is gone before the first line is written.
+    cli.child.stdout!.destroy();
+    expect(await cli.exit).toBe(0);
+    expect(cli.stderr()).not.toMatch(/EPIPE|at /);
   });
 });

@@ -2,12 +2,16 @@
  * A command whose Redis or registry does not answer ends with exit code 1 and a message
  * naming the service, its URL (password redacted) and what to do, instead of hanging or
  * printing ioredis' "Unhandled error event". The ports are closed ones (nothing listens).
+ * A server that answers but refuses the login is told apart, with the server's reason
+ * whole beside the redacted URL.
  */
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closedPort } from '../support/net.js';
+import { startPrivateRedis } from '../support/private-redis.js';
 import { tempDir } from '../support/services.js';
 import { until } from '../support/wait.js';
 import { ROOT, startCli } from './support.js';
@@ -89,5 +93,45 @@ describe('an unreachable registry', () => {
     );
     expect(result.stderr).toMatch(/--registry-url, FLEET_REGISTRY_URL/);
     expect(result.stderr).not.toContain('hunter2');
+  });
+});
+
+describe('a server that refuses the login', () => {
+  const refusal = (what: string, url: string) =>
+    `Expected ${what} at ${url.replace('hunter2', '***')} to accept the login, got a refusal (`;
+
+  it.each([
+    [
+      'Postgres',
+      'postgres://fleet_no_such_role:hunter2@127.0.0.1:5432/postgres',
+      'role "fleet_no_such_role" does not exist',
+    ],
+    [
+      'MariaDB',
+      'mysql://fleet_no_such_user:hunter2@127.0.0.1:3306/mysql',
+      "Access denied for user 'fleet_no_such_user'@",
+    ],
+  ])('orgs list on %s says so, with the reason whole', async (_server, url, reason) => {
+    const result = await run(['orgs', 'list', '--registry-url', url]);
+    expect(result.code, result.stderr).toBe(1);
+    expect(result.stderr).toContain(`${refusal('the registry database', url)}${reason}`);
+    expect(result.stderr).toMatch(/check the user, the password and the database the URL names/);
+    expect(result.stderr).not.toContain('hunter2');
+  });
+
+  it('enqueue on a Redis with another password says so', async () => {
+    const redis = await startPrivateRedis();
+    try {
+      const admin = new Redis(redis.url);
+      await admin.config('SET', 'requirepass', 'the-right-one');
+      admin.disconnect();
+      const url = redis.url.replace('redis://', 'redis://:hunter2@');
+      const result = await run(['enqueue', 'reports', 'acme', 'render', '--redis-url', url]);
+      expect(result.code, result.stderr).toBe(1);
+      expect(result.stderr).toContain(`${refusal('Redis', url)}WRONGPASS`);
+      expect(result.stderr).not.toContain('hunter2');
+    } finally {
+      await redis.stop();
+    }
   });
 });

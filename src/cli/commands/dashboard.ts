@@ -57,13 +57,14 @@ export function dashboardCommand(): Command {
         });
         print(`dashboard at ${dashboard.url}/ (bull-board at ${dashboard.url}/queues)`);
         // What it runs with, so an operator (and the flags test) can see each flag took.
+        // `auth`, not `token`: the logger censors any field named token, a false one too.
         const shown = {
           queues: flags.queue ?? [],
           readOnly: flags.readOnly ?? false,
           top: flags.top ?? null,
         };
         logger.info(
-          { url: dashboard.url, engine: config.engine, token: token !== undefined, ...shown },
+          { url: dashboard.url, engine: config.engine, auth: token === undefined ? 'none' : 'token', ...shown },
           'dashboard running',
         );
         await shutdown;

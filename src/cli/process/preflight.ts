@@ -20,14 +20,36 @@ export class ServiceUnreachableError extends FleetError {
 
   constructor(service: 'redis' | 'registry', url: string, hint: string, cause: unknown) {
     const reason = redactUrl(cause instanceof Error ? cause.message : String(cause));
+    const what = service === 'redis' ? 'Redis' : 'the registry database';
     super(
       'SERVICE_UNREACHABLE',
-      `Cannot reach ${service === 'redis' ? 'Redis' : 'the registry database'} at ${redactUrl(url)} (${reason}): ${hint}`,
+      refusedLogin(cause)
+        ? `Expected ${what} at ${redactUrl(url)} to accept the login, got a refusal (${reason}): check the user, the password and the database the URL names`
+        : `Cannot reach ${what} at ${redactUrl(url)} (${reason}): ${hint}`,
       { cause },
     );
     this.service = service;
     this.url = redactUrl(url);
   }
+}
+
+// How the servers say they answered but refused the user, its password or the database:
+// Postgres' SQLSTATE class 28 and 3D000, MySQL's access-denied and unknown-database errors,
+// Redis' replies to AUTH.
+const REFUSED_CODES = new Set([
+  '28000',
+  '28P01',
+  '3D000',
+  'ER_ACCESS_DENIED_ERROR',
+  'ER_ACCESS_DENIED_NO_PASSWORD_ERROR',
+  'ER_DBACCESS_DENIED_ERROR',
+  'ER_BAD_DB_ERROR',
+]);
+
+function refusedLogin(cause: unknown): boolean {
+  const { code, message } = (cause ?? {}) as { code?: unknown; message?: unknown };
+  if (typeof code === 'string' && REFUSED_CODES.has(code)) return true;
+  return typeof message === 'string' && /^(WRONGPASS|NOAUTH)\b/.test(message);
 }
 
 /** Rejects after `ms` with `message`; the timer never keeps the process alive. */
