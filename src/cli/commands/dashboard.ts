@@ -64,7 +64,12 @@ export function dashboardCommand(): Command {
           top: flags.top ?? null,
         };
         logger.info(
-          { url: dashboard.url, engine: config.engine, auth: token === undefined ? 'none' : 'token', ...shown },
+          {
+            url: dashboard.url,
+            engine: config.engine,
+            auth: token === undefined ? 'none' : 'token',
+            ...shown,
+          },
           'dashboard running',
         );
         await shutdown;
