@@ -10,6 +10,6 @@ export default defineConfig({
     // Suites share one Postgres, MariaDB and Redis; each uses its own names, but two
     // cores are all there is, so keep the file-level parallelism modest.
     maxWorkers: 2,
-    globalSetup: ['test/global-setup.ts', 'test/redis-cluster-setup.ts'],
+    globalSetup: ['test/support/global-setup.ts', 'test/support/redis-cluster-setup.ts'],
   },
 });

@@ -7,7 +7,7 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { leakedPieces, SECRET_URL_CASES } from '../support/secret-urls.js';
+import { leakedPieces, SECRET_URL_CASES } from '../reporting/secret-urls.js';
 import { tempDir } from '../support/services.js';
 import { runCli } from './support.js';
 

@@ -62,7 +62,7 @@ export async function deletePrefix(prefix: string, servers: readonly string[] = 
   }
 }
 
-/** The masters of the run's local Redis Cluster (test/redis-cluster-setup.ts). */
+/** The masters of the run's local Redis Cluster (test/support/redis-cluster-setup.ts). */
 export function clusterNodes(): string[] {
   return inject('redisClusterNodes');
 }

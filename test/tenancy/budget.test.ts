@@ -2,7 +2,7 @@
  * The ConnectionBudget on its own: slot counting, the FIFO queue across members, reclaim
  * of the least recently used idle connection of another member, and close. The members
  * here are plain objects standing in for pools (the budget never touches a driver); the
- * budget against real servers is in tenant-pools-budget.test.ts.
+ * budget against real servers is in tenant-pools/budget.test.ts.
  */
 import { describe, expect, it } from 'vitest';
 import { ClosedError } from '../../src/errors.js';

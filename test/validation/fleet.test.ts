@@ -14,7 +14,7 @@ import { MAX_DURATION_MS } from '../../src/validate.js';
 import { deletePrefix } from '../queue/engines.js';
 import { type PgWorld, pgWorld } from '../support/pools-fixture.js';
 import { PG_URL, REDIS_URL, uniqueName, withDatabase } from '../support/services.js';
-import { type ErrorClass, fieldOf, keysUnder, TOO_LONG } from '../support/validation.js';
+import { type ErrorClass, fieldOf, keysUnder, TOO_LONG } from './support.js';
 
 let world: PgWorld;
 let redis: Redis;

@@ -12,7 +12,7 @@ import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
 import { MAX_DURATION_MS } from '../../src/validate.js';
 import { type PgWorld, pgWorld } from '../support/pools-fixture.js';
 import { PG_URL, REDIS_URL, uniqueName, withDatabase } from '../support/services.js';
-import { type ErrorClass, fieldOf, TOO_LONG } from '../support/validation.js';
+import { type ErrorClass, fieldOf, TOO_LONG } from './support.js';
 
 let world: PgWorld;
 let tenantDb: { name: string; url: string };

@@ -21,7 +21,7 @@ import { ChainSecretsResolver } from '../../src/tenancy/secrets.js';
 import { type DatabaseCase, mysqlCase, postgresCase, type Store, sqliteCase } from '../support/databases.js';
 import { closedPort } from '../support/net.js';
 import { MYSQL_URL, PG_URL, uniqueName, withDatabase } from '../support/services.js';
-import { type ErrorClass, fieldOf } from '../support/validation.js';
+import { type ErrorClass, fieldOf } from './support.js';
 
 async function caught(fn: () => Promise<unknown>): Promise<unknown> {
   return fn().then(

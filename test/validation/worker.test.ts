@@ -16,7 +16,7 @@ import type { FleetWorkerOptions } from '../../src/worker/worker-options.js';
 import { deletePrefix } from '../queue/engines.js';
 import { type PgWorld, pgWorld } from '../support/pools-fixture.js';
 import { REDIS_URL, uniqueName } from '../support/services.js';
-import { keysUnder, TOO_LONG } from '../support/validation.js';
+import { keysUnder, TOO_LONG } from './support.js';
 
 let world: PgWorld;
 let redis: Redis;

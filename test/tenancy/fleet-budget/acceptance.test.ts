@@ -26,7 +26,7 @@ import { Fleet } from '../../../src/fleet.js';
 import { BullMqEngine } from '../../../src/queue/bullmq/bullmq-engine.js';
 import { connect, type RawConnection } from '../../../src/tenancy/drivers/index.js';
 import { serverOf } from '../../../src/tenancy/pool/connector.js';
-import { type LeaseStoreCase, postgresLeaseStore, redisLeaseStore } from '../../support/lease-stores.js';
+import { type LeaseStoreCase, postgresLeaseStore, redisLeaseStore } from './lease-stores.js';
 import { type PrivateRedis, startPrivateRedis } from '../../support/private-redis.js';
 import { MYSQL_URL, PG_URL, uniqueName, withDatabase } from '../../support/services.js';
 import { until } from '../../support/wait.js';

@@ -15,7 +15,7 @@ import type { FleetLease } from '../../../src/tenancy/pool/fleet-budget/lease.js
 import { resolveFleetBudgetOptions } from '../../../src/tenancy/pool/fleet-budget/options.js';
 import { ident } from '../../../src/tenancy/pool/fleet-budget/postgres/lease-sql.js';
 import { SerialSteps } from '../../../src/tenancy/pool/fleet-budget/postgres/serial-steps.js';
-import { postgresLeaseStore } from '../../support/lease-stores.js';
+import { postgresLeaseStore } from './lease-stores.js';
 import { PG_URL, uniqueName } from '../../support/services.js';
 
 const SERVER = 'db-b.internal:5432';

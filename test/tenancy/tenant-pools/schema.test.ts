@@ -5,9 +5,9 @@
  * from a clean session.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect } from '../../src/tenancy/drivers/index.js';
-import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
-import { type PgWorld, pgWorld, slugs } from '../support/pools-fixture.js';
+import { connect } from '../../../src/tenancy/drivers/index.js';
+import { TenantPools } from '../../../src/tenancy/tenant-pools/tenant-pools.js';
+import { type PgWorld, pgWorld, slugs } from '../../support/pools-fixture.js';
 
 let world: PgWorld;
 let a: string;

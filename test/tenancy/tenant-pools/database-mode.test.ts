@@ -4,7 +4,7 @@
  * (issue 3, item 7).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
+import { TenantPools } from '../../../src/tenancy/tenant-pools/tenant-pools.js';
 import {
   type MysqlDatabase,
   mysqlDatabase,
@@ -12,7 +12,7 @@ import {
   pgWorld,
   slugs,
   sqliteFolder,
-} from '../support/pools-fixture.js';
+} from '../../support/pools-fixture.js';
 
 let world: PgWorld;
 let mysql: MysqlDatabase;

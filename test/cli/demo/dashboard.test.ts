@@ -6,10 +6,10 @@
  */
 import { rmSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { closedPort } from '../support/net.js';
-import { tempDir } from '../support/services.js';
-import { until } from '../support/wait.js';
-import { startCli } from './support.js';
+import { closedPort } from '../../support/net.js';
+import { tempDir } from '../../support/services.js';
+import { until } from '../../support/wait.js';
+import { startCli } from '../support.js';
 
 describe('npm start (tenant-fleet demo) with its dashboard', () => {
   const cwd = tempDir('tenant-fleet-demo-dashboard-');

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { FleetError, redactUrl, ValidationError } from '../src/errors.js';
-import { MigrationFailedError } from '../src/scheduler/apply-migrations.js';
-import { connect } from '../src/tenancy/drivers/index.js';
+import { FleetError, redactUrl, ValidationError } from '../../src/errors.js';
+import { MigrationFailedError } from '../../src/scheduler/apply-migrations.js';
+import { connect } from '../../src/tenancy/drivers/index.js';
 
 describe('redactUrl', () => {
   it.each([

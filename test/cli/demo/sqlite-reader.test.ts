@@ -8,9 +8,9 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { expect, it } from 'vitest';
-import { DEMO_TABLE, sqliteReadCommand } from '../../src/cli/demo/setup.js';
-import { connectSqlite } from '../../src/tenancy/drivers/sqlite.js';
-import { tempDir } from '../support/services.js';
+import { DEMO_TABLE, sqliteReadCommand } from '../../../src/cli/demo/setup.js';
+import { connectSqlite } from '../../../src/tenancy/drivers/sqlite.js';
+import { tempDir } from '../../support/services.js';
 
 const run = promisify(execFile);
 

@@ -4,7 +4,7 @@
  * never skip silently.
  */
 import net from 'node:net';
-import { MYSQL_URL, PG_URL, REDIS_URL } from './support/services.js';
+import { MYSQL_URL, PG_URL, REDIS_URL } from './services.js';
 
 const HOW_TO_START = {
   postgres: 'docker compose up -d postgres (or: pg_ctlcluster <version> main start)',

@@ -7,10 +7,10 @@
  */
 import { setImmediate as nextMacrotask } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
-import { type PgWorld, pgWorld, slugs } from '../support/pools-fixture.js';
-import { type TcpProxy, tcpProxy } from '../support/tcp-proxy.js';
-import { until } from '../support/wait.js';
+import { TenantPools } from '../../../src/tenancy/tenant-pools/tenant-pools.js';
+import { type PgWorld, pgWorld, slugs } from '../../support/pools-fixture.js';
+import { type TcpProxy, tcpProxy } from '../../support/tcp-proxy.js';
+import { until } from '../../support/wait.js';
 
 let world: PgWorld;
 let tenantDb: { name: string; url: string };

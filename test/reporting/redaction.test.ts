@@ -5,9 +5,9 @@
  * The secret must not appear in any piece; the user, host and database still must.
  */
 import { describe, expect, it } from 'vitest';
-import { FleetError, redactConnectionString, redactUrl } from '../src/index.js';
-import { publicOrg } from '../src/tenancy/org.js';
-import { leakedPieces, SECRET_URL_CASES } from './support/secret-urls.js';
+import { FleetError, redactConnectionString, redactUrl } from '../../src/index.js';
+import { publicOrg } from '../../src/tenancy/org.js';
+import { leakedPieces, SECRET_URL_CASES } from './secret-urls.js';
 
 const org = (databaseUrl: string) => ({
   slug: 'acme',

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ClosedError } from '../../src/errors.js';
-import { connect, type RawConnection } from '../../src/tenancy/drivers/index.js';
-import type { TenantConnection } from '../../src/tenancy/tenant-pools/tenant-connection.js';
-import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
+import { ClosedError } from '../../../src/errors.js';
+import { connect, type RawConnection } from '../../../src/tenancy/drivers/index.js';
+import type { TenantConnection } from '../../../src/tenancy/tenant-pools/tenant-connection.js';
+import { TenantPools } from '../../../src/tenancy/tenant-pools/tenant-pools.js';
 import {
   type MysqlDatabase,
   mysqlDatabase,
@@ -10,9 +10,9 @@ import {
   pgWorld,
   sampleMax,
   slugs,
-} from '../support/pools-fixture.js';
-import { MYSQL_URL, uniqueName } from '../support/services.js';
-import { until } from '../support/wait.js';
+} from '../../support/pools-fixture.js';
+import { MYSQL_URL, uniqueName } from '../../support/services.js';
+import { until } from '../../support/wait.js';
 
 let world: PgWorld;
 let maria: MysqlDatabase;

@@ -4,11 +4,11 @@
  * picked up after `invalidate` or a lifetime recycle (issue 3, item 9).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CloseReason } from '../../src/tenancy/pool/connection-pool.js';
-import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
-import { type PgWorld, pgWorld, slugs } from '../support/pools-fixture.js';
-import { uniqueName } from '../support/services.js';
-import { until } from '../support/wait.js';
+import type { CloseReason } from '../../../src/tenancy/pool/connection-pool.js';
+import { TenantPools } from '../../../src/tenancy/tenant-pools/tenant-pools.js';
+import { type PgWorld, pgWorld, slugs } from '../../support/pools-fixture.js';
+import { uniqueName } from '../../support/services.js';
+import { until } from '../../support/wait.js';
 
 let world: PgWorld;
 let tenantDb: { name: string; url: string };

@@ -10,11 +10,11 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { closedPort } from '../support/net.js';
-import { startPrivateRedis } from '../support/private-redis.js';
-import { tempDir } from '../support/services.js';
-import { until } from '../support/wait.js';
-import { ROOT, startCli } from './support.js';
+import { closedPort } from '../../support/net.js';
+import { startPrivateRedis } from '../../support/private-redis.js';
+import { tempDir } from '../../support/services.js';
+import { until } from '../../support/wait.js';
+import { ROOT, startCli } from '../support.js';
 
 let cwd: string;
 let deadRedis: string;

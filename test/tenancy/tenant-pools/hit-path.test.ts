@@ -6,11 +6,11 @@
  * options are still checked.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ClosedError, TenantInactiveError, ValidationError } from '../../src/errors.js';
-import type { Org } from '../../src/tenancy/org.js';
-import { OrgRegistry } from '../../src/tenancy/registry/org-registry.js';
-import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
-import { addDatabaseTenants, type PgWorld, pgWorld } from '../support/pools-fixture.js';
+import { ClosedError, TenantInactiveError, ValidationError } from '../../../src/errors.js';
+import type { Org } from '../../../src/tenancy/org.js';
+import { OrgRegistry } from '../../../src/tenancy/registry/org-registry.js';
+import { TenantPools } from '../../../src/tenancy/tenant-pools/tenant-pools.js';
+import { addDatabaseTenants, type PgWorld, pgWorld } from '../../support/pools-fixture.js';
 
 let world: PgWorld;
 let tenantDb: { name: string; url: string };

@@ -9,11 +9,11 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DEMO_TENANTS } from '../../src/cli/demo/setup.js';
-import { deletePrefix } from '../queue/engines.js';
-import { REDIS_URL, tempDir, uniqueName } from '../support/services.js';
-import { until } from '../support/wait.js';
-import { startCli } from './support.js';
+import { DEMO_TENANTS } from '../../../src/cli/demo/setup.js';
+import { deletePrefix } from '../../queue/engines.js';
+import { REDIS_URL, tempDir, uniqueName } from '../../support/services.js';
+import { until } from '../../support/wait.js';
+import { startCli } from '../support.js';
 
 const ALL_SERVED = /every demo tenant has processed jobs \(20\/20\)/;
 // The acceptance bound: every tenant served within 30 s of the start (polled every 50 ms).

@@ -7,10 +7,10 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type PrivateRedis, startPrivateRedis } from '../support/private-redis.js';
-import { tempDir } from '../support/services.js';
-import { until } from '../support/wait.js';
-import { ROOT, startCli } from './support.js';
+import { type PrivateRedis, startPrivateRedis } from '../../support/private-redis.js';
+import { tempDir } from '../../support/services.js';
+import { until } from '../../support/wait.js';
+import { ROOT, startCli } from '../support.js';
 
 const cwd = tempDir('tenant-fleet-outage-');
 afterAll(() => rmSync(cwd, { recursive: true, force: true }));

@@ -4,10 +4,10 @@
  * release, and tryAcquire never waiting for a slot (issue 3, items 1, 2, 3, 14).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Org } from '../../src/tenancy/org.js';
-import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
-import { mysqlDatabase, type PgWorld, pgWorld, sampleMax, slugs } from '../support/pools-fixture.js';
-import { until } from '../support/wait.js';
+import type { Org } from '../../../src/tenancy/org.js';
+import { TenantPools } from '../../../src/tenancy/tenant-pools/tenant-pools.js';
+import { mysqlDatabase, type PgWorld, pgWorld, sampleMax, slugs } from '../../support/pools-fixture.js';
+import { until } from '../../support/wait.js';
 
 let world: PgWorld;
 let tenantDb: { name: string; url: string };

@@ -4,9 +4,9 @@
  * test has a registry of its own, since prewarm walks every active tenant.
  */
 import { describe, expect, it } from 'vitest';
-import { defaultSecretsResolver, type SecretsResolver } from '../../src/tenancy/secrets.js';
-import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
-import { type PgWorld, pgWorld, slugs } from '../support/pools-fixture.js';
+import { defaultSecretsResolver, type SecretsResolver } from '../../../src/tenancy/secrets.js';
+import { TenantPools } from '../../../src/tenancy/tenant-pools/tenant-pools.js';
+import { type PgWorld, pgWorld, slugs } from '../../support/pools-fixture.js';
 
 async function withWorld(fn: (world: PgWorld) => Promise<void>): Promise<void> {
   const world = await pgWorld();

@@ -1,10 +1,10 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { OrgRegistry } from '../src/index.js';
-import { createLogger, type Logger } from '../src/logger.js';
-import { connect } from '../src/tenancy/drivers/index.js';
-import { closedPort } from './support/net.js';
-import { leakedPieces, SECRET_URL_CASES } from './support/secret-urls.js';
+import { OrgRegistry } from '../../src/index.js';
+import { createLogger, type Logger } from '../../src/logger.js';
+import { connect } from '../../src/tenancy/drivers/index.js';
+import { closedPort } from '../support/net.js';
+import { leakedPieces, SECRET_URL_CASES } from './secret-urls.js';
 
 const PASSWORD = 'Sup3r-s3cret-pw';
 const URL_WITH_PASSWORD = `postgres://app:${PASSWORD}@db.internal:5432/acme`;

@@ -5,10 +5,10 @@
  * FleetError.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ClosedError, FleetError, TenantConnectionError } from '../../src/errors.js';
-import { connect } from '../../src/tenancy/drivers/index.js';
-import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
-import { closedPort } from '../support/net.js';
+import { ClosedError, FleetError, TenantConnectionError } from '../../../src/errors.js';
+import { connect } from '../../../src/tenancy/drivers/index.js';
+import { TenantPools } from '../../../src/tenancy/tenant-pools/tenant-pools.js';
+import { closedPort } from '../../support/net.js';
 import {
   type MysqlDatabase,
   mysqlDatabase,
@@ -16,7 +16,7 @@ import {
   pgWorld,
   slugs,
   sqliteFolder,
-} from '../support/pools-fixture.js';
+} from '../../support/pools-fixture.js';
 
 let world: PgWorld;
 let maria: MysqlDatabase;

@@ -9,11 +9,11 @@ import {
   TenantInactiveError,
   UnknownTenantError,
   ValidationError,
-} from '../../src/errors.js';
-import { resolveTenantPoolsOptions } from '../../src/tenancy/tenant-pools/options.js';
-import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
-import { addDatabaseTenants, type PgWorld, pgWorld, slugs } from '../support/pools-fixture.js';
-import { until } from '../support/wait.js';
+} from '../../../src/errors.js';
+import { resolveTenantPoolsOptions } from '../../../src/tenancy/tenant-pools/options.js';
+import { TenantPools } from '../../../src/tenancy/tenant-pools/tenant-pools.js';
+import { addDatabaseTenants, type PgWorld, pgWorld, slugs } from '../../support/pools-fixture.js';
+import { until } from '../../support/wait.js';
 
 let world: PgWorld;
 let tenantDb: { name: string; url: string };

@@ -5,9 +5,9 @@
  */
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { ensureSql, ident } from '../../src/tenancy/pool/fleet-budget/postgres/lease-sql.js';
-import { fleetKeys, serverKeys, TAKE } from '../../src/tenancy/pool/fleet-budget/redis/lease-scripts.js';
-import { PG_URL, REDIS_URL } from './services.js';
+import { ensureSql, ident } from '../../../src/tenancy/pool/fleet-budget/postgres/lease-sql.js';
+import { fleetKeys, serverKeys, TAKE } from '../../../src/tenancy/pool/fleet-budget/redis/lease-scripts.js';
+import { PG_URL, REDIS_URL } from '../../support/services.js';
 
 /** One lease store, reached directly. */
 export interface LeaseStoreCase {

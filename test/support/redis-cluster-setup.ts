@@ -4,7 +4,7 @@
  * stopped when the run ends.
  */
 import type { TestProject } from 'vitest/node';
-import { startRedisCluster } from './support/redis-cluster.js';
+import { startRedisCluster } from './redis-cluster.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
