@@ -19,8 +19,8 @@
 import { Redis } from 'ioredis';
 import { TenantPools } from '../src/tenancy/tenant-pools/tenant-pools.js';
 import { startRedisCluster } from '../test/support/redis-cluster.js';
-import { benchRegistry, fleetBullmqRun, REDIS_URL, rawBullmqRun } from './fleet-setup.js';
-import { interleave, machine } from './harness.js';
+import { benchRegistry, fleetBullmqRun, REDIS_URL, rawBullmqRun } from './support/fleet-setup.js';
+import { interleave, machine } from './support/harness.js';
 
 const JOBS = Number(process.env.BENCH_JOBS ?? 20_000);
 const PAIRS = Number(process.env.BENCH_PAIRS ?? 5);

@@ -11,7 +11,7 @@ import { aggregate } from '../src/metrics/fleet-aggregate.js';
 import { SnapshotPublisher } from '../src/metrics/snapshot-publisher.js';
 import { snapshotStoreFor } from '../src/metrics/store-for-engine.js';
 import { BullMqEngine } from '../src/queue/bullmq/bullmq-engine.js';
-import { median, percentile } from './harness.js';
+import { median, percentile } from './support/harness.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const TENANTS = 10_000;

@@ -28,9 +28,9 @@ import {
   rawEnqueue,
   redisOptions,
   unique,
-} from './fleet-setup.js';
-import { interleave, machine, median, percentile, type Sample } from './harness.js';
-import { CpuMeter, rawPgBossRun } from './pgboss-setup.js';
+} from './support/fleet-setup.js';
+import { interleave, machine, median, percentile, type Sample } from './support/harness.js';
+import { CpuMeter, rawPgBossRun } from './support/pgboss-setup.js';
 
 const NOISY = Number(process.env.BENCH_NOISY ?? 100_000);
 const PAIRS = Number(process.env.BENCH_PAIRS ?? 5);

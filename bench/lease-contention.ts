@@ -18,8 +18,8 @@ import { Redis } from 'ioredis';
 import { connect } from '../src/tenancy/drivers/index.js';
 import { OrgRegistry } from '../src/tenancy/registry/org-registry.js';
 import { TenantPools } from '../src/tenancy/tenant-pools/tenant-pools.js';
-import { PG_URL, REDIS_URL } from './fleet-setup.js';
-import { machine, percentile } from './harness.js';
+import { PG_URL, REDIS_URL } from './support/fleet-setup.js';
+import { machine, percentile } from './support/harness.js';
 
 const PROCESSES = Number(process.env.LEASE_PROCESSES ?? 50);
 const LIMIT = Number(process.env.LEASE_LIMIT ?? 40);

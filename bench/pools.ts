@@ -26,7 +26,7 @@ import type { Org } from '../src/tenancy/org.js';
 import { serverOf } from '../src/tenancy/pool/connector.js';
 import { OrgRegistry } from '../src/tenancy/registry/org-registry.js';
 import { TenantPools } from '../src/tenancy/tenant-pools/tenant-pools.js';
-import { interleave, machine, percentile, type Sample } from './harness.js';
+import { interleave, machine, percentile, type Sample } from './support/harness.js';
 
 const PG_URL = process.env.FLEET_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const REDIS_URL = process.env.FLEET_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';

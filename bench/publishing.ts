@@ -9,8 +9,8 @@ import { Fleet } from '../src/fleet.js';
 import { SnapshotPublisher } from '../src/metrics/snapshot-publisher.js';
 import { BullMqEngine } from '../src/queue/bullmq/bullmq-engine.js';
 import { TenantPools } from '../src/tenancy/tenant-pools/tenant-pools.js';
-import { benchRegistry, deleteKeys, REDIS_URL, unique } from './fleet-setup.js';
-import { interleave, machine, type Sample } from './harness.js';
+import { benchRegistry, deleteKeys, REDIS_URL, unique } from './support/fleet-setup.js';
+import { interleave, machine, type Sample } from './support/harness.js';
 
 const JOBS = Number(process.env.BENCH_JOBS ?? 20_000);
 const PAIRS = Number(process.env.BENCH_PAIRS ?? 5);

@@ -10,8 +10,8 @@
 import { Redis } from 'ioredis';
 import { TenantPools } from '../src/tenancy/tenant-pools/tenant-pools.js';
 import type { FleetWorkerOptions } from '../src/worker/worker-options.js';
-import { benchRegistry, fleetBullmqRun, REDIS_URL, rawBullmqRun } from './fleet-setup.js';
-import { machine } from './harness.js';
+import { benchRegistry, fleetBullmqRun, REDIS_URL, rawBullmqRun } from './support/fleet-setup.js';
+import { machine } from './support/harness.js';
 
 const JOBS = Number(process.env.BENCH_JOBS ?? 20_000);
 const CONCURRENCY = 50;

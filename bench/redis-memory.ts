@@ -17,8 +17,8 @@
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { BullMqEngine } from '../src/queue/bullmq/bullmq-engine.js';
-import { deleteKeys, REDIS_URL, rawEnqueue, unique } from './fleet-setup.js';
-import { machine } from './harness.js';
+import { deleteKeys, REDIS_URL, rawEnqueue, unique } from './support/fleet-setup.js';
+import { machine } from './support/harness.js';
 
 const JOBS = Number(process.env.BENCH_JOBS ?? 100_000);
 const TENANTS = Number(process.env.BENCH_TENANTS ?? 10_000);

@@ -9,11 +9,9 @@ import { dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
+// Every file beside this one is a benchmark; their shared plumbing is in support/.
 const available = readdirSync(here)
-  // The others are shared plumbing, not benchmarks.
-  .filter(
-    (file) => file.endsWith('.ts') && !['run.ts', 'harness.ts', 'cpu.ts', 'fleet-setup.ts'].includes(file),
-  )
+  .filter((file) => file.endsWith('.ts') && file !== 'run.ts')
   .map((file) => file.replace(/\.ts$/, ''));
 
 const names = process.argv.slice(2).filter((arg) => !arg.startsWith('-'));
@@ -27,8 +25,8 @@ for (const name of names) {
     process.exit(2);
   }
 }
-// The package's modules load from dist/ (built by `npm run bench`): see dist-resolver.mjs.
-register('./dist-resolver.mjs', import.meta.url);
+// The package's modules load from dist/ (built by `npm run bench`): see support/dist-resolver.mjs.
+register('./support/dist-resolver.mjs', import.meta.url);
 for (const name of names) {
   const module = (await import(pathToFileURL(`${here}/${name}.ts`).href)) as { main(): Promise<unknown> };
   const result = await module.main();

@@ -13,8 +13,8 @@ import { Redis } from 'ioredis';
 import { Fleet } from '../src/fleet.js';
 import { BullMqEngine } from '../src/queue/bullmq/bullmq-engine.js';
 import { TenantPools } from '../src/tenancy/tenant-pools/tenant-pools.js';
-import { benchRegistry, deleteKeys, REDIS_URL, unique } from './fleet-setup.js';
-import { machine } from './harness.js';
+import { benchRegistry, deleteKeys, REDIS_URL, unique } from './support/fleet-setup.js';
+import { machine } from './support/harness.js';
 
 const TENANTS = Number(process.env.SOAK_TENANTS ?? 200);
 const BACKLOG = Number(process.env.SOAK_BACKLOG ?? 20_000);

@@ -15,7 +15,7 @@
  *
  * A 10,000-tenant row (two jobs per tenant) runs when named in `BENCH_ONLY`, e.g.
  * `BENCH_ONLY=noop_10000_tenants npm run bench -- throughput`. Each run reports CPU per
- * job beside its time (bench/cpu.ts): this node process and the Redis server (and the
+ * job beside its time (bench/support/cpu.ts): this node process and the Redis server (and the
  * Postgres backends for select 1).
  *
  * pg-boss rows (`pgboss_noop_1_tenants`, `pgboss_noop_1000_tenants`): raw pg-boss (one
@@ -31,9 +31,9 @@ import pg from 'pg';
 import { TenantPools } from '../src/tenancy/tenant-pools/tenant-pools.js';
 import type { JobHandler } from '../src/worker/job-context.js';
 import type { FleetWorkerOptions } from '../src/worker/worker-options.js';
-import { benchRegistry, fleetBullmqRun, REDIS_URL, rawBullmqRun } from './fleet-setup.js';
-import { interleave, machine, median, type Sample } from './harness.js';
-import { type CpuSample, fleetPgBossRun, rawPgBossRun } from './pgboss-setup.js';
+import { benchRegistry, fleetBullmqRun, REDIS_URL, rawBullmqRun } from './support/fleet-setup.js';
+import { interleave, machine, median, type Sample } from './support/harness.js';
+import { type CpuSample, fleetPgBossRun, rawPgBossRun } from './support/pgboss-setup.js';
 
 const JOBS = Number(process.env.BENCH_JOBS ?? 20_000);
 const PAIRS = Number(process.env.BENCH_PAIRS ?? 5);

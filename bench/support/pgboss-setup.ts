@@ -9,8 +9,8 @@
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import PgBoss from 'pg-boss';
-import { Fleet } from '../src/fleet.js';
-import { PgBossEngine } from '../src/queue/pgboss/pgboss-engine.js';
+import { Fleet } from '../../src/fleet.js';
+import { PgBossEngine } from '../../src/queue/pgboss/pgboss-engine.js';
 import { type FleetRunOptions, PG_URL, unique } from './fleet-setup.js';
 import type { Sample } from './harness.js';
 

@@ -5,14 +5,14 @@
 import { randomBytes } from 'node:crypto';
 import { Queue, Worker } from 'bullmq';
 import { Cluster, type Redis } from 'ioredis';
-import { Fleet } from '../src/fleet.js';
-import { BullMqEngine } from '../src/queue/bullmq/bullmq-engine.js';
-import type { BullMqConnection } from '../src/queue/bullmq/cluster/connection.js';
-import { connect } from '../src/tenancy/drivers/index.js';
-import { OrgRegistry } from '../src/tenancy/registry/org-registry.js';
-import type { TenantPools } from '../src/tenancy/tenant-pools/tenant-pools.js';
-import type { JobHandler } from '../src/worker/job-context.js';
-import type { FleetWorkerOptions } from '../src/worker/worker-options.js';
+import { Fleet } from '../../src/fleet.js';
+import { BullMqEngine } from '../../src/queue/bullmq/bullmq-engine.js';
+import type { BullMqConnection } from '../../src/queue/bullmq/cluster/connection.js';
+import { connect } from '../../src/tenancy/drivers/index.js';
+import { OrgRegistry } from '../../src/tenancy/registry/org-registry.js';
+import type { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
+import type { JobHandler } from '../../src/worker/job-context.js';
+import type { FleetWorkerOptions } from '../../src/worker/worker-options.js';
 import { type CpuPerOp, cpuPerOp, readCpu } from './cpu.js';
 
 /** Where the benchmarks find the services: the environment, or the test defaults. */
