@@ -209,7 +209,6 @@ function secretSpans(line: string): Span[] {
     while (b < boundaries.length && boundaries[b]! <= match.index) b++;
     const next = boundaries[b] ?? line.length;
     const colon = colons[firstAtOrAfter(colons, start)] ?? -1;
-    if (colon >= 0 && colon < next && isRedactedAlready(line, colon + 1)) continue;
     let at = ats[firstAtOrAfter(ats, next) - 1] ?? -1;
     if (at < start || colon < 0 || colon > at) at = ats[ats.length - 1] ?? -1;
     if (at < start || colon < 0 || colon > at) continue;
@@ -234,18 +233,6 @@ function secretSpans(line: string): Span[] {
     keyColon.lastIndex = Math.max(keyColon.lastIndex, span[1]);
   }
   return spans;
-}
-
-// `***@` and a host up to the end of its word, holding no further `@`.
-const REDACTED_HOST = new RegExp(`${REDACTED.replace(/\*/g, '\\*')}@[^\\s@]*(?=\\s|$)`, 'y');
-
-// Whether the password at `from` is one this module wrote (`user:***@host`): text redacted
-// twice (a message built from a redacted URL, redacted again on its way out) keeps what
-// follows the URL instead of losing it up to a later `@`. A real password `***@x@host`
-// still runs to the last `@`: the host after the first one holds another.
-function isRedactedAlready(line: string, from: number): boolean {
-  REDACTED_HOST.lastIndex = from;
-  return REDACTED_HOST.test(line);
 }
 
 function positionsOf(text: string, char: string): number[] {

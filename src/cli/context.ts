@@ -104,13 +104,17 @@ export async function openRegistry(config: FleetConfig, logger: Logger): Promise
 /**
  * Writes one line to standard output. The line goes through {@link redactUrl} on its way
  * out: the terminal never receives a connection string that was not redacted, whichever
- * command built the line.
+ * command built the line. Once the reader has closed the pipe (`… | head`), nothing.
  */
 export function print(line: string): void {
-  process.stdout.write(`${redactUrl(line)}\n`);
+  write(`${redactUrl(line)}\n`);
 }
 
 /** Writes `value` as one JSON line to standard output, every string in it redacted. */
 export function printJson(value: unknown): void {
-  process.stdout.write(`${redactJsonText(JSON.stringify(value))}\n`);
+  write(`${redactJsonText(JSON.stringify(value))}\n`);
+}
+
+function write(text: string): void {
+  if (!process.stdout.destroyed) process.stdout.write(text);
 }

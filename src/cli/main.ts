@@ -29,11 +29,11 @@ async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
-// A reader that has read enough closes the pipe (`tenant-fleet orgs list | head`): stop
-// quietly, as other command-line tools do, not with a stack trace. Logs go to stderr.
+// A reader that has read enough closes the pipe (`tenant-fleet orgs list | head`): not a
+// crash with a stack trace. The command goes on to its end and its own exit code (a
+// worker's shutdown, a failed tenant's 1), writing no more to stdout; logs go to stderr.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   if (err.code !== 'EPIPE') throw err;
-  process.exit(0);
 });
 
 // A command may set a failing exit code of its own (migrate with a failed tenant).

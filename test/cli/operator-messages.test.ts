@@ -72,12 +72,28 @@ describe('prewarm', () => {
   });
 });
 
-describe('orgs list into a pipe closed early', () => {
-  it('stops quietly with 0, as `tenant-fleet orgs list | head` expects', async () => {
-    const cli = startCli(['orgs', 'list'], { env });
-    // The reader is gone before the first line is written.
+describe('a command writing into a pipe closed early', () => {
+  // The reader is gone before the first line is written.
+  const intoClosedPipe = async (args: string[]) => {
+    const cli = startCli(args, { env });
     cli.child.stdout!.destroy();
-    expect(await cli.exit).toBe(0);
-    expect(cli.stderr()).not.toMatch(/EPIPE|at /);
+    return { code: await cli.exit, stderr: cli.stderr() };
+  };
+
+  it('ends orgs list quietly with 0, as `tenant-fleet orgs list | head` expects', async () => {
+    const { code, stderr } = await intoClosedPipe(['orgs', 'list']);
+    expect(code).toBe(0);
+    expect(stderr).not.toMatch(/EPIPE|\n\s+at /);
+  });
+
+  it('keeps the exit code of a command that failed: prewarm with a broken tenant', async () => {
+    const add = await runCli(
+      ['orgs', 'add', 'broken-too', '--mode', 'database', '--database-url', 'env://TENANT_FLEET_NOT_SET'],
+      { env },
+    );
+    expect(add.code, add.stderr).toBe(0);
+    const { code, stderr } = await intoClosedPipe(['prewarm']);
+    expect(code).toBe(1);
+    expect(stderr).not.toMatch(/EPIPE|\n\s+at /);
   });
 });

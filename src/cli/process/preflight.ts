@@ -23,8 +23,10 @@ export class ServiceUnreachableError extends FleetError {
     const what = service === 'redis' ? 'Redis' : 'the registry database';
     super(
       'SERVICE_UNREACHABLE',
+      // The URL last: the server's reason may hold an `@` ('user'@'host'), and free text
+      // is redacted up to the last `@` after a URL's password.
       refusedLogin(cause)
-        ? `Expected ${what} at ${redactUrl(url)} to accept the login, got a refusal (${reason}): check the user, the password and the database the URL names`
+        ? `Expected ${what} to accept the login, got a refusal (${reason}): check the user, the password and the database in ${redactUrl(url)}`
         : `Cannot reach ${what} at ${redactUrl(url)} (${reason}): ${hint}`,
       { cause },
     );

@@ -97,8 +97,7 @@ describe('an unreachable registry', () => {
 });
 
 describe('a server that refuses the login', () => {
-  const refusal = (what: string, url: string) =>
-    `Expected ${what} at ${url.replace('hunter2', '***')} to accept the login, got a refusal (`;
+  const refusal = (what: string) => `Expected ${what} to accept the login, got a refusal (`;
 
   it.each([
     [
@@ -114,8 +113,10 @@ describe('a server that refuses the login', () => {
   ])('orgs list on %s says so, with the reason whole', async (_server, url, reason) => {
     const result = await run(['orgs', 'list', '--registry-url', url]);
     expect(result.code, result.stderr).toBe(1);
-    expect(result.stderr).toContain(`${refusal('the registry database', url)}${reason}`);
-    expect(result.stderr).toMatch(/check the user, the password and the database the URL names/);
+    expect(result.stderr).toContain(`${refusal('the registry database')}${reason}`);
+    expect(result.stderr).toContain(
+      `check the user, the password and the database in ${url.replace('hunter2', '***')}\n`,
+    );
     expect(result.stderr).not.toContain('hunter2');
   });
 
@@ -128,7 +129,8 @@ describe('a server that refuses the login', () => {
       const url = redis.url.replace('redis://', 'redis://:hunter2@');
       const result = await run(['enqueue', 'reports', 'acme', 'render', '--redis-url', url]);
       expect(result.code, result.stderr).toBe(1);
-      expect(result.stderr).toContain(`${refusal('Redis', url)}WRONGPASS`);
+      expect(result.stderr).toContain(`${refusal('Redis')}WRONGPASS`);
+      expect(result.stderr).toContain(`in ${url.replace('hunter2', '***')}\n`);
       expect(result.stderr).not.toContain('hunter2');
     } finally {
       await redis.stop();

@@ -10,13 +10,14 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { FleetBudgetError } from '../../../src/errors.js';
 import { silentLogger } from '../../../src/logger.js';
 import { ConnectionBudget } from '../../../src/tenancy/pool/budget.js';
+import { NoAnswerError } from '../../../src/tenancy/pool/fleet-budget/bounded.js';
 import { FleetBudget } from '../../../src/tenancy/pool/fleet-budget/fleet-budget.js';
 import type { FleetLease } from '../../../src/tenancy/pool/fleet-budget/lease.js';
 import { resolveFleetBudgetOptions } from '../../../src/tenancy/pool/fleet-budget/options.js';
 import { ident } from '../../../src/tenancy/pool/fleet-budget/postgres/lease-sql.js';
 import { SerialSteps } from '../../../src/tenancy/pool/fleet-budget/postgres/serial-steps.js';
+import { PG_URL, uniqueName, withDatabase } from '../../support/services.js';
 import { postgresLeaseStore } from './lease-stores.js';
-import { PG_URL, uniqueName } from '../../support/services.js';
 
 const SERVER = 'db-b.internal:5432';
 const store = postgresLeaseStore();
@@ -99,9 +100,44 @@ describe('the Postgres lease store on a busy server', () => {
   }, 30_000);
 });
 
+describe('the Postgres lease store in a schema a DBA created', () => {
+  it('runs with CREATE on the schema only, not owning it', async () => {
+    const name = uniqueName('fbown');
+    await admin.query(`CREATE ROLE ${name} LOGIN`);
+    await admin.query(`CREATE DATABASE ${name}`);
+    const dba = new pg.Client({ connectionString: withDatabase(PG_URL, name) });
+    await dba.connect();
+    try {
+      await dba.query(`CREATE SCHEMA ${name}; GRANT USAGE, CREATE ON SCHEMA ${name} TO ${name}`);
+      const asRole = new URL(withDatabase(PG_URL, name));
+      asRole.username = name;
+      asRole.password = '';
+      const url = asRole.toString();
+      const options = resolveFleetBudgetOptions({ postgres: url, perServer: { [SERVER]: 2 }, prefix: name });
+      for (let run = 0; run < 2; run++) {
+        // The first process creates the tables and functions, the second finds them.
+        const budget = new FleetBudget(options, new ConnectionBudget(10), 5_000, silentLogger);
+        try {
+          const lease = await budget.take(SERVER);
+          expect(lease).toBeDefined();
+          lease!.end();
+        } finally {
+          await budget.close();
+        }
+      }
+    } finally {
+      await dba.end();
+      await admin.query(`DROP DATABASE ${name} WITH (FORCE)`);
+      await admin.query(`DROP ROLE ${name}`);
+    }
+  });
+});
+
 describe('SerialSteps', () => {
+  const noAnswer = (error: unknown) => error instanceof NoAnswerError;
+
   it('runs the steps of a key one at a time, in order, and of other keys beside them', async () => {
-    const steps = new SerialSteps();
+    const steps = new SerialSteps(noAnswer);
     const log: string[] = [];
     const step = (name: string, gate: Promise<void>) => async () => {
       log.push(`start ${name}`);
@@ -123,9 +159,9 @@ describe('SerialSteps', () => {
     expect(log).toEqual(['start a1', 'start b1', 'end b1', 'end a1', 'start a2', 'end a2']);
   });
 
-  it('fails the steps queued behind a failed one with its error, and runs a step asked after it', async () => {
-    const steps = new SerialSteps();
-    const failure = new Error('Postgres did not answer within 1000 ms');
+  it('fails the steps queued behind one that got no answer with its error, and runs a step asked after it', async () => {
+    const steps = new SerialSteps(noAnswer);
+    const failure = new NoAnswerError('Postgres', 1000);
     let ran = 0;
     const first = steps.run('a', async () => {
       ran++;
@@ -140,5 +176,19 @@ describe('SerialSteps', () => {
     for (const promise of [first, ...queued]) await expect(promise).rejects.toBe(failure);
     expect(ran).toBe(1);
     await expect(steps.run('a', async () => 'later')).resolves.toBe('later');
+  });
+
+  it('runs the steps queued behind one that failed otherwise (its connection was killed)', async () => {
+    const steps = new SerialSteps(noAnswer);
+    const killed = Object.assign(new Error('terminating connection due to administrator command'), {
+      code: '57P01',
+    });
+    const first = steps.run('a', async () => {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      throw killed;
+    });
+    const queued = [1, 2, 3].map((n) => steps.run('a', async () => n));
+    await expect(first).rejects.toBe(killed);
+    expect(await Promise.all(queued)).toEqual([1, 2, 3]);
   });
 });

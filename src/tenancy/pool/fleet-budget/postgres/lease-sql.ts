@@ -48,37 +48,46 @@ export const ENSURE_TIMEOUT_MS = 15_000;
  * Creates the schema, tables and functions, idempotently: one implicit transaction (a
  * multi-statement query) under an advisory lock, so processes starting together do not
  * race on `CREATE`, with a statement timeout of its own (ENSURE_TIMEOUT_MS). Creating
- * any table writes a new epoch. It ends by stamping the schema's comment with
- * schemaStamp, which lets a process that finds the stamp skip it (see readySql).
+ * any table writes a new epoch. It ends with a function returning schemaStamp, which lets
+ * a process that finds it skip all this (see readySql). A function, not a comment on the
+ * schema: commenting needs the schema's owner, and a DBA may have created the schema and
+ * granted only CREATE on it.
  */
 export function ensureSql(schema: string): string {
   return `${ddl(schema)}
-COMMENT ON SCHEMA ${ident(schema)} IS ${literal(schemaStamp(schema))};
+CREATE OR REPLACE FUNCTION ${ident(schema)}.version() RETURNS text LANGUAGE sql IMMUTABLE
+  AS $v$${versionBody(schema)}$v$;
 `;
 }
 
-/**
- * What the schema's comment says once ensureSql has run: a hash of its DDL, so a
- * process of another version (other functions) runs the DDL again.
- */
+/** A hash of the DDL: a process of another version (other functions) runs it again. */
 export function schemaStamp(schema: string): string {
   return `tenant-fleet lease store ${createHash('sha256').update(ddl(schema)).digest('hex').slice(0, 16)}`;
 }
 
+const versionBody = (schema: string) => `SELECT ${literal(schemaStamp(schema))}`;
+
 /**
- * Whether the schema is there as ensureSql leaves it (its stamp and its four tables), in
- * one read that takes no lock. The DDL itself must not run when it need not: even with
- * IF NOT EXISTS, `CREATE INDEX` waits for every step in flight on the table and holds
- * every later one until it commits, so a process starting stalled the whole fleet's
- * takes. One dropped function is not seen here; its call fails with 42883 and the link
- * runs ensureSql then.
+ * Whether the schema is there as ensureSql leaves it (the version function returning this
+ * stamp, the four tables and the index), in one read that takes no lock and needs no
+ * right on the schema. The DDL must not run when it need not: even with IF NOT EXISTS,
+ * `CREATE INDEX` waits for every step in flight on the table and holds every later one
+ * until it commits, so a process starting stalled the whole fleet's takes. A function
+ * dropped alone is not seen here; its call fails with 42883 and the link runs ensureSql.
  */
 export function readySql(schema: string): string {
   const s = ident(schema);
-  const exists = (table: string) => `to_regclass(${literal(`${s}.${table}`)}) IS NOT NULL`;
-  return `SELECT coalesce(obj_description(to_regnamespace(${literal(s)}), 'pg_namespace') = ${literal(
-    schemaStamp(schema),
-  )} AND ${['servers', 'leases', 'tickets', 'state'].map(exists).join(' AND ')}, false) AS ready`;
+  const exists = (relation: string) => `to_regclass(${literal(`${s}.${relation}`)}) IS NOT NULL`;
+  const version = `(SELECT p.prosrc FROM pg_proc p WHERE p.oid = to_regprocedure(${literal(`${s}.version()`)}))`;
+  return `SELECT coalesce(${version} = ${literal(versionBody(schema))} AND ${[
+    'servers',
+    'leases',
+    'tickets',
+    'tickets_arrival',
+    'state',
+  ]
+    .map(exists)
+    .join(' AND ')}, false) AS ready`;
 }
 
 function ddl(schema: string): string {
@@ -93,7 +102,10 @@ DO $ensure$
 DECLARE
   v_missing boolean := ${['servers', 'leases', 'tickets', 'state'].map(reg).join(' OR ')};
 BEGIN
-  CREATE SCHEMA IF NOT EXISTS ${s};
+  -- Only when missing: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even then.
+  IF to_regnamespace(${literal(s)}) IS NULL THEN
+    CREATE SCHEMA ${s};
+  END IF;
   CREATE TABLE IF NOT EXISTS ${s}.servers (
     server text PRIMARY KEY,
     arrivals bigint NOT NULL DEFAULT 0

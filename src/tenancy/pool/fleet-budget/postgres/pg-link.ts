@@ -62,13 +62,15 @@ export class PgLink {
    * too short for DDL on a busy server.
    */
   async query<R extends pg.QueryResultRow>(sql: string, params: unknown[]): Promise<R[]> {
-    await this.#ensure();
+    const ensured = this.#ensure();
+    await ensured;
     try {
       return await bounded(this.#rows<R>(sql, params), this.#timeoutMs, 'Postgres');
     } catch (err) {
       if (!MISSING_CODES.has((err as { code?: string }).code ?? '')) throw err;
-      // Dropped under us: create it again (a new epoch), then try once more.
-      this.#ensured = undefined;
+      // Dropped under us: create it again (a new epoch), then try once more. The calls
+      // that failed together run the DDL once: the first replaces the ensure they shared.
+      if (this.#ensured === ensured) this.#ensured = undefined;
       await this.#ensure(true);
       return bounded(this.#rows<R>(sql, params), this.#timeoutMs, 'Postgres');
     }

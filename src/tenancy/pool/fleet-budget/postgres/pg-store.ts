@@ -6,6 +6,7 @@
  * leases until the holders have re-registered theirs.
  */
 import type pg from 'pg';
+import { NoAnswerError } from '../bounded.js';
 import type {
   LeaseStore,
   LeaseStoreListener,
@@ -23,7 +24,7 @@ export class PgLeaseStore implements LeaseStore {
   readonly #link: PgLink;
   readonly #schema: string;
   readonly #channel: string;
-  readonly #takes = new SerialSteps();
+  readonly #takes = new SerialSteps((error) => error instanceof NoAnswerError);
   // The epoch of the lease tables this process last saw ('' before its first call).
   #epoch = '';
 

@@ -7,9 +7,10 @@
  * only made each wait for the whole burst ahead of it inside its own bound, and a burst
  * of twenty on a busy server ran past the bound and read as "unreachable".
  *
- * A step queued behind one that failed fails at once with the same error: the same call
- * would only wait out a bound of its own, and a hung server would hold the last of a
- * burst of N for N bounds. A step asked after that failure was settled runs as usual.
+ * A step queued behind one that got no answer (`cascades(error)`: the bound ran out) fails
+ * at once with the same error: the same call would only wait out a bound of its own, and
+ * a hung server would hold the last of a burst of N for N bounds. Behind any other failure
+ * (one connection killed) the next step runs; so does a step asked after the failure.
  */
 
 interface Entry {
@@ -21,6 +22,11 @@ interface Entry {
 
 export class SerialSteps {
   readonly #last = new Map<string, Entry>();
+  readonly #cascades: (error: unknown) => boolean;
+
+  constructor(cascades: (error: unknown) => boolean) {
+    this.#cascades = cascades;
+  }
 
   run<T>(key: string, step: () => Promise<T>): Promise<T> {
     const before = this.#last.get(key);
@@ -30,7 +36,7 @@ export class SerialSteps {
       try {
         if (ahead) {
           await ahead.done;
-          if (ahead.failure) throw ahead.failure.error;
+          if (ahead.failure && this.#cascades(ahead.failure.error)) throw ahead.failure.error;
         }
         return await step();
       } catch (error) {
