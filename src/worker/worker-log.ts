@@ -65,7 +65,8 @@ export function logFailure(logger: Logger, job: ActiveJob, error: Error, outcome
   const fields = {
     tenant: job.tenant,
     jobId: job.id,
-    name: job.name,
+    // Not `name`: pino's own `name` field (the logger's, "tenant-fleet") would be twice on the line.
+    jobName: job.name,
     attempt: `${job.attempt} of ${job.maxAttempts}`,
     error: error.message,
   };

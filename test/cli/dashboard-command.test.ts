@@ -99,6 +99,8 @@ export default defineHandlers({ reports: async (_job, ctx) => { await ctx.db.que
       ]);
       const text = await runCli(['status'], { cwd });
       expect(text.stdout).toMatch(/^processes: 1$/m);
+      // The budget counts open connections; in use is a part of them.
+      expect(text.stdout).toMatch(/ {2}connections \d+\/\d+ open, \d+ in use {2}waiters \d+/);
       expect(text.stdout).toMatch(/^ {2}reports {2}waiting 0 .* completed 1 {2}failed 0/m);
       expect(text.stdout).not.toMatch(/redis:\/\/|postgres:\/\//);
       expect((await runCli(['status', '--tenant', 'Not A Slug'], { cwd })).code).toBe(2);

@@ -7,6 +7,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deletePrefix } from '../queue/engines.js';
+import { closedPort } from '../support/net.js';
 import { REDIS_URL, tempDir, uniqueName } from '../support/services.js';
 import { runCli, startCli } from './support.js';
 
@@ -69,6 +70,25 @@ describe('prewarm', () => {
     expect(report.failures).toEqual([
       { tenant: 'broken', error: expect.stringMatching(/TENANT_FLEET_NOT_SET/) },
     ]);
+  });
+});
+
+describe('orgs add --provision whose database server does not answer', () => {
+  it('says the tenant is registered and how to finish or undo it', async () => {
+    const url = `postgres://postgres:hunter2@127.0.0.1:${await closedPort()}/fleet_unprovisioned`;
+    const add = await runCli(
+      ['orgs', 'add', 'later', '--mode', 'database', '--database-url', url, '--provision'],
+      {
+        env,
+      },
+    );
+    expect(add.code).toBe(1);
+    expect(add.stderr).toMatch(
+      /tenant later is registered but its database was not created \(.*ECONNREFUSED.*\): run `tenant-fleet provision later` once its database server answers, or `tenant-fleet orgs remove later`/,
+    );
+    expect(add.stderr).not.toContain('hunter2');
+    const removed = await runCli(['orgs', 'remove', 'later'], { env });
+    expect(removed.code, removed.stderr).toBe(0);
   });
 });
 

@@ -90,7 +90,15 @@ export function orgsCommand(): Command {
         const org = await registry.add(input);
         output(org, flags.json);
         if (flags.provision) {
-          const result = await registry.provision(slug);
+          const result = await registry.provision(slug).catch((err: unknown) => {
+            // The org stays registered: say so, and how to finish or undo it.
+            const what = org.storageMode === 'schema' ? 'schema' : 'database';
+            const why = err instanceof Error ? err.message : String(err);
+            throw new Error(
+              `tenant ${slug} is registered but its ${what} was not created (${why}): run \`tenant-fleet provision ${slug}\` once its database server answers, or \`tenant-fleet orgs remove ${slug}\``,
+              { cause: err },
+            );
+          });
           if (!flags.json)
             print(`provisioned ${result.storageMode} ${result.target}${result.created ? '' : ' (existed)'}`);
         }

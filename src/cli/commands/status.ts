@@ -67,7 +67,7 @@ export function statusCommand(): Command {
           print(
             `  ${p.id}  pid ${p.pid}  v${p.version}  heartbeat ${ms(p.heartbeatAgeMs)} ago  running ${p.running}` +
               (p.pools
-                ? `  budget ${p.pools.budget.inUse}/${p.pools.budget.max}  waiters ${p.pools.budget.waiting}`
+                ? `  connections ${p.pools.budget.open}/${p.pools.budget.max} open, ${p.pools.budget.inUse} in use  waiters ${p.pools.budget.waiting}`
                 : ''),
           );
         print('queues:');
@@ -105,7 +105,7 @@ export function statusCommand(): Command {
         );
         const { budget, acquireWaitMs, counters, breakersOpen, breakers } = page.pools;
         print(
-          `pools: budget ${budget.inUse}/${budget.max}  open ${budget.open}  idle ${budget.idle}  waiters ${budget.waiting}  acquire wait p50 ${ms(acquireWaitMs.p50)} p99 ${ms(acquireWaitMs.p99)}  evictions ${counters.poolEvictions}  reclaims ${counters.reclaims}  open breakers ${breakersOpen}`,
+          `pools: connections ${budget.open}/${budget.max} open, ${budget.inUse} in use, ${budget.idle} idle  waiters ${budget.waiting}  acquire wait p50 ${ms(acquireWaitMs.p50)} p99 ${ms(acquireWaitMs.p99)}  evictions ${counters.poolEvictions}  reclaims ${counters.reclaims}  open breakers ${breakersOpen}`,
         );
         list(
           'open breakers',

@@ -139,7 +139,8 @@ export function demoCommand(): Command {
           `                 ${paths.registryUrl.replace(/^sqlite:/, '')} (the registry: npx tenant-fleet orgs list --registry-url ${paths.registryUrl},\n                  or npm run fleet -- orgs list … in a clone of the repository)`,
         );
         if (dashboard.url) print(`  dashboard: ${dashboard.url}`);
-        if (dashboard.problem) print(`  dashboard: not started (${dashboard.problem})`);
+        if (dashboard.problem)
+          print(`  dashboard: not started (${dashboard.problem}); --dashboard-port <n> picks another port`);
         print('  Ctrl-C stops it.');
 
         statsTimer = setInterval(() => {

@@ -2,9 +2,10 @@
  * `npm start` (the demo) serves the dashboard on 127.0.0.1 and prints its address: the
  * fleet page's API shows the demo's one process and its completed jobs, read from the
  * in-process snapshots of the memory engine, and bull-board at `/queues` lists the demo's
- * partitions with their counts, read-only.
+ * partitions with their counts, read-only. With its port taken, the demo runs without it.
  */
 import { rmSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { closedPort } from '../../support/net.js';
 import { tempDir } from '../../support/services.js';
@@ -68,6 +69,26 @@ describe('npm start (tenant-fleet demo) with its dashboard', () => {
       expect(demo.stdout()).toMatch(/demo stopped cleanly/);
     } finally {
       if (demo.child.exitCode === null) demo.child.kill('SIGKILL');
+    }
+  });
+
+  it('runs without it when its port is taken, and says which flag picks another', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as AddressInfo).port;
+    const demo = startCli(['demo', '--dashboard-port', String(port)], { cwd });
+    try {
+      await until(() => demo.stdout().includes('dashboard: not started'), 'the dashboard line', {
+        timeoutMs: 30_000,
+      });
+      expect(demo.stdout()).toMatch(
+        /dashboard: not started \(.*EADDRINUSE.*\); --dashboard-port <n> picks another port/,
+      );
+      demo.child.kill('SIGINT');
+      expect(await demo.exit).toBe(0);
+    } finally {
+      if (demo.child.exitCode === null) demo.child.kill('SIGKILL');
+      taken.close();
     }
   });
 });
