@@ -26,12 +26,12 @@ import { Fleet } from '../../../src/fleet.js';
 import { BullMqEngine } from '../../../src/queue/bullmq/bullmq-engine.js';
 import { connect, type RawConnection } from '../../../src/tenancy/drivers/index.js';
 import { serverOf } from '../../../src/tenancy/pool/connector.js';
-import { type LeaseStoreCase, postgresLeaseStore, redisLeaseStore } from './lease-stores.js';
 import { type PrivateRedis, startPrivateRedis } from '../../support/private-redis.js';
 import { MYSQL_URL, PG_URL, uniqueName, withDatabase } from '../../support/services.js';
 import { until } from '../../support/wait.js';
 import { openRegistry, type RegistryFixture } from '../../worker/support.js';
 import type { BudgetProcessConfig, BudgetProcessReady } from '../fixtures/fleet-budget-process.js';
+import { type LeaseStoreCase, postgresLeaseStore, redisLeaseStore } from './lease-stores.js';
 
 const SCRIPT = fileURLToPath(new URL('../fixtures/fleet-budget-process.ts', import.meta.url));
 // The Postgres-lease run is shorter by default: it drains its backlog more slowly.

@@ -17,10 +17,10 @@ import type { FleetLease } from '../../../src/tenancy/pool/fleet-budget/lease.js
 import { resolveFleetBudgetOptions } from '../../../src/tenancy/pool/fleet-budget/options.js';
 import { ident } from '../../../src/tenancy/pool/fleet-budget/postgres/lease-sql.js';
 import { fleetKeys, serverKeys } from '../../../src/tenancy/pool/fleet-budget/redis/lease-scripts.js';
-import { type LeaseStoreCase, postgresLeaseStore, redisLeaseStore } from './lease-stores.js';
 import { startPrivateRedis } from '../../support/private-redis.js';
 import { PG_URL, uniqueName } from '../../support/services.js';
 import { until } from '../../support/wait.js';
+import { type LeaseStoreCase, postgresLeaseStore, redisLeaseStore } from './lease-stores.js';
 
 const SERVER = 'db-a.internal:5432';
 const stores = { redis: redisLeaseStore(), postgres: postgresLeaseStore() };

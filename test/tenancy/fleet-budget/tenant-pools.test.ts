@@ -12,12 +12,12 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AcquireTimeoutError, ClosedError } from '../../../src/errors.js';
 import { serverOf } from '../../../src/tenancy/pool/connector.js';
 import { TenantPools } from '../../../src/tenancy/tenant-pools/tenant-pools.js';
-import { type LeaseStoreCase, postgresLeaseStore, redisLeaseStore } from './lease-stores.js';
 import { addDatabaseTenants, type PgWorld, pgWorld } from '../../support/pools-fixture.js';
 import { type PrivateRedis, startPrivateRedis } from '../../support/private-redis.js';
 import { PG_URL, REDIS_URL, uniqueName } from '../../support/services.js';
 import { tcpProxy } from '../../support/tcp-proxy.js';
 import { until } from '../../support/wait.js';
+import { type LeaseStoreCase, postgresLeaseStore, redisLeaseStore } from './lease-stores.js';
 
 const SERVER = serverOf(PG_URL) as string;
 let world: PgWorld;

@@ -7,7 +7,13 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { PoolCapacityError } from '../../../src/errors.js';
 import { TenantPools } from '../../../src/tenancy/tenant-pools/tenant-pools.js';
-import { addDatabaseTenants, type PgWorld, pgWorld, slugs, sqliteFolder } from '../../support/pools-fixture.js';
+import {
+  addDatabaseTenants,
+  type PgWorld,
+  pgWorld,
+  slugs,
+  sqliteFolder,
+} from '../../support/pools-fixture.js';
 import { until } from '../../support/wait.js';
 
 let world: PgWorld;
