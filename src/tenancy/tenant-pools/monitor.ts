@@ -4,6 +4,7 @@
  * report through the {@link PoolHooks} built here.
  */
 import type { EventEmitter } from 'node:events';
+import { TenantConnectionError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { ConnectionPool } from '../pool/connection-pool.js';
 import type { CloseReason, PoolHooks } from '../pool/types.js';
@@ -94,9 +95,13 @@ export class PoolMonitor {
     this.#breaker.failed(slug, error);
   }
 
-  /** Logs an error no caller will see, and emits it to `error` listeners if there are any. */
+  /**
+   * Logs an error no caller will see, and emits it to `error` listeners if there are any.
+   * A failed connect was logged where it failed ('tenant connection failed'): it is only
+   * emitted, so that one failure makes one log line.
+   */
   report(slug: string | null, error: Error, message: string): void {
-    this.#logger.warn({ slug, err: error }, message);
+    if (!(error instanceof TenantConnectionError)) this.#logger.warn({ slug, err: error }, message);
     // An 'error' event nobody listens to would throw, and crash the process.
     if (this.#events.listenerCount('error') > 0) this.emit('error', { slug, error });
   }

@@ -3,7 +3,9 @@
  * bounded parallelism, and never a connection beyond the budget (issue 3, item 12). Each
  * test has a registry of its own, since prewarm walks every active tenant.
  */
+import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { createLogger } from '../../../src/logger.js';
 import { defaultSecretsResolver, type SecretsResolver } from '../../../src/tenancy/secrets.js';
 import { TenantPools } from '../../../src/tenancy/tenant-pools/tenant-pools.js';
 import { type PgWorld, pgWorld, slugs } from '../../support/pools-fixture.js';
@@ -74,6 +76,33 @@ describe('prewarm', () => {
           .sort(),
       ).toEqual(good.slice(0, 3));
       expect(await world.serverConnections(db.name)).toBe(3);
+      await pools.close();
+    }));
+
+  it('logs a tenant whose database refuses connections once, where the connect failed', () =>
+    withWorld(async (world) => {
+      const [broken] = slugs('ab', 1) as [string];
+      await world.addOrgs([
+        { slug: broken, storageMode: 'database', databaseUrl: 'postgres://postgres@127.0.0.1:1/nowhere' },
+      ]);
+      const lines: { slug?: string; msg: string }[] = [];
+      const destination = new Writable({
+        write(chunk, _encoding, done) {
+          for (const line of String(chunk).split('\n')) if (line.trim()) lines.push(JSON.parse(line));
+          done();
+        },
+      });
+      const pools = await TenantPools.open({
+        registry: world.registry,
+        logger: createLogger({ level: 'warn', destination }),
+      });
+      const failures: (string | null)[] = [];
+      pools.on('error', (e) => failures.push(e.slug));
+      expect(await pools.prewarm()).toMatchObject({ failed: 1 });
+      expect(failures).toEqual([broken]);
+      expect(lines.filter((line) => line.slug === broken).map((line) => line.msg)).toEqual([
+        'tenant connection failed',
+      ]);
       await pools.close();
     }));
 
