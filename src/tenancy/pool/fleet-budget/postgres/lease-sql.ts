@@ -48,24 +48,27 @@ export const ENSURE_TIMEOUT_MS = 15_000;
  * Creates the schema, tables and functions, idempotently: one implicit transaction (a
  * multi-statement query) under an advisory lock, so processes starting together do not
  * race on `CREATE`, with a statement timeout of its own (ENSURE_TIMEOUT_MS). Creating
- * any table writes a new epoch. It ends with a function returning schemaStamp, which lets
+ * any table writes a new epoch. It ends with a function returning a hash of the DDL, which lets
  * a process that finds it skip all this (see readySql). A function, not a comment on the
  * schema: commenting needs the schema's owner, and a DBA may have created the schema and
  * granted only CREATE on it.
  */
 export function ensureSql(schema: string): string {
-  return `${ddl(schema)}
+  const text = ddl(schema);
+  return `${text}
 CREATE OR REPLACE FUNCTION ${ident(schema)}.version() RETURNS text LANGUAGE sql IMMUTABLE
-  AS $v$${versionBody(schema)}$v$;
+  AS $v$${versionBody(text)}$v$;
 `;
 }
 
-/** A hash of the DDL: a process of another version (other functions) runs it again. */
-export function schemaStamp(schema: string): string {
-  return `tenant-fleet lease store ${createHash('sha256').update(ddl(schema)).digest('hex').slice(0, 16)}`;
+/**
+ * The body of `version()`: a hash of the DDL, so a process of another version (other
+ * functions) runs it again.
+ */
+function versionBody(ddlText: string): string {
+  const hash = createHash('sha256').update(ddlText).digest('hex').slice(0, 16);
+  return `SELECT ${literal(`tenant-fleet lease store ${hash}`)}`;
 }
-
-const versionBody = (schema: string) => `SELECT ${literal(schemaStamp(schema))}`;
 
 /**
  * Whether the schema is there as ensureSql leaves it (the version function returning this
@@ -79,7 +82,7 @@ export function readySql(schema: string): string {
   const s = ident(schema);
   const exists = (relation: string) => `to_regclass(${literal(`${s}.${relation}`)}) IS NOT NULL`;
   const version = `(SELECT p.prosrc FROM pg_proc p WHERE p.oid = to_regprocedure(${literal(`${s}.version()`)}))`;
-  return `SELECT coalesce(${version} = ${literal(versionBody(schema))} AND ${[
+  return `SELECT coalesce(${version} = ${literal(versionBody(ddl(schema)))} AND ${[
     'servers',
     'leases',
     'tickets',
