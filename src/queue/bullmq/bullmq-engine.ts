@@ -211,8 +211,8 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
 
   /**
    * With `fetchNext`, one script call completes the job and takes the next one, as a
-   * plain BullMQ Worker does: of the same partition (scripts.ts FINISH_NEXT, BullMQ's own
-   * moveToFinished with fetch-next, which costs Redis less than FINISH_AND_TAKE), or of
+   * plain BullMQ Worker does: of the same partition (scripts.ts FINISH_NEXT: moveToFinished
+   * with fetch-next, job-moves.ts, which costs Redis less than FINISH_AND_TAKE), or of
    * `fetchNext.tenant`'s (FINISH_AND_TAKE). A job counted in a batch completes in its own
    * MULTI first, and a tenant of another shard is fetched from on its own. The job that was
    * its partition's last one waiting (`lastReady`) settles the partition in the same call

@@ -1,7 +1,8 @@
 /**
  * The few Lua scripts the BullMQ engine adds beside BullMQ's own. Each one reads and
  * writes the ready index together with a partition's BullMQ keys in one atomic step,
- * which is what keeps readiness from being lost when producers and consumers race.
+ * which is what keeps readiness from being lost when producers and consumers race. The
+ * job moves inside them (moveToActive, finish) are the fleet's own, in job-moves.ts.
  *
  * Every key a script touches lies in one shard's hash slot (cluster/key-layout.ts):
  *   P:{T}:ready, P:{T}:active-tenants, P:{T}:finished (ZSET <tenant>:<id> → finish time:
@@ -11,19 +12,8 @@
  * FINISH_AND_TAKE name a partition's keys from its prefix, which carries the shard's tag:
  * the same slot as the keys they declare.
  */
-import { createRequire } from 'node:module';
 import type { ChainableCommander, Redis } from 'ioredis';
-
-/** The Lua text of one of the BullMQ scripts this package's BullMQ ships. */
-function bullMqScript(file: string, name: string): string {
-  const module = createRequire(import.meta.url)(`bullmq/dist/cjs/scripts/${file}.js`) as Record<
-    string,
-    { content: string }
-  >;
-  const content = module[name]?.content;
-  if (typeof content !== 'string') throw new Error(`BullMQ script ${file} (${name}) not found`);
-  return content;
-}
+import { FINISH, MOVE_TO_ACTIVE } from './job-moves.js';
 
 /**
  * What a partition gives up once it has nothing waiting, so that an idle tenant costs
@@ -85,7 +75,7 @@ end
 `;
 
 /**
- * A fetch from one partition, the fleet's own: BullMQ's moveToActive, unchanged, on the
+ * A fetch from one partition, the fleet's own: moveToActive (job-moves.ts) on the
  * partition named by its key prefix (its 11 keys are named here, fewer bytes to send),
  * preceded when asked by the partition's announcement to the stalled sweeps (so Redis
  * records it before any job of it is active) and followed, when it took nothing, by
@@ -104,10 +94,7 @@ local function announce(activeTenants, a, i)
   -- GT: a process whose clock lags never moves an announcement back in time.
   if a[i + 1] == '1' then redis.call('ZADD', activeTenants, 'GT', a[i + 5], a[i]) end
 end
-local function moveToActive(KEYS, ARGV)
-${bullMqScript('moveToActive-11', 'moveToActive')}
-end
-local function markLast(taken, ready, prefix, tenant)
+${MOVE_TO_ACTIVE}local function markLast(taken, ready, prefix, tenant)
   if waiting(prefix) or redis.call('ZCARD', prefix .. 'delayed') > 0 then return taken end
   redis.call('ZREM', ready, tenant)
   taken[5] = 1
@@ -189,15 +176,11 @@ redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return 1`;
 
 /**
- * BullMQ's own moveToFinished, unchanged, as `finish(KEYS, ARGV)`, and the 14 keys it
+ * moveToFinished as `finish(KEYS, ARGV)` (job-moves.ts), and the 14 keys it
  * takes to complete job `jobId` of the partition with key prefix `prefix` (`P:{tag}:Q.T:`),
  * named here as BullMQ names them: fewer bytes to send per job than the keys themselves.
  */
-const FINISH_FUNCTION = `
-local function finish(KEYS, ARGV)
-${bullMqScript('moveToFinished-14', 'moveToFinished')}
-end
-local function completionKeys(prefix, jobId)
+const FINISH_FUNCTION = `${FINISH}local function completionKeys(prefix, jobId)
   local keys = {}
   for i, name in ipairs({'wait', 'active', 'prioritized', 'events', 'stalled', 'limiter', 'delayed',
       'paused', 'meta', 'pc', 'completed'}) do
@@ -211,7 +194,7 @@ end
 `;
 
 /**
- * BullMQ's own moveToFinished completing a job, then — only if it finished it — TAKE on
+ * moveToFinished (job-moves.ts) completing a job, then — only if it finished it — TAKE on
  * a partition of the same shard (another tenant's), in one call: the fleet worker
  * completes a job and claims the next job of the tenant it picks in one round trip, as a
  * plain BullMQ Worker does within its one queue. Given the finished job's tenant (its
@@ -235,11 +218,11 @@ if ARGV[2] ~= '' then settle(KEYS[1], ARGV[1], KEYS[3], ARGV[2], ARGV[t + 2], to
 return {finished, take(KEYS[1], KEYS[2], KEYS[3], ARGV, t)}`;
 
 /**
- * BullMQ's own moveToFinished with fetch-next completing a job, as a plain BullMQ Worker
- * calls it, between TAKE's announcement and its SETTLE when no next job was taken: a
+ * moveToFinished (job-moves.ts) with fetch-next completing a job, as a plain BullMQ Worker
+ * calls BullMQ's, between TAKE's announcement and its SETTLE when no next job was taken: a
  * turn's completions cost Redis what a plain Worker's do, and the one that finds the
  * partition empty settles its ready-index entry in the same call. (moveToActive itself
- * is only defined here, never run: BullMQ's fetch-next takes the job.) Without fetch-next
+ * is only defined here, never run: the fetch-next takes the job.) Without fetch-next
  * it completes and settles: the end of a turn whose last job was the last one waiting.
  * KEYS: TAKE's 3. ARGV: moveToFinished's, then TAKE's 7 (its packed options empty).
  * Replies as moveToFinished does, a job taken marked as TAKE marks it.
