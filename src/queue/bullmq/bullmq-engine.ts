@@ -55,7 +55,7 @@ import {
   resolveBullMqEngineOptions,
 } from './options.js';
 import { CapWriter } from './partition/caps.js';
-import { type Partition, PartitionCache, setLockDuration } from './partition/partitions.js';
+import { type Partition, PartitionCache } from './partition/partitions.js';
 import { purgePartitions, purgeTenant } from './purge.js';
 import { ACTIVE_GRACE_MS, ReadyIndex, type TakeCall, type TakeLock } from './ready-index.js';
 import { type FleetCommands, withFleetCommands } from './scripts.js';
@@ -237,7 +237,7 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     const finishOwn = async () => {
       if (!settles) return completeJob(context, bullJob, token, json);
       const take = this.#takeCall(own, queue, job.tenant, null);
-      const { outcome } = await completeAndNext(context, bullJob, token, json, take, false);
+      const { outcome } = await completeAndNext(context, bullJob, token, json, take, null);
       if (outcome === 'finished') this.#announced(own, take.announcedAt);
       return outcome;
     };
@@ -254,15 +254,14 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
       return fetchNext();
     }
     const partition = elsewhere ? this.#partitions.get(queue, tenant) : own;
-    // BullMQ's fetch-next locks the next job with the finished job's token.
+    // The fetch-next locks the next job with the finished job's token (as BullMQ's does).
     const nextToken = elsewhere ? `${next.workerId}:${randomUUID()}` : token;
     const lock = { token: nextToken, lockDurationMs: next.lockDurationMs };
-    // FINISH_NEXT: BullMQ's fetch-next takes the lock, for the duration set on the backend.
+    // FINISH_NEXT: the completion's fetch-next takes the lock, for next.lockDurationMs.
     const take = this.#takeCall(partition, queue, tenant, elsewhere ? lock : null);
-    if (!elsewhere) setLockDuration(own.backend, next.lockDurationMs);
     const finished = elsewhere
       ? await completeAndTake(context, bullJob, token, json, take, settles ? job.tenant : null)
-      : await completeAndNext(context, bullJob, token, json, take);
+      : await completeAndNext(context, bullJob, token, json, take, next.lockDurationMs);
     // Refused (lock lost): nothing was taken either, so take the next job the usual way.
     if (finished.outcome === 'lost') return fetchNext();
     this.#announced(partition, take.announcedAt);

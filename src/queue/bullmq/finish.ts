@@ -7,6 +7,7 @@
  */
 import type { Job, RedisQueueBackend } from 'bullmq';
 import { batchOf, isLostLock } from './jobs.js';
+import { METRICS_DATA_POINTS } from './partition/partitions.js';
 import type { TakeCall } from './ready-index.js';
 import type { FleetCommands, FleetMulti } from './scripts.js';
 
@@ -65,7 +66,7 @@ export async function failJob(
  * Completes a job (without a batch) and, if that went through, takes the next job of a
  * partition of the same shard in the same script call (scripts.ts FINISH_AND_TAKE, with
  * `take` from `ReadyIndex.takeCall`), settling the finished job's partition too when
- * `settleTenant` (its tenant) is given. `next` is moveToActive's raw reply, null when the
+ * `settleTenant` (its tenant) is given. `next` is the take's raw reply, null when the
  * completion was refused.
  */
 export async function completeAndTake(
@@ -76,26 +77,27 @@ export async function completeAndTake(
   take: TakeCall,
   settleTenant: string | null,
 ): Promise<{ outcome: FinishResult; next: unknown }> {
-  const call = await completion(context, job, token, resultJson, false);
-  const [code, next] = await call.client.fleetFinishAndTake(
+  const { backend } = context;
+  const client = (await backend.client) as unknown as FleetCommands;
+  const prefix = backend.keys['']!;
+  const [code, next] = await client.fleetFinishAndTake(
     ...take.keys,
-    call.prefix,
+    prefix,
     settleTenant ?? '',
-    call.args.length,
-    ...call.args,
+    ...completionArgs(context, job, token, resultJson, null),
     ...take.args,
   );
-  const refused = refusal(context.backend, job, code);
+  const refused = refusal(backend, job, code);
   if (refused !== null) return { outcome: refused, next: null };
   return { outcome: 'finished', next };
 }
 
 /**
  * Completes a job (without a batch) and takes the partition's next job in one call, as a
- * plain BullMQ Worker does (locked with the same token, for the lock duration set by
- * `setLockDuration`), with TAKE's announcement and settle around it (scripts.ts
- * FINISH_NEXT, with `take` from `ReadyIndex.takeCall`). `next` is the raw reply. Without
- * `fetchNext`, it completes the job and settles the partition.
+ * plain BullMQ Worker does (locked with the same token for `nextLockMs`), with TAKE's
+ * announcement and settle around it (scripts.ts FINISH_NEXT, with `take` from
+ * `ReadyIndex.takeCall`). `next` is the raw reply. With `nextLockMs` null, it completes
+ * the job and settles the partition.
  */
 export async function completeAndNext(
   context: FinishContext,
@@ -103,39 +105,36 @@ export async function completeAndNext(
   token: string,
   resultJson: string,
   take: TakeCall,
-  fetchNext = true,
+  nextLockMs: number | null,
 ): Promise<{ outcome: FinishResult; next: unknown }> {
-  const call = await completion(context, job, token, resultJson, fetchNext);
-  const code = await call.client.fleetFinishNext(...take.keys, ...call.args, ...take.args);
+  const client = (await context.backend.client) as unknown as FleetCommands;
+  const args = completionArgs(context, job, token, resultJson, nextLockMs);
+  const code = await client.fleetFinishNext(...take.keys, ...args, ...take.args);
   return { outcome: refusal(context.backend, job, code) ?? 'finished', next: code };
 }
 
 /**
- * BullMQ's moveToFinished call completing `job`: its arguments, and the partition's key
- * prefix from which the scripts name its keys (scripts.ts FINISH_FUNCTION), and the client.
+ * The 8 arguments of job-moves.ts `finish` completing `job`: plain strings and numbers, no
+ * msgpack (a command with a Buffer argument costs ioredis far more CPU to write).
+ * `nextLockMs`: take the partition's next job, locked with `token` for that long.
  */
-async function completion(
+function completionArgs(
   context: FinishContext,
   job: Job,
   token: string,
   resultJson: string,
-  fetchNext: boolean,
-): Promise<{ prefix: string; args: (string | number | Buffer)[]; client: FleetCommands }> {
-  const { backend } = context;
-  const args = backend.moveToCompletedArgs(
-    job,
+  nextLockMs: number | null,
+): (string | number)[] {
+  return [
+    job.id!,
+    Date.now(),
     resultJson,
-    { count: context.keep.completed },
+    nextLockMs === null ? '0' : '1',
     token,
-    fetchNext,
-  );
-  const keyCount = backend.moveToFinishedKeys.length;
-  return {
-    prefix: backend.keys['']!,
-    // BullMQ leaves its last argument undefined when there are no fields to update.
-    args: args.slice(keyCount).map((arg) => arg ?? '') as (string | number | Buffer)[],
-    client: (await backend.client) as unknown as FleetCommands,
-  };
+    nextLockMs ?? '',
+    context.keep.completed,
+    METRICS_DATA_POINTS,
+  ];
 }
 
 /** null when moveToFinished finished the job; else 'lost', or throws BullMQ's error. */

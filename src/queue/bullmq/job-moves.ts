@@ -36,7 +36,7 @@ export function bullMqScript(file: string, name: string): string {
  * `{0, 0, rate-limit ttl, 0}`, `{0, 0, 0, 0}` when paused or at its concurrency, `{0, 0, 0,
  * first delayed due time}`, or nil when nothing waits nor is delayed.
  */
-const FETCH_NEXT = `
+export const FETCH_NEXT = `
 local rcall = redis.call
 local function promote(delayed, wait, prioritized, pc, prefix, now)
   local due = rcall('ZRANGEBYSCORE', delayed, 0, (now + 1) * 0x1000 - 1, 'LIMIT', 0, 1000)
@@ -110,18 +110,6 @@ end
 `;
 
 /**
- * `moveToActive(KEYS, ARGV)`: BullMQ's moveToActive-11, with its keys and arguments (KEYS:
- * wait, active, prioritized, events, stalled, limiter, delayed, paused, meta, pc, marker;
- * ARGV: key prefix, now, packed options), replying as it does.
- */
-export const MOVE_TO_ACTIVE = `${FETCH_NEXT}
-local function moveToActive(KEYS, ARGV)
-  return fetchNext(KEYS[1], KEYS[2], KEYS[3], KEYS[6], KEYS[7], KEYS[9], KEYS[10], ARGV[1], ARGV[2],
-    cmsgpack.unpack(ARGV[3])) or {0, 0, 0, 0}
-end
-`;
-
-/**
  * BullMQ's per-minute metrics of finished jobs (its collectMetrics): an exact count in
  * `key`, and one data point per minute in `key:data`, at most `maxPoints`.
  */
@@ -144,9 +132,15 @@ end
 `;
 
 /**
- * `finish(KEYS, ARGV)`: BullMQ's moveToFinished-14, with its keys and arguments, replying
- * as it does; a plain completion the fleet's way (the header), anything else BullMQ's.
- * Requires MOVE_TO_ACTIVE before it (its fetch-next).
+ * `finish(prefix, a, i)`: completes a job of the partition with key prefix `prefix`
+ * (`P:{tag}:Q.T:`) as BullMQ's moveToFinished-14 does, replying as it does (0, a negative
+ * code, or fetchNext's reply). It reads 8 plain arguments from `a[i]` (no msgpack: ioredis
+ * writes a command of strings alone far more cheaply): the job id, now, the result's
+ * JSON, '1' to take the partition's next job, the lock token, the next job's lock
+ * duration, how many completed jobs the partition keeps, and the metrics' data points
+ * ('' for none). A plain completion goes the fleet's way (the header); a job with a
+ * parent or a deduplication id goes BullMQ's, with the arguments BullMQ's would be given.
+ * Requires FETCH_NEXT before it.
  */
 export const FINISH = `${COLLECT_METRICS}
 local function bullMqFinish(KEYS, ARGV)
@@ -156,44 +150,55 @@ local function removeJobKeys(jobKey)
   rcall('DEL', jobKey, jobKey .. ':logs', jobKey .. ':dependencies', jobKey .. ':processed',
     jobKey .. ':failed', jobKey .. ':unsuccessful')
 end
-local function finish(KEYS, ARGV)
-  local jobKey, id, now = KEYS[12], ARGV[1], ARGV[2]
-  local opts = cmsgpack.unpack(ARGV[8])
-  local keep = opts['keepJobs']
+local function bullMqCompletion(prefix, a, i)
+  local keys = {}
+  for k, name in ipairs({'wait', 'active', 'prioritized', 'events', 'stalled', 'limiter', 'delayed',
+      'paused', 'meta', 'pc', 'completed'}) do
+    keys[k] = prefix .. name
+  end
+  keys[12] = prefix .. a[i]
+  keys[13] = prefix .. 'metrics:completed'
+  keys[14] = prefix .. 'marker'
+  local points = a[i + 7] == '' and '' or tonumber(a[i + 7])
+  local opts = cmsgpack.pack({token = a[i + 4], keepJobs = {count = tonumber(a[i + 6])},
+    lockDuration = tonumber(a[i + 5]), maxMetricsSize = points, fpof = false, cpof = false,
+    idof = false, rdof = false})
+  return bullMqFinish(keys, {a[i], a[i + 1], 'returnvalue', a[i + 2], 'completed', a[i + 3], prefix, opts, ''})
+end
+local function finish(prefix, a, i)
+  local id, now, token = a[i], a[i + 1], a[i + 4]
+  local jobKey = prefix .. id
   local job = rcall('HMGET', jobKey, 'name', 'parentKey', 'deid')
-  if ARGV[5] ~= 'completed' or keep['age'] ~= nil or job[2] or job[3] then return bullMqFinish(KEYS, ARGV) end
+  if job[2] or job[3] then return bullMqCompletion(prefix, a, i) end
   if not job[1] then return -1 end
-  local token = opts['token']
   if token ~= '0' then
     local lock = rcall('GET', jobKey .. ':lock')
     if lock ~= token then return lock and -6 or -2 end
     rcall('DEL', jobKey .. ':lock')
-    rcall('SREM', KEYS[5], id)
+    rcall('SREM', prefix .. 'stalled', id)
   end
-  if ARGV[9] ~= '' then
-    local fields = cmsgpack.unpack(ARGV[9])
-    if fields then rcall('HMSET', jobKey, unpack(fields)) end
-  end
-  if rcall('LREM', KEYS[2], -1, id) < 1 then return -3 end
+  if rcall('LREM', prefix .. 'active', -1, id) < 1 then return -3 end
   rcall('HINCRBY', jobKey, 'atm', 1)
-  local count = keep['count']
-  if count == 0 then
+  local keep = tonumber(a[i + 6])
+  if keep == 0 then
     removeJobKeys(jobKey)
   else
-    rcall('ZADD', KEYS[11], now, id)
-    rcall('HSET', jobKey, ARGV[3], ARGV[4], 'finishedOn', now)
-    if count ~= nil and count > 0 then
-      local old = rcall('ZREVRANGE', KEYS[11], count, -1)
+    local completed = prefix .. 'completed'
+    rcall('ZADD', completed, now, id)
+    rcall('HSET', jobKey, 'returnvalue', a[i + 2], 'finishedOn', now)
+    if keep > 0 then
+      local old = rcall('ZREVRANGE', completed, keep, -1)
       if #old > 0 then
-        for _, oldId in ipairs(old) do removeJobKeys(ARGV[7] .. oldId) end
-        rcall('ZREMRANGEBYRANK', KEYS[11], 0, -(count + 1))
+        for _, oldId in ipairs(old) do removeJobKeys(prefix .. oldId) end
+        rcall('ZREMRANGEBYRANK', completed, 0, -(keep + 1))
       end
     end
   end
-  local maxPoints = opts['maxMetricsSize']
-  if maxPoints ~= nil and maxPoints ~= '' then collectMetrics(KEYS[13], maxPoints, now) end
-  if ARGV[6] == '1' then
-    local taken = fetchNext(KEYS[1], KEYS[2], KEYS[3], KEYS[6], KEYS[7], KEYS[9], KEYS[10], ARGV[7], now, opts)
+  if a[i + 7] ~= '' then collectMetrics(prefix .. 'metrics:completed', tonumber(a[i + 7]), now) end
+  if a[i + 3] == '1' then
+    local taken = fetchNext(prefix .. 'wait', prefix .. 'active', prefix .. 'prioritized',
+      prefix .. 'limiter', prefix .. 'delayed', prefix .. 'meta', prefix .. 'pc', prefix, now,
+      {token = token, lockDuration = a[i + 5]})
     if taken then return taken end
   end
   return 0

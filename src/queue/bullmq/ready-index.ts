@@ -9,7 +9,6 @@
  * `waitForReady`, so the connections stay bounded however many queues and tenants exist.
  */
 import type { Redis } from 'ioredis';
-import { pack } from 'msgpackr';
 import { MAX_DURATION_MS } from '../../validate.js';
 import { getOrCreate } from '../get-or-create.js';
 import type { KeyLayout } from './cluster/key-layout.js';
@@ -164,9 +163,9 @@ export class ReadyIndex {
         this.#keepCompleted,
         prefix,
         now,
-        // moveToActive's options, as BullMQ's RedisQueueBackend.moveToActive packs them
-        // (none when BullMQ's own fetch-next takes the job: FINISH_NEXT).
-        lock === null ? '' : pack({ token: lock.token, lockDuration: lock.lockDurationMs }),
+        // None when the completion's fetch-next takes the job (FINISH_NEXT).
+        lock === null ? '' : lock.token,
+        lock === null ? '' : lock.lockDurationMs,
       ],
     };
   }

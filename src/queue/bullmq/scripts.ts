@@ -2,7 +2,7 @@
  * The few Lua scripts the BullMQ engine adds beside BullMQ's own. Each one reads and
  * writes the ready index together with a partition's BullMQ keys in one atomic step,
  * which is what keeps readiness from being lost when producers and consumers race. The
- * job moves inside them (moveToActive, finish) are the fleet's own, in job-moves.ts.
+ * job moves inside them (fetchNext, finish) are the fleet's own, in job-moves.ts.
  *
  * Every key a script touches lies in one shard's hash slot (cluster/key-layout.ts):
  *   P:{T}:ready, P:{T}:active-tenants, P:{T}:finished (ZSET <tenant>:<id> → finish time:
@@ -13,7 +13,7 @@
  * the same slot as the keys they declare.
  */
 import type { ChainableCommander, Redis } from 'ioredis';
-import { FINISH, MOVE_TO_ACTIVE } from './job-moves.js';
+import { FETCH_NEXT, FINISH } from './job-moves.js';
 
 /**
  * What a partition gives up once it has nothing waiting, so that an idle tenant costs
@@ -75,26 +75,26 @@ end
 `;
 
 /**
- * A fetch from one partition, the fleet's own: moveToActive (job-moves.ts) on the
- * partition named by its key prefix (its 11 keys are named here, fewer bytes to send),
+ * A fetch from one partition, the fleet's own: fetchNext (job-moves.ts) on the
+ * partition named by its key prefix (its keys are named here, fewer bytes to send),
  * preceded when asked by the partition's announcement to the stalled sweeps (so Redis
  * records it before any job of it is active) and followed, when it took nothing, by
  * SETTLE. One round trip where a fetch took up to three. A job taken when nothing else
  * waits in its partition, nor is delayed there, carries a fifth element, 1, after
- * moveToActive's four (`lastReady` of the ActiveJob: the worker then ends the turn with
+ * fetchNext's four (`lastReady` of the ActiveJob: the worker then ends the turn with
  * it rather than ask for another), and the tenant leaves the ready index at once, as
  * after an empty fetch: a poll of the index while that job runs no longer lists it.
  * (A failed job's retry, a stalled one's recovery and an enqueue list it again.)
- * take(ready, activeTenants, finished, ARGV, i) reads 7 arguments from ARGV[i]: tenant,
+ * take(ready, activeTenants, finished, ARGV, i) reads 8 arguments from ARGV[i]: tenant,
  * '1' to announce, the queue's job prefix (`P:{tag}:Q.`), keepCompleted, the partition's
- * key prefix (`P:{tag}:Q.T:`), now, and moveToActive's packed options.
+ * key prefix (`P:{tag}:Q.T:`), now, the lock token and the lock duration (ms).
  */
 const TAKE_FUNCTION = `${SETTLE}
 local function announce(activeTenants, a, i)
   -- GT: a process whose clock lags never moves an announcement back in time.
   if a[i + 1] == '1' then redis.call('ZADD', activeTenants, 'GT', a[i + 5], a[i]) end
 end
-${MOVE_TO_ACTIVE}local function markLast(taken, ready, prefix, tenant)
+${FETCH_NEXT}local function markLast(taken, ready, prefix, tenant)
   if waiting(prefix) or redis.call('ZCARD', prefix .. 'delayed') > 0 then return taken end
   redis.call('ZREM', ready, tenant)
   taken[5] = 1
@@ -103,19 +103,16 @@ end
 local function take(ready, activeTenants, finished, a, i)
   local tenant, prefix, now = a[i], a[i + 4], a[i + 5]
   announce(activeTenants, a, i)
-  local keys = {}
-  for k, name in ipairs({'wait', 'active', 'prioritized', 'events', 'stalled', 'limiter', 'delayed',
-      'paused', 'meta', 'pc', 'marker'}) do
-    keys[k] = prefix .. name
-  end
-  local taken = moveToActive(keys, {prefix, now, a[i + 6]})
+  local taken = fetchNext(prefix .. 'wait', prefix .. 'active', prefix .. 'prioritized',
+    prefix .. 'limiter', prefix .. 'delayed', prefix .. 'meta', prefix .. 'pc', prefix, now,
+    {token = a[i + 6], lockDuration = a[i + 7]}) or {0, 0, 0, 0}
   if type(taken[1]) == 'table' then return markLast(taken, ready, prefix, tenant) end
   settle(ready, prefix, finished, tenant, a[i + 2], tonumber(a[i + 3]))
   return taken
 end
 `;
 
-/** KEYS: ready, activeTenants, finished (of the tenant's shard). ARGV: take's 7 arguments. */
+/** KEYS: ready, activeTenants, finished (of the tenant's shard). ARGV: take's 8 arguments. */
 const TAKE = `${TAKE_FUNCTION}
 return take(KEYS[1], KEYS[2], KEYS[3], ARGV, 1)`;
 
@@ -125,7 +122,7 @@ return take(KEYS[1], KEYS[2], KEYS[3], ARGV, 1)`;
  * waiting or delayed jobs, and forgets it as "active" once nothing is active or
  * suspected stalled and no fetch announced it within the grace period — retiring its
  * events and completed jobs then (RETIRE). The grace covers the moment between a
- * fetch's announcement and its moveToActive.
+ * fetch's announcement and its fetchNext.
  */
 const RECONCILE = `${RETIRE}
 -- KEYS: ready, wait, prioritized, delayed, paused, active, stalled, activeTenants, events, completed, finished
@@ -176,63 +173,38 @@ redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return 1`;
 
 /**
- * moveToFinished as `finish(KEYS, ARGV)` (job-moves.ts), and the 14 keys it
- * takes to complete job `jobId` of the partition with key prefix `prefix` (`P:{tag}:Q.T:`),
- * named here as BullMQ names them: fewer bytes to send per job than the keys themselves.
- */
-const FINISH_FUNCTION = `${FINISH}local function completionKeys(prefix, jobId)
-  local keys = {}
-  for i, name in ipairs({'wait', 'active', 'prioritized', 'events', 'stalled', 'limiter', 'delayed',
-      'paused', 'meta', 'pc', 'completed'}) do
-    keys[i] = prefix .. name
-  end
-  keys[12] = prefix .. jobId
-  keys[13] = prefix .. 'metrics:completed'
-  keys[14] = prefix .. 'marker'
-  return keys
-end
-`;
-
-/**
- * moveToFinished (job-moves.ts) completing a job, then — only if it finished it — TAKE on
+ * finish (job-moves.ts) completing a job, then — only if it finished it — TAKE on
  * a partition of the same shard (another tenant's), in one call: the fleet worker
  * completes a job and claims the next job of the tenant it picks in one round trip, as a
  * plain BullMQ Worker does within its one queue. Given the finished job's tenant (its
  * job was the last one waiting when taken), SETTLE its partition too, as a fetch that
  * found it empty would.
- * KEYS: TAKE's 3. ARGV: the finished job's partition key prefix, its tenant or '', how
- * many of moveToFinished's arguments follow, those, then TAKE's 7.
- * Replies `{finished}` when moveToFinished refused (a negative code), else
- * `{finished, taken}`.
+ * KEYS: TAKE's 3. ARGV: the finished job's partition key prefix, its tenant or '',
+ * finish's 8 arguments (not taking a next job), then TAKE's 8.
+ * Replies `{finished}` when finish refused (a negative code), else `{finished, taken}`.
  */
-const FINISH_AND_TAKE = `${TAKE_FUNCTION}${FINISH_FUNCTION}
-local count = tonumber(ARGV[3])
-local finishArgs = {}
-for i = 4, count + 3 do finishArgs[#finishArgs + 1] = ARGV[i] end
-local finished = finish(completionKeys(ARGV[1], finishArgs[1]), finishArgs)
+const FINISH_AND_TAKE = `${TAKE_FUNCTION}${FINISH}
+local finished = finish(ARGV[1], ARGV, 3)
 if type(finished) == 'number' and finished < 0 then
   return {finished}
 end
-local t = count + 4
+local t = 11
 if ARGV[2] ~= '' then settle(KEYS[1], ARGV[1], KEYS[3], ARGV[2], ARGV[t + 2], tonumber(ARGV[t + 3])) end
 return {finished, take(KEYS[1], KEYS[2], KEYS[3], ARGV, t)}`;
 
 /**
- * moveToFinished (job-moves.ts) with fetch-next completing a job, as a plain BullMQ Worker
- * calls BullMQ's, between TAKE's announcement and its SETTLE when no next job was taken: a
+ * finish (job-moves.ts) with fetch-next completing a job, as a plain BullMQ Worker
+ * calls BullMQ's moveToFinished, between TAKE's announcement and its SETTLE when no next job was taken: a
  * turn's completions cost Redis what a plain Worker's do, and the one that finds the
- * partition empty settles its ready-index entry in the same call. (moveToActive itself
- * is only defined here, never run: the fetch-next takes the job.) Without fetch-next
- * it completes and settles: the end of a turn whose last job was the last one waiting.
- * KEYS: TAKE's 3. ARGV: moveToFinished's, then TAKE's 7 (its packed options empty).
- * Replies as moveToFinished does, a job taken marked as TAKE marks it.
+ * partition empty settles its ready-index entry in the same call. Without fetch-next it
+ * completes and settles: the end of a turn whose last job was the last one waiting.
+ * KEYS: TAKE's 3. ARGV: finish's 8, then TAKE's 8 (its lock unused: finish's is taken).
+ * Replies as finish does, a job taken marked as TAKE marks it.
  */
-const FINISH_NEXT = `${TAKE_FUNCTION}${FINISH_FUNCTION}
-local t = #ARGV - 6
-local finishArgs = {}
-for i = 1, t - 1 do finishArgs[i] = ARGV[i] end
+const FINISH_NEXT = `${TAKE_FUNCTION}${FINISH}
+local t = 9
 announce(KEYS[2], ARGV, t)
-local finished = finish(completionKeys(ARGV[t + 4], ARGV[1]), finishArgs)
+local finished = finish(ARGV[t + 4], ARGV, 1)
 if type(finished) == 'table' and type(finished[1]) == 'table' then
   return markLast(finished, KEYS[1], ARGV[t + 4], ARGV[t])
 end

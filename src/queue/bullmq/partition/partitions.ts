@@ -56,8 +56,13 @@ export interface Partition {
   markedAt: number;
 }
 
+/** The options BullMQ's scripts read, the sibling's own copy (RedisQueueBackend keeps them protected). */
+function optionsOf(backend: RedisQueueBackend): { lockDuration?: number } {
+  return (backend as unknown as { queue: { opts: { lockDuration?: number } } }).queue.opts;
+}
+
 /** Per-minute throughput points kept per partition: one hour. */
-const METRICS_DATA_POINTS = 60;
+export const METRICS_DATA_POINTS = 60;
 
 /** The BullMQ queue name of a partition. */
 export function partitionName(queue: string, tenant: string): string {
@@ -106,16 +111,6 @@ class PartitionHost implements JobHost {
   removeListener(): JobHost {
     return this;
   }
-}
-
-/** The options BullMQ's scripts read, the sibling's own copy (RedisQueueBackend keeps them protected). */
-function optionsOf(backend: RedisQueueBackend): { lockDuration?: number } {
-  return (backend as unknown as { queue: { opts: { lockDuration?: number } } }).queue.opts;
-}
-
-/** Sets the lock duration BullMQ's moveToFinished reads when it also takes the next job. */
-export function setLockDuration(backend: RedisQueueBackend, lockDurationMs: number): void {
-  optionsOf(backend).lockDuration = lockDurationMs;
 }
 
 /** The LRU of partition handles, all siblings of one base backend. */
