@@ -215,8 +215,8 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
    * with fetch-next, job-moves.ts, which costs Redis less than FINISH_AND_TAKE), or of
    * `fetchNext.tenant`'s (FINISH_AND_TAKE). A job counted in a batch completes in its own
    * MULTI first, and a tenant of another shard is fetched from on its own. The job that was
-   * its partition's last one waiting (`lastReady`) settles the partition in the same call
-   * (retiring its events and completed jobs), as a fetch that found it empty would; one
+   * its partition's last one waiting (`lastReady`) retires the partition in the same call
+   * (its events and completed jobs; its ready-index entry went when it was taken); one
    * counted in a batch leaves that to the stalled sweep.
    */
   async complete(job: ActiveJob, result: unknown, options: CompleteOptions = {}): Promise<ActiveJob | null> {

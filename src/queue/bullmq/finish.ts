@@ -97,7 +97,7 @@ export async function completeAndTake(
  * plain BullMQ Worker does (locked with the same token for `nextLockMs`), with TAKE's
  * announcement and settle around it (scripts.ts FINISH_NEXT, with `take` from
  * `ReadyIndex.takeCall`). `next` is the raw reply. With `nextLockMs` null, it completes
- * the job and settles the partition.
+ * the job and retires the partition (it was the last job waiting).
  */
 export async function completeAndNext(
   context: FinishContext,

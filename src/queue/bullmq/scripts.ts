@@ -33,15 +33,24 @@ local function retire(events, completed, finished, jobPrefix, tenant, keep)
   redis.call('DEL', events)
   local done = redis.call('ZRANGE', completed, 0, -1, 'WITHSCORES')
   if #done == 0 then return end
-  for i = 1, #done, 2 do
-    redis.call('ZADD', finished, done[i + 1], tenant .. ':' .. done[i])
+  -- Up to 1,000 members or keys per command (a partition keeps up to keepCompleted).
+  for from = 1, #done, 2000 do
+    local entries = {}
+    for i = from, math.min(from + 1999, #done), 2 do
+      entries[#entries + 1] = done[i + 1]
+      entries[#entries + 1] = tenant .. ':' .. done[i]
+    end
+    redis.call('ZADD', finished, unpack(entries))
   end
   redis.call('DEL', completed)
   local excess = redis.call('ZCARD', finished) - keep
   if excess > 0 then
-    for _, member in ipairs(redis.call('ZRANGE', finished, 0, excess - 1)) do
+    local members = redis.call('ZRANGE', finished, 0, excess - 1)
+    for from = 1, #members, 1000 do
+      local hashes = {}
       -- jobPrefix is P:Q. and the member T:id, so this is the job hash P:Q.T:id.
-      redis.call('DEL', jobPrefix .. member)
+      for i = from, math.min(from + 999, #members) do hashes[#hashes + 1] = jobPrefix .. members[i] end
+      redis.call('DEL', unpack(hashes))
     end
     redis.call('ZREMRANGEBYRANK', finished, 0, excess - 1)
   end
@@ -71,6 +80,13 @@ local function settle(ready, prefix, finished, tenant, queueJobPrefix, keep)
   end
   redis.call('ZREM', ready, tenant)
   return 0
+end
+-- After the job taken as its partition's last one waiting (lastReady: the tenant left the
+-- ready index then, and whatever was enqueued since listed it again): retire the
+-- partition unless jobs wait in it again.
+local function settleLast(prefix, finished, tenant, queueJobPrefix, keep)
+  if redis.call('ZCARD', prefix .. 'prioritized') > 0 then return end
+  retire(prefix .. 'events', prefix .. 'completed', finished, queueJobPrefix, tenant, keep)
 end
 `;
 
@@ -177,8 +193,8 @@ return 1`;
  * a partition of the same shard (another tenant's), in one call: the fleet worker
  * completes a job and claims the next job of the tenant it picks in one round trip, as a
  * plain BullMQ Worker does within its one queue. Given the finished job's tenant (its
- * job was the last one waiting when taken), SETTLE its partition too, as a fetch that
- * found it empty would.
+ * job was the last one waiting when taken), retire its partition too (settleLast: its
+ * ready-index entry went when that job was taken).
  * KEYS: TAKE's 3. ARGV: the finished job's partition key prefix, its tenant or '',
  * finish's 8 arguments (not taking a next job), then TAKE's 8.
  * Replies `{finished}` when finish refused (a negative code), else `{finished, taken}`.
@@ -189,7 +205,7 @@ if type(finished) == 'number' and finished < 0 then
   return {finished}
 end
 local t = 11
-if ARGV[2] ~= '' then settle(KEYS[1], ARGV[1], KEYS[3], ARGV[2], ARGV[t + 2], tonumber(ARGV[t + 3])) end
+if ARGV[2] ~= '' then settleLast(ARGV[1], KEYS[3], ARGV[2], ARGV[t + 2], tonumber(ARGV[t + 3])) end
 return {finished, take(KEYS[1], KEYS[2], KEYS[3], ARGV, t)}`;
 
 /**
@@ -197,7 +213,8 @@ return {finished, take(KEYS[1], KEYS[2], KEYS[3], ARGV, t)}`;
  * calls BullMQ's moveToFinished, between TAKE's announcement and its SETTLE when no next job was taken: a
  * turn's completions cost Redis what a plain Worker's do, and the one that finds the
  * partition empty settles its ready-index entry in the same call. Without fetch-next it
- * completes and settles: the end of a turn whose last job was the last one waiting.
+ * completes and retires the partition (settleLast): the end of a turn whose last job was
+ * the last one waiting.
  * KEYS: TAKE's 3. ARGV: finish's 8, then TAKE's 8 (its lock unused: finish's is taken).
  * Replies as finish does, a job taken marked as TAKE marks it.
  */
@@ -208,7 +225,9 @@ local finished = finish(ARGV[t + 4], ARGV, 1)
 if type(finished) == 'table' and type(finished[1]) == 'table' then
   return markLast(finished, KEYS[1], ARGV[t + 4], ARGV[t])
 end
-if finished == 0 or type(finished) == 'table' then
+if ARGV[4] == '0' then
+  if finished == 0 then settleLast(ARGV[t + 4], KEYS[3], ARGV[t], ARGV[t + 2], tonumber(ARGV[t + 3])) end
+elseif finished == 0 or type(finished) == 'table' then
   settle(KEYS[1], ARGV[t + 4], KEYS[3], ARGV[t], ARGV[t + 2], tonumber(ARGV[t + 3]))
 end
 return finished`;
