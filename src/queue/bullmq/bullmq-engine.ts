@@ -389,7 +389,7 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     const layout = this.#layout;
     const ttl = this.options.batchTtlMs;
     return {
-      backend: partition.backend,
+      partition,
       batchKey: (id) => layout.batchCountsKey(layout.tag(queue, layout.shardOf(tenant)), id),
       touchBatch: (id) => touchBatchShards(this.#redis, layout, id, ttl),
       batchTtlMs: ttl,

@@ -5,16 +5,16 @@
  * very `finishedOn` it was given). So a batch counter never misses or double-counts a
  * job, even when the process dies right after.
  */
-import type { Job, RedisQueueBackend } from 'bullmq';
+import type { Job } from 'bullmq';
 import { batchOf, isLostLock } from './jobs.js';
-import { METRICS_DATA_POINTS } from './partition/partitions.js';
+import { METRICS_DATA_POINTS, type Partition } from './partition/partitions.js';
 import type { TakeCall } from './ready-index.js';
 import type { FleetCommands, FleetMulti } from './scripts.js';
 
 /** What `finishJob` needs besides the job. */
 export interface FinishContext {
-  /** The partition's backend: its options carry the metrics settings. */
-  backend: RedisQueueBackend;
+  /** The job's partition (its BullMQ backend is built only for BullMQ's own scripts). */
+  partition: Partition;
   /** The counts hash of a batch in the job's shard. */
   batchKey: (batchId: string) => string;
   /** Refreshes the expiry of the batch's list of shards (a key of its own slot). */
@@ -36,7 +36,7 @@ export async function completeJob(
   resultJson: string,
 ): Promise<FinishResult> {
   const keep = { count: context.keep.completed };
-  const args = context.backend.moveToCompletedArgs(job, resultJson, keep, token, false);
+  const args = context.partition.backend.moveToCompletedArgs(job, resultJson, keep, token, false);
   return finishJob(context, job, args, 'completed');
 }
 
@@ -48,7 +48,7 @@ export async function failJob(
   error: Error,
 ): Promise<FinishResult> {
   const stacktrace = [...(job.stacktrace ?? []), ...(error.stack ? [error.stack] : [])];
-  const args = context.backend.moveToFailedArgs(
+  const args = context.partition.backend.moveToFailedArgs(
     job,
     error.message,
     { count: context.keep.failed },
@@ -77,17 +77,16 @@ export async function completeAndTake(
   take: TakeCall,
   settleTenant: string | null,
 ): Promise<{ outcome: FinishResult; next: unknown }> {
-  const { backend } = context;
-  const client = (await backend.client) as unknown as FleetCommands;
-  const prefix = backend.keys['']!;
+  const { partition } = context;
+  const client = (await partition.client) as FleetCommands;
   const [code, next] = await client.fleetFinishAndTake(
     ...take.keys,
-    prefix,
+    partition.prefix,
     settleTenant ?? '',
     ...completionArgs(context, job, token, resultJson, null),
     ...take.args,
   );
-  const refused = refusal(backend, job, code);
+  const refused = refusal(partition, job, code);
   if (refused !== null) return { outcome: refused, next: null };
   return { outcome: 'finished', next };
 }
@@ -107,10 +106,10 @@ export async function completeAndNext(
   take: TakeCall,
   nextLockMs: number | null,
 ): Promise<{ outcome: FinishResult; next: unknown }> {
-  const client = (await context.backend.client) as unknown as FleetCommands;
+  const client = (await context.partition.client) as FleetCommands;
   const args = completionArgs(context, job, token, resultJson, nextLockMs);
   const code = await client.fleetFinishNext(...take.keys, ...args, ...take.args);
-  return { outcome: refusal(context.backend, job, code) ?? 'finished', next: code };
+  return { outcome: refusal(context.partition, job, code) ?? 'finished', next: code };
 }
 
 /**
@@ -138,9 +137,14 @@ function completionArgs(
 }
 
 /** null when moveToFinished finished the job; else 'lost', or throws BullMQ's error. */
-function refusal(backend: RedisQueueBackend, job: Job, code: unknown): 'lost' | null {
+function refusal(partition: Partition, job: Job, code: unknown): 'lost' | null {
   if (typeof code !== 'number' || code >= 0) return null;
-  const error = backend.finishedErrors({ code, jobId: job.id, command: 'moveToFinished', state: 'active' });
+  const error = partition.backend.finishedErrors({
+    code,
+    jobId: job.id,
+    command: 'moveToFinished',
+    state: 'active',
+  });
   if (isLostLock(error)) return 'lost';
   throw error;
 }
@@ -151,7 +155,8 @@ async function finishJob(
   args: (string | number | boolean | Buffer)[],
   target: 'completed' | 'failed',
 ): Promise<FinishResult> {
-  const { backend } = context;
+  const { partition } = context;
+  const { backend } = partition;
   // moveToFinished's ARGV[2] (right after its 14 keys) is the finishedOn timestamp.
   const finishedOn = args[backend.moveToFinishedKeys.length + 1];
   const client = await backend.client;
@@ -175,5 +180,5 @@ async function finishJob(
     if (error) throw error;
     code = result;
   }
-  return refusal(backend, job, code) ?? 'finished';
+  return refusal(partition, job, code) ?? 'finished';
 }

@@ -54,6 +54,20 @@ export function batchOf(job: Job): string | null {
   return (job.opts as { fleetBatch?: string }).fleetBatch ?? null;
 }
 
+/**
+ * BullMQ's `Job` of a fetched job, whose `backend` (its partition's) is looked up when a
+ * method of the job first needs it, not built with every job taken (partitions.ts
+ * {@link Partition}). BullMQ's constructor sets it through `createBackend`.
+ */
+class PartitionJob extends Job {
+  protected override createBackend(): void {}
+}
+Object.defineProperty(PartitionJob.prototype, 'backend', {
+  get(this: { queue: { backend: unknown } }) {
+    return this.queue.backend;
+  },
+});
+
 /** BullMQ's job of a fetched job's raw data (as moveToActive returns it), locked with `token`. */
 export function fetchedJob(
   partition: Partition,
@@ -61,7 +75,7 @@ export function fetchedJob(
   id: string,
   token: string,
 ): Job {
-  const job = Job.fromJSON(partition.host as never, data as never, id);
+  const job = PartitionJob.fromJSON(partition as never, data as never, id);
   job.token = token;
   return job;
 }
@@ -116,10 +130,10 @@ export async function readJobInfo(
   tenant: string,
   id: string,
 ): Promise<JobInfo | null> {
-  const { backend, host } = partition;
+  const { backend } = partition;
   const [json, state] = await Promise.all([backend.getJobData(id), backend.getState(id)]);
   if (!json) return null;
-  return toJobInfo(queue, tenant, Job.fromJSON(host as never, json, id), state);
+  return toJobInfo(queue, tenant, Job.fromJSON(partition as never, json, id), state);
 }
 
 /** The read-only view of a stored BullMQ job. */

@@ -6,13 +6,13 @@
  * A partition's BullMQ prefix carries its shard's hash tag (`P:{Q#s}`, see
  * cluster/key-layout.ts), so BullMQ's scripts stay within one slot on Redis Cluster.
  *
- * A partition is a sibling backend of one base backend (`forQueue`): BullMQ's scripts,
- * bound to the partition's keys, over the engine's one shared command connection. No
- * BullMQ `Worker` is built per partition: the engine fetches with BullMQ's moveToActive
- * script and finishes with its moveToFinished, as a Worker would, and settles its own
- * locks and stalled jobs (locks.ts). A sibling owns no connection, listener or timer, so
- * handles are kept in a bounded LRU that drops the least recently used without closing
- * anything; a job in hand keeps its own handle (jobs.ts `BullMqLease`).
+ * A partition's BullMQ scripts are a sibling backend of one base backend (`forQueue`),
+ * bound to the partition's keys, over the engine's one shared command connection, built
+ * when first needed. No BullMQ `Worker` is built per partition: the engine takes and
+ * completes jobs with scripts of its own (../job-moves.ts), as a Worker would, and settles
+ * its own locks and stalled jobs (locks.ts). A handle owns no connection, listener or
+ * timer, so handles are kept in a bounded LRU that drops the least recently used without
+ * closing anything; a job in hand keeps its own handle (jobs.ts `BullMqLease`).
  */
 import { createRedisBackend, type RedisQueueBackend } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -42,20 +42,6 @@ export interface JobHost {
   removeListener(): JobHost;
 }
 
-/** A partition's cached handle. */
-export interface Partition {
-  /** The BullMQ queue name, `<queue>.<tenant>`. */
-  readonly name: string;
-  /** BullMQ's scripts bound to the partition's keys, on the shared connection. */
-  readonly backend: RedisQueueBackend;
-  /** The queue its BullMQ `Job` objects belong to. */
-  readonly host: JobHost;
-  /** The prefix of its keys and job hashes, `P:{tag}:Q.T:`. */
-  readonly prefix: string;
-  /** When this process last announced the partition to the stalled sweeps. */
-  markedAt: number;
-}
-
 /** The options BullMQ's scripts read, the sibling's own copy (RedisQueueBackend keeps them protected). */
 function optionsOf(backend: RedisQueueBackend): { lockDuration?: number } {
   return (backend as unknown as { queue: { opts: { lockDuration?: number } } }).queue.opts;
@@ -70,26 +56,53 @@ export function partitionName(queue: string, tenant: string): string {
 }
 
 /**
- * The {@link JobHost} of a partition's backend: four fields, its methods on the prototype.
- * One is built with every handle, and at 10,000 tenants handles churn through the LRU (an
- * object of six closures was 0.6 KB and about 4 µs each).
+ * A partition's handle, and the {@link JobHost} of its BullMQ `Job` objects. Its keys are
+ * its prefix and a type, as BullMQ names them (`P:{tag}:Q.T:wait`); BullMQ's backend (a
+ * sibling of the base: its scripts bound to the partition's keys, about 5 KB) is built on
+ * first use: enqueueing, a failure, a count. Taking and completing jobs need none of it,
+ * and at 10,000 tenants a backend built at every partition's first take, kept in the LRU
+ * until it dropped out, made the worker's garbage collection several times raw BullMQ's.
  */
-class PartitionHost implements JobHost {
+export class Partition implements JobHost {
+  /** The BullMQ queue name, `<queue>.<tenant>`. */
   readonly name: string;
-  readonly backend: RedisQueueBackend;
-  // Read by every BullMQ Job built: one string per partition, not one per job.
+  /** `P:{tag}:Q.T`, what BullMQ calls the queue's qualified name. */
   readonly qualifiedName: string;
-  readonly opts: object;
+  /** The prefix of its keys and job hashes, `P:{tag}:Q.T:`. */
+  readonly prefix: string;
+  /** When this process last announced the partition to the stalled sweeps. */
+  markedAt = 0;
+  readonly #base: RedisQueueBackend;
+  readonly #keyPrefix: string;
+  #backend: RedisQueueBackend | undefined;
 
-  constructor(name: string, backend: RedisQueueBackend) {
+  /** `keyPrefix`: the BullMQ prefix of its shard, `P:{tag}` (cluster/key-layout.ts). */
+  constructor(base: RedisQueueBackend, keyPrefix: string, name: string) {
+    this.#base = base;
+    this.#keyPrefix = keyPrefix;
     this.name = name;
-    this.backend = backend;
-    this.qualifiedName = backend.qualifiedName;
-    this.opts = optionsOf(backend);
+    this.qualifiedName = `${keyPrefix}:${name}`;
+    this.prefix = `${this.qualifiedName}:`;
+  }
+
+  /** BullMQ's scripts bound to the partition's keys, on the shared connection. */
+  get backend(): RedisQueueBackend {
+    this.#backend ??= this.#base.forQueue(this.name, this.#keyPrefix) as RedisQueueBackend;
+    return this.#backend;
+  }
+
+  /** The engine's command connection, once BullMQ has it ready. */
+  get client(): Promise<unknown> {
+    return this.#base.client;
+  }
+
+  /** The options a BullMQ `Job` reads for a retry (backoff settings, telemetry off). */
+  get opts(): object {
+    return optionsOf(this.backend);
   }
 
   toKey(type: string): string {
-    return this.backend.toKey(type);
+    return this.prefix + type;
   }
 
   trace<T>(_kind: unknown, _operation: string, _destination: string, callback: () => Promise<T> | T) {
@@ -97,7 +110,7 @@ class PartitionHost implements JobHost {
   }
 
   waitUntilReady(): Promise<unknown> {
-    return this.backend.client;
+    return this.#base.client;
   }
 
   emit(): boolean {
@@ -165,17 +178,7 @@ export class PartitionCache {
     if (partition) {
       this.#partitions.delete(name);
     } else {
-      const backend = this.#base.forQueue(
-        name,
-        this.#layout.partitionPrefix(queue, tenant),
-      ) as RedisQueueBackend;
-      partition = {
-        name,
-        backend,
-        host: new PartitionHost(name, backend),
-        prefix: backend.toKey(''),
-        markedAt: 0,
-      };
+      partition = new Partition(this.#base, this.#layout.partitionPrefix(queue, tenant), name);
       if (this.#partitions.size >= this.#options.maxCachedPartitions)
         this.#partitions.delete(this.#partitions.keys().next().value!);
     }
@@ -183,25 +186,24 @@ export class PartitionCache {
     return partition;
   }
 
-  /** The partition's backend (cheap and stateless). */
+  /** The partition's BullMQ backend (built on its first use, see {@link Partition}). */
   backend(queue: string, tenant: string): RedisQueueBackend {
     return this.get(queue, tenant).backend;
   }
 
   /** The BullMQ keys of a partition that the ready-index scripts need. */
   keys(queue: string, tenant: string): PartitionKeys {
-    const backend = this.backend(queue, tenant);
-    const { wait, prioritized, delayed, paused, active, stalled, events, completed } = backend.keys;
+    const { prefix } = this.get(queue, tenant);
     return {
-      wait: wait!,
-      prioritized: prioritized!,
-      delayed: delayed!,
-      paused: paused!,
-      active: active!,
-      stalled: stalled!,
-      events: events!,
-      completed: completed!,
-      jobPrefix: backend.toKey(''),
+      wait: `${prefix}wait`,
+      prioritized: `${prefix}prioritized`,
+      delayed: `${prefix}delayed`,
+      paused: `${prefix}paused`,
+      active: `${prefix}active`,
+      stalled: `${prefix}stalled`,
+      events: `${prefix}events`,
+      completed: `${prefix}completed`,
+      jobPrefix: prefix,
     };
   }
 
