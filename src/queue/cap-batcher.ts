@@ -35,16 +35,31 @@ export class CapBatcher {
     });
   }
 
-  /** Resolves once the cap of a checked queue and tenant is written. */
-  set(queue: string, tenant: string, cap: number | null): Promise<void> {
+  /**
+   * Resolves once every cap of `caps` (checked tenants of a checked queue; null lifts) is
+   * written, or rejects with the first write that failed. One waiter for them all, so a
+   * worker seeing ten thousand tenants at once holds one promise, not ten thousand.
+   */
+  set(queue: string, caps: Iterable<readonly [string, number | null]>): Promise<void> {
     return new Promise<void>((resolve, reject) => {
+      let remaining = 0;
+      const waiter = {
+        resolve: () => {
+          if (--remaining === 0) resolve();
+        },
+        reject,
+      };
       this.#batches.add((batch) => {
         const tenants = getOrCreate(batch, queue, () => new Map<string, PendingCap>());
-        const pending = tenants.get(tenant) ?? { cap, waiters: [] };
-        pending.cap = cap;
-        pending.waiters.push({ resolve, reject });
-        tenants.set(tenant, pending);
+        for (const [tenant, cap] of caps) {
+          const pending = tenants.get(tenant) ?? { cap, waiters: [] };
+          pending.cap = cap;
+          pending.waiters.push(waiter);
+          remaining += 1;
+          tenants.set(tenant, pending);
+        }
       });
+      if (remaining === 0) resolve();
     });
   }
 

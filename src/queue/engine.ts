@@ -189,6 +189,12 @@ export interface QueueEngine {
 
   /** Caps the jobs of one tenant running at once across the whole fleet; null lifts it. */
   setTenantConcurrency(queue: string, tenant: string, max: number | null): Promise<void>;
+  /**
+   * `setTenantConcurrency` for many tenants of one queue (tenant slug to cap, null lifts):
+   * a worker seeing thousands of tenants at once sets them all in one call. Resolves once
+   * all are written; rejects if any write failed (the others may have been written).
+   */
+  setTenantConcurrencies(queue: string, caps: ReadonlyMap<string, number | null>): Promise<void>;
   /** Job counts of one partition. */
   counts(queue: string, tenant: string): Promise<JobCounts>;
   /** One job of a partition, or null when unknown (or trimmed after finishing). */

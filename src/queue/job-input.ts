@@ -178,3 +178,16 @@ export function checkLockDuration(lockDurationMs: unknown): number {
 export function checkConcurrency(max: unknown): number | null {
   return max === null ? null : checkInteger('max', max, 1, 1_000_000);
 }
+
+/** Throws unless `caps` is a Map of tenant slug to cap (null lifts it); its checked entries. */
+export function checkCaps(caps: unknown): Array<[string, number | null]> {
+  if (!(caps instanceof Map))
+    throw new ValidationError(
+      'caps',
+      `Expected \`caps\` to be a Map of tenant slug to cap, got ${describe(caps)}`,
+    );
+  return Array.from(caps, ([tenant, max]): [string, number | null] => [
+    checkTenant(tenant),
+    checkConcurrency(max),
+  ]);
+}

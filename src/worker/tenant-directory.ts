@@ -104,49 +104,60 @@ export class TenantDirectory {
 
   async #loadAll(slugs: readonly string[]): Promise<void> {
     // Many orgs in a few statements when the source can (thousands of new tenants at
-    // start-up); if that fails, each is read on its own below.
+    // start-up); if that fails, each is read on its own.
     let found: Map<string, Org> | undefined;
     if (slugs.length > 1 && this.#o.orgs.findMany)
       found = await this.#o.orgs.findMany(slugs).catch((error: unknown) => {
         this.#o.onError(error, 'registry.findMany');
         return undefined;
       });
-    // With the orgs in hand only the caps are left to set: all at once, which the
-    // engines coalesce (a script call per shard on BullMQ, one statement on pg-boss).
-    const lanes = found === undefined ? LOAD_CONCURRENCY : slugs.length;
-    let next = 0;
-    const lane = async () => {
-      while (next < slugs.length) {
-        const slug = slugs[next++]!;
-        await this.#load(slug, found && (found.get(slug) ?? null));
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(lanes, slugs.length) }, lane));
+    if (found === undefined) {
+      let next = 0;
+      const lane = async () => {
+        while (next < slugs.length) await this.#load(slugs[next++]!);
+      };
+      await Promise.all(Array.from({ length: Math.min(LOAD_CONCURRENCY, slugs.length) }, lane));
+      return;
+    }
+    // With the orgs in hand only the caps are left to set: all in one engine call (a
+    // script call per shard and 1,000 tenants on BullMQ, one statement on pg-boss).
+    const orgs: Org[] = [];
+    for (const slug of slugs) {
+      const org = this.#servable(slug, found.get(slug) ?? null);
+      if (org !== undefined) orgs.push(org);
+    }
+    for (const org of await this.#applyFleetCaps(orgs)) this.#admit(org);
   }
 
-  /** `known`: the org as already read (null: not registered), or undefined to read it now. */
-  async #load(slug: string, known: Org | null | undefined): Promise<void> {
-    let org: Org;
+  /** Reads one org and, if it may be served, sets its cap and makes it pickable. */
+  async #load(slug: string): Promise<void> {
+    let org: Org | null;
     try {
-      if (known === null) throw new UnknownTenantError(slug);
-      org = known ?? (await this.#o.orgs.get(slug));
+      org = await this.#o.orgs.get(slug);
     } catch (error) {
-      const unknown = error instanceof UnknownTenantError;
-      if (!unknown) this.#o.onError(error, `registry.get ${slug}`);
-      this.#skip(slug, unknown ? 'unknown' : 'error');
-      return;
+      if (!(error instanceof UnknownTenantError)) {
+        this.#o.onError(error, `registry.get ${slug}`);
+        this.#skip(slug, 'error');
+        return;
+      }
+      org = null;
     }
-    if (!org.active) {
-      this.#skip(slug, 'inactive');
-      return;
-    }
-    try {
-      await this.#applyFleetCap(org);
-    } catch (error) {
-      this.#o.onError(error, `setTenantConcurrency ${slug}`);
-      this.#skip(slug, 'error');
-      return;
-    }
+    const servable = this.#servable(slug, org);
+    if (servable !== undefined)
+      for (const admitted of await this.#applyFleetCaps([servable])) this.#admit(admitted);
+  }
+
+  /** The org (null: not registered) if it may be served; else the tenant is skipped. */
+  #servable(slug: string, org: Org | null): Org | undefined {
+    if (org === null) this.#skip(slug, 'unknown');
+    else if (!org.active) this.#skip(slug, 'inactive');
+    else return org;
+    return undefined;
+  }
+
+  /** Makes a servable org, its fleet-wide cap set, pickable. */
+  #admit(org: Org): void {
+    const { slug } = org;
     const wasSkipped = this.#skipped.delete(slug);
     this.#known.set(slug, org);
     const processCap = Math.min(this.#o.perTenantConcurrency, org.maxConcurrency ?? Number.POSITIVE_INFINITY);
@@ -164,13 +175,28 @@ export class TenantDirectory {
   }
 
   /**
-   * The org's `maxConcurrency` is a fleet-wide cap, kept by the engine (on BullMQ, the
+   * An org's `maxConcurrency` is a fleet-wide cap, kept by the engine (on BullMQ, the
    * partition queue's global concurrency). Set once per tenant and again on change; the
    * first sighting sets it even when null, to lift a cap an earlier config left behind.
+   * All of `orgs` in one engine call; resolves to the orgs that may be admitted: all, or
+   * when the call failed, those that needed no write (the others are skipped until the
+   * next refresh).
    */
-  async #applyFleetCap(org: Org): Promise<void> {
-    if (this.#capsSet.has(org.slug) && this.#capsSet.get(org.slug) === org.maxConcurrency) return;
-    await this.#o.engine.setTenantConcurrency(this.#o.queue, org.slug, org.maxConcurrency);
-    this.#capsSet.set(org.slug, org.maxConcurrency);
+  async #applyFleetCaps(orgs: readonly Org[]): Promise<readonly Org[]> {
+    const due = new Map<string, number | null>();
+    for (const { slug, maxConcurrency } of orgs)
+      if (!this.#capsSet.has(slug) || this.#capsSet.get(slug) !== maxConcurrency)
+        due.set(slug, maxConcurrency);
+    if (due.size === 0) return orgs;
+    try {
+      await this.#o.engine.setTenantConcurrencies(this.#o.queue, due);
+    } catch (error) {
+      const [first] = due.keys();
+      this.#o.onError(error, `setTenantConcurrency ${due.size === 1 ? first : `(${due.size} tenants)`}`);
+      for (const slug of due.keys()) this.#skip(slug, 'error');
+      return orgs.filter((org) => !due.has(org.slug));
+    }
+    for (const [slug, cap] of due) this.#capsSet.set(slug, cap);
+    return orgs;
   }
 }

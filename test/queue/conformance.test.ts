@@ -310,6 +310,51 @@ describe.each(engines)('$name engine', (engineCase) => {
     expect(await engine.counts(queue, 'acme')).toMatchObject({ active: 3, waiting: 1, completed: 1 });
   });
 
+  it('sets and lifts many tenants’ caps in one call, and rejects a bad one writing none', async () => {
+    const tenants = ['acme', 'beta', 'gamma'];
+    await engine.enqueueBulk(
+      queue,
+      tenants.flatMap((tenant) => Array.from({ length: 3 }, (_, i) => ({ tenant, name: 'n', data: i }))),
+    );
+    await engine.setTenantConcurrencies(
+      queue,
+      new Map([
+        ['acme', 1],
+        ['beta', 2],
+        ['gamma', null],
+      ]),
+    );
+    expect((await drain(engine, queue, 'acme')).length).toBe(1);
+    expect((await drain(engine, queue, 'beta')).length).toBe(2);
+    expect((await drain(engine, queue, 'gamma')).length).toBe(3);
+    const bad = [
+      { caps: { acme: 2 }, field: 'caps' },
+      {
+        caps: new Map([
+          ['acme', 2],
+          ['bad:tenant', 2],
+        ]),
+        field: 'tenant',
+      },
+      {
+        caps: new Map<string, number | null>([
+          ['acme', 2],
+          ['beta', 0],
+        ]),
+        field: 'max',
+      },
+    ];
+    for (const { caps, field } of bad) {
+      const call = engine.setTenantConcurrencies(queue, caps as never);
+      await expect(call).rejects.toBeInstanceOf(ValidationError);
+      await expect(call).rejects.toMatchObject({ field });
+    }
+    // None of the bad calls wrote acme's cap of 2: it still runs one job at a time.
+    expect(await engine.fetch(queue, 'acme', 'w', LOCK)).toBeNull();
+    await engine.setTenantConcurrencies(queue, new Map([['acme', null]]));
+    expect((await drain(engine, queue, 'acme')).length).toBe(2);
+  });
+
   it('counts every finished job though it keeps only the newest bodies (default 100)', async () => {
     const ids = await engine.enqueueBulk(
       queue,

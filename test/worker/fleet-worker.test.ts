@@ -348,6 +348,41 @@ describe.each(engines)('FleetWorker on the $name engine', (engine) => {
     await worker.close();
   });
 
+  it('sets the caps of the tenants it first sees in one engine call; when that fails, skips them until the next look', async () => {
+    const { fleet, queue } = fx;
+    const tenants = await reg.addTenants(4);
+    await fleet.enqueueBulk(
+      queue,
+      tenants.map((tenant) => ({ tenant, name: 'n', data: tenant })),
+    );
+    // The engine runs as usual; its first batch of caps fails as a dropped connection would.
+    const engineUnderTest = fleet.engine;
+    const setCaps = engineUnderTest.setTenantConcurrencies.bind(engineUnderTest);
+    const batches: string[][] = [];
+    engineUnderTest.setTenantConcurrencies = async (q, caps) => {
+      batches.push([...caps.keys()].sort());
+      if (batches.length === 1) throw new Error('cap write failed');
+      return setCaps(q, caps);
+    };
+    const ran: string[] = [];
+    const skipped: string[] = [];
+    const errors: string[] = [];
+    const worker = fleet.worker(queue, async (job) => void ran.push(job.tenant), {
+      borrowConnection: false,
+      autorun: false,
+      orgRefreshMs: 200,
+    });
+    worker.on('tenant:skipped', ({ tenant, reason }) => skipped.push(`${tenant}:${reason}`));
+    worker.on('error', ({ during }) => errors.push(during));
+    worker.run();
+    await until(() => ran.length === 4, 'every job, once the caps were written');
+    expect(batches).toEqual([[...tenants].sort(), [...tenants].sort()]);
+    expect(skipped.sort()).toEqual(tenants.map((tenant) => `${tenant}:error`).sort());
+    expect(errors).toEqual(['setTenantConcurrency (4 tenants)']);
+    expect(ran.sort()).toEqual([...tenants].sort());
+    await worker.close();
+  });
+
   it('leaves the jobs of a deactivated tenant waiting, and serves the others', async () => {
     const { fleet, queue } = fx;
     const [active, paused] = await reg.addTenants(2);

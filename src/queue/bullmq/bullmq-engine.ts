@@ -24,7 +24,7 @@ import type {
   QueueEngine,
 } from '../engine.js';
 import {
-  checkConcurrency,
+  checkCaps,
   checkJobId,
   checkLockDuration,
   checkQueueName,
@@ -323,9 +323,13 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
    * when a cap changed (lifting one that was not there frees no place).
    */
   async setTenantConcurrency(queue: string, tenant: string, max: number | null): Promise<void> {
+    return this.setTenantConcurrencies(queue, new Map([[tenant, max]]));
+  }
+
+  async setTenantConcurrencies(queue: string, caps: ReadonlyMap<string, number | null>): Promise<void> {
     this.#checkOpen();
-    const cap = checkConcurrency(max);
-    return this.#caps.set(checkQueueName(queue), checkTenant(tenant), cap);
+    checkQueueName(queue);
+    return this.#caps.set(queue, checkCaps(caps));
   }
 
   /** Waiting, active and delayed as BullMQ holds them now; completed and failed exact (jobs.ts readCounts). */

@@ -23,7 +23,7 @@ import type {
 import { getOrCreate } from '../get-or-create.js';
 import {
   backoffDelay,
-  checkConcurrency,
+  checkCaps,
   checkJobId,
   checkLockDuration,
   checkQueueName,
@@ -224,10 +224,17 @@ export class MemoryEngine implements QueueEngine {
   }
 
   async setTenantConcurrency(queue: string, tenant: string, max: number | null): Promise<void> {
+    return this.setTenantConcurrencies(queue, new Map([[tenant, max]]));
+  }
+
+  async setTenantConcurrencies(queue: string, caps: ReadonlyMap<string, number | null>): Promise<void> {
     this.#checkOpen();
-    const partition = this.#partition(checkQueueName(queue), checkTenant(tenant), true);
-    partition.cap = checkConcurrency(max);
-    if (partition.waiting.size > 0) this.#wake(queue);
+    checkQueueName(queue);
+    for (const [tenant, cap] of checkCaps(caps)) {
+      const partition = this.#partition(queue, tenant, true);
+      partition.cap = cap;
+      if (partition.waiting.size > 0) this.#wake(queue);
+    }
   }
 
   async counts(queue: string, tenant: string): Promise<JobCounts> {

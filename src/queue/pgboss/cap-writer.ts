@@ -36,9 +36,9 @@ export class CapWriter {
     this.#sql = setCapsSql(schema, channel);
   }
 
-  /** Resolves once the cap (of a checked queue and tenant) is committed. */
-  set(queue: string, tenant: string, cap: number | null): Promise<void> {
-    return this.#caps.set(queue, tenant, cap);
+  /** Resolves once the caps (null lifts) of checked tenants of a checked queue are committed. */
+  set(queue: string, caps: Iterable<readonly [string, number | null]>): Promise<void> {
+    return this.#caps.set(queue, caps);
   }
 
   /** Resolves once no cap is pending or being written. */

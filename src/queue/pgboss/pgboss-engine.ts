@@ -39,7 +39,7 @@ import type {
   QueueEngine,
 } from '../engine.js';
 import {
-  checkConcurrency,
+  checkCaps,
   checkJobId,
   checkLockDuration,
   checkQueueName,
@@ -271,12 +271,15 @@ export class PgBossEngine extends EventEmitter<PgBossEngineEventMap> implements 
   }
 
   async setTenantConcurrency(queue: string, tenant: string, max: number | null): Promise<void> {
+    return this.setTenantConcurrencies(queue, new Map([[tenant, max]]));
+  }
+
+  async setTenantConcurrencies(queue: string, caps: ReadonlyMap<string, number | null>): Promise<void> {
     this.#checkOpen();
     checkQueueName(queue);
-    checkTenant(tenant);
-    const cap = checkConcurrency(max);
+    const checked = checkCaps(caps);
     await this.#init();
-    await this.#caps.set(queue, tenant, cap);
+    await this.#caps.set(queue, checked);
   }
 
   async counts(queue: string, tenant: string): Promise<JobCounts> {

@@ -36,9 +36,9 @@ export class CapWriter {
     this.#wake = wake;
   }
 
-  /** Resolves once the cap (null lifts it) of a checked queue and tenant is written. */
-  set(queue: string, tenant: string, cap: number | null): Promise<void> {
-    return this.#caps.set(queue, tenant, cap);
+  /** Resolves once the caps (null lifts) of checked tenants of a checked queue are written. */
+  set(queue: string, caps: Iterable<readonly [string, number | null]>): Promise<void> {
+    return this.#caps.set(queue, caps);
   }
 
   async #send(batch: CapBatch): Promise<void> {
