@@ -9,7 +9,7 @@ import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/errors.js';
 import { BullMqEngine } from '../../src/queue/bullmq/bullmq-engine.js';
-import type { BullMqLease } from '../../src/queue/bullmq/jobs.js';
+import type { BullMqLease } from '../../src/queue/bullmq/jobs/translate.js';
 import type { BullMqEngineOptions } from '../../src/queue/bullmq/options.js';
 import type { ActiveJob } from '../../src/queue/engine.js';
 import { startPrivateRedis } from '../support/private-redis.js';

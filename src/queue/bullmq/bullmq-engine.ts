@@ -32,11 +32,12 @@ import {
   normaliseJobs,
   serialiseResult,
 } from '../job-input.js';
-import { readBatchProgress, touchBatchShards } from './batches.js';
 import { duplicateConnection, openConnection } from './cluster/connection.js';
 import { KeyLayout } from './cluster/key-layout.js';
-import { enqueueJobs } from './enqueue.js';
-import { completeAndNext, completeAndTake, completeJob, type FinishContext, failJob } from './finish.js';
+import { readBatchProgress, touchBatchShards } from './jobs/batches.js';
+import { enqueueJobs } from './jobs/enqueue.js';
+import { completeAndNext, completeAndTake, completeJob, type FinishContext, failJob } from './jobs/finish.js';
+import { extendLocks, recoverStalled } from './jobs/locks.js';
 import {
   attemptsOf,
   type BullMqLease,
@@ -46,8 +47,7 @@ import {
   readCounts,
   readJobInfo,
   toActiveJob,
-} from './jobs.js';
-import { extendLocks, recoverStalled } from './locks.js';
+} from './jobs/translate.js';
 import { MarkerSweep } from './marker-sweep.js';
 import {
   type BullMqEngineOptions,
@@ -332,7 +332,7 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     return this.#caps.set(queue, checkCaps(caps));
   }
 
-  /** Waiting, active and delayed as BullMQ holds them now; completed and failed exact (jobs.ts readCounts). */
+  /** Waiting, active and delayed as BullMQ holds them now; completed and failed exact (jobs/translate.ts readCounts). */
   async counts(queue: string, tenant: string): Promise<JobCounts> {
     this.#checkOpen();
     return readCounts(this.#redis, this.#partitions.backend(checkQueueName(queue), checkTenant(tenant)));

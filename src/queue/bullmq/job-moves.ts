@@ -3,14 +3,14 @@
  * completing one, on the job's path. They keep BullMQ's data as BullMQ keeps it (the same
  * keys, job-hash fields, lock, stalled set, retention, metrics and return codes), so that
  * BullMQ's other scripts (enqueue, retry, stalled sweep) and bull-board see no difference.
- * Their arguments are plain strings (finish.ts builds them), no msgpack.
+ * Their arguments are plain strings (jobs/finish.ts builds them), no msgpack.
  *
  * What they leave out is what no part of the fleet uses on a partition, each a Redis call
  * per job in BullMQ's general scripts: the partition's `events` stream (nothing reads it,
  * see scripts.ts RETIRE), the marker that wakes BullMQ Workers (the fleet runs none on
  * partitions), and the checks for flows and deduplication (the fleet enqueues neither).
  * A completion of a job with a parent or a deduplication id runs BullMQ's own
- * moveToFinished, unchanged; failures always go through BullMQ's (finish.ts failJob).
+ * moveToFinished, unchanged; failures always go through BullMQ's (jobs/finish.ts failJob).
  *
  * docs/ARCHITECTURE.md § "BullMQ engine" describes where these run.
  */

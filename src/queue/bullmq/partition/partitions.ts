@@ -10,9 +10,9 @@
  * bound to the partition's keys, over the engine's one shared command connection, built
  * when first needed. No BullMQ `Worker` is built per partition: the engine takes and
  * completes jobs with scripts of its own (../job-moves.ts), as a Worker would, and settles
- * its own locks and stalled jobs (locks.ts). A handle owns no connection, listener or
+ * its own locks and stalled jobs (../jobs/locks.ts). A handle owns no connection, listener or
  * timer, so handles are kept in a bounded LRU that drops the least recently used without
- * closing anything; a job in hand keeps its own handle (jobs.ts `BullMqLease`).
+ * closing anything; a job in hand keeps its own handle (../jobs/translate.ts `BullMqLease`).
  */
 import { createRedisBackend, type RedisQueueBackend } from 'bullmq';
 import type { Redis } from 'ioredis';

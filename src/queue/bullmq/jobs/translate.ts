@@ -5,9 +5,9 @@
  */
 import { Job, type JobsOptions, type RedisQueueBackend } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { ActiveJob, JobCounts, JobInfo, JobState } from '../engine.js';
-import { MAX_PRIORITY, type NormalisedJob } from '../job-input.js';
-import type { Partition } from './partition/partitions.js';
+import type { ActiveJob, JobCounts, JobInfo, JobState } from '../../engine.js';
+import { MAX_PRIORITY, type NormalisedJob } from '../../job-input.js';
+import type { Partition } from '../partition/partitions.js';
 
 /** What an `ActiveJob` of this engine carries in `lease`. */
 export interface BullMqLease {

@@ -6,10 +6,10 @@
  * every partition that may hold active jobs (the `active-tenants` set).
  */
 import type { RedisQueueBackend } from 'bullmq';
-import type { ActiveJob } from '../engine.js';
-import type { BullMqLease } from './jobs.js';
-import type { PartitionCache } from './partition/partitions.js';
-import type { ReadyIndex } from './ready-index.js';
+import type { ActiveJob } from '../../engine.js';
+import type { PartitionCache } from '../partition/partitions.js';
+import type { ReadyIndex } from '../ready-index.js';
+import type { BullMqLease } from './translate.js';
 
 /** Partitions swept at once by `recoverStalled`, to bound the burst on Redis. */
 const SWEEP_CONCURRENCY = 32;

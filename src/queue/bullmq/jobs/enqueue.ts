@@ -4,16 +4,16 @@
  * sees a job without its tenant listed.
  */
 import { randomUUID } from 'node:crypto';
-import type { EnqueueOutcome } from '../engine.js';
-import { getOrCreate } from '../get-or-create.js';
-import type { NormalisedJob } from '../job-input.js';
+import type { EnqueueOutcome } from '../../engine.js';
+import { getOrCreate } from '../../get-or-create.js';
+import type { NormalisedJob } from '../../job-input.js';
+import type { KeyLayout } from '../cluster/key-layout.js';
+import type { ResolvedBullMqEngineOptions } from '../options.js';
+import type { PartitionCache } from '../partition/partitions.js';
+import type { ReadyIndex } from '../ready-index.js';
+import type { FleetMulti } from '../scripts.js';
 import { recordBatchShards } from './batches.js';
-import type { KeyLayout } from './cluster/key-layout.js';
-import { toBullJobJson } from './jobs.js';
-import type { ResolvedBullMqEngineOptions } from './options.js';
-import type { PartitionCache } from './partition/partitions.js';
-import type { ReadyIndex } from './ready-index.js';
-import type { FleetMulti } from './scripts.js';
+import { toBullJobJson } from './translate.js';
 
 /** Jobs per MULTI: keeps each EXEC short for the other clients. */
 const MULTI_CHUNK = 500;

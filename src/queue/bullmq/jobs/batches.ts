@@ -6,8 +6,8 @@
  * last change; an expired or unknown batch reads as zeros.
  */
 import type { Redis } from 'ioredis';
-import type { BatchProgress } from '../engine.js';
-import type { KeyLayout } from './cluster/key-layout.js';
+import type { BatchProgress } from '../../engine.js';
+import type { KeyLayout } from '../cluster/key-layout.js';
 
 /** Lists, for each batch, the shard tags its jobs are about to be added to. */
 export async function recordBatchShards(

@@ -6,10 +6,10 @@
  * job, even when the process dies right after.
  */
 import type { Job } from 'bullmq';
-import { batchOf, isLostLock } from './jobs.js';
-import { METRICS_DATA_POINTS, type Partition } from './partition/partitions.js';
-import type { TakeCall } from './ready-index.js';
-import type { FleetCommands, FleetMulti } from './scripts.js';
+import { METRICS_DATA_POINTS, type Partition } from '../partition/partitions.js';
+import type { TakeCall } from '../ready-index.js';
+import type { FleetCommands, FleetMulti } from '../scripts.js';
+import { batchOf, isLostLock } from './translate.js';
 
 /** What `finishJob` needs besides the job. */
 export interface FinishContext {
