@@ -1,7 +1,8 @@
 /** The dashboard's options, their defaults and checks. */
-import { ConfigError } from '../src/errors.js';
+
 import type { SnapshotStore } from '../src/metrics/snapshot-store.js';
 import type { QueueEngine } from '../src/queue/engine.js';
+import { ConfigError } from '../src/reporting/errors.js';
 
 /** Options of `createDashboard`. */
 export interface DashboardOptions {

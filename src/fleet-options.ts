@@ -1,7 +1,7 @@
-import { ConfigError, describe } from './errors.js';
-import { type Logger, silentLogger } from './logger.js';
 import type { BullMqConnection } from './queue/bullmq/cluster/connection.js';
 import type { EngineName, QueueEngine } from './queue/engine.js';
+import { ConfigError, describe } from './reporting/errors.js';
+import { type Logger, silentLogger } from './reporting/logger.js';
 import type { OrgRegistry } from './tenancy/registry/org-registry.js';
 import { resolveTenantPoolsOptions, type TenantPoolsOptions } from './tenancy/tenant-pools/options.js';
 import { TenantPools } from './tenancy/tenant-pools/tenant-pools.js';

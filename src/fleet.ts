@@ -1,6 +1,4 @@
-import { ClosedError, describe, TenantInactiveError, ValidationError } from './errors.js';
 import { type FleetOptions, type ResolvedFleetOptions, resolveFleetOptions } from './fleet-options.js';
-import type { Logger } from './logger.js';
 import { BullMqEngine } from './queue/bullmq/bullmq-engine.js';
 import type {
   BatchProgress,
@@ -14,6 +12,8 @@ import type {
 import { checkQueueName, checkTenant, normaliseJob } from './queue/job-input.js';
 import { MemoryEngine } from './queue/memory/memory-engine.js';
 import { PgBossEngine } from './queue/pgboss/pgboss-engine.js';
+import { ClosedError, describe, TenantInactiveError, ValidationError } from './reporting/errors.js';
+import type { Logger } from './reporting/logger.js';
 import { Scheduler, type SchedulerOptions } from './scheduler/scheduler.js';
 import { OrgRegistry } from './tenancy/registry/org-registry.js';
 import { TenantPools } from './tenancy/tenant-pools/tenant-pools.js';

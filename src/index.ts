@@ -1,30 +1,9 @@
 // The public API of tenant-fleet: explicit named exports, nothing else.
 // Each block below belongs to one layer of docs/ARCHITECTURE.md.
 
-// errors
-export {
-  AcquireTimeoutError,
-  ClosedError,
-  ConfigError,
-  DatabaseConnectionError,
-  FanOutError,
-  FleetBudgetError,
-  FleetError,
-  type FleetErrorCode,
-  PoolCapacityError,
-  SecretResolutionError,
-  TenantConnectionError,
-  TenantInactiveError,
-  TenantUnavailableError,
-  UnknownTenantError,
-  UnsupportedError,
-  ValidationError,
-} from './errors.js';
 // fleet: composition of engine, registry, pools and workers
 export { Fleet, type FleetJob } from './fleet.js';
 export type { FleetOptions, FleetPoolsOptions, ResolvedFleetOptions } from './fleet-options.js';
-// logging and redaction (connection-string credentials never reach a log line or the terminal)
-export { createLogger, type Logger, type LoggerOptions } from './logger.js';
 // metrics: what each worker process publishes for the dashboard, and the fleet summed
 export { aggregate, type FleetAggregate, liveSnapshots, STALE_PERIODS } from './metrics/fleet-aggregate.js';
 export { RedisSnapshotStore, type RedisSnapshotStoreOptions } from './metrics/redis-snapshot-store.js';
@@ -72,7 +51,28 @@ export {
   type PgBossEngineOptions,
   type ResolvedPgBossEngineOptions,
 } from './queue/pgboss/pgboss-engine.js';
-export { redactConnectionString, redactUrl } from './redact.js';
+// errors
+export {
+  AcquireTimeoutError,
+  ClosedError,
+  ConfigError,
+  DatabaseConnectionError,
+  FanOutError,
+  FleetBudgetError,
+  FleetError,
+  type FleetErrorCode,
+  PoolCapacityError,
+  SecretResolutionError,
+  TenantConnectionError,
+  TenantInactiveError,
+  TenantUnavailableError,
+  UnknownTenantError,
+  UnsupportedError,
+  ValidationError,
+} from './reporting/errors.js';
+// logging and redaction (connection-string credentials never reach a log line or the terminal)
+export { createLogger, type Logger, type LoggerOptions } from './reporting/logger.js';
+export { redactConnectionString, redactUrl } from './reporting/redact.js';
 // scheduler: cron fan-out, catch-up state, startup jobs, tenant migrations
 export {
   applyMigrations,

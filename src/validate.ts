@@ -7,7 +7,7 @@
  * "very long" timeout would fire at once. Every duration is therefore an integer no
  * larger than {@link MAX_DURATION_MS} (about 24.8 days).
  */
-import { ConfigError, describe } from './errors.js';
+import { ConfigError, describe } from './reporting/errors.js';
 
 /** The longest delay Node's timers hold: 2³¹−1 ms, about 24.8 days. */
 export const MAX_DURATION_MS = 2_147_483_647;

@@ -8,9 +8,9 @@
  * saying so. Counts and jobs are read straight from the engine's partition.
  */
 import type { JobCounts, JobState, JobStatus, QueueJob, QueueJobJson } from '@bull-board/api/dist/types.js';
-import { UnsupportedError } from '../../src/errors.js';
 import type { MemoryEngine } from '../../src/queue/memory/memory-engine.js';
 import type { JobRecord, MemoryPartition } from '../../src/queue/memory/partition.js';
+import { UnsupportedError } from '../../src/reporting/errors.js';
 import { EnginePartitionAdapter, STATUSES } from './engine-partition-adapter.js';
 
 type MemoryStatus = (typeof STATUSES)[number];

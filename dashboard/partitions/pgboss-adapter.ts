@@ -16,9 +16,9 @@ import type {
   QueueJob,
   QueueJobJson,
 } from '@bull-board/api/dist/types.js';
-import { UnsupportedError } from '../../src/errors.js';
 import type { BoardJob, BoardState, PgBossBoard } from '../../src/queue/pgboss/board.js';
 import type { PgBossEngine } from '../../src/queue/pgboss/pgboss-engine.js';
+import { UnsupportedError } from '../../src/reporting/errors.js';
 import { EnginePartitionAdapter, STATUSES } from './engine-partition-adapter.js';
 
 function unsupported(action: string): never {

@@ -5,11 +5,11 @@
  */
 import type { Command } from 'commander';
 import pino from 'pino';
-import { DatabaseConnectionError, FleetError } from '../errors.js';
-import { createLogger, type Logger } from '../logger.js';
-import { redactJsonText, redactUrl } from '../redact.js';
+import { DatabaseConnectionError, FleetError } from '../reporting/errors.js';
+import { createLogger, type Logger } from '../reporting/logger.js';
+import { redactJsonText, redactUrl } from '../reporting/redact.js';
 import type { OrgRegistry } from '../tenancy/registry/org-registry.js';
-import { type FleetConfig, type LoadConfigOptions, loadConfig, requireRegistryUrl } from './config.js';
+import { type FleetConfig, type LoadConfigOptions, loadConfig, requireRegistryUrl } from './config/config.js';
 import { deadline, PREFLIGHT_TIMEOUT_MS, ServiceUnreachableError } from './process/preflight.js';
 import { prettyDestination } from './process/pretty-log.js';
 

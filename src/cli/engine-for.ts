@@ -3,7 +3,7 @@
  * without running a fleet (status, dashboard, purge, orgs remove --purge-jobs).
  */
 import type { QueueEngine } from '../queue/engine.js';
-import { type FleetConfig, requirePgbossUrl } from './config.js';
+import { type FleetConfig, requirePgbossUrl } from './config/config.js';
 
 /** Opens the configured engine; the caller closes it. */
 export async function engineFor(config: FleetConfig): Promise<QueueEngine> {

@@ -5,8 +5,8 @@
  * flag, a bad config value, bad input), with a message naming it.
  */
 import { CommanderError } from 'commander';
-import { ConfigError, ValidationError } from '../errors.js';
-import { redactUrl } from '../redact.js';
+import { ConfigError, ValidationError } from '../reporting/errors.js';
+import { redactUrl } from '../reporting/redact.js';
 import { buildProgram } from './program.js';
 
 /** Exit code of a usage or configuration error. */

@@ -6,14 +6,14 @@
  * and closes them in reverse order, each step on its own.
  */
 import { Fleet } from '../fleet.js';
-import type { Logger } from '../logger.js';
 import { PgBossEngine } from '../queue/pgboss/pgboss-engine.js';
+import type { Logger } from '../reporting/logger.js';
 import type { FleetBudgetOptions } from '../tenancy/pool/fleet-budget/options.js';
 import type { OrgRegistry } from '../tenancy/registry/org-registry.js';
 import { TenantPools } from '../tenancy/tenant-pools/tenant-pools.js';
-import { type FleetConfig, requirePgbossUrl } from './config.js';
+import { type FleetConfig, requirePgbossUrl } from './config/config.js';
+import { fleetBudgetOptions } from './config/fleet-budget-config.js';
 import { openRegistry } from './context.js';
-import { fleetBudgetOptions } from './fleet-budget-config.js';
 import { checkRedis } from './process/preflight.js';
 import { watchRedis } from './process/redis-watch.js';
 

@@ -1,6 +1,6 @@
 /** The `tenant-fleet` program: global flags and one command group per file. */
 import { Command } from 'commander';
-import { redactUrl } from '../redact.js';
+import { redactUrl } from '../reporting/redact.js';
 import { packageVersion } from '../version.js';
 import { configCommand } from './commands/config.js';
 import { dashboardCommand } from './commands/dashboard.js';

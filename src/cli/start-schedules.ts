@@ -1,11 +1,11 @@
 /** Starts the configured fan-out schedules on a fleet, with the state store its engine calls for. */
 import { Redis } from 'ioredis';
-import { redactUrl } from '../errors.js';
+import { redactUrl } from '../reporting/errors.js';
 import { RedisScheduleStore } from '../scheduler/redis-state-store.js';
 import type { Scheduler } from '../scheduler/scheduler.js';
 import { SqlScheduleStore } from '../scheduler/sql-state-store.js';
 import type { ScheduleStateStore } from '../scheduler/state-store.js';
-import { requireRegistryUrl, type ScheduleConfig } from './config.js';
+import { requireRegistryUrl, type ScheduleConfig } from './config/config.js';
 import type { FleetHandle } from './open-fleet.js';
 
 /** A running scheduler and what it holds; `close()` stops it and releases its store. */

@@ -11,8 +11,8 @@
  * ```
  */
 import { EventEmitter } from 'node:events';
-import { ConfigError } from '../errors.js';
 import type { QueueEngine } from '../queue/engine.js';
+import { ConfigError } from '../reporting/errors.js';
 import type { TenantPools } from '../tenancy/tenant-pools/tenant-pools.js';
 import { JobRecorder, type WatchedWorker } from './job-recorder.js';
 import { processIdentity } from './process-identity.js';

@@ -2,7 +2,7 @@
  * Validation and normalisation of what callers hand to a queue engine, shared by every
  * engine so that the same input is accepted or rejected the same way everywhere.
  */
-import { describe, ValidationError } from '../errors.js';
+import { describe, ValidationError } from '../reporting/errors.js';
 import type { BackoffOptions, EnqueueJob } from './engine.js';
 
 /**

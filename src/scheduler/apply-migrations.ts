@@ -8,7 +8,7 @@
  * re-checks the version inside a `BEGIN IMMEDIATE` transaction.
  */
 import { createHash } from 'node:crypto';
-import { FleetError } from '../errors.js';
+import { FleetError } from '../reporting/errors.js';
 import type { DatabaseKind, Row } from '../tenancy/drivers/driver.js';
 import type { Migration } from './migration-files.js';
 

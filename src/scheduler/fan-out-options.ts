@@ -5,8 +5,8 @@
  * tick after it.
  */
 import { Cron } from 'croner';
-import { describe, ValidationError } from '../errors.js';
 import { checkQueueName, MAX_JOB_ID_LENGTH, normaliseJob } from '../queue/job-input.js';
+import { describe, ValidationError } from '../reporting/errors.js';
 import { MAX_SLUG_LENGTH } from '../tenancy/org.js';
 import { type FanOutJob, fanOutBatchId, fanOutJobId } from './fan-out.js';
 

@@ -7,8 +7,9 @@
  * enqueue of the same id as a no-op: two schedulers fanning out the same tick enqueue
  * each tenant's job exactly once.
  */
-import { TenantInactiveError, UnknownTenantError } from '../errors.js';
+
 import type { EnqueueJob, JobOptions } from '../queue/engine.js';
+import { TenantInactiveError, UnknownTenantError } from '../reporting/errors.js';
 import type { Org } from '../tenancy/org.js';
 
 /** What the scheduler needs of the registry: active orgs in slug order, a page at a time. */

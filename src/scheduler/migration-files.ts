@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { ConfigError, describe, ValidationError } from '../errors.js';
+import { ConfigError, describe, ValidationError } from '../reporting/errors.js';
 
 /** One numbered SQL file of a migrations directory: `001_create_reports.sql`. */
 export interface Migration {

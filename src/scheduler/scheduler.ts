@@ -11,8 +11,8 @@
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Cron } from 'croner';
-import { ClosedError, ConfigError, describe, FanOutError, ValidationError } from '../errors.js';
-import { type Logger, silentLogger } from '../logger.js';
+import { ClosedError, ConfigError, describe, FanOutError, ValidationError } from '../reporting/errors.js';
+import { type Logger, silentLogger } from '../reporting/logger.js';
 import { durationOption } from '../validate.js';
 import { type FanOutResult, type FanOutTarget, fanOutBatchId, fanOutTick } from './fan-out.js';
 import {

@@ -7,8 +7,8 @@
  * A startup job that fails is logged and recorded; it never stops the worker from starting.
  */
 import { EventEmitter } from 'node:events';
-import { ConfigError, describe } from '../errors.js';
-import { type Logger, silentLogger } from '../logger.js';
+import { ConfigError, describe } from '../reporting/errors.js';
+import { type Logger, silentLogger } from '../reporting/logger.js';
 
 /** When startup jobs run relative to the worker's first fetch. */
 export type StartupMode = 'blocking' | 'background';

@@ -6,14 +6,14 @@
  * tenant whose migration fails is reported with its error and the others go on.
  */
 import { randomBytes } from 'node:crypto';
+import type { BatchProgress, JobInfo } from '../queue/engine.js';
 import {
   ConfigError,
   describe,
   SecretResolutionError,
   TenantConnectionError,
   TenantUnavailableError,
-} from '../errors.js';
-import type { BatchProgress, JobInfo } from '../queue/engine.js';
+} from '../reporting/errors.js';
 import {
   applyMigrations,
   type MigrationConnection,

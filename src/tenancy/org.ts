@@ -1,4 +1,4 @@
-import { describe, redactConnectionString, ValidationError } from '../errors.js';
+import { describe, redactConnectionString, ValidationError } from '../reporting/errors.js';
 
 /**
  * How a tenant's data is kept apart.

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SecretResolutionError } from '../errors.js';
+import { SecretResolutionError } from '../reporting/errors.js';
 
 /**
  * Turns a secret reference (an org's `databaseUrl`) into the secret itself, at the last

@@ -11,8 +11,8 @@
  * ```
  */
 
-import { defaultExport } from '../cli/load-module.js';
-import { ConfigError, describe } from '../errors.js';
+import { defaultExport } from '../cli/config/load-module.js';
+import { ConfigError, describe } from '../reporting/errors.js';
 import type { JobHandler } from './job-context.js';
 
 /** One handler per queue name; `Queues` maps each queue to its jobs' `data` type. */

@@ -19,7 +19,7 @@
  * Pure and synchronous: no I/O, no timers, no randomness. The worker tells it what
  * happened (ready, empty, started, finished, blocked) and asks whom to serve next.
  */
-import { describe, ValidationError } from '../errors.js';
+import { describe, ValidationError } from '../reporting/errors.js';
 
 /** What the picker needs to know about one tenant. */
 export interface PickerTenant {

@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ClosedError, ConfigError, describe } from '../errors.js';
-import { type Logger, silentLogger } from '../logger.js';
 import type { ActiveJob, QueueEngine } from '../queue/engine.js';
+import { ClosedError, ConfigError, describe } from '../reporting/errors.js';
+import { type Logger, silentLogger } from '../reporting/logger.js';
 import type { Org } from '../tenancy/org.js';
 import { durationOption } from '../validate.js';
 import { ConnectionBorrower } from './connection-borrower.js';

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
-import { describe } from '../errors.js';
 import type { ActiveJob } from '../queue/engine.js';
+import { describe } from '../reporting/errors.js';
 import type { Org } from '../tenancy/org.js';
 import type { TenantConnection } from '../tenancy/tenant-pools/tenant-connection.js';
 

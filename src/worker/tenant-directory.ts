@@ -1,5 +1,5 @@
-import { UnknownTenantError } from '../errors.js';
 import type { QueueEngine } from '../queue/engine.js';
+import { UnknownTenantError } from '../reporting/errors.js';
 import type { Org } from '../tenancy/org.js';
 import type { FairPicker } from './fair-picker.js';
 import type { Turn } from './worker-types.js';

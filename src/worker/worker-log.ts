@@ -11,8 +11,9 @@
  * error's code or message, so a tenant whose secret is missing is one line a minute, and
  * a new, different failure is still logged at once.
  */
-import type { Logger } from '../logger.js';
+
 import type { ActiveJob, FailOutcome } from '../queue/engine.js';
+import type { Logger } from '../reporting/logger.js';
 
 /** How long the same kind of error stays quiet after it was logged. @default 60_000 */
 const QUIET_MS = 60_000;

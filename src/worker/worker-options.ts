@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { ConfigError, describe } from '../errors.js';
+import { ConfigError, describe } from '../reporting/errors.js';
 import { durationOption, integerOption } from '../validate.js';
 
 /** Options of a {@link FleetWorker}. */

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { prettyLine } from '../../src/cli/process/pretty-log.js';
-import { createLogger } from '../../src/logger.js';
+import { createLogger } from '../../src/reporting/logger.js';
 import { tempDir } from '../support/services.js';
 import { until } from '../support/wait.js';
 import { ROOT, runCli, startCli } from './support.js';

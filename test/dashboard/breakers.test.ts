@@ -6,9 +6,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDashboard } from '../../dashboard/index.js';
-import { TenantUnavailableError } from '../../src/errors.js';
 import { SnapshotPublisher } from '../../src/metrics/snapshot-publisher.js';
 import { MemoryEngine } from '../../src/queue/memory/memory-engine.js';
+import { TenantUnavailableError } from '../../src/reporting/errors.js';
 import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
 import { closedPort } from '../support/net.js';
 import { type PgWorld, pgWorld, slugs } from '../support/pools-fixture.js';

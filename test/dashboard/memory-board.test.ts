@@ -6,8 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningDashboard, startDashboard } from '../../dashboard/index.js';
 import { MemoryPartitionAdapter } from '../../dashboard/partitions/memory-adapter.js';
-import { UnsupportedError } from '../../src/errors.js';
 import { MemoryEngine } from '../../src/queue/memory/memory-engine.js';
+import { UnsupportedError } from '../../src/reporting/errors.js';
 
 interface Listed {
   name: string;

@@ -5,7 +5,6 @@
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError } from '../../src/errors.js';
 import { Fleet } from '../../src/fleet.js';
 import { aggregate, liveSnapshots } from '../../src/metrics/fleet-aggregate.js';
 import { RedisSnapshotStore } from '../../src/metrics/redis-snapshot-store.js';
@@ -14,6 +13,7 @@ import { SnapshotPublisher } from '../../src/metrics/snapshot-publisher.js';
 import { snapshotStoreFor } from '../../src/metrics/store-for-engine.js';
 import { BullMqEngine } from '../../src/queue/bullmq/bullmq-engine.js';
 import { MemoryEngine } from '../../src/queue/memory/memory-engine.js';
+import { ConfigError } from '../../src/reporting/errors.js';
 import { deletePrefix, dropSchema, openPgBoss } from '../queue/engines.js';
 import { REDIS_URL, uniqueName } from '../support/services.js';
 import { until } from '../support/wait.js';

@@ -7,11 +7,11 @@
 import { Queue } from 'bullmq';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError } from '../../src/errors.js';
 import { BullMqEngine } from '../../src/queue/bullmq/bullmq-engine.js';
 import { slotOfTag } from '../../src/queue/bullmq/cluster/hash-slot.js';
 import { KeyLayout } from '../../src/queue/bullmq/cluster/key-layout.js';
 import { partitionName } from '../../src/queue/bullmq/partition/partitions.js';
+import { ConfigError } from '../../src/reporting/errors.js';
 import { REDIS_URL, uniqueName } from '../support/services.js';
 import { until } from '../support/wait.js';
 import { clusterNodes, deletePrefix } from './engines.js';

@@ -7,11 +7,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ConfigError } from '../../src/errors.js';
 import { BullMqEngine } from '../../src/queue/bullmq/bullmq-engine.js';
 import type { BullMqLease } from '../../src/queue/bullmq/jobs/translate.js';
 import type { BullMqEngineOptions } from '../../src/queue/bullmq/options.js';
 import type { ActiveJob } from '../../src/queue/engine.js';
+import { ConfigError } from '../../src/reporting/errors.js';
 import { startPrivateRedis } from '../support/private-redis.js';
 import { REDIS_URL } from '../support/services.js';
 import { deletePrefix, openBullMq } from './engines.js';

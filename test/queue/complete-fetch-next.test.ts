@@ -5,8 +5,8 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ValidationError } from '../../src/errors.js';
 import type { QueueEngine } from '../../src/queue/engine.js';
+import { ValidationError } from '../../src/reporting/errors.js';
 import { uniqueName } from '../support/services.js';
 import { type EngineHarness, engines } from './engines.js';
 

@@ -3,9 +3,9 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ClosedError, ValidationError } from '../../src/errors.js';
 import type { ActiveJob, QueueEngine } from '../../src/queue/engine.js';
 import { MAX_PRIORITY } from '../../src/queue/job-input.js';
+import { ClosedError, ValidationError } from '../../src/reporting/errors.js';
 import { uniqueName } from '../support/services.js';
 import { eventually } from '../support/wait.js';
 import { type EngineHarness, engines } from './engines.js';

@@ -2,8 +2,8 @@
  * What only the in-memory engine has: bounded bodies of finished jobs and its option checks.
  */
 import { describe, expect, it, vi } from 'vitest';
-import { ConfigError } from '../../src/errors.js';
 import { MemoryEngine } from '../../src/queue/memory/memory-engine.js';
+import { ConfigError } from '../../src/reporting/errors.js';
 
 describe('MemoryEngine', () => {
   it('keeps counts of every finished job but only the newest bodies', async () => {

@@ -6,8 +6,8 @@
  */
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ConfigError, DatabaseConnectionError } from '../../src/errors.js';
 import { PgBossEngine, type PgBossEngineOptions } from '../../src/queue/pgboss/pgboss-engine.js';
+import { ConfigError, DatabaseConnectionError } from '../../src/reporting/errors.js';
 import { PG_URL, uniqueName } from '../support/services.js';
 import { dropSchema, openPgBoss } from './engines.js';
 

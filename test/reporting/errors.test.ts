@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FleetError, redactUrl, ValidationError } from '../../src/errors.js';
+import { FleetError, redactUrl, ValidationError } from '../../src/reporting/errors.js';
 import { MigrationFailedError } from '../../src/scheduler/apply-migrations.js';
 import { connect } from '../../src/tenancy/drivers/index.js';
 

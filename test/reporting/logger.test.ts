@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { OrgRegistry } from '../../src/index.js';
-import { createLogger, type Logger } from '../../src/logger.js';
+import { createLogger, type Logger } from '../../src/reporting/logger.js';
 import { connect } from '../../src/tenancy/drivers/index.js';
 import { closedPort } from '../support/net.js';
 import { leakedPieces, SECRET_URL_CASES } from './secret-urls.js';

@@ -5,7 +5,7 @@
  * budget against real servers is in tenant-pools/budget.test.ts.
  */
 import { describe, expect, it } from 'vitest';
-import { ClosedError } from '../../src/errors.js';
+import { ClosedError } from '../../src/reporting/errors.js';
 import {
   type BudgetMember,
   ConnectionBudget,

@@ -8,7 +8,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ClosedError, ConfigError } from '../../src/errors.js';
+import { ClosedError, ConfigError } from '../../src/reporting/errors.js';
 import { connect, databaseKindOf, type RawConnection } from '../../src/tenancy/drivers/index.js';
 import { splitSqlScript } from '../../src/tenancy/drivers/mysql.js';
 import { closedPort } from '../support/net.js';

@@ -15,7 +15,7 @@ import {
   SecretResolutionError,
   UnknownTenantError,
   ValidationError,
-} from '../../src/errors.js';
+} from '../../src/reporting/errors.js';
 import { connect } from '../../src/tenancy/drivers/index.js';
 import type { Org, OrgInput } from '../../src/tenancy/org.js';
 import { OrgRegistry } from '../../src/tenancy/registry/org-registry.js';

@@ -7,7 +7,7 @@
  * be as many as they like.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ValidationError } from '../../src/errors.js';
+import { ValidationError } from '../../src/reporting/errors.js';
 import { connect, type RawConnection } from '../../src/tenancy/drivers/index.js';
 import { OrgRegistry } from '../../src/tenancy/registry/org-registry.js';
 import { type DatabaseCase, mysqlCase, postgresCase, type Store, sqliteCase } from '../support/databases.js';

@@ -1,7 +1,7 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { SecretResolutionError } from '../../src/errors.js';
+import { SecretResolutionError } from '../../src/reporting/errors.js';
 import {
   ChainSecretsResolver,
   defaultSecretsResolver,

@@ -6,10 +6,15 @@
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, TenantInactiveError, UnknownTenantError, ValidationError } from '../../src/errors.js';
 import type { FleetJob } from '../../src/fleet.js';
 import { Fleet } from '../../src/fleet.js';
 import type { FleetOptions } from '../../src/fleet-options.js';
+import {
+  ConfigError,
+  TenantInactiveError,
+  UnknownTenantError,
+  ValidationError,
+} from '../../src/reporting/errors.js';
 import { MAX_DURATION_MS } from '../../src/validate.js';
 import { deletePrefix } from '../queue/engines.js';
 import { type PgWorld, pgWorld } from '../support/pools-fixture.js';

@@ -6,7 +6,12 @@
  * timer can hold (2147483647 ms) and every size at its documented bound.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, TenantInactiveError, UnknownTenantError, ValidationError } from '../../src/errors.js';
+import {
+  ConfigError,
+  TenantInactiveError,
+  UnknownTenantError,
+  ValidationError,
+} from '../../src/reporting/errors.js';
 import type { TenantPoolsOptions } from '../../src/tenancy/tenant-pools/options.js';
 import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
 import { MAX_DURATION_MS } from '../../src/validate.js';

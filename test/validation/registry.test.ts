@@ -13,7 +13,7 @@ import {
   SecretResolutionError,
   UnknownTenantError,
   ValidationError,
-} from '../../src/errors.js';
+} from '../../src/reporting/errors.js';
 import { connect, type RawConnection } from '../../src/tenancy/drivers/index.js';
 import type { OrgInput } from '../../src/tenancy/org.js';
 import { OrgRegistry, type OrgRegistryOptions } from '../../src/tenancy/registry/org-registry.js';

@@ -7,10 +7,10 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, FleetError, ValidationError } from '../../src/errors.js';
 import { Fleet } from '../../src/fleet.js';
 import type { EnqueueJob } from '../../src/queue/engine.js';
 import { MemoryEngine } from '../../src/queue/memory/memory-engine.js';
+import { ConfigError, FleetError, ValidationError } from '../../src/reporting/errors.js';
 import { fanOutJobId } from '../../src/scheduler/fan-out.js';
 import { MAX_SCHEDULE_ID_LENGTH } from '../../src/scheduler/fan-out-options.js';
 import { type FanOutOptions, Scheduler, type SchedulerOptions } from '../../src/scheduler/scheduler.js';

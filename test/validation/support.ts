@@ -3,7 +3,7 @@
  * duration past what a timer holds, and the Redis keys a row may have left under a prefix.
  */
 import type { Redis } from 'ioredis';
-import { ConfigError, type FleetError, ValidationError } from '../../src/errors.js';
+import { ConfigError, type FleetError, ValidationError } from '../../src/reporting/errors.js';
 
 /** A FleetError subclass, as a row of a table names it. */
 export type ErrorClass = new (...args: never[]) => FleetError;

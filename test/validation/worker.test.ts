@@ -7,8 +7,8 @@
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError } from '../../src/errors.js';
 import { Fleet } from '../../src/fleet.js';
+import { ConfigError } from '../../src/reporting/errors.js';
 import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
 import { MAX_DURATION_MS } from '../../src/validate.js';
 import { FleetWorker } from '../../src/worker/fleet-worker.js';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { ClosedError } from '../../src/errors.js';
 import { Fleet } from '../../src/fleet.js';
+import { ClosedError } from '../../src/reporting/errors.js';
 import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
 import { type PgWorld, pgWorld, sampleMax, slugs } from '../support/pools-fixture.js';
 import { uniqueName } from '../support/services.js';

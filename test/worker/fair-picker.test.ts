@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ValidationError } from '../../src/errors.js';
+import { ValidationError } from '../../src/reporting/errors.js';
 import { FairPicker } from '../../src/worker/fair-picker.js';
 
 /** Picks `n` times, finishing each pick at once (a backlogged tenant never runs dry). */

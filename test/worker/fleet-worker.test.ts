@@ -4,14 +4,14 @@
  * and graceful close.
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { ActiveJob } from '../../src/queue/engine.js';
 import {
   ClosedError,
   ConfigError,
   TenantInactiveError,
   UnknownTenantError,
   ValidationError,
-} from '../../src/errors.js';
-import type { ActiveJob } from '../../src/queue/engine.js';
+} from '../../src/reporting/errors.js';
 import type { TenantConnection } from '../../src/tenancy/tenant-pools/tenant-connection.js';
 import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
 import { FleetWorker } from '../../src/worker/fleet-worker.js';

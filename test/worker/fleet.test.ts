@@ -3,9 +3,9 @@
  * what it is handed stays open, and bad options fail before anything is opened.
  */
 import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest';
-import { ClosedError, ConfigError } from '../../src/errors.js';
 import { Fleet } from '../../src/fleet.js';
 import type { ActiveJob } from '../../src/queue/engine.js';
+import { ClosedError, ConfigError } from '../../src/reporting/errors.js';
 import type { Org } from '../../src/tenancy/org.js';
 import type { TenantConnection } from '../../src/tenancy/tenant-pools/tenant-connection.js';
 import type { FleetWorker } from '../../src/worker/fleet-worker.js';

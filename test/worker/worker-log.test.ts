@@ -7,7 +7,7 @@ import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Fleet } from '../../src/fleet.js';
-import { createLogger } from '../../src/logger.js';
+import { createLogger } from '../../src/reporting/logger.js';
 import { TenantPools } from '../../src/tenancy/tenant-pools/tenant-pools.js';
 import { ErrorLog } from '../../src/worker/worker-log.js';
 import { uniqueName } from '../support/services.js';

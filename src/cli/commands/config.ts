@@ -1,6 +1,6 @@
 /** `tenant-fleet config`: the configuration every other command would run with. */
 import { Command } from 'commander';
-import { loadConfig } from '../config.js';
+import { loadConfig } from '../config/config.js';
 import { type GlobalFlags, globalConfigFlags, printJson } from '../context.js';
 
 /** The `config` command. */

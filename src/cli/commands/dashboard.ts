@@ -4,7 +4,7 @@
  * in the entry point); without it the command refuses any host but a loopback one.
  */
 import { Command } from 'commander';
-import { ConfigError } from '../../errors.js';
+import { ConfigError } from '../../reporting/errors.js';
 import { cliLogger, configFor, print } from '../context.js';
 import { engineFor } from '../engine-for.js';
 import { collect, integer } from '../parse.js';

@@ -1,7 +1,7 @@
 /** `tenant-fleet enqueue <queue> <tenant> <name>`: add one job. */
 import { Command } from 'commander';
-import { ConfigError } from '../../errors.js';
-import { requirePgbossUrl } from '../config.js';
+import { ConfigError } from '../../reporting/errors.js';
+import { requirePgbossUrl } from '../config/config.js';
 import { cliLogger, configFor, openRegistry, print } from '../context.js';
 import { integer, json } from '../parse.js';
 import { checkRedis } from '../process/preflight.js';

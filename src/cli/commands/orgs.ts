@@ -1,8 +1,8 @@
 /** `tenant-fleet orgs add|list|update|deactivate|remove` and `tenant-fleet provision`. */
 
 import { Command, Option } from 'commander';
-import { ConfigError } from '../../errors.js';
 import type { QueueEngine } from '../../queue/engine.js';
+import { ConfigError } from '../../reporting/errors.js';
 import type { Org, OrgInput, OrgPatch } from '../../tenancy/org.js';
 import { publicOrg } from '../../tenancy/org.js';
 import { cliLogger, configFor, openRegistry, print, printJson } from '../context.js';

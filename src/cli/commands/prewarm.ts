@@ -1,9 +1,9 @@
 /** `tenant-fleet prewarm`: open every active tenant's pool once and report. */
 import { Command } from 'commander';
-import { redactUrl } from '../../errors.js';
-import { requirePgbossUrl } from '../config.js';
+import { redactUrl } from '../../reporting/errors.js';
+import { requirePgbossUrl } from '../config/config.js';
+import { fleetBudgetOptions } from '../config/fleet-budget-config.js';
 import { cliLogger, configFor, openRegistry, print, printJson } from '../context.js';
-import { fleetBudgetOptions } from '../fleet-budget-config.js';
 
 /** The `prewarm` command. */
 export function prewarmCommand(): Command {

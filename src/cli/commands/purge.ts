@@ -1,6 +1,6 @@
 /** `tenant-fleet purge --queue q [--tenant t]`: remove a queue's jobs from Redis. */
 import { Command } from 'commander';
-import { ConfigError } from '../../errors.js';
+import { ConfigError } from '../../reporting/errors.js';
 import { configFor, print } from '../context.js';
 import { engineFor } from '../engine-for.js';
 import { checkRedis } from '../process/preflight.js';

@@ -1,7 +1,7 @@
 /** `tenant-fleet scheduler`: run the config's fan-out schedules until SIGINT/SIGTERM. */
 import { Command } from 'commander';
-import { ConfigError } from '../../errors.js';
 import { SnapshotPublisher } from '../../metrics/snapshot-publisher.js';
+import { ConfigError } from '../../reporting/errors.js';
 import { cliLogger, configFor } from '../context.js';
 import { integer } from '../parse.js';
 import { waitForShutdown } from '../process/shutdown.js';

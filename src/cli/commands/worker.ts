@@ -1,13 +1,13 @@
 /** `tenant-fleet worker`: run handlers for one or more queues until SIGINT/SIGTERM. */
 import { Command } from 'commander';
-import { ConfigError } from '../../errors.js';
 import { SnapshotPublisher } from '../../metrics/snapshot-publisher.js';
+import { ConfigError } from '../../reporting/errors.js';
 import { prewarmJob, runStartupJobs, type StartupMode } from '../../scheduler/startup.js';
 import { handlersOf } from '../../worker/define-handlers.js';
 import type { FleetWorker } from '../../worker/fleet-worker.js';
 import { resolveFleetWorkerOptions } from '../../worker/worker-options.js';
+import { loadUserModule } from '../config/load-module.js';
 import { cliLogger, configFor, print } from '../context.js';
-import { loadUserModule } from '../load-module.js';
 import { collect, integer, oneOf } from '../parse.js';
 import type { MetricsServer } from '../process/metrics-server.js';
 import { waitForShutdown } from '../process/shutdown.js';

@@ -6,10 +6,10 @@
  * Ctrl-C stops it cleanly; a second run reuses `.fleet/`.
  */
 import { Command } from 'commander';
-import { redactUrl } from '../../errors.js';
+import { redactUrl } from '../../reporting/errors.js';
 import { prewarmJob, runStartupJobs } from '../../scheduler/startup.js';
 import { migrateTenants } from '../../scheduler/tenant-migrations.js';
-import { loadConfig } from '../config.js';
+import { loadConfig } from '../config/config.js';
 import { cliLogger, type GlobalFlags, print } from '../context.js';
 import { cronPattern, integer } from '../parse.js';
 import { waitForShutdown } from '../process/shutdown.js';

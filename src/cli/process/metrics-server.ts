@@ -8,7 +8,7 @@
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ConfigError } from '../../errors.js';
+import { ConfigError } from '../../reporting/errors.js';
 
 /** Where the worker is: only `running` answers 200 on `/health`. */
 export type WorkerHealth = 'starting' | 'running' | 'closing';

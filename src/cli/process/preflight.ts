@@ -5,8 +5,8 @@
  * forever in silence, or printing its own unhandled-error lines.
  */
 import { Redis } from 'ioredis';
-import { FleetError, redactUrl } from '../../errors.js';
-import type { FleetConfig } from '../config.js';
+import { FleetError, redactUrl } from '../../reporting/errors.js';
+import type { FleetConfig } from '../config/config.js';
 
 /** How long one check waits for its server before giving up. */
 export const PREFLIGHT_TIMEOUT_MS = 3000;

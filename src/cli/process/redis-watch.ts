@@ -6,9 +6,9 @@
  */
 import type { EventEmitter } from 'node:events';
 import { Redis } from 'ioredis';
-import { redactUrl } from '../../errors.js';
-import type { Logger } from '../../logger.js';
 import type { QueueEngine } from '../../queue/engine.js';
+import { redactUrl } from '../../reporting/errors.js';
+import type { Logger } from '../../reporting/logger.js';
 
 /** How often a probe checks whether Redis is back. */
 const PROBE_INTERVAL_MS = 1000;

@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { raw2NextJobData } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { ClosedError, redactUrl } from '../../errors.js';
+import { ClosedError, redactUrl } from '../../reporting/errors.js';
 import { runCloseSteps } from '../close-steps.js';
 import type {
   ActiveJob,

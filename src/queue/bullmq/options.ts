@@ -2,7 +2,7 @@
  * Options of the BullMQ engine: one input type, one resolved type, one resolver with
  * the defaults in one object.
  */
-import { ConfigError, describe } from '../../errors.js';
+import { ConfigError, describe } from '../../reporting/errors.js';
 import { durationOption, integerOption } from '../../validate.js';
 import { type BullMqConnection, checkConnection } from './cluster/connection.js';
 

@@ -7,7 +7,7 @@
  * one comparison. Delayed jobs of every partition share one heap and one timer. The
  * ready index is, per queue, the set of tenants whose partition has a waiting job.
  */
-import { ClosedError } from '../../errors.js';
+import { ClosedError } from '../../reporting/errors.js';
 import { MAX_DURATION_MS } from '../../validate.js';
 import type {
   ActiveJob,

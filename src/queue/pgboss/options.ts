@@ -2,7 +2,7 @@
  * Options of the pg-boss engine: one input type, one resolved type, one resolver with
  * the defaults in one object.
  */
-import { ConfigError, describe } from '../../errors.js';
+import { ConfigError, describe } from '../../reporting/errors.js';
 import { durationOption, integerOption } from '../../validate.js';
 
 /** Options of {@link PgBossEngine}. */

@@ -25,7 +25,7 @@
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import type PgBoss from 'pg-boss';
-import { ClosedError, DatabaseConnectionError, redactUrl } from '../../errors.js';
+import { ClosedError, DatabaseConnectionError, redactUrl } from '../../reporting/errors.js';
 import { runCloseSteps } from '../close-steps.js';
 import type {
   ActiveJob,

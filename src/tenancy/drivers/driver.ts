@@ -1,4 +1,4 @@
-import { ClosedError, ConfigError, redactUrl } from '../../errors.js';
+import { ClosedError, ConfigError, redactUrl } from '../../reporting/errors.js';
 
 /** The database servers tenant-fleet talks to. */
 export type DatabaseKind = 'postgres' | 'mysql' | 'sqlite';

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import mysql from 'mysql2/promise';
-import { ClosedError } from '../../errors.js';
+import { ClosedError } from '../../reporting/errors.js';
 import type { ConnectOptions, RawConnection, Row } from './driver.js';
 import { ABANDON_WAIT_MS, CLOSE_WAIT_MS, StatementQueue, scrubError } from './driver.js';
 

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { ClosedError } from '../../errors.js';
+import { ClosedError } from '../../reporting/errors.js';
 import type { ConnectOptions, RawConnection, Row } from './driver.js';
 import { ABANDON_WAIT_MS, CLOSE_WAIT_MS, StatementQueue, scrubError } from './driver.js';
 import { sendCancelRequest } from './pg-cancel.js';

@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import Database from 'better-sqlite3';
-import { ClosedError } from '../../errors.js';
+import { ClosedError } from '../../reporting/errors.js';
 import type { ConnectOptions, RawConnection, Row } from './driver.js';
 import { scrubError, sqlitePath } from './driver.js';
 

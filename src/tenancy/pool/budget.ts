@@ -14,7 +14,7 @@
  * The budget knows nothing about drivers: pools register their idle connections here
  * (as {@link IdleSlot}s) so that reclaim can pick the oldest across every pool.
  */
-import { ClosedError } from '../../errors.js';
+import { ClosedError } from '../../reporting/errors.js';
 import { type IdleLinks, IdleList } from './idle-list.js';
 
 /** A pool as the budget sees it: something that can give up one of its idle connections. */

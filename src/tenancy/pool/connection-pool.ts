@@ -9,7 +9,7 @@
  * one idle for a while is pinged before it is lent, so a caller does not see the error of
  * a connection that died in the pool.
  */
-import { ClosedError, FleetBudgetError } from '../../errors.js';
+import { ClosedError, FleetBudgetError } from '../../reporting/errors.js';
 import type { DatabaseKind, RawConnection } from '../drivers/driver.js';
 import type { StorageMode } from '../org.js';
 import type { BudgetMember, ConnectionBudget, IdleSlot } from './budget.js';

@@ -5,7 +5,7 @@
  * before each checkout, and the check of a connection given back.
  */
 
-import { FleetError, TenantConnectionError } from '../../errors.js';
+import { FleetError, TenantConnectionError } from '../../reporting/errors.js';
 import { type RawConnection, sqlitePath } from '../drivers/driver.js';
 import { connect, databaseKindOf } from '../drivers/index.js';
 import { bindLease, type LeaseTaker } from './fleet-budget/lease.js';

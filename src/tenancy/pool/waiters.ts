@@ -5,7 +5,7 @@
  * asked per waiter, and one no longer needed (the waiter was served another way or left)
  * is withdrawn or given straight back, so it neither leaks nor delays another pool.
  */
-import { FleetBudgetError } from '../../errors.js';
+import { FleetBudgetError } from '../../reporting/errors.js';
 import { type BudgetMember, type ConnectionBudget, MemberRequests } from './budget.js';
 import type { PooledConnection, WaitOptions } from './types.js';
 import { WaitQueue } from './wait-queue.js';

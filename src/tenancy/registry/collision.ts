@@ -1,4 +1,4 @@
-import { ValidationError } from '../../errors.js';
+import { ValidationError } from '../../reporting/errors.js';
 import type { Row } from '../drivers/driver.js';
 import { defaultSchemaName } from '../org.js';
 import { ORGS_TABLE } from './sql-dialect.js';

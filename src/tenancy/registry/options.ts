@@ -1,6 +1,6 @@
 /** The options of `OrgRegistry.open`, `list` and `count`, with their defaults and checks. */
-import { describe, ValidationError } from '../../errors.js';
-import { type Logger, silentLogger } from '../../logger.js';
+import { describe, ValidationError } from '../../reporting/errors.js';
+import { type Logger, silentLogger } from '../../reporting/logger.js';
 import { durationOption } from '../../validate.js';
 import { defaultSecretsResolver, type SecretsResolver } from '../secrets.js';
 

@@ -1,4 +1,10 @@
-import { ClosedError, ConfigError, describe, UnknownTenantError, ValidationError } from '../../errors.js';
+import {
+  ClosedError,
+  ConfigError,
+  describe,
+  UnknownTenantError,
+  ValidationError,
+} from '../../reporting/errors.js';
 
 import { databaseKindOf } from '../drivers/driver.js';
 import type { DatabaseKind, RawConnection } from '../drivers/index.js';

@@ -5,7 +5,7 @@
  */
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { ConfigError, describe, redactUrl } from '../../errors.js';
+import { ConfigError, describe, redactUrl } from '../../reporting/errors.js';
 import type { DatabaseKind } from '../drivers/driver.js';
 import { databaseKindOf, sqlitePath } from '../drivers/driver.js';
 import { type ConnectOptions, connect, type RawConnection } from '../drivers/index.js';

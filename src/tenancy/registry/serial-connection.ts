@@ -4,7 +4,7 @@
  * overlapping queries on one client, and transactions need the order anyway); the
  * connection opens lazily, and one the server killed is replaced on the next use.
  */
-import { ClosedError, DatabaseConnectionError, FleetError } from '../../errors.js';
+import { ClosedError, DatabaseConnectionError, FleetError } from '../../reporting/errors.js';
 import { connect, type RawConnection } from '../drivers/index.js';
 
 /** How a {@link SerialConnection} opens its connection. */

@@ -5,7 +5,7 @@
  * `registry.ts` speaks only through this file, so its queries are written once.
  */
 
-import { ValidationError } from '../../errors.js';
+import { ValidationError } from '../../reporting/errors.js';
 import type { DatabaseKind, RawConnection, Row } from '../drivers/driver.js';
 import type { Org, StorageMode } from '../org.js';
 

@@ -1,5 +1,5 @@
 /** The options of `TenantPools.acquire` and their check. */
-import { describe, ValidationError } from '../../errors.js';
+import { describe, ValidationError } from '../../reporting/errors.js';
 
 /** Options of `acquire`. */
 export interface AcquireOptions {

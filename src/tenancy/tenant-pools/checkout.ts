@@ -18,7 +18,7 @@ import {
   TenantInactiveError,
   UnknownTenantError,
   ValidationError,
-} from '../../errors.js';
+} from '../../reporting/errors.js';
 import type { Org } from '../org.js';
 import type { PooledConnection } from '../pool/connection-pool.js';
 import type { FleetBudget } from '../pool/fleet-budget/fleet-budget.js';

@@ -6,7 +6,7 @@
  * `cooldownMs`; after that, attempts are let through again and the first success closes
  * the circuit (one more failure opens it again at once).
  */
-import { TenantUnavailableError } from '../../errors.js';
+import { TenantUnavailableError } from '../../reporting/errors.js';
 
 interface Circuit {
   failures: number;

@@ -4,8 +4,8 @@
  * report through the {@link PoolHooks} built here.
  */
 import type { EventEmitter } from 'node:events';
-import { TenantConnectionError } from '../../errors.js';
-import type { Logger } from '../../logger.js';
+import { TenantConnectionError } from '../../reporting/errors.js';
+import type { Logger } from '../../reporting/logger.js';
 import type { ConnectionPool } from '../pool/connection-pool.js';
 import type { CloseReason, PoolHooks } from '../pool/types.js';
 import type { CircuitBreaker } from './circuit-breaker.js';

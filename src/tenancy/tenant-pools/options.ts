@@ -2,8 +2,8 @@
  * The options of `TenantPools.open`: the input type, the resolved type, the defaults in
  * one object, and the one function that validates and fills them in.
  */
-import { ConfigError, describe } from '../../errors.js';
-import { type Logger, silentLogger } from '../../logger.js';
+import { ConfigError, describe } from '../../reporting/errors.js';
+import { type Logger, silentLogger } from '../../reporting/logger.js';
 import { durationOption, integerOption } from '../../validate.js';
 import {
   type FleetBudgetOptions,

@@ -4,7 +4,7 @@
  * synchronous except resolving a secret, so a caller can find (or build) a pool and start
  * its checkout in one turn of the event loop.
  */
-import { ConfigError } from '../../errors.js';
+import { ConfigError } from '../../reporting/errors.js';
 import { databaseKindOf } from '../drivers/driver.js';
 import type { Org } from '../org.js';
 import type { ConnectionBudget } from '../pool/budget.js';

@@ -1,4 +1,4 @@
-import { ClosedError } from '../../errors.js';
+import { ClosedError } from '../../reporting/errors.js';
 import type { DatabaseKind, RawConnection, Row } from '../drivers/driver.js';
 
 /**

@@ -13,7 +13,7 @@
  *   `search_path` to the tenant's schema.
  */
 import { EventEmitter } from 'node:events';
-import { ClosedError, describe, ValidationError } from '../../errors.js';
+import { ClosedError, describe, ValidationError } from '../../reporting/errors.js';
 import type { Org } from '../org.js';
 import { ConnectionBudget } from '../pool/budget.js';
 import { FleetBudget } from '../pool/fleet-budget/fleet-budget.js';

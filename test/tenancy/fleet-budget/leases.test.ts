@@ -9,8 +9,8 @@
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { FleetBudgetError } from '../../../src/errors.js';
-import { silentLogger } from '../../../src/logger.js';
+import { FleetBudgetError } from '../../../src/reporting/errors.js';
+import { silentLogger } from '../../../src/reporting/logger.js';
 import { ConnectionBudget } from '../../../src/tenancy/pool/budget.js';
 import { FleetBudget } from '../../../src/tenancy/pool/fleet-budget/fleet-budget.js';
 import type { FleetLease } from '../../../src/tenancy/pool/fleet-budget/lease.js';

@@ -7,8 +7,8 @@
  */
 import pg from 'pg';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import type { FleetBudgetError } from '../../../src/errors.js';
-import { silentLogger } from '../../../src/logger.js';
+import type { FleetBudgetError } from '../../../src/reporting/errors.js';
+import { silentLogger } from '../../../src/reporting/logger.js';
 import { ConnectionBudget } from '../../../src/tenancy/pool/budget.js';
 import { NoAnswerError } from '../../../src/tenancy/pool/fleet-budget/bounded.js';
 import { FleetBudget } from '../../../src/tenancy/pool/fleet-budget/fleet-budget.js';

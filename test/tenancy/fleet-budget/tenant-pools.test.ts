@@ -9,7 +9,7 @@
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { AcquireTimeoutError, ClosedError } from '../../../src/errors.js';
+import { AcquireTimeoutError, ClosedError } from '../../../src/reporting/errors.js';
 import { serverOf } from '../../../src/tenancy/pool/connector.js';
 import { TenantPools } from '../../../src/tenancy/tenant-pools/tenant-pools.js';
 import { addDatabaseTenants, type PgWorld, pgWorld } from '../../support/pools-fixture.js';

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ClosedError } from '../../../src/errors.js';
+import { ClosedError } from '../../../src/reporting/errors.js';
 import { connect, type RawConnection } from '../../../src/tenancy/drivers/index.js';
 import type { TenantConnection } from '../../../src/tenancy/tenant-pools/tenant-connection.js';
 import { TenantPools } from '../../../src/tenancy/tenant-pools/tenant-pools.js';

@@ -5,7 +5,7 @@
  * FleetError.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ClosedError, FleetError, TenantConnectionError } from '../../../src/errors.js';
+import { ClosedError, FleetError, TenantConnectionError } from '../../../src/reporting/errors.js';
 import { connect } from '../../../src/tenancy/drivers/index.js';
 import { TenantPools } from '../../../src/tenancy/tenant-pools/tenant-pools.js';
 import { closedPort } from '../../support/net.js';

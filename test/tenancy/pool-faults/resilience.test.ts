@@ -4,7 +4,7 @@
  * fails fast behind a circuit breaker without slowing other tenants down (item 10).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TenantUnavailableError } from '../../../src/errors.js';
+import { TenantUnavailableError } from '../../../src/reporting/errors.js';
 import { TenantPools } from '../../../src/tenancy/tenant-pools/tenant-pools.js';
 import { type PgWorld, pgWorld, slugs } from '../../support/pools-fixture.js';
 import { until } from '../../support/wait.js';

@@ -9,7 +9,7 @@ import {
   TenantInactiveError,
   UnknownTenantError,
   ValidationError,
-} from '../../../src/errors.js';
+} from '../../../src/reporting/errors.js';
 import { resolveTenantPoolsOptions } from '../../../src/tenancy/tenant-pools/options.js';
 import { TenantPools } from '../../../src/tenancy/tenant-pools/tenant-pools.js';
 import { addDatabaseTenants, type PgWorld, pgWorld, slugs } from '../../support/pools-fixture.js';

@@ -6,7 +6,7 @@
  * options are still checked.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ClosedError, TenantInactiveError, ValidationError } from '../../../src/errors.js';
+import { ClosedError, TenantInactiveError, ValidationError } from '../../../src/reporting/errors.js';
 import type { Org } from '../../../src/tenancy/org.js';
 import { OrgRegistry } from '../../../src/tenancy/registry/org-registry.js';
 import { TenantPools } from '../../../src/tenancy/tenant-pools/tenant-pools.js';

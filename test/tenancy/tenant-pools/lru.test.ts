@@ -5,7 +5,7 @@
  * PoolCapacityError (issue 3, item 5).
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { PoolCapacityError } from '../../../src/errors.js';
+import { PoolCapacityError } from '../../../src/reporting/errors.js';
 import { TenantPools } from '../../../src/tenancy/tenant-pools/tenant-pools.js';
 import {
   addDatabaseTenants,

@@ -5,7 +5,7 @@
  */
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { createLogger } from '../../../src/logger.js';
+import { createLogger } from '../../../src/reporting/logger.js';
 import { defaultSecretsResolver, type SecretsResolver } from '../../../src/tenancy/secrets.js';
 import { TenantPools } from '../../../src/tenancy/tenant-pools/tenant-pools.js';
 import { type PgWorld, pgWorld, slugs } from '../../support/pools-fixture.js';

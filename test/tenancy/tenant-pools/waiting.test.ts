@@ -4,7 +4,7 @@
  * with its reason and leaks no slot (issue 3, item 4).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AcquireTimeoutError } from '../../../src/errors.js';
+import { AcquireTimeoutError } from '../../../src/reporting/errors.js';
 import { TenantPools } from '../../../src/tenancy/tenant-pools/tenant-pools.js';
 import { addDatabaseTenants, type PgWorld, pgWorld, slugs } from '../../support/pools-fixture.js';
 import { until } from '../../support/wait.js';

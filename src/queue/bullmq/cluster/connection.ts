@@ -6,7 +6,7 @@
  * duplicate differ.
  */
 import { Cluster, type ClusterNode, Redis } from 'ioredis';
-import { ConfigError, describe } from '../../../errors.js';
+import { ConfigError, describe } from '../../../reporting/errors.js';
 
 /** A seed node of a cluster: a `redis://host:port` URL or its host and port. */
 export type ClusterNodeAddress = string | { host: string; port: number };

@@ -16,8 +16,8 @@
  *   already open keep serving; everything resumes when the store answers again.
  */
 import { randomUUID } from 'node:crypto';
-import { ClosedError, FleetBudgetError } from '../../../errors.js';
-import type { Logger } from '../../../logger.js';
+import { ClosedError, FleetBudgetError } from '../../../reporting/errors.js';
+import type { Logger } from '../../../reporting/logger.js';
 import type { ConnectionBudget, IdleSlot } from '../budget.js';
 import { FleetLease, type LeaseTaker } from './lease.js';
 import type { LeaseStore } from './lease-store.js';

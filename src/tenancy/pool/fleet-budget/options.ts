@@ -4,7 +4,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { Pool } from 'pg';
-import { ConfigError, describe } from '../../../errors.js';
+import { ConfigError, describe } from '../../../reporting/errors.js';
 import { integerOption } from '../../../validate.js';
 
 /** The fleet-wide connection budget: how many connections every process together may hold per server. */

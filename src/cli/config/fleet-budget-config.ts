@@ -10,9 +10,9 @@
  * `redisUrl` on the others.
  */
 import { z } from 'zod';
-import type { FleetBudgetOptions } from '../tenancy/pool/fleet-budget/options.js';
-import { MAX_PER_SERVER, MIN_LEASE_TTL_MS } from '../tenancy/pool/fleet-budget/options.js';
-import { MAX_DURATION_MS } from '../validate.js';
+import type { FleetBudgetOptions } from '../../tenancy/pool/fleet-budget/options.js';
+import { MAX_PER_SERVER, MIN_LEASE_TTL_MS } from '../../tenancy/pool/fleet-budget/options.js';
+import { MAX_DURATION_MS } from '../../validate.js';
 
 const limit = z.int().min(1).max(MAX_PER_SERVER);
 

@@ -8,14 +8,14 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { ConfigError, describe, redactUrl } from '../errors.js';
-import { isCronPattern } from '../scheduler/fan-out-options.js';
-import { MAX_CACHED_POOLS, MAX_CONNECTIONS } from '../tenancy/tenant-pools/options.js';
-import { MAX_DURATION_MS } from '../validate.js';
-import { MAX_CONCURRENCY, MAX_JOBS_PER_TURN } from '../worker/worker-options.js';
+import { ConfigError, describe, redactUrl } from '../../reporting/errors.js';
+import { isCronPattern } from '../../scheduler/fan-out-options.js';
+import { MAX_CACHED_POOLS, MAX_CONNECTIONS } from '../../tenancy/tenant-pools/options.js';
+import { MAX_DURATION_MS } from '../../validate.js';
+import { MAX_CONCURRENCY, MAX_JOBS_PER_TURN } from '../../worker/worker-options.js';
+import { LOG_FORMATS } from '../process/pretty-log.js';
 import { fleetBudgetSchema, serverBudgetValue } from './fleet-budget-config.js';
 import { defaultExport, loadUserModule } from './load-module.js';
-import { LOG_FORMATS } from './process/pretty-log.js';
 
 /** The file names looked for in the working directory when `--config` is not given. */
 export const CONFIG_FILE_NAMES = [

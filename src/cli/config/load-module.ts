@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { ConfigError, describe } from '../errors.js';
+import { ConfigError, describe } from '../../reporting/errors.js';
 
 /**
  * Imports a user file (a config or a handlers module) by path, relative to the working
