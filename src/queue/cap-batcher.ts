@@ -40,7 +40,8 @@ export class CapBatcher {
    * written, or rejects with the first write that failed. One waiter for them all, so a
    * worker seeing ten thousand tenants at once holds one promise, not ten thousand.
    */
-  set(queue: string, caps: Iterable<readonly [string, number | null]>): Promise<void> {
+  set(queue: string, caps: ReadonlyArray<readonly [string, number | null]>): Promise<void> {
+    if (caps.length === 0) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       let remaining = 0;
       const waiter = {
@@ -59,7 +60,6 @@ export class CapBatcher {
           tenants.set(tenant, pending);
         }
       });
-      if (remaining === 0) resolve();
     });
   }
 

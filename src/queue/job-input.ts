@@ -179,15 +179,19 @@ export function checkConcurrency(max: unknown): number | null {
   return max === null ? null : checkInteger('max', max, 1, 1_000_000);
 }
 
-/** Throws unless `caps` is a Map of tenant slug to cap (null lifts it); its checked entries. */
+/**
+ * Throws unless `caps` is a map (a `Map`, or anything with `entries()` as a `ReadonlyMap`
+ * has) of tenant slug to cap, null lifting it; its checked entries.
+ */
 export function checkCaps(caps: unknown): Array<[string, number | null]> {
-  if (!(caps instanceof Map))
+  const entries = (caps as { entries?: unknown } | null)?.entries;
+  if (typeof entries !== 'function')
     throw new ValidationError(
       'caps',
       `Expected \`caps\` to be a Map of tenant slug to cap, got ${describe(caps)}`,
     );
-  return Array.from(caps, ([tenant, max]): [string, number | null] => [
-    checkTenant(tenant),
-    checkConcurrency(max),
-  ]);
+  return Array.from(
+    entries.call(caps) as Iterable<[unknown, unknown]>,
+    ([tenant, max]): [string, number | null] => [checkTenant(tenant), checkConcurrency(max)],
+  );
 }

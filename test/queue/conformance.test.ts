@@ -349,6 +349,7 @@ describe.each(engines)('$name engine', (engineCase) => {
       await expect(call).rejects.toBeInstanceOf(ValidationError);
       await expect(call).rejects.toMatchObject({ field });
     }
+    await expect(engine.setTenantConcurrencies(queue, new Map())).resolves.toBeUndefined();
     // None of the bad calls wrote acme's cap of 2: it still runs one job at a time.
     expect(await engine.fetch(queue, 'acme', 'w', LOCK)).toBeNull();
     await engine.setTenantConcurrencies(queue, new Map([['acme', null]]));

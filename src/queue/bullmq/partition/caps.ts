@@ -37,7 +37,7 @@ export class CapWriter {
   }
 
   /** Resolves once the caps (null lifts) of checked tenants of a checked queue are written. */
-  set(queue: string, caps: Iterable<readonly [string, number | null]>): Promise<void> {
+  set(queue: string, caps: ReadonlyArray<readonly [string, number | null]>): Promise<void> {
     return this.#caps.set(queue, caps);
   }
 

@@ -59,9 +59,12 @@ export function partitionName(queue: string, tenant: string): string {
  * A partition's handle, and the {@link JobHost} of its BullMQ `Job` objects. Its keys are
  * its prefix and a type, as BullMQ names them (`P:{tag}:Q.T:wait`); BullMQ's backend (a
  * sibling of the base: its scripts bound to the partition's keys, about 5 KB) is built on
- * first use: enqueueing, a failure, a count. Taking and completing jobs need none of it,
- * and at 10,000 tenants a backend built at every partition's first take, kept in the LRU
- * until it dropped out, made the worker's garbage collection several times raw BullMQ's.
+ * first use, by what runs BullMQ's own scripts: enqueueing, a failure or retry, counts, a
+ * completion that takes no next job and does not retire the partition, a job counted in
+ * a batch, lock renewal and the stalled sweep. Takes, and completions that take the next
+ * job or retire the partition, need none of it: at 10,000 tenants a backend built at
+ * every partition's first take, kept in the LRU until it dropped out, made the worker's
+ * garbage collection several times raw BullMQ's.
  */
 export class Partition implements JobHost {
   /** The BullMQ queue name, `<queue>.<tenant>`. */
