@@ -34,16 +34,21 @@ import {
 } from '../job-input.js';
 import { duplicateConnection, openConnection } from './cluster/connection.js';
 import { KeyLayout } from './cluster/key-layout.js';
-import { readBatchProgress, touchBatchShards } from './jobs/batches.js';
+import { readBatchProgress } from './jobs/batches.js';
 import { enqueueJobs } from './jobs/enqueue.js';
-import { completeAndNext, completeAndTake, completeJob, type FinishContext, failJob } from './jobs/finish.js';
+import {
+  completeAndNext,
+  completeAndTake,
+  completeJob,
+  type FinishSettings,
+  failJob,
+  failOrRetry,
+} from './jobs/finish.js';
 import { extendLocks, recoverStalled } from './jobs/locks.js';
 import {
-  attemptsOf,
   type BullMqLease,
   batchOf,
   fetchedJob,
-  isLostLock,
   readCounts,
   readJobInfo,
   toActiveJob,
@@ -80,6 +85,8 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
   readonly #index: ReadyIndex;
   readonly #sweep: MarkerSweep; // each readyTenants may sweep for jobs put in by BullMQ's own API
   readonly #caps: CapWriter;
+  /** What every job's completion or failure needs of the engine (jobs/finish.ts). */
+  readonly #finish: FinishSettings;
   #closePromise: Promise<void> | null = null;
 
   constructor(options: BullMqEngineOptions) {
@@ -103,6 +110,13 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     });
     this.#sweep = new MarkerSweep(redis, this.#layout, this.#index, this.#partitions, onError);
     this.#caps = new CapWriter(this.#redis, this.#layout, (queue) => this.#index.publish(queue));
+    const { batchTtlMs, keepCompleted, keepFailed } = this.options;
+    this.#finish = {
+      redis,
+      layout: this.#layout,
+      batchTtlMs,
+      keep: { completed: keepCompleted, failed: keepFailed },
+    };
   }
 
   /** BullMQ's `prefix` of partition `<queue>.<tenant>` (for BullMQ's own `Queue`): `<prefix>:{<shard tag>}`. */
@@ -187,7 +201,8 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     const job = fetchedJob(partition, data, id, token);
     if (job.deferredFailure) {
       // BullMQ's stalled sweep marks a job that stalled too often to fail on its next fetch.
-      await failJob(this.#contextOf(partition, queue, tenant), job, token, new Error(job.deferredFailure));
+      const context = { settings: this.#finish, partition, queue, tenant };
+      await failJob(context, job, token, new Error(job.deferredFailure));
       return 'retry';
     }
     return toActiveJob(queue, tenant, partition, job, token, reply[4] === 1);
@@ -227,7 +242,7 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     const json = serialiseResult(result);
     const { token, job: bullJob, partition: own } = job.lease as BullMqLease;
     const { queue } = job;
-    const context = this.#contextOf(own, queue, job.tenant);
+    const context = { settings: this.#finish, partition: own, queue, tenant: job.tenant };
     const elsewhere = tenant !== job.tenant;
     // FINISH_AND_TAKE touches both partitions in one script: only within one shard (slot).
     const crossShard = elsewhere && this.#layout.shardOf(tenant) !== this.#layout.shardOf(job.tenant);
@@ -288,22 +303,10 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
     this.#checkOpen();
     const { token, job: bullJob, partition } = job.lease as BullMqLease;
     const cause = error instanceof Error ? error : new Error(String(error));
-    const exhausted = bullJob.attemptsMade + 1 >= attemptsOf(bullJob);
-    const final = exhausted || options.unrecoverable === true || cause.name === 'UnrecoverableError';
-    try {
-      if (final) {
-        const context = this.#contextOf(partition, job.queue, job.tenant);
-        const outcome = await failJob(context, bullJob, token, cause);
-        return outcome === 'lost' ? 'retrying' : 'failed';
-      }
-      // BullMQ's own retry: back off into delayed (or straight back to waiting).
-      await bullJob.moveToFailed(cause, token, false);
-    } catch (failure) {
-      if (isLostLock(failure)) return 'retrying';
-      throw failure;
-    }
-    await this.#index.announce(job.queue, job.tenant);
-    return 'retrying';
+    const context = { settings: this.#finish, partition, queue: job.queue, tenant: job.tenant };
+    const outcome = await failOrRetry(context, bullJob, token, cause, options.unrecoverable === true);
+    if (outcome === 'retried') await this.#index.announce(job.queue, job.tenant);
+    return outcome === 'failed' ? 'failed' : 'retrying';
   }
 
   async extendLocks(jobs: readonly ActiveJob[], lockDurationMs: number): Promise<string[]> {
@@ -387,17 +390,5 @@ export class BullMqEngine extends EventEmitter<BullMqEngineEventMap> implements 
 
   #checkOpen(): void {
     if (this.#closePromise) throw new ClosedError('BullMqEngine');
-  }
-
-  #contextOf(partition: Partition, queue: string, tenant: string): FinishContext {
-    const layout = this.#layout;
-    const ttl = this.options.batchTtlMs;
-    return {
-      partition,
-      batchKey: (id) => layout.batchCountsKey(layout.tag(queue, layout.shardOf(tenant)), id),
-      touchBatch: (id) => touchBatchShards(this.#redis, layout, id, ttl),
-      batchTtlMs: ttl,
-      keep: { completed: this.options.keepCompleted, failed: this.options.keepFailed },
-    };
   }
 }

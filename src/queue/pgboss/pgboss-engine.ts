@@ -38,6 +38,7 @@ import type {
   JobInfo,
   QueueEngine,
 } from '../engine.js';
+import { getOrCreate } from '../get-or-create.js';
 import {
   checkCaps,
   checkJobId,
@@ -376,28 +377,24 @@ export class PgBossEngine extends EventEmitter<PgBossEngineEventMap> implements 
 
   /** The batcher of a queue's completions and claims. */
   #settler(queue: string): SettleBatcher {
-    let settler = this.#settlers.get(queue);
-    if (settler === undefined) {
-      const { keepCompleted } = this.options;
-      settler = new SettleBatcher({ pool: this.#pool, schema: this.#s, queue, keepCompleted });
-      this.#settlers.set(queue, settler);
-    }
-    return settler;
+    const { keepCompleted } = this.options;
+    return getOrCreate(
+      this.#settlers,
+      queue,
+      () => new SettleBatcher({ pool: this.#pool, schema: this.#s, queue, keepCompleted }),
+    );
   }
 
   /** Creates the pg-boss queue behind a logical queue once per engine (pg-boss skips an existing one). */
   #queue(queue: string): Promise<void> {
-    let created = this.#queues.get(queue);
-    if (!created) {
-      created = (async () => {
+    return getOrCreate(this.#queues, queue, () =>
+      (async () => {
         await this.#init();
         await this.#boss!.createQueue(queue, { name: queue, policy: 'standard' });
       })().catch((error) => {
         this.#queues.delete(queue);
         throw error;
-      });
-      this.#queues.set(queue, created);
-    }
-    return created;
+      }),
+    );
   }
 }

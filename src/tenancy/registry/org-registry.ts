@@ -31,7 +31,15 @@ import {
 import { OrgCache } from './org-cache.js';
 import { type ProvisionResult, provisionDatabase, provisionSchema } from './provision.js';
 import { SerialConnection } from './serial-connection.js';
-import { type Dialect, dialectFor, ORG_COLUMNS, ORGS_TABLE, orgToParams, rowToOrg } from './sql-dialect.js';
+import {
+  type Dialect,
+  dialectFor,
+  inTransaction,
+  ORG_COLUMNS,
+  ORGS_TABLE,
+  orgToParams,
+  rowToOrg,
+} from './sql-dialect.js';
 
 export type {
   OrgCountOptions,
@@ -264,7 +272,7 @@ export class OrgRegistry implements AsyncDisposable {
     const d = this.#dialect;
     try {
       return await this.#run((conn) =>
-        this.#transaction(conn, async () => {
+        inTransaction(this.#dialect, conn, async () => {
           const current = await this.#select(conn, slug, true);
           if (current === null) throw new UnknownTenantError(slug);
           const next: Org = Object.freeze({
@@ -307,7 +315,7 @@ export class OrgRegistry implements AsyncDisposable {
     const d = this.#dialect;
     try {
       return await this.#run((conn) =>
-        this.#transaction(conn, async () => {
+        inTransaction(this.#dialect, conn, async () => {
           const current = await this.#select(conn, slug, true);
           if (current === null) throw new UnknownTenantError(slug);
           await conn.query(`DELETE FROM ${ORGS_TABLE} WHERE slug = ${d.param(1)}`, [slug]);
@@ -331,15 +339,10 @@ export class OrgRegistry implements AsyncDisposable {
     const log = this.#options.logger;
     if (org.storageMode === 'schema') {
       this.#validate(org);
-      const created = await this.#run((conn) => provisionSchema(conn, org.schemaName as string));
-      log?.info({ slug, schema: org.schemaName, created }, 'tenant schema provisioned');
-      return {
-        slug,
-        storageMode: 'schema',
-        kind: this.kind,
-        target: org.schemaName as string,
-        created,
-      };
+      const target = org.schemaName as string;
+      const created = await this.#run((conn) => provisionSchema(conn, target));
+      log?.info({ slug, schema: target, created }, 'tenant schema provisioned');
+      return { slug, storageMode: 'schema', kind: this.kind, target, created };
     }
     const url = await this.secrets.resolve(org.databaseUrl as string);
     const result = await provisionDatabase(url, { connectTimeoutMs: this.#options.connectTimeoutMs });
@@ -383,18 +386,6 @@ export class OrgRegistry implements AsyncDisposable {
       slug,
     ]);
     return rows[0] ? rowToOrg(rows[0]) : null;
-  }
-
-  async #transaction<T>(conn: RawConnection, fn: () => Promise<T>): Promise<T> {
-    await conn.query(this.#dialect.begin);
-    try {
-      const result = await fn();
-      await conn.query('COMMIT');
-      return result;
-    } catch (err) {
-      await conn.query('ROLLBACK').catch(() => {});
-      throw err;
-    }
   }
 
   #run<T>(fn: (conn: RawConnection) => Promise<T>, read = false): Promise<T> {

@@ -212,6 +212,23 @@ async function checkSchemaNamesUnique(conn: RawConnection): Promise<void> {
   );
 }
 
+/** Runs `fn` in a transaction on `conn`, begun the dialect's way; rolled back if it throws. */
+export async function inTransaction<T>(
+  dialect: Dialect,
+  conn: RawConnection,
+  fn: () => Promise<T>,
+): Promise<T> {
+  await conn.query(dialect.begin);
+  try {
+    const result = await fn();
+    await conn.query('COMMIT');
+    return result;
+  } catch (err) {
+    await conn.query('ROLLBACK').catch(() => {});
+    throw err;
+  }
+}
+
 /** The SQL of one kind. */
 export function dialectFor(kind: DatabaseKind): Dialect {
   switch (kind) {

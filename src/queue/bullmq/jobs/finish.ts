@@ -6,23 +6,32 @@
  * job, even when the process dies right after.
  */
 import type { Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { KeyLayout } from '../cluster/key-layout.js';
 import { METRICS_DATA_POINTS, type Partition } from '../partition/partitions.js';
 import type { TakeCall } from '../ready-index.js';
 import type { FleetCommands, FleetMulti } from '../scripts.js';
-import { batchOf, isLostLock } from './translate.js';
+import { touchBatchShards } from './batches.js';
+import { attemptsOf, batchOf, isLostLock } from './translate.js';
 
-/** What `finishJob` needs besides the job. */
-export interface FinishContext {
-  /** The job's partition (its BullMQ backend is built only for BullMQ's own scripts). */
-  partition: Partition;
-  /** The counts hash of a batch in the job's shard. */
-  batchKey: (batchId: string) => string;
-  /** Refreshes the expiry of the batch's list of shards (a key of its own slot). */
-  touchBatch: (batchId: string) => Promise<void>;
+/** What finishing a job needs of its engine: the same for every job, built once. */
+export interface FinishSettings {
+  /** The engine's command connection, for a batch's list of shards. */
+  redis: Redis;
+  layout: KeyLayout;
   /** How long a batch hash lives after its last change. */
   batchTtlMs: number;
   /** Finished jobs each partition keeps (BullMQ's removeOnComplete / removeOnFail counts). */
   keep: { completed: number; failed: number };
+}
+
+/** What `finishJob` needs besides the job. */
+export interface FinishContext {
+  settings: FinishSettings;
+  /** The job's partition (its BullMQ backend is built only for BullMQ's own scripts). */
+  partition: Partition;
+  queue: string;
+  tenant: string;
 }
 
 /** The outcome of {@link finishJob}: finished, or the lock was lost to someone else. */
@@ -35,7 +44,7 @@ export async function completeJob(
   token: string,
   resultJson: string,
 ): Promise<FinishResult> {
-  const keep = { count: context.keep.completed };
+  const keep = { count: context.settings.keep.completed };
   const args = context.partition.backend.moveToCompletedArgs(job, resultJson, keep, token, false);
   return finishJob(context, job, args, 'completed');
 }
@@ -51,7 +60,7 @@ export async function failJob(
   const args = context.partition.backend.moveToFailedArgs(
     job,
     error.message,
-    { count: context.keep.failed },
+    { count: context.settings.keep.failed },
     token,
     false,
     {
@@ -60,6 +69,31 @@ export async function failJob(
     },
   );
   return finishJob(context, job, args, 'failed');
+}
+
+/**
+ * Fails a job: for good when its attempts are spent or it is unrecoverable (`failJob`),
+ * else by BullMQ's own retry, which backs it off into delayed (or straight back to
+ * waiting). 'retried': its partition has a job again; 'lost': the lock had gone to
+ * someone else, who runs the job again.
+ */
+export async function failOrRetry(
+  context: FinishContext,
+  job: Job,
+  token: string,
+  cause: Error,
+  unrecoverable: boolean,
+): Promise<'failed' | 'retried' | 'lost'> {
+  const exhausted = job.attemptsMade + 1 >= attemptsOf(job);
+  try {
+    if (exhausted || unrecoverable || cause.name === 'UnrecoverableError')
+      return (await failJob(context, job, token, cause)) === 'lost' ? 'lost' : 'failed';
+    await job.moveToFailed(cause, token, false);
+    return 'retried';
+  } catch (failure) {
+    if (isLostLock(failure)) return 'lost';
+    throw failure;
+  }
 }
 
 /**
@@ -131,7 +165,7 @@ function completionArgs(
     nextLockMs === null ? '0' : '1',
     token,
     nextLockMs ?? '',
-    context.keep.completed,
+    context.settings.keep.completed,
     METRICS_DATA_POINTS,
   ];
 }
@@ -168,14 +202,11 @@ async function finishJob(
   } else {
     const multi = client.multi() as unknown as FleetMulti;
     backend.execCommand(multi as never, 'moveToFinished', args);
-    multi.fleetBatchSettle(
-      backend.toKey(job.id!),
-      context.batchKey(batchId),
-      target,
-      String(finishedOn),
-      context.batchTtlMs,
-    );
-    const [results] = await Promise.all([multi.exec(), context.touchBatch(batchId)]);
+    const { redis, layout, batchTtlMs } = context.settings;
+    // The batch's counts hash in the job's shard, and its list of shards (a key of its own slot).
+    const counts = layout.batchCountsKey(layout.tag(context.queue, layout.shardOf(context.tenant)), batchId);
+    multi.fleetBatchSettle(backend.toKey(job.id!), counts, target, String(finishedOn), batchTtlMs);
+    const [results] = await Promise.all([multi.exec(), touchBatchShards(redis, layout, batchId, batchTtlMs)]);
     const [error, result] = (results ?? [])[0] ?? [new Error('missing MULTI result'), null];
     if (error) throw error;
     code = result;
