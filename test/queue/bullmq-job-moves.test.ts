@@ -9,6 +9,7 @@ import { Job, Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BullMqEngine } from '../../src/queue/bullmq/bullmq-engine.js';
+import { UNPRIORITISED } from '../../src/queue/bullmq/jobs/translate.js';
 import { partitionName } from '../../src/queue/bullmq/partition/partitions.js';
 import { REDIS_URL, uniqueName } from '../support/services.js';
 import { until } from '../support/wait.js';
@@ -141,6 +142,30 @@ describe('BullMQ engine: its own job moves against BullMQ’s', { timeout: 60_00
       completed: 5,
       failed: 0,
     });
+  });
+
+  it('keeps unprioritised jobs in BullMQ’s wait list, taken after prioritised ones and after jobs an older version stored prioritised', async () => {
+    const queue = uniqueName('q');
+    await engine.enqueue(queue, { tenant: 'acme', name: 'n', data: 'new-1' });
+    const bull = partitionQueue(queue);
+    // As the engine stored an unprioritised job before it used the wait list.
+    const old = await bull.add('n', 'old', { priority: UNPRIORITISED });
+    expect(await engine.getJob(queue, 'acme', old.id!)).toMatchObject({ priority: null, state: 'waiting' });
+    await engine.enqueueBulk(queue, [
+      { tenant: 'acme', name: 'n', data: 'new-2' },
+      { tenant: 'acme', name: 'n', data: 'p3', priority: 3 },
+    ]);
+    expect(await redis.llen(bull.toKey('wait'))).toBe(2);
+    expect(await redis.zcard(bull.toKey('prioritized'))).toBe(2);
+    const ran: unknown[] = [];
+    let job = await engine.fetch(queue, 'acme', 'w', LOCK);
+    while (job !== null) {
+      ran.push(job.data);
+      job = await engine.complete(job, null, { fetchNext: { workerId: 'w', lockDurationMs: LOCK } });
+    }
+    expect(ran).toEqual(['p3', 'old', 'new-1', 'new-2']);
+    // The priority counter goes with the last prioritised job, as BullMQ's fetch drops it.
+    expect(await redis.exists(bull.toKey('pc'))).toBe(0);
   });
 
   it('refuses a completion whose lock is not the caller’s, as BullMQ does, and keeps the job', async () => {

@@ -61,7 +61,7 @@ describe('BullMQ engine memory in Redis', () => {
     const id = await engine.enqueue('q', { tenant: 'acme', name: 'n', data: { i: 1 } });
     const key = `${prefix}:{q}:q.acme:${id}`;
     expect(await redis.object('ENCODING', key)).toBe('listpack');
-    expect(JSON.parse((await redis.hget(key, 'opts'))!)).toEqual({ priority: expect.any(Number) });
+    expect(JSON.parse((await redis.hget(key, 'opts'))!)).toEqual({});
     // A job with retries keeps its attempts and backoff, and still reads back whole.
     const retried = await engine.enqueue('q', {
       tenant: 'acme',
@@ -82,7 +82,9 @@ describe('BullMQ engine memory in Redis', () => {
     );
     const keys = [...(await keysUnder(`${prefix}:{q}:q.*`)).keys()];
     expect(keys.filter((key) => key.endsWith(':events'))).toEqual([]);
-    expect(keys.filter((key) => key.endsWith(':prioritized'))).toHaveLength(3);
+    // Unprioritised jobs wait in BullMQ's `wait` list: no sorted set, no priority counter.
+    expect(keys.filter((key) => key.endsWith(':wait'))).toHaveLength(3);
+    expect(keys.filter((key) => /:(prioritized|pc)$/.test(key))).toEqual([]);
   });
 
   it('leaves under 1 KB of a tenant that ran 2,000 jobs and went idle; its last results still read', async () => {

@@ -29,9 +29,10 @@ function bullMqScript(file: string, name: string): string {
 
 /**
  * `fetchNext(wait, active, prioritized, limiter, delayed, meta, pc, prefix, now, opts)`:
- * BullMQ's fetch of a queue's next job (moveToActive, and moveToFinished's fetch-next) in
- * BullMQ's order: read pause, global concurrency and rate limit from `meta`; promote due
- * delayed jobs; then the oldest of `wait`, else the first of `prioritized`, locked with
+ * BullMQ's fetch of a queue's next job (moveToActive, and moveToFinished's fetch-next):
+ * read pause, global concurrency and rate limit from `meta`; promote due delayed jobs;
+ * then the first of `prioritized`, else the oldest of `wait` (BullMQ takes `wait` first;
+ * the fleet's contract runs unprioritised jobs after prioritised ones), locked with
  * `opts.token` for `opts.lockDuration` ms. Replies as BullMQ does: `{job hash, id, 0, 0}`,
  * `{0, 0, rate-limit ttl, 0}`, `{0, 0, 0, 0}` when paused or at its concurrency, `{0, 0, 0,
  * first delayed due time}`, or nil when nothing waits nor is delayed.
@@ -88,19 +89,18 @@ local function fetchNext(wait, active, prioritized, limiter, delayed, meta, pc, 
   if ttl > 0 then return {0, 0, ttl, 0} end
   if blocked then return {0, 0, 0, 0} end
   local limiterDuration = (limits and limits['duration']) or queue[4]
-  local id = rcall('RPOPLPUSH', wait, active)
-  -- A BullMQ 4 marker in the wait list: not a job.
-  if id and string.sub(id, 1, 2) == '0:' then
-    rcall('LREM', active, 1, id)
+  local id
+  local first = rcall('ZPOPMIN', prioritized)
+  if #first > 0 then
+    id = first[1]
+    rcall('LPUSH', active, id)
+    if rcall('EXISTS', prioritized) == 0 then rcall('DEL', pc) end
+  else
     id = rcall('RPOPLPUSH', wait, active)
-  end
-  if not id then
-    local first = rcall('ZPOPMIN', prioritized)
-    if #first > 0 then
-      id = first[1]
-      rcall('LPUSH', active, id)
-    else
-      rcall('DEL', pc)
+    -- A BullMQ 4 marker in the wait list: not a job.
+    if id and string.sub(id, 1, 2) == '0:' then
+      rcall('LREM', active, 1, id)
+      id = rcall('RPOPLPUSH', wait, active)
     end
   end
   if id then return prepare(prefix, limiter, id, now, maxJobs, limiterDuration, opts) end

@@ -85,7 +85,7 @@ end
 -- ready index then, and whatever was enqueued since listed it again): retire the
 -- partition unless jobs wait in it again.
 local function settleLast(prefix, finished, tenant, queueJobPrefix, keep)
-  if redis.call('ZCARD', prefix .. 'prioritized') > 0 then return end
+  if waiting(prefix) then return end
   retire(prefix .. 'events', prefix .. 'completed', finished, queueJobPrefix, tenant, keep)
 end
 `;

@@ -17,7 +17,11 @@ export interface BullMqLease {
   readonly partition: Partition;
 }
 
-/** BullMQ's priority for jobs enqueued without one: after every prioritised job, FIFO. */
+/**
+ * The priority this engine gave jobs enqueued without one before 0.x (every job was
+ * stored prioritised then); such jobs, still waiting from an older version, read back
+ * as unprioritised.
+ */
 export const UNPRIORITISED = MAX_PRIORITY + 1;
 
 /**
@@ -31,8 +35,10 @@ export function toBullJobJson(
   job: NormalisedJob,
   timestamp: number,
 ): { name: string; data: string; timestamp: number; opts: JobsOptions } {
-  // Every job is prioritised: BullMQ runs unprioritised jobs *first*, the contract last.
-  const opts: JobsOptions & { fleetBatch?: string } = { priority: job.priority ?? UNPRIORITISED };
+  // A job without a priority goes to BullMQ's `wait` list (FIFO); the fleet's fetch
+  // (job-moves.ts) takes prioritised jobs first, as the contract says.
+  const opts: JobsOptions & { fleetBatch?: string } = {};
+  if (job.priority !== null) opts.priority = job.priority;
   if (job.attempts > 1) {
     opts.attempts = job.attempts;
     opts.backoff = { type: job.backoff.type, delay: job.backoff.delayMs };
@@ -149,7 +155,7 @@ function toJobInfo(queue: string, tenant: string, job: Job, bullState: string): 
     state: STATES[bullState] ?? (job.finishedOn ? (job.failedReason ? 'failed' : 'completed') : 'waiting'),
     attemptsMade: job.attemptsMade,
     maxAttempts: attemptsOf(job),
-    priority: priority === undefined || priority >= UNPRIORITISED ? null : priority,
+    priority: !priority || priority >= UNPRIORITISED ? null : priority,
     enqueuedAt: job.timestamp,
     finishedAt: job.finishedOn ?? null,
     batchId: batchOf(job),
