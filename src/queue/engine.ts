@@ -193,6 +193,8 @@ export interface QueueEngine {
    * `setTenantConcurrency` for many tenants of one queue (tenant slug to cap, null lifts):
    * a worker seeing thousands of tenants at once sets them all in one call. Resolves once
    * all are written; rejects if any write failed (the others may have been written).
+   * Calls land in the order they were made: a tenant's cap asked after an earlier call
+   * for it, still under way, is never overwritten by that earlier one.
    */
   setTenantConcurrencies(queue: string, caps: ReadonlyMap<string, number | null>): Promise<void>;
   /** Job counts of one partition. */

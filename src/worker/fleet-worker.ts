@@ -175,6 +175,7 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
       this.#running.abandonAll('shutdown');
     }
     await this.#running.stop().catch((error: unknown) => this.#error(error, 'close'));
+    await this.#tenants.settled();
     this.#logger.debug({ abandoned: timedOut }, 'worker closed');
     this.emit('closed');
   }

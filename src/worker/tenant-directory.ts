@@ -31,8 +31,9 @@ const LOAD_CONCURRENCY = 32;
  * and caps), which are skipped (deactivated or unknown) and until when, and which
  * fleet-wide caps this worker has already set on the engine.
  *
- * A tenant becomes pickable only once its org is loaded and its fleet-wide cap set, so
- * no job of a capped tenant is fetched before the engine knows the cap.
+ * A tenant becomes pickable only once its org is loaded and, if it has a fleet-wide cap,
+ * that cap is set, so no job of a capped tenant is fetched before the engine knows the
+ * cap (a cap to lift is lifted in the background: see `#applyFleetCaps`).
  */
 export class TenantDirectory {
   readonly #o: TenantDirectoryOptions;
@@ -41,6 +42,9 @@ export class TenantDirectory {
   readonly #skipped = new Map<string, number>();
   /** The fleet-wide cap last set on the engine per tenant. */
   readonly #capsSet = new Map<string, number | null>();
+  /** Lifts of caps asked and not sent yet (see `#liftSoon`), and those under way. */
+  #liftsDue: Map<string, null> | undefined;
+  readonly #lifting = new Set<Promise<void>>();
 
   constructor(options: TenantDirectoryOptions) {
     this.#o = options;
@@ -178,25 +182,73 @@ export class TenantDirectory {
    * An org's `maxConcurrency` is a fleet-wide cap, kept by the engine (on BullMQ, the
    * partition queue's global concurrency). Set once per tenant and again on change; the
    * first sighting sets it even when null, to lift a cap an earlier config left behind.
-   * All of `orgs` in one engine call; resolves to the orgs that may be admitted: all, or
-   * when the call failed, those that needed no write (the others are skipped until the
-   * next refresh).
+   * Resolves to the orgs that may be admitted.
+   *
+   * Caps are written before their tenants are admitted, all of `orgs`' in one engine
+   * call, so no job of a capped tenant is fetched before the engine knows the cap; when
+   * that call fails, its tenants are left out (skipped until the next look). Lifts go out
+   * in the background (`#liftSoon`), and their tenants are admitted at once: until a lift
+   * lands, a cap left behind can only hold a tenant back, never let it run more. A failed
+   * lift is reported and written again at the next refresh. Lifts asked earlier are sent
+   * before a cap, and the engine writes in call order, so no lift undoes a later cap.
    */
   async #applyFleetCaps(orgs: readonly Org[]): Promise<readonly Org[]> {
-    const due = new Map<string, number | null>();
-    for (const { slug, maxConcurrency } of orgs)
-      if (!this.#capsSet.has(slug) || this.#capsSet.get(slug) !== maxConcurrency)
-        due.set(slug, maxConcurrency);
-    if (due.size === 0) return orgs;
-    try {
-      await this.#o.engine.setTenantConcurrencies(this.#o.queue, due);
-    } catch (error) {
-      const [first] = due.keys();
-      this.#o.onError(error, `setTenantConcurrency ${due.size === 1 ? first : `(${due.size} tenants)`}`);
-      for (const slug of due.keys()) this.#skip(slug, 'error');
-      return orgs.filter((org) => !due.has(org.slug));
+    const caps = new Map<string, number>();
+    for (const { slug, maxConcurrency } of orgs) {
+      if (this.#capsSet.has(slug) && this.#capsSet.get(slug) === maxConcurrency) continue;
+      if (maxConcurrency === null) this.#liftSoon(slug);
+      else caps.set(slug, maxConcurrency);
     }
-    for (const [slug, cap] of due) this.#capsSet.set(slug, cap);
+    if (caps.size === 0) return orgs;
+    // Lifts asked before this cap go out first, so none lands after it.
+    this.#sendLifts();
+    try {
+      await this.#writeCaps(caps);
+    } catch (error) {
+      this.#o.onError(error, capsWrite(caps));
+      for (const slug of caps.keys()) this.#skip(slug, 'error');
+      return orgs.filter((org) => !caps.has(org.slug));
+    }
     return orgs;
   }
+
+  /** Writes `caps` on the engine and, once written, remembers them. */
+  async #writeCaps(caps: ReadonlyMap<string, number | null>): Promise<void> {
+    await this.#o.engine.setTenantConcurrencies(this.#o.queue, caps);
+    for (const [slug, cap] of caps) this.#capsSet.set(slug, cap);
+  }
+
+  /**
+   * Lifts the tenant's cap in the background, with the other lifts asked in this turn of
+   * the event loop: sent on the next turn, once the tenants admitted now have had their
+   * first fetches sent (with ten thousand tenants, the write takes a while to build).
+   */
+  #liftSoon(slug: string): void {
+    if (this.#liftsDue === undefined) {
+      this.#liftsDue = new Map();
+      setImmediate(() => this.#sendLifts());
+    }
+    this.#liftsDue.set(slug, null);
+  }
+
+  #sendLifts(): void {
+    const lifts = this.#liftsDue;
+    if (lifts === undefined) return;
+    this.#liftsDue = undefined;
+    const lift = this.#writeCaps(lifts).catch((error: unknown) => this.#o.onError(error, capsWrite(lifts)));
+    this.#lifting.add(lift);
+    void lift.finally(() => this.#lifting.delete(lift));
+  }
+
+  /** Resolves once the lifts under way have landed or failed (the worker's close waits for them). */
+  async settled(): Promise<void> {
+    this.#sendLifts();
+    while (this.#lifting.size > 0) await Promise.all(this.#lifting);
+  }
+}
+
+/** What a failed cap write was doing, for the `error` event. */
+function capsWrite(caps: ReadonlyMap<string, unknown>): string {
+  const [first] = caps.keys();
+  return `setTenantConcurrency ${caps.size === 1 ? first : `(${caps.size} tenants)`}`;
 }

@@ -356,6 +356,17 @@ describe.each(engines)('$name engine', (engineCase) => {
     expect((await drain(engine, queue, 'acme')).length).toBe(2);
   });
 
+  it('writes caps in call order: a cap asked while a lift of the tenant is under way stays', async () => {
+    await engine.enqueueBulk(
+      queue,
+      Array.from({ length: 3 }, (_, i) => ({ tenant: 'acme', name: 'n', data: i })),
+    );
+    const lift = engine.setTenantConcurrencies(queue, new Map([['acme', null]]));
+    const cap = engine.setTenantConcurrencies(queue, new Map([['acme', 1]]));
+    await Promise.all([lift, cap]);
+    expect((await drain(engine, queue, 'acme')).length).toBe(1);
+  });
+
   it('counts every finished job though it keeps only the newest bodies (default 100)', async () => {
     const ids = await engine.enqueueBulk(
       queue,

@@ -38,6 +38,40 @@ afterAll(async () => {
   await reg?.cleanup();
 });
 
+/**
+ * Started worker on `fleet` (orgs read again every 200 ms) that records the tenants whose
+ * jobs it ran, the tenants it skipped (`tenant:reason`) and the errors it reported.
+ */
+function recordingWorker(fleet: FleetFixture['fleet'], queue: string) {
+  const ran: string[] = [];
+  const skipped: string[] = [];
+  const errors: string[] = [];
+  const worker = fleet.worker(queue, async (job) => void ran.push(job.tenant), {
+    borrowConnection: false,
+    autorun: false,
+    orgRefreshMs: 200,
+  });
+  worker.on('tenant:skipped', ({ tenant, reason }) => skipped.push(`${tenant}:${reason}`));
+  worker.on('error', ({ during }) => errors.push(during));
+  worker.run();
+  return { worker, ran, skipped, errors };
+}
+
+/**
+ * Puts `intercept` in front of the engine's `setTenantConcurrencies`: it sees each call's
+ * caps as sorted `slug=cap` strings and answers in the engine's place, or returns
+ * undefined to let the engine write them.
+ */
+function interceptCaps(
+  fleet: FleetFixture['fleet'],
+  intercept: (written: string[]) => Promise<void> | undefined,
+): void {
+  const engine = fleet.engine;
+  const setCaps = engine.setTenantConcurrencies.bind(engine);
+  engine.setTenantConcurrencies = async (queue, caps) =>
+    intercept([...caps].map(([slug, cap]) => `${slug}=${cap}`).sort()) ?? setCaps(queue, caps);
+}
+
 describe.each(engines)('FleetWorker on the $name engine', (engine) => {
   let fx: FleetFixture;
   beforeEach(async () => {
@@ -348,38 +382,64 @@ describe.each(engines)('FleetWorker on the $name engine', (engine) => {
     await worker.close();
   });
 
-  it('sets the caps of the tenants it first sees in one engine call; when that fails, skips them until the next look', async () => {
+  it('sets the caps of the capped tenants it first sees in one engine call before serving them; when that fails, skips them until the next look', async () => {
     const { fleet, queue } = fx;
-    const tenants = await reg.addTenants(4);
+    const [capped1, capped2, open1, open2] = await reg.addTenants(4);
+    const capped = [capped1!, capped2!].sort();
+    const open = [open1!, open2!].sort();
+    for (const tenant of capped) await reg.registry.update(tenant, { maxConcurrency: 3 });
+    await fleet.enqueueBulk(
+      queue,
+      [...capped, ...open].map((tenant) => ({ tenant, name: 'n', data: tenant })),
+    );
+    // The engine runs as usual; its first write of caps fails as a dropped connection would.
+    const capWrites: string[][] = [];
+    interceptCaps(fleet, (written) => {
+      if (written.every((cap) => cap.endsWith('=null'))) return undefined;
+      capWrites.push(written);
+      return capWrites.length === 1 ? Promise.reject(new Error('cap write failed')) : undefined;
+    });
+    const { worker, ran, skipped, errors } = recordingWorker(fleet, queue);
+    await until(() => ran.length === 4, 'every job, once the caps were written');
+    const written = capped.map((tenant) => `${tenant}=3`);
+    expect(capWrites).toEqual([written, written]);
+    expect(skipped.sort()).toEqual(capped.map((tenant) => `${tenant}:error`));
+    expect(errors).toEqual(['setTenantConcurrency (2 tenants)']);
+    // The uncapped tenants did not wait for the next look.
+    expect(ran.slice(0, 2).sort()).toEqual(open);
+    await worker.close();
+  });
+
+  it('lifts caps in the background: serves the tenants meanwhile, reports a failed lift and lifts again at the refresh', async () => {
+    const { fleet, queue } = fx;
+    const [first, second] = await reg.addTenants(2);
+    const tenants = [first!, second!].sort();
     await fleet.enqueueBulk(
       queue,
       tenants.map((tenant) => ({ tenant, name: 'n', data: tenant })),
     );
-    // The engine runs as usual; its first batch of caps fails as a dropped connection would.
-    const engineUnderTest = fleet.engine;
-    const setCaps = engineUnderTest.setTenantConcurrencies.bind(engineUnderTest);
-    const batches: string[][] = [];
-    engineUnderTest.setTenantConcurrencies = async (q, caps) => {
-      batches.push([...caps.keys()].sort());
-      if (batches.length === 1) throw new Error('cap write failed');
-      return setCaps(q, caps);
-    };
-    const ran: string[] = [];
-    const skipped: string[] = [];
-    const errors: string[] = [];
-    const worker = fleet.worker(queue, async (job) => void ran.push(job.tenant), {
-      borrowConnection: false,
-      autorun: false,
-      orgRefreshMs: 200,
+    const writes: string[][] = [];
+    // The first lift hangs until the test lets it fail.
+    let failLift!: () => void;
+    const firstLift = new Promise<void>((_, reject) => {
+      failLift = () => reject(new Error('lift failed'));
     });
-    worker.on('tenant:skipped', ({ tenant, reason }) => skipped.push(`${tenant}:${reason}`));
-    worker.on('error', ({ during }) => errors.push(during));
-    worker.run();
-    await until(() => ran.length === 4, 'every job, once the caps were written');
-    expect(batches).toEqual([[...tenants].sort(), [...tenants].sort()]);
-    expect(skipped.sort()).toEqual(tenants.map((tenant) => `${tenant}:error`).sort());
-    expect(errors).toEqual(['setTenantConcurrency (4 tenants)']);
-    expect(ran.sort()).toEqual([...tenants].sort());
+    interceptCaps(fleet, (written) => {
+      writes.push(written);
+      return writes.length === 1 ? firstLift : undefined;
+    });
+    const { worker, ran, skipped, errors } = recordingWorker(fleet, queue);
+    await until(() => ran.length === 2, 'both jobs while the lift is under way');
+    // (A refresh may have asked for the lift again meanwhile: nothing else is written.)
+    const lift = tenants.map((tenant) => `${tenant}=null`);
+    expect(writes[0]).toEqual(lift);
+    expect(writes.every((write) => write.join() === lift.join())).toBe(true);
+    failLift();
+    await until(() => errors.length === 1, 'the failed lift reported');
+    expect(errors).toEqual(['setTenantConcurrency (2 tenants)']);
+    await until(() => writes.length >= 2, 'the lift again, at the refresh');
+    expect(writes.every((write) => write.join() === lift.join())).toBe(true);
+    expect(skipped).toEqual([]);
     await worker.close();
   });
 
