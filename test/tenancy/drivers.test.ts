@@ -126,6 +126,37 @@ describe.each(serverCases)('$scheme driver', (c) => {
     expect(await conn.query(`DELETE FROM ${table} WHERE id = 2`)).toEqual([]);
   });
 
+  it('rejects a script at its first failing statement and stays usable; rejects one killed mid-way, or sent to a killed session', async () => {
+    const own = await connect(c.adminUrl);
+    const failed = await own
+      .exec('SELECT 1; SELECT no_such_column_x FROM (SELECT 1 AS n) AS s; SELECT 2')
+      .catch((error: unknown) => error);
+    expect(failed).toBeInstanceOf(Error);
+    expect((failed as Error).message).toMatch(/no_such_column_x/);
+    expect(own.alive).toBe(true);
+    expect(own.inFlight).toBe(0);
+    expect((await own.query('SELECT 3 AS n')).map((row) => Number(row.n))).toEqual([3]);
+    // Killed while the script runs: it rejects at once, and the connection is known dead.
+    const postgres = c.scheme === 'postgres';
+    const [{ id }] = (await own.query(
+      postgres ? 'SELECT pg_backend_pid() AS id' : 'SELECT CONNECTION_ID() AS id',
+    )) as [{ id: number }];
+    const running = own
+      .exec(`${postgres ? 'SELECT pg_sleep(30)' : 'SELECT SLEEP(30)'}; SELECT 1`)
+      .catch((error: unknown) => error);
+    await until(async () => own.inFlight === 1, 'the script sent');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await conn.query(
+      postgres ? 'SELECT pg_terminate_backend($1)' : `KILL ${Number(id)}`,
+      postgres ? [id] : [],
+    );
+    expect(await running).toBeInstanceOf(Error);
+    expect(own.alive).toBe(false);
+    await expect(own.exec('SELECT 1; SELECT 2')).rejects.toBeInstanceOf(Error);
+    expect(own.inFlight).toBe(0);
+    await own.close();
+  });
+
   it('pings, closes idempotently and refuses queries after close', async () => {
     const own = await connect(c.adminUrl);
     await own.ping();

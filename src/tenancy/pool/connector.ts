@@ -144,7 +144,7 @@ export function prepareCheckout(
       const reset = conn.schema !== undefined ? RESET_SESSION : '';
       // One simple-protocol message: if any statement fails, none took effect, and the
       // last tenant stays recorded so the next checkout resets again.
-      await conn.raw.query(`${reset}SET search_path TO ${quoteIdent(schema)}, public`);
+      await conn.raw.exec(`${reset}SET search_path TO ${quoteIdent(schema)}, public`);
       conn.schema = schema;
     }
   })();
