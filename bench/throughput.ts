@@ -68,10 +68,11 @@ export async function main() {
   // 10,000 tenants only when the 10,000-tenant row runs: adding them takes a while.
   const tenantCount = wanted('noop_10000_tenants') ? 10_000 : 1000;
   const { registry, slugs, drop } = await benchRegistry(tenantCount, 100);
+  // The same Postgres connections as the raw side's pool (until 2026-12-01 this was 50).
   const pools = await TenantPools.open({
     registry,
-    maxConnections: CONCURRENCY,
-    schemaPoolMaxConnections: CONCURRENCY,
+    maxConnections: DB_CONNECTIONS,
+    schemaPoolMaxConnections: DB_CONNECTIONS,
   });
   const results: Record<string, unknown> = {};
   try {

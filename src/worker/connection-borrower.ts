@@ -19,8 +19,9 @@ export interface ConnectionBorrowerOptions {
 /**
  * Borrows tenant connections for a worker *without waiting*, and keeps the picker's
  * blocked flags in step: a tenant whose pool cannot lend now is blocked (skipped by the
- * round) until a connection comes back to any pool or `poolRetryMs` passes, so no slot
- * ever sits waiting for a connection while other tenants could run.
+ * round) until this worker gives a connection back (one tenant, the one blocked longest,
+ * per connection) or `poolRetryMs` passes (all of them: connections may have come back
+ * elsewhere), so no slot ever sits waiting for a connection while other tenants could run.
  */
 export class ConnectionBorrower {
   readonly #o: ConnectionBorrowerOptions & { pools: ConnectionLender };
@@ -80,8 +81,8 @@ export class ConnectionBorrower {
     } catch (releaseError) {
       this.#o.onError(releaseError, 'release');
     }
-    // A connection came back: a tenant skipped for its pool may be able to borrow now.
-    this.#o.picker.unblockAll();
+    // A connection came back: the tenant that has waited longest for one may borrow it.
+    this.#o.picker.unblockOne();
   }
 
   /** No more retries are scheduled (the worker is closing). */

@@ -192,7 +192,27 @@ export class FairPicker {
     this.#rejoin(state);
   }
 
-  /** Unblocks every tenant (a connection was given back somewhere; try again). */
+  /**
+   * Unblocks the tenant that has waited longest for a connection (its pool was busy; one
+   * blocked because its database failed only when no other is blocked): one connection
+   * came back, so one tenant may borrow it. Unblocking them all at every release made
+   * every idle slot try, and fail, to borrow for each blocked tenant, once per job.
+   */
+  unblockOne(): void {
+    let chosen: TenantState | undefined;
+    for (const state of this.#blocked) {
+      chosen ??= state;
+      if (state.keepsTurn) {
+        chosen = state;
+        break;
+      }
+    }
+    if (chosen === undefined) return;
+    this.#blocked.delete(chosen);
+    this.#rejoin(chosen);
+  }
+
+  /** Unblocks every tenant (time to try again: connections may have come back elsewhere). */
   unblockAll(): void {
     if (this.#blocked.size === 0) return;
     const states = [...this.#blocked];

@@ -200,6 +200,30 @@ describe('FairPicker', () => {
     expect(drain(picker, 3)).toEqual(['c', 'a', 'b']);
   });
 
+  it('unblocks one tenant per connection given back: the one blocked longest for a busy pool, one whose database failed last', () => {
+    const picker = readyPicker(['a', 'b', 'c', 'd']);
+    // a's database failed; then b, c and d find their pools busy, in that order.
+    expect(picker.pick()).toBe('a');
+    picker.block('a', { keepTurn: false });
+    picker.finish('a');
+    for (const slug of ['b', 'c', 'd']) {
+      expect(picker.pick()).toBe(slug);
+      picker.block(slug);
+      picker.finish(slug);
+    }
+    expect(picker.pick()).toBeNull();
+    for (const slug of ['b', 'c', 'd', 'a']) {
+      picker.unblockOne();
+      // Only that tenant is back in the round (it then runs dry, leaving the round).
+      expect(picker.pick()).toBe(slug);
+      picker.finish(slug);
+      picker.markEmpty(slug);
+      expect(picker.pick()).toBeNull();
+    }
+    expect(picker.hasBlocked).toBe(false);
+    picker.unblockOne();
+  });
+
   it('drops an empty tenant from the round and forgets the rest of its turn', () => {
     const picker = new FairPicker();
     picker.upsert({ slug: 'a', weight: 3, cap: 100 });
