@@ -8,7 +8,8 @@ import type { BackoffOptions, EnqueueJob } from './engine.js';
 /**
  * The largest priority number a job may carry. BullMQ scores a prioritised job
  * `priority · 2³² + counter` in a sorted set of doubles, exact only below 2⁵³, so 2²¹ − 1
- * is the largest usable priority; that one is kept for jobs enqueued without a priority.
+ * is the largest usable priority; that one was given, before 2026-12-01, to jobs enqueued
+ * without a priority (they now wait in BullMQ's `wait` list).
  */
 export const MAX_PRIORITY = 2_097_150;
 

@@ -199,17 +199,22 @@ export class FairPicker {
    * every idle slot try, and fail, to borrow for each blocked tenant, once per job.
    */
   unblockOne(): void {
-    let chosen: TenantState | undefined;
-    for (const state of this.#blocked) {
-      chosen ??= state;
-      if (state.keepsTurn) {
-        chosen = state;
-        break;
+    // A tenant unblocked that cannot rejoin the round (it ran dry or is at its cap
+    // meanwhile) takes no connection: the next one is unblocked too.
+    for (;;) {
+      let chosen: TenantState | undefined;
+      for (const state of this.#blocked) {
+        chosen ??= state;
+        if (state.keepsTurn) {
+          chosen = state;
+          break;
+        }
       }
+      if (chosen === undefined) return;
+      this.#blocked.delete(chosen);
+      this.#rejoin(chosen);
+      if (chosen.inRound) return;
     }
-    if (chosen === undefined) return;
-    this.#blocked.delete(chosen);
-    this.#rejoin(chosen);
   }
 
   /** Unblocks every tenant (time to try again: connections may have come back elsewhere). */

@@ -175,7 +175,8 @@ export class FleetWorker<Data = unknown, Result = unknown> extends EventEmitter<
       this.#running.abandonAll('shutdown');
     }
     await this.#running.stop().catch((error: unknown) => this.#error(error, 'close'));
-    await this.#tenants.settled();
+    // Lifts still being written, for as long as the close may take (Redis may be down).
+    await Promise.race([this.#tenants.settled(), sleep(timeoutMs, undefined, { ref: false })]);
     this.#logger.debug({ abandoned: timedOut }, 'worker closed');
     this.emit('closed');
   }
