@@ -18,9 +18,9 @@ export interface BullMqLease {
 }
 
 /**
- * The priority this engine gave jobs enqueued without one before 0.x (every job was
- * stored prioritised then); such jobs, still waiting from an older version, read back
- * as unprioritised.
+ * The priority this engine gave jobs enqueued without one before 2026-12-01 (every job
+ * was stored prioritised then); such jobs, still waiting from then, read back as
+ * unprioritised.
  */
 export const UNPRIORITISED = MAX_PRIORITY + 1;
 
