@@ -16,6 +16,13 @@ export interface RawConnection {
   query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<R[]>;
   /** Runs a script of several statements without parameters (migrations, DDL). */
   exec(sql: string): Promise<void>;
+  /**
+   * Postgres only: statements the next statement sent (by `query`, `exec` or `ping`)
+   * carries ahead of it, in the same write, so they cost no round trip of their own. The
+   * statement runs only if they all succeed; if one fails, the statement rejects with its
+   * error and the next statement carries them again. Undefined clears them.
+   */
+  setPreface?(statements: readonly string[] | undefined): void;
   /** Resolves when the connection answers a trivial query. */
   ping(): Promise<void>;
   /** Closes the connection; idempotent, never rejects. */

@@ -1,8 +1,9 @@
 import pg from 'pg';
-import { ClosedError } from '../../reporting/errors.js';
+import { ClosedError, describe, ValidationError } from '../../reporting/errors.js';
 import type { ConnectOptions, RawConnection, Row } from './driver.js';
 import { ABANDON_WAIT_MS, CLOSE_WAIT_MS, StatementQueue, scrubError } from './driver.js';
 import { sendCancelRequest } from './pg-cancel.js';
+import { type PgStatement, PrefacedStatement } from './pg-preface.js';
 
 /** Opens one node-postgres `Client` to `url`. */
 export async function connectPostgres(url: string, options: ConnectOptions = {}): Promise<RawConnection> {
@@ -38,26 +39,56 @@ export async function connectPostgres(url: string, options: ConnectOptions = {})
   // deprecates that, and our own queue lets close() drop what was never sent.
   const statements = new StatementQueue();
   let closing: Promise<void> | undefined;
-  const failure = (err: unknown): Error => {
+  const failure = async (err: unknown): Promise<Error> => {
     if (isConnectionLost(err)) alive = false;
+    // node-postgres rejects at the server's error, before its ReadyForQuery: wait for that,
+    // so that once a statement has failed, inTransaction() reads the state it left (a
+    // failed transaction) and the next statement is not queued behind node-postgres' back.
+    else await readyAgain(client);
     if (closing) return new ClosedError('database connection', { cause: scrubError(err) });
     return scrubError(err);
   };
+  // Statements the next statement sent carries ahead of it (setPreface); put back when they
+  // failed, so the statement after retries them.
+  let preface: readonly string[] | undefined;
+  const send = (statement: PgStatement): void => {
+    const pending = preface;
+    if (pending === undefined) {
+      client.query(statement as pg.Submittable);
+      return;
+    }
+    preface = undefined;
+    client.query(
+      new PrefacedStatement(pending, statement, () => {
+        preface ??= pending;
+      }),
+    );
+  };
   const run = async <R extends Row>(sql: string, params?: readonly unknown[]): Promise<R[]> => {
     try {
-      const result = await client.query(sql, params as unknown[] | undefined);
-      return (result.rows ?? []) as R[];
+      const result =
+        preface === undefined
+          ? await client.query(sql, params as unknown[] | undefined)
+          : await new Promise<pg.QueryResult | pg.QueryResult[]>((resolve, reject) => {
+              send(
+                new pg.Query(sql, params as unknown[] | undefined, (err, res) =>
+                  err ? reject(err) : resolve(res as unknown as pg.QueryResult),
+                ) as unknown as PgStatement,
+              );
+            });
+      // A script of several statements answers with one result each: no rows to return.
+      return ((result as pg.QueryResult).rows ?? []) as R[];
     } catch (err) {
-      throw failure(err);
+      throw await failure(err);
     }
   };
   const runScript = async (sql: string): Promise<void> => {
     const script = new ScriptWithoutResults(sql);
-    client.query(script);
+    send(script);
     try {
       await script.done;
     } catch (err) {
-      throw failure(err);
+      throw await failure(err);
     }
   };
   const conn: RawConnection = {
@@ -69,10 +100,29 @@ export async function connectPostgres(url: string, options: ConnectOptions = {})
       return statements.size;
     },
     query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<R[]> {
+      // node-postgres refuses these only once the statement is on its way, behind a preface.
+      if (typeof sql !== 'string') {
+        return Promise.reject(
+          new ValidationError('sql', `Expected the SQL as a string, got ${describe(sql)}`),
+        );
+      }
+      if (params !== undefined && !Array.isArray(params)) {
+        return Promise.reject(
+          new ValidationError('params', `Expected the parameters as an array, got ${describe(params)}`),
+        );
+      }
       return statements.run(() => run<R>(sql, params));
     },
     exec(sql: string): Promise<void> {
+      if (typeof sql !== 'string') {
+        return Promise.reject(
+          new ValidationError('sql', `Expected the SQL as a string, got ${describe(sql)}`),
+        );
+      }
       return statements.run(() => runScript(sql));
+    },
+    setPreface(prefaceStatements: readonly string[] | undefined): void {
+      preface = prefaceStatements;
     },
     async ping(): Promise<void> {
       await conn.query('select 1');
@@ -108,6 +158,25 @@ export async function connectPostgres(url: string, options: ConnectOptions = {})
     },
   };
   return conn;
+}
+
+/**
+ * Resolves once the client is ready for the next statement: at once if it is, else at the
+ * server's ReadyForQuery, or when the connection ends or errors instead.
+ */
+function readyAgain(client: pg.Client): Promise<void> {
+  const { readyForQuery, connection } = client as unknown as {
+    readyForQuery: boolean;
+    connection: pg.Connection;
+  };
+  if (readyForQuery) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      for (const event of ['readyForQuery', 'end', 'error']) connection.off(event, done);
+      resolve();
+    };
+    for (const event of ['readyForQuery', 'end', 'error']) connection.on(event, done);
+  });
 }
 
 /** Resolves when `promise` settles or `ms` have passed, whichever comes first. */
@@ -172,8 +241,10 @@ function isConnectionLost(err: unknown): boolean {
  * `Result` per statement, which costs a checkout about 5 µs less CPU. Settles at the first
  * error (as node-postgres' own query does) or once the server is ready for the next one.
  */
-class ScriptWithoutResults implements pg.Submittable {
+class ScriptWithoutResults implements pg.Submittable, PgStatement {
   readonly done: Promise<void>;
+  /** Set by node-postgres when a `query_timeout` applies: its timer stops when this is called. */
+  callback?: (error?: unknown) => void;
   #resolve!: () => void;
   #reject!: (error: unknown) => void;
   #failed = false;
@@ -207,9 +278,12 @@ class ScriptWithoutResults implements pg.Submittable {
     if (this.#failed) return;
     this.#failed = true;
     this.#reject(error);
+    this.callback?.(error);
   }
 
   handleReadyForQuery(): void {
-    if (!this.#failed) this.#resolve();
+    if (this.#failed) return;
+    this.#resolve();
+    this.callback?.();
   }
 }

@@ -5,7 +5,7 @@
  * before each checkout, and the check of a connection given back.
  */
 
-import { FleetError, TenantConnectionError } from '../../reporting/errors.js';
+import { ConfigError, FleetError, TenantConnectionError } from '../../reporting/errors.js';
 import { type RawConnection, sqlitePath } from '../drivers/driver.js';
 import { connect, databaseKindOf } from '../drivers/index.js';
 import { bindLease, type LeaseTaker } from './fleet-budget/lease.js';
@@ -106,48 +106,51 @@ export function pingDue(conn: { readonly idleSince: number }, now: number): bool
 }
 
 /**
- * Session state one tenant may leave on a shared schema-mode connection that another
- * tenant could read or be confused by: temp tables (`pg_temp` is searched *before*
+ * What a schema-mode checkout runs before the tenant's first statement, carried by that
+ * statement (`RawConnection.setPreface`: no round trip of its own, and the statement runs
+ * only if all of this succeeded).
+ *
+ * `DISCARD ALL` sheds the session state one tenant may leave on a shared connection that
+ * another tenant could read or be confused by: temp tables (`pg_temp` is searched *before*
  * search_path, so a temp table shadows the next tenant's table of the same name), cursors
- * held past their transaction, a `SET ROLE` or session authorization, settings (custom
- * ones such as `app.tenant`, used by row-level security), LISTENs, advisory locks,
- * sequence caches. It is what `DISCARD ALL` does, less `DEALLOCATE ALL` (a prepared
- * statement shows nothing by itself, and node-postgres keeps its own list of the named
- * ones) and less the transaction-block restriction of DISCARD ALL, so that it runs in the
- * same round trip as the search_path switch. Connections released inside a transaction
- * never get here: the pool closes them.
+ * held past their transaction, a `SET ROLE` or session authorization, settings (custom ones
+ * such as `app.tenant`, used by row-level security), prepared statements, LISTENs, advisory
+ * locks, sequence caches. It must be the first statement of its series (Postgres refuses it
+ * inside a transaction or a pipeline) and commits at once.
+ *
+ * The `search_path` switch then commits in a transaction of its own: the statements before
+ * a Sync share one transaction, so a handler whose first statement is `BEGIN` would
+ * otherwise take the switch into its own transaction, and its ROLLBACK would undo it.
+ *
+ * It runs on *every* checkout, whoever had the connection before: a job may have changed
+ * search_path itself, so remembering the last schema set would prove nothing about what the
+ * connection sees. Connections released inside a transaction never get here: the pool
+ * closes them.
  */
-const RESET_SESSION =
-  'CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ROLE; RESET ALL; UNLISTEN *; ' +
-  'SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES; ';
+export function checkoutPreface(schema: string): readonly string[] {
+  return ['DISCARD ALL', 'BEGIN', `SET search_path TO ${quoteIdent(schema)}, public`, 'COMMIT'];
+}
 
 /**
- * Readies a connection about to be lent: pings it when it sat idle for a while, and in
- * schema mode switches `search_path` to the tenant's schema. The switch runs on *every*
- * checkout, whoever had the connection before: a job may have changed search_path itself,
- * so remembering the last schema set would prove nothing about what the connection sees.
- * Once the connection has been lent before, its session state is reset first
- * ({@link RESET_SESSION}), in the same round trip, whichever tenant it served: settings,
- * roles, temp tables or cursors a job left behind reach neither another tenant nor the
- * same tenant's next job. Returns undefined when there is nothing to do, so the
- * database-mode hit path takes no extra turn of the event loop.
+ * Readies a connection about to be lent: in schema mode hands it the checkout's preface
+ * ({@link checkoutPreface}), and pings it when it sat idle for a while (the ping then
+ * carries the preface). Returns undefined when there is nothing to wait for, so the hit
+ * path takes no extra turn of the event loop.
  */
 export function prepareCheckout(
-  conn: { readonly raw: RawConnection; readonly idleSince: number; schema?: string | undefined },
+  conn: { readonly raw: RawConnection; readonly idleSince: number },
   schema: string | null,
 ): Promise<unknown> | undefined {
-  const stale = pingDue(conn, Date.now());
-  if (!stale && schema === null) return undefined;
-  return (async () => {
-    if (stale) await conn.raw.ping();
-    if (schema !== null) {
-      const reset = conn.schema !== undefined ? RESET_SESSION : '';
-      // One simple-protocol message: if any statement fails, none took effect, and the
-      // last tenant stays recorded so the next checkout resets again.
-      await conn.raw.exec(`${reset}SET search_path TO ${quoteIdent(schema)}, public`);
-      conn.schema = schema;
+  if (schema !== null) {
+    if (conn.raw.setPreface === undefined) {
+      throw new ConfigError(
+        'storageMode',
+        `Expected a Postgres connection for schema mode, got ${conn.raw.kind}`,
+      );
     }
-  })();
+    conn.raw.setPreface(checkoutPreface(schema));
+  }
+  return pingDue(conn, Date.now()) ? conn.raw.ping() : undefined;
 }
 
 /** A Postgres identifier in double quotes, inner quotes doubled. */

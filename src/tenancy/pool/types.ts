@@ -33,8 +33,6 @@ export interface PooledConnection extends IdleSlot {
    * be parked, handed on or closed); `idle`: parked; `busy`: lent; `closing`: on its way out.
    */
   state: 'held' | 'idle' | 'busy' | 'closing';
-  /** Schema mode: the schema of the tenant the connection last served (undefined: none yet). */
-  schema?: string | undefined;
 }
 
 /** What the owner of a pool (TenantPools) hears from it. */

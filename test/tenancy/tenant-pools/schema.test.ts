@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from '../../../src/tenancy/drivers/index.js';
+import type { TenantConnection } from '../../../src/tenancy/tenant-pools/tenant-connection.js';
 import { TenantPools } from '../../../src/tenancy/tenant-pools/tenant-pools.js';
 import { type PgWorld, pgWorld, slugs } from '../../support/pools-fixture.js';
 
@@ -80,6 +81,39 @@ describe('schema mode', () => {
     expect(owners.map((row) => row.owner)).toEqual(['A', 'A']);
     expect(pools.stats().counters.connects).toBe(1);
     await pools.close();
+  });
+
+  it("keeps the tenant's schema when its first statement fails, opens a transaction that rolls back, or never comes", async () => {
+    const pools = await TenantPools.open({ registry: world.registry, schemaPoolMaxConnections: 1 });
+    const ownersOf = async (db: TenantConnection) =>
+      (await db.query<{ owner: string }>('SELECT owner FROM items')).map((row) => row.owner);
+    try {
+      // The switch travels with the first statement: each of these would undo it, were it
+      // part of that statement's transaction, and leave a on b's schema.
+      const firsts: Array<(db: TenantConnection) => Promise<unknown>> = [
+        (db) => db.query('SELEC owner FROM items').catch(() => {}),
+        (db) => db.query('SELECT $1::int', ['not a number']).catch(() => {}),
+        async (db) => {
+          await db.query('BEGIN');
+          await db.query("SET LOCAL app.tenant = 'x'");
+          await db.query('ROLLBACK');
+        },
+      ];
+      for (const first of firsts) {
+        await pools.withTenant(b, (db) => db.query('SELECT 1'));
+        const owners = await pools.withTenant(a, async (db) => {
+          await first(db);
+          return ownersOf(db);
+        });
+        expect(owners).toEqual(['A', 'A']);
+      }
+      // A checkout that sends nothing leaves nothing pending for the next one.
+      await pools.withTenant(a, async () => {});
+      expect(await pools.withTenant(b, (db) => ownersOf(db))).toEqual(['B', 'B']);
+      expect(pools.stats().counters.connects).toBe(1);
+    } finally {
+      await pools.close();
+    }
   });
 
   it('gives every checkout a clean session, even the same tenant again on the same connection', async () => {
