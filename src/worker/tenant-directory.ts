@@ -40,7 +40,7 @@ export class TenantDirectory {
   readonly #known = new Map<string, Org>();
   /** Skipped slugs and when to look them up again (epoch ms). */
   readonly #skipped = new Map<string, number>();
-  /** The fleet-wide cap last set on the engine per tenant. */
+  /** The fleet-wide cap last set on the engine per tenant (a lift: as soon as it is asked). */
   readonly #capsSet = new Map<string, number | null>();
   /** Lifts of caps asked and not sent yet (see `#liftSoon`), and those under way. */
   #liftsDue: Map<string, null> | undefined;
@@ -213,7 +213,7 @@ export class TenantDirectory {
   }
 
   /** Writes `caps` on the engine and, once written, remembers them. */
-  async #writeCaps(caps: ReadonlyMap<string, number | null>): Promise<void> {
+  async #writeCaps(caps: ReadonlyMap<string, number>): Promise<void> {
     await this.#o.engine.setTenantConcurrencies(this.#o.queue, caps);
     for (const [slug, cap] of caps) this.#capsSet.set(slug, cap);
   }
@@ -224,6 +224,9 @@ export class TenantDirectory {
    * first fetches sent (with ten thousand tenants, the write takes a while to build).
    */
   #liftSoon(slug: string): void {
+    // Recorded when asked, not when written: a cap asked while the lift is on its way is
+    // then written after it (a cap equal to the one before the lift would look unchanged).
+    this.#capsSet.set(slug, null);
     if (this.#liftsDue === undefined) {
       this.#liftsDue = new Map();
       setImmediate(() => this.#sendLifts());
@@ -235,7 +238,11 @@ export class TenantDirectory {
     const lifts = this.#liftsDue;
     if (lifts === undefined) return;
     this.#liftsDue = undefined;
-    const lift = this.#writeCaps(lifts).catch((error: unknown) => this.#o.onError(error, capsWrite(lifts)));
+    const lift = this.#o.engine.setTenantConcurrencies(this.#o.queue, lifts).catch((error: unknown) => {
+      this.#o.onError(error, capsWrite(lifts));
+      // Written again at the next look, unless a cap was asked since.
+      for (const slug of lifts.keys()) if (this.#capsSet.get(slug) === null) this.#capsSet.delete(slug);
+    });
     this.#lifting.add(lift);
     void lift.finally(() => this.#lifting.delete(lift));
   }
