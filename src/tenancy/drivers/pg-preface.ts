@@ -40,15 +40,13 @@ export class PrefacedStatement implements pg.Submittable {
   }
 
   submit(connection: pg.Connection): void {
-    const { stream } = connection as unknown as { stream: { cork(): void; uncork(): void } };
+    const { stream } = connection as unknown as {
+      stream: { cork(): void; uncork(): void; write(chunk: Buffer): void };
+    };
     // One write for the preface and the statement (the statement's own cork nests).
     stream.cork();
     try {
-      for (const text of this.preface) {
-        connection.parse({ text, name: '', types: [] }, false);
-        connection.bind({}, false);
-        connection.execute({}, false);
-      }
+      stream.write(encodePreface(this.preface));
       this.#syncs = this.statement.requiresPreparation?.() ?? false;
       const refused = this.statement.submit(connection);
       if (refused instanceof Error) {
@@ -104,6 +102,57 @@ export class PrefacedStatement implements pg.Submittable {
     else this.statement.handleReadyForQuery(connection);
     this.callback?.(this.#refused);
   }
+}
+
+/** Bind (unnamed portal and statement, no parameters) then Execute (every row) in protocol v3. */
+const BIND_EXECUTE = Buffer.from([
+  0x42,
+  0,
+  0,
+  0,
+  12,
+  0,
+  0,
+  0,
+  0,
+  0,
+  0,
+  0,
+  0, // 'B', length, portal "", statement "", 0 formats, 0 values, 0 result formats
+  0x45,
+  0,
+  0,
+  0,
+  9,
+  0,
+  0,
+  0,
+  0,
+  0, // 'E', length, portal "", no row limit
+]);
+
+/**
+ * The preface's messages in one buffer: Parse (unnamed, no parameter types), Bind and
+ * Execute of each statement. Built here rather than through node-postgres' Connection, a
+ * write per message, since it goes out on every schema-mode checkout.
+ */
+export function encodePreface(statements: readonly string[]): Buffer {
+  let size = 0;
+  for (const text of statements) size += 1 + 4 + 1 + Buffer.byteLength(text) + 1 + 2 + BIND_EXECUTE.length;
+  const buffer = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const text of statements) {
+    const start = at;
+    buffer[at++] = 0x50; // 'P'
+    at += 4; // the length, once known
+    buffer[at++] = 0; // the unnamed statement
+    at += buffer.write(text, at, 'utf8');
+    buffer[at++] = 0;
+    at = buffer.writeInt16BE(0, at); // no parameter types
+    buffer.writeInt32BE(at - start - 1, start + 1);
+    at += BIND_EXECUTE.copy(buffer, at);
+  }
+  return buffer;
 }
 
 /** What a node-postgres query (or a Submittable of ours) answers to. */
