@@ -1,5 +1,8 @@
 import { ClosedError, ConfigError, redactUrl } from '../../reporting/errors.js';
 
+/** The key of {@link RawConnection}'s preface method (internal: not exported by the package). */
+export const PREFACE: unique symbol = Symbol('tenant-fleet preface');
+
 /** The database servers tenant-fleet talks to. */
 export type DatabaseKind = 'postgres' | 'mysql' | 'sqlite';
 
@@ -20,9 +23,12 @@ export interface RawConnection {
    * Postgres only: statements the next statement sent (by `query`, `exec` or `ping`)
    * carries ahead of it, in the same write, so they cost no round trip of their own. The
    * statement runs only if they all succeed; if one fails, the statement rejects with its
-   * error and the next statement carries them again. Undefined clears them.
+   * error, the next statement carries them again, and `alive` turns false (the pool then
+   * closes the connection when it is given back). Undefined clears them. Keyed by a
+   * symbol the package does not export: handlers reach this connection as `ctx.db.raw`,
+   * and must not replace the checkout's preface by accident.
    */
-  setPreface?(statements: readonly string[] | undefined): void;
+  [PREFACE]?(statements: readonly string[] | undefined): void;
   /** Resolves when the connection answers a trivial query. */
   ping(): Promise<void>;
   /** Closes the connection; idempotent, never rejects. */

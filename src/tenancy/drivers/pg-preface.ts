@@ -86,7 +86,9 @@ export class PrefacedStatement implements pg.Submittable {
     if (!this.#inPreface) this.statement.handleDataRow(msg);
   }
   handleEmptyQuery(connection: pg.Connection): void {
-    this.statement.handleEmptyQuery(connection);
+    // An empty preface statement answers EmptyQueryResponse instead of CommandComplete.
+    if (this.#inPreface) this.#completed++;
+    else this.statement.handleEmptyQuery(connection);
   }
   handlePortalSuspended(connection: pg.Connection): void {
     this.statement.handlePortalSuspended(connection);

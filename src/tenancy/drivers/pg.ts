@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { ClosedError, describe, ValidationError } from '../../reporting/errors.js';
 import type { ConnectOptions, RawConnection, Row } from './driver.js';
-import { ABANDON_WAIT_MS, CLOSE_WAIT_MS, StatementQueue, scrubError } from './driver.js';
+import { ABANDON_WAIT_MS, CLOSE_WAIT_MS, PREFACE, StatementQueue, scrubError } from './driver.js';
 import { sendCancelRequest } from './pg-cancel.js';
 import { type PgStatement, PrefacedStatement } from './pg-preface.js';
 
@@ -48,8 +48,9 @@ export async function connectPostgres(url: string, options: ConnectOptions = {})
     if (closing) return new ClosedError('database connection', { cause: scrubError(err) });
     return scrubError(err);
   };
-  // Statements the next statement sent carries ahead of it (setPreface); put back when they
-  // failed, so the statement after retries them.
+  // Statements the next statement sent carries ahead of it (RawConnection[PREFACE]); put
+  // back when they failed, so the statement after retries them, and the connection is then
+  // not lent again.
   let preface: readonly string[] | undefined;
   const send = (statement: PgStatement): void => {
     const pending = preface;
@@ -61,6 +62,7 @@ export async function connectPostgres(url: string, options: ConnectOptions = {})
     client.query(
       new PrefacedStatement(pending, statement, () => {
         preface ??= pending;
+        alive = false;
       }),
     );
   };
@@ -121,7 +123,7 @@ export async function connectPostgres(url: string, options: ConnectOptions = {})
       }
       return statements.run(() => runScript(sql));
     },
-    setPreface(prefaceStatements: readonly string[] | undefined): void {
+    [PREFACE](prefaceStatements: readonly string[] | undefined): void {
       preface = prefaceStatements;
     },
     async ping(): Promise<void> {

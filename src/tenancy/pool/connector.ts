@@ -6,7 +6,7 @@
  */
 
 import { ConfigError, FleetError, TenantConnectionError } from '../../reporting/errors.js';
-import { type RawConnection, sqlitePath } from '../drivers/driver.js';
+import { PREFACE, type RawConnection, sqlitePath } from '../drivers/driver.js';
 import { connect, databaseKindOf } from '../drivers/index.js';
 import { bindLease, type LeaseTaker } from './fleet-budget/lease.js';
 import type { CloseReason, ConnectionPoolOptions } from './types.js';
@@ -107,7 +107,7 @@ export function pingDue(conn: { readonly idleSince: number }, now: number): bool
 
 /**
  * What a schema-mode checkout runs before the tenant's first statement, carried by that
- * statement (`RawConnection.setPreface`: no round trip of its own, and the statement runs
+ * statement (`RawConnection[PREFACE]`: no round trip of its own, and the statement runs
  * only if all of this succeeded).
  *
  * `DISCARD ALL` sheds the session state one tenant may leave on a shared connection that
@@ -142,13 +142,14 @@ export function prepareCheckout(
   schema: string | null,
 ): Promise<unknown> | undefined {
   if (schema !== null) {
-    if (conn.raw.setPreface === undefined) {
+    const setPreface = conn.raw[PREFACE];
+    if (setPreface === undefined) {
       throw new ConfigError(
         'storageMode',
         `Expected a Postgres connection for schema mode, got ${conn.raw.kind}`,
       );
     }
-    conn.raw.setPreface(checkoutPreface(schema));
+    setPreface.call(conn.raw, checkoutPreface(schema));
   }
   return pingDue(conn, Date.now()) ? conn.raw.ping() : undefined;
 }

@@ -9,6 +9,7 @@ import { connect } from '../../../src/tenancy/drivers/index.js';
 import type { TenantConnection } from '../../../src/tenancy/tenant-pools/tenant-connection.js';
 import { TenantPools } from '../../../src/tenancy/tenant-pools/tenant-pools.js';
 import { type PgWorld, pgWorld, slugs } from '../../support/pools-fixture.js';
+import { until } from '../../support/wait.js';
 
 let world: PgWorld;
 let a: string;
@@ -83,7 +84,7 @@ describe('schema mode', () => {
     await pools.close();
   });
 
-  it("keeps the tenant's schema when its first statement fails, opens a transaction that rolls back, or never comes", async () => {
+  it("keeps the tenant's schema when its first statement fails or opens a transaction that rolls back", async () => {
     const pools = await TenantPools.open({ registry: world.registry, schemaPoolMaxConnections: 1 });
     const ownersOf = async (db: TenantConnection) =>
       (await db.query<{ owner: string }>('SELECT owner FROM items')).map((row) => row.owner);
@@ -107,10 +108,36 @@ describe('schema mode', () => {
         });
         expect(owners).toEqual(['A', 'A']);
       }
-      // A checkout that sends nothing leaves nothing pending for the next one.
-      await pools.withTenant(a, async () => {});
-      expect(await pools.withTenant(b, (db) => ownersOf(db))).toEqual(['B', 'B']);
       expect(pools.stats().counters.connects).toBe(1);
+    } finally {
+      await pools.close();
+    }
+  });
+
+  it('fails the first statement, and closes the connection, when the reset a previous job left unable to run fails', async () => {
+    const pools = await TenantPools.open({ registry: world.registry, schemaPoolMaxConnections: 1 });
+    const closes: string[] = [];
+    pools.on('connection:close', (event) => closes.push(event.reason));
+    try {
+      // Enough temp tables that DISCARD ALL outlasts the 1 ms statement_timeout left behind.
+      await pools.withTenant(a, async (db) => {
+        await db.query(
+          "DO $$ BEGIN FOR i IN 1..400 LOOP EXECUTE format('CREATE TEMP TABLE t%s (x int)', i); END LOOP; END $$",
+        );
+        await db.query("SET statement_timeout = '1ms'");
+      });
+      // The job catches the error and gives the connection back as if all went well.
+      await pools.withTenant(b, async (db) => {
+        await expect(db.query('SELECT owner FROM items')).rejects.toThrow(/statement timeout/);
+      });
+      await until(() => closes.length > 0, 'the connection closed');
+      expect(closes).toEqual(['dead']);
+      // The next checkout opens a fresh connection, with nothing of a's.
+      const owners = await pools.withTenant(b, (db) =>
+        db.query<{ owner: string }>('SELECT owner FROM items'),
+      );
+      expect(owners.map((row) => row.owner)).toEqual(['B', 'B']);
+      expect(pools.stats().counters.connects).toBe(2);
     } finally {
       await pools.close();
     }
