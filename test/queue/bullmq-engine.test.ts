@@ -6,7 +6,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { BullMqEngine } from '../../src/queue/bullmq/bullmq-engine.js';
 import type { BullMqLease } from '../../src/queue/bullmq/jobs/translate.js';
 import type { BullMqEngineOptions } from '../../src/queue/bullmq/options.js';
@@ -14,6 +14,7 @@ import type { ActiveJob } from '../../src/queue/engine.js';
 import { ConfigError } from '../../src/reporting/errors.js';
 import { startPrivateRedis } from '../support/private-redis.js';
 import { REDIS_URL } from '../support/services.js';
+import { until } from '../support/wait.js';
 import { deletePrefix, openBullMq } from './engines.js';
 
 const LOCK = 30_000;
@@ -370,6 +371,32 @@ describe('BullMqEngine', () => {
       await far;
     } finally {
       process.off('warning', onWarning);
+    }
+  });
+
+  it('wakes a wait for a tenant that falls due between the wait starting and its read of the index', async () => {
+    const { engine } = onSharedRedis();
+    await engine.waitForReady('q', 10); // subscribed, so the next wait is not an early one
+    // Node's clock, as the engine reads it: the job is enqueued at t0 and due at t0 + 5; the
+    // wait starts at t0 (its caller then reads the ready tenants: none yet) and reads the
+    // index at t0 + 10, the tenant by then due.
+    const t0 = Date.now();
+    let later = false;
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => (later ? t0 + 10 : t0));
+    try {
+      await engine.enqueue('q', { tenant: 'a', name: 'n', data: 1, delayMs: 5 });
+      await sleep(100); // the enqueue's wake-up message, delivered before the wait begins
+      let woken = false;
+      const wait = engine.waitForReady('q', 600_000).then(() => {
+        woken = true;
+      });
+      later = true;
+      // With the read's own moment as the bound, the wait slept until its 600 s ran out.
+      await until(() => woken, 'the wait woken for the tenant due in between', { timeoutMs: 5_000 });
+      await wait;
+    } finally {
+      clock.mockRestore();
+      await engine.close();
     }
   });
 

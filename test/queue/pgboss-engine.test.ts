@@ -4,11 +4,14 @@
  * when many handles claim at once, and wake-ups through LISTEN/NOTIFY across handles,
  * counted on the server (pg_stat_activity), not in our own stats.
  */
+
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { PgBossEngine, type PgBossEngineOptions } from '../../src/queue/pgboss/pgboss-engine.js';
 import { ConfigError, DatabaseConnectionError } from '../../src/reporting/errors.js';
 import { PG_URL, uniqueName } from '../support/services.js';
+import { until } from '../support/wait.js';
 import { dropSchema, openPgBoss } from './engines.js';
 
 const LOCK = 30_000;
@@ -157,5 +160,32 @@ describe('PgBossEngine on Postgres', () => {
       [`${schema}-app:listen`],
     );
     expect(rows[0].n).toBe(1);
+  });
+
+  it('wakes a wait at once for a job that fell due after the wait began, its notification gone', async () => {
+    const engine = open();
+    const queue = uniqueName('q');
+    await engine.waitForReady(queue, 1); // opens the LISTEN connection
+    // Ready at once; its NOTIFY comes and goes before the wait below begins.
+    await engine.enqueue(queue, { tenant: 'acme', name: 'n', data: null });
+    await sleep(200);
+    // Node's clock: the wait begins at t0 and asks for the next due time 10 s later, so
+    // the job fell due after the wait began (the caller's read of the ready tenants, which
+    // follows the start of its wait, may have come before).
+    const t0 = Date.now();
+    let later = false;
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => (later ? t0 + 10_000 : t0));
+    try {
+      let woken = false;
+      const wait = engine.waitForReady(queue, 600_000).then(() => {
+        woken = true;
+      });
+      later = true;
+      // Counting only jobs due after the moment of asking, it slept until its 600 s ran out.
+      await until(() => woken, 'the wait woken for the job due in between', { timeoutMs: 5_000 });
+      await wait;
+    } finally {
+      clock.mockRestore();
+    }
   });
 });

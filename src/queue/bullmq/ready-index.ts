@@ -209,8 +209,16 @@ export class ReadyIndex {
   /**
    * Resolves on a wake-up message for `queue`, when the earliest delayed tenant comes
    * due, after `timeoutMs`, or when `signal` aborts — whichever is first.
+   *
+   * "Delayed" means due after the moment of the call: a caller reads the ready tenants
+   * (due by then) right after it starts waiting, so a tenant falling due in between is
+   * either read as ready or wakes the wait at once. Counting from the moment the index is
+   * read instead, later, missed a tenant that fell due in that gap (a timer that fires a
+   * millisecond before its due time, then the read just before it, the wait just after):
+   * it slept until the poll interval.
    */
   async waitForReady(queue: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    const since = Date.now();
     if (signal?.aborted) return;
     const waiters = getOrCreate(this.#waiters, queue, () => new Set<() => void>());
     let wake!: () => void;
@@ -235,7 +243,7 @@ export class ReadyIndex {
           if (ready.some((tenants) => tenants.length > 0)) return;
         }
         const next = await this.#eachShard(queue, (key) =>
-          this.#redis.zrangebyscore(key, `(${now}`, '+inf', 'WITHSCORES', 'LIMIT', 0, 1),
+          this.#redis.zrangebyscore(key, `(${since}`, '+inf', 'WITHSCORES', 'LIMIT', 0, 1),
         );
         for (const [, score] of next)
           if (score !== undefined) dueIn = Math.min(dueIn, Number(score) - Date.now());

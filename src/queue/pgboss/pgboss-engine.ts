@@ -161,8 +161,8 @@ export class PgBossEngine extends EventEmitter<PgBossEngineEventMap> implements 
     return this.#listener.wait(
       queue,
       timeoutMs,
-      async (includeReady) => {
-        const result = await this.#pool.query<{ due_ms: number }>(nextDueSql(this.#s), [queue, includeReady]);
+      async (...args) => {
+        const result = await this.#pool.query<{ due_ms: number }>(nextDueSql(this.#s), [queue, ...args]);
         return result.rows.length === 0 ? null : Math.ceil(result.rows[0]!.due_ms);
       },
       signal,

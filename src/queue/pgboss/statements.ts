@@ -119,12 +119,15 @@ WHERE p.tenant IS NOT NULL AND EXISTS (
 
 /**
  * Milliseconds until the queue's next delayed job falls due (≤ 0 for a job ready now
- * when $2 is true); no row when none. $1 queue; $2 include ready jobs.
+ * when $2 is true); no row when none. $1 queue; $2 include ready jobs; $3 how many ms ago
+ * the wait began: a job that fell due since then counts as delayed (due ≤ 0), since the
+ * read of the ready tenants that followed the wait's start may have come before it.
  */
 export function nextDueSql(s: string): string {
   return `
 SELECT (extract(epoch FROM (start_after - now())) * 1000)::float8 AS due_ms FROM ${s}.job
-WHERE name = $1::text AND state < 'active' AND ($2::boolean OR start_after > now())
+WHERE name = $1::text AND state < 'active'
+  AND ($2::boolean OR start_after > now() - $3::float8 * interval '1 millisecond')
 ORDER BY start_after LIMIT 1`;
 }
 

@@ -41,13 +41,16 @@ export class WakeListener {
    * is first, or at once when `signal` aborts. `dueInMs` is asked once the LISTEN holds,
    * so a job that falls due meanwhile is not slept through; when this wait opened the
    * LISTEN, it also counts jobs ready already (their NOTIFY may have come before).
+   * `dueInMs` gets how long ago the wait began: a job that fell due since then, after the
+   * caller's read of the ready tenants perhaps, wakes it at once.
    */
   async wait(
     queue: string,
     timeoutMs: number,
-    dueInMs: (includeReady: boolean) => Promise<number | null>,
+    dueInMs: (includeReady: boolean, sinceMs: number) => Promise<number | null>,
     signal?: AbortSignal,
   ): Promise<void> {
+    const since = Date.now();
     if (signal?.aborted) return;
     // A waiter that came before the LISTEN holds may have missed a notification.
     const unheard = this.#connected === null;
@@ -67,7 +70,7 @@ export class WakeListener {
     timer = setTimeout(wake, Math.max(0, timeoutMs));
     try {
       await this.#listening();
-      const due = await dueInMs(unheard);
+      const due = await dueInMs(unheard, Date.now() - since);
       if (due !== null && due < timeoutMs && waiters.has(wake)) {
         clearTimeout(timer);
         timer = setTimeout(wake, Math.max(0, due));
