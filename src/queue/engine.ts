@@ -152,7 +152,9 @@ export interface QueueEngine {
   readyTenants(queue: string): Promise<string[]>;
   /**
    * Resolves when a job may have become ready in `queue` (an enqueue, a delay elapsed,
-   * a retry), after `timeoutMs` at the latest, or at once when `signal` aborts.
+   * a retry) since the call, after `timeoutMs` at the latest, or at once when `signal`
+   * aborts. A caller that starts the wait, then reads {@link readyTenants}, then awaits
+   * the wait misses nothing: what fell due after the call either was read or wakes it.
    */
   waitForReady(queue: string, timeoutMs: number, signal?: AbortSignal): Promise<void>;
 
