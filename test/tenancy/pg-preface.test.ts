@@ -196,7 +196,8 @@ describe('with a query_timeout in the connection URL', () => {
         await expect(db.query('SELECT 1')).rejects.toThrow(/division by zero/);
         db[PREFACE]?.(undefined);
       }
-      expect(timers()).toBe(before);
+      // Other timers of the process may end meanwhile; a leak would add one per statement.
+      expect(timers()).toBeLessThanOrEqual(before);
     } finally {
       await db.close();
     }
