@@ -14,7 +14,7 @@ import type { DatabaseKind, RawConnection } from '../drivers/driver.js';
 import type { StorageMode } from '../org.js';
 import type { BudgetMember, ConnectionBudget, IdleSlot } from './budget.js';
 import { PoolConnections } from './connections.js';
-import { PoolConnector, prepareCheckout, unfitReason } from './connector.js';
+import { PoolConnector, prepareCheckout, setCheckoutPreface, unfitReason } from './connector.js';
 import { PoolDrain } from './drain.js';
 import { type SideCancelDeps, sideCancelFor } from './side-cancel.js';
 import type {
@@ -120,13 +120,19 @@ export class ConnectionPool implements BudgetMember {
   }
 
   /**
-   * Lends an idle connection at once if one is ready as it is (`PoolConnections.takeReady`)
-   * and nobody queued earlier, else undefined. Database mode: no `search_path` to set.
+   * Lends an idle connection at once if one is ready as it is (`PoolConnections.takeReady`:
+   * no ping due) and nobody queued earlier, else undefined. With a schema (the shared
+   * schema-mode pool), the connection carries the checkout's preface to its first statement
+   * (`setCheckoutPreface`), as every checkout's does.
    */
-  lendReady(now: number): PooledConnection | undefined {
+  lendReady(now: number, schema: string | null): PooledConnection | undefined {
     if (this.#waiters.length > 0 || this.#drain.closed) return undefined;
+    // A connection that cannot carry the preface is the long way's to report.
+    if (schema !== null && this.kind !== 'postgres') return undefined;
     const conn = this.#conns.takeReady(now, this.#options.maxLifetimeMs);
-    if (conn !== undefined) this.lastUsedAt = now;
+    if (conn === undefined) return undefined;
+    this.lastUsedAt = now;
+    if (schema !== null) setCheckoutPreface(conn.raw, schema);
     return conn;
   }
 

@@ -132,8 +132,21 @@ export function checkoutPreface(schema: string): readonly string[] {
 }
 
 /**
+ * Hands a connection about to be lent to a schema-mode tenant the checkout's preface
+ * ({@link checkoutPreface}); its next statement carries it. {@link ConfigError} for a
+ * connection that cannot carry one (not Postgres).
+ */
+export function setCheckoutPreface(raw: RawConnection, schema: string): void {
+  const setPreface = raw[PREFACE];
+  if (setPreface === undefined) {
+    throw new ConfigError('storageMode', `Expected a Postgres connection for schema mode, got ${raw.kind}`);
+  }
+  setPreface.call(raw, checkoutPreface(schema));
+}
+
+/**
  * Readies a connection about to be lent: in schema mode hands it the checkout's preface
- * ({@link checkoutPreface}), and pings it when it sat idle for a while (the ping then
+ * ({@link setCheckoutPreface}), and pings it when it sat idle for a while (the ping then
  * carries the preface). Returns undefined when there is nothing to wait for, so the hit
  * path takes no extra turn of the event loop.
  */
@@ -141,16 +154,7 @@ export function prepareCheckout(
   conn: { readonly raw: RawConnection; readonly idleSince: number },
   schema: string | null,
 ): Promise<unknown> | undefined {
-  if (schema !== null) {
-    const setPreface = conn.raw[PREFACE];
-    if (setPreface === undefined) {
-      throw new ConfigError(
-        'storageMode',
-        `Expected a Postgres connection for schema mode, got ${conn.raw.kind}`,
-      );
-    }
-    setPreface.call(conn.raw, checkoutPreface(schema));
-  }
+  if (schema !== null) setCheckoutPreface(conn.raw, schema);
   return pingDue(conn, Date.now()) ? conn.raw.ping() : undefined;
 }
 

@@ -2,13 +2,16 @@
  * How TenantPools lends a connection: the hit path and the long way round.
  *
  * - The hit path is synchronous: the org's answer already in the registry's cache (or the
- *   Org given), its database-mode pool cached, and an idle connection ready to lend as it
- *   is (no ping due, nobody queued before). It allocates the lease and nothing else: no
- *   promise of its own, no closure, no timer. Most checkouts of a busy worker take it, so
- *   it is kept within the cost of `pg.Pool`'s own checkout (docs/BENCHMARKS.md).
+ *   Org given), its pool at hand (its own cached database-mode pool, or the shared
+ *   schema-mode one), and an idle connection ready to lend as it is (no ping due, nobody
+ *   queued before). In schema mode the session reset and `search_path` switch ride on the
+ *   tenant's first statement (`setCheckoutPreface`), so they need no wait either. It
+ *   allocates the lease and nothing else: no promise of its own, no closure, no timer.
+ *   Most checkouts of a busy worker take it, so it is kept within the cost of `pg.Pool`'s
+ *   own checkout (docs/BENCHMARKS.md).
  * - Everything else (a lookup to run, a secret to resolve, a pool to build, a place in the
- *   cache or a connection to wait for, schema mode's `search_path`) takes the long way,
- *   which is also where every error is thrown from.
+ *   cache or a connection to wait for or to ping) takes the long way, which is also where
+ *   every error is thrown from.
  */
 import {
   AcquireTimeoutError,
@@ -56,10 +59,12 @@ export class Checkout {
   }
 
   /**
-   * The hit path: a lease on an idle connection of the org's cached database-mode pool
-   * when one is ready without waiting for anything, else undefined (the caller takes the
-   * long way, which also reports whatever is wrong). Throws only what the long way would
-   * throw at the same step: {@link TenantUnavailableError} while the tenant's circuit is open.
+   * The hit path: a lease on an idle connection of the org's pool (its cached database-mode
+   * pool, or the shared schema-mode pool) when one is ready without waiting for anything,
+   * else undefined (the caller takes the long way, which also reports whatever is wrong).
+   * Throws only what the long way would throw at the same step: {@link TenantUnavailableError}
+   * while the pool's circuit is open, {@link ConfigError} for a schema-mode tenant on a
+   * registry that is not Postgres.
    */
   lendNow(slugOrOrg: string | Org): TenantConnection | undefined {
     const { registry, router, breaker, monitor } = this.#deps;
@@ -68,18 +73,19 @@ export class Checkout {
       typeof org !== 'object' ||
       org === null ||
       org.active !== true ||
-      org.storageMode !== 'database' ||
+      (org.storageMode !== 'database' && org.storageMode !== 'schema') ||
       typeof org.slug !== 'string'
     )
       return undefined;
-    const pool = router.ownPool(org);
-    if (pool === undefined) return undefined;
-    breaker.check(org.slug);
-    const conn = pool.lendReady(Date.now());
+    const target = router.cached(org);
+    if (target === null) return undefined;
+    const { pool, schema } = target;
+    breaker.check(breakerKey(pool), org.slug);
+    const conn = pool.lendReady(Date.now(), schema);
     if (conn === undefined) return undefined;
     // Nothing was waited for.
     monitor.lent(0);
-    return new Lease(pool, conn, org.slug, pool.kind, null);
+    return new Lease(pool, conn, org.slug, pool.kind, schema);
   }
 
   /** The long way of `TenantPools.acquire`: looks up, builds, waits (see there). */

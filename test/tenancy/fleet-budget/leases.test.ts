@@ -196,7 +196,10 @@ describe('fleet budget leases after a lost lease state', () => {
     let own = await startPrivateRedis();
     const port = Number(new URL(own.url).port);
     const prefix = uniqueName('fbtest');
-    const ttl = 1_500;
+    // Renewals every 2 s (a third of the TTL): the restart and the first look at the empty
+    // Redis come before the holder's next renewal re-registers its leases, even on a busy
+    // machine (with 1.5 s, a full suite run once saw them re-registered already).
+    const ttl = 6_000;
     const make = () => newBudget({ redis: own.url }, prefix, 2, ttl);
     try {
       const holder = make();

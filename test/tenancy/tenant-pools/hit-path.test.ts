@@ -1,16 +1,19 @@
 /**
- * The hit path: a checkout of a database-mode tenant whose org is known (the registry's
- * cache holds it, or the Org is given) and whose pool holds a ready idle connection lends
- * it without waiting for anything. It keeps every promise of the long way: the registry's
- * changes are seen, the LRU counts it as a use, a released lease is dead, a signal and bad
- * options are still checked.
+ * The hit path: a checkout of a tenant whose org is known (the registry's cache holds it,
+ * or the Org is given) and whose pool (its own, or the shared schema-mode one) holds a
+ * ready idle connection lends it without waiting for anything. It keeps every promise of
+ * the long way: the registry's changes are seen, the LRU counts it as a use, a released
+ * lease is dead, a signal and bad options are still checked, and in schema mode the
+ * session is reset and switched to the tenant's schema before its first statement.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClosedError, TenantInactiveError, ValidationError } from '../../../src/reporting/errors.js';
+import { connect } from '../../../src/tenancy/drivers/index.js';
 import type { Org } from '../../../src/tenancy/org.js';
 import { OrgRegistry } from '../../../src/tenancy/registry/org-registry.js';
+import type { TenantConnection } from '../../../src/tenancy/tenant-pools/tenant-connection.js';
 import { TenantPools } from '../../../src/tenancy/tenant-pools/tenant-pools.js';
-import { addDatabaseTenants, type PgWorld, pgWorld } from '../../support/pools-fixture.js';
+import { addDatabaseTenants, type PgWorld, pgWorld, slugs } from '../../support/pools-fixture.js';
 
 let world: PgWorld;
 let tenantDb: { name: string; url: string };
@@ -136,6 +139,96 @@ describe('TenantPools hit path', () => {
     await expect(pools.acquire(org)).rejects.toBeInstanceOf(ClosedError);
     await expect(pools.tryAcquire(slug!)).rejects.toBeInstanceOf(ClosedError);
     await closing;
+  });
+});
+
+/** Whether `promise` has settled one microtask later: a hit hands back a settled promise. */
+async function settledAtOnce(promise: Promise<unknown>): Promise<boolean> {
+  let settled = false;
+  const mark = () => {
+    settled = true;
+  };
+  void promise.then(mark, mark);
+  await Promise.resolve();
+  return settled;
+}
+
+describe('TenantPools hit path in schema mode', () => {
+  /** Two provisioned schema-mode tenants, each with an `items` table holding its own name. */
+  async function schemaTenants(prefix: string): Promise<[string, string]> {
+    const [a, b] = slugs(prefix, 2) as [string, string];
+    await world.addOrgs([
+      { slug: a, storageMode: 'schema' },
+      { slug: b, storageMode: 'schema' },
+    ]);
+    const conn = await connect(world.registry.databaseUrl);
+    try {
+      for (const slug of [a, b]) {
+        const { target: schemaName } = await world.registry.provision(slug);
+        await conn.exec(`CREATE TABLE "${schemaName}".items (owner text NOT NULL)`);
+        await conn.query(`INSERT INTO "${schemaName}".items (owner) VALUES ($1)`, [slug]);
+      }
+    } finally {
+      await conn.close();
+    }
+    return [a, b];
+  }
+
+  it('lends the shared connection at once, reset and switched to each tenant in turn', async () => {
+    const [a, b] = await schemaTenants('schhit');
+    await using pools = await TenantPools.open({
+      registry: world.registry,
+      maxConnections: 2,
+      schemaPoolMaxConnections: 1,
+    });
+    // The first checkout opens the connection (the long way); the next ones are hits.
+    const first = await pools.acquire(a);
+    const [pid] = await first.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+    first.release();
+    const owners = async (db: TenantConnection) =>
+      (await db.query<{ owner: string }>('SELECT owner FROM items')).map((row) => row.owner);
+
+    const lendingA = pools.acquire(a);
+    expect(await settledAtOnce(lendingA)).toBe(true);
+    const dbA = await lendingA;
+    expect(await owners(dbA)).toEqual([a]);
+    // What tenant a leaves behind: a temp table shadowing `items`, a setting, its own path.
+    await dbA.query('CREATE TEMP TABLE items (owner text)');
+    await dbA.query(`INSERT INTO items VALUES ('left by a')`);
+    await dbA.query(`SET statement_timeout = '1234ms'`);
+    await dbA.query('SET search_path TO public');
+    dbA.release();
+
+    const lendingB = pools.acquire((await world.registry.get(b))!);
+    expect(await settledAtOnce(lendingB)).toBe(true);
+    const dbB = await lendingB;
+    expect(await dbB.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).toEqual([pid]);
+    expect(await owners(dbB)).toEqual([b]);
+    expect(await dbB.query('SHOW statement_timeout')).toEqual([{ statement_timeout: '0' }]);
+    dbB.release();
+
+    const again = await pools.tryAcquire(a);
+    expect(await owners(again!)).toEqual([a]);
+    again!.release();
+    expect(pools.stats().counters).toMatchObject({ acquires: 4, connects: 1 });
+  });
+
+  it('takes the long way, and pings, for a connection idle for over a second', async () => {
+    const [a] = await schemaTenants('schidle');
+    await using pools = await TenantPools.open({
+      registry: world.registry,
+      maxConnections: 2,
+      schemaPoolMaxConnections: 1,
+    });
+    (await pools.acquire(a)).release();
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    const lending = pools.acquire(a);
+    expect(await settledAtOnce(lending)).toBe(false);
+    const db = await lending;
+    expect((await db.query<{ owner: string }>('SELECT owner FROM items')).map((row) => row.owner)).toEqual([
+      a,
+    ]);
+    db.release();
   });
 });
 
