@@ -1,5 +1,7 @@
 /**
  * TenantPools benchmarks (`npm run bench -- pools`):
+ * - schema-hit: the same for 100 schema-mode tenants (every checkout resets the session and
+ *   switches `search_path`) with 20 concurrent callers, CPU per op of node and Postgres;
  * - hit: acquire + `select 1` + release through TenantPools vs a plain `pg.Pool` on the
  *   same Postgres database, interleaved A/B, median of per-pair ratios;
  * - churn: 1,000 SQLite-file tenants, Zipf(1.1) access, maxConnections 20, 50 concurrent
@@ -11,6 +13,7 @@
  * Env: FLEET_BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres),
  * FLEET_BENCH_REDIS_URL (default redis://127.0.0.1:6379);
  * POOLS_BENCH=hit runs only the hit-path comparison (`POOLS_BENCH=hit npm run bench -- pools`),
+ * POOLS_BENCH=schema-hit only the schema-mode one,
  * POOLS_BENCH=miss only the miss-path one (MISS_OPS connections per sample, default 200;
  * MISS_PAIRS pairs, default 11).
  */
@@ -26,7 +29,10 @@ import type { Org } from '../src/tenancy/org.js';
 import { serverOf } from '../src/tenancy/pool/connector.js';
 import { OrgRegistry } from '../src/tenancy/registry/org-registry.js';
 import { TenantPools } from '../src/tenancy/tenant-pools/tenant-pools.js';
+import { cpuPerOp, readCpu } from './support/cpu.js';
+import { benchRegistry } from './support/fleet-setup.js';
 import { interleave, machine, percentile, type Sample } from './support/harness.js';
+import { random, zipf } from './support/zipf.js';
 
 const PG_URL = process.env.FLEET_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const REDIS_URL = process.env.FLEET_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -37,39 +43,6 @@ function withDatabase(url: string, database: string): string {
   const parsed = new URL(url);
   parsed.pathname = `/${database}`;
   return parsed.toString();
-}
-
-// A seeded PRNG (mulberry32), so every run draws the same tenant sequence.
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Draws ranks 0…n-1 with P(k) ∝ 1/(k+1)^s. */
-function zipf(n: number, s: number, rand: () => number): () => number {
-  const cdf = new Float64Array(n);
-  let total = 0;
-  for (let k = 0; k < n; k++) {
-    total += 1 / (k + 1) ** s;
-    cdf[k] = total;
-  }
-  return () => {
-    const x = rand() * total;
-    let lo = 0;
-    let hi = n - 1;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (cdf[mid]! < x) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  };
 }
 
 function org(slug: string, databaseUrl: string): Org {
@@ -162,6 +135,47 @@ export async function hitPath(dir: string) {
     await registry.close();
     await admin.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
     await admin.close();
+  }
+}
+
+/**
+ * The hit path in schema mode: 20 concurrent callers each doing acquire + `select 1` +
+ * release, going round 100 schema-mode tenants through TenantPools (shared pool of 20:
+ * every checkout carries the session reset and `search_path` switch), against the same
+ * callers on a plain `pg.Pool` of 20 (no switch). CPU per op: this process and the Postgres
+ * backends (bench/support/cpu.ts).
+ */
+export async function schemaHitPath() {
+  const { registry, slugs, drop } = await benchRegistry(100, 100);
+  const pools = await TenantPools.open({ registry, maxConnections: 20, schemaPoolMaxConnections: 20 });
+  const plain = new pg.Pool({ connectionString: registry.databaseUrl, max: 20 });
+  try {
+    const orgs = await Promise.all(slugs.map((slug) => registry.get(slug)));
+    const ops = 20_000;
+    const run = (op: (i: number) => Promise<unknown>) => async (): Promise<Sample> => {
+      let next = 0;
+      const before = await readCpu([]);
+      const start = performance.now();
+      const caller = async () => {
+        while (next < ops) await op(next++);
+      };
+      await Promise.all(Array.from({ length: 20 }, caller));
+      const ms = performance.now() - start;
+      return { ops, ms, cpu: cpuPerOp(before, await readCpu([]), ops) };
+    };
+    const viaPgPool = run(() => plain.query('select 1'));
+    const viaPools = run(async (i) => {
+      const db = await pools.acquire(orgs[i % orgs.length]!);
+      await db.query('select 1');
+      db.release();
+    });
+    await viaPgPool();
+    await viaPools();
+    return { baselineName: 'pg.Pool (max 20)', ...(await interleave(9, viaPgPool, viaPools)) };
+  } finally {
+    await plain.end();
+    await pools.close();
+    await drop();
   }
 }
 
@@ -344,6 +358,8 @@ export async function main() {
   const dir = join(tmpdir(), `tenant-fleet-bench-${suffix()}`);
   try {
     if (process.env.POOLS_BENCH === 'miss') return { machine: machine(), miss: await missPath(dir) };
+    if (process.env.POOLS_BENCH === 'schema-hit')
+      return { machine: machine(), schemaHit: await schemaHitPath() };
     const hit = await hitPath(dir);
     if (process.env.POOLS_BENCH === 'hit') return { machine: machine(), hit };
     const miss = await missPath(dir);
@@ -356,6 +372,7 @@ export async function main() {
     return {
       machine: machine(),
       hit,
+      schemaHit: await schemaHitPath(),
       miss,
       churn: churnResult,
       churnDefaultCache,
