@@ -132,7 +132,15 @@ export class ConnectionPool implements BudgetMember {
     const conn = this.#conns.takeReady(now, this.#options.maxLifetimeMs);
     if (conn === undefined) return undefined;
     this.lastUsedAt = now;
-    if (schema !== null) setCheckoutPreface(conn.raw, schema);
+    if (schema !== null) {
+      try {
+        setCheckoutPreface(conn.raw, schema);
+      } catch (err) {
+        // Never left lent without a lease: closed, its slot given back.
+        this.release(conn, err);
+        throw err;
+      }
+    }
     return conn;
   }
 

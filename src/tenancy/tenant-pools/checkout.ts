@@ -6,12 +6,12 @@
  *   schema-mode one), and an idle connection ready to lend as it is (no ping due, nobody
  *   queued before). In schema mode the session reset and `search_path` switch ride on the
  *   tenant's first statement (`setCheckoutPreface`), so they need no wait either. It
- *   allocates the lease and nothing else: no promise of its own, no closure, no timer.
- *   Most checkouts of a busy worker take it, so it is kept within the cost of `pg.Pool`'s
- *   own checkout (docs/BENCHMARKS.md).
+ *   allocates the lease, the pool's target and, in schema mode, the preface's statements:
+ *   no promise of its own, no closure, no timer. Most checkouts of a busy worker take it,
+ *   so it is kept within the cost of `pg.Pool`'s own checkout (docs/BENCHMARKS.md).
  * - Everything else (a lookup to run, a secret to resolve, a pool to build, a place in the
- *   cache or a connection to wait for or to ping) takes the long way, which is also where
- *   every error is thrown from.
+ *   cache or a connection to wait for or to ping) takes the long way, which reports
+ *   whatever is wrong beyond the few errors the hit path throws at the same step.
  */
 import {
   AcquireTimeoutError,
@@ -64,7 +64,8 @@ export class Checkout {
    * else undefined (the caller takes the long way, which also reports whatever is wrong).
    * Throws only what the long way would throw at the same step: {@link TenantUnavailableError}
    * while the pool's circuit is open, {@link ConfigError} for a schema-mode tenant on a
-   * registry that is not Postgres.
+   * registry that is not Postgres, {@link ValidationError} for one without a valid
+   * `schemaName` (an Org passed in by hand).
    */
   lendNow(slugOrOrg: string | Org): TenantConnection | undefined {
     const { registry, router, breaker, monitor } = this.#deps;

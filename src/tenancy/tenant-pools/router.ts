@@ -6,7 +6,7 @@
  */
 import { ConfigError } from '../../reporting/errors.js';
 import { databaseKindOf } from '../drivers/driver.js';
-import type { Org } from '../org.js';
+import { type Org, validateSchemaName } from '../org.js';
 import type { ConnectionBudget } from '../pool/budget.js';
 import { ConnectionPool } from '../pool/connection-pool.js';
 import type { LeaseTaker } from '../pool/fleet-budget/lease.js';
@@ -55,7 +55,10 @@ export class PoolRouter {
     return this.#shared;
   }
 
-  /** The shared schema-mode pool, or the tenant's cached pool; null when it has none. */
+  /**
+   * The shared schema-mode pool, or the tenant's cached pool; null when it has none.
+   * {@link ValidationError} for a schema-mode org without a valid `schemaName`.
+   */
   cached(org: Org): Target | null {
     const { registry } = this.#deps;
     if (org.storageMode === 'schema') {
@@ -65,8 +68,11 @@ export class PoolRouter {
           `Expected schema-mode tenants on a Postgres registry, got tenant ${JSON.stringify(org.slug)} on a ${registry.kind} registry`,
         );
       }
+      // An Org may be passed in by hand: a checkout without a valid schema would run on
+      // whatever session the last tenant left.
+      const schema = validateSchemaName(org.schemaName);
       this.#shared ??= this.#build(org, null, registry.databaseUrl);
-      return { org, pool: this.#shared, schema: org.schemaName };
+      return { org, pool: this.#shared, schema };
     }
     const pool = this.ownPool(org);
     return pool === undefined ? null : { org, pool, schema: null };

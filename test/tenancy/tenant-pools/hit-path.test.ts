@@ -207,13 +207,39 @@ describe('TenantPools hit path in schema mode', () => {
     expect(await dbB.query('SHOW statement_timeout')).toEqual([{ statement_timeout: '0' }]);
     dbB.release();
 
-    const again = await pools.tryAcquire(a);
-    expect(await owners(again!)).toEqual([a]);
-    again!.release();
-    expect(pools.stats().counters).toMatchObject({ acquires: 4, connects: 1 });
+    // A tenant that sent nothing leaves its switch pending: the next checkout replaces it.
+    (await pools.acquire(b)).release();
+    const trying = pools.tryAcquire(a);
+    expect(await settledAtOnce(trying)).toBe(true);
+    const again = (await trying)!;
+    expect(await owners(again)).toEqual([a]);
+    again.release();
+    expect(pools.stats().counters).toMatchObject({ acquires: 5, connects: 1 });
   });
 
-  it('takes the long way, and pings, for a connection idle for over a second', async () => {
+  it('refuses a schema-mode Org without a valid schemaName, and keeps its connection', async () => {
+    const [a] = await schemaTenants('schbad');
+    await using pools = await TenantPools.open({
+      registry: world.registry,
+      maxConnections: 2,
+      schemaPoolMaxConnections: 1,
+    });
+    (await pools.acquire(a)).release();
+    const org = (await world.registry.get(a))!;
+    for (const schemaName of [null, undefined, 'public', 'Not-A-Schema']) {
+      const bad = { ...org, schemaName } as unknown as Org;
+      await expect(pools.acquire(bad)).rejects.toBeInstanceOf(ValidationError);
+      await expect(pools.tryAcquire(bad)).rejects.toBeInstanceOf(ValidationError);
+    }
+    expect(pools.stats().budget).toMatchObject({ open: 1, inUse: 0, idle: 1 });
+    const db = await pools.acquire(org);
+    expect((await db.query<{ owner: string }>('SELECT owner FROM items')).map((row) => row.owner)).toEqual([
+      a,
+    ]);
+    db.release();
+  });
+
+  it('takes the long way for a connection idle for over a second, switched all the same', async () => {
     const [a] = await schemaTenants('schidle');
     await using pools = await TenantPools.open({
       registry: world.registry,
