@@ -6,8 +6,8 @@
  *   schema-mode one), and an idle connection ready to lend as it is (no ping due, nobody
  *   queued before). In schema mode the session reset and `search_path` switch ride on the
  *   tenant's first statement (`setCheckoutPreface`), so they need no wait either. It
- *   allocates the lease, the pool's target and, in schema mode, the preface's statements:
- *   no promise of its own, no closure, no timer. Most checkouts of a busy worker take it,
+ *   allocates the lease and, in schema mode, the pool's target and the preface's
+ *   statements: no promise of its own, no closure, no timer. Most checkouts of a busy worker take it,
  *   so it is kept within the cost of `pg.Pool`'s own checkout (docs/BENCHMARKS.md).
  * - Everything else (a lookup to run, a secret to resolve, a pool to build, a place in the
  *   cache or a connection to wait for or to ping) takes the long way, which reports
@@ -78,9 +78,11 @@ export class Checkout {
       typeof org.slug !== 'string'
     )
       return undefined;
-    const target = router.cached(org);
-    if (target === null) return undefined;
-    const { pool, schema } = target;
+    // Database mode: the org's own cached pool (no target built: the common hit).
+    const target = org.storageMode === 'schema' ? router.cached(org) : null;
+    const pool = target ? target.pool : router.ownPool(org);
+    if (pool === undefined) return undefined;
+    const schema = target ? target.schema : null;
     breaker.check(breakerKey(pool), org.slug);
     const conn = pool.lendReady(Date.now(), schema);
     if (conn === undefined) return undefined;
