@@ -7,8 +7,9 @@
  *   queued before). In schema mode the session reset and `search_path` switch ride on the
  *   tenant's first statement (`setCheckoutPreface`), so they need no wait either. It
  *   allocates the lease and, in schema mode, the pool's target and the preface's
- *   statements: no promise of its own, no closure, no timer. Most checkouts of a busy worker take it,
- *   so it is kept within the cost of `pg.Pool`'s own checkout (docs/BENCHMARKS.md).
+ *   statements: no promise of its own, no closure, no timer. Most checkouts of a busy
+ *   worker take it, so it is kept within the cost of `pg.Pool`'s own checkout
+ *   (docs/BENCHMARKS.md).
  * - Everything else (a lookup to run, a secret to resolve, a pool to build, a place in the
  *   cache or a connection to wait for or to ping) takes the long way, which reports
  *   whatever is wrong beyond the few errors the hit path throws at the same step.
