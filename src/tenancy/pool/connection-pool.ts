@@ -4,10 +4,9 @@
  * is paid for with a slot of the global {@link ConnectionBudget}, and the slot is given
  * back only once the connection has finished closing.
  *
- * The pool never lends a connection it knows is broken: dead ones (killed by the server,
- * errored while idle) and ones past their lifetime are closed at checkout or release, and
- * one idle for a while is pinged before it is lent, so a caller does not see the error of
- * a connection that died in the pool.
+ * It never lends a connection it knows is broken: dead ones (killed by the server, errored
+ * while idle) and ones past their lifetime are closed at checkout or release, and one idle
+ * for a while is pinged first, so no caller sees the error of one that died in the pool.
  */
 import { ClosedError, FleetBudgetError } from '../../reporting/errors.js';
 import type { DatabaseKind, RawConnection } from '../drivers/driver.js';
@@ -120,27 +119,17 @@ export class ConnectionPool implements BudgetMember {
   }
 
   /**
-   * Lends an idle connection at once if one is ready as it is (`PoolConnections.takeReady`:
-   * no ping due) and nobody queued earlier, else undefined. With a schema (the shared
-   * schema-mode pool), the connection carries the checkout's preface to its first statement
-   * (`setCheckoutPreface`), as every checkout's does.
+   * Lends a ready idle connection (`PoolConnections.takeReady`: no ping due) at once when
+   * nobody queued earlier, else undefined. With a schema (Postgres only: the long way reports
+   * any other), it carries the checkout's preface to its first statement (`setCheckoutPreface`).
    */
   lendReady(now: number, schema: string | null): PooledConnection | undefined {
-    if (this.#waiters.length > 0 || this.#drain.closed) return undefined;
-    // A connection that cannot carry the preface is the long way's to report.
-    if (schema !== null && this.kind !== 'postgres') return undefined;
+    const postgresIfSchema = schema === null || this.kind === 'postgres';
+    if (this.#waiters.length > 0 || this.#drain.closed || !postgresIfSchema) return undefined;
     const conn = this.#conns.takeReady(now, this.#options.maxLifetimeMs);
     if (conn === undefined) return undefined;
     this.lastUsedAt = now;
-    if (schema !== null) {
-      try {
-        setCheckoutPreface(conn.raw, schema);
-      } catch (err) {
-        // Never left lent without a lease: closed, its slot given back.
-        this.release(conn, err);
-        throw err;
-      }
-    }
+    if (schema !== null) setCheckoutPreface(conn.raw, schema);
     return conn;
   }
 
