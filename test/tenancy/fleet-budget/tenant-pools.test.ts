@@ -11,6 +11,7 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AcquireTimeoutError, ClosedError } from '../../../src/reporting/errors.js';
 import { serverOf } from '../../../src/tenancy/pool/connector.js';
+import { ensureSql } from '../../../src/tenancy/pool/fleet-budget/postgres/lease-sql.js';
 import { TenantPools } from '../../../src/tenancy/tenant-pools/tenant-pools.js';
 import { addDatabaseTenants, type PgWorld, pgWorld } from '../../support/pools-fixture.js';
 import { type PrivateRedis, startPrivateRedis } from '../../support/private-redis.js';
@@ -53,7 +54,8 @@ async function fleetPools(
     fleetBudget: {
       ...store.option(extra.url),
       perServer: { [SERVER]: limit },
-      leaseTtlMs: extra.leaseTtlMs ?? 3_000,
+      // A step's bound is a third of it (2 s), which a busy CI machine's Postgres may need.
+      leaseTtlMs: extra.leaseTtlMs ?? 6_000,
       prefix,
     },
   });
@@ -194,7 +196,8 @@ describe('TenantPools with a fleet budget in redis', () => {
     const port = Number(new URL(own.url).port);
     const pools = await fleetPools(stores.redis, newPrefix(stores.redis), 5, {
       url: own.url,
-      acquireTimeoutMs: 1_500,
+      // Past the store's own bound (2 s), so the timeout can name the store that failed.
+      acquireTimeoutMs: 3_500,
     });
     await pools.withTenant(warm!, (db) => db.query('select 1'));
     await own.stop();
@@ -251,9 +254,14 @@ describe('TenantPools with a fleet budget in postgres', () => {
     const admin = new pg.Client({ connectionString: PG_URL });
     await admin.connect();
     try {
-      const pools = await fleetPools(stores.postgres, newPrefix(stores.postgres), 5, {
+      // The store's tables exist before the first checkout, which then has only a take to
+      // wait for: creating them on a busy CI server has taken longer than the timeout.
+      const prefix = newPrefix(stores.postgres);
+      await admin.query(ensureSql(prefix));
+      const pools = await fleetPools(stores.postgres, prefix, 5, {
         url: `${proxy.url('postgres')}?application_name=${tag}`,
-        acquireTimeoutMs: 1_500,
+        // Past the store's own bound (2 s), so the timeout can name the store that failed.
+        acquireTimeoutMs: 3_500,
       });
       await pools.withTenant(warm!, (db) => db.query('select 1'));
       // New connections to the store hang; the open ones are ended by the server.
