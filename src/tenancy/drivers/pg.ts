@@ -103,11 +103,7 @@ export async function connectPostgres(url: string, options: ConnectOptions = {})
     },
     query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<R[]> {
       // node-postgres refuses these only once the statement is on its way, behind a preface.
-      if (typeof sql !== 'string') {
-        return Promise.reject(
-          new ValidationError('sql', `Expected the SQL as a string, got ${describe(sql)}`),
-        );
-      }
+      if (typeof sql !== 'string') return notSql(sql);
       if (params !== undefined && !Array.isArray(params)) {
         return Promise.reject(
           new ValidationError('params', `Expected the parameters as an array, got ${describe(params)}`),
@@ -116,11 +112,7 @@ export async function connectPostgres(url: string, options: ConnectOptions = {})
       return statements.run(() => run<R>(sql, params));
     },
     exec(sql: string): Promise<void> {
-      if (typeof sql !== 'string') {
-        return Promise.reject(
-          new ValidationError('sql', `Expected the SQL as a string, got ${describe(sql)}`),
-        );
-      }
+      if (typeof sql !== 'string') return notSql(sql);
       return statements.run(() => runScript(sql));
     },
     [PREFACE](prefaceStatements: readonly string[] | undefined): void {
@@ -288,4 +280,9 @@ class ScriptWithoutResults implements pg.Submittable, PgStatement {
     this.#resolve();
     this.callback?.();
   }
+}
+
+/** The rejection of SQL given as something other than a string. */
+function notSql(sql: unknown): Promise<never> {
+  return Promise.reject(new ValidationError('sql', `Expected the SQL as a string, got ${describe(sql)}`));
 }
