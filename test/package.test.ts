@@ -24,7 +24,7 @@ const run = promisify(execFile);
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
-  exports: { '.': { import: string; types: string } };
+  exports: { '.': { import: string; types: string; default: string } };
 };
 const entry = join(root, pkg.exports['.'].import);
 const types = join(root, pkg.exports['.'].types);
@@ -40,6 +40,7 @@ describe('the built package', () => {
 
   it('points package.json at dist/src/index.js with its declarations', () => {
     expect(pkg.exports['.'].import).toBe('./dist/src/index.js');
+    expect(pkg.exports['.'].default).toBe('./dist/src/index.js');
     requireBuilt(types);
     const declarations = readFileSync(types, 'utf8');
     expect(declarations).toMatch(/\bOrgRegistry\b/);
@@ -119,6 +120,16 @@ describe('the packed package, installed in a fresh folder', () => {
 
     const help = await inDir('npx', ['tenant-fleet', '--help']);
     expect(help.stdout).toMatch(/Usage: tenant-fleet/);
+    // CommonJS (npm init's default type) requires it too: Node's require of an ES module.
+    const required = await run(
+      process.execPath,
+      [
+        '-e',
+        "console.log(typeof require('tenant-fleet').defineHandlers, typeof require('tenant-fleet/dashboard').startDashboard)",
+      ],
+      { cwd: dir, env: childEnv() },
+    );
+    expect(required.stdout.trim()).toBe('function function');
 
     const store = await pg.createStore();
     try {
