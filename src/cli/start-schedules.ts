@@ -16,7 +16,7 @@ export interface RunningSchedules {
 
 /**
  * The store for last ticks: Redis (next to the jobs) on the bullmq engine, the registry
- * database on the memory engine, so a restarted process still knows what it missed.
+ * database on the pgboss and memory engines, so a restarted process still knows what it missed.
  */
 function storeFor(handle: FleetHandle): { store: ScheduleStateStore; release: () => Promise<void> } {
   const { config } = handle;

@@ -29,7 +29,7 @@ export function schedulerCommand(): Command {
       if (config.engine === 'memory') {
         throw new ConfigError(
           'engine',
-          "Expected engine 'bullmq' for a scheduler process (memory-engine jobs never leave their process), got 'memory'; use `worker --schedules` to run schedules beside a memory-engine worker",
+          "Expected engine 'bullmq' or 'pgboss' for a scheduler process (memory-engine jobs never leave their process), got 'memory'; use `worker --schedules` to run schedules beside a memory-engine worker",
         );
       }
       const logger = cliLogger(config, 'info');

@@ -95,7 +95,7 @@ export async function checkRedis(config: FleetConfig): Promise<void> {
     throw new ServiceUnreachableError(
       'redis',
       config.redisUrl,
-      'start Redis there, or set --redis-url, FLEET_REDIS_URL or `redisUrl` in the config to a running one (or use --engine memory for a single process)',
+      'start Redis there, or set --redis-url, FLEET_REDIS_URL or `redisUrl` in the config to a running one',
       socketError ?? err,
     );
   } finally {
