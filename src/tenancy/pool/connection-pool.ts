@@ -119,6 +119,18 @@ export class ConnectionPool implements BudgetMember {
   }
 
   /**
+   * Whether {@link tryAcquire} would answer null at once, opening and asking nothing:
+   * callers are queued, or the pool is at its maximum with no idle connection. False when
+   * closed (tryAcquire then throws).
+   */
+  get refusesNow(): boolean {
+    if (this.#drain.closed) return false;
+    return (
+      this.#waiters.length > 0 || (this.#conns.idle.length === 0 && this.#total() >= this.maxConnections)
+    );
+  }
+
+  /**
    * Lends a ready idle connection (`PoolConnections.takeReady`: no ping due) at once when
    * nobody queued earlier, else undefined. With a schema (Postgres only: the long way reports
    * any other), it carries the checkout's preface to its first statement (`setCheckoutPreface`).

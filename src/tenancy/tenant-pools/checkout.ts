@@ -9,7 +9,9 @@
  *   allocates the lease and, in schema mode, the pool's target and the preface's
  *   statements: no promise of its own, no closure, no timer. Most checkouts of a busy
  *   worker take it, so it is kept within the cost of `pg.Pool`'s own checkout
- *   (docs/BENCHMARKS.md).
+ *   (docs/BENCHMARKS.md). A `tryAcquire` that the pool must refuse (at its maximum with
+ *   none idle, or callers queued) is answered there too: a worker with more slots than
+ *   connections asks, and is refused, several times per job.
  * - Everything else (a lookup to run, a secret to resolve, a pool to build, a place in the
  *   cache or a connection to wait for or to ping) takes the long way, which reports
  *   whatever is wrong beyond the few errors the hit path throws at the same step.
@@ -62,13 +64,16 @@ export class Checkout {
   /**
    * The hit path: a lease on an idle connection of the org's pool (its cached database-mode
    * pool, or the shared schema-mode pool) when one is ready without waiting for anything,
-   * else undefined (the caller takes the long way, which also reports whatever is wrong).
+   * else null when the pool would refuse a `tryAcquire` at once (at its maximum with none
+   * idle, or callers queued before), else undefined (the caller takes the long way, which
+   * also reports whatever is wrong). A refusal answered here costs what a hit costs: a
+   * worker with more slots than connections asks for one after every job.
    * Throws only what the long way would throw at the same step: {@link TenantUnavailableError}
    * while the pool's circuit is open, {@link ConfigError} for a schema-mode tenant on a
    * registry that is not Postgres, {@link ValidationError} for one without a valid
    * `schemaName` (an Org passed in by hand).
    */
-  lendNow(slugOrOrg: string | Org): TenantConnection | undefined {
+  lendNow(slugOrOrg: string | Org): TenantConnection | null | undefined {
     const { registry, router, breaker, monitor } = this.#deps;
     const org = typeof slugOrOrg === 'string' ? registry.cached(slugOrOrg) : slugOrOrg;
     if (
@@ -86,7 +91,7 @@ export class Checkout {
     const schema = target ? target.schema : null;
     breaker.check(breakerKey(pool), org.slug);
     const conn = pool.lendReady(Date.now(), schema);
-    if (conn === undefined) return undefined;
+    if (conn === undefined) return pool.refusesNow ? null : undefined;
     // Nothing was waited for.
     monitor.lent(0);
     return new Lease(pool, conn, org.slug, pool.kind, schema);

@@ -155,7 +155,8 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
       const signal = options === undefined ? undefined : acquireSignal(options);
       signal?.throwIfAborted();
       const lent = this.#checkout.lendNow(slugOrOrg);
-      return lent === undefined ? this.#checkout.acquire(slugOrOrg, signal) : Promise.resolve(lent);
+      // A pool that refuses now makes an acquire wait: the long way queues it.
+      return lent == null ? this.#checkout.acquire(slugOrOrg, signal) : Promise.resolve(lent);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -164,8 +165,10 @@ export class TenantPools extends EventEmitter<TenantPoolsEventMap> implements As
   /**
    * Lends a connection only if that needs no waiting for a slot: an idle one, or a new one
    * within the budget or by reclaiming another pool's idle connection. Resolves to null
-   * otherwise (pool at its maximum, callers queued, budget exhausted, no cache place).
-   * Still throws for an unknown, inactive or unavailable tenant.
+   * otherwise (pool at its maximum, callers queued, budget exhausted, no cache place); a
+   * pool of a known tenant that is at its maximum with none idle, or has callers queued,
+   * answers null at once, as cheaply as a hit. Still throws for an unknown, inactive or
+   * unavailable tenant.
    */
   tryAcquire(slugOrOrg: string | Org): Promise<TenantConnection | null> {
     try {

@@ -130,6 +130,44 @@ describe('TenantPools hit path', () => {
     expect(pools.stats().budget).toMatchObject({ inUse: 0, idle: 1 });
   });
 
+  it('answers at once a tryAcquire that a full pool refuses, while an acquire still waits for it', async () => {
+    const [full, roomy] = await tenants('refuse', 2);
+    const orgs = await Promise.all([full, roomy].map((slug) => world.registry.get(slug!)));
+    await using pools = await TenantPools.open({
+      registry: world.registry,
+      maxConnections: 4,
+      perTenantMaxConnections: 2,
+    });
+    const held = [await pools.acquire(orgs[0]!), await pools.acquire(orgs[0]!)];
+    // At its maximum with none idle: refused without the long way, by slug and given the Org.
+    const bySlug = pools.tryAcquire(full!);
+    expect(await settledAtOnce(bySlug)).toBe(true);
+    expect(await bySlug).toBeNull();
+    const byOrg = pools.tryAcquire(orgs[0]!);
+    expect(await settledAtOnce(byOrg)).toBe(true);
+    expect(await byOrg).toBeNull();
+    // An acquire queues for it and gets one when given back; while it waits, tryAcquire
+    // does not jump the queue.
+    const waiting = pools.acquire(orgs[0]!);
+    const queued = pools.tryAcquire(orgs[0]!);
+    expect(await settledAtOnce(queued)).toBe(true);
+    expect(await queued).toBeNull();
+    held[0]!.release();
+    const again = await waiting;
+    expect(await again.query('select 1 as one')).toEqual([{ one: 1 }]);
+    again.release();
+    held[1]!.release();
+    // A pool under its maximum with none idle opens a connection (the long way).
+    (await pools.acquire(orgs[1]!)).release();
+    const first = await pools.acquire(orgs[1]!);
+    const opened = await pools.tryAcquire(orgs[1]!);
+    expect(opened).not.toBeNull();
+    expect(await opened!.query('select 1 as one')).toEqual([{ one: 1 }]);
+    opened!.release();
+    first.release();
+    expect(pools.stats().budget).toMatchObject({ open: 4, inUse: 0 });
+  });
+
   it('turns away every checkout once closed, hit or not', async () => {
     const [slug] = await tenants('closed', 1);
     const org = await world.registry.get(slug!);
