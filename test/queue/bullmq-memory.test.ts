@@ -87,6 +87,22 @@ describe('BullMQ engine memory in Redis', () => {
     expect(keys.filter((key) => /:(prioritized|pc)$/.test(key))).toEqual([]);
   });
 
+  it('caps the events that BullMQ’s own scripts add to a partition at one stream node', async () => {
+    open(1000);
+    const jobs = Array.from({ length: 150 }, (_, i) => ({ tenant: 'acme', name: 'n', data: i }));
+    await engine.enqueueBulk('q', jobs);
+    // The partition's meta holds the cap and nothing else (BullMQ's default is 10,000).
+    expect(await redis.hgetall(`${prefix}:{q}:q.acme:meta`)).toEqual({ 'opts.maxLenEvents': '0' });
+    // A failure goes through BullMQ's moveToFinished, which adds a `failed` event: trimmed
+    // to whole stream nodes of at most 100 entries (Redis's stream-node-max-entries).
+    for (let i = 0; i < jobs.length; i++) {
+      const job = (await engine.fetch('q', 'acme', 'w', LOCK))!;
+      expect(await engine.fail(job, new Error('boom'))).toBe('failed');
+    }
+    expect(await redis.xlen(`${prefix}:{q}:q.acme:events`)).toBeLessThanOrEqual(100);
+    expect(await engine.counts('q', 'acme')).toMatchObject({ failed: 150, waiting: 0 });
+  });
+
   it('leaves under 1 KB of a tenant that ran 2,000 jobs and went idle; its last results still read', async () => {
     open();
     for (let i = 0; i < 2000; i += 500)

@@ -117,7 +117,9 @@ async function enqueueChunk(
     // No part of the fleet reads a partition's BullMQ events: keep BullMQ from growing
     // the stream (one stream node at most) and drop what is there (scripts.ts RETIRE).
     const { meta, events } = partitions.backend(queue, tenant).keys;
-    multi.hset(meta!, 'opts.maxLenEvents', 0);
+    // An object, not a field and a value: BullMQ's MULTI takes hset's fields that way
+    // only, and made one field per character of a field name given as such.
+    multi.hset(meta!, { 'opts.maxLenEvents': 0 });
     multi.del(events!);
   }
   index.publishIn(multi, queue);
