@@ -262,8 +262,14 @@ export interface FleetCommands {
   fleetSetCaps(...args: (string | number)[]): Promise<number>;
 }
 
-/** A MULTI carrying the fleet commands besides the usual ones. */
-export type FleetMulti = ChainableCommander & {
+/**
+ * A MULTI carrying the fleet commands besides the usual ones. Opened on a BullMQ client,
+ * whose MULTI takes `hset`'s fields as an object only (and `hscan`, `sscan` options as an
+ * object): typed so, a field and a value given as arguments do not compile.
+ */
+export type FleetMulti = Omit<ChainableCommander, 'hset' | 'hscan' | 'sscan'> & {
+  hset(key: string, fields: Record<string, string | number>): FleetMulti;
+} & {
   [K in keyof FleetCommands]: (...args: (string | number)[]) => FleetMulti;
 };
 

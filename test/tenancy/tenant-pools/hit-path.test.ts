@@ -14,6 +14,7 @@ import { OrgRegistry } from '../../../src/tenancy/registry/org-registry.js';
 import type { TenantConnection } from '../../../src/tenancy/tenant-pools/tenant-connection.js';
 import { TenantPools } from '../../../src/tenancy/tenant-pools/tenant-pools.js';
 import { addDatabaseTenants, type PgWorld, pgWorld, slugs } from '../../support/pools-fixture.js';
+import { until } from '../../support/wait.js';
 
 let world: PgWorld;
 let tenantDb: { name: string; url: string };
@@ -146,12 +147,8 @@ describe('TenantPools hit path', () => {
     const byOrg = pools.tryAcquire(orgs[0]!);
     expect(await settledAtOnce(byOrg)).toBe(true);
     expect(await byOrg).toBeNull();
-    // An acquire queues for it and gets one when given back; while it waits, tryAcquire
-    // does not jump the queue.
+    // An acquire still waits for it, and gets one when given back.
     const waiting = pools.acquire(orgs[0]!);
-    const queued = pools.tryAcquire(orgs[0]!);
-    expect(await settledAtOnce(queued)).toBe(true);
-    expect(await queued).toBeNull();
     held[0]!.release();
     const again = await waiting;
     expect(await again.query('select 1 as one')).toEqual([{ one: 1 }]);
@@ -166,6 +163,35 @@ describe('TenantPools hit path', () => {
     opened!.release();
     first.release();
     expect(pools.stats().budget).toMatchObject({ open: 4, inUse: 0 });
+  });
+
+  it('answers at once a tryAcquire of a pool under its maximum with callers queued, who keep their turn', async () => {
+    const [first, other] = await tenants('queued', 2);
+    const orgs = await Promise.all([first, other].map((slug) => world.registry.get(slug!)));
+    // A budget of three, all lent: the pool (maximum 3) has one connection and a caller
+    // waiting for a slot of the budget.
+    await using pools = await TenantPools.open({
+      registry: world.registry,
+      maxConnections: 3,
+      perTenantMaxConnections: 3,
+    });
+    const mine = await pools.acquire(orgs[0]!);
+    const theirs = [await pools.acquire(orgs[1]!), await pools.acquire(orgs[1]!)];
+    const waiting = pools.acquire(orgs[0]!);
+    await until(
+      () => pools.stats().pools.find((pool) => pool.slug === first)?.waiting === 1,
+      'a queued caller',
+    );
+    const queued = pools.tryAcquire(orgs[0]!);
+    expect(await settledAtOnce(queued)).toBe(true);
+    expect(await queued).toBeNull();
+    // The queued caller, not a later tryAcquire, gets the connection given back.
+    mine.release();
+    const served = await waiting;
+    expect(await served.query('select 1 as one')).toEqual([{ one: 1 }]);
+    served.release();
+    for (const lease of theirs) lease.release();
+    expect(pools.stats().budget).toMatchObject({ inUse: 0 });
   });
 
   it('turns away every checkout once closed, hit or not', async () => {
