@@ -25,9 +25,11 @@ export class ServiceUnreachableError extends FleetError {
       'SERVICE_UNREACHABLE',
       // The URL last: the server's reason may hold an `@` ('user'@'host'), and free text
       // is redacted up to the last `@` after a URL's password.
-      refusedLogin(cause)
-        ? `Expected ${what} to accept the login, got a refusal (${reason}): check the user, the password and the database in ${redactUrl(url)}`
-        : `Cannot reach ${what} at ${redactUrl(url)} (${reason}): ${hint}`,
+      missingDatabase(cause)
+        ? `Expected ${what} to exist, got a refusal (${reason}): create it, or name an existing database in ${redactUrl(url)}`
+        : refusedLogin(cause)
+          ? `Expected ${what} to accept the login, got a refusal (${reason}): check the user, the password and the database in ${redactUrl(url)}`
+          : `Cannot reach ${what} at ${redactUrl(url)} (${reason}): ${hint}`,
       { cause },
     );
     this.service = service;
@@ -35,23 +37,33 @@ export class ServiceUnreachableError extends FleetError {
   }
 }
 
-// How the servers say they answered but refused the user, its password or the database:
-// Postgres' SQLSTATE class 28 and 3D000, MySQL's access-denied and unknown-database errors,
-// Redis' replies to AUTH.
+// How the servers say they answered but refused the user or its password: Postgres'
+// SQLSTATE class 28, MySQL's access-denied errors, Redis' replies to AUTH.
 const REFUSED_CODES = new Set([
   '28000',
   '28P01',
-  '3D000',
   'ER_ACCESS_DENIED_ERROR',
   'ER_ACCESS_DENIED_NO_PASSWORD_ERROR',
   'ER_DBACCESS_DENIED_ERROR',
-  'ER_BAD_DB_ERROR',
 ]);
 
+// How they say the database named does not exist: Postgres' 3D000, MySQL's unknown database.
+const MISSING_DATABASE_CODES = new Set(['3D000', 'ER_BAD_DB_ERROR']);
+
+function codeOf(cause: unknown): unknown {
+  return ((cause ?? {}) as { code?: unknown }).code;
+}
+
 function refusedLogin(cause: unknown): boolean {
-  const { code, message } = (cause ?? {}) as { code?: unknown; message?: unknown };
+  const code = codeOf(cause);
   if (typeof code === 'string' && REFUSED_CODES.has(code)) return true;
+  const { message } = (cause ?? {}) as { message?: unknown };
   return typeof message === 'string' && /^(WRONGPASS|NOAUTH)\b/.test(message);
+}
+
+function missingDatabase(cause: unknown): boolean {
+  const code = codeOf(cause);
+  return typeof code === 'string' && MISSING_DATABASE_CODES.has(code);
 }
 
 /** Rejects after `ms` with `message`; the timer never keeps the process alive. */

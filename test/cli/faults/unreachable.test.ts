@@ -120,6 +120,24 @@ describe('a server that refuses the login', () => {
     expect(result.stderr).not.toContain('hunter2');
   });
 
+  it.each([
+    [
+      'Postgres',
+      'postgres://postgres:hunter2@127.0.0.1:5432/fleet_no_such_db',
+      'database "fleet_no_such_db" does not exist',
+    ],
+    ['MariaDB', 'mysql://root@127.0.0.1:3306/fleet_no_such_db', "Unknown database 'fleet_no_such_db'"],
+  ])('orgs list on %s names a database that does not exist as such', async (_server, url, reason) => {
+    const result = await run(['orgs', 'list', '--registry-url', url]);
+    expect(result.code, result.stderr).toBe(1);
+    expect(result.stderr).toContain(`Expected the registry database to exist, got a refusal (${reason}`);
+    expect(result.stderr).toContain(
+      `create it, or name an existing database in ${url.replace('hunter2', '***')}\n`,
+    );
+    expect(result.stderr).not.toContain('accept the login');
+    expect(result.stderr).not.toContain('hunter2');
+  });
+
   it('enqueue on a Redis with another password says so', async () => {
     const redis = await startPrivateRedis();
     try {
