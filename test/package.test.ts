@@ -6,7 +6,7 @@
  * handlers module that imports `'tenant-fleet'`.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
@@ -117,6 +117,24 @@ describe('the packed package, installed in a fresh folder', () => {
     // dependency's newest release may ask for more than tenant-fleet's own engines.
     expect(install.stderr).not.toMatch(/EBADENGINE/);
     expect(existsSync(join(dir, 'node_modules', 'tenant-fleet', 'dist', 'src', 'cli', 'main.js'))).toBe(true);
+    // The package ships no TypeScript sources: each source map carries its own, so a stack
+    // trace (--enable-source-maps) or a debugger shows them.
+    const installed = join(dir, 'node_modules', 'tenant-fleet', 'dist');
+    const maps = readdirSync(installed, { recursive: true, encoding: 'utf8' }).filter((f) =>
+      f.endsWith('.js.map'),
+    );
+    expect(maps.length).toBeGreaterThan(50);
+    for (const file of maps) {
+      const map = JSON.parse(readFileSync(join(installed, file), 'utf8')) as {
+        sources: string[];
+        sourcesContent?: (string | null)[];
+      };
+      expect(map.sourcesContent?.length, file).toBe(map.sources.length);
+      expect(
+        map.sourcesContent!.every((text) => typeof text === 'string' && text.length > 0),
+        file,
+      ).toBe(true);
+    }
 
     const help = await inDir('npx', ['tenant-fleet', '--help']);
     expect(help.stdout).toMatch(/Usage: tenant-fleet/);
