@@ -118,16 +118,9 @@ export class ConnectionPool implements BudgetMember {
     throw lastError;
   }
 
-  /**
-   * Whether {@link tryAcquire} would answer null at once, opening and asking nothing:
-   * callers are queued, or the pool is at its maximum with no idle connection. False when
-   * closed (tryAcquire then throws).
-   */
+  /** Whether {@link tryAcquire} would answer null at once (`PoolWaiters.turnAwayNow`); false when closed. */
   get refusesNow(): boolean {
-    if (this.#drain.closed) return false;
-    return (
-      this.#waiters.length > 0 || (this.#conns.idle.length === 0 && this.#total() >= this.maxConnections)
-    );
+    return !this.#drain.closed && this.#waiters.turnAwayNow;
   }
 
   /**
@@ -266,12 +259,7 @@ export class ConnectionPool implements BudgetMember {
   }
 
   counts(): PoolCounts {
-    return {
-      open: this.#conns.size + this.#connecting,
-      inUse: this.#conns.lent,
-      idle: this.#conns.idle.length,
-      waiting: this.#waiters.length,
-    };
+    return this.#conns.counts(this.#connecting, this.#waiters.length);
   }
 
   /**

@@ -8,7 +8,7 @@
 import type { RawConnection } from '../drivers/driver.js';
 import type { BudgetMember, ConnectionBudget } from './budget.js';
 import { pingDue } from './connector.js';
-import type { PooledConnection } from './types.js';
+import type { PoolCounts, PooledConnection } from './types.js';
 
 /** Idle (most recently used last) and lent connections of one pool. */
 export class PoolConnections {
@@ -27,6 +27,11 @@ export class PoolConnections {
   /** Idle plus lent. */
   get size(): number {
     return this.idle.length + this.#lent;
+  }
+
+  /** The pool's counts, given the connections it is opening and the callers it has queued. */
+  counts(connecting: number, waiting: number): PoolCounts {
+    return { open: this.size + connecting, inUse: this.#lent, idle: this.idle.length, waiting };
   }
 
   /** Connections lent right now. */

@@ -58,6 +58,14 @@ export class PoolWaiters {
     return this.#queue.length;
   }
 
+  /**
+   * Whether a caller that will not wait is turned away at once, asking nothing: others
+   * queued before it (FIFO), or nothing idle and no room to open another.
+   */
+  get turnAwayNow(): boolean {
+    return this.#queue.length > 0 || (this.#host.idleCount() === 0 && !this.#host.canGrow());
+  }
+
   /** Slot requests queued or granted but not yet handled. */
   get requested(): number {
     return this.#requests.length;
