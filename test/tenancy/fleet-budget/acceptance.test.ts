@@ -20,7 +20,6 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Fleet } from '../../../src/fleet.js';
 import { BullMqEngine } from '../../../src/queue/bullmq/bullmq-engine.js';
@@ -31,6 +30,7 @@ import { MYSQL_URL, PG_URL, uniqueName, withDatabase } from '../../support/servi
 import { until } from '../../support/wait.js';
 import { openRegistry, type RegistryFixture } from '../../worker/support.js';
 import type { BudgetProcessConfig, BudgetProcessReady } from '../fixtures/fleet-budget-process.js';
+import { killStoreConnections, OUTAGE_MS, type Run, saying, unfinished } from './acceptance-support.js';
 import { type LeaseStoreCase, postgresLeaseStore, redisLeaseStore } from './lease-stores.js';
 
 const SCRIPT = fileURLToPath(new URL('../fixtures/fleet-budget-process.ts', import.meta.url));
@@ -39,7 +39,6 @@ const runMs = (leases: 'redis' | 'postgres') =>
   Number(process.env.FLEET_BUDGET_RUN_SECONDS ?? (leases === 'redis' ? 60 : 20)) * 1_000;
 const LIMIT = 24;
 const LEASE_TTL_MS = 10_000;
-const OUTAGE_MS = 5_000;
 /** Jobs the producer lets wait at most: more than the four processes' 96 slots, so every connection of the budget stays busy. */
 const MAX_BACKLOG = 150;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -64,16 +63,6 @@ afterAll(async () => {
   await admin?.mysql.close();
   await reg?.cleanup();
 });
-
-interface Run {
-  kind: 'postgres' | 'mysql';
-  /** The fleet's connections on the server right now. */
-  count(): Promise<number>;
-  /** Backend ids of the fleet's connections right now. */
-  ids(): Promise<number[]>;
-  tenants: string[];
-  drop(): Promise<void>;
-}
 
 async function postgresRun(registryPids: () => Promise<number[]>): Promise<Run> {
   const tag = uniqueName('fbtag');
@@ -243,6 +232,7 @@ describe.each(runs)('fleet budget across four processes on $kind, leases in $lea
       // jobs outstanding, so the drain at the end stays short whatever that pace. It runs
       // for RUN_MS and at least until the faults below have passed.
       let enqueued = 0;
+      const tenantOf = new Map<string, string>();
       let producing = true;
       const started = Date.now();
       const producer = (async () => {
@@ -256,11 +246,16 @@ describe.each(runs)('fleet budget across four processes on $kind, leases in $lea
             name: 'work',
             data: { ms: 2 + Math.floor(Math.random() * 38) },
           }));
-          await fleet.enqueueBulk(queue, batch);
+          const ids = await fleet.enqueueBulk(queue, batch);
+          for (const [i, id] of ids.entries()) tenantOf.set(id, batch[i]!.tenant);
           enqueued += batch.length;
           await sleep(100 + Math.random() * 400);
         }
       })();
+
+      // What a wait that gave up reports beside its own message.
+      const progress = () =>
+        `${Math.round((Date.now() - started) / 1000)} s in: at most ${peakLeases} leases and ${peak} connections seen in ${samples} samples; ${enqueued} jobs enqueued`;
 
       // At 30%, once the budget has been full (how soon depends on how fast the server
       // opens connections): SIGKILL one process that holds leases; they lapse within leaseTtlMs.
@@ -268,17 +263,19 @@ describe.each(runs)('fleet budget across four processes on $kind, leases in $lea
       await until(async () => peakLeases >= LIMIT, `all ${LIMIT} leases to be held at once`, {
         timeoutMs: 120_000,
         intervalMs: 50,
-      });
+      }).catch(saying(progress));
       const victim = ready[3]!;
       const victimLeases = async () =>
         (await store.leaseIds(budgetPrefix, server)).filter((id) => id.startsWith(`${victim.budgetId}:`))
           .length;
-      await until(async () => (await victimLeases()) > 0, 'the victim to hold a lease', { intervalMs: 20 });
+      await until(async () => (await victimLeases()) > 0, 'the victim to hold a lease', {
+        intervalMs: 20,
+      }).catch(saying(progress));
       children[3]!.kill('SIGKILL');
       await until(async () => (await victimLeases()) === 0, 'the killed process’s leases to lapse', {
         timeoutMs: LEASE_TTL_MS + 1_000,
         intervalMs: 50,
-      });
+      }).catch(saying(progress));
 
       // At ~60%: the store's fault for 5 s. No fleet connection beyond the limit, and
       // afterwards every job still completes.
@@ -295,7 +292,7 @@ describe.each(runs)('fleet budget across four processes on $kind, leases in $lea
           timeoutMs: 30_000,
           intervalMs: 20,
         },
-      );
+      ).catch(saying(progress));
 
       await sleep(Math.max(0, started + RUN_MS - Date.now()));
       producing = false;
@@ -303,7 +300,9 @@ describe.each(runs)('fleet budget across four processes on $kind, leases in $lea
       await until(async () => (await redis.scard(doneKey)) === enqueued, 'every job to complete', {
         timeoutMs: 240_000,
         intervalMs: 200,
-      });
+      }).catch(
+        saying(async () => `${progress()}; ${await unfinished(redis, fleet, queue, tenantOf, doneKey)}`),
+      );
       sampling = false;
       await sampler;
       expect(samples).toBeGreaterThan(RUN_MS / 100);
@@ -368,34 +367,4 @@ async function redisOutage(run: Run, leasesHeld: () => Promise<number>): Promise
   budgetRedis.resume();
   expect(most).toBeLessThanOrEqual(bound);
   return seen;
-}
-
-/**
- * Ends every connection of the Postgres lease store (pool and LISTEN) every 100 ms for
- * OUTAGE_MS: steps in flight fail, the processes reconnect, and meanwhile the limit holds.
- * Resolves to the fleet's connections open once it stopped.
- */
-async function killStoreConnections(tag: string, run: Run): Promise<Set<number>> {
-  const killer = new pg.Client({ connectionString: PG_URL });
-  await killer.connect();
-  try {
-    const startedAt = Date.now();
-    let killed = 0;
-    while (Date.now() - startedAt < OUTAGE_MS) {
-      // The pids first, then only those: never a filter the planner may order after the kill.
-      const { rows } = await killer.query<{ pid: number }>(
-        'SELECT pid FROM pg_stat_activity WHERE application_name = $1',
-        [tag],
-      );
-      const pids = rows.map((row) => row.pid);
-      if (pids.length > 0)
-        await killer.query('SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid', [pids]);
-      killed += pids.length;
-      await sleep(100);
-    }
-    expect(killed).toBeGreaterThan(0);
-    return new Set(await run.ids());
-  } finally {
-    await killer.end();
-  }
 }
