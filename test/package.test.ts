@@ -102,15 +102,14 @@ describe('the packed package, installed in a fresh folder', () => {
     });
     const tarball = join(dir, packed.trim().split('\n').at(-1)!);
     expect(existsSync(tarball)).toBe(true);
-    writeFileSync(
-      join(dir, 'package.json'),
-      JSON.stringify({ name: 'my-app', private: true, type: 'module' }),
-    );
+    // npm init's default: a CommonJS project (no `type`).
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'my-app', private: true }));
     // Registry packages come from npm's cache when it has them; the native SQLite
-    // binding's install script is not needed here (the registry below is Postgres).
+    // binding's install script is not needed here (the registry below is Postgres). tsx
+    // as README says, to load a TypeScript handlers file as is.
     const install = await inDir(
       'npm',
-      ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', tarball],
+      ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', tarball, 'tsx'],
       'warn',
     );
     // Every package installed supports the Node running the suite (20 and 24 in CI): a
@@ -238,19 +237,13 @@ export default defineHandlers({
         'create table report_runs (month text not null, at timestamptz not null default now());',
       );
       await npx(['migrate', '--dir', 'migrations/']);
-      // 3. A handler per queue (README's handlers.ts, as plain JavaScript).
-      writeFileSync(
-        join(dir, 'readme-handlers.mjs'),
-        `import { defineHandlers } from 'tenant-fleet';
-export default defineHandlers({
-  reports: async (job, ctx) => {
-    await ctx.db.query('insert into report_runs (month) values ($1)', [job.data.month]);
-  },
-});
-`,
-      );
+      // 3. A handler per queue: README's handlers.ts, in this CommonJS project, through tsx.
+      const readme = readFileSync(join(root, 'README.md'), 'utf8');
+      const handlers = /```ts\n(\/\/ handlers\.ts[\s\S]*?)```/.exec(readme)?.[1];
+      expect(handlers, "README's handlers.ts").toMatch(/from 'tenant-fleet'/);
+      writeFileSync(join(dir, 'handlers.ts'), handlers!);
       // 4. A worker.
-      const worker = startCli(['worker', '--handlers', './readme-handlers.mjs', '--concurrency', '16'], {
+      const worker = startCli(['worker', '--handlers', './handlers.ts', '--concurrency', '16'], {
         cwd: dir,
         cli: bin,
         env,

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { register } from 'node:module';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ConfigError, describe } from '../../reporting/errors.js';
@@ -6,7 +7,8 @@ import { ConfigError, describe } from '../../reporting/errors.js';
 /**
  * Imports a user file (a config or a handlers module) by path, relative to the working
  * directory. `.ts` files go through tsx, which is only a dev dependency: without it the
- * error says to compile the file or install tsx.
+ * error says to compile the file or install tsx. A `.ts` or `.tsx` file loads as an ES
+ * module whatever the project's `type` (see {@link TS_AS_ESM}); `.cts` stays CommonJS.
  */
 export async function loadUserModule(path: string, option: string): Promise<Record<string, unknown>> {
   const absolute = resolve(path);
@@ -14,8 +16,8 @@ export async function loadUserModule(path: string, option: string): Promise<Reco
     throw new ConfigError(option, `Expected \`${option}\` to name an existing file, got ${describe(path)}`);
   }
   try {
-    if (/\.[cm]?ts$/.test(absolute)) {
-      const { tsImport } = await importTsx(option);
+    if (/\.[cm]?tsx?$/.test(absolute)) {
+      const tsImport = await typescriptImporter(option);
       return (await tsImport(pathToFileURL(absolute).href, import.meta.url)) as Record<string, unknown>;
     }
     return (await import(pathToFileURL(absolute).href)) as Record<string, unknown>;
@@ -29,13 +31,40 @@ export async function loadUserModule(path: string, option: string): Promise<Reco
   }
 }
 
-async function importTsx(
-  option: string,
-): Promise<{ tsImport: (specifier: string, parent: string) => Promise<unknown> }> {
+/** The tsx namespace of the files this process loads (tsx passes it on to their imports). */
+const NAMESPACE = 'tenant-fleet-user';
+
+/**
+ * A module resolve hook: a `.ts` or `.tsx` file of the user's, which tsx would load as
+ * CommonJS in a CommonJS project (npm init's default type), loads as an ES module.
+ * Compiled to CommonJS, its `import … from 'tenant-fleet'` would become a `require`
+ * that tsx answers with a second, CommonJS-compiled copy of tenant-fleet, which fails
+ * (and, where it loaded, would not share the first copy's classes). A data URL, so it
+ * loads the same from the sources and from the package.
+ */
+const TS_AS_ESM = `data:text/javascript,${encodeURIComponent(`
+export async function resolve(specifier, context, next) {
+  const resolved = await next(specifier, context);
+  if (resolved.format !== 'commonjs' && resolved.format !== 'commonjs-typescript') return resolved;
+  if (!resolved.url.startsWith('file:')) return resolved;
+  const path = decodeURIComponent(new URL(resolved.url).pathname).split('?')[0];
+  if (!/\\.tsx?$/.test(path) || path.includes('/node_modules/')) return resolved;
+  return { ...resolved, format: 'module-typescript' };
+}
+`)}`;
+
+type ScopedImport = (specifier: string, parent: string) => Promise<unknown>;
+let typescript: ScopedImport | undefined;
+
+/**
+ * tsx's import, registered once per process in {@link NAMESPACE}, with {@link TS_AS_ESM}
+ * after it (the hook registered last runs first, and so sees tsx's answer).
+ */
+async function typescriptImporter(option: string): Promise<ScopedImport> {
+  if (typescript) return typescript;
+  let tsx: { register(options: { namespace: string }): { import: ScopedImport } };
   try {
-    return (await import('tsx/esm/api')) as {
-      tsImport: (specifier: string, parent: string) => Promise<unknown>;
-    };
+    tsx = await import('tsx/esm/api');
   } catch (err) {
     throw new ConfigError(
       option,
@@ -43,11 +72,15 @@ async function importTsx(
       { cause: err },
     );
   }
+  const scoped = tsx.register({ namespace: NAMESPACE });
+  register(TS_AS_ESM);
+  typescript = scoped.import;
+  return typescript;
 }
 
 /**
- * The default export of a loaded module, else the module itself. A `.ts` file outside an
- * ESM package loads as CommonJS, whose `export default` arrives one level deeper.
+ * The default export of a loaded module, else the module itself. A CommonJS module (a
+ * `.cts` file, or one compiled from ESM) has its `export default` one level deeper.
  */
 export function defaultExport(module: Record<string, unknown>): unknown {
   let value: unknown = module.default ?? module;
