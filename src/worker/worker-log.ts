@@ -2,8 +2,9 @@
  * What a worker logs about jobs and about itself.
  *
  * Every failed job is a line: at info when it will be retried, at warn when it is failed
- * for good, with the tenant, job id, attempt of attempts and the error's message (no
- * stack: the failure is the job's, and the engine keeps the stack on the job).
+ * for good, with the tenant, job id, attempt of attempts and the error's message; its
+ * stack only when the logger is at debug (the failure is the job's, and the engine keeps
+ * the stack on the job).
  *
  * A worker's own errors are logged so that one that repeats does not flood the log: the first of a
  * kind is logged whole (with its stack and cause), then the same kind at most once per
@@ -70,6 +71,7 @@ export function logFailure(logger: Logger, job: ActiveJob, error: Error, outcome
     jobName: job.name,
     attempt: `${job.attempt} of ${job.maxAttempts}`,
     error: error.message,
+    ...(logger.isLevelEnabled('debug') && { stack: error.stack }),
   };
   if (outcome === 'retrying') logger.info(fields, 'job failed, will retry');
   else logger.warn(fields, 'job failed');

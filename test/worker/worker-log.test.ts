@@ -15,7 +15,10 @@ import { until } from '../support/wait.js';
 import { openRegistry, type RegistryFixture } from './support.js';
 
 /** A logger whose JSON lines are kept, parsed. */
-function capture(): { lines: Array<Record<string, unknown>>; logger: ReturnType<typeof createLogger> } {
+function capture(level: 'info' | 'debug' = 'info'): {
+  lines: Array<Record<string, unknown>>;
+  logger: ReturnType<typeof createLogger>;
+} {
   const lines: Array<Record<string, unknown>> = [];
   const destination = new Writable({
     write(chunk, _encoding, done) {
@@ -23,7 +26,7 @@ function capture(): { lines: Array<Record<string, unknown>>; logger: ReturnType<
       done();
     },
   });
-  return { lines, logger: createLogger({ level: 'info', destination }) };
+  return { lines, logger: createLogger({ level, destination }) };
 }
 
 let reg: RegistryFixture;
@@ -84,6 +87,30 @@ describe('worker log', () => {
       ]);
       // The failure is the job's: no stack at this level.
       for (const line of failures) expect(JSON.stringify(line)).not.toContain('at ');
+    } finally {
+      await fleet.close();
+    }
+  });
+
+  it('adds the failure’s stack at debug level', async () => {
+    const [tenant] = await reg.addTenants(1);
+    const { lines, logger } = capture('debug');
+    const fleet = await Fleet.open({ engine: 'memory', registry: reg.registry, logger });
+    try {
+      const queue = uniqueName('q');
+      await fleet.enqueue(queue, { tenant: tenant!, name: 'broken', data: null });
+      const worker = fleet.worker(
+        queue,
+        async function handlerThatThrows() {
+          throw new Error('boom');
+        },
+        { borrowConnection: false },
+      );
+      await until(() => lines.some((line) => line.msg === 'job failed'), 'the failure to be logged');
+      await worker.close();
+      const failure = lines.find((line) => line.msg === 'job failed')!;
+      expect(failure).toMatchObject({ level: 40, tenant, error: 'boom' });
+      expect(failure.stack).toMatch(/^Error: boom\n\s+at .*handlerThatThrows/);
     } finally {
       await fleet.close();
     }
