@@ -35,47 +35,64 @@ export async function loadUserModule(path: string, option: string): Promise<Reco
 const NAMESPACE = 'tenant-fleet-user';
 
 /**
- * A module resolve hook: a `.ts` or `.tsx` file of the user's, which tsx would load as
- * CommonJS in a CommonJS project (npm init's default type), loads as an ES module.
- * Compiled to CommonJS, its `import … from 'tenant-fleet'` would become a `require`
- * that tsx answers with a second, CommonJS-compiled copy of tenant-fleet, which fails
- * (and, where it loaded, would not share the first copy's classes). A data URL, so it
- * loads the same from the sources and from the package.
+ * A module resolve hook (a data URL, so it loads the same from the sources and from the
+ * package): a `.ts` or `.tsx` file outside node_modules that this module loads, or that
+ * one of those imports, loads as an ES module where tsx would load it as CommonJS (in a
+ * CommonJS project, npm init's default type). Compiled to CommonJS, its `import … from
+ * 'tenant-fleet'` would become a `require` that tsx answers with a second, CommonJS-
+ * compiled copy of tenant-fleet, which fails to load. Its URL is the file's own, with
+ * the namespace as query (so its imports are recognised, and `import.meta.url` names
+ * the file), not tsx's CommonJS form (`…ts%3Fnamespace=…?tsx-commonjs-virtual-query`).
+ * Other modules of the process are left alone.
  */
-const TS_AS_ESM = `data:text/javascript,${encodeURIComponent(`
+function tsAsEsmHook(loader: string): string {
+  const source = `
+const NAMESPACE = ${JSON.stringify(`tsx-namespace=${NAMESPACE}`)};
+const LOADER = ${JSON.stringify(loader)};
 export async function resolve(specifier, context, next) {
   const resolved = await next(specifier, context);
   if (resolved.format !== 'commonjs' && resolved.format !== 'commonjs-typescript') return resolved;
-  if (!resolved.url.startsWith('file:')) return resolved;
-  const path = decodeURIComponent(new URL(resolved.url).pathname).split('?')[0];
-  if (!/\\.tsx?$/.test(path) || path.includes('/node_modules/')) return resolved;
-  return { ...resolved, format: 'module-typescript' };
+  const parent = context.parentURL ?? '';
+  if (!resolved.url.includes(NAMESPACE) && parent !== LOADER && !parent.includes(NAMESPACE)) return resolved;
+  const url = new URL(resolved.url);
+  const path = url.pathname.split('%3F')[0];
+  if (url.protocol !== 'file:' || !/\\.tsx?$/.test(path) || path.includes('/node_modules/')) return resolved;
+  return { ...resolved, url: 'file://' + path + '?' + NAMESPACE, format: 'module-typescript' };
 }
-`)}`;
+`;
+  return `data:text/javascript,${encodeURIComponent(source)}`;
+}
 
 type ScopedImport = (specifier: string, parent: string) => Promise<unknown>;
-let typescript: ScopedImport | undefined;
+let typescript: Promise<ScopedImport> | undefined;
 
 /**
- * tsx's import, registered once per process in {@link NAMESPACE}, with {@link TS_AS_ESM}
- * after it (the hook registered last runs first, and so sees tsx's answer).
+ * tsx's import, registered once per process in {@link NAMESPACE}, with
+ * {@link tsAsEsmHook} after it (the hook registered last runs first, and so sees tsx's
+ * answer). Nothing is kept after a failure: without tsx, each call says so.
  */
 async function typescriptImporter(option: string): Promise<ScopedImport> {
-  if (typescript) return typescript;
-  let tsx: { register(options: { namespace: string }): { import: ScopedImport } };
   try {
-    tsx = await import('tsx/esm/api');
+    typescript ??= registerTypescript();
+    return await typescript;
   } catch (err) {
+    typescript = undefined;
+    if ((err as { code?: unknown }).code !== 'ERR_MODULE_NOT_FOUND') throw err;
     throw new ConfigError(
       option,
       `Expected tsx to be installed to load a .ts file for \`${option}\`, got none (compile it to .js or run npm install tsx)`,
       { cause: err },
     );
   }
+}
+
+async function registerTypescript(): Promise<ScopedImport> {
+  const tsx = (await import('tsx/esm/api')) as {
+    register(options: { namespace: string }): { import: ScopedImport };
+  };
   const scoped = tsx.register({ namespace: NAMESPACE });
-  register(TS_AS_ESM);
-  typescript = scoped.import;
-  return typescript;
+  register(tsAsEsmHook(import.meta.url));
+  return scoped.import;
 }
 
 /**

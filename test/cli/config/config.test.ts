@@ -6,10 +6,10 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/cli/config/config.js';
-import { fleetBudgetOptions } from '../../src/cli/config/fleet-budget-config.js';
-import { ConfigError } from '../../src/reporting/errors.js';
-import { tempDir } from '../support/services.js';
+import { loadConfig } from '../../../src/cli/config/config.js';
+import { fleetBudgetOptions } from '../../../src/cli/config/fleet-budget-config.js';
+import { ConfigError } from '../../../src/reporting/errors.js';
+import { tempDir } from '../../support/services.js';
 
 const dirs: string[] = [];
 const fresh = () => {
