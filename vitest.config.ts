@@ -1,4 +1,4 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 /**
  * The fleet-budget acceptance runs four worker processes against hundreds of databases
@@ -19,7 +19,7 @@ export default defineConfig({
         test: {
           name: 'suites',
           include: ['test/**/*.test.ts'],
-          exclude: ALONE,
+          exclude: [...configDefaults.exclude, ...ALONE],
           // Suites share one Postgres, MariaDB and Redis; each uses its own names, but two
           // cores are all there is, so keep the file-level parallelism modest.
           maxWorkers: 2,

@@ -23,10 +23,17 @@ export interface Run {
   drop(): Promise<void>;
 }
 
-/** Rethrows a wait's error with `state` appended, so a CI log says where the run stood. */
+/**
+ * Rethrows a wait's error with `state` appended, so a CI log says where the run stood; a
+ * state that fails or takes over 5 s to read is said as such, never instead of the error.
+ */
 export function saying(state: () => string | Promise<string>) {
   return async (error: Error): Promise<never> => {
-    throw new Error(`${error.message}; ${await state()}`);
+    const said = await Promise.race([
+      Promise.resolve().then(state),
+      sleep(5_000).then(() => 'its state was not read within 5 s'),
+    ]).catch((failure: unknown) => `its state could not be read (${(failure as Error).message})`);
+    throw new Error(`${error.message}; ${said}`, { cause: error });
   };
 }
 
