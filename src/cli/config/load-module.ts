@@ -51,7 +51,9 @@ const NAMESPACE = ${JSON.stringify(`tsx-namespace=${NAMESPACE}`)};
 const LOADER = ${JSON.stringify(loader)};
 export async function resolve(specifier, context, next) {
   const resolved = await next(specifier, context);
-  if (resolved.format !== 'commonjs' && resolved.format !== 'commonjs-typescript') return resolved;
+  // CommonJS as tsx or Node sees it, or not decided yet (Node 24 without type stripping).
+  if (resolved.format != null && resolved.format !== 'commonjs' && resolved.format !== 'commonjs-typescript')
+    return resolved;
   const parent = context.parentURL ?? '';
   if (!resolved.url.includes(NAMESPACE) && parent !== LOADER && !parent.includes(NAMESPACE)) return resolved;
   const url = new URL(resolved.url);
