@@ -13,7 +13,7 @@ import { loadConfig } from '../config/config.js';
 import { cliLogger, type GlobalFlags, print } from '../context.js';
 import { cronPattern, integer } from '../parse.js';
 import { waitForShutdown } from '../process/shutdown.js';
-import { deleteRedisPrefix } from './cleanup.js';
+import { deleteRedisPrefix, hasRedisKeys } from './cleanup.js';
 import { type DemoDashboard, startDemoDashboard } from './dashboard.js';
 import { DEMO_TENANTS, demoPaths, NOISY_TENANT, seedDemoTenants, sqliteReadCommand } from './setup.js';
 import { DEMO_QUEUE, DemoStats, demoHandler, enqueueWelcomeJobs, generateTraffic } from './traffic.js';
@@ -71,6 +71,10 @@ export function demoCommand(): Command {
         },
       });
       const logger = cliLogger(config, 'warn', 'tenant-fleet-demo');
+      // Keys under the prefix before the demo ran are someone else's (a fleet's, or a demo
+      // run with --keep): then the demo removes nothing at the end.
+      const prefixInUse =
+        config.engine === 'bullmq' && !flags.keep && (await hasRedisKeys(config.redisUrl, config.prefix));
       const { openFleet } = await import('../open-fleet.js');
       const { startSchedules } = await import('../start-schedules.js');
       const handle = await openFleet(config, logger);
@@ -165,9 +169,13 @@ export function demoCommand(): Command {
           print(`removed the demo's jobs of ${purged.length} tenants from Postgres (--keep leaves them)`);
         }
         await handle.close();
-        if (config.engine === 'bullmq' && !flags.keep) {
+        if (prefixInUse) {
+          print(
+            `left the keys under ${config.prefix} on Redis: the prefix held keys before the demo started (name a prefix of its own with --prefix to have them removed)`,
+          );
+        } else if (config.engine === 'bullmq' && !flags.keep) {
           const removed = await deleteRedisPrefix(config.redisUrl, config.prefix);
-          print(`removed the demo's ${removed} keys under ${config.prefix}: on Redis (--keep leaves them)`);
+          print(`removed the demo's ${removed} keys under ${config.prefix} on Redis (--keep leaves them)`);
         }
       }
       print('demo stopped cleanly');

@@ -37,8 +37,12 @@ function rowsPerTenant(cwd: string): Map<string, number> {
   return rows;
 }
 
-async function runDemoUntilServed(cwd: string, args: string[] = []): Promise<string> {
-  const demo = startCli(['demo', '--stats-interval', '500', ...args], { cwd });
+async function runDemoUntilServed(
+  cwd: string,
+  args: string[] = [],
+  env: Record<string, string> = {},
+): Promise<string> {
+  const demo = startCli(['demo', '--stats-interval', '500', ...args], { cwd, env });
   try {
     await until(() => ALL_SERVED.test(demo.stdout()), 'every demo tenant to process a job', THIRTY_SECONDS);
     demo.child.kill('SIGINT');
@@ -107,10 +111,28 @@ describe('npm start (tenant-fleet demo)', () => {
       expect(out).toMatch(new RegExp(`engine: bullmq \\(prefix ${prefix}\\)`));
       for (const [slug, n] of rowsPerTenant(cwd)) expect(n, slug).toBeGreaterThan(0);
       // It cleaned up after itself: nothing left under its prefix.
-      expect(out).toMatch(new RegExp(`removed the demo's [1-9]\\d* keys under ${prefix}:`));
+      expect(out).toMatch(new RegExp(`removed the demo's [1-9]\\d* keys under ${prefix} on Redis`));
       expect(await keysUnder(prefix)).toBe(0);
     } finally {
       await deletePrefix(prefix);
+    }
+  });
+
+  it("leaves a prefix that held keys before it started (a real fleet's, named by FLEET_PREFIX)", async () => {
+    const cwd = tempDir('tenant-fleet-demo-shared-');
+    dirs.push(cwd);
+    const prefix = uniqueName('fleetreal');
+    const redis = new Redis(REDIS_URL);
+    try {
+      await redis.set(`${prefix}:someone-elses`, 'keep me');
+      const out = await runDemoUntilServed(cwd, ['--engine', 'bullmq', '--redis-url', REDIS_URL], {
+        FLEET_PREFIX: prefix,
+      });
+      expect(out).toMatch(new RegExp(`left the keys under ${prefix} on Redis`));
+      expect(await redis.get(`${prefix}:someone-elses`)).toBe('keep me');
+    } finally {
+      await deletePrefix(prefix);
+      redis.disconnect();
     }
   });
 });
