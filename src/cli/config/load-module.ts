@@ -8,7 +8,7 @@ import { ConfigError, describe } from '../../reporting/errors.js';
  * Imports a user file (a config or a handlers module) by path, relative to the working
  * directory. `.ts` files go through tsx, which is only a dev dependency: without it the
  * error says to compile the file or install tsx. A `.ts` or `.tsx` file loads as an ES
- * module whatever the project's `type` (see {@link TS_AS_ESM}); `.cts` stays CommonJS.
+ * module whatever the project's `type` (see {@link tsAsEsmHook}); `.cts` stays CommonJS.
  */
 export async function loadUserModule(path: string, option: string): Promise<Record<string, unknown>> {
   const absolute = resolve(path);

@@ -73,8 +73,8 @@ export function demoCommand(): Command {
       const logger = cliLogger(config, 'warn', 'tenant-fleet-demo');
       // Keys under the prefix before the demo ran are someone else's (a fleet's, or a demo
       // run with --keep): then the demo removes nothing at the end.
-      const prefixInUse =
-        config.engine === 'bullmq' && !flags.keep && (await hasRedisKeys(config.redisUrl, config.prefix));
+      const cleansRedis = config.engine === 'bullmq' && !flags.keep;
+      const prefixInUse = cleansRedis && (await hasRedisKeys(config.redisUrl, config.prefix));
       const { openFleet } = await import('../open-fleet.js');
       const { startSchedules } = await import('../start-schedules.js');
       const handle = await openFleet(config, logger);
@@ -173,7 +173,7 @@ export function demoCommand(): Command {
           print(
             `left the keys under ${config.prefix} on Redis: the prefix held keys before the demo started (name a prefix of its own with --prefix to have them removed)`,
           );
-        } else if (config.engine === 'bullmq' && !flags.keep) {
+        } else if (cleansRedis) {
           const removed = await deleteRedisPrefix(config.redisUrl, config.prefix);
           print(`removed the demo's ${removed} keys under ${config.prefix} on Redis (--keep leaves them)`);
         }
