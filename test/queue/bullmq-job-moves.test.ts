@@ -160,12 +160,37 @@ describe('BullMQ engine: its own job moves against BullMQ’s', { timeout: 60_00
     const ran: unknown[] = [];
     let job = await engine.fetch(queue, 'acme', 'w', LOCK);
     while (job !== null) {
-      ran.push(job.data);
+      ran.push([job.data, job.lastReady]);
       job = await engine.complete(job, null, { fetchNext: { workerId: 'w', lockDurationMs: LOCK } });
     }
-    expect(ran).toEqual(['p3', 'old', 'new-1', 'new-2']);
+    // Only the job taken with nothing left in prioritized nor in wait is the last.
+    expect(ran).toEqual([
+      ['p3', false],
+      ['old', false],
+      ['new-1', false],
+      ['new-2', true],
+    ]);
     // The priority counter goes with the last prioritised job, as BullMQ's fetch drops it.
     expect(await redis.exists(bull.toKey('pc'))).toBe(0);
+  });
+
+  it('marks the last job as the fleet’s own fetch does when BullMQ’s moveToFinished takes it (a job with a deduplication id)', async () => {
+    const queue = uniqueName('q');
+    const bull = partitionQueue(queue);
+    await bull.add('n', 'dedup', { deduplication: { id: 'd1' } });
+    await engine.enqueueBulk(queue, [
+      { tenant: 'acme', name: 'n', data: 'second' },
+      { tenant: 'acme', name: 'n', data: 'third' },
+    ]);
+    const first = await engine.fetch(queue, 'acme', 'w', LOCK);
+    expect([first?.data, first?.lastReady]).toEqual(['dedup', false]);
+    const fetchNext = { fetchNext: { workerId: 'w', lockDurationMs: LOCK } };
+    const second = await engine.complete(first!, null, fetchNext);
+    expect([second?.data, second?.lastReady]).toEqual(['second', false]);
+    const third = await engine.complete(second!, null, fetchNext);
+    expect([third?.data, third?.lastReady]).toEqual(['third', true]);
+    expect(await engine.complete(third!, null, fetchNext)).toBeNull();
+    expect(await engine.counts(queue, 'acme')).toMatchObject({ waiting: 0, active: 0, completed: 3 });
   });
 
   it('refuses a completion whose lock is not the caller’s, as BullMQ does, and keeps the job', async () => {

@@ -28,31 +28,37 @@ function bullMqScript(file: string, name: string): string {
 }
 
 /**
- * `fetchNext(wait, active, prioritized, limiter, delayed, meta, pc, prefix, now, opts)`:
- * BullMQ's fetch of a queue's next job (moveToActive, and moveToFinished's fetch-next):
- * read pause, global concurrency and rate limit from `meta`; promote due delayed jobs;
- * then the first of `prioritized`, else the oldest of `wait` (BullMQ takes `wait` first;
- * the fleet's contract runs unprioritised jobs after prioritised ones), locked with
- * `opts.token` for `opts.lockDuration` ms. Replies as BullMQ does: `{job hash, id, 0, 0}`,
- * `{0, 0, rate-limit ttl, 0}`, `{0, 0, 0, 0}` when paused or at its concurrency, `{0, 0, 0,
- * first delayed due time}`, or nil when nothing waits nor is delayed.
+ * `fetchNext(prefix, now, opts)`: BullMQ's fetch of a queue's next job (moveToActive, and
+ * moveToFinished's fetch-next) on the partition whose keys start with `prefix`: read pause,
+ * global concurrency and rate limit from `meta`; promote due delayed jobs; then the first
+ * of `prioritized`, else the oldest of `wait` (BullMQ takes `wait` first; the fleet's
+ * contract runs unprioritised jobs after prioritised ones), locked with `opts.token` for
+ * `opts.lockDuration` ms. Replies as BullMQ does: `{job hash, id, 0, 0}`, `{0, 0, rate-limit
+ * ttl, 0}`, `{0, 0, 0, 0}` when paused or at its concurrency, `{0, 0, 0, first delayed due
+ * time}`, or nil when nothing waits nor is delayed. A job taken comes with what the fetch
+ * learnt on the way, for markLast (scripts.ts) to tell whether it was the last without
+ * asking Redis again: whether `prioritized` still holds jobs, and how many are delayed.
  */
 export const FETCH_NEXT = `
 local rcall = redis.call
-local function promote(delayed, wait, prioritized, pc, prefix, now)
+local function promote(delayed, prefix, now)
+  -- How many stay delayed: counted first, so that the common case (none) is one lookup.
+  local left = rcall('ZCARD', delayed)
+  if left == 0 then return 0 end
   local due = rcall('ZRANGEBYSCORE', delayed, 0, (now + 1) * 0x1000 - 1, 'LIMIT', 0, 1000)
-  if #due == 0 then return end
+  if #due == 0 then return left end
   rcall('ZREM', delayed, unpack(due))
   for _, id in ipairs(due) do
     local jobKey = prefix .. id
     local priority = tonumber(rcall('HGET', jobKey, 'priority')) or 0
     if priority == 0 then
-      rcall('LPUSH', wait, id)
+      rcall('LPUSH', prefix .. 'wait', id)
     else
-      rcall('ZADD', prioritized, priority * 0x100000000 + rcall('INCR', pc) % 0x100000000, id)
+      rcall('ZADD', prefix .. 'prioritized', priority * 0x100000000 + rcall('INCR', prefix .. 'pc') % 0x100000000, id)
     end
     rcall('HSET', jobKey, 'delay', 0)
   end
+  return left - #due
 end
 local function rateLimitTtl(maxJobs, limiter)
   if maxJobs and maxJobs <= tonumber(rcall('GET', limiter) or 0) then
@@ -78,24 +84,29 @@ local function prepare(prefix, limiter, id, now, maxJobs, limiterDuration, opts)
   rcall('HINCRBY', jobKey, 'ats', 1)
   return {rcall('HGETALL', jobKey), id, 0, 0}
 end
-local function fetchNext(wait, active, prioritized, limiter, delayed, meta, pc, prefix, now, opts)
-  local queue = rcall('HMGET', meta, 'paused', 'concurrency', 'max', 'duration')
+local function fetchNext(prefix, now, opts)
+  local active, prioritized, delayed = prefix .. 'active', prefix .. 'prioritized', prefix .. 'delayed'
+  local queue = rcall('HMGET', prefix .. 'meta', 'paused', 'concurrency', 'max', 'duration')
   local blocked = queue[1] ~= false
   if not blocked and queue[2] then blocked = rcall('LLEN', active) >= tonumber(queue[2]) end
-  promote(delayed, wait, prioritized, pc, prefix, now)
+  local delayedLeft = promote(delayed, prefix, now)
   local limits = opts['limiter']
   local maxJobs = tonumber(queue[3] or (limits and limits['max']))
+  local limiter = maxJobs and prefix .. 'limiter'
   local ttl = rateLimitTtl(maxJobs, limiter)
   if ttl > 0 then return {0, 0, ttl, 0} end
   if blocked then return {0, 0, 0, 0} end
   local limiterDuration = (limits and limits['duration']) or queue[4]
   local id
+  local prioritizedLeft = false
   local first = rcall('ZPOPMIN', prioritized)
   if #first > 0 then
     id = first[1]
     rcall('LPUSH', active, id)
-    if rcall('EXISTS', prioritized) == 0 then rcall('DEL', pc) end
+    prioritizedLeft = rcall('EXISTS', prioritized) == 1
+    if not prioritizedLeft then rcall('DEL', prefix .. 'pc') end
   else
+    local wait = prefix .. 'wait'
     id = rcall('RPOPLPUSH', wait, active)
     -- A BullMQ 4 marker in the wait list: not a job.
     if id and string.sub(id, 1, 2) == '0:' then
@@ -103,9 +114,12 @@ local function fetchNext(wait, active, prioritized, limiter, delayed, meta, pc, 
       id = rcall('RPOPLPUSH', wait, active)
     end
   end
-  if id then return prepare(prefix, limiter, id, now, maxJobs, limiterDuration, opts) end
+  if id then
+    return prepare(prefix, limiter, id, now, maxJobs, limiterDuration, opts), prioritizedLeft, delayedLeft
+  end
+  if delayedLeft == 0 then return end
   local next = rcall('ZRANGE', delayed, 0, 0, 'WITHSCORES')
-  if next[2] then return {0, 0, 0, tonumber(next[2]) / 0x1000} end
+  return {0, 0, 0, tonumber(next[2]) / 0x1000}
 end
 `;
 
@@ -168,7 +182,7 @@ end
 local function finish(prefix, a, i)
   local id, now, token = a[i], a[i + 1], a[i + 4]
   local jobKey = prefix .. id
-  local job = rcall('HMGET', jobKey, 'name', 'parentKey', 'deid')
+  local job = rcall('HMGET', jobKey, 'name', 'parentKey', 'deid', 'atm')
   if job[2] or job[3] then return bullMqCompletion(prefix, a, i) end
   if not job[1] then return -1 end
   if token ~= '0' then
@@ -178,14 +192,14 @@ local function finish(prefix, a, i)
     rcall('SREM', prefix .. 'stalled', id)
   end
   if rcall('LREM', prefix .. 'active', -1, id) < 1 then return -3 end
-  rcall('HINCRBY', jobKey, 'atm', 1)
   local keep = tonumber(a[i + 6])
   if keep == 0 then
     removeJobKeys(jobKey)
   else
     local completed = prefix .. 'completed'
     rcall('ZADD', completed, now, id)
-    rcall('HSET', jobKey, 'returnvalue', a[i + 2], 'finishedOn', now)
+    -- atm counted as BullMQ's HINCRBY would, in the same write as the result.
+    rcall('HSET', jobKey, 'returnvalue', a[i + 2], 'finishedOn', now, 'atm', (tonumber(job[4]) or 0) + 1)
     if keep > 0 then
       local old = rcall('ZREVRANGE', completed, keep, -1)
       if #old > 0 then
@@ -196,10 +210,8 @@ local function finish(prefix, a, i)
   end
   if a[i + 7] ~= '' then collectMetrics(prefix .. 'metrics:completed', tonumber(a[i + 7]), now) end
   if a[i + 3] == '1' then
-    local taken = fetchNext(prefix .. 'wait', prefix .. 'active', prefix .. 'prioritized',
-      prefix .. 'limiter', prefix .. 'delayed', prefix .. 'meta', prefix .. 'pc', prefix, now,
-      {token = token, lockDuration = a[i + 5]})
-    if taken then return taken end
+    local taken, prioritizedLeft, delayedLeft = fetchNext(prefix, now, {token = token, lockDuration = a[i + 5]})
+    if taken then return taken, prioritizedLeft, delayedLeft end
   end
   return 0
 end

@@ -110,8 +110,16 @@ local function announce(activeTenants, a, i)
   -- GT: a process whose clock lags never moves an announcement back in time.
   if a[i + 1] == '1' then redis.call('ZADD', activeTenants, 'GT', a[i + 5], a[i]) end
 end
-${FETCH_NEXT}local function markLast(taken, ready, prefix, tenant)
-  if waiting(prefix) or redis.call('ZCARD', prefix .. 'delayed') > 0 then return taken end
+${FETCH_NEXT}-- A job taken was its partition's last one waiting when nothing is left in wait either,
+-- given what fetchNext learnt (jobs left in prioritized, delayed jobs left; nil for a job
+-- that BullMQ's own moveToFinished took: then Redis is asked). The paused list is not
+-- asked after fetchNext: BullMQ 6 leaves it empty, and a paused partition gives no job.
+local function markLast(taken, prioritizedLeft, delayedLeft, ready, prefix, tenant)
+  if prioritizedLeft == nil then
+    if waiting(prefix) or redis.call('ZCARD', prefix .. 'delayed') > 0 then return taken end
+  elseif prioritizedLeft or delayedLeft > 0 or redis.call('LLEN', prefix .. 'wait') > 0 then
+    return taken
+  end
   redis.call('ZREM', ready, tenant)
   taken[5] = 1
   return taken
@@ -119,10 +127,9 @@ end
 local function take(ready, activeTenants, finished, a, i)
   local tenant, prefix, now = a[i], a[i + 4], a[i + 5]
   announce(activeTenants, a, i)
-  local taken = fetchNext(prefix .. 'wait', prefix .. 'active', prefix .. 'prioritized',
-    prefix .. 'limiter', prefix .. 'delayed', prefix .. 'meta', prefix .. 'pc', prefix, now,
-    {token = a[i + 6], lockDuration = a[i + 7]}) or {0, 0, 0, 0}
-  if type(taken[1]) == 'table' then return markLast(taken, ready, prefix, tenant) end
+  local taken, prioritizedLeft, delayedLeft = fetchNext(prefix, now, {token = a[i + 6], lockDuration = a[i + 7]})
+  taken = taken or {0, 0, 0, 0}
+  if type(taken[1]) == 'table' then return markLast(taken, prioritizedLeft, delayedLeft, ready, prefix, tenant) end
   settle(ready, prefix, finished, tenant, a[i + 2], tonumber(a[i + 3]))
   return taken
 end
@@ -221,9 +228,9 @@ return {finished, take(KEYS[1], KEYS[2], KEYS[3], ARGV, t)}`;
 const FINISH_NEXT = `${TAKE_FUNCTION}${FINISH}
 local t = 9
 announce(KEYS[2], ARGV, t)
-local finished = finish(ARGV[t + 4], ARGV, 1)
+local finished, prioritizedLeft, delayedLeft = finish(ARGV[t + 4], ARGV, 1)
 if type(finished) == 'table' and type(finished[1]) == 'table' then
-  return markLast(finished, KEYS[1], ARGV[t + 4], ARGV[t])
+  return markLast(finished, prioritizedLeft, delayedLeft, KEYS[1], ARGV[t + 4], ARGV[t])
 end
 if ARGV[4] == '0' then
   if finished == 0 then settleLast(ARGV[t + 4], KEYS[3], ARGV[t], ARGV[t + 2], tonumber(ARGV[t + 3])) end
