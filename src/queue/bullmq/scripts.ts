@@ -82,10 +82,13 @@ local function settle(ready, prefix, finished, tenant, queueJobPrefix, keep)
   return 0
 end
 -- After the job taken as its partition's last one waiting (lastReady: the tenant left the
--- ready index then, and whatever was enqueued since listed it again): retire the
--- partition unless jobs wait in it again.
-local function settleLast(prefix, finished, tenant, queueJobPrefix, keep)
-  if waiting(prefix) then return end
+-- ready index then): retire the partition unless the tenant is listed again. Whatever was
+-- enqueued, retried, recovered or delayed since listed it, so the shard's one hot index
+-- answers for the partition's three lists. (A job added through BullMQ's own API is
+-- listed only by the next marker sweep: retiring before it costs nothing but the events
+-- and moves the completed jobs to the queue's set a little early.)
+local function settleLast(ready, prefix, finished, tenant, queueJobPrefix, keep)
+  if redis.call('ZSCORE', ready, tenant) then return end
   retire(prefix .. 'events', prefix .. 'completed', finished, queueJobPrefix, tenant, keep)
 end
 `;
@@ -212,7 +215,7 @@ if type(finished) == 'number' and finished < 0 then
   return {finished}
 end
 local t = 11
-if ARGV[2] ~= '' then settleLast(ARGV[1], KEYS[3], ARGV[2], ARGV[t + 2], tonumber(ARGV[t + 3])) end
+if ARGV[2] ~= '' then settleLast(KEYS[1], ARGV[1], KEYS[3], ARGV[2], ARGV[t + 2], tonumber(ARGV[t + 3])) end
 return {finished, take(KEYS[1], KEYS[2], KEYS[3], ARGV, t)}`;
 
 /**
@@ -233,7 +236,7 @@ if type(finished) == 'table' and type(finished[1]) == 'table' then
   return markLast(finished, prioritizedLeft, delayedLeft, KEYS[1], ARGV[t + 4], ARGV[t])
 end
 if ARGV[4] == '0' then
-  if finished == 0 then settleLast(ARGV[t + 4], KEYS[3], ARGV[t], ARGV[t + 2], tonumber(ARGV[t + 3])) end
+  if finished == 0 then settleLast(KEYS[1], ARGV[t + 4], KEYS[3], ARGV[t], ARGV[t + 2], tonumber(ARGV[t + 3])) end
 elseif finished == 0 or type(finished) == 'table' then
   settle(KEYS[1], ARGV[t + 4], KEYS[3], ARGV[t], ARGV[t + 2], tonumber(ARGV[t + 3]))
 end
