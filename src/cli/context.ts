@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import pino from 'pino';
-import { DatabaseConnectionError, FleetError } from '../reporting/errors.js';
+import { ConfigError, DatabaseConnectionError, FleetError } from '../reporting/errors.js';
 import { createLogger, type Logger } from '../reporting/logger.js';
 import { redactJsonText, redactUrl } from '../reporting/redact.js';
 import type { OrgRegistry } from '../tenancy/registry/org-registry.js';
@@ -67,8 +67,17 @@ export function cliLogger(
   });
 }
 
-/** Opens the registry the configuration names and makes sure its table exists. */
-export async function openRegistry(config: FleetConfig, logger: Logger): Promise<OrgRegistry> {
+/**
+ * Opens the registry the configuration names and makes sure its table exists: creates it,
+ * or with `create: false` (a command that only reads or changes orgs already there)
+ * refuses a database without it, which is most likely a mistyped URL, with a
+ * {@link ConfigError}, creating nothing there.
+ */
+export async function openRegistry(
+  config: FleetConfig,
+  logger: Logger,
+  { create = true }: { create?: boolean } = {},
+): Promise<OrgRegistry> {
   // Loaded on demand: `--help` and usage errors should not pay for every database driver.
   const { OrgRegistry } = await import('../tenancy/registry/org-registry.js');
   const url = requireRegistryUrl(config);
@@ -92,7 +101,12 @@ export async function openRegistry(config: FleetConfig, logger: Logger): Promise
   }
   try {
     // The first query: a registry that opens lazily shows here that its server is away.
-    await deadline(registry.migrate(), PREFLIGHT_TIMEOUT_MS * 2, timeout);
+    if (create) await deadline(registry.migrate(), PREFLIGHT_TIMEOUT_MS * 2, timeout);
+    else if (!(await deadline(registry.isMigrated(), PREFLIGHT_TIMEOUT_MS, timeout)))
+      throw new ConfigError(
+        'registryUrl',
+        `Expected the tenant registry (table fleet_orgs) in ${redactUrl(url)}, got a database without it: check --registry-url, FLEET_REGISTRY_URL or \`registryUrl\` in the config, or create it with \`tenant-fleet orgs add\` or \`tenant-fleet migrate\``,
+      );
   } catch (err) {
     await registry.close().catch(() => {});
     if (passOn(err)) throw err;

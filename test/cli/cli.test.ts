@@ -9,7 +9,9 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from '../../src/tenancy/drivers/index.js';
+import { OrgRegistry } from '../../src/tenancy/registry/org-registry.js';
 import { deletePrefix } from '../queue/engines.js';
+import { postgresCase, sqliteCase } from '../support/databases.js';
 import { REDIS_URL, tempDir, uniqueName } from '../support/services.js';
 import { until } from '../support/wait.js';
 import { ROOT, runCli, startCli } from './support.js';
@@ -96,10 +98,34 @@ describe('help and usage errors', () => {
       expect(run.stderr).toMatch(/unknown key `maxConections`/);
       // The same file read through --config, with a valid value, works.
       writeFileSync(join(cwd, 'other.json'), JSON.stringify({ registryUrl, logLevel: 'warn' }));
-      run = await runCli(['--config', 'other.json', 'orgs', 'list'], { cwd });
+      run = await runCli(['--config', 'other.json', 'config'], { cwd });
       expect(run.code).toBe(0);
+      expect(run.stdout).toMatch(/"logLevel":\s*"warn"/);
     } finally {
       rmSync(cwd, { recursive: true, force: true });
+    }
+  });
+
+  it('orgs list on a database without the registry table (a mistyped URL) exits 2 and creates nothing there', async () => {
+    for (const store of [postgresCase(), sqliteCase()]) {
+      const empty = await store.createStore();
+      try {
+        const run = await runCli(['orgs', 'list'], { env: { ...env, FLEET_REGISTRY_URL: empty.url } });
+        expect(run.code).toBe(2);
+        expect(run.stderr).toMatch(
+          /Expected the tenant registry \(table fleet_orgs\) in .*got a database without it/,
+        );
+        expect(run.stderr).toMatch(/tenant-fleet migrate/);
+        const check = await OrgRegistry.open(empty.url);
+        try {
+          expect(await check.isMigrated()).toBe(false);
+        } finally {
+          await check.close();
+        }
+      } finally {
+        await empty.drop();
+        await store.close();
+      }
     }
   });
 

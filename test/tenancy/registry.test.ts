@@ -84,11 +84,15 @@ describe.each(cases)('OrgRegistry on a %s registry', (_name, makeCase) => {
     await dbCase.close();
   });
 
-  it('migrates a fresh store when several processes migrate at once, and again idempotently', async () => {
+  it('migrates a fresh store when several processes migrate at once, and again idempotently; isMigrated tells before and after', async () => {
     const fresh = await dbCase.createStore();
     const registries = await Promise.all([1, 2, 3].map(() => OrgRegistry.open(fresh.url)));
     try {
+      // isMigrated reads: it says no on a fresh store, and no again, creating nothing.
+      expect(await registries[0]!.isMigrated()).toBe(false);
+      expect(await registries[1]!.isMigrated()).toBe(false);
       await Promise.all(registries.map((r) => r.migrate()));
+      expect(await registries[1]!.isMigrated()).toBe(true);
       await registries[0]!.migrate();
       expect(await registries[1]!.count()).toBe(0);
       const org = await registries[2]!.add({ slug: slug(), ...storage() });

@@ -22,13 +22,18 @@ interface OrgFlags {
   json?: boolean;
 }
 
-/** Runs `fn` with the registry the command's configuration names, then closes it. */
+/**
+ * Runs `fn` with the registry the command's configuration names, then closes it. Only
+ * `create` (orgs add) makes the registry's table where it is missing: the other commands
+ * act on orgs that must already be there (openRegistry).
+ */
 async function withRegistry<T>(
   command: Command,
   fn: (registry: Awaited<ReturnType<typeof openRegistry>>) => Promise<T>,
+  { create = false }: { create?: boolean } = {},
 ): Promise<T> {
   const config = await configFor(command);
-  const registry = await openRegistry(config, cliLogger(config));
+  const registry = await openRegistry(config, cliLogger(config), { create });
   try {
     return await fn(registry);
   } finally {
@@ -76,33 +81,43 @@ export function orgsCommand(): Command {
     .option('--provision', 'also create its schema or database')
     .option('--json', 'print the org as JSON')
     .action(async (slug: string, flags: OrgFlags, command: Command) => {
-      await withRegistry(command, async (registry) => {
-        const input: OrgInput = {
-          slug,
-          ...(flags.mode ? { storageMode: flags.mode } : {}),
-          ...(flags.databaseUrl ? { databaseUrl: flags.databaseUrl } : {}),
-          ...(flags.schema ? { schemaName: flags.schema } : {}),
-          ...(flags.weight ? { weight: flags.weight } : {}),
-          ...(flags.maxConcurrency !== undefined ? { maxConcurrency: noneAsNull(flags.maxConcurrency) } : {}),
-          ...(flags.maxConnections !== undefined ? { maxConnections: noneAsNull(flags.maxConnections) } : {}),
-          ...(flags.inactive ? { active: false } : {}),
-        };
-        const org = await registry.add(input);
-        output(org, flags.json);
-        if (flags.provision) {
-          const result = await registry.provision(slug).catch((err: unknown) => {
-            // The org stays registered: say so, and how to finish or undo it.
-            const what = org.storageMode === 'schema' ? 'schema' : 'database';
-            const why = err instanceof Error ? err.message : String(err);
-            throw new Error(
-              `tenant ${slug} is registered but its ${what} was not created (${why}): run \`tenant-fleet provision ${slug}\` once its database server answers, or \`tenant-fleet orgs remove ${slug}\``,
-              { cause: err },
-            );
-          });
-          if (!flags.json)
-            print(`provisioned ${result.storageMode} ${result.target}${result.created ? '' : ' (existed)'}`);
-        }
-      });
+      await withRegistry(
+        command,
+        async (registry) => {
+          const input: OrgInput = {
+            slug,
+            ...(flags.mode ? { storageMode: flags.mode } : {}),
+            ...(flags.databaseUrl ? { databaseUrl: flags.databaseUrl } : {}),
+            ...(flags.schema ? { schemaName: flags.schema } : {}),
+            ...(flags.weight ? { weight: flags.weight } : {}),
+            ...(flags.maxConcurrency !== undefined
+              ? { maxConcurrency: noneAsNull(flags.maxConcurrency) }
+              : {}),
+            ...(flags.maxConnections !== undefined
+              ? { maxConnections: noneAsNull(flags.maxConnections) }
+              : {}),
+            ...(flags.inactive ? { active: false } : {}),
+          };
+          const org = await registry.add(input);
+          output(org, flags.json);
+          if (flags.provision) {
+            const result = await registry.provision(slug).catch((err: unknown) => {
+              // The org stays registered: say so, and how to finish or undo it.
+              const what = org.storageMode === 'schema' ? 'schema' : 'database';
+              const why = err instanceof Error ? err.message : String(err);
+              throw new Error(
+                `tenant ${slug} is registered but its ${what} was not created (${why}): run \`tenant-fleet provision ${slug}\` once its database server answers, or \`tenant-fleet orgs remove ${slug}\``,
+                { cause: err },
+              );
+            });
+            if (!flags.json)
+              print(
+                `provisioned ${result.storageMode} ${result.target}${result.created ? '' : ' (existed)'}`,
+              );
+          }
+        },
+        { create: true },
+      );
     });
 
   orgs

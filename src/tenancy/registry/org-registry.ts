@@ -5,7 +5,6 @@ import {
   UnknownTenantError,
   ValidationError,
 } from '../../reporting/errors.js';
-
 import { databaseKindOf } from '../drivers/driver.js';
 import type { DatabaseKind, RawConnection } from '../drivers/index.js';
 import {
@@ -109,9 +108,8 @@ export class OrgRegistry implements AsyncDisposable {
    * message) when the database cannot be reached: bad host, refused, no such database.
    */
   static async open(url: string, options: OrgRegistryOptions = {}): Promise<OrgRegistry> {
-    if (typeof url !== 'string') {
+    if (typeof url !== 'string')
       throw new ConfigError('url', `Expected the registry URL to be a string, got ${describe(url)}`);
-    }
     const kind = databaseKindOf(url);
     const registry = new OrgRegistry(url, kind, resolveOrgRegistryOptions(options));
     try {
@@ -132,6 +130,11 @@ export class OrgRegistry implements AsyncDisposable {
   async migrate(): Promise<void> {
     await this.#run((conn) => this.#dialect.migrate(conn));
     this.#options.logger.info({ kind: this.kind, table: ORGS_TABLE }, 'registry migrated');
+  }
+
+  /** Whether `fleet_orgs` exists (a read: it creates nothing, unlike {@link migrate}). */
+  async isMigrated(): Promise<boolean> {
+    return (await this.#run((conn) => conn.query(this.#dialect.findTable))).length > 0;
   }
 
   /**

@@ -47,6 +47,8 @@ export interface Dialect {
    * safe when two processes run it at once.
    */
   migrate(conn: RawConnection): Promise<void>;
+  /** SQL whose one row, if any, says `fleet_orgs` exists (where unqualified names resolve). */
+  readonly findTable: string;
   /** True when `err` is a unique violation (the slug or the schema name). */
   isDuplicateKey(err: unknown): boolean;
 }
@@ -124,6 +126,7 @@ const postgres: Dialect = {
       throw err;
     }
   },
+  findTable: `SELECT 1 WHERE to_regclass('${ORGS_TABLE}') IS NOT NULL`,
   // unique_violation
   isDuplicateKey: (err) => errorCode(err) === '23505',
 };
@@ -155,6 +158,7 @@ const mysql: Dialect = {
       throw err;
     }
   },
+  findTable: `SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '${ORGS_TABLE}'`,
   isDuplicateKey: (err) => errorCode(err) === 'ER_DUP_ENTRY',
 };
 
@@ -179,6 +183,7 @@ const sqlite: Dialect = {
       throw err;
     }
   },
+  findTable: `SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '${ORGS_TABLE}'`,
   isDuplicateKey: (err) => {
     const code = errorCode(err);
     return code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === 'SQLITE_CONSTRAINT_UNIQUE';
