@@ -3,11 +3,14 @@
  * and the environment; a logger writing to standard error (standard output is for the
  * command's own output); and the registry.
  */
+
+import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import pino from 'pino';
 import { ConfigError, DatabaseConnectionError, FleetError } from '../reporting/errors.js';
 import { createLogger, type Logger } from '../reporting/logger.js';
 import { redactJsonText, redactUrl } from '../reporting/redact.js';
+import { databaseKindOf, sqlitePath } from '../tenancy/drivers/driver.js';
 import type { OrgRegistry } from '../tenancy/registry/org-registry.js';
 import { type FleetConfig, type LoadConfigOptions, loadConfig, requireRegistryUrl } from './config/config.js';
 import { deadline, PREFLIGHT_TIMEOUT_MS, ServiceUnreachableError } from './process/preflight.js';
@@ -70,8 +73,8 @@ export function cliLogger(
 /**
  * Opens the registry the configuration names and makes sure its table exists: creates it,
  * or with `create: false` (a command that only reads or changes orgs already there)
- * refuses a database without it, which is most likely a mistyped URL, with a
- * {@link ConfigError}, creating nothing there.
+ * refuses a database without it (or a SQLite file that is not there), which is most
+ * likely a mistyped URL, with a {@link ConfigError}, creating nothing.
  */
 export async function openRegistry(
   config: FleetConfig,
@@ -92,6 +95,16 @@ export async function openRegistry(
     );
   const passOn = (err: unknown) => err instanceof FleetError && !(err instanceof DatabaseConnectionError);
   const timeout = `no answer within ${PREFLIGHT_TIMEOUT_MS} ms`;
+  const noRegistry = (got: string) =>
+    new ConfigError(
+      'registryUrl',
+      `Expected the tenant registry (table fleet_orgs) in ${redactUrl(url)}, got ${got}: check --registry-url, FLEET_REGISTRY_URL or \`registryUrl\` in the config, or create the registry with \`tenant-fleet orgs add <slug>\``,
+    );
+  // Opening a SQLite file that is not there would create it.
+  if (!create && databaseKindOf(url) === 'sqlite') {
+    const path = sqlitePath(url);
+    if (path !== ':memory:' && !existsSync(path)) throw noRegistry('no such file');
+  }
   let registry: OrgRegistry;
   try {
     registry = await deadline(OrgRegistry.open(url, { logger }), PREFLIGHT_TIMEOUT_MS, timeout);
@@ -103,10 +116,7 @@ export async function openRegistry(
     // The first query: a registry that opens lazily shows here that its server is away.
     if (create) await deadline(registry.migrate(), PREFLIGHT_TIMEOUT_MS * 2, timeout);
     else if (!(await deadline(registry.isMigrated(), PREFLIGHT_TIMEOUT_MS, timeout)))
-      throw new ConfigError(
-        'registryUrl',
-        `Expected the tenant registry (table fleet_orgs) in ${redactUrl(url)}, got a database without it: check --registry-url, FLEET_REGISTRY_URL or \`registryUrl\` in the config, or create it with \`tenant-fleet orgs add\` or \`tenant-fleet migrate\``,
-      );
+      throw noRegistry('a database without it');
   } catch (err) {
     await registry.close().catch(() => {});
     if (passOn(err)) throw err;

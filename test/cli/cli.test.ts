@@ -107,26 +107,41 @@ describe('help and usage errors', () => {
   });
 
   it('orgs list on a database without the registry table (a mistyped URL) exits 2 and creates nothing there', async () => {
-    for (const store of [postgresCase(), sqliteCase()]) {
-      const empty = await store.createStore();
+    for (const makeCase of [postgresCase, sqliteCase]) {
+      const store = makeCase();
       try {
-        const run = await runCli(['orgs', 'list'], { env: { ...env, FLEET_REGISTRY_URL: empty.url } });
-        expect(run.code).toBe(2);
-        expect(run.stderr).toMatch(
-          /Expected the tenant registry \(table fleet_orgs\) in .*got a database without it/,
-        );
-        expect(run.stderr).toMatch(/tenant-fleet migrate/);
-        const check = await OrgRegistry.open(empty.url);
+        const empty = await store.createStore();
         try {
-          expect(await check.isMigrated()).toBe(false);
+          // The database is there (a SQLite store is a file only once opened), empty.
+          await (await connect(empty.url)).close();
+          // A password in the URL stays out of the message.
+          const url = empty.url.replace('postgres://postgres@', 'postgres://postgres:s3cret@');
+          const run = await runCli(['orgs', 'list'], { env: { ...env, FLEET_REGISTRY_URL: url } });
+          expect(run.code).toBe(2);
+          expect(run.stderr).toMatch(
+            /Expected the tenant registry \(table fleet_orgs\) in .*got a database without it/,
+          );
+          expect(run.stderr).toMatch(/tenant-fleet orgs add/);
+          expect(run.stderr).not.toContain('s3cret');
+          const check = await OrgRegistry.open(empty.url);
+          try {
+            expect(await check.isMigrated()).toBe(false);
+          } finally {
+            await check.close();
+          }
         } finally {
-          await check.close();
+          await empty.drop();
         }
       } finally {
-        await empty.drop();
         await store.close();
       }
     }
+    // A SQLite file that is not there is not created.
+    const missing = join(dir, 'no-such-dir', 'registry.db');
+    const run = await runCli(['orgs', 'list'], { env: { ...env, FLEET_REGISTRY_URL: `sqlite:${missing}` } });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/Expected the tenant registry \(table fleet_orgs\) in .*got no such file/);
+    expect(existsSync(missing)).toBe(false);
   });
 
   it('exits 2 when no registry is configured', async () => {

@@ -87,12 +87,14 @@ describe('BullMQ engine: its own job moves against BullMQ’s', { timeout: 60_00
     );
     const bull = partitionQueue(queue);
     const ids: string[] = [];
+    const lastReady: (boolean | undefined)[] = [];
     // The partition's completed set while its last job runs (once idle, the partition
     // hands its completed jobs to the queue's own set: scripts.ts RETIRE).
     let completedBeforeLast: string[] = [];
     let job = await engine.fetch(queue, 'acme', 'w', LOCK);
     while (job !== null) {
       ids.push(job.id);
+      lastReady.push(job.lastReady);
       if (ids.length === 5) completedBeforeLast = await redis.zrange(bull.toKey('completed'), 0, -1);
       job = await engine.complete(
         job,
@@ -103,6 +105,8 @@ describe('BullMQ engine: its own job moves against BullMQ’s', { timeout: 60_00
       );
     }
     expect(ids).toHaveLength(5);
+    // Prioritised jobs left after a take: not the last; the fifth is.
+    expect(lastReady).toEqual([false, false, false, false, true]);
     const rawKey = (name: string) => `${rawPrefix}:raw:${name}`;
     const fleetKey = (name: string) => bull.toKey(name);
 
@@ -190,7 +194,15 @@ describe('BullMQ engine: its own job moves against BullMQ’s', { timeout: 60_00
     const third = await engine.complete(second!, null, fetchNext);
     expect([third?.data, third?.lastReady]).toEqual(['third', true]);
     expect(await engine.complete(third!, null, fetchNext)).toBeNull();
-    expect(await engine.counts(queue, 'acme')).toMatchObject({ waiting: 0, active: 0, completed: 3 });
+    // BullMQ's moveToFinished takes the partition's last job: marked last all the same.
+    await bull.add('n', 'dedup-2', { deduplication: { id: 'd2' } });
+    await engine.enqueue(queue, { tenant: 'acme', name: 'n', data: 'fourth' });
+    const fifth = await engine.fetch(queue, 'acme', 'w', LOCK);
+    expect([fifth?.data, fifth?.lastReady]).toEqual(['dedup-2', false]);
+    const fourth = await engine.complete(fifth!, null, fetchNext);
+    expect([fourth?.data, fourth?.lastReady]).toEqual(['fourth', true]);
+    expect(await engine.complete(fourth!, null, fetchNext)).toBeNull();
+    expect(await engine.counts(queue, 'acme')).toMatchObject({ waiting: 0, active: 0, completed: 5 });
   });
 
   it('refuses a completion whose lock is not the caller’s, as BullMQ does, and keeps the job', async () => {

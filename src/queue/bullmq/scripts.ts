@@ -82,11 +82,13 @@ local function settle(ready, prefix, finished, tenant, queueJobPrefix, keep)
   return 0
 end
 -- After the job taken as its partition's last one waiting (lastReady: the tenant left the
--- ready index then): retire the partition unless the tenant is listed again. Whatever was
--- enqueued, retried, recovered or delayed since listed it, so the shard's one hot index
--- answers for the partition's three lists. (A job added through BullMQ's own API is
--- listed only by the next marker sweep: retiring before it costs nothing but the events
--- and moves the completed jobs to the queue's set a little early.)
+-- ready index then): retire the partition unless the tenant is listed again, one lookup
+-- of the shard's hot index where the partition's three cold lists were asked. An enqueue
+-- lists the tenant in the same step as its job; a retry or a stalled job's recovery one
+-- round trip later, a job added through BullMQ's own API (or requeued by its
+-- moveToFinished) at the next marker sweep. Retiring in such a gap only drops the events
+-- and hands the completed jobs to the queue's set early: nothing that waits is touched.
+-- A tenant listed for a delayed job alone retires later (its settle, or RECONCILE).
 local function settleLast(ready, prefix, finished, tenant, queueJobPrefix, keep)
   if redis.call('ZSCORE', ready, tenant) then return end
   retire(prefix .. 'events', prefix .. 'completed', finished, queueJobPrefix, tenant, keep)
@@ -116,7 +118,8 @@ end
 ${FETCH_NEXT}-- A job taken was its partition's last one waiting when nothing is left in wait either,
 -- given what fetchNext learnt (jobs left in prioritized, delayed jobs left; nil for a job
 -- that BullMQ's own moveToFinished took: then Redis is asked). The paused list is not
--- asked after fetchNext: BullMQ 6 leaves it empty, and a paused partition gives no job.
+-- asked after fetchNext: BullMQ 6 adds no job to it (only an older BullMQ's pause left
+-- jobs there, which a resume moves back), and fetchNext takes none from it either.
 local function markLast(taken, prioritizedLeft, delayedLeft, ready, prefix, tenant)
   if prioritizedLeft == nil then
     if waiting(prefix) or redis.call('ZCARD', prefix .. 'delayed') > 0 then return taken end

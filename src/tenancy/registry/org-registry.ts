@@ -134,7 +134,7 @@ export class OrgRegistry implements AsyncDisposable {
 
   /** Whether `fleet_orgs` exists (a read: it creates nothing, unlike {@link migrate}). */
   async isMigrated(): Promise<boolean> {
-    return (await this.#run((conn) => conn.query(this.#dialect.findTable))).length > 0;
+    return (await this.#run((conn) => conn.query(this.#dialect.findTable), true)).length > 0;
   }
 
   /**
