@@ -4,10 +4,16 @@
  */
 import type { QueueEngine } from '../queue/engine.js';
 import { type FleetConfig, requirePgbossUrl } from './config/config.js';
+import { checkRedis } from './process/preflight.js';
 
-/** Opens the configured engine; the caller closes it. */
+/**
+ * Opens the configured engine; the caller closes it. A Redis that does not answer is
+ * reported first, as every command reports it (process/preflight.ts checkRedis), rather
+ * than by the engine's first command failing after its retries.
+ */
 export async function engineFor(config: FleetConfig): Promise<QueueEngine> {
   if (config.engine === 'bullmq') {
+    await checkRedis(config);
     const { BullMqEngine } = await import('../queue/bullmq/bullmq-engine.js');
     return new BullMqEngine({ connection: config.redisUrl, prefix: config.prefix });
   }

@@ -3,7 +3,6 @@ import { Command } from 'commander';
 import { ConfigError } from '../../reporting/errors.js';
 import { configFor, print } from '../context.js';
 import { engineFor } from '../engine-for.js';
-import { checkRedis } from '../process/preflight.js';
 
 /** The `purge` command. */
 export function purgeCommand(): Command {
@@ -26,7 +25,6 @@ export function purgeCommand(): Command {
           "Expected engine 'bullmq' or 'pgboss' to purge from the command line (memory-engine jobs live only in their own process), got 'memory'",
         );
       }
-      await checkRedis(config);
       const engine = await engineFor(config);
       try {
         const tenants = await engine.purge(flags.queue, flags.tenant);

@@ -64,6 +64,9 @@ describe('an unreachable Redis', () => {
     ['worker', '--handlers', './handlers.mjs'],
     ['scheduler'],
     ['migrate', '--dir', '.'],
+    ['status'],
+    ['purge', '--queue', 'reports'],
+    ['dashboard', '--port', '39791'],
   ];
   it.each(commands)('%s … exits 1 naming the redacted URL and what to do', async (...command) => {
     const result = await run([...command, '--redis-url', deadRedis]);
