@@ -75,5 +75,24 @@ function configureAll(command: Command): void {
     .exitOverride()
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({ writeErr: (text) => process.stderr.write(redactUrl(text)) });
+  requireAfterUnknownOptions(command);
   for (const sub of command.commands) configureAll(sub);
+}
+
+// Commander reports a missing required option before an unknown one, so `worker
+// --handler h.ts` got "required option '--handlers <path>' not specified" and never its
+// "(Did you mean --handlers?)". Required options are checked in a preAction hook instead,
+// which runs after the unknown-option check, with Commander's own message.
+function requireAfterUnknownOptions(command: Command): void {
+  const required = command.options.filter((option) => option.mandatory);
+  if (required.length === 0) return;
+  for (const option of required) option.makeOptionMandatory(false);
+  command.hook('preAction', () => {
+    for (const option of required) {
+      if (command.getOptionValue(option.attributeName()) === undefined)
+        command.error(`error: required option '${option.flags}' not specified`, {
+          code: 'commander.missingMandatoryOptionValue',
+        });
+    }
+  });
 }

@@ -189,14 +189,19 @@ export class TenantConnectionError extends FleetError {
 
   constructor(slug: string | null, address: string, options: { cause: unknown }) {
     const cause = options.cause as { code?: unknown; message?: unknown } | undefined;
-    const why = typeof cause?.code === 'string' ? cause.code : 'an error';
+    const code = typeof cause?.code === 'string' ? cause.code : undefined;
+    const message =
+      typeof cause?.message === 'string' && cause.message ? redactUrl(cause.message) : undefined;
+    // The driver's message mostly names its code already (`connect ECONNREFUSED 127.0.0.1:5433`).
+    const why =
+      message === undefined
+        ? (code ?? 'an error')
+        : code === undefined || message.includes(code)
+          ? message
+          : `${code}: ${message}`;
     const who =
       slug === null ? 'the shared schema-mode database' : `tenant ${JSON.stringify(slug)}'s database`;
-    super(
-      'TENANT_CONNECTION',
-      `Expected ${who} at ${address} to accept a connection, got ${why}${typeof cause?.message === 'string' ? `: ${redactUrl(cause.message)}` : ''}`,
-      options,
-    );
+    super('TENANT_CONNECTION', `Expected ${who} at ${address} to accept a connection, got ${why}`, options);
     this.slug = slug;
     this.address = address;
   }

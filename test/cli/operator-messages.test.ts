@@ -74,8 +74,9 @@ describe('prewarm', () => {
 });
 
 describe('orgs add --provision whose database server does not answer', () => {
-  it('says the tenant is registered and how to finish or undo it', async () => {
-    const url = `postgres://postgres:hunter2@127.0.0.1:${await closedPort()}/fleet_unprovisioned`;
+  it('says the tenant is registered and how to finish or undo it; provision then names the tenant and server', async () => {
+    const port = await closedPort();
+    const url = `postgres://postgres:hunter2@127.0.0.1:${port}/fleet_unprovisioned`;
     const add = await runCli(
       ['orgs', 'add', 'later', '--mode', 'database', '--database-url', url, '--provision'],
       {
@@ -87,6 +88,12 @@ describe('orgs add --provision whose database server does not answer', () => {
       /tenant later is registered but its database was not created \(.*ECONNREFUSED.*\): run `tenant-fleet provision later` once its database server answers, or `tenant-fleet orgs remove later`/,
     );
     expect(add.stderr).not.toContain('hunter2');
+    const provision = await runCli(['provision', 'later'], { env });
+    expect(provision.code).toBe(1);
+    expect(provision.stderr).toContain(
+      `error: Expected tenant "later"'s database at 127.0.0.1:${port} to accept a connection, got connect ECONNREFUSED 127.0.0.1:${port}`,
+    );
+    expect(provision.stderr).not.toContain('hunter2');
     const removed = await runCli(['orgs', 'remove', 'later'], { env });
     expect(removed.code, removed.stderr).toBe(0);
   });

@@ -13,6 +13,7 @@ import {
   ClosedError,
   ConfigError,
   SecretResolutionError,
+  TenantConnectionError,
   UnknownTenantError,
   ValidationError,
 } from '../../src/reporting/errors.js';
@@ -374,7 +375,7 @@ describe.each(cases)('OrgRegistry on a %s registry', (_name, makeCase) => {
     }
   }
 
-  it('a tenant server that refuses connections fails provision without showing the password', async () => {
+  it('a tenant server that refuses connections fails provision with a TenantConnectionError naming the tenant and server, not the password', async () => {
     const server = net.createServer().listen(0, '127.0.0.1');
     await once(server, 'listening');
     const { port } = server.address() as net.AddressInfo;
@@ -386,8 +387,11 @@ describe.each(cases)('OrgRegistry on a %s registry', (_name, makeCase) => {
         storageMode: 'database',
         databaseUrl: `${scheme}://app:pw-S3cret-77@127.0.0.1:${port}/tenant`,
       });
-      const err = await rejection(() => registry.provision(org.slug), Error);
-      expect(err.message).toMatch(/ECONNREFUSED/);
+      const err = await rejection(() => registry.provision(org.slug), TenantConnectionError);
+      expect(err.slug).toBe(org.slug);
+      expect(err.message).toBe(
+        `Expected tenant ${JSON.stringify(org.slug)}'s database at 127.0.0.1:${port} to accept a connection, got connect ECONNREFUSED 127.0.0.1:${port}`,
+      );
       for (const text of [err.message, String(err.stack), inspect(err)])
         expect(text).not.toContain('pw-S3cret-77');
     }

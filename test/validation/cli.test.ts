@@ -202,6 +202,11 @@ const ROWS: Record<string, readonly Row[]> = {
   migrate: [
     { argv: ['migrate'], code: 2, message: /required option '--dir <path>' not specified/ },
     {
+      argv: ['migrate', '--dirs', 'm'],
+      code: 2,
+      message: /unknown option '--dirs'\n\(Did you mean --dir\?\)/,
+    },
+    {
       argv: ['migrate', '--dir', '$DIR/migrations', '--concurrency', '0'],
       code: 2,
       message: int('--concurrency', 1, '0'),
@@ -249,6 +254,12 @@ const ROWS: Record<string, readonly Row[]> = {
   ],
   worker: [
     { argv: ['worker'], code: 2, message: /required option '--handlers <path>' not specified/ },
+    // A mistyped required option is named as unknown, with the one meant, not as missing.
+    {
+      argv: ['worker', '--handler', 'h.js'],
+      code: 2,
+      message: /unknown option '--handler'\n\(Did you mean --handlers\?\)/,
+    },
     {
       argv: ['worker', '--handlers', 'h.js', '--concurrency', '0'],
       code: 2,

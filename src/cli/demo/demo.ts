@@ -12,9 +12,10 @@ import { migrateTenants } from '../../scheduler/tenant-migrations.js';
 import { loadConfig } from '../config/config.js';
 import { cliLogger, type GlobalFlags, print } from '../context.js';
 import { cronPattern, integer } from '../parse.js';
+import { checkRedis } from '../process/preflight.js';
 import { waitForShutdown } from '../process/shutdown.js';
-import { deleteRedisPrefix, hasRedisKeys } from './cleanup.js';
 import { type DemoDashboard, startDemoDashboard } from './dashboard.js';
+import { claimDemoPrefix, deleteRedisPrefix } from './redis-prefix.js';
 import { DEMO_TENANTS, demoPaths, NOISY_TENANT, seedDemoTenants, sqliteReadCommand } from './setup.js';
 import { DEMO_QUEUE, DemoStats, demoHandler, enqueueWelcomeJobs, generateTraffic } from './traffic.js';
 
@@ -71,10 +72,12 @@ export function demoCommand(): Command {
         },
       });
       const logger = cliLogger(config, 'warn', 'tenant-fleet-demo');
-      // Keys under the prefix before the demo ran are someone else's (a fleet's, or a demo
-      // run with --keep): then the demo removes nothing at the end.
-      const cleansRedis = config.engine === 'bullmq' && !flags.keep;
-      const prefixInUse = cleansRedis && (await hasRedisKeys(config.redisUrl, config.prefix));
+      // The demo enqueues only under a prefix of its own (never a fleet's, which FLEET_PREFIX
+      // may name), and so may remove every key under it at the end.
+      if (config.engine === 'bullmq') {
+        await checkRedis(config);
+        await claimDemoPrefix(config.redisUrl, config.prefix);
+      }
       const { openFleet } = await import('../open-fleet.js');
       const { startSchedules } = await import('../start-schedules.js');
       const handle = await openFleet(config, logger);
@@ -165,15 +168,12 @@ export function demoCommand(): Command {
         await closeSchedules?.();
         await dashboard?.close();
         if (config.engine === 'pgboss' && !flags.keep) {
+          // The demo's own queue (traffic.ts DEMO_QUEUE), in a schema a fleet may share.
           const purged = await fleet.engine.purge(DEMO_QUEUE).catch(() => []);
           print(`removed the demo's jobs of ${purged.length} tenants from Postgres (--keep leaves them)`);
         }
         await handle.close();
-        if (prefixInUse) {
-          print(
-            `left the keys under ${config.prefix} on Redis: the prefix held keys before the demo started (name a prefix of its own with --prefix to have them removed)`,
-          );
-        } else if (cleansRedis) {
+        if (config.engine === 'bullmq' && !flags.keep) {
           const removed = await deleteRedisPrefix(config.redisUrl, config.prefix);
           print(`removed the demo's ${removed} keys under ${config.prefix} on Redis (--keep leaves them)`);
         }

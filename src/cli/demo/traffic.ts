@@ -10,8 +10,11 @@ import type { FleetWorker } from '../../worker/fleet-worker.js';
 import type { JobHandler } from '../../worker/job-context.js';
 import { DEMO_TABLE, NOISY_TENANT } from './setup.js';
 
-/** The demo's queue. */
-export const DEMO_QUEUE = 'reports';
+/**
+ * The demo's queue: a name of its own, not a fleet's likely `reports`, as the demo may be
+ * pointed at a fleet's Postgres (pg-boss schema) and removes its queue's jobs at exit.
+ */
+export const DEMO_QUEUE = 'tenant-fleet-demo';
 
 /** Writes one row to the tenant's database, after a few milliseconds of "work". */
 export const demoHandler: JobHandler = async (job, ctx) => {

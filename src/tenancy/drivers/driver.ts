@@ -148,6 +148,18 @@ export function sqlitePath(url: string): string {
   return decodeURIComponent(path);
 }
 
+/** Where a database URL points, without its credentials: `host:port`, or a SQLite file. */
+export function addressOf(url: string): string {
+  try {
+    const kind = databaseKindOf(url);
+    if (kind === 'sqlite') return sqlitePath(url);
+    const parsed = new URL(url);
+    return `${parsed.hostname || 'localhost'}:${parsed.port || (kind === 'postgres' ? 5432 : 3306)}`;
+  } catch {
+    return 'an address that does not parse';
+  }
+}
+
 /**
  * Makes a driver error safe to show: its message loses any URL password. The error is
  * rethrown as is otherwise, so callers can still read the server's error code.

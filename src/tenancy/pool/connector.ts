@@ -6,7 +6,7 @@
  */
 
 import { ConfigError, FleetError, TenantConnectionError } from '../../reporting/errors.js';
-import { PREFACE, type RawConnection, sqlitePath } from '../drivers/driver.js';
+import { addressOf, PREFACE, type RawConnection } from '../drivers/driver.js';
 import { connect, databaseKindOf } from '../drivers/index.js';
 import { bindLease, type LeaseTaker } from './fleet-budget/lease.js';
 import type { CloseReason, ConnectionPoolOptions } from './types.js';
@@ -79,18 +79,6 @@ export class PoolConnector {
 /** The server a database URL points at, `host:port` (lower case), or null for a SQLite file. */
 export function serverOf(url: string): string | null {
   return databaseKindOf(url) === 'sqlite' ? null : addressOf(url).toLowerCase();
-}
-
-/** Where a database URL points, without its credentials: `host:port`, or a SQLite file. */
-function addressOf(url: string): string {
-  try {
-    const kind = databaseKindOf(url);
-    if (kind === 'sqlite') return sqlitePath(url);
-    const parsed = new URL(url);
-    return `${parsed.hostname || 'localhost'}:${parsed.port || (kind === 'postgres' ? 5432 : 3306)}`;
-  } catch {
-    return 'an address that does not parse';
-  }
 }
 
 /**

@@ -348,7 +348,7 @@ export class OrgRegistry implements AsyncDisposable {
       return { slug, storageMode: 'schema', kind: this.kind, target, created };
     }
     const url = await this.secrets.resolve(org.databaseUrl as string);
-    const result = await provisionDatabase(url, { connectTimeoutMs: this.#options.connectTimeoutMs });
+    const result = await provisionDatabase(slug, url, { connectTimeoutMs: this.#options.connectTimeoutMs });
     log?.info(
       { slug, kind: result.kind, target: result.target, created: result.created },
       'tenant database provisioned',

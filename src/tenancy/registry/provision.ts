@@ -5,9 +5,15 @@
  */
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { ConfigError, describe, redactUrl } from '../../reporting/errors.js';
+import {
+  ConfigError,
+  describe,
+  FleetError,
+  redactUrl,
+  TenantConnectionError,
+} from '../../reporting/errors.js';
 import type { DatabaseKind } from '../drivers/driver.js';
-import { databaseKindOf, sqlitePath } from '../drivers/driver.js';
+import { addressOf, databaseKindOf, sqlitePath } from '../drivers/driver.js';
 import { type ConnectOptions, connect, type RawConnection } from '../drivers/index.js';
 import { validateSchemaName } from '../org.js';
 import { quoteMysqlIdent, quotePgIdent } from './sql-dialect.js';
@@ -68,12 +74,16 @@ function withPath(url: string, path: string): string {
   return parsed.toString();
 }
 
+/** Runs `fn` on a connection to `url`; failing to connect is the tenant's TenantConnectionError. */
 async function withConnection<T>(
+  slug: string,
   url: string,
   options: ConnectOptions,
   fn: (conn: RawConnection) => Promise<T>,
 ): Promise<T> {
-  const conn = await connect(url, options);
+  const conn = await connect(url, options).catch((err: unknown) => {
+    throw err instanceof FleetError ? err : new TenantConnectionError(slug, addressOf(url), { cause: err });
+  });
   try {
     return await fn(conn);
   } finally {
@@ -81,10 +91,14 @@ async function withConnection<T>(
   }
 }
 
-async function provisionPostgresDatabase(url: string, options: ConnectOptions): Promise<[string, boolean]> {
+async function provisionPostgresDatabase(
+  slug: string,
+  url: string,
+  options: ConnectOptions,
+): Promise<[string, boolean]> {
   const name = databaseName(url, 'postgres');
   // CREATE DATABASE cannot run inside the database it creates: use the maintenance db.
-  return withConnection(withPath(url, '/postgres'), options, async (conn) => {
+  return withConnection(slug, withPath(url, '/postgres'), options, async (conn) => {
     const existing = await conn.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
     if (existing.length > 0) return [name, false];
     try {
@@ -99,9 +113,13 @@ async function provisionPostgresDatabase(url: string, options: ConnectOptions): 
   });
 }
 
-async function provisionMysqlDatabase(url: string, options: ConnectOptions): Promise<[string, boolean]> {
+async function provisionMysqlDatabase(
+  slug: string,
+  url: string,
+  options: ConnectOptions,
+): Promise<[string, boolean]> {
   const name = databaseName(url, 'mysql');
-  return withConnection(withPath(url, ''), options, async (conn) => {
+  return withConnection(slug, withPath(url, ''), options, async (conn) => {
     const existing = await conn.query('SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?', [
       name,
     ]);
@@ -117,7 +135,11 @@ async function provisionMysqlDatabase(url: string, options: ConnectOptions): Pro
   });
 }
 
-async function provisionSqliteFile(url: string, options: ConnectOptions): Promise<[string, boolean]> {
+async function provisionSqliteFile(
+  slug: string,
+  url: string,
+  options: ConnectOptions,
+): Promise<[string, boolean]> {
   const path = sqlitePath(url);
   if (path === ':memory:') {
     throw new ConfigError('databaseUrl', 'Expected a SQLite file path for a tenant database, got ":memory:"');
@@ -132,15 +154,17 @@ async function provisionSqliteFile(url: string, options: ConnectOptions): Promis
     created = false;
   }
   // Opening switches the (empty or existing) file to WAL.
-  await withConnection(url, options, async () => {});
+  await withConnection(slug, url, options, async () => {});
   return [path, created];
 }
 
 /**
  * Creates the database a resolved tenant URL points at, on that URL's server. Throws
- * {@link ConfigError} for an unsupported scheme before connecting anywhere.
+ * {@link ConfigError} for an unsupported scheme before connecting anywhere, and
+ * {@link TenantConnectionError} naming the tenant and the server when it cannot connect.
  */
 export async function provisionDatabase(
+  slug: string,
   resolvedUrl: string,
   options: ConnectOptions,
 ): Promise<{ kind: DatabaseKind; target: string; created: boolean }> {
@@ -153,9 +177,9 @@ export async function provisionDatabase(
   }
   const [target, created] =
     kind === 'postgres'
-      ? await provisionPostgresDatabase(resolvedUrl, options)
+      ? await provisionPostgresDatabase(slug, resolvedUrl, options)
       : kind === 'mysql'
-        ? await provisionMysqlDatabase(resolvedUrl, options)
-        : await provisionSqliteFile(resolvedUrl, options);
+        ? await provisionMysqlDatabase(slug, resolvedUrl, options)
+        : await provisionSqliteFile(slug, resolvedUrl, options);
   return { kind, target, created };
 }

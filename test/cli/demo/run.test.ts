@@ -95,22 +95,20 @@ describe('npm start (tenant-fleet demo)', () => {
       expect(afterSecond.get(slug)!, slug).toBeGreaterThan(afterFirst.get(slug)!);
   });
 
-  it('runs on BullMQ with --engine bullmq', async () => {
+  it('runs on BullMQ with --engine bullmq; --keep leaves its keys, which the next run takes back and removes', async () => {
     const cwd = tempDir('tenant-fleet-demo-bullmq-');
     dirs.push(cwd);
     const prefix = uniqueName('fleetdemo');
+    const args = ['--engine', 'bullmq', '--redis-url', REDIS_URL, '--prefix', prefix];
     try {
-      const out = await runDemoUntilServed(cwd, [
-        '--engine',
-        'bullmq',
-        '--redis-url',
-        REDIS_URL,
-        '--prefix',
-        prefix,
-      ]);
-      expect(out).toMatch(new RegExp(`engine: bullmq \\(prefix ${prefix}\\)`));
+      const kept = await runDemoUntilServed(cwd, [...args, '--keep']);
+      expect(kept).toMatch(new RegExp(`engine: bullmq \\(prefix ${prefix}\\)`));
+      expect(kept).not.toMatch(/removed the demo's/);
+      expect(await keysUnder(prefix)).toBeGreaterThan(0);
       for (const [slug, n] of rowsPerTenant(cwd)) expect(n, slug).toBeGreaterThan(0);
-      // It cleaned up after itself: nothing left under its prefix.
+      // The prefix holds the earlier run's keys, marked as the demo's: the demo runs there
+      // again and cleans up after itself.
+      const out = await runDemoUntilServed(cwd, args);
       expect(out).toMatch(new RegExp(`removed the demo's [1-9]\\d* keys under ${prefix} on Redis`));
       expect(await keysUnder(prefix)).toBe(0);
     } finally {
@@ -118,17 +116,22 @@ describe('npm start (tenant-fleet demo)', () => {
     }
   });
 
-  it("leaves a prefix that held keys before it started (a real fleet's, named by FLEET_PREFIX)", async () => {
+  it("refuses a prefix holding keys it did not write (a real fleet's, named by FLEET_PREFIX), enqueueing nothing", async () => {
     const cwd = tempDir('tenant-fleet-demo-shared-');
     dirs.push(cwd);
     const prefix = uniqueName('fleetreal');
     const redis = new Redis(REDIS_URL);
     try {
       await redis.set(`${prefix}:someone-elses`, 'keep me');
-      const out = await runDemoUntilServed(cwd, ['--engine', 'bullmq', '--redis-url', REDIS_URL], {
-        FLEET_PREFIX: prefix,
+      const demo = startCli(['demo', '--engine', 'bullmq', '--redis-url', REDIS_URL], {
+        cwd,
+        env: { FLEET_PREFIX: prefix },
       });
-      expect(out).toMatch(new RegExp(`left the keys under ${prefix} on Redis`));
+      expect(await demo.exit).toBe(2);
+      expect(demo.stderr()).toContain(
+        `Expected a Redis prefix of the demo's own, got "${prefix}", which holds keys the demo did not write`,
+      );
+      expect(await keysUnder(prefix)).toBe(1);
       expect(await redis.get(`${prefix}:someone-elses`)).toBe('keep me');
     } finally {
       await deletePrefix(prefix);

@@ -151,6 +151,8 @@ describe('errors a caller sees are FleetErrors', () => {
       expect(typed.code).toBe('TENANT_CONNECTION');
       expect(typed.message).toContain(JSON.stringify(slug));
       expect(typed.message).toContain(`127.0.0.1:${port}`);
+      // The driver's message names its code: said once, not "got ECONNREFUSED: connect ECONNREFUSED …".
+      expect(typed.message.match(/ECONNREFUSED/g)).toHaveLength(1);
       expect((typed.cause as { code?: string }).code).toBe('ECONNREFUSED');
       expect(JSON.stringify({ m: typed.message, s: typed.stack, c: String(typed.cause) })).not.toContain(
         secret,
