@@ -1,8 +1,8 @@
 /**
  * What the BullMQ engine leaves in Redis: a waiting job's hash stays compact (listpack),
  * no partition keeps a BullMQ events stream once it has nothing waiting, and a tenant
- * that ran many jobs and went idle keeps under 1 KB, its completed jobs handed over to
- * its logical queue's retention (`keepCompleted` for the whole queue). Sizes are
+ * that ran many jobs and went idle keeps under 1 KB: completed jobs are kept by its logical
+ * queue (`keepCompleted` for the whole queue), not by the partition. Sizes are
  * Redis's own `MEMORY USAGE`, read key by key under the test's prefix.
  */
 import { Redis } from 'ioredis';
@@ -156,6 +156,35 @@ describe('BullMQ engine memory in Redis', () => {
       /:[0-9a-f-]{36}$/.test(key),
     );
     expect(jobHashes).toHaveLength(5);
+  });
+
+  it('keeps completed jobs per logical queue while its partitions are busy, none in a partition', async () => {
+    open(5);
+    const tenants = ['a', 'b', 'c', 'd'];
+    for (const tenant of tenants)
+      await engine.enqueueBulk(
+        'q',
+        Array.from({ length: 6 }, (_, i) => ({ tenant, name: 'n', data: i })),
+      );
+    // Each tenant completes 4 of its 6 jobs as a worker's turn does (fetch-next) and holds
+    // its 5th: every partition still has a job active and one waiting.
+    const next = { fetchNext: { workerId: 'w', lockDurationMs: LOCK } };
+    for (const tenant of tenants) {
+      let job = (await engine.fetch('q', tenant, 'w', LOCK))!;
+      for (let i = 0; i < 4; i++) job = (await engine.complete(job, i, next))!;
+      expect(job.lastReady).toBe(false);
+    }
+    // 16 completed jobs: the queue keeps the newest 5 of them, the partitions none.
+    expect(await redis.zcard(`${prefix}:{q}:finished`)).toBe(5);
+    for (const tenant of tenants) {
+      expect(await redis.exists(`${prefix}:{q}:q.${tenant}:completed`)).toBe(0);
+      expect(await engine.counts('q', tenant)).toMatchObject({ completed: 4, active: 1, waiting: 1 });
+    }
+    const jobHashes = [...(await keysUnder(`${prefix}:{q}:q.*`)).keys()].filter((key) =>
+      /:[0-9a-f-]{36}$/.test(key),
+    );
+    // The 5 kept, and each tenant's active and waiting job.
+    expect(jobHashes).toHaveLength(5 + 2 * tenants.length);
   });
 
   it('retires a partition the stalled sweep finds idle, without an empty fetch', async () => {

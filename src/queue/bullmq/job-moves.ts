@@ -1,9 +1,12 @@
 /**
  * The fleet's own job moves on a partition, in Lua: taking a job into active and
  * completing one, on the job's path. They keep BullMQ's data as BullMQ keeps it (the same
- * keys, job-hash fields, lock, stalled set, retention, metrics and return codes), so that
- * BullMQ's other scripts (enqueue, retry, stalled sweep) and bull-board see no difference.
- * Their arguments are plain strings (jobs/finish.ts builds them), no msgpack.
+ * keys, job-hash fields, lock, stalled set, metrics and return codes), so that
+ * BullMQ's other scripts (enqueue, retry, stalled sweep) and bull-board see no difference
+ * but one: a completed job is kept in its logical queue's `finished` set (of its shard),
+ * not in the partition's `completed` set, so that retention is per queue whatever the
+ * number of tenants busy at once (TRIM_FINISHED); bull-board lists no completed jobs under
+ * a partition. Their arguments are plain strings (jobs/finish.ts builds them), no msgpack.
  *
  * What they leave out is what no part of the fleet uses on a partition, each a Redis call
  * per job in BullMQ's general scripts: the partition's `events` stream (nothing reads it,
@@ -124,6 +127,26 @@ end
 `;
 
 /**
+ * `trimFinished(finished, jobPrefix, keep)`: keeps the newest `keep` completed jobs of a
+ * logical queue's shard in its `finished` set (member `<tenant>:<id>`, scored by finish
+ * time) and deletes the hashes of older ones (`jobPrefix` is the queue's `P:{tag}:Q.`, so
+ * `jobPrefix .. member` is the job's hash). At most 1,000 keys per DEL.
+ */
+export const TRIM_FINISHED = `
+local function trimFinished(finished, jobPrefix, keep)
+  local excess = redis.call('ZCARD', finished) - keep
+  if excess <= 0 then return end
+  local members = redis.call('ZRANGE', finished, 0, excess - 1)
+  for from = 1, #members, 1000 do
+    local hashes = {}
+    for i = from, math.min(from + 999, #members) do hashes[#hashes + 1] = jobPrefix .. members[i] end
+    redis.call('DEL', unpack(hashes))
+  end
+  redis.call('ZREMRANGEBYRANK', finished, 0, excess - 1)
+end
+`;
+
+/**
  * BullMQ's per-minute metrics of finished jobs (its collectMetrics): an exact count in
  * `key`, and one data point per minute in `key:data`, at most `maxPoints`.
  */
@@ -146,15 +169,18 @@ end
 `;
 
 /**
- * `finish(prefix, a, i)`: completes a job of the partition with key prefix `prefix`
- * (`P:{tag}:Q.T:`) as BullMQ's moveToFinished-14 does, replying as it does (0, a negative
- * code, or fetchNext's reply). It reads 8 plain arguments from `a[i]` (no msgpack: ioredis
- * writes a command of strings alone far more cheaply): the job id, now, the result's
- * JSON, '1' to take the partition's next job, the lock token, the next job's lock
- * duration, how many completed jobs the partition keeps, and the metrics' data points
- * ('' for none). A plain completion goes the fleet's way (the header); a job with a
- * parent or a deduplication id goes BullMQ's, with the arguments BullMQ's would be given.
- * Requires FETCH_NEXT before it.
+ * `finish(prefix, a, i, finished, jobPrefix)`: completes a job of the partition with key
+ * prefix `prefix` (`P:{tag}:Q.T:`, the queue's `jobPrefix` then the tenant) as BullMQ's
+ * moveToFinished-14 does, replying as it does (0, a negative code, or fetchNext's reply),
+ * but for where the job is kept: the shard's `finished` set (TRIM_FINISHED). It reads 8
+ * plain arguments from `a[i]` (no msgpack: ioredis writes a command of strings alone far
+ * more cheaply): the job id, now, the result's JSON, '1' to take the partition's next
+ * job, the lock token, the next job's lock duration, how many completed jobs the queue
+ * keeps, and the metrics' data points ('' for none). A plain completion goes the fleet's
+ * way (the header); a job with a parent or a deduplication id goes BullMQ's, with the
+ * arguments BullMQ's would be given (into the partition's `completed` set, which the
+ * partition hands over to `finished` once idle: scripts.ts RETIRE). Requires FETCH_NEXT
+ * and TRIM_FINISHED before it.
  */
 export const FINISH = `${COLLECT_METRICS}
 local function bullMqFinish(KEYS, ARGV)
@@ -179,7 +205,7 @@ local function bullMqCompletion(prefix, a, i)
     idof = false, rdof = false})
   return bullMqFinish(keys, {a[i], a[i + 1], 'returnvalue', a[i + 2], 'completed', a[i + 3], prefix, opts, ''})
 end
-local function finish(prefix, a, i)
+local function finish(prefix, a, i, finished, jobPrefix)
   local id, now, token = a[i], a[i + 1], a[i + 4]
   local jobKey = prefix .. id
   local job = rcall('HMGET', jobKey, 'name', 'parentKey', 'deid', 'atm')
@@ -196,17 +222,11 @@ local function finish(prefix, a, i)
   if keep == 0 then
     removeJobKeys(jobKey)
   else
-    local completed = prefix .. 'completed'
-    rcall('ZADD', completed, now, id)
     -- atm counted as BullMQ's HINCRBY would, in the same write as the result.
     rcall('HSET', jobKey, 'returnvalue', a[i + 2], 'finishedOn', now, 'atm', (tonumber(job[4]) or 0) + 1)
-    if keep > 0 then
-      local old = rcall('ZREVRANGE', completed, keep, -1)
-      if #old > 0 then
-        for _, oldId in ipairs(old) do removeJobKeys(prefix .. oldId) end
-        rcall('ZREMRANGEBYRANK', completed, 0, -(keep + 1))
-      end
-    end
+    -- The member T:id is the job's key after the queue's prefix.
+    rcall('ZADD', finished, now, string.sub(jobKey, #jobPrefix + 1))
+    if keep > 0 then trimFinished(finished, jobPrefix, keep) end
   end
   if a[i + 7] ~= '' then collectMetrics(prefix .. 'metrics:completed', tonumber(a[i + 7]), now) end
   if a[i + 3] == '1' then

@@ -36,7 +36,7 @@ export interface BullMqEngineOptions {
   stalledIntervalMs?: number;
   /** Times a job may lose its lock and be put back before it is failed instead. @default 1 */
   maxStalledCount?: number;
-  /** Completed jobs kept per partition (BullMQ's `removeOnComplete.count`). @default 100 */
+  /** Completed jobs kept per logical queue (per shard; docs/engines.md § Redis memory). @default 100 */
   keepCompleted?: number;
   /** Failed jobs kept per partition, with their error (`removeOnFail.count`). @default 1000 */
   keepFailed?: number;

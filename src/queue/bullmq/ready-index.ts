@@ -57,7 +57,7 @@ function queueJobPrefix(partitionPrefix: string, tenant: string): string {
 export class ReadyIndex {
   readonly #redis: Redis & FleetCommands;
   readonly #layout: KeyLayout;
-  /** Completed jobs each shard of a logical queue keeps of its idle partitions (scripts.ts RETIRE). */
+  /** Completed jobs each shard of a logical queue keeps (job-moves.ts TRIM_FINISHED). */
   readonly #keepCompleted: number;
   readonly #openSubscriber: () => Redis;
   #subscriber: Redis | null = null;
@@ -91,7 +91,7 @@ export class ReadyIndex {
     return this.#layout.activeTenantsKey(queue, this.#layout.shardOf(tenant));
   }
 
-  /** Completed jobs handed over by the idle partitions of the tenant's shard (scripts.ts RETIRE). */
+  /** The completed jobs the tenant's shard of the queue keeps (job-moves.ts TRIM_FINISHED). */
   finishedKey(queue: string, tenant: string): string {
     return this.#layout.finishedKey(queue, this.#layout.shardOf(tenant));
   }

@@ -6,14 +6,14 @@
  *
  * Every key a script touches lies in one shard's hash slot (cluster/key-layout.ts):
  *   P:{T}:ready, P:{T}:active-tenants, P:{T}:finished (ZSET <tenant>:<id> → finish time:
- *   completed jobs of idle partitions), P:{T}:#batch:<id> (HASH total / completed /
+ *   the queue's completed jobs), P:{T}:#batch:<id> (HASH total / completed /
  *   failed), and BullMQ's own P:{T}:Q.<tenant>:wait, :prioritized, :delayed, :active, …
  * so FINISH_AND_TAKE may only join two partitions of one shard. TAKE, FINISH_NEXT and
  * FINISH_AND_TAKE name a partition's keys from its prefix, which carries the shard's tag:
  * the same slot as the keys they declare.
  */
 import type { ChainableCommander, Redis } from 'ioredis';
-import { FETCH_NEXT, FINISH } from './job-moves.js';
+import { FETCH_NEXT, FINISH, TRIM_FINISHED } from './job-moves.js';
 
 /**
  * What a partition gives up once it has nothing waiting, so that an idle tenant costs
@@ -21,14 +21,14 @@ import { FETCH_NEXT, FINISH } from './job-moves.js';
  * - its BullMQ `events` stream, which no part of the fleet reads (the enqueue sets the
  *   partition's `opts.maxLenEvents` to 0, so a busy partition keeps at most one stream
  *   node; this drops the rest);
- * - its completed jobs, handed over to the logical queue's `finished` set (member
- *   `<tenant>:<id>`, scored by finish time), which keeps the newest `keepCompleted` of
- *   the whole queue and deletes the hashes of older ones. So finished-job retention is
- *   bounded per logical queue plus per partition with work, not per tenant ever seen.
- *   Failed jobs stay in their partition (bounded by `keepFailed`), where an operator
- *   retries them from bull-board.
+ * - the completed jobs its `completed` set holds, handed over to the logical queue's
+ *   `finished` set (TRIM_FINISHED, job-moves.ts), where the fleet's own completions put
+ *   them at once: those BullMQ's moveToFinished completed (a job with a parent or a
+ *   deduplication id), or an earlier version of the engine. So finished-job retention is
+ *   bounded per logical queue, not per tenant. Failed jobs stay in their partition
+ *   (bounded by `keepFailed`), where an operator retries them from bull-board.
  */
-const RETIRE = `
+const RETIRE = `${TRIM_FINISHED}
 local function retire(events, completed, finished, jobPrefix, tenant, keep)
   redis.call('DEL', events)
   local done = redis.call('ZRANGE', completed, 0, -1, 'WITHSCORES')
@@ -43,17 +43,7 @@ local function retire(events, completed, finished, jobPrefix, tenant, keep)
     redis.call('ZADD', finished, unpack(entries))
   end
   redis.call('DEL', completed)
-  local excess = redis.call('ZCARD', finished) - keep
-  if excess > 0 then
-    local members = redis.call('ZRANGE', finished, 0, excess - 1)
-    for from = 1, #members, 1000 do
-      local hashes = {}
-      -- jobPrefix is P:Q. and the member T:id, so this is the job hash P:Q.T:id.
-      for i = from, math.min(from + 999, #members) do hashes[#hashes + 1] = jobPrefix .. members[i] end
-      redis.call('DEL', unpack(hashes))
-    end
-    redis.call('ZREMRANGEBYRANK', finished, 0, excess - 1)
-  end
+  trimFinished(finished, jobPrefix, keep)
 end
 `;
 
@@ -213,11 +203,11 @@ return 1`;
  * Replies `{finished}` when finish refused (a negative code), else `{finished, taken}`.
  */
 const FINISH_AND_TAKE = `${TAKE_FUNCTION}${FINISH}
-local finished = finish(ARGV[1], ARGV, 3)
+local t = 11
+local finished = finish(ARGV[1], ARGV, 3, KEYS[3], ARGV[t + 2])
 if type(finished) == 'number' and finished < 0 then
   return {finished}
 end
-local t = 11
 if ARGV[2] ~= '' then settleLast(KEYS[1], ARGV[1], KEYS[3], ARGV[2], ARGV[t + 2], tonumber(ARGV[t + 3])) end
 return {finished, take(KEYS[1], KEYS[2], KEYS[3], ARGV, t)}`;
 
@@ -234,7 +224,7 @@ return {finished, take(KEYS[1], KEYS[2], KEYS[3], ARGV, t)}`;
 const FINISH_NEXT = `${TAKE_FUNCTION}${FINISH}
 local t = 9
 announce(KEYS[2], ARGV, t)
-local finished, prioritizedLeft, delayedLeft = finish(ARGV[t + 4], ARGV, 1)
+local finished, prioritizedLeft, delayedLeft = finish(ARGV[t + 4], ARGV, 1, KEYS[3], ARGV[t + 2])
 if type(finished) == 'table' and type(finished[1]) == 'table' then
   return markLast(finished, prioritizedLeft, delayedLeft, KEYS[1], ARGV[t + 4], ARGV[t])
 end

@@ -13,7 +13,7 @@
  *   P:{Q#s}:Q.T:wait, :active, …   BullMQ's keys of partition `Q.T` (BullMQ prefix `P:{Q#s}`)
  *   P:{Q#s}:ready                  ZSET tenant → epoch ms from which it may have a job ready
  *   P:{Q#s}:active-tenants         ZSET tenant → when a fetch last announced it
- *   P:{Q#s}:finished               ZSET completed jobs (`T:id`) handed over by idle partitions
+ *   P:{Q#s}:finished               ZSET the queue's completed jobs (`T:id`) → finish time
  *   P:{Q#s}:#batch:<id>            HASH total / completed / failed of a batch's jobs in the shard
  *   P:#batch:<id>                  SET of the shard tags a batch has jobs in
  *   P:#ready:Q                     pub/sub channel that wakes the queue's idle workers
@@ -111,7 +111,7 @@ export class KeyLayout {
     return `${this.shardPrefix(queue, shard)}:active-tenants`;
   }
 
-  /** Completed jobs handed over by the shard's idle partitions (scripts.ts RETIRE). */
+  /** The completed jobs the shard of the queue keeps (job-moves.ts TRIM_FINISHED). */
   finishedKey(queue: string, shard: number): string {
     return `${this.shardPrefix(queue, shard)}:finished`;
   }

@@ -21,7 +21,7 @@ export interface FinishSettings {
   layout: KeyLayout;
   /** How long a batch hash lives after its last change. */
   batchTtlMs: number;
-  /** Finished jobs each partition keeps (BullMQ's removeOnComplete / removeOnFail counts). */
+  /** Finished jobs kept: completed per logical queue (job-moves.ts TRIM_FINISHED), failed per partition. */
   keep: { completed: number; failed: number };
 }
 
