@@ -77,7 +77,7 @@ function redactError(err: Error, depth: number, seen: WeakSet<object>): Record<s
   const serialized = pino.stdSerializers.err(err) as unknown as Record<string, unknown>;
   const copy: Record<string, unknown> = {
     type: serialized.type,
-    message: redactUrl(String(serialized.message ?? '')),
+    message: redactUrl(messageWithCauses(err)),
     stack: redactUrl(String(serialized.stack ?? '')),
   };
   for (const [key, item] of Object.entries(serialized)) {
@@ -85,6 +85,22 @@ function redactError(err: Error, depth: number, seen: WeakSet<object>): Record<s
     copy[key] = redactValue(item, depth + 1, seen);
   }
   return copy;
+}
+
+// The message with its causes' (`a: b: c`), as pino's serializer joins them, but a cause an
+// error's message already quotes (TenantConnectionError's "got connect ECONNREFUSED …") is
+// not said twice.
+function messageWithCauses(err: Error): string {
+  let text = err.message;
+  const seen = new Set<unknown>([err]);
+  let cause = err.cause as { message?: unknown; cause?: unknown } | null | undefined;
+  while (typeof cause === 'object' && cause !== null && !seen.has(cause)) {
+    seen.add(cause);
+    const message = typeof cause.message === 'string' ? cause.message : '';
+    if (message && !text.includes(message)) text += `: ${message}`;
+    cause = cause.cause as typeof cause;
+  }
+  return text;
 }
 
 // A last pass over the finished JSON line, for anything a custom serializer produced: each

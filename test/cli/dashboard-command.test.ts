@@ -55,6 +55,15 @@ export default defineHandlers({ reports: async (_job, ctx) => { await ctx.db.que
     expect(run.stderr).toMatch(/FLEET_DASHBOARD_TOKEN/);
   });
 
+  it('status with no worker running says where the queues come from', async () => {
+    const status = await runCli(['status'], { cwd });
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toMatch(/^processes: 0$/m);
+    expect(status.stdout).toMatch(
+      /^queues:\n {2}none reported by a live worker: name one with --queue <name>$/m,
+    );
+  });
+
   it("shows the worker process's snapshot behind the token, and both stop with exit 0", async () => {
     const worker = startCli(['worker', '--handlers', './handlers.mjs', '--no-prewarm'], { cwd });
     const dashboard = startCli(['dashboard', '--port', '0', '--queue', 'reports'], {

@@ -92,6 +92,17 @@ describe('createLogger', () => {
     expect(wrapped!.context).toEqual({ attempt: 2 });
   });
 
+  it("joins a cause's message to the error's once, not when the error's message quotes it", () => {
+    const out = capture();
+    const refused = new Error('connect ECONNREFUSED 127.0.0.1:5999');
+    const quoting = new Error('tenant x: got connect ECONNREFUSED 127.0.0.1:5999', { cause: refused });
+    const outer = new Error('provision failed', { cause: quoting });
+    out.logger.error({ err: outer }, 'failed');
+    expect((out.lines()[0]!.err as { message: string }).message).toBe(
+      'provision failed: tenant x: got connect ECONNREFUSED 127.0.0.1:5999',
+    );
+  });
+
   it('redacts password= parameters and fields named password', () => {
     const out = capture();
     out.logger.info(

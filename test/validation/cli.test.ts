@@ -150,6 +150,12 @@ const ROWS: Record<string, readonly Row[]> = {
       message: /Expected `databaseUrl` .* in database mode, got " "/,
     },
     {
+      argv: ['orgs', 'add', 'x3b'],
+      code: 2,
+      message:
+        /Expected --mode database and --database-url <url> on a sqlite registry \(schema mode, the default, needs a Postgres registry\), got neither/,
+    },
+    {
       argv: ['orgs', 'add', 'x4', '--mode', 'schema', '--database-url', 'postgres://h/db'],
       code: 2,
       message: /Expected no `databaseUrl` in schema mode .*, got one/,

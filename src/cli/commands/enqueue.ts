@@ -17,7 +17,7 @@ interface EnqueueFlags {
 /** The `enqueue` command. */
 export function enqueueCommand(): Command {
   return new Command('enqueue')
-    .description("add one job to a tenant's partition of a queue (bullmq engine); prints its id")
+    .description("add one job to a tenant's partition of a queue (bullmq or pgboss engine); prints its id")
     .argument('<queue>', 'the queue, e.g. reports')
     .argument('<tenant>', 'the tenant slug')
     .argument('<name>', 'the job name, e.g. render')

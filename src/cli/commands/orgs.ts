@@ -2,7 +2,7 @@
 
 import { Command, Option } from 'commander';
 import type { QueueEngine } from '../../queue/engine.js';
-import { ConfigError } from '../../reporting/errors.js';
+import { ConfigError, redactUrl, UnknownTenantError, ValidationError } from '../../reporting/errors.js';
 import type { Org, OrgInput, OrgPatch } from '../../tenancy/org.js';
 import { publicOrg } from '../../tenancy/org.js';
 import { cliLogger, configFor, openRegistry, print, printJson } from '../context.js';
@@ -84,9 +84,17 @@ export function orgsCommand(): Command {
       await withRegistry(
         command,
         async (registry) => {
+          // The mode meant: --database-url names a database of the tenant's own, --schema a
+          // schema; with neither, schema mode, the default, which needs a Postgres registry.
+          const mode = flags.mode ?? (flags.databaseUrl ? 'database' : flags.schema ? 'schema' : undefined);
+          if (mode === undefined && registry.kind !== 'postgres')
+            throw new ConfigError(
+              'mode',
+              `Expected --mode database and --database-url <url> on a ${registry.kind} registry (schema mode, the default, needs a Postgres registry), got neither`,
+            );
           const input: OrgInput = {
             slug,
-            ...(flags.mode ? { storageMode: flags.mode } : {}),
+            ...(mode ? { storageMode: mode } : {}),
             ...(flags.databaseUrl ? { databaseUrl: flags.databaseUrl } : {}),
             ...(flags.schema ? { schemaName: flags.schema } : {}),
             ...(flags.weight ? { weight: flags.weight } : {}),
@@ -182,7 +190,7 @@ export function orgsCommand(): Command {
     .command('remove')
     .description("remove a tenant's row from the registry (its schema or database is kept)")
     .argument('<slug>', 'the tenant slug')
-    .option('--purge-jobs', 'also remove its jobs from every queue (bullmq engine)')
+    .option('--purge-jobs', 'also remove its jobs from every queue (bullmq or pgboss engine)')
     .option('--json', 'print the removed org (and the purged queues) as JSON')
     .addHelpText(
       'after',
@@ -250,13 +258,36 @@ export function provisionCommand(): Command {
             after = page[page.length - 1]!.slug;
           }
         }
+        // Every tenant is tried: one whose server does not answer is reported (a `failed`
+        // line, as prewarm's) and the command exits 1 after the others.
+        let failed = 0;
         for (const slug of targets) {
-          const result = await registry.provision(slug);
+          let result: Awaited<ReturnType<typeof registry.provision>>;
+          try {
+            result = await registry.provision(slug);
+          } catch (err) {
+            // Bad input (a bad or unknown slug, an org's settings) stops the command.
+            if (
+              err instanceof ConfigError ||
+              err instanceof ValidationError ||
+              err instanceof UnknownTenantError
+            )
+              throw err;
+            failed += 1;
+            const error = redactUrl(err instanceof Error ? err.message : String(err));
+            if (flags.json) printJson({ slug, failed: true, error });
+            else print(`failed\t${slug}\t${error}`);
+            continue;
+          }
           if (flags.json) printJson(result);
           else
             print(
               `${slug}\t${result.storageMode}\t${result.kind}\t${result.target}\t${result.created ? 'created' : 'existed'}`,
             );
+        }
+        if (failed > 0) {
+          process.stderr.write(`error: ${failed} of ${targets.length} tenants were not provisioned\n`);
+          process.exitCode = 1;
         }
       });
     });

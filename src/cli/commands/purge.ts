@@ -8,7 +8,7 @@ import { engineFor } from '../engine-for.js';
 export function purgeCommand(): Command {
   return new Command('purge')
     .description(
-      "remove every job of a queue (bullmq engine), or only one tenant's partition of it, whatever its state",
+      "remove every job of a queue (bullmq or pgboss engine), or only one tenant's partition of it, whatever its state",
     )
     .requiredOption('--queue <name>', 'the queue, e.g. reports')
     .option('--tenant <slug>', "only this tenant's jobs")

@@ -71,6 +71,8 @@ export function statusCommand(): Command {
                 : ''),
           );
         print('queues:');
+        // The queues listed are those the live workers report: the engine keeps no list.
+        if (queues.length === 0) print('  none reported by a live worker: name one with --queue <name>');
         for (const q of queues) {
           const totals = page.queues[q];
           const backlog = page.backlog[q]!;

@@ -16,7 +16,14 @@ import { checkRedis } from '../process/preflight.js';
 import { waitForShutdown } from '../process/shutdown.js';
 import { type DemoDashboard, startDemoDashboard } from './dashboard.js';
 import { claimDemoPrefix, deleteRedisPrefix } from './redis-prefix.js';
-import { DEMO_TENANTS, demoPaths, NOISY_TENANT, seedDemoTenants, sqliteReadCommand } from './setup.js';
+import {
+  DEMO_TENANTS,
+  demoPaths,
+  NOISY_TENANT,
+  prepareDemoDir,
+  seedDemoTenants,
+  sqliteReadCommand,
+} from './setup.js';
 import { DEMO_QUEUE, DemoStats, demoHandler, enqueueWelcomeJobs, generateTraffic } from './traffic.js';
 
 interface DemoFlags {
@@ -76,8 +83,14 @@ export function demoCommand(): Command {
       // may name), and so may remove every key under it at the end.
       if (config.engine === 'bullmq') {
         await checkRedis(config);
-        await claimDemoPrefix(config.redisUrl, config.prefix);
+        const source = globals.prefix
+          ? 'from --prefix'
+          : process.env.FLEET_PREFIX
+            ? 'from FLEET_PREFIX'
+            : 'the default';
+        await claimDemoPrefix(config.redisUrl, config.prefix, source);
       }
+      prepareDemoDir(paths);
       const { openFleet } = await import('../open-fleet.js');
       const { startSchedules } = await import('../start-schedules.js');
       const handle = await openFleet(config, logger);
@@ -173,9 +186,15 @@ export function demoCommand(): Command {
           print(`removed the demo's jobs of ${purged.length} tenants from Postgres (--keep leaves them)`);
         }
         await handle.close();
-        if (config.engine === 'bullmq' && !flags.keep) {
-          const removed = await deleteRedisPrefix(config.redisUrl, config.prefix);
-          print(`removed the demo's ${removed} keys under ${config.prefix} on Redis (--keep leaves them)`);
+        if (config.engine === 'bullmq') {
+          if (flags.keep)
+            print(
+              `left the demo's keys under ${config.prefix} on Redis (--keep); the next demo run reuses them`,
+            );
+          else {
+            const removed = await deleteRedisPrefix(config.redisUrl, config.prefix);
+            print(`removed the demo's ${removed} keys under ${config.prefix} on Redis (--keep leaves them)`);
+          }
         }
       }
       print('demo stopped cleanly');

@@ -12,9 +12,9 @@ const MARKER = 'tenant-fleet-demo';
 /**
  * Claims `prefix` for the demo: one with no key, or one an earlier demo marked (its keys
  * kept with --keep), is the demo's. Throws {@link ConfigError} for a prefix holding keys
- * the demo did not write.
+ * the demo did not write, naming where the prefix came from (`source`).
  */
-export async function claimDemoPrefix(url: string, prefix: string): Promise<void> {
+export async function claimDemoPrefix(url: string, prefix: string, source: string): Promise<void> {
   await withRedis(url, async (redis) => {
     const marker = `${prefix}:${MARKER}`;
     if ((await redis.exists(marker)) === 0) {
@@ -26,7 +26,7 @@ export async function claimDemoPrefix(url: string, prefix: string): Promise<void
       if (foreign)
         throw new ConfigError(
           'prefix',
-          `Expected a Redis prefix of the demo's own, got ${JSON.stringify(prefix)}, which holds keys the demo did not write (a fleet's?): name another with --prefix, or unset FLEET_PREFIX`,
+          `Expected a Redis prefix of the demo's own, got ${JSON.stringify(prefix)} (${source}), which holds keys the demo did not write (a fleet's?): name one of its own with --prefix`,
         );
     }
     await redis.set(marker, new Date().toISOString());

@@ -67,20 +67,23 @@ export interface DemoPaths {
   migrationsDir: string;
 }
 
-/** The demo's paths under `dir` (created when missing). */
+/** The demo's paths under `dir` (made by {@link prepareDemoDir}). */
 export function demoPaths(dir: string): DemoPaths {
   const root = resolve(dir);
-  const paths = {
+  return {
     dir: root,
     registryUrl: `sqlite:${join(root, 'registry.db')}`,
     tenantsDir: join(root, 'tenants'),
     migrationsDir: join(root, 'migrations'),
   };
+}
+
+/** Creates the demo's folders and its migration where they are missing. */
+export function prepareDemoDir(paths: DemoPaths): void {
   mkdirSync(paths.tenantsDir, { recursive: true });
   mkdirSync(paths.migrationsDir, { recursive: true });
   const migration = join(paths.migrationsDir, '001_create_report_runs.sql');
   if (!existsSync(migration)) writeFileSync(migration, MIGRATION);
-  return paths;
 }
 
 /** Registers the demo tenants that are missing and provisions each one's SQLite file. */

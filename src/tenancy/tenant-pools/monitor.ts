@@ -56,7 +56,12 @@ export class PoolMonitor {
           return undefined;
         }
         this.counters.connectFailures++;
-        this.#logger.warn({ slug: pool.slug, err: error }, 'tenant connection failed');
+        // The message names tenant, server and cause; the stack (ours, not the server's)
+        // only at debug, as a failed job's.
+        const detail = this.#logger.isLevelEnabled('debug')
+          ? { err: error }
+          : { error: error instanceof Error ? error.message : String(error) };
+        this.#logger.warn({ slug: pool.slug, ...detail }, 'tenant connection failed');
         return this.#breaker.failed(breakerKey(pool), error);
       },
       onOpen: (pool) => this.emit('connection:open', poolInfo(pool)),

@@ -4,7 +4,7 @@
  * in each tenant's own SQLite database) within 30 s, exits 0 on SIGINT, and a second run
  * reuses `.fleet/`. The same on the BullMQ engine.
  */
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Redis } from 'ioredis';
@@ -103,7 +103,7 @@ describe('npm start (tenant-fleet demo)', () => {
     try {
       const kept = await runDemoUntilServed(cwd, [...args, '--keep']);
       expect(kept).toMatch(new RegExp(`engine: bullmq \\(prefix ${prefix}\\)`));
-      expect(kept).not.toMatch(/removed the demo's/);
+      expect(kept).toMatch(new RegExp(`left the demo's keys under ${prefix} on Redis \\(--keep\\)`));
       expect(await keysUnder(prefix)).toBeGreaterThan(0);
       for (const [slug, n] of rowsPerTenant(cwd)) expect(n, slug).toBeGreaterThan(0);
       // The prefix holds the earlier run's keys, marked as the demo's: the demo runs there
@@ -129,8 +129,10 @@ describe('npm start (tenant-fleet demo)', () => {
       });
       expect(await demo.exit).toBe(2);
       expect(demo.stderr()).toContain(
-        `Expected a Redis prefix of the demo's own, got "${prefix}", which holds keys the demo did not write`,
+        `Expected a Redis prefix of the demo's own, got "${prefix}" (from FLEET_PREFIX), which holds keys the demo did not write`,
       );
+      // Nor did it write its files before refusing.
+      expect(existsSync(join(cwd, '.fleet'))).toBe(false);
       expect(await keysUnder(prefix)).toBe(1);
       expect(await redis.get(`${prefix}:someone-elses`)).toBe('keep me');
     } finally {

@@ -85,7 +85,7 @@ describe('prewarm', () => {
       await world.addOrgs([
         { slug: broken, storageMode: 'database', databaseUrl: 'postgres://postgres@127.0.0.1:1/nowhere' },
       ]);
-      const lines: { slug?: string; msg: string }[] = [];
+      const lines: { slug?: string; msg: string; error?: string; err?: unknown }[] = [];
       const destination = new Writable({
         write(chunk, _encoding, done) {
           for (const line of String(chunk).split('\n')) if (line.trim()) lines.push(JSON.parse(line));
@@ -100,9 +100,13 @@ describe('prewarm', () => {
       pools.on('error', (e) => failures.push(e.slug));
       expect(await pools.prewarm()).toMatchObject({ failed: 1 });
       expect(failures).toEqual([broken]);
-      expect(lines.filter((line) => line.slug === broken).map((line) => line.msg)).toEqual([
-        'tenant connection failed',
-      ]);
+      const logged = lines.filter((line) => line.slug === broken);
+      expect(logged.map((line) => line.msg)).toEqual(['tenant connection failed']);
+      // At warn: what failed, the cause said once, no stack.
+      expect(logged[0]!.error).toBe(
+        `Expected tenant ${JSON.stringify(broken)}'s database at 127.0.0.1:1 to accept a connection, got connect ECONNREFUSED 127.0.0.1:1`,
+      );
+      expect(logged[0]!.err).toBeUndefined();
       await pools.close();
     }));
 
