@@ -77,7 +77,7 @@ function redactError(err: Error, depth: number, seen: WeakSet<object>): Record<s
   const serialized = pino.stdSerializers.err(err) as unknown as Record<string, unknown>;
   const copy: Record<string, unknown> = {
     type: serialized.type,
-    message: redactUrl(messageWithCauses(err)),
+    message: messageWithCauses(err),
     stack: redactUrl(String(serialized.stack ?? '')),
   };
   for (const [key, item] of Object.entries(serialized)) {
@@ -87,16 +87,16 @@ function redactError(err: Error, depth: number, seen: WeakSet<object>): Record<s
   return copy;
 }
 
-// The message with its causes' (`a: b: c`), as pino's serializer joins them, but a cause an
-// error's message already quotes (TenantConnectionError's "got connect ECONNREFUSED …") is
-// not said twice.
+// The message with its causes' (`a: b: c`), redacted, as pino's serializer joins them, but
+// a cause an error's message already quotes (TenantConnectionError's "got connect
+// ECONNREFUSED …") is not said twice: compared redacted, as such a message quotes it.
 function messageWithCauses(err: Error): string {
-  let text = err.message;
+  let text = redactUrl(err.message);
   const seen = new Set<unknown>([err]);
   let cause = err.cause as { message?: unknown; cause?: unknown } | null | undefined;
   while (typeof cause === 'object' && cause !== null && !seen.has(cause)) {
     seen.add(cause);
-    const message = typeof cause.message === 'string' ? cause.message : '';
+    const message = typeof cause.message === 'string' ? redactUrl(cause.message) : '';
     if (message && !text.includes(message)) text += `: ${message}`;
     cause = cause.cause as typeof cause;
   }

@@ -187,6 +187,33 @@ describe('BullMQ engine memory in Redis', () => {
     expect(jobHashes).toHaveLength(5 + 2 * tenants.length);
   });
 
+  it("purging a tenant takes its completed jobs out of the queue's set, so a new job of the same id is kept", async () => {
+    open(3);
+    await engine.enqueueBulk('q', [
+      { tenant: 'a', name: 'n', data: 1, jobId: 'same' },
+      { tenant: 'a', name: 'n', data: 2 },
+    ]);
+    await engine.enqueue('q', { tenant: 'b', name: 'n', data: 3 });
+    await runAll('q', 'a');
+    await runAll('q', 'b');
+    expect((await redis.zrange(`${prefix}:{q}:finished`, 0, -1)).sort()).toEqual(
+      expect.arrayContaining(['a:same']),
+    );
+    expect(await engine.purge('q', 'a')).toEqual(['a']);
+    // b's completed job stays; none of a's.
+    const left = await redis.zrange(`${prefix}:{q}:finished`, 0, -1);
+    expect(left).toHaveLength(1);
+    expect(left[0]).toMatch(/^b:/);
+    // The id comes back; completing three more jobs trims the queue's set without touching it.
+    await engine.enqueue('q', { tenant: 'a', name: 'n', data: 'again', jobId: 'same' });
+    await engine.enqueueBulk(
+      'q',
+      Array.from({ length: 3 }, (_, i) => ({ tenant: 'b', name: 'n', data: i })),
+    );
+    await runAll('q', 'b');
+    expect(await engine.getJob('q', 'a', 'same')).toMatchObject({ state: 'waiting', data: 'again' });
+  });
+
   it('retires a partition the stalled sweep finds idle, without an empty fetch', async () => {
     open();
     await engine.enqueueBulk(

@@ -101,6 +101,15 @@ describe('createLogger', () => {
     expect((out.lines()[0]!.err as { message: string }).message).toBe(
       'provision failed: tenant x: got connect ECONNREFUSED 127.0.0.1:5999',
     );
+    // An error quoting its cause redacted (as TenantConnectionError does) quotes it still.
+    const secret = new Error(`cannot open ${URL_WITH_PASSWORD}`);
+    const redacted = new Error(`tenant y: got cannot open ${URL_WITH_PASSWORD.replace(PASSWORD, '***')}`, {
+      cause: secret,
+    });
+    out.logger.error({ err: redacted }, 'failed');
+    expect((out.lines()[1]!.err as { message: string }).message).toBe(
+      `tenant y: got cannot open ${REDACTED}`,
+    );
   });
 
   it('redacts password= parameters and fields named password', () => {

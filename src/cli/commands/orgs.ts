@@ -2,9 +2,18 @@
 
 import { Command, Option } from 'commander';
 import type { QueueEngine } from '../../queue/engine.js';
-import { ConfigError, redactUrl, UnknownTenantError, ValidationError } from '../../reporting/errors.js';
+import {
+  ClosedError,
+  ConfigError,
+  DatabaseConnectionError,
+  redactUrl,
+  UnknownTenantError,
+  ValidationError,
+} from '../../reporting/errors.js';
+import { databaseKindOf } from '../../tenancy/drivers/driver.js';
 import type { Org, OrgInput, OrgPatch } from '../../tenancy/org.js';
 import { publicOrg } from '../../tenancy/org.js';
+import { requireRegistryUrl } from '../config/config.js';
 import { cliLogger, configFor, openRegistry, print, printJson } from '../context.js';
 import { engineFor } from '../engine-for.js';
 import { integer, integerOrNone, noneAsNull, oneOf } from '../parse.js';
@@ -81,17 +90,21 @@ export function orgsCommand(): Command {
     .option('--provision', 'also create its schema or database')
     .option('--json', 'print the org as JSON')
     .action(async (slug: string, flags: OrgFlags, command: Command) => {
+      // The mode meant: --database-url names a database of the tenant's own, --schema a
+      // schema; with neither, schema mode, the default, which needs a Postgres registry
+      // (checked before the registry is opened, which would create it).
+      const mode = flags.mode ?? (flags.databaseUrl ? 'database' : flags.schema ? 'schema' : undefined);
+      if (mode === undefined) {
+        const kind = databaseKindOf(requireRegistryUrl(await configFor(command)));
+        if (kind !== 'postgres')
+          throw new ConfigError(
+            'mode',
+            `Expected --mode database and --database-url <url> on a ${kind} registry (schema mode, the default, needs a Postgres registry), got neither`,
+          );
+      }
       await withRegistry(
         command,
         async (registry) => {
-          // The mode meant: --database-url names a database of the tenant's own, --schema a
-          // schema; with neither, schema mode, the default, which needs a Postgres registry.
-          const mode = flags.mode ?? (flags.databaseUrl ? 'database' : flags.schema ? 'schema' : undefined);
-          if (mode === undefined && registry.kind !== 'postgres')
-            throw new ConfigError(
-              'mode',
-              `Expected --mode database and --database-url <url> on a ${registry.kind} registry (schema mode, the default, needs a Postgres registry), got neither`,
-            );
           const input: OrgInput = {
             slug,
             ...(mode ? { storageMode: mode } : {}),
@@ -266,11 +279,13 @@ export function provisionCommand(): Command {
           try {
             result = await registry.provision(slug);
           } catch (err) {
-            // Bad input (a bad or unknown slug, an org's settings) stops the command.
+            // A slug that is bad or not registered, and a registry that no longer answers,
+            // stop the command; what is the tenant's own (its server, secret, URL) does not.
             if (
-              err instanceof ConfigError ||
               err instanceof ValidationError ||
-              err instanceof UnknownTenantError
+              err instanceof UnknownTenantError ||
+              err instanceof DatabaseConnectionError ||
+              err instanceof ClosedError
             )
               throw err;
             failed += 1;

@@ -130,10 +130,12 @@ end
  * `trimFinished(finished, jobPrefix, keep)`: keeps the newest `keep` completed jobs of a
  * logical queue's shard in its `finished` set (member `<tenant>:<id>`, scored by finish
  * time) and deletes the hashes of older ones (`jobPrefix` is the queue's `P:{tag}:Q.`, so
- * `jobPrefix .. member` is the job's hash). At most 1,000 keys per DEL.
+ * `jobPrefix .. member` is the job's hash). At most 1,000 keys per DEL; a negative `keep`
+ * keeps all.
  */
 export const TRIM_FINISHED = `
 local function trimFinished(finished, jobPrefix, keep)
+  if keep < 0 then return end
   local excess = redis.call('ZCARD', finished) - keep
   if excess <= 0 then return end
   local members = redis.call('ZRANGE', finished, 0, excess - 1)

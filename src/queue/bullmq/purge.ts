@@ -2,7 +2,7 @@
  * Purging partitions on the BullMQ engine: every key of a (queue, tenant) partition is
  * BullMQ's `P:{tag}:Q.T:…` (queue names and slugs hold no `.`, `:`, `{` or glob
  * characters), so a SCAN of every master over that pattern finds them all, jobs in every
- * state included, and the tenant leaves its shard's ready and active-tenants sets.
+ * state included, and the tenant leaves its shard's ready, active-tenants and finished sets.
  */
 import type { Redis } from 'ioredis';
 import { globEscape, type KeyLayout } from './cluster/key-layout.js';
@@ -36,10 +36,28 @@ export async function purgePartitions(
       const active = layout.activeTenantsKey(queue, shard);
       return tenant === null
         ? redis.unlink(ready, active, layout.finishedKey(queue, shard))
-        : redis.multi().zrem(ready, tenant).zrem(active, tenant).exec();
+        : Promise.all([
+            redis.multi().zrem(ready, tenant).zrem(active, tenant).exec(),
+            forgetFinished(redis, layout.finishedKey(queue, shard), tenant),
+          ]);
     }),
   );
   return [...tenants].sort();
+}
+
+/**
+ * Removes `tenant`'s completed jobs (members `T:id`) from its shard's finished set: their
+ * hashes went with the partition, and a member left behind would, once trimmed, delete
+ * the hash of a new job enqueued under the same id.
+ */
+async function forgetFinished(redis: Redis, key: string, tenant: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, entries] = await redis.zscan(key, cursor, 'MATCH', `${globEscape(tenant)}:*`, 'COUNT', 1000);
+    cursor = next;
+    const members = entries.filter((_, i) => i % 2 === 0);
+    if (members.length > 0) await redis.zrem(key, ...members);
+  } while (cursor !== '0');
 }
 
 /**

@@ -58,9 +58,13 @@ export class PoolMonitor {
         this.counters.connectFailures++;
         // The message names tenant, server and cause; the stack (ours, not the server's)
         // only at debug, as a failed job's.
+        const code = (error as { code?: unknown } | null)?.code;
         const detail = this.#logger.isLevelEnabled('debug')
           ? { err: error }
-          : { error: error instanceof Error ? error.message : String(error) };
+          : {
+              error: error instanceof Error ? error.message : String(error),
+              ...(typeof code === 'string' ? { code } : {}),
+            };
         this.#logger.warn({ slug: pool.slug, ...detail }, 'tenant connection failed');
         return this.#breaker.failed(breakerKey(pool), error);
       },

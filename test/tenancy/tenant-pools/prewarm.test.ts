@@ -107,6 +107,7 @@ describe('prewarm', () => {
         `Expected tenant ${JSON.stringify(broken)}'s database at 127.0.0.1:1 to accept a connection, got connect ECONNREFUSED 127.0.0.1:1`,
       );
       expect(logged[0]!.err).toBeUndefined();
+      expect(logged[0]).toMatchObject({ code: 'TENANT_CONNECTION' });
       await pools.close();
     }));
 
