@@ -37,15 +37,15 @@ export interface TenantMigrationOutcome {
 /** A migration file failed on a tenant; earlier files of the run stay applied. */
 export class MigrationFailedError extends FleetError {
   readonly version: number;
+  /** The file's name without `.sql` (`001_create_reports`), as the directory lists it. */
   readonly migration: string;
 
   constructor(migration: Migration, cause: unknown) {
     const message = cause instanceof Error ? cause.message : String(cause);
-    super('MIGRATION_FAILED', `Migration ${migration.version}_${migration.name} failed: ${message}`, {
-      cause,
-    });
+    const label = migration.file?.replace(/\.sql$/, '') ?? `${migration.version}_${migration.name}`;
+    super('MIGRATION_FAILED', `Migration ${label} failed: ${message}`, { cause });
     this.version = migration.version;
-    this.migration = `${migration.version}_${migration.name}`;
+    this.migration = label;
   }
 }
 

@@ -13,6 +13,8 @@ export interface Migration {
   sql: string;
   /** sha256 of the script, hex, so a run can tell when an applied file was edited. */
   checksum: string;
+  /** The file it was read from, as named (`001_create_reports.sql`); set by {@link loadMigrations}. */
+  file?: string;
 }
 
 const FILE_NAME = /^(\d+)_([A-Za-z0-9_-]+)\.sql$/;
@@ -45,7 +47,7 @@ export function loadMigrations(dir: string): Migration[] {
     if (previous) {
       throw new ValidationError(
         'migration',
-        `Expected one migration per version, got version ${version} twice (${previous.name} and ${match[2]})`,
+        `Expected one migration per version, got version ${version} twice (${previous.file} and ${file})`,
       );
     }
     const sql = readFileSync(join(path, file), 'utf8');
@@ -54,6 +56,7 @@ export function loadMigrations(dir: string): Migration[] {
       name: match[2]!,
       sql,
       checksum: createHash('sha256').update(sql).digest('hex'),
+      file,
     });
   }
   return [...byVersion.values()].sort((a, b) => a.version - b.version);

@@ -58,4 +58,13 @@ describe('MigrationFailedError', () => {
     expect(error.migration).toBe('3_add_titles');
     expect(error.cause).toBe(cause);
   });
+
+  it('names a file as the directory lists it, leading zeros kept', () => {
+    const error = new MigrationFailedError(
+      { version: 3, name: 'add_titles', sql: 'CRATE TABLE t ()', checksum: 'x', file: '003_add_titles.sql' },
+      new Error('syntax error'),
+    );
+    expect(error.migration).toBe('003_add_titles');
+    expect(error.message).toBe('Migration 003_add_titles failed: syntax error');
+  });
 });

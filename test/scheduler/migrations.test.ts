@@ -237,12 +237,12 @@ describe('migration files', () => {
       writeFileSync(join(files, '010_b.sql'), 'select 1;');
       writeFileSync(join(files, '2_a.sql'), 'select 1;');
       writeFileSync(join(files, 'README.md'), 'not sql');
-      expect(loadMigrations(files).map((m) => [m.version, m.name])).toEqual([
-        [2, 'a'],
-        [10, 'b'],
+      expect(loadMigrations(files).map((m) => [m.version, m.name, m.file])).toEqual([
+        [2, 'a', '2_a.sql'],
+        [10, 'b', '010_b.sql'],
       ]);
       writeFileSync(join(files, '002_dup.sql'), 'select 1;');
-      expect(() => loadMigrations(files)).toThrow(/version 2 twice/);
+      expect(() => loadMigrations(files)).toThrow(/version 2 twice \(002_dup\.sql and 2_a\.sql\)/);
       rmSync(join(files, '002_dup.sql'));
       writeFileSync(join(files, 'create.sql'), 'select 1;');
       expect(() => loadMigrations(files)).toThrow(/"create.sql"/);
